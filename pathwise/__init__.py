@@ -1,0 +1,17 @@
+"""pathwise: end-to-end policy optimization through backpropagation, in JAX."""
+
+from pathwise import rollout, systems, types
+from pathwise.rollout import batch_rollout
+from pathwise.types import Trajectory, Transition
+
+__version__ = "0.1.0"
+
+
+def enable_x64(enabled: bool = True) -> None:
+    """Switch JAX to float64 (call before creating arrays); the default is float32."""
+    import jax
+
+    jax.config.update("jax_enable_x64", enabled)
+
+
+__all__ = ["Trajectory", "Transition", "batch_rollout", "enable_x64", "rollout", "systems", "types"]

@@ -1,0 +1,113 @@
+"""``lax.scan`` rollouts of a policy through any ``System`` (true or learned).
+
+A policy is a callable ``policy(obs) -> action`` or, when ``policy_noise`` is
+given, ``policy(obs, xi) -> action`` with explicit noise ``xi`` (the
+reparameterization ``a = mu + sigma * xi``). With explicit process noise too, a
+trajectory is a deterministic, differentiable function of its noises.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from pathwise.systems.base import System
+from pathwise.types import Array, PRNGKey, Trajectory
+
+Policy = Callable[..., Array]
+
+
+def rollout(
+    system: System,
+    policy: Policy,
+    state0: Array,
+    horizon: int,
+    *,
+    key: PRNGKey | None = None,
+    noises: Array | None = None,
+    policy_noise: Array | None = None,
+    truncate_every: int = 0,
+    remat: bool = False,
+    stop_at_termination: bool = True,
+) -> Trajectory:
+    """Roll ``policy`` through ``system`` for ``horizon`` steps from ``state0``.
+
+    Args:
+      system: any ``System``.
+      policy: ``policy(obs)`` or, with ``policy_noise``, ``policy(obs, xi)``.
+      state0: initial state (unbatched; ``jax.vmap`` for batches, or ``batch_rollout``).
+      horizon: number of steps (static).
+      key: draws the process noise when the system is stochastic and
+        ``noises`` is not given.
+      noises: explicit process noise, shape ``(horizon, state_dim)``.
+      policy_noise: explicit policy noise, shape ``(horizon, ...)``.
+      truncate_every: if k > 0, ``stop_gradient`` on the carried state every k
+        steps, so gradients flow through at most k steps of dynamics.
+      remat: rematerialize each step in the backward pass (``jax.checkpoint``):
+        memory O(1) per step instead of all intermediates.
+      stop_at_termination: zero the rewards after the first terminal state
+        (``Trajectory.alive``); the dynamics keep running so shapes stay fixed.
+    """
+    state0 = system.check_state(state0)
+    state0 = eqx.error_if(state0, ~jnp.all(jnp.isfinite(state0)), "rollout: the initial state contains NaN or inf.")
+    if noises is None:
+        noises = (
+            system.sample_noise(key, (horizon,))
+            if key is not None and system.stochastic
+            else jnp.zeros((horizon, system.state_dim), state0.dtype)
+        )
+    if noises.shape != (horizon, system.state_dim):
+        raise ValueError(f"rollout: noises must have shape ({horizon}, {system.state_dim}), got {noises.shape}.")
+    use_xi = policy_noise is not None
+    xis = policy_noise if use_xi else jnp.zeros((horizon, 0), state0.dtype)
+    if xis.shape[0] != horizon:
+        raise ValueError(f"rollout: policy_noise must have leading axis {horizon}, got shape {xis.shape}.")
+
+    def step(carry, inputs):
+        state, alive, t = carry
+        zeta, xi = inputs
+        if truncate_every > 0:
+            state = jax.lax.cond(t % truncate_every == 0, jax.lax.stop_gradient, lambda s: s, state)
+        obs = system.observe(state)
+        action = policy(obs, xi) if use_xi else policy(obs)
+        next_state = system.step(state, action, zeta)
+        reward = system.reward(state, action, next_state)
+        done = system.terminated(next_state)
+        out = (state, obs, action, reward * alive, done, alive)
+        next_alive = alive * (1.0 - done.astype(alive.dtype)) if stop_at_termination else alive
+        return (next_state, next_alive, t + 1), out
+
+    if remat:
+        step = jax.checkpoint(step)
+    alive0 = jnp.ones((), jnp.result_type(state0.dtype, jnp.float32))
+    (final, _, _), (states, obs, actions, rewards, dones, alive) = jax.lax.scan(
+        step, (state0, alive0, jnp.zeros((), jnp.int32)), (noises, xis), length=horizon
+    )
+    return Trajectory(states, obs, actions, rewards, noises, xis, dones, alive, final)
+
+
+def batch_rollout(
+    system: System,
+    policy: Policy,
+    key: PRNGKey,
+    batch_size: int,
+    horizon: int,
+    **kwargs: Any,
+) -> Trajectory:
+    """``batch_size`` rollouts from ``system.reset`` states (process noise drawn from ``key``).
+
+    Every array of the returned ``Trajectory`` gets a leading batch axis.
+    """
+    k_reset, k_noise = jax.random.split(key)
+    states0 = jax.vmap(system.reset)(jax.random.split(k_reset, batch_size))
+    noise_keys = jax.random.split(k_noise, batch_size)
+    return jax.vmap(lambda s, k: rollout(system, policy, s, horizon, key=k, **kwargs))(states0, noise_keys)
+
+
+def discounted_return(rewards: Array, gamma: float = 1.0) -> Array:
+    """sum_t gamma^t r_t over the last axis."""
+    discounts = gamma ** jnp.arange(rewards.shape[-1], dtype=rewards.dtype)
+    return (rewards * discounts).sum(axis=-1)

@@ -1,0 +1,174 @@
+"""The ``System`` interface: pure, differentiable dynamics you can backpropagate through.
+
+A system is an immutable ``equinox.Module``. Its numeric constructor parameters
+(gravity, masses, noise scale, ...) are pytree leaves, so a system can be passed
+into ``jax.jit`` and even differentiated with respect to its physics. Shapes and
+discrete structure are class-level constants, static under ``jit``.
+
+Contract (``../DESIGN.md``)::
+
+    s  = sys.reset(key)              # initial state (a flat array for built-ins)
+    s2 = sys.step(s, a)              # deterministic dynamics
+    s2 = sys.step(s, a, noise)       # + additive process noise zeta (reparameterized)
+    r  = sys.reward(s, a)            # scalar reward of the transition from s under a
+    o  = sys.observe(s)              # observation as Gymnasium returns it
+    sys.terminated(s)                # boolean
+
+The process noise is the additive perturbation itself: ``step(s, a, zeta) =
+f(s, a) + zeta``. Draw it with ``sys.sample_noise(key)`` (zero-mean Gaussian
+with standard deviation ``noise_std``); because ``zeta`` is an explicit input,
+a trajectory is a deterministic function of its noise, and the noise of a
+recorded transition can be recovered exactly as ``s' - f(s, a)``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pathwise.types import Array, PRNGKey
+
+
+class System(eqx.Module):
+    """Abstract base of every differentiable system.
+
+    Subclasses set the class constants below and implement ``dynamics``,
+    ``reward``, ``observe``, ``initial_state`` (and ``terminated`` if the task
+    can end early).
+    """
+
+    # Class-level constants (static under jit). Subclasses override.
+    name: ClassVar[str] = "System"
+    gym_id: ClassVar[str | None] = None  # the Gymnasium env this system reproduces
+    state_dim: ClassVar[int] = 0
+    obs_dim: ClassVar[int] = 0
+    action_dim: ClassVar[int] = 1  # continuous: size of the action vector
+    num_actions: ClassVar[int] = 0  # discrete: number of actions (0 = continuous)
+    episode_length: ClassVar[int] = 200  # Gymnasium's TimeLimit
+
+    # -- abstract physics -------------------------------------------------
+    def initial_state(self, key: PRNGKey) -> Array:
+        raise NotImplementedError
+
+    def dynamics(self, state: Array, action: Array) -> Array:
+        """Deterministic part f(s, a) of the transition (``action`` already validated)."""
+        raise NotImplementedError
+
+    def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        raise NotImplementedError
+
+    def observe(self, state: Array) -> Array:
+        raise NotImplementedError
+
+    def terminated(self, state: Array) -> Array:
+        del state
+        return jnp.asarray(False)
+
+    # -- noise -------------------------------------------------------------
+    @property
+    def noise_scale(self) -> Array:
+        """Standard deviation of the process noise, broadcast to the state shape."""
+        return jnp.broadcast_to(jnp.asarray(getattr(self, "noise_std", 0.0)), (self.state_dim,))
+
+    @property
+    def stochastic(self) -> bool:
+        """True when ``noise_std`` is non-zero (checked on concrete values only)."""
+        std = getattr(self, "noise_std", 0.0)
+        if isinstance(std, jax.core.Tracer):
+            return True
+        return bool(np.any(np.asarray(std) != 0))
+
+    def sample_noise(self, key: PRNGKey, shape: tuple[int, ...] = ()) -> Array:
+        """Additive process noise zeta ~ N(0, diag(noise_std^2)) of shape ``shape + (state_dim,)``."""
+        eps = jax.random.normal(key, shape + (self.state_dim,))
+        return eps * self.noise_scale
+
+    # -- the public contract ---------------------------------------------------
+    def reset(self, key: PRNGKey) -> Array:
+        """Initial state, drawn as Gymnasium's ``reset`` draws it."""
+        return self.initial_state(key)
+
+    def step(self, state: Array, action: Array, noise: Array | None = None) -> Array:
+        """Next state ``f(s, a) (+ noise)``; pure and differentiable in ``state`` and ``action``."""
+        state = self.check_state(state)
+        action = self.check_action(action)
+        next_state = self.dynamics(state, action)
+        if noise is not None:
+            noise = jnp.asarray(noise)
+            if noise.shape != (self.state_dim,):
+                raise ValueError(
+                    f"{self.name}.step: noise must have the state's shape ({self.state_dim},), "
+                    f"got {noise.shape}. Draw it with system.sample_noise(key)."
+                )
+            next_state = next_state + noise
+        return next_state
+
+    # -- spaces ---------------------------------------------------------------
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions > 0
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return -np.ones(self.action_dim, np.float32)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.ones(self.action_dim, np.float32)
+
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the Gymnasium observation space (infinite unless overridden)."""
+        inf = np.full(self.obs_dim, np.inf, np.float32)
+        return -inf, inf
+
+    # -- validation -------------------------------------------------------------
+    def check_state(self, state: Array) -> Array:
+        state = jnp.asarray(state)
+        if state.shape != (self.state_dim,):
+            raise ValueError(
+                f"{self.name}: state must have shape ({self.state_dim},), got {state.shape}. "
+                "Use jax.vmap(system.step) for a batch of states."
+            )
+        return state
+
+    def check_action(self, action: Array) -> Array:
+        """Validate an action's shape (trace time) and return it as an array.
+
+        Discrete systems take an integer index (shape ``()``) or a vector of
+        ``num_actions`` weights (one-hot, or relaxed as Gumbel-softmax gives);
+        continuous systems take a vector of shape ``(action_dim,)``.
+        """
+        action = jnp.asarray(action)
+        if self.discrete:
+            if action.shape == () and jnp.issubdtype(action.dtype, jnp.integer):
+                return action
+            if action.shape == (self.num_actions,):
+                return action
+            raise ValueError(
+                f"{self.name}: a discrete action must be an integer index of shape () or a "
+                f"one-hot/relaxed vector of shape ({self.num_actions},); got shape {action.shape} "
+                f"and dtype {action.dtype}. Batch with jax.vmap."
+            )
+        if action.shape != (self.action_dim,):
+            hint = " Wrap a scalar as jnp.array([a])." if action.shape == () else " Batch with jax.vmap."
+            raise ValueError(
+                f"{self.name}: action must have shape ({self.action_dim},), got {action.shape}.{hint}"
+            )
+        return action
+
+    def discrete_value(self, action: Array, values: Array) -> Array:
+        """Map a discrete action (index or weight vector) to ``values[action]``.
+
+        For a weight vector this is ``weights @ values``, which equals the
+        indexed value for a one-hot vector and is differentiable in the weights
+        (the straight-through / Gumbel-softmax route into discrete dynamics).
+        """
+        values = jnp.asarray(values)
+        if action.shape == ():
+            return values[action]
+        return action @ values
+
