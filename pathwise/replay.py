@@ -1,0 +1,82 @@
+"""A functional ring buffer for off-policy learners (DDPG, SVG(0), SVG(1), ...).
+
+The buffer is a pytree: ``storage`` has the structure of one stored item
+(e.g. a :class:`pathwise.types.Transition`) with a leading ``capacity`` axis,
+``ptr`` is the next slot to write and ``size`` the number of filled slots.
+``add``, ``add_batch`` and ``sample`` are pure and jittable; when the buffer
+is full the oldest entries are overwritten first.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pathwise.types import Array, PRNGKey, PyTree
+
+
+class ReplayBuffer(NamedTuple):
+    """Ring buffer state: ``storage`` (leading axis = capacity), ``ptr`` and ``size`` (int32 scalars)."""
+
+    storage: PyTree
+    ptr: Array
+    size: Array
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots (a static Python int)."""
+        return jax.tree.leaves(self.storage)[0].shape[0]
+
+
+def init(example: PyTree, capacity: int) -> ReplayBuffer:
+    """An empty buffer with ``capacity`` slots shaped and typed like ``example`` (one unbatched item)."""
+    if int(capacity) < 1:
+        raise ValueError(f"Replay capacity must be a positive integer, got {capacity!r}.")
+    leaves = jax.tree.leaves(example)
+    if not leaves:
+        raise ValueError("Replay example has no array leaves; pass one item, e.g. a Transition of arrays.")
+    storage = jax.tree.map(lambda x: jnp.zeros((int(capacity), *jnp.shape(x)), jnp.asarray(x).dtype), example)
+    return ReplayBuffer(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def add(buffer: ReplayBuffer, item: PyTree) -> ReplayBuffer:
+    """Store one item at ``ptr`` (overwriting the oldest entry when full)."""
+    return add_batch(buffer, jax.tree.map(lambda x: jnp.asarray(x)[None], item))
+
+
+def add_batch(buffer: ReplayBuffer, batch: PyTree) -> ReplayBuffer:
+    """Store ``n`` items (leading axis ``n``) in order, wrapping around; if ``n > capacity`` the last ones win."""
+    capacity = buffer.capacity
+    n = jax.tree.leaves(batch)[0].shape[0]
+    keep = min(n, capacity)  # only the newest `capacity` items can survive a wrap
+    batch = jax.tree.map(lambda x: jnp.asarray(x)[n - keep:], batch)
+    slots = (buffer.ptr + (n - keep) + jnp.arange(keep)) % capacity
+    storage = jax.tree.map(lambda s, x: s.at[slots].set(x.astype(s.dtype)), buffer.storage, batch)
+    ptr = ((buffer.ptr + n) % capacity).astype(jnp.int32)
+    size = jnp.minimum(buffer.size + n, capacity).astype(jnp.int32)
+    return ReplayBuffer(storage, ptr, size)
+
+
+def sample(buffer: ReplayBuffer, key: PRNGKey, batch_size: int) -> PyTree:
+    """``batch_size`` items drawn uniformly with replacement from the filled slots.
+
+    Raises ``ValueError`` if the buffer is concretely empty; under ``jit`` an
+    empty buffer returns zeros (slot 0), so check ``size`` before you trace.
+    """
+    if not isinstance(buffer.size, jax.core.Tracer) and int(buffer.size) == 0:
+        raise ValueError("Cannot sample from an empty replay buffer; add transitions first (add / add_batch).")
+    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
+    return jax.tree.map(lambda s: s[idx], buffer.storage)
+
+
+def ordered(buffer: ReplayBuffer) -> PyTree:
+    """The filled entries oldest first (not jittable: the result's length is ``size``)."""
+    size, capacity = int(buffer.size), buffer.capacity
+    start = (int(buffer.ptr) - size) % capacity
+    idx = (start + jnp.arange(size)) % capacity
+    return jax.tree.map(lambda s: s[idx], buffer.storage)
+
+
+__all__ = ["ReplayBuffer", "add", "add_batch", "init", "ordered", "sample"]
