@@ -3,6 +3,7 @@
 from pathwise import rollout, systems, types
 from pathwise.rollout import batch_rollout
 from pathwise.types import Trajectory, Transition
+from pathwise.agent import Agent, load, make
 
 __version__ = "0.1.0"
 
@@ -14,4 +15,5 @@ def enable_x64(enabled: bool = True) -> None:
     jax.config.update("jax_enable_x64", enabled)
 
 
-__all__ = ["Trajectory", "Transition", "batch_rollout", "enable_x64", "rollout", "systems", "types"]
+__all__ = ["Agent", "Trajectory", "Transition", "batch_rollout", "enable_x64", "load", "make", "rollout", "systems",
+           "types"]

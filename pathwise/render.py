@@ -1,0 +1,93 @@
+"""Render one episode of a policy to a GIF, MP4 or a PNG strip of frames."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pathwise.checkpoint import atomic_write_bytes
+
+
+def collect_frames(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int = 0,
+                   max_steps: int | None = None) -> tuple[list[np.ndarray], float]:
+    """RGB frames of one seeded episode and its return."""
+    import gymnasium as gym
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+    except (gym.error.Error, TypeError, ValueError) as exc:
+        raise ValueError(f"Cannot render {env_id!r} ({exc}). Render the Gymnasium id it reproduces instead "
+                         "(e.g. Pendulum-v1 rather than pathwise/Pendulum-v1).") from exc
+    obs, _ = env.reset(seed=seed)
+    frames, total, t = [env.render()], 0.0, 0
+    while True:
+        obs, reward, terminated, truncated, _ = env.step(act(obs))
+        frames.append(env.render())
+        total += float(reward)
+        t += 1
+        if terminated or truncated or (max_steps is not None and t >= max_steps):
+            break
+    env.close()
+    if frames[0] is None:
+        raise ValueError(f"{env_id} returned no frames in rgb_array mode; it cannot be rendered.")
+    return frames, total
+
+
+def render_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, path: str | os.PathLike,
+                   seed: int = 0, fps: int = 30) -> Path:
+    """Write one episode to ``path`` (.gif, .mp4 or .png) atomically and return the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4", ".png"):
+        raise ValueError(f"--render {path}: use a .gif, .mp4 or .png file name.")
+    frames, total = collect_frames(act, env_id, seed=seed)
+    if suffix == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(np.asarray(f)) for f in frames]
+        buf = io.BytesIO()
+        images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+        atomic_write_bytes(path, buf.getvalue())
+    elif suffix == ".png":
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        picks = np.linspace(0, len(frames) - 1, num=min(8, len(frames))).astype(int)
+        fig, axes = plt.subplots(1, len(picks), figsize=(2 * len(picks), 2.2))
+        for ax, i in zip(np.atleast_1d(axes), picks):
+            ax.imshow(frames[i])
+            ax.set_title(f"t={i}", fontsize=8)
+            ax.axis("off")
+        fig.suptitle(f"{env_id}, seed {seed}, return {total:.1f}", fontsize=9)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())
+    else:
+        if shutil.which("ffmpeg") is None:
+            raise ValueError("Writing .mp4 needs ffmpeg on PATH; install it or render to .gif instead.")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib import animation
+
+        fig, ax = plt.subplots()
+        ax.axis("off")
+        im = ax.imshow(frames[0])
+        anim = animation.FuncAnimation(fig, lambda i: [im.set_data(frames[i])], frames=len(frames))
+        with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as tmp:
+            tmp_file = Path(tmp) / path.name
+            anim.save(str(tmp_file), writer=animation.FFMpegWriter(fps=fps))
+            plt.close(fig)
+            atomic_write_bytes(path, tmp_file.read_bytes())
+    return path
