@@ -1,0 +1,74 @@
+"""Run every benchmark script (quick or full) and rebuild BENCHMARKS.md.
+
+    python benchmarks/run_all.py --quick      # make bench: a few minutes
+    python benchmarks/run_all.py              # make bench-full: everything
+    python benchmarks/run_all.py --only sb3,throughput
+
+A script that fails is reported and the others still run; the exit status is
+non-zero if any failed. Scripts needing the `bench` extra (Stable-Baselines3,
+torch) are skipped with a message when it is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+#: (name, script, needs) in the order BENCHMARKS.md presents them.
+SCRIPTS = [
+    ("throughput", "bench_throughput.py", ()),
+    ("control", "bench_control.py", ()),
+    ("ceiling", "bench_ceiling.py", ()),
+    ("conditioning", "bench_conditioning.py", ()),
+    ("estimators", "bench_estimators.py", ()),
+    ("bptt", "bench_bptt.py", ()),
+    ("imitation", "bench_imitation.py", ()),
+    ("seeds", "bench_seeds.py", ()),
+    ("model_free", "bench_model_free.py", ()),
+    ("cartpole", "bench_cartpole.py", ()),
+    ("model_based", "bench_model_based.py", ()),
+    ("svg", "bench_svg.py", ()),
+    ("sb3", "bench_sb3.py", ("stable_baselines3", "torch")),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
+    parser.add_argument("--only", default="", help="comma-separated names to run (default: all)")
+    args = parser.parse_args()
+    only = {s for s in args.only.split(",") if s}
+    failed = []
+    for name, script, needs in SCRIPTS:
+        if only and name not in only:
+            continue
+        path = HERE / script
+        if not path.exists():
+            print(f"[skip] {name}: {script} not present")
+            continue
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
+            print(f"[skip] {name}: needs {', '.join(missing)} (pip install -e '.[bench]')")
+            continue
+        cmd = [sys.executable, str(path)] + (["--quick"] if args.quick else [])
+        print(f"[run ] {name}: {' '.join(cmd[1:])}", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd)
+        print(f"[{'ok' if rc == 0 else 'FAIL'}  ] {name} in {time.perf_counter() - t0:.0f} s", flush=True)
+        if rc != 0:
+            failed.append(name)
+    subprocess.check_call([sys.executable, str(HERE / "assemble.py")])
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
