@@ -33,6 +33,7 @@ SCRIPTS = [
     ("model_free", "bench_model_free.py", ()),
     ("cartpole", "bench_cartpole.py", ()),
     ("model_based", "bench_model_based.py", ()),
+    ("model_error", "bench_model_error.py", ()),
     ("svg", "bench_svg.py", ()),
     ("sb3", "bench_sb3.py", ("stable_baselines3", "torch")),
 ]

@@ -1,0 +1,258 @@
+"""pathwise vs Stable-Baselines3 on Gymnasium Pendulum-v1: steps and wall-clock to -200, side by side.
+
+Runs pathwise's model-based (mbrl, svg-inf, svg1, svgk) and model-free (svg0,
+ddpg) learners and SB3's SAC, TD3 and DDPG (RL Zoo hyperparameters for
+Pendulum-v1) interleaved in one process — seed-major, so machine drift hits
+all of them alike — with the same evaluation protocol: every 1,000
+environment steps, 10 deterministic episodes on the same seeded resets.
+Wall-clock is training time with evaluation excluded, on both sides.
+
+    python benchmarks/bench_sb3.py                 # full: 3 seeds
+    python benchmarks/bench_sb3.py --quick         # 1 seed, short budgets
+    python benchmarks/bench_sb3.py --algos svg-inf,sac --seeds 3
+
+Writes benchmarks/sections/70_sb3.md, benchmarks/figures/sb3_pendulum.png and
+the raw curves to benchmarks/out/sb3_results.json. Needs the `bench` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ENV = "Pendulum-v1"
+THRESHOLD = -200.0
+EVAL_EVERY = 1000
+EVAL_EPISODES = 10
+
+PATHWISE = ["mbrl", "svg-inf", "svg1", "svgk", "svg0", "ddpg"]
+SB3 = ["sac", "td3", "ddpg-sb3"]
+#: budgets (environment steps): full, quick
+BUDGET = {"mbrl": (5000, 3000), "svg-inf": (5000, 3000), "svg1": (10000, 5000), "svgk": (10000, 5000),
+          "svg0": (20000, 8000), "ddpg": (20000, 8000), "sac": (20000, 8000), "td3": (20000, 12000),
+          "ddpg-sb3": (20000, 12000)}
+
+
+def eval_seed(seed: int) -> int:
+    # the same episodes pathwise.train.Trainer evaluates on
+    return 10_000 + 1_000 * seed
+
+
+def run_pathwise(algo: str, seed: int, steps: int) -> dict:
+    from pathwise.train import Trainer, build_config, make_learner
+    from pathwise.algorithms import get
+
+    cls = get(algo)
+    cfg, _ = build_config(cls, ENV)
+    learner = make_learner(cls.name, ENV, cfg, seed)
+    trainer = Trainer(learner, eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, eval_seed=eval_seed(seed),
+                      quiet=True)
+    trainer.run(steps)
+    return {"steps": [e["env_steps"] for e in trainer.evals], "returns": [e["eval_return_mean"] for e in trainer.evals],
+            "times": [e["time"] for e in trainer.evals]}
+
+
+def sb3_model(algo: str, seed: int):
+    import gymnasium as gym
+    from stable_baselines3 import DDPG, SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    env = gym.make(ENV)
+    if algo == "sac":  # rl-zoo3 hyperparams/sac.yml, Pendulum-v1
+        return SAC("MlpPolicy", env, learning_rate=1e-3, seed=seed, verbose=0, device="cpu")
+    # rl-zoo3 hyperparams/{td3,ddpg}.yml, Pendulum-v1
+    noise = NormalActionNoise(mean=np.zeros(1), sigma=0.1 * np.ones(1))
+    kwargs = dict(gamma=0.98, buffer_size=200_000, learning_starts=10_000, action_noise=noise, gradient_steps=1,
+                  train_freq=1, learning_rate=1e-3, policy_kwargs=dict(net_arch=[400, 300]), seed=seed, verbose=0,
+                  device="cpu")
+    return (TD3 if algo == "td3" else DDPG)("MlpPolicy", env, **kwargs)
+
+
+def run_sb3(algo: str, seed: int, steps: int) -> dict:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from pathwise.envs import evaluate
+
+    model = sb3_model(algo, seed)
+    rec = {"steps": [], "returns": [], "times": []}
+
+    class EvalCallback(BaseCallback):
+        def _on_training_start(self):
+            self.train_time, self.t0 = 0.0, time.perf_counter()
+
+        def _on_step(self):
+            if self.num_timesteps % EVAL_EVERY == 0:
+                self.train_time += time.perf_counter() - self.t0
+                res = evaluate(lambda o: model.predict(o, deterministic=True)[0], ENV, episodes=EVAL_EPISODES,
+                               seed=eval_seed(seed))
+                rec["steps"].append(self.num_timesteps)
+                rec["returns"].append(float(res.mean))
+                rec["times"].append(round(self.train_time, 3))
+                self.t0 = time.perf_counter()
+            return True
+
+    model.learn(total_timesteps=steps, callback=EvalCallback())
+    return rec
+
+
+def first_solved(rec: dict) -> tuple[int | None, float | None]:
+    for s, r, t in zip(rec["steps"], rec["returns"], rec["times"]):
+        if r >= THRESHOLD:
+            return s, t
+    return None, None
+
+
+def at(rec: dict, step: int) -> float | None:
+    for s, r in zip(rec["steps"], rec["returns"]):
+        if s == step:
+            return r
+    return None
+
+
+def fmt(x, spec="{:.0f}"):
+    return "—" if x is None else spec.format(x)
+
+
+def median_or_none(xs):
+    xs = [x for x in xs if x is not None]
+    return float(np.median(xs)) if xs else None
+
+
+def versions() -> str:
+    import gymnasium
+    import jax
+
+    parts = [f"python {platform.python_version()}", f"jax {jax.__version__}", f"gymnasium {gymnasium.__version__}"]
+    try:
+        import stable_baselines3
+        import torch
+
+        parts += [f"stable-baselines3 {stable_baselines3.__version__}", f"torch {torch.__version__}"]
+    except ImportError:
+        pass
+    return ", ".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--algos", default="")
+    parser.add_argument("--section", default=str(HERE / "sections" / "70_sb3.md"))
+    args = parser.parse_args()
+    from pathwise import algorithms
+
+    wanted = [a for a in args.algos.split(",") if a] or PATHWISE + SB3
+    algos = [a for a in wanted if a in SB3 or a in algorithms.available()]
+    n_seeds = args.seeds or (1 if args.quick else 3)
+    idx = 1 if args.quick else 0
+    results: dict[str, list[dict]] = {a: [] for a in algos}
+    for seed in range(n_seeds):
+        for algo in algos:
+            steps = BUDGET[algo][idx]
+            t0 = time.perf_counter()
+            rec = run_sb3(algo, seed, steps) if algo in SB3 else run_pathwise(algo, seed, steps)
+            rec["total_s"] = time.perf_counter() - t0
+            results[algo].append(rec)
+            s, t = first_solved(rec)
+            print(f"seed {seed} {algo:9s}: final {rec['returns'][-1]:8.1f} after {rec['steps'][-1]} steps; "
+                  f"-200 at {s} steps / {t} s", flush=True)
+    out_dir = HERE / "out"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "sb3_results.json").write_text(json.dumps(results))
+    write_section(results, args, n_seeds)
+    return 0
+
+
+def write_section(results: dict, args, n_seeds: int) -> None:
+    from pathwise.ceilings import ceiling
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ceil = ceiling(ENV)
+    rows = []
+    for algo, recs in results.items():
+        solved = [first_solved(r) for r in recs]
+        n_ok = sum(s is not None for s, _ in solved)
+        rows.append({
+            "algo": algo, "lib": "SB3" if algo in SB3 else "pathwise", "solved": f"{n_ok}/{len(recs)}",
+            "steps": median_or_none([s for s, _ in solved]) if n_ok == len(recs) else None,
+            "time": median_or_none([t for _, t in solved]) if n_ok == len(recs) else None,
+            "r2k": median_or_none([at(r, 2000) for r in recs]), "r5k": median_or_none([at(r, 5000) for r in recs]),
+            "r20k": median_or_none([at(r, 20000) for r in recs]),
+            "final": float(np.mean([r["returns"][-1] for r in recs])),
+            "budget": recs[0]["steps"][-1],
+        })
+    cmd = "python benchmarks/bench_sb3.py" + (" --quick" if args.quick else "") + (
+        f" --algos {args.algos}" if args.algos else "") + (f" --seeds {args.seeds}" if args.seeds else "")
+    lines = [
+        "## pathwise vs Stable-Baselines3 on Pendulum-v1 (sample efficiency and time to solve)", "",
+        f"Command: `{cmd}`  ",
+        f"Date: {datetime.date.today().isoformat()}  ",
+        f"Machine: {platform.machine()} CPU container, {os.cpu_count()} cores, no GPU  ",
+        f"Versions: {versions()}", "",
+        f"{n_seeds} seed(s) per algorithm, run interleaved (seed-major) in one process. Evaluation every "
+        f"{EVAL_EVERY} steps on {EVAL_EPISODES} deterministic, identically seeded episodes. Steps/time to -200 are "
+        "medians over seeds and shown only when every seed got there; time is training time with evaluation "
+        "excluded. SB3 uses RL Zoo's Pendulum-v1 hyperparameters (TD3/DDPG start learning after 10,000 steps).", "",
+        "| library | algorithm | solved | steps to -200 | time to -200 (s) | return @2k | @5k | @20k | final (budget) "
+        "| final / ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = f"{r['final'] / ceil:.2f}" if ceil else "—"
+        lines.append(f"| {r['lib']} | {r['algo']} | {r['solved']} | {fmt(r['steps'])} | {fmt(r['time'], '{:.1f}')} | "
+                     f"{fmt(r['r2k'])} | {fmt(r['r5k'])} | {fmt(r['r20k'])} | {r['final']:.0f} ({r['budget']}) | "
+                     f"{ratio} |")
+    by = {r["algo"]: r for r in rows}
+    mb = [by[a] for a in ("svg-inf", "mbrl", "svg1", "svgk") if a in by and by[a]["steps"] is not None]
+    if mb and "sac" in by:
+        best = min(mb, key=lambda r: r["steps"])
+        sac = by["sac"]
+        lines += ["", f"Ceiling (MPC on the true model): {fmt(ceil, '{:.1f}')}.", ""]
+        if sac["steps"] is not None:
+            rs, rt = best["steps"] / sac["steps"], best["time"] / sac["time"]
+            lines.append(f"Best model-based method ({best['algo']}) vs SAC: {rs:.2f}× the environment steps "
+                         f"(target ≤ 0.33: {'met' if rs <= 1 / 3 else 'NOT met'}), {rt:.2f}× the wall-clock "
+                         f"(target ≤ 0.5: {'met' if rt <= 0.5 else 'NOT met'}).")
+        else:
+            lines.append(f"SAC did not reach -200 on every seed within its budget; {best['algo']} did at "
+                         f"{best['steps']:.0f} steps.")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for algo, recs in results.items():
+        steps = recs[0]["steps"]
+        n = min(len(r["returns"]) for r in recs)
+        mean = np.mean([r["returns"][:n] for r in recs], axis=0)
+        ax.plot(steps[:n], mean, ls="--" if algo in SB3 else "-", marker=".",
+                label=("SB3 " if algo in SB3 else "pathwise ") + algo.replace("-sb3", ""))
+    ax.axhline(THRESHOLD, color="g", ls=":", lw=1, label="-200")
+    if ceil:
+        ax.axhline(ceil, color="k", ls="--", lw=1, label="MPC ceiling")
+    ax.set_xscale("log")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("mean evaluation return (10 episodes)")
+    ax.set_title(f"Pendulum-v1, mean over {n_seeds} seed(s)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig_path = HERE / "figures" / "sb3_pendulum.png"
+    fig_path.parent.mkdir(exist_ok=True)
+    fig.savefig(fig_path, dpi=100)
+    lines += ["", "![learning curves](benchmarks/figures/sb3_pendulum.png)", ""]
+    Path(args.section).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.section}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
