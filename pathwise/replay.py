@@ -46,10 +46,25 @@ def add(buffer: ReplayBuffer, item: PyTree) -> ReplayBuffer:
     return add_batch(buffer, jax.tree.map(lambda x: jnp.asarray(x)[None], item))
 
 
-def add_batch(buffer: ReplayBuffer, batch: PyTree) -> ReplayBuffer:
-    """Store ``n`` items (leading axis ``n``) in order, wrapping around; if ``n > capacity`` the last ones win."""
+def add_batch(buffer: ReplayBuffer, batch: PyTree, count: Array | int | None = None) -> ReplayBuffer:
+    """Store ``n`` items (leading axis ``n``) in order, wrapping around; if ``n > capacity`` the last ones win.
+
+    With ``count`` (an int or traced int array, ``0 <= count <= n <= capacity``) only the first ``count``
+    items are stored and the rest is padding: episodes of varying length then share one compiled function.
+    """
     capacity = buffer.capacity
     n = jax.tree.leaves(batch)[0].shape[0]
+    if count is not None:
+        if n > capacity:
+            raise ValueError(f"Padded batch of {n} items exceeds the replay capacity {capacity}; "
+                             "raise the capacity or add fewer items at a time.")
+        count = jnp.asarray(count, jnp.int32)
+        # padding rows get an out-of-range slot, which mode="drop" discards
+        slots = jnp.where(jnp.arange(n) < count, (buffer.ptr + jnp.arange(n)) % capacity, capacity)
+        storage = jax.tree.map(lambda s, x: s.at[slots].set(jnp.asarray(x).astype(s.dtype), mode="drop"),
+                               buffer.storage, batch)
+        return ReplayBuffer(storage, ((buffer.ptr + count) % capacity).astype(jnp.int32),
+                            jnp.minimum(buffer.size + count, capacity).astype(jnp.int32))
     keep = min(n, capacity)  # only the newest `capacity` items can survive a wrap
     batch = jax.tree.map(lambda x: jnp.asarray(x)[n - keep:], batch)
     slots = (buffer.ptr + (n - keep) + jnp.arange(keep)) % capacity

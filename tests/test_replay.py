@@ -93,3 +93,23 @@ def test_jitted_add_and_sample_compile_once():
     assert add._cache_size() == 1
     assert sample._cache_size() == 1
     np.testing.assert_array_equal(replay.ordered(buf).reward, np.arange(14, 20))
+
+
+def test_add_batch_with_count_stores_only_the_valid_prefix_and_compiles_once():
+    add = jax.jit(lambda b, x, c: replay.add_batch(b, x, c))  # own wrapper: jit caches are per function
+    ref = replay.init(_transition(0), 5)
+    buf = ref
+    start = 0
+    for count in [3, 0, 4, 2]:  # padded batches of 4; only `count` rows are real
+        buf = add(buf, _batch(start, 4), jnp.asarray(count))
+        for i in range(start, start + count):
+            ref = replay.add(ref, _transition(i))
+        start += count
+    jax.tree.map(np.testing.assert_array_equal, buf, ref)
+    np.testing.assert_array_equal(replay.ordered(buf).reward, [4, 5, 6, 7, 8])
+    assert add._cache_size() == 1
+
+
+def test_add_batch_with_count_rejects_batch_larger_than_capacity():
+    with pytest.raises(ValueError, match="exceeds the replay capacity"):
+        replay.add_batch(replay.init(_transition(0), 3), _batch(0, 4), 2)
