@@ -151,7 +151,6 @@ def test_reinforce_with_value_baseline_solves_cartpole():
     learner = rf.REINFORCE("CartPole-v1", seed=0)
     best = 0.0
     while learner.env_steps < 300_000 and best < 475:
-        learner.train_iteration()
         if learner.train_iteration()["episode_return"] > 300:
             best = max(best, evaluate_mean(learner))
     assert best >= 475
