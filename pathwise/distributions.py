@@ -1,0 +1,361 @@
+"""Distributions with explicit noise: ``Normal``, ``TanhNormal``, ``Categorical``, ``Bernoulli``.
+
+Every distribution is an ``eqx.Module`` (a pytree holding its parameters) for
+ONE unbatched event: ``log_prob`` sums over all elements, and batches are a
+``jax.vmap`` outside. The noise is explicit so that a sample is a
+deterministic function of the parameters and a standard noise draw,
+
+    a = g(θ, ξ),   ξ ~ p(ξ)       (lecture: "Re-parametrization trick")
+
+``sample_noise(key)`` draws ξ, ``sample_from_noise(ξ)`` applies g, and
+``sample(key)`` does both. For ``Normal``/``TanhNormal`` g is differentiable in
+θ (``reparameterizable = True``: a = μ + σ ξ, ξ ~ N(0, I)); for
+``Categorical``/``Bernoulli`` g is a piecewise-constant argmax/threshold of
+Gumbel/uniform noise and carries no gradient (``reparameterizable = False``;
+use the score function or the relaxations in ``pathwise.estimators.relaxed``).
+
+``GaussianPolicy`` and ``CategoricalPolicy`` map an observation to one of these.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pathwise.networks import MLP
+from pathwise.types import Array, PRNGKey
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def _is_concrete(x) -> bool:
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
+
+
+def _check_positive(name: str, value: Array, cls: str, fix: str) -> None:
+    """Raise ValueError if a concrete ``value`` has a non-positive or non-finite entry (skipped under tracing)."""
+    if not _is_concrete(value):
+        return
+    v = np.asarray(value)
+    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"{cls}: {name} must be positive and finite, got min {np.min(v)!r} in {v.shape}-array; "
+                         f"{fix}")
+
+
+# -- continuous, reparameterizable ------------------------------------------------
+
+class Normal(eqx.Module):
+    """Diagonal Gaussian N(mean, diag(std²)) over an array event; a = mean + std * ξ, ξ ~ N(0, I)."""
+
+    mean: Array
+    std: Array
+    reparameterizable: ClassVar[bool] = True
+
+    def __init__(self, mean, std):
+        mean, std = jnp.asarray(mean, jnp.result_type(float)), jnp.asarray(std, jnp.result_type(float))
+        _check_positive("std", std, "Normal", "pass a positive std, or use Normal.from_log_std(mean, log_std).")
+        self.mean, self.std = jnp.broadcast_arrays(mean, std)
+
+    @classmethod
+    def from_log_std(cls, mean, log_std) -> "Normal":
+        """N(mean, exp(log_std)²): the usual parameterization of a learned std (always positive)."""
+        return cls(mean, jnp.exp(jnp.asarray(log_std)))
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return self.mean.shape
+
+    def sample_noise(self, key: PRNGKey) -> Array:
+        """ξ ~ N(0, I) of shape ``noise_shape``."""
+        return jax.random.normal(key, self.noise_shape, self.mean.dtype)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """The reparameterization a = μ + σ ξ (differentiable in μ and σ)."""
+        return self.mean + self.std * noise
+
+    def sample(self, key: PRNGKey) -> Array:
+        return self.sample_from_noise(self.sample_noise(key))
+
+    def infer_noise(self, x: Array) -> Array:
+        """ξ = (x − μ)/σ: the noise that reproduces the recorded sample ``x``."""
+        return (x - self.mean) / self.std
+
+    def log_prob(self, x: Array) -> Array:
+        """log N(x; μ, σ²) summed over the event: Σ −(x−μ)²/(2σ²) − log σ − ½ log 2π."""
+        z = (x - self.mean) / self.std
+        return jnp.sum(-0.5 * z**2 - jnp.log(self.std) - 0.5 * _LOG_2PI)
+
+    def entropy(self, key: PRNGKey | None = None) -> Array:
+        """Exact entropy Σ (½ log 2πe + log σ); ``key`` is unused (kept for a uniform signature)."""
+        del key
+        return jnp.sum(0.5 * (_LOG_2PI + 1.0) + jnp.log(self.std))
+
+    def mode(self) -> Array:
+        return self.mean
+
+
+class TanhNormal(eqx.Module):
+    """a = low + (tanh(u) + 1)/2 · (high − low), u ~ N(mean, std²): a Gaussian squashed into the box [low, high].
+
+    ``mean``/``std`` are those of the pre-squash Gaussian u. ``log_prob`` applies the
+    change of variables log p(a) = log N(u) − Σ log|da/du| with
+    log|da/du| = log((high−low)/2) + log(1 − tanh²u), and log(1 − tanh²u) =
+    2 (log 2 − u − softplus(−2u)) is evaluated in that stable form.
+    """
+
+    mean: Array
+    std: Array
+    low: Array
+    high: Array
+    reparameterizable: ClassVar[bool] = True
+    # Boundary clip for atanh when inverting a recorded action (float32 tanh saturates at |u| ≈ 9).
+    eps: ClassVar[float] = 1e-6
+
+    def __init__(self, mean, std, low=-1.0, high=1.0):
+        base = Normal(mean, std)
+        low, high = jnp.asarray(low, base.mean.dtype), jnp.asarray(high, base.mean.dtype)
+        _check_positive("high - low", high - low, "TanhNormal", "pass an action box with low < high elementwise.")
+        self.mean, self.std = base.mean, base.std
+        self.low, self.high = low, high
+
+    @classmethod
+    def from_log_std(cls, mean, log_std, low=-1.0, high=1.0) -> "TanhNormal":
+        return cls(mean, jnp.exp(jnp.asarray(log_std)), low, high)
+
+    @property
+    def base(self) -> Normal:
+        """The pre-squash Gaussian over u."""
+        return Normal(self.mean, self.std)
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return self.mean.shape
+
+    def squash(self, u: Array) -> Array:
+        return self.low + (jnp.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
+
+    def unsquash(self, a: Array) -> Array:
+        """u = atanh(y), y = 2(a − low)/(high − low) − 1 clipped to (−1+eps, 1−eps)."""
+        y = 2.0 * (a - self.low) / (self.high - self.low) - 1.0
+        return jnp.arctanh(jnp.clip(y, -1.0 + self.eps, 1.0 - self.eps))
+
+    def sample_noise(self, key: PRNGKey) -> Array:
+        return jax.random.normal(key, self.noise_shape, self.mean.dtype)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """a = squash(μ + σ ξ) (differentiable in μ and σ)."""
+        return self.squash(self.mean + self.std * noise)
+
+    def sample(self, key: PRNGKey) -> Array:
+        return self.sample_from_noise(self.sample_noise(key))
+
+    def infer_noise(self, a: Array) -> Array:
+        """ξ = (atanh(y(a)) − μ)/σ: the noise that reproduces the recorded action ``a`` (SVG(1), SVG(∞))."""
+        return (self.unsquash(a) - self.mean) / self.std
+
+    def _log_det_jacobian(self, u: Array) -> Array:
+        log_one_minus_tanh2 = 2.0 * (_LOG_2 - u - jax.nn.softplus(-2.0 * u))
+        log_half_width = jnp.log(0.5 * (self.high - self.low))
+        return jnp.sum(jnp.broadcast_to(log_half_width, u.shape) + log_one_minus_tanh2)
+
+    def log_prob(self, a: Array) -> Array:
+        """log p(a) = log N(u; μ, σ²) − Σ log|da/du| at u = atanh(y(a)) (actions on the boundary are clipped)."""
+        u = self.unsquash(a)
+        return self.base.log_prob(u) - self._log_det_jacobian(u)
+
+    def log_prob_from_noise(self, noise: Array) -> Array:
+        """log p(a) at a = sample_from_noise(ξ), without the atanh round trip (exact even where tanh saturates)."""
+        u = self.mean + self.std * noise
+        return self.base.log_prob(u) - self._log_det_jacobian(u)
+
+    def entropy(self, key: PRNGKey | None = None, num_samples: int = 16) -> Array:
+        """Monte Carlo estimate H(a) = H(u) + E_ξ[Σ log|da/du|] with ``num_samples`` draws (no closed form).
+
+        Unbiased for the true entropy; needs ``key``.
+        """
+        if key is None:
+            raise ValueError("TanhNormal.entropy has no closed form; pass key=... for a Monte Carlo estimate.")
+        xi = jax.random.normal(key, (num_samples, *self.noise_shape), self.mean.dtype)
+        u = self.mean + self.std * xi
+        return self.base.entropy() + jnp.mean(jax.vmap(self._log_det_jacobian)(u))
+
+    def mode(self) -> Array:
+        """squash(μ): the deterministic action (the median of a; the mode of u mapped through tanh)."""
+        return self.squash(self.mean)
+
+
+# -- discrete, not reparameterizable ----------------------------------------------
+
+class Categorical(eqx.Module):
+    """Categorical over the last axis of ``logits`` (leading axes are independent variables, summed in log_prob).
+
+    Sampling is the Gumbel-max trick c = argmax(logits + g), g ~ Gumbel(0, 1):
+    exact, but piecewise constant in the logits, so no pathwise gradient.
+    """
+
+    logits: Array
+    reparameterizable: ClassVar[bool] = False
+
+    def __init__(self, logits):
+        logits = jnp.asarray(logits, jnp.result_type(float))
+        if logits.ndim == 0:
+            raise ValueError("Categorical: logits must have a class axis (shape (..., K)), got a scalar.")
+        self.logits = logits
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[-1]
+
+    @property
+    def log_probs(self) -> Array:
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+    @property
+    def probs(self) -> Array:
+        return jax.nn.softmax(self.logits, axis=-1)
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return self.logits.shape
+
+    def sample_noise(self, key: PRNGKey) -> Array:
+        """Standard Gumbel noise, one per class."""
+        return jax.random.gumbel(key, self.noise_shape, self.logits.dtype)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """Gumbel-max: argmax(logits + g) as an int32 index (no gradient)."""
+        return jnp.argmax(jax.lax.stop_gradient(self.logits) + noise, axis=-1).astype(jnp.int32)
+
+    def sample(self, key: PRNGKey) -> Array:
+        return self.sample_from_noise(self.sample_noise(key))
+
+    def log_prob(self, x: Array) -> Array:
+        """Σ log softmax(logits)[x] over the leading axes."""
+        idx = jnp.asarray(x).astype(jnp.int32)
+        return jnp.sum(jnp.take_along_axis(self.log_probs, idx[..., None], axis=-1))
+
+    def entropy(self, key: PRNGKey | None = None) -> Array:
+        """Exact entropy −Σ p log p (``key`` unused)."""
+        del key
+        return -jnp.sum(self.probs * self.log_probs)
+
+    def mode(self) -> Array:
+        return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)
+
+
+class Bernoulli(eqx.Module):
+    """Independent Bernoulli variables with P(x = 1) = sigmoid(logits); samples are 0./1. floats.
+
+    Sampling thresholds uniform noise, x = [u < sigmoid(logits)]: no pathwise gradient.
+    """
+
+    logits: Array
+    reparameterizable: ClassVar[bool] = False
+
+    def __init__(self, logits):
+        self.logits = jnp.asarray(logits, jnp.result_type(float))
+
+    @property
+    def probs(self) -> Array:
+        return jax.nn.sigmoid(self.logits)
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return self.logits.shape
+
+    def sample_noise(self, key: PRNGKey) -> Array:
+        """u ~ Uniform(0, 1), one per variable."""
+        return jax.random.uniform(key, self.noise_shape, self.logits.dtype)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        return (noise < jax.nn.sigmoid(jax.lax.stop_gradient(self.logits))).astype(self.logits.dtype)
+
+    def sample(self, key: PRNGKey) -> Array:
+        return self.sample_from_noise(self.sample_noise(key))
+
+    def log_prob(self, x: Array) -> Array:
+        """Σ x log σ(l) + (1 − x) log σ(−l), via log-sigmoids for stability."""
+        return jnp.sum(x * jax.nn.log_sigmoid(self.logits) + (1.0 - x) * jax.nn.log_sigmoid(-self.logits))
+
+    def entropy(self, key: PRNGKey | None = None) -> Array:
+        del key
+        p = self.probs
+        return -jnp.sum(p * jax.nn.log_sigmoid(self.logits) + (1.0 - p) * jax.nn.log_sigmoid(-self.logits))
+
+    def mode(self) -> Array:
+        return (self.logits > 0).astype(self.logits.dtype)
+
+
+# -- policies ---------------------------------------------------------------------
+
+class GaussianPolicy(eqx.Module):
+    """obs -> Normal (unbounded) or TanhNormal (when ``low``/``high`` are given) with a learned log-std.
+
+    ``state_dependent_std=True``: the MLP outputs [μ, log σ]; otherwise log σ is a
+    free parameter vector. log σ is clipped to [log_std_min, log_std_max] (zero
+    gradient outside the range). For ``rollout(..., policy_noise=ξ)`` call
+    ``policy.act(obs, xi)``: the reparameterized action a = g(μ(s), σ(s), ξ).
+    """
+
+    net: MLP
+    log_std: Array | None
+    low: Array | None
+    high: Array | None
+    action_dim: int = eqx.field(static=True)
+    log_std_min: float = eqx.field(static=True)
+    log_std_max: float = eqx.field(static=True)
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (64, 64), *, key: PRNGKey,
+                 low=None, high=None, state_dependent_std: bool = False, init_log_std: float = 0.0,
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, act: str = "tanh", final_scale: float = 0.1):
+        if not log_std_min < log_std_max:
+            raise ValueError(f"GaussianPolicy: need log_std_min < log_std_max, got {log_std_min}, {log_std_max}.")
+        if (low is None) != (high is None):
+            raise ValueError("GaussianPolicy: pass both low and high for a squashed policy, or neither.")
+        out = 2 * action_dim if state_dependent_std else action_dim
+        self.net = MLP(obs_dim, out, hidden, key=key, act=act, final_scale=final_scale)
+        self.log_std = None if state_dependent_std else jnp.full((action_dim,), init_log_std, jnp.float32)
+        self.low = None if low is None else jnp.broadcast_to(jnp.asarray(low, jnp.float32), (action_dim,))
+        self.high = None if high is None else jnp.broadcast_to(jnp.asarray(high, jnp.float32), (action_dim,))
+        self.action_dim, self.log_std_min, self.log_std_max = action_dim, log_std_min, log_std_max
+
+    def mean_and_log_std(self, obs: Array) -> tuple[Array, Array]:
+        out = self.net(obs)
+        if self.log_std is None:
+            mean, log_std = out[: self.action_dim], out[self.action_dim:]
+        else:
+            mean, log_std = out, self.log_std
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+    def __call__(self, obs: Array) -> Normal | TanhNormal:
+        mean, log_std = self.mean_and_log_std(obs)
+        if self.low is None:
+            return Normal.from_log_std(mean, log_std)
+        return TanhNormal.from_log_std(mean, log_std, self.low, self.high)
+
+    def act(self, obs: Array, xi: Array) -> Array:
+        """The reparameterized action for explicit standard-normal noise ξ (shape ``(action_dim,)``)."""
+        return self(obs).sample_from_noise(xi)
+
+
+class CategoricalPolicy(eqx.Module):
+    """obs -> Categorical(mlp(obs)) over ``num_actions`` actions."""
+
+    net: MLP
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden: Sequence[int] = (64, 64), *, key: PRNGKey,
+                 act: str = "tanh", final_scale: float = 0.01):
+        self.net = MLP(obs_dim, num_actions, hidden, key=key, act=act, final_scale=final_scale)
+
+    def __call__(self, obs: Array) -> Categorical:
+        return Categorical(self.net(obs))
+
+    def act(self, obs: Array, gumbel: Array) -> Array:
+        """Gumbel-max action for explicit Gumbel noise (no gradient; see estimators.relaxed for relaxations)."""
+        return self(obs).sample_from_noise(gumbel)
