@@ -110,3 +110,15 @@ def soft_update(target: eqx.Module, online: eqx.Module, tau: float) -> eqx.Modul
     o_arr = eqx.filter(online, eqx.is_array)
     new = jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, t_arr, o_arr)
     return eqx.combine(new, t_static)
+
+
+class LinearPolicy(eqx.Module):
+    """``a = K obs``: linear state feedback without bias or squashing (the LQR policy class, ``K = -K_lqr``)."""
+
+    gain: Array
+
+    def __init__(self, obs_dim: int, action_dim: int, *, key: PRNGKey, scale: float = 0.0):
+        self.gain = scale * jax.random.normal(key, (action_dim, obs_dim))
+
+    def __call__(self, obs: Array) -> Array:
+        return self.gain @ obs
