@@ -9,6 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from pathwise.algorithms import get, svg0
+from pathwise.distributions import GaussianPolicy
 from pathwise.networks import make_ensemble
 from pathwise.types import Transition
 
@@ -26,7 +27,8 @@ class QuadraticQ(eqx.Module):
 
 
 def _actor(key=0, action_dim=1, obs_dim=2):
-    return svg0.GaussianActor(obs_dim, action_dim, LOW, HIGH, (8,), key=jax.random.PRNGKey(key))
+    return GaussianPolicy(obs_dim, action_dim, (8,), key=jax.random.PRNGKey(key), low=LOW, high=HIGH,
+                          state_dependent_std=True, act="relu", final_scale=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_registry_maps_cli_name():
 def test_log_prob_is_the_density_of_the_squashed_gaussian():
     actor = _actor()
     obs = jnp.array([0.3, -1.2])
-    mean, log_std = (float(x[0]) for x in actor(obs))
+    mean, log_std = (float(x[0]) for x in actor.mean_and_log_std(obs))
     std, half = np.exp(log_std), (HIGH - LOW) / 2
 
     def density(a):  # change of variables in float64: u = atanh((a - low)/half - 1)

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 from pathwise import replay
 from pathwise.algorithms.common import (OffPolicyConfig, OffPolicyLearner, adam_init, adam_step, critic_loss,
                                         make_critics, mean_metrics, min_q, store_episode, td_target)
-from pathwise.networks import MLP, soft_update
+from pathwise.distributions import GaussianPolicy
+from pathwise.networks import soft_update
 from pathwise.types import Array, PRNGKey, PyTree, Transition
 
 
@@ -57,50 +58,21 @@ class SVG0Config(OffPolicyConfig):
     """Upper clip of the policy's log standard deviation."""
 
 
-class GaussianActor(eqx.Module):
-    """``s -> (mean, log_std)`` of a Gaussian over pre-squash actions; ``a = box(tanh(mean + std * xi))``."""
-
-    net: MLP
-    low: Array
-    high: Array
-    log_std_min: float = eqx.field(static=True)
-    log_std_max: float = eqx.field(static=True)
-
-    def __init__(self, obs_dim: int, action_dim: int, low, high, hidden, *, key: PRNGKey, log_std_min: float = -5.0,
-                 log_std_max: float = 2.0):
-        self.net = MLP(obs_dim, 2 * action_dim, hidden, key=key, act="relu")
-        self.low, self.high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
-        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
-
-    def __call__(self, obs: Array) -> tuple[Array, Array]:
-        mean, log_std = jnp.split(self.net(obs), 2)
-        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+def sample_action(policy: GaussianPolicy, obs: Array, xi: Array) -> tuple[Array, Array]:
+    """Reparameterized ``a = pi(s, xi; theta) = box(tanh(mean(s) + std(s) * xi))`` and ``log pi(a|s)``."""
+    dist = policy(obs)
+    return dist.sample_from_noise(xi), dist.log_prob_from_noise(xi)
 
 
-def sample_action(actor: GaussianActor, obs: Array, xi: Array) -> tuple[Array, Array]:
-    """Reparameterized ``a = low + (tanh(u) + 1)/2 (high - low)``, ``u = mean + std * xi``, and ``log pi(a|s)``.
-
-    ``log pi(a|s) = log N(u; mean, std) - sum log|da/du|`` with the Jacobian
-    ``log|da/du| = log((high - low)/2) + 2 (log 2 - u - softplus(-2u))``, stable for large |u|.
-    """
-    mean, log_std = actor(obs)
-    u = mean + jnp.exp(log_std) * xi
-    log_normal = jnp.sum(-0.5 * xi**2 - log_std - 0.5 * math.log(2 * math.pi))
-    half = 0.5 * (actor.high - actor.low)
-    log_det = jnp.sum(jnp.log(half) + 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)))
-    return actor.low + (jnp.tanh(u) + 1.0) * half, log_normal - log_det
-
-
-def mode_action(actor: GaussianActor, obs: Array) -> Array:
-    """The deterministic action ``box(tanh(mean))`` used for evaluation."""
-    mean, _ = actor(obs)
-    return actor.low + (jnp.tanh(mean) + 1.0) * 0.5 * (actor.high - actor.low)
+def mode_action(policy: GaussianPolicy, obs: Array) -> Array:
+    """The deterministic action ``box(tanh(mean(s)))`` used for evaluation."""
+    return policy(obs).mode()
 
 
 class SVG0State(NamedTuple):
     """Everything SVG(0) learns or needs to resume."""
 
-    actor: GaussianActor
+    actor: GaussianPolicy  # state-dependent mean and log-std, squashed into the action box
     critics: eqx.Module  # stacked ensemble of QCritic
     target_critics: eqx.Module
     log_alpha: Array
@@ -115,8 +87,9 @@ class SVG0State(NamedTuple):
 def init(key: PRNGKey, obs_dim: int, action_dim: int, low: Array, high: Array, config: SVG0Config) -> SVG0State:
     """Fresh actor and critics (targets equal to the online critics), Adam states, an empty buffer."""
     k_actor, k_critic, key = jax.random.split(key, 3)
-    actor = GaussianActor(obs_dim, action_dim, low, high, config.hidden, key=k_actor, log_std_min=config.log_std_min,
-                          log_std_max=config.log_std_max)
+    actor = GaussianPolicy(obs_dim, action_dim, config.hidden, key=k_actor, low=low, high=high,
+                           state_dependent_std=True, log_std_min=config.log_std_min, log_std_max=config.log_std_max,
+                           act="relu")
     critics = make_critics(k_critic, obs_dim, action_dim, config)
     log_alpha = jnp.asarray(math.log(config.entropy_coef) if config.entropy_coef > 0 else -jnp.inf, jnp.float32)
     example = Transition(jnp.zeros(obs_dim), jnp.zeros(action_dim), jnp.zeros(()), jnp.zeros(obs_dim),
@@ -125,7 +98,7 @@ def init(key: PRNGKey, obs_dim: int, action_dim: int, low: Array, high: Array, c
                      adam_init(log_alpha), replay.init(example, config.buffer_size), key, jnp.zeros((), jnp.int32))
 
 
-def critic_target(actor: GaussianActor, target_critics: eqx.Module, alpha: Array, batch: Transition, xi: Array,
+def critic_target(actor: GaussianPolicy, target_critics: eqx.Module, alpha: Array, batch: Transition, xi: Array,
                   gamma: float) -> Array:
     """``y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s'))``, ``a' = pi(s', xi'; theta)``."""
     next_action, next_log_prob = jax.vmap(sample_action, (None, 0, 0))(actor, batch.next_obs, xi)
@@ -133,7 +106,7 @@ def critic_target(actor: GaussianActor, target_critics: eqx.Module, alpha: Array
     return td_target(batch.reward, batch.terminated, next_value, gamma)
 
 
-def actor_loss(actor: GaussianActor, critics: eqx.Module, alpha: Array, obs: Array,
+def actor_loss(actor: GaussianPolicy, critics: eqx.Module, alpha: Array, obs: Array,
                xi: Array) -> tuple[Array, Array]:
     """``E_{s,xi}[alpha log pi(a|s) - min_i Q_i(s, a)]``, ``a = pi(s, xi; theta)`` (SVG(0)); aux: mean log pi."""
     action, log_prob = jax.vmap(sample_action, (None, 0, 0))(actor, obs, xi)
@@ -211,5 +184,5 @@ class SVG0(OffPolicyLearner):
         return learn(state, episode, length, n_updates, key, self.config)
 
 
-__all__ = ["GaussianActor", "SVG0", "SVG0Config", "SVG0State", "actor_loss", "alpha_loss", "critic_target", "init",
+__all__ = ["SVG0", "SVG0Config", "SVG0State", "actor_loss", "alpha_loss", "critic_target", "init",
            "learn", "mode_action", "sample_action", "update_step"]
