@@ -1,0 +1,34 @@
+"""Learned dynamics: fit a model on transitions, use it as a ``System``, infer noise (SVG(∞)).
+
+    model = DynamicsModel(obs_dim, action_dim, key=key)
+    model, report = fit(model, Dataset(obs, actions, next_obs, ends), FitConfig(), key)
+    system = LearnedModel(model, reward_fn, action_low=low, action_high=high)
+    zetas, xis = infer_noise(system, policy, trajectory)
+"""
+
+from __future__ import annotations
+
+from pathwise.models.dynamics import DynamicsModel, Normalizer, gaussian_nll, model_loss, mse_loss
+from pathwise.models.fit import Dataset, FitConfig, FitReport, check_dataset, fit, open_loop_error
+from pathwise.models.learned import LearnedModel
+from pathwise.models.noise import GaussianPolicy, episode_trajectory, infer_noise, model_noise, policy_noise
+
+__all__ = [
+    "Dataset",
+    "DynamicsModel",
+    "FitConfig",
+    "FitReport",
+    "GaussianPolicy",
+    "LearnedModel",
+    "Normalizer",
+    "check_dataset",
+    "episode_trajectory",
+    "fit",
+    "gaussian_nll",
+    "infer_noise",
+    "model_loss",
+    "model_noise",
+    "mse_loss",
+    "open_loop_error",
+    "policy_noise",
+]

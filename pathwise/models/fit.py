@@ -1,0 +1,216 @@
+"""Fitting a ``DynamicsModel`` to transitions: held-out split, jitted epochs, early stopping.
+
+The data set is cut into consecutive blocks of ``multi_step`` transitions; a
+``val_fraction`` of the blocks is held out. The held-out blocks give the
+one-step error (every held-out transition) and the ``multi_step``-step
+open-loop error (the model fed its own predictions and the recorded actions,
+over blocks that do not cross an episode boundary).
+
+An epoch is ``steps_per_epoch`` Adam steps on minibatches drawn uniformly
+with replacement, run as one ``lax.scan`` under ``jit``. The data are padded to
+a power-of-two capacity and the real count is passed as an array, so a data
+set that grows inside the same capacity does not recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pathwise.models.dynamics import DynamicsModel, model_loss
+from pathwise.types import Array, PRNGKey
+
+
+class Dataset(NamedTuple):
+    """Transitions ``(obs[i], actions[i]) -> next_obs[i]`` in the order they were collected.
+
+    ``ends[i]`` is True when transition ``i`` is the last of its episode (so
+    ``next_obs[i]`` is not ``obs[i + 1]``); multi-step errors never cross it.
+    """
+
+    obs: Array
+    actions: Array
+    next_obs: Array
+    ends: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """How ``fit`` trains a dynamics model."""
+
+    learning_rate: float = 1e-3
+    """Adam step size."""
+    batch_size: int = 256
+    """Transitions per minibatch (drawn with replacement from the training split)."""
+    steps_per_epoch: int = 50
+    """Adam steps per epoch (one jitted ``lax.scan``); validation runs after each epoch."""
+    max_epochs: int = 60
+    """Upper bound on epochs."""
+    patience: int = 5
+    """Stop after this many epochs without a lower validation loss (the best model is returned)."""
+    val_fraction: float = 0.1
+    """Fraction of ``multi_step``-long blocks held out for validation (at least one block)."""
+    multi_step: int = 10
+    """Length of the open-loop prediction whose error is reported (and of the held-out blocks)."""
+    min_transitions: int = 40
+    """Fewer transitions than this raise ``ValueError`` (at least 2 * multi_step)."""
+    grad_clip: float = 10.0
+    """Global gradient-norm clip."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW) on the network weights."""
+
+
+class FitReport(NamedTuple):
+    """What ``fit`` measured (errors in raw observation units, mean squared over dimensions)."""
+
+    epochs: int
+    train_loss: float
+    val_loss: float
+    one_step_mse: float
+    multi_step_mse: float  # error of the ``multi_step``-th open-loop prediction
+    num_train: int
+    num_val: int
+
+
+def check_dataset(data: Dataset, min_transitions: int) -> None:
+    """Raise ``ValueError`` for ragged, non-finite or too small data."""
+    obs, actions, next_obs, ends = (np.asarray(x) for x in data)
+    n = obs.shape[0] if obs.ndim == 2 else -1
+    if obs.ndim != 2 or next_obs.shape != obs.shape or actions.ndim != 2 or actions.shape[0] != n \
+            or ends.shape != (n,):
+        raise ValueError(
+            f"Dataset: expected obs [N, d], actions [N, m], next_obs [N, d], ends [N]; got shapes "
+            f"{obs.shape}, {actions.shape}, {next_obs.shape}, {ends.shape}."
+        )
+    for name, x in (("obs", obs), ("actions", actions), ("next_obs", next_obs)):
+        if not np.all(np.isfinite(x)):
+            rows = np.flatnonzero(~np.all(np.isfinite(x), axis=1))
+            raise ValueError(f"Dataset: {name} contains NaN or inf at rows {rows[:5].tolist()}; "
+                             "drop those transitions before fitting.")
+    if n < min_transitions:
+        raise ValueError(f"Dataset too small to fit a model: {n} transitions, need at least {min_transitions} "
+                         "(collect more data, or lower FitConfig.min_transitions).")
+
+
+def _capacity(n: int) -> int:
+    return max(256, 1 << int(np.ceil(np.log2(max(n, 1)))))
+
+
+def _pad(x: np.ndarray, capacity: int) -> jnp.ndarray:
+    return jnp.asarray(np.concatenate([x, np.zeros((capacity - x.shape[0], *x.shape[1:]), x.dtype)]))
+
+
+def split_blocks(n: int, block: int, val_fraction: float, key: PRNGKey) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val): whole ``block``-long runs of rows go to validation."""
+    n_blocks = n // block
+    n_val = min(max(1, int(round(val_fraction * n_blocks))), n_blocks - 1)
+    chosen = np.asarray(jax.random.permutation(key, n_blocks))[:n_val]
+    val = np.sort((chosen[:, None] * block + np.arange(block)).reshape(-1))
+    train = np.setdiff1d(np.arange(n), val)
+    return train, val
+
+
+def _optimizer(config: FitConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                       optax.adamw(config.learning_rate, weight_decay=config.weight_decay))
+
+
+TRACE_COUNT = {"epoch": 0}  # tests read this to check that a second fit does not recompile
+
+
+@eqx.filter_jit
+def _epoch(model, opt_state, obs, actions, next_obs, count, key, config: FitConfig):
+    TRACE_COUNT["epoch"] += 1
+    optimizer = _optimizer(config)
+    weights = jnp.ones(config.batch_size)
+
+    def step(carry, k):
+        nets, opt_state = carry
+        idx = jax.random.randint(k, (config.batch_size,), 0, count)
+        # Only the network is trained: the normalizers are data statistics, not parameters.
+        loss_fn = lambda n: model_loss(eqx.tree_at(lambda m: m.nets, model, n),
+                                       obs[idx], actions[idx], next_obs[idx], weights)
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(nets)
+        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(nets, eqx.is_inexact_array))
+        return (eqx.apply_updates(nets, updates), opt_state), loss
+
+    (nets, opt_state), losses = jax.lax.scan(step, (model.nets, opt_state),
+                                             jax.random.split(key, config.steps_per_epoch))
+    return eqx.tree_at(lambda m: m.nets, model, nets), opt_state, losses.mean()
+
+
+@eqx.filter_jit
+def _validate(model, obs, actions, next_obs, weights):
+    loss = model_loss(model, obs, actions, next_obs, weights)
+    err = ((jax.vmap(model)(obs, actions) - next_obs) ** 2).mean(axis=-1)
+    return loss, (err * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+@eqx.filter_jit
+def open_loop_error(model: DynamicsModel, obs_blocks: Array, action_blocks: Array, next_blocks: Array,
+                    weights: Array) -> Array:
+    """Mean squared error of the k-th prediction when ``model`` is fed its own outputs for k steps.
+
+    ``obs_blocks [B, k, d]`` and ``next_blocks`` are recorded runs; only ``obs_blocks[:, 0]`` enters.
+    """
+    def run(o0, acts):
+        def step(o, a):
+            o2 = model(o, a)
+            return o2, o2
+
+        return jax.lax.scan(step, o0, acts)[1]
+
+    preds = jax.vmap(run)(obs_blocks[:, 0], action_blocks)
+    err = ((preds[:, -1] - next_blocks[:, -1]) ** 2).mean(axis=-1)
+    return (err * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def _multi_step(model: DynamicsModel, data: Dataset, val: np.ndarray, block: int) -> float:
+    obs, actions, next_obs, ends = (np.asarray(x) for x in data)
+    starts = val.reshape(-1, block)[:, 0]
+    rows = starts[:, None] + np.arange(block)
+    ok = ~ends[rows[:, :-1]].any(axis=1)  # no episode boundary inside the block
+    if not ok.any():
+        return float("nan")
+    cap = _capacity(len(rows))
+    blocks = [_pad(x[rows], cap) for x in (obs, actions, next_obs)]
+    return float(open_loop_error(model, *blocks, _pad(ok.astype(np.float32), cap)))
+
+
+def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), key: PRNGKey | None = None
+        ) -> tuple[DynamicsModel, FitReport]:
+    """Fit ``model`` (warm-started from its current weights) to ``data``; return the best model and a report."""
+    if config.min_transitions < 2 * config.multi_step:
+        raise ValueError(f"FitConfig.min_transitions ({config.min_transitions}) must be at least "
+                         f"2 * multi_step ({2 * config.multi_step}) so a block can be held out.")
+    check_dataset(data, config.min_transitions)
+    key = jax.random.key(0) if key is None else key
+    k_split, k_train = jax.random.split(key)
+    obs, actions, next_obs = (np.asarray(x, np.float32) for x in data[:3])
+    train, val = split_blocks(len(obs), config.multi_step, config.val_fraction, k_split)
+    model = model.with_normalizers(obs[train], actions[train], next_obs[train])
+    cap_t, cap_v = _capacity(len(train)), _capacity(len(val))
+    tr = [_pad(x[train], cap_t) for x in (obs, actions, next_obs)]
+    va = [_pad(x[val], cap_v) for x in (obs, actions, next_obs)] + [_pad(np.ones(len(val), np.float32), cap_v)]
+    opt_state = _optimizer(config).init(eqx.filter(model.nets, eqx.is_inexact_array))
+    count = jnp.asarray(len(train), jnp.int32)
+    best, (best_loss, best_mse) = model, _validate(model, *va)
+    train_loss, stale, epoch = float("nan"), 0, 0
+    for epoch, k in enumerate(jax.random.split(k_train, config.max_epochs), start=1):
+        model, opt_state, train_loss = _epoch(model, opt_state, *tr, count, k, config)
+        val_loss, val_mse = _validate(model, *va)
+        if float(val_loss) < float(best_loss):
+            best, best_loss, best_mse, stale = model, val_loss, val_mse, 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    report = FitReport(epoch, float(train_loss), float(best_loss), float(best_mse),
+                       _multi_step(best, data, val, config.multi_step), len(train), len(val))
+    return best, report

@@ -1,0 +1,146 @@
+"""Learned dynamics: fitting recovers known dynamics, LearnedModel is a System, bad input is refused."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pathwise as pw
+from pathwise.models import Dataset, DynamicsModel, FitConfig, LearnedModel, Normalizer, fit
+from pathwise.models.fit import TRACE_COUNT
+from pathwise.rollout import rollout
+from pathwise.systems import LinearSystem, Pendulum
+
+A = np.array([[0.9, 0.1], [-0.2, 0.95]], np.float32)
+B = np.array([[0.0], [0.5]], np.float32)
+FAST = FitConfig(max_epochs=40, steps_per_epoch=50, patience=40)
+
+
+def linear_data(n: int, seed: int = 0, noise: float = 0.0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    u = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    x2 = x @ A.T + u @ B.T + noise * rng.standard_normal((n, 2)).astype(np.float32)
+    return Dataset(x, u, x2, np.zeros(n, bool))
+
+
+@pytest.fixture(scope="module")
+def linear_fit():
+    model = DynamicsModel(2, 1, (64, 64), key=jax.random.key(0))
+    return fit(model, linear_data(400), FAST, jax.random.key(1))
+
+
+def test_fit_recovers_linear_system(linear_fit):
+    model, report = linear_fit
+    test = linear_data(200, seed=7)
+    pred = jax.vmap(model)(test.obs, test.actions)
+    # Independent reference: A x + B u. Tolerance: 1% of the state range.
+    np.testing.assert_allclose(pred, test.next_obs, atol=2e-2)
+    assert report.one_step_mse < 1e-4
+    assert report.num_train + report.num_val == 400 and report.num_val >= 10
+
+
+def test_normalizers_are_data_statistics(linear_fit):
+    model, _ = linear_fit
+    # Inputs are uniform on [-1, 1]: mean 0, std 1/sqrt(3) (closed form), within sampling error.
+    np.testing.assert_allclose(model.in_norm.mean, 0.0, atol=0.1)
+    np.testing.assert_allclose(model.in_norm.std, 1 / np.sqrt(3), atol=0.05)
+    z = Normalizer(jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0]))
+    np.testing.assert_allclose(z.denormalize(z.normalize(jnp.array([3.0, -1.0]))), [3.0, -1.0])
+
+
+def test_multi_step_error_on_trajectories():
+    system = LinearSystem(A, B)
+    key = jax.random.key(3)
+    k1, k2 = jax.random.split(key)
+    x0 = jax.random.uniform(k1, (8, 2), minval=-1, maxval=1)
+    us = jax.random.uniform(k2, (8, 50, 1), minval=-1, maxval=1)
+    traj = jax.vmap(lambda x, u: rollout(system, lambda o, xi: xi, x, 50, policy_noise=u))(x0, us)
+    nxt = jnp.concatenate([traj.states[:, 1:], traj.final_state[:, None]], axis=1)
+    ends = np.zeros((8, 50), bool)
+    ends[:, -1] = True
+    data = Dataset(*(np.asarray(a).reshape(-1, a.shape[-1]) for a in (traj.observations, traj.actions, nxt)),
+                   ends.reshape(-1))
+    model, report = fit(DynamicsModel(2, 1, (64, 64), key=jax.random.key(0)), data, FAST, jax.random.key(1))
+    assert np.isfinite(report.multi_step_mse)
+    # Open-loop error grows with the horizon but stays small for a well fitted linear model.
+    assert report.one_step_mse <= report.multi_step_mse < 5e-2
+
+
+def test_second_fit_does_not_recompile(linear_fit):
+    model, _ = linear_fit
+    fit(model, linear_data(300, seed=1), FitConfig(max_epochs=2), jax.random.key(2))
+    before = TRACE_COUNT["epoch"]
+    fit(model, linear_data(350, seed=2), FitConfig(max_epochs=2), jax.random.key(3))
+    assert TRACE_COUNT["epoch"] == before
+
+
+def test_gaussian_ensemble_learns_noise_level():
+    sigma = 0.1
+    model = DynamicsModel(2, 1, (32, 32), key=jax.random.key(4), ensemble_size=3, gaussian=True)
+    model, _ = fit(model, linear_data(800, noise=sigma), FitConfig(max_epochs=25, patience=25), jax.random.key(5))
+    test = linear_data(100, seed=9)
+    _, log_var = jax.vmap(model.normalized_outputs)(test.obs, test.actions)  # normalized units
+    std = np.exp(0.5 * np.asarray(log_var)) * np.asarray(model.out_norm.std)
+    assert model.member_predictions(test.obs[0], test.actions[0]).shape == (3, 2)
+    # Reference: the true noise std; 30% tolerance for 1000 samples and a finite fit.
+    np.testing.assert_allclose(np.median(std.reshape(-1, 2), axis=0), sigma, rtol=0.3)
+
+
+def test_bad_data_is_refused():
+    model = DynamicsModel(2, 1, (8,), key=jax.random.key(0))
+    data = linear_data(100)
+    obs = data.obs.copy()
+    obs[5, 1] = np.nan
+    with pytest.raises(ValueError, match="obs contains NaN"):
+        fit(model, data._replace(obs=obs), FAST)
+    with pytest.raises(ValueError, match="need at least 40"):
+        fit(model, linear_data(12), FAST)
+    with pytest.raises(ValueError, match="expected obs"):
+        fit(model, data._replace(actions=data.actions[:50]), FAST)
+
+
+def pendulum_reward(obs, action, next_obs):
+    del next_obs
+    th = jnp.arctan2(obs[1], obs[0])
+    return -(th**2 + 0.1 * obs[2] ** 2 + 0.001 * jnp.clip(action[0], -2, 2) ** 2)
+
+
+def test_learned_model_is_a_system():
+    model = DynamicsModel(3, 1, (16,), key=jax.random.key(0))
+    init = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]])
+    system = LearnedModel(model, pendulum_reward, action_low=-2.0, action_high=2.0, initial_obs=init, horizon=7)
+    assert (system.state_dim, system.obs_dim, system.action_dim, system.episode_length) == (3, 3, 1, 7)
+    s0 = system.reset(jax.random.key(1))
+    assert any(np.allclose(s0, row) for row in init)
+    # Actions are clipped into the box as the real environment does.
+    np.testing.assert_allclose(system.step(s0, jnp.array([5.0])), model(s0, jnp.array([2.0])), rtol=1e-6)
+    traj = rollout(system, lambda o: jnp.array([0.3]), s0, 7)
+    np.testing.assert_allclose(traj.rewards[0], pendulum_reward(s0, jnp.array([0.3]), None), rtol=1e-6)
+    # The true Pendulum reward on states equals the observation-space reward (independent reference).
+    st = jnp.array([0.4, -1.2])
+    np.testing.assert_allclose(pendulum_reward(Pendulum().observe(st), jnp.array([0.7]), None),
+                               Pendulum().reward(st, jnp.array([0.7])), rtol=1e-6)
+    with pytest.raises(ValueError, match="needs a reward"):
+        LearnedModel(model, None, action_low=-2.0, action_high=2.0)
+    with pytest.raises(ValueError, match="action must have shape"):
+        system.step(s0, jnp.array(1.0))
+
+
+def _control():
+    control = getattr(pw, "control", None)
+    if control is None or not hasattr(control, "ilqr") or not hasattr(control, "mpc"):
+        pytest.skip("pathwise.control.ilqr/mpc have not landed yet")
+    return control
+
+
+def test_learned_model_through_ilqr_and_mpc():
+    control = _control()
+    model, _ = fit(DynamicsModel(2, 1, (32,), key=jax.random.key(0)), linear_data(400), FAST, jax.random.key(1))
+    quad = lambda o, a, o2: -(o @ o + 0.1 * a @ a)
+    system = LearnedModel(model, quad, action_low=-1.0, action_high=1.0, horizon=20)
+    x0 = jnp.array([0.8, -0.5])
+    sol = control.ilqr(system, x0, jnp.zeros((20, 1)))
+    assert np.all(np.isfinite(sol.actions)) and float(sol.cost) < float(-rollout(system, lambda o: jnp.zeros(1), x0, 20).rewards.sum())
