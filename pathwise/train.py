@@ -108,9 +108,47 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def check_env(cls: type[Learner], env_id: str) -> None:
+    """Raise ``ValueError`` naming the problem if ``cls`` cannot train on ``env_id``."""
+    import difflib
+
+    import gymnasium as gym
+
+    import pathwise.systems  # noqa: F401  (registers the pathwise/... ids)
+
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown environment id {env_id!r}.{hint} `pathwise list` shows the pathwise systems; "
+                         "any installed Gymnasium id works (see gymnasium.pprint_registry()).")
+    if cls.needs_system and not env_id.startswith("pathwise/") and f"pathwise/{env_id}" not in gym.registry:
+        raise ValueError(f"{cls.name} differentiates through known dynamics and needs a pathwise System, but "
+                         f"{env_id!r} has none. Use one of `pathwise list`'s systems, or a model-based algorithm "
+                         "(mbrl, svg-inf) that learns the dynamics.")
+    if cls.needs_reward:
+        from pathwise import rewards
+
+        if not rewards.has(env_id):
+            raise ValueError(f"{cls.name} needs the reward function of {env_id!r} to plan through a learned model, "
+                             "and none is known. Register one with pathwise.rewards.register(env_id, fn), or use a "
+                             "model-free algorithm (svg0, ddpg, reinforce).")
+    space = gym.spec(env_id).kwargs.get("action_space")  # rarely set; fall back to building the env
+    if space is None:
+        env = gym.make(env_id)
+        space = env.action_space
+        env.close()
+    discrete = isinstance(space, gym.spaces.Discrete)
+    if discrete and not cls.discrete_ok:
+        raise ValueError(f"{cls.name} needs continuous (Box) actions, but {env_id} has {space}. For discrete actions "
+                         "use svg0-discrete (Gumbel-softmax / straight-through), reinforce or qac.")
+    if not discrete and not cls.continuous_ok:
+        raise ValueError(f"{cls.name} needs discrete actions, but {env_id} has {space}.")
+
+
 def make_learner(algo: str, env_id: str, config: Any, seed: int) -> Learner:
-    """Construct a learner, checking that it can handle the environment."""
+    """Construct a learner, checking first that it can handle the environment."""
     cls = get_algorithm(algo)
+    check_env(cls, env_id)
     if getattr(config, "float64", False):
         jax.config.update("jax_enable_x64", True)
     return cls(env_id, config, seed=seed)
@@ -127,6 +165,16 @@ def _nan_in_state(state: Any) -> bool:
 def _snapshot(state: Any) -> Any:
     # JAX arrays are immutable; copy NumPy leaves a learner might update in place.
     return jax.tree.map(lambda x: x.copy() if isinstance(x, np.ndarray) else x, state)
+
+
+def _perturb_keys(state: Any, n: int) -> Any:
+    """Fold ``n`` into every typed PRNG key of ``state`` (a different retry of the same iteration)."""
+    def fold(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.fold_in(x, n)
+        return x
+
+    return jax.tree.map(fold, state)
 
 
 def _scalar(value: Any) -> float:
@@ -146,6 +194,7 @@ class Counters:
     solved_time: float = -1.0
     nonfinite_iterations: int = 0
     consecutive_nonfinite: int = 0
+    skipped_env_steps: int = 0
 
 
 class Trainer:
@@ -258,26 +307,31 @@ class Trainer:
         return self.summary()
 
     def _check_finite(self, metrics: dict[str, float], snapshot: Any) -> bool:
+        """Skip an iteration that produced NaN parameters or non-finite metrics.
+
+        The learner is rolled back to its state before the iteration with its PRNG
+        keys folded with the retry count (so the retry draws different data and
+        noise), the iteration is counted, and after ``MAX_CONSECUTIVE_NONFINITE``
+        failures in a row training stops with ``NonFiniteError``. Nothing NaN is
+        ever checkpointed.
+        """
         c = self.counters
-        if _nan_in_state(self.learner.get_state()):
-            self.learner.set_state(snapshot)
-            raise NonFiniteError(
-                f"{self.learner.name} on {self.env_id}: the update at env step {self.learner.env_steps} produced NaN "
-                f"parameters; the run was stopped and the last finite state kept (nothing NaN was saved). "
-                + NONFINITE_HINT)
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-        if not bad:
+        nan_state = _nan_in_state(self.learner.get_state())
+        if not bad and not nan_state:
             c.consecutive_nonfinite = 0
             return True
         c.nonfinite_iterations += 1
         c.consecutive_nonfinite += 1
+        c.skipped_env_steps += int(self.learner.env_steps) - c.env_steps
+        what = "NaN parameters" if nan_state else f"non-finite {bad}"
         if c.consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
             self.learner.set_state(snapshot)
             raise NonFiniteError(
-                f"{self.learner.name} on {self.env_id}: non-finite {bad} in {c.consecutive_nonfinite} consecutive "
-                f"iterations (updates with non-finite gradients were skipped). " + NONFINITE_HINT)
-        # Keep the learner's progress (its optimizer skipped the bad update) but do not log NaNs.
-        c.env_steps = int(self.learner.env_steps)
+                f"{self.learner.name} on {self.env_id}: {what} in {c.consecutive_nonfinite} consecutive iterations "
+                f"at env step {c.env_steps}; each was skipped and retried, and the run was stopped with the last "
+                "finite state kept (nothing NaN was saved). " + NONFINITE_HINT)
+        self.learner.set_state(_perturb_keys(snapshot, c.nonfinite_iterations))
         return False
 
     def _evaluate_and_save(self) -> dict[str, float]:
@@ -379,6 +433,7 @@ class Trainer:
             "ceiling": ceiling,
             "final_over_ceiling": (final["eval_return_mean"] / ceiling) if (final and ceiling) else None,
             "nonfinite_iterations": c.nonfinite_iterations,
+            "skipped_env_steps": c.skipped_env_steps,
         }
         try:
             out["learner"] = json.loads(json.dumps(self.learner.describe(), default=float))
