@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathwise.models.dynamics import DynamicsModel, Normalizer, gaussian_nll, model_loss, mse_loss
 from pathwise.models.fit import Dataset, FitConfig, FitReport, check_dataset, fit, open_loop_error
 from pathwise.models.learned import LearnedModel
-from pathwise.models.noise import GaussianPolicy, episode_trajectory, infer_noise, model_noise, policy_noise
+from pathwise.models.noise import episode_trajectory, infer_noise, model_noise, policy_noise
 
 __all__ = [
     "Dataset",
     "DynamicsModel",
     "FitConfig",
     "FitReport",
-    "GaussianPolicy",
     "LearnedModel",
     "Normalizer",
     "check_dataset",

@@ -14,48 +14,11 @@ SVG(∞) gradient: the model only carries gradients, it never has to simulate.
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from pathwise.networks import MLP
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, Trajectory
-
-_EDGE = 1.0 - 1e-6  # tanh never reaches ±1; recorded actions on the box edge are pulled inside
-
-
-class GaussianPolicy(eqx.Module):
-    """``a = low + (tanh(μ_θ(s) + σ_θ ξ) + 1) / 2 · (high − low)``, ``ξ ~ N(0, I)``, σ state independent.
-
-    Invertible in ξ (``noise_of``), so the policy noise of a recorded action can be inferred.
-    """
-
-    net: MLP
-    log_std: Array
-    low: Array
-    high: Array
-
-    def __init__(self, obs_dim: int, action_dim: int, low, high, hidden: Sequence[int] = (64, 64), *,
-                 key: PRNGKey, log_std_init: float = -0.5, act: str = "tanh"):
-        self.net = MLP(obs_dim, action_dim, hidden, key=key, act=act, final_scale=0.1)
-        self.log_std = jnp.full((action_dim,), log_std_init, jnp.float32)
-        self.low, self.high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
-
-    def __call__(self, obs: Array, xi: Array | None = None) -> Array:
-        u = self.net(obs) if xi is None else self.net(obs) + jnp.exp(self.log_std) * xi
-        return self.low + (jnp.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
-
-    def sample(self, obs: Array, key: PRNGKey) -> Array:
-        return self(obs, jax.random.normal(key, self.log_std.shape))
-
-    def noise_of(self, obs: Array, action: Array) -> Array:
-        """The ξ with ``π(obs, ξ) = action`` (actions on the box edge are moved just inside it)."""
-        y = jnp.clip(2.0 * (action - self.low) / (self.high - self.low) - 1.0, -_EDGE, _EDGE)
-        return (jnp.arctanh(y) - self.net(obs)) * jnp.exp(-self.log_std)
-
 
 def model_noise(model: System, obs: Array, actions: Array, next_obs: Array) -> Array:
     """ζ_t = s_{t+1} − f(s_t, a_t) for every recorded step (``[T, state_dim]``)."""
@@ -63,9 +26,14 @@ def model_noise(model: System, obs: Array, actions: Array, next_obs: Array) -> A
 
 
 def policy_noise(policy, obs: Array, actions: Array) -> Array:
-    """ξ_t with ``π(s_t, ξ_t) = a_t`` (``policy.noise_of``); ``[T, 0]`` for a deterministic policy."""
-    if hasattr(policy, "noise_of"):
-        return jax.vmap(policy.noise_of)(obs, actions)
+    """ξ_t with ``π(s_t, ξ_t) = a_t``; ``[T, 0]`` for a deterministic policy.
+
+    A stochastic policy maps an observation to a distribution with ``infer_noise``
+    (``pathwise.distributions.GaussianPolicy``; replay it with ``policy.act(obs, xi)``);
+    a deterministic policy maps an observation to an action array.
+    """
+    if hasattr(jax.eval_shape(policy, obs[0]), "infer_noise"):
+        return jax.vmap(lambda o, a: policy(o).infer_noise(a))(obs, actions)
     return jnp.zeros((obs.shape[0], 0), obs.dtype)
 
 
@@ -74,7 +42,8 @@ def infer_noise(model: System, policy, trajectory: Trajectory) -> tuple[Array, A
 
     ``trajectory`` is over observations (state = observation, as for ``LearnedModel``):
     ``observations[t]``, ``actions[t]`` and ``final_state`` (the observation after the
-    last step). Replay with ``rollout(model, policy, obs[0], T, noises=zetas, policy_noise=xis)``.
+    last step). Replay with ``rollout(model, policy.act, obs[0], T, noises=zetas, policy_noise=xis)``
+    (``policy`` itself for a deterministic policy, with ``xis`` of width 0 ignored).
     """
     obs, actions = trajectory.observations, trajectory.actions
     if obs.ndim != 2 or actions.shape[0] != obs.shape[0]:
