@@ -1,0 +1,187 @@
+"""pathwise BPTT vs Brax's APG trainer through the *same* Pendulum dynamics, same environment steps.
+
+The pathwise ``Pendulum`` system (Gymnasium Pendulum-v1 exactly) is wrapped as a
+``brax.envs.Env`` so both trainers differentiate through identical physics.
+Both use 128 parallel environments and 50-step windows that carry the state
+across updates (APG's design, and pathwise ``bptt``'s ``carry_state``), for
+the same number of policy updates, hence the same number of simulated steps.
+Wall-clock is measured from the call to the trained policy (compilation
+included, as a user experiences it); the trained policies are then evaluated on
+Gymnasium's own ``Pendulum-v1`` (10 episodes, identical seeds).
+
+APG runs twice: with its defaults (lr 1e-4 decayed ×0.997 per update, Adam
+β=(0.7, 0.95)) and with lr 1e-3 and no schedule, so the comparison does not
+rest on one learning rate.
+
+    pip install -e '.[brax]'
+    python benchmarks/bench_apg.py [--quick] [--seeds 3]
+
+Writes benchmarks/sections/45_apg.md and benchmarks/figures/apg_pendulum.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+NUM_ENVS, HORIZON, EPISODE = 128, 50, 200
+EVAL_EPISODES = 10
+MAX_TORQUE = 2.0
+
+
+def brax_pendulum():
+    from brax.envs.base import Env, State
+
+    from pathwise.systems import Pendulum
+
+    class PendulumBrax(Env):
+        """pathwise Pendulum behind Brax's Env API; actions in [-1, 1] are scaled to ±2 N·m."""
+
+        def __init__(self):
+            self.system = Pendulum()
+
+        def reset(self, rng):
+            s = self.system.reset(rng)
+            zero = jnp.zeros(())
+            return State(pipeline_state=s, obs=self.system.observe(s), reward=zero, done=zero, metrics={}, info={})
+
+        def step(self, state, action):
+            a = MAX_TORQUE * jnp.clip(action, -1.0, 1.0)
+            s2 = self.system.step(state.pipeline_state, a)
+            r = self.system.reward(state.pipeline_state, a, s2)
+            return state.replace(pipeline_state=s2, obs=self.system.observe(s2), reward=r)
+
+        @property
+        def observation_size(self):
+            return 3
+
+        @property
+        def action_size(self):
+            return 1
+
+        @property
+        def backend(self):
+            return "pathwise"
+
+    return PendulumBrax()
+
+
+def evaluate_act(act, seed: int) -> float:
+    from pathwise.envs import evaluate
+
+    return float(evaluate(act, "Pendulum-v1", episodes=EVAL_EPISODES, seed=10_000 + 1_000 * seed).mean)
+
+
+def run_apg(updates: int, seed: int, lr: float, schedule: bool) -> dict:
+    from brax.training.agents.apg import train as apg
+
+    t0 = time.perf_counter()
+    make_policy, params, _ = apg.train(environment=brax_pendulum(), episode_length=EPISODE, policy_updates=updates,
+                                       horizon_length=HORIZON, num_envs=NUM_ENVS, num_evals=2, learning_rate=lr,
+                                       use_schedule=schedule, seed=seed, num_eval_envs=NUM_ENVS)
+    jax.block_until_ready(params)
+    wall = time.perf_counter() - t0
+    policy = jax.jit(make_policy(params, deterministic=True))
+    key = jax.random.key(0)
+    act = lambda o: np.asarray(MAX_TORQUE * policy(jnp.asarray(o)[None], key)[0][0], np.float32)  # noqa: E731
+    return {"wall_s": wall, "return": evaluate_act(act, seed), "env_steps": updates * NUM_ENVS * HORIZON}
+
+
+def run_bptt(updates: int, seed: int) -> dict:
+    from pathwise.algorithms.bptt import BPTT, Config
+
+    cfg = Config(horizon=HORIZON, batch_size=NUM_ENVS, carry_state=True, updates_per_iteration=updates,
+                 schedule_updates=updates)
+    t0 = time.perf_counter()
+    learner = BPTT("Pendulum-v1", cfg, seed=seed)
+    learner.train_iteration()
+    jax.block_until_ready(learner.get_state())
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "return": evaluate_act(lambda o: learner.act(o), seed), "env_steps": learner.env_steps}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--updates", type=int, default=None)
+    args = parser.parse_args()
+    updates = args.updates or (300 if args.quick else 1000)
+    seeds = args.seeds or (1 if args.quick else 3)
+    runs = {"pathwise bptt": lambda s: run_bptt(updates, s),
+            "brax apg (defaults: lr 1e-4, decay)": lambda s: run_apg(updates, s, 1e-4, True),
+            "brax apg (lr 1e-3, constant)": lambda s: run_apg(updates, s, 1e-3, False)}
+    results = {k: [] for k in runs}
+    for seed in range(seeds):  # interleaved, seed-major
+        for name, fn in runs.items():
+            r = fn(seed)
+            results[name].append(r)
+            print(f"seed {seed} {name:38s} return {r['return']:8.1f}  wall {r['wall_s']:6.1f} s  "
+                  f"({r['env_steps']} simulated steps)", flush=True)
+    write_section(results, args, updates, seeds)
+    return 0
+
+
+def write_section(results, args, updates, seeds) -> None:
+    import brax
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cmd = "python benchmarks/bench_apg.py" + (" --quick" if args.quick else "") + (
+        f" --seeds {args.seeds}" if args.seeds else "") + (f" --updates {args.updates}" if args.updates else "")
+    base = results["pathwise bptt"]
+    lines = [
+        "## Policy learning through a known differentiable simulator: pathwise BPTT vs Brax APG", "",
+        f"Command: `{cmd}` (in an environment with the `brax` extra)  ",
+        f"Date: {datetime.date.today().isoformat()}  ",
+        f"Machine: {platform.machine()} CPU container, {os.cpu_count()} cores, no GPU  ",
+        f"Versions: python {platform.python_version()}, jax {jax.__version__}, brax {brax.__version__}", "",
+        f"Same Pendulum dynamics (the pathwise System wrapped as a brax Env), {NUM_ENVS} parallel envs, "
+        f"{HORIZON}-step windows carried across updates, {updates} policy updates = "
+        f"{updates * NUM_ENVS * HORIZON:,} simulated steps each; {seeds} seed(s), interleaved. Return: mean over "
+        f"seeds of the mean over {EVAL_EPISODES} seeded episodes of Gymnasium Pendulum-v1. Wall-clock includes "
+        "compilation.", "",
+        "| trainer | return (mean ± sd over seeds) | wall-clock (s) | wall-clock / pathwise |",
+        "|---|---|---|---|",
+    ]
+    base_wall = np.mean([r["wall_s"] for r in base])
+    for name, recs in results.items():
+        ret = [r["return"] for r in recs]
+        wall = np.mean([r["wall_s"] for r in recs])
+        lines.append(f"| {name} | {np.mean(ret):.1f} ± {np.std(ret):.1f} | {wall:.1f} | {wall / base_wall:.2f} |")
+    best_apg = max((k for k in results if k.startswith("brax")), key=lambda k: np.mean([r["return"] for r in results[k]]))
+    apg_ret = np.mean([r["return"] for r in results[best_apg]])
+    apg_wall = np.mean([r["wall_s"] for r in results[best_apg]])
+    bptt_ret = np.mean([r["return"] for r in base])
+    ok_ret, ok_time = bptt_ret >= apg_ret - 1e-9, base_wall <= 0.5 * apg_wall
+    lines += ["", f"Target (issue 7): bptt matches or beats the best APG return ({bptt_ret:.1f} vs {apg_ret:.1f}: "
+              f"{'met' if ok_ret else 'NOT met'}) in ≤ 1/2 of its wall-clock ({base_wall:.1f} s vs {apg_wall:.1f} s: "
+              f"{'met' if ok_time else 'NOT met'}).", "", "![APG vs BPTT](benchmarks/figures/apg_pendulum.png)", ""]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, recs in results.items():
+        ax.scatter([r["wall_s"] for r in recs], [r["return"] for r in recs], label=name)
+    ax.set_xlabel("wall-clock (s, incl. compile)")
+    ax.set_ylabel("Pendulum-v1 return (10 episodes)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    (HERE / "figures").mkdir(exist_ok=True)
+    fig.savefig(HERE / "figures" / "apg_pendulum.png", dpi=100)
+    (HERE / "sections" / "45_apg.md").write_text("\n".join(lines) + "\n")
+    print("wrote benchmarks/sections/45_apg.md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
