@@ -95,6 +95,10 @@ class _AcrobotPhysics(System):
         s = state
         return jnp.stack([jnp.cos(s[0]), jnp.sin(s[0]), jnp.cos(s[1]), jnp.sin(s[1]), s[2], s[3]])
 
+    def state_from_obs(self, obs: Array) -> Array:
+        """Angles by ``atan2`` (in [-pi, pi], as the wrapped state), velocities as observed."""
+        return jnp.stack([jnp.arctan2(obs[1], obs[0]), jnp.arctan2(obs[3], obs[2]), obs[4], obs[5]])
+
 
 class Acrobot(_AcrobotPhysics):
     """Identical to Gymnasium ``Acrobot-v1``: torques {-1, 0, +1} on the second joint.

@@ -68,6 +68,14 @@ class System(eqx.Module):
         del state
         return jnp.asarray(False)
 
+    def state_from_obs(self, obs: Array) -> Array:
+        """Invert ``observe``: the state an observation came from, when the observation determines it.
+
+        Used to evaluate the reward on observations (``pathwise.rewards``).
+        Systems whose observation loses information keep this default.
+        """
+        raise NotImplementedError(f"{self.name}: the observation does not determine the state.")
+
     # -- noise -------------------------------------------------------------
     @property
     def noise_scale(self) -> Array:

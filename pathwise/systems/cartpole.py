@@ -45,6 +45,9 @@ class _CartPolePhysics(System):
     def observe(self, state: Array) -> Array:
         return state
 
+    def state_from_obs(self, obs: Array) -> Array:
+        return obs
+
 
 class CartPole(_CartPolePhysics):
     """Identical to Gymnasium ``CartPole-v1`` (balance, discrete force +-10 N).

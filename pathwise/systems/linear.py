@@ -90,6 +90,9 @@ class LinearSystem(System):
     def observe(self, state: Array) -> Array:
         return state
 
+    def state_from_obs(self, obs: Array) -> Array:
+        return obs
+
 
 def double_integrator(dt: float = 0.1, q: float = 1.0, r: float = 0.1, **kwargs) -> LinearSystem:
     """Position/velocity of a unit mass pushed by a force: the classic LQR example."""

@@ -77,3 +77,6 @@ class MountainCarContinuous(System):
 
     def observe(self, state: Array) -> Array:
         return state
+
+    def state_from_obs(self, obs: Array) -> Array:
+        return obs

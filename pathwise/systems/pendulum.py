@@ -82,3 +82,7 @@ class Pendulum(System):
 
     def observe(self, state: Array) -> Array:
         return jnp.stack([jnp.cos(state[0]), jnp.sin(state[0]), state[1]])
+
+    def state_from_obs(self, obs: Array) -> Array:
+        """``[atan2(sin, cos), theta_dot]``: theta up to a multiple of 2 pi, which no output depends on."""
+        return jnp.stack([jnp.arctan2(obs[1], obs[0]), obs[2]])

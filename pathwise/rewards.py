@@ -1,0 +1,125 @@
+"""Known, differentiable rewards of Gymnasium environments, as functions of observations.
+
+A model-based learner that fits only the dynamics (``pathwise.models``) plans
+through ``r(o, a, o')`` written in JAX: ``reward_fn(obs, action, next_obs) ->
+scalar`` on one unbatched transition (``jax.vmap`` it for batches). Each
+function equals the environment's own reward on the observations the
+environment returns (``tests/test_rewards.py``).
+
+    fn = pathwise.rewards.get("Pendulum-v1")
+    pathwise.rewards.register("MyEnv-v0", my_fn)   # e.g. MuJoCo rewards, elsewhere
+
+Registered here: ``Pendulum-v1`` and ``MountainCarContinuous-v0`` (written out
+from Gymnasium's source), and, derived from the ``System`` that reproduces them,
+``CartPole-v1``, ``Acrobot-v1`` and every ``pathwise/...`` id whose observation
+determines the state (``System.state_from_obs``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax.numpy as jnp
+
+from pathwise.systems import REGISTRY, System
+from pathwise.types import Array
+
+RewardFn = Callable[[Array, Array, Array], Array]
+
+#: env id -> ``reward_fn(obs, action, next_obs) -> scalar``.
+REWARDS: dict[str, RewardFn] = {}
+
+
+def register(env_id: str, fn: RewardFn, *, overwrite: bool = False) -> None:
+    """Make ``fn(obs, action, next_obs) -> scalar`` the known reward of ``env_id``."""
+    if not callable(fn):
+        raise ValueError(f"register: the reward of {env_id!r} must be callable fn(obs, action, next_obs), got {fn!r}.")
+    if env_id in REWARDS and not overwrite:
+        raise ValueError(f"A reward for {env_id!r} is already registered; pass overwrite=True to replace it.")
+    REWARDS[env_id] = fn
+
+
+def has(env_id: str) -> bool:
+    """Whether a reward function is known for ``env_id``."""
+    return env_id in REWARDS
+
+
+def get(env_id: str) -> RewardFn:
+    """The registered reward function of ``env_id``, or a ``ValueError`` saying what to do instead."""
+    if env_id not in REWARDS:
+        raise ValueError(
+            f"no known reward for {env_id}; register one with pathwise.rewards.register(env_id, fn) "
+            f"or use a learned reward model. Known: {', '.join(sorted(REWARDS))}."
+        )
+    return REWARDS[env_id]
+
+
+def pendulum_reward(obs: Array, action: Array, next_obs: Array) -> Array:
+    """Gymnasium Pendulum-v1: ``-(theta^2 + 0.1 theta_dot^2 + 0.001 clip(u, -2, 2)^2)`` on the pre-step obs.
+
+    ``obs = [cos theta, sin theta, theta_dot]``; ``theta = atan2(sin, cos)`` is
+    in [-pi, pi] like Gymnasium's ``angle_normalize`` (the square is the same).
+    """
+    del next_obs
+    theta = jnp.arctan2(obs[1], obs[0])
+    u = jnp.clip(jnp.reshape(action, (-1,))[0], -2.0, 2.0)
+    return -(theta**2 + 0.1 * obs[2] ** 2 + 0.001 * u**2)
+
+
+def mountain_car_continuous_reward(obs: Array, action: Array, next_obs: Array) -> Array:
+    """Gymnasium MountainCarContinuous-v0: ``100 * goal(next_obs) - 0.1 a^2`` (the *unclipped* action).
+
+    ``goal = position >= 0.45 and velocity >= 0``. The bonus is a step function
+    of ``next_obs``: its gradient is zero everywhere it is defined, so a
+    gradient-based planner sees only the action cost.
+    """
+    del obs
+    goal = (next_obs[0] >= 0.45) & (next_obs[1] >= 0.0)
+    a = jnp.reshape(action, (-1,))[0]
+    return jnp.where(goal, 100.0, 0.0) - 0.1 * a**2
+
+
+def reward_from_system(system: System) -> RewardFn:
+    """``system.reward`` expressed on observations, via ``system.state_from_obs``.
+
+    Use it to register the reward of a system built with non-default parameters.
+    """
+
+    def reward_fn(obs: Array, action: Array, next_obs: Array) -> Array:
+        return system.reward(system.state_from_obs(obs), action, system.state_from_obs(next_obs))
+
+    return reward_fn
+
+
+def _observation_determines_state(system: System) -> bool:
+    try:
+        system.state_from_obs(jnp.zeros(system.obs_dim))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def _register_builtins() -> None:
+    register("Pendulum-v1", pendulum_reward, overwrite=True)
+    register("MountainCarContinuous-v0", mountain_car_continuous_reward, overwrite=True)
+    for env_id, factory in REGISTRY.items():
+        system = factory()
+        if not _observation_determines_state(system):
+            continue
+        register(env_id, reward_from_system(system), overwrite=True)
+        if system.gym_id is not None and system.gym_id not in REWARDS:
+            register(system.gym_id, reward_from_system(system))
+
+
+_register_builtins()
+
+__all__ = [
+    "REWARDS",
+    "RewardFn",
+    "get",
+    "has",
+    "mountain_car_continuous_reward",
+    "pendulum_reward",
+    "register",
+    "reward_from_system",
+]
