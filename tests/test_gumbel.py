@@ -32,12 +32,12 @@ def test_soft_sample_approaches_one_hot_as_temperature_falls():
 
 def test_gumbel_max_samples_follow_the_policy():
     """Frequencies of argmax(logits + ε) match softmax(logits) within 5 standard errors."""
-    actor = gb.CategoricalMLP(2, 3, (8,), key=jax.random.key(0))
+    actor = gb.CategoricalPolicy(2, 3, (8,), key=jax.random.key(0))
     actor = jax.tree.map(lambda x: 20 * x, actor)
     obs, n = jnp.array([0.5, -0.2]), 20000
     eps = jax.random.gumbel(jax.random.key(1), (n, 3))
     freq = np.asarray(jax.vmap(lambda e: gb.sample_one_hot(actor, obs, e))(eps).mean(0))
-    p = np.asarray(jax.nn.softmax(actor.logits(obs)))
+    p = np.asarray(jax.nn.softmax(actor(obs).logits))
     assert np.all(np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / n))
     assert p.min() < 0.3  # a non-uniform policy, so the check has teeth
 
@@ -53,7 +53,7 @@ def test_straight_through_actor_gradient_points_uphill_on_a_bandit():
 
 
 def test_expected_sarsa_target_matches_a_loop():
-    actor = gb.CategoricalMLP(3, 2, (4,), key=jax.random.key(0))
+    actor = gb.CategoricalPolicy(3, 2, (4,), key=jax.random.key(0))
     critics = gb.make_critics(jax.random.key(1), 3, 2, TINY)
     k = jax.random.split(jax.random.key(2), 2)
     batch = gb.Transition(jnp.zeros((4, 3)), jnp.eye(2)[jnp.array([0, 1, 1, 0])],
@@ -62,7 +62,7 @@ def test_expected_sarsa_target_matches_a_loop():
     got = gb.expected_sarsa_target(actor, critics, batch, 0.9)
     for b in range(4):
         s = batch.next_obs[b]
-        p = jax.nn.softmax(actor.logits(s))
+        p = jax.nn.softmax(actor(s).logits)
         q = [min(float(c(s, jnp.eye(2)[a])) for c in [jax.tree.map(lambda x: x[i], critics) for i in range(2)])
              for a in range(2)]
         want = float(batch.reward[b]) + (0.0 if batch.terminated[b] else 0.9 * float(p @ jnp.array(q)))

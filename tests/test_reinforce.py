@@ -34,19 +34,19 @@ def test_categorical_bandit_gradient_equals_closed_form_in_expectation():
     """E[∇ log π(a) r(a)] = ∇ Σ_a π(a) r(a) on a one-step, three-armed bandit (5 standard errors)."""
     import jax.flatten_util  # noqa: F401
 
-    policy = rf.CategoricalMLP(2, 3, (8,), key=jax.random.key(0))
+    policy = rf.CategoricalPolicy(2, 3, (8,), key=jax.random.key(0))
     policy = jax.tree.map(lambda x: x * 30.0, policy)  # non-uniform π so every coordinate matters
     s = jnp.array([0.3, -0.7])
     r = jnp.array([1.0, -2.0, 0.5])
     n = 20000
-    acts = jax.vmap(lambda k: policy.sample(s, k))(jax.random.split(jax.random.key(1), n))
+    acts = jax.vmap(lambda k: policy(s).sample(k))(jax.random.split(jax.random.key(1), n))
 
     def one(p, i):  # the lecture's ĝ for m = 1, as minus the loss
         return -rf.reinforce_loss(p, s[None, None], acts[i][None, None], r[acts[i]][None, None], jnp.ones((1, 1)))
 
     g = _per_sample_grads(one, policy, n)
     exact = jax.flatten_util.ravel_pytree(
-        jax.grad(lambda p: jnp.sum(jax.nn.softmax(p.logits(s)) * r))(policy))[0]
+        jax.grad(lambda p: jnp.sum(jax.nn.softmax(p(s).logits) * r))(policy))[0]
     se = g.std(0) / np.sqrt(n)
     assert np.all(np.abs(g.mean(0) - exact) <= 5 * se + 1e-6)
     assert np.abs(exact).max() > 0.01  # the check is not vacuous
@@ -56,10 +56,10 @@ def test_gaussian_bandit_gradient_equals_closed_form_in_expectation():
     """r(a) = −(a−2)²: E[r] = −(μ−2)² − σ², so ∇μ = −2(μ−2), ∇log σ = −2σ² (5 standard errors)."""
     import jax.flatten_util  # noqa: F401
 
-    policy = rf.GaussianMLP(2, 1, (8,), key=jax.random.key(0), log_std_init=-0.5)
+    policy = rf.GaussianPolicy(2, 1, (8,), key=jax.random.key(0), init_log_std=-0.5)
     s = jnp.array([0.3, -0.7])
     n = 20000
-    acts = jax.vmap(lambda k: policy.sample(s, k))(jax.random.split(jax.random.key(1), n))
+    acts = jax.vmap(lambda k: policy(s).sample(k))(jax.random.split(jax.random.key(1), n))
     rew = -((acts[:, 0] - 2.0) ** 2)
 
     def one(p, i):

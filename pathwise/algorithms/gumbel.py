@@ -40,7 +40,7 @@ from pathwise.algorithms.base import Learner
 from pathwise.algorithms.common import (OffPolicyConfig, _validate_config, adam_init, adam_step, collect_episode,
                                         critic_loss, episode_limit, make_critics, make_env, mean_metrics, min_q,
                                         store_episode, td_target)
-from pathwise.algorithms.reinforce import CategoricalMLP
+from pathwise.distributions import CategoricalPolicy
 from pathwise.networks import soft_update
 from pathwise.types import Array, PRNGKey, PyTree, Transition
 
@@ -92,7 +92,7 @@ class Config(OffPolicyConfig):
 class State(NamedTuple):
     """Everything the Gumbel-softmax agent learns or needs to resume."""
 
-    actor: CategoricalMLP
+    actor: CategoricalPolicy
     critics: eqx.Module  # stacked ensemble of QCritic on [obs, one_hot(a)]
     target_critics: eqx.Module
     log_alpha: Array
@@ -106,7 +106,7 @@ class State(NamedTuple):
 
 def init(key: PRNGKey, obs_dim: int, num_actions: int, config: Config) -> State:
     k_actor, k_critic, key = jax.random.split(key, 3)
-    actor = CategoricalMLP(obs_dim, num_actions, config.hidden, key=k_actor)
+    actor = CategoricalPolicy(obs_dim, num_actions, config.hidden, key=k_actor)
     critics = make_critics(k_critic, obs_dim, num_actions, config)
     example = Transition(jnp.zeros(obs_dim), jnp.zeros(num_actions), jnp.zeros(()), jnp.zeros(obs_dim),
                          jnp.zeros((), bool), jnp.zeros((), bool))
@@ -115,23 +115,23 @@ def init(key: PRNGKey, obs_dim: int, num_actions: int, config: Config) -> State:
                  replay.init(example, config.buffer_size), key, jnp.zeros((), jnp.int32))
 
 
-def expected_sarsa_target(actor: CategoricalMLP, target_critics: eqx.Module, batch: Transition,
+def expected_sarsa_target(actor: CategoricalPolicy, target_critics: eqx.Module, batch: Transition,
                           gamma: float) -> Array:
     """y = r + γ (1 − terminated) Σ_a' π(a'|s') min_i Q'_i(s', e_a') (expected SARSA on one-hot actions)."""
     n = batch.action.shape[-1]
-    probs = jax.vmap(lambda o: jax.nn.softmax(actor.logits(o)))(batch.next_obs)  # [B, n]
+    probs = jax.vmap(lambda o: actor(o).probs)(batch.next_obs)  # [B, n]
     eye = jnp.eye(n)
     q_next = jax.vmap(lambda a: min_q(target_critics, batch.next_obs, jnp.broadcast_to(a, (len(probs), n))),
                       out_axes=1)(eye)  # [B, n]
     return td_target(batch.reward, batch.terminated, jnp.sum(probs * q_next, -1), gamma)
 
 
-def actor_loss(actor: CategoricalMLP, critics: eqx.Module, obs: Array, gumbel: Array, temperature: float,
+def actor_loss(actor: CategoricalPolicy, critics: eqx.Module, obs: Array, gumbel: Array, temperature: float,
                hard: bool, entropy_coef: Array) -> Array:
     """−E_s[min_i Q_i(s, y(logits_θ(s), ε, τ)) + α H(π_θ(·|s))] with Gumbel-softmax y (lecture's last slides)."""
-    logits = jax.vmap(actor.logits)(obs)
+    logits = jax.vmap(lambda o: actor(o).logits)(obs)
     y = jax.vmap(relaxed_one_hot, (0, 0, None, None))(logits, gumbel, temperature, hard)
-    entropy = jax.vmap(actor.entropy)(obs)
+    entropy = jax.vmap(lambda o: actor(o).entropy())(obs)
     return -jnp.mean(min_q(critics, obs, y) + entropy_coef * entropy)
 
 
@@ -147,7 +147,7 @@ def update_step(state: State, key: PRNGKey, config: Config) -> tuple[State, dict
                                                             config.temperature, config.hard,
                                                             jnp.exp(state.log_alpha))
     actor, actor_opt = adam_step(state.actor, a_grads, state.actor_opt, config.actor_lr)
-    entropy = jnp.mean(jax.vmap(actor.entropy)(batch.obs))
+    entropy = jnp.mean(jax.vmap(lambda o: actor(o).entropy())(batch.obs))
     log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
     if config.auto_entropy:
         target = config.target_entropy_ratio * jnp.log(batch.action.shape[-1])
@@ -168,14 +168,14 @@ def learn(state: State, episode: Transition, length: Array, n_updates: Array, ke
 
 
 @jax.jit
-def sample_one_hot(actor: CategoricalMLP, obs: Array, gumbel: Array) -> Array:
+def sample_one_hot(actor: CategoricalPolicy, obs: Array, gumbel: Array) -> Array:
     """An exact sample of π_θ(·|s) as a one-hot vector (Gumbel-max: argmax(logits + ε))."""
-    return jax.nn.one_hot(jnp.argmax(actor.logits(obs) + gumbel), gumbel.shape[-1])
+    return jax.nn.one_hot(actor(obs).sample_from_noise(gumbel), gumbel.shape[-1])
 
 
 @jax.jit
-def _mode(actor: CategoricalMLP, obs: Array) -> Array:
-    return actor.mode(obs)
+def _mode(actor: CategoricalPolicy, obs: Array) -> Array:
+    return actor(obs).mode()
 
 
 class OneHotActions(gym.ActionWrapper):

@@ -35,8 +35,9 @@ import numpy as np
 import optax
 
 from pathwise.algorithms.base import CommonConfig, Learner
-from pathwise.algorithms.reinforce import (CategoricalMLP, PolicyActMixin, StepBatch, env_seeds, lockstep_episodes,
+from pathwise.algorithms.reinforce import (PolicyActMixin, StepBatch, env_seeds, lockstep_episodes,
                                            make_envs, sample_actions)
+from pathwise.distributions import CategoricalPolicy
 from pathwise.networks import MLP
 from pathwise.types import Array, PRNGKey
 
@@ -99,11 +100,11 @@ def critic_loss(critic: DiscreteQ, obs: Array, actions: Array, targets: Array, m
     return jnp.sum(mask * (q_sa - targets) ** 2) / jnp.maximum(mask.sum(), 1.0)
 
 
-def actor_loss(policy: CategoricalMLP, obs: Array, actions: Array, weights: Array, mask: Array,
+def actor_loss(policy: CategoricalPolicy, obs: Array, actions: Array, weights: Array, mask: Array,
                entropy_coef: float) -> Array:
     """−mean log π_θ(a_t|s_t)·w_t − c·H (lecture: θ ← θ + α ∇θ log π_θ(a|s) Q_w(s, a), w = Q or an advantage)."""
-    logp = jax.vmap(jax.vmap(policy.log_prob))(obs, actions)
-    ent = jax.vmap(jax.vmap(policy.entropy))(obs)
+    logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
+    ent = jax.vmap(jax.vmap(lambda o: policy(o).entropy()))(obs)
     n = jnp.maximum(mask.sum(), 1.0)
     return -jnp.sum(mask * (logp * jax.lax.stop_gradient(weights) + entropy_coef * ent)) / n
 
@@ -135,7 +136,7 @@ class Config(CommonConfig):
 
 
 class State(NamedTuple):
-    policy: CategoricalMLP
+    policy: CategoricalPolicy
     critic: DiscreteQ
     policy_opt: Any
     critic_opt: Any
@@ -149,7 +150,7 @@ def _optimizer(lr: float, config: Config):
 
 def init(key: PRNGKey, obs_dim: int, num_actions: int, config: Config) -> State:
     kp, kq, key = jax.random.split(key, 3)
-    policy = CategoricalMLP(obs_dim, num_actions, config.hidden, key=kp)
+    policy = CategoricalPolicy(obs_dim, num_actions, config.hidden, key=kp)
     critic = DiscreteQ(obs_dim, num_actions, config.critic_hidden, key=kq)
     return State(policy, critic, _optimizer(config.lr, config).init(policy),
                  _optimizer(config.critic_lr, config).init(critic), key, jnp.zeros((), jnp.int32))
@@ -160,7 +161,7 @@ def _actor_weights(state: State, seg: Segment, targets: Array, config: Config) -
     q_sa = jnp.take_along_axis(q, seg.actions[..., None], axis=-1)[..., 0]
     if config.advantage == "q":
         return q_sa
-    probs = jax.vmap(jax.vmap(lambda o: jax.nn.softmax(state.policy.logits(o))))(seg.obs)
+    probs = jax.vmap(jax.vmap(lambda o: state.policy(o).probs))(seg.obs)
     v = jnp.sum(probs * q, axis=-1)
     return q_sa - v if config.advantage == "q_minus_v" else targets - v
 

@@ -36,69 +36,19 @@ import numpy as np
 import optax
 
 from pathwise.algorithms.base import CommonConfig, Learner
-from pathwise.networks import MLP, VCritic
+from pathwise.distributions import CategoricalPolicy, GaussianPolicy
+from pathwise.networks import VCritic
 from pathwise.types import Array, PRNGKey
 
 
 # -- policies ---------------------------------------------------------------------
 
-class CategoricalMLP(eqx.Module):
-    """π(a|s) = softmax(mlp(s))_a over ``num_actions`` discrete actions."""
-
-    net: MLP
-
-    def __init__(self, obs_dim: int, num_actions: int, hidden=(64, 64), *, key: PRNGKey):
-        self.net = MLP(obs_dim, num_actions, hidden, key=key, act="tanh", final_scale=0.01)
-
-    def logits(self, obs: Array) -> Array:
-        return self.net(obs)
-
-    def log_prob(self, obs: Array, action: Array) -> Array:
-        return jax.nn.log_softmax(self.net(obs))[action.astype(jnp.int32)]
-
-    def sample(self, obs: Array, key: PRNGKey) -> Array:
-        return jax.random.categorical(key, self.net(obs))
-
-    def mode(self, obs: Array) -> Array:
-        return jnp.argmax(self.net(obs))
-
-    def entropy(self, obs: Array) -> Array:
-        logp = jax.nn.log_softmax(self.net(obs))
-        return -jnp.sum(jnp.exp(logp) * logp)
-
-
-class GaussianMLP(eqx.Module):
-    """π(a|s) = N(mlp(s), diag(exp(log_std))²), log-std learned and state independent."""
-
-    net: MLP
-    log_std: Array
-
-    def __init__(self, obs_dim: int, action_dim: int, hidden=(64, 64), *, key: PRNGKey, log_std_init: float = 0.0):
-        self.net = MLP(obs_dim, action_dim, hidden, key=key, act="tanh", final_scale=0.01)
-        self.log_std = jnp.full((action_dim,), log_std_init, jnp.float32)
-
-    def log_prob(self, obs: Array, action: Array) -> Array:
-        z = (action - self.net(obs)) * jnp.exp(-self.log_std)
-        return jnp.sum(-0.5 * z**2 - self.log_std - 0.5 * jnp.log(2 * jnp.pi))
-
-    def sample(self, obs: Array, key: PRNGKey) -> Array:
-        mean = self.net(obs)
-        return mean + jnp.exp(self.log_std) * jax.random.normal(key, mean.shape)
-
-    def mode(self, obs: Array) -> Array:
-        return self.net(obs)
-
-    def entropy(self, obs: Array) -> Array:
-        del obs
-        return jnp.sum(self.log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e))
-
-
 def make_policy(space: gym.Space, obs_dim: int, hidden, key: PRNGKey, log_std_init: float = 0.0) -> eqx.Module:
-    """Categorical policy for ``Discrete`` spaces, Gaussian for ``Box`` spaces."""
+    """``CategoricalPolicy`` for ``Discrete`` spaces, unsquashed ``GaussianPolicy`` (learned log-std) for ``Box``."""
     if isinstance(space, gym.spaces.Discrete):
-        return CategoricalMLP(obs_dim, int(space.n), hidden, key=key)
+        return CategoricalPolicy(obs_dim, int(space.n), hidden, key=key)
     if isinstance(space, gym.spaces.Box):
-        return GaussianMLP(obs_dim, int(np.prod(space.shape)), hidden, key=key, log_std_init=log_std_init)
+        return GaussianPolicy(obs_dim, int(np.prod(space.shape)), hidden, key=key, init_log_std=log_std_init)
     raise ValueError(f"Unsupported action space {space!r}: use a Discrete or Box action space.")
 
 
@@ -197,8 +147,8 @@ def reward_to_go(rewards: Array, mask: Array, bootstrap: Array, gamma: float) ->
 def reinforce_loss(policy: eqx.Module, obs: Array, actions: Array, advantages: Array, mask: Array,
                    entropy_coef: float = 0.0) -> Array:
     """−1/m Σ_i Σ_t log π_θ(u_t|s_t) A_t (lecture: ĝ = 1/m Σ_i Σ_t ∇θ log π_θ(u_t^i|s_t^i) R), minus an entropy bonus."""
-    logp = jax.vmap(jax.vmap(policy.log_prob))(obs, actions)
-    ent = jax.vmap(jax.vmap(policy.entropy))(obs)
+    logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
+    ent = jax.vmap(jax.vmap(lambda o: policy(o).entropy()))(obs)
     m = obs.shape[0]
     return -jnp.sum(mask * (logp * jax.lax.stop_gradient(advantages) + entropy_coef * ent)) / m
 
@@ -326,23 +276,23 @@ update_jit = jax.jit(update, static_argnames="config")
 def sample_actions(policy: eqx.Module, obs: Array, key: PRNGKey, t: Array) -> Array:
     """One action per row of ``obs``, keys folded in with the step index ``t``."""
     keys = jax.random.split(jax.random.fold_in(key, t), obs.shape[0])
-    return jax.vmap(policy.sample)(obs, keys)
+    return jax.vmap(lambda o, k: policy(o).sample(k))(obs, keys)
 
 
 @jax.jit
 def policy_mode(policy: eqx.Module, obs: Array) -> Array:
-    return policy.mode(obs)
+    return policy(obs).mode()
 
 
 @jax.jit
 def policy_sample(policy: eqx.Module, obs: Array, key: PRNGKey) -> Array:
-    return policy.sample(obs, key)
+    return policy(obs).sample(key)
 
 
 # -- the learner -----------------------------------------------------------------------
 
 class PolicyActMixin:
-    """``act`` for learners whose ``self.state.policy`` has ``mode``/``sample``."""
+    """``act`` for learners whose ``self.state.policy`` maps an observation to a distribution."""
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         obs = jnp.asarray(obs, jnp.float32)
