@@ -62,7 +62,7 @@ def test_linear_policy_approaches_lqr_gain():
     system = linear_system()
     # Clipping matters: the first gradients (~1e4, K = 0 is unstable) would otherwise inflate Adam's
     # second-moment estimate and stall the later steps.
-    config = bptt.Config(linear_policy=True, horizon=40, batch_size=64, learning_rate=0.05, schedule="cosine",
+    config = bptt.Config(linear_policy=True, carry_state=False, horizon=40, batch_size=64, learning_rate=0.05, schedule="cosine",
                          schedule_updates=300, max_grad_norm=1.0, updates_per_iteration=300)
     state, metrics = bptt.train_steps(bptt.init(jax.random.key(0), system, config), system, config)
     K = -np.asarray(state.policy.gain)

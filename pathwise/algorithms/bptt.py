@@ -53,16 +53,16 @@ class Config(CommonConfig):
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the tanh MLP policy."""
-    horizon: int = 200
-    """Steps unrolled (and backpropagated through) per update: the whole episode, or a window if carry_state."""
+    horizon: int = 50
+    """Steps unrolled (and backpropagated through) per update: a window if carry_state, else whole rollouts."""
     batch_size: int = 128
     """Initial states (parallel rollouts) per update; the loss is the mean over them."""
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     """Peak Adam learning rate."""
     schedule: Literal["constant", "cosine", "warmup"] = "cosine"
     """Learning-rate schedule: constant; cosine decay to final_lr_fraction over schedule_updates; or linear
     warmup over warmup_updates followed by the cosine decay."""
-    schedule_updates: int = 1500
+    schedule_updates: int = 2000
     """Updates over which the cosine decays (the rate stays at its final value afterwards)."""
     warmup_updates: int = 50
     """Linear warmup length (schedule='warmup' only)."""
@@ -72,13 +72,14 @@ class Config(CommonConfig):
     """Global-norm gradient clipping threshold (0 disables); the metrics log the raw norm before clipping."""
     truncate_every: int = 0
     """If k > 0, stop gradients through the state every k steps (truncated BPTT); 0 = full backpropagation."""
-    carry_state: bool = False
-    """Roll each update's window from where the previous one ended (short windows, as Brax APG/SHAC)."""
+    carry_state: bool = True
+    """Roll each update's window from where the previous one ended (short windows, as Brax APG/SHAC); with
+    False every update starts fresh episodes (set horizon to the episode length for the lecture's full BPTT)."""
     remat: bool = False
     """Rematerialize each step in the backward pass: O(1) memory per step for ~30% more compute."""
     discount: float = 1.0
     """Discount gamma of the return inside a window (1 = the undiscounted episode return)."""
-    updates_per_iteration: int = 20
+    updates_per_iteration: int = 50
     """Gradient updates per train_iteration, run as one lax.scan inside one jitted call."""
     linear_policy: bool = False
     """Use linear state feedback ``a = K obs`` (no bias, no squashing, K starts at 0) instead of the MLP;
