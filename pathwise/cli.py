@@ -194,6 +194,9 @@ def cmd_evaluate(argv: list[str]) -> int:
 
     args = tyro.cli(EvaluateArgs, args=argv, prog="pathwise evaluate")
     path = Path(args.run_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: pass a run directory written by `pathwise train` (its --out) "
+                                "or an agent .npz file saved with agent.save().")
     if path.is_dir():
         from pathwise.train import open_run
 

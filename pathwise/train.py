@@ -281,9 +281,9 @@ class Trainer:
                 info = dict(row)
                 done = c.env_steps >= total_steps
                 if c.env_steps >= c.next_eval or done:
-                    info.update(self._evaluate_and_save())
-                    while c.next_eval <= c.env_steps:
+                    while c.next_eval <= c.env_steps:  # before saving: the checkpoint holds the next due step
                         c.next_eval += self.eval_every
+                    info.update(self._evaluate_and_save())
                 if bar is not None:
                     bar.update(min(c.env_steps, total_steps) - bar.n)
                     post = {"sps": f"{row['steps_per_s']:.0f}"}
