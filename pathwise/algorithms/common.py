@@ -208,8 +208,8 @@ class OffPolicyLearner(Learner):
         if self.max_steps > self.config.buffer_size:
             raise ValueError(f"buffer_size={self.config.buffer_size} is smaller than one episode "
                              f"({self.max_steps} steps); raise buffer_size.")
-        self.state = self.init_state(jax.random.PRNGKey(self.seed))
-        self._act_key = jax.random.PRNGKey(self.seed + 1)  # only for act(deterministic=False)
+        self.state = self.init_state(jax.random.key(self.seed))  # typed key: the driver can fold retries into it
+        self._act_key = jax.random.key(self.seed + 1)  # only for act(deterministic=False)
 
     # --- hooks -------------------------------------------------------------------------------
     @abc.abstractmethod
