@@ -12,24 +12,6 @@ from pathwise.algorithms import gumbel as gb
 TINY = gb.Config(hidden=(8,), critic_hidden=(8,), batch_size=8, buffer_size=2000, learning_starts=20)
 
 
-def test_hard_sample_is_one_hot_with_the_soft_gradient():
-    logits, g = jnp.array([0.3, -1.0, 0.8]), jnp.array([0.1, 2.0, -0.5])
-    w = jnp.array([1.0, -2.0, 0.5])
-    hard = gb.relaxed_one_hot(logits, g, 0.7, True)
-    np.testing.assert_array_equal(hard, jax.nn.one_hot(jnp.argmax(logits + g), 3))
-    g_hard = jax.grad(lambda l: gb.relaxed_one_hot(l, g, 0.7, True) @ w)(logits)
-    g_soft = jax.grad(lambda l: gb.relaxed_one_hot(l, g, 0.7, False) @ w)(logits)
-    np.testing.assert_allclose(g_hard, g_soft, rtol=1e-6)
-    assert np.abs(g_soft).max() > 1e-3
-
-
-def test_soft_sample_approaches_one_hot_as_temperature_falls():
-    logits, g = jnp.array([0.3, -1.0, 0.8]), jnp.array([0.1, 2.0, -0.5])
-    one_hot = jax.nn.one_hot(jnp.argmax(logits + g), 3)
-    gaps = [float(jnp.abs(gb.relaxed_one_hot(logits, g, t, False) - one_hot).max()) for t in (1.0, 0.3, 0.05)]
-    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-3
-
-
 def test_gumbel_max_samples_follow_the_policy():
     """Frequencies of argmax(logits + ε) match softmax(logits) within 5 standard errors."""
     actor = gb.CategoricalPolicy(2, 3, (8,), key=jax.random.key(0))
@@ -46,7 +28,7 @@ def test_straight_through_actor_gradient_points_uphill_on_a_bandit():
     """Q(s, y) = w·y: the Monte Carlo ST gradient has cosine > 0.9 with the exact ∇ Σ_a π(a) w_a."""
     logits, w = jnp.array([0.5, -0.3, 0.1]), jnp.array([1.0, -1.0, 0.3])
     eps = jax.random.gumbel(jax.random.key(2), (4000, 3))
-    st = jax.vmap(jax.grad(lambda l, e: gb.relaxed_one_hot(l, e, 1.0, True) @ w), (None, 0))(logits, eps).mean(0)
+    st = jax.vmap(jax.grad(lambda l, e: gb.gumbel_softmax(e, l, 1.0, True) @ w), (None, 0))(logits, eps).mean(0)
     exact = jax.grad(lambda l: jax.nn.softmax(l) @ w)(logits)
     cos = float(st @ exact / jnp.linalg.norm(st) / jnp.linalg.norm(exact))
     assert cos > 0.9

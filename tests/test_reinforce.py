@@ -21,7 +21,7 @@ def test_reward_to_go_matches_loop_with_truncation_bootstrap():
     for t in reversed(range(4)):
         g = r[t] + gamma * g
         expected[t] = g
-    got = rf.reward_to_go(jnp.asarray(r), jnp.asarray(mask), jnp.float32(boot), gamma)
+    got = rf.padded_reward_to_go(jnp.asarray(r), jnp.asarray(mask), jnp.float32(boot), gamma)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 

@@ -41,17 +41,9 @@ from pathwise.algorithms.common import (OffPolicyConfig, _validate_config, adam_
                                         critic_loss, episode_limit, make_critics, make_env, mean_metrics, min_q,
                                         store_episode, td_target)
 from pathwise.distributions import CategoricalPolicy
+from pathwise.estimators.relaxed import gumbel_softmax
 from pathwise.networks import soft_update
 from pathwise.types import Array, PRNGKey, PyTree, Transition
-
-
-def relaxed_one_hot(logits: Array, gumbel: Array, tau: float | Array, hard: bool) -> Array:
-    """Gumbel-softmax y = softmax((logits + ε)/τ); ``hard``: forward one_hot(argmax y), backward ∇y (straight-through)."""
-    soft = jax.nn.softmax((logits + gumbel) / tau)
-    if not hard:
-        return soft
-    one_hot = jax.nn.one_hot(jnp.argmax(soft), logits.shape[-1], dtype=soft.dtype)
-    return soft + jax.lax.stop_gradient(one_hot - soft)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +122,7 @@ def actor_loss(actor: CategoricalPolicy, critics: eqx.Module, obs: Array, gumbel
                hard: bool, entropy_coef: Array) -> Array:
     """−E_s[min_i Q_i(s, y(logits_θ(s), ε, τ)) + α H(π_θ(·|s))] with Gumbel-softmax y (lecture's last slides)."""
     logits = jax.vmap(lambda o: actor(o).logits)(obs)
-    y = jax.vmap(relaxed_one_hot, (0, 0, None, None))(logits, gumbel, temperature, hard)
+    y = gumbel_softmax(gumbel, logits, temperature, hard)
     entropy = jax.vmap(lambda o: actor(o).entropy())(obs)
     return -jnp.mean(min_q(critics, obs, y) + entropy_coef * entropy)
 

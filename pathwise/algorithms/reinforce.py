@@ -37,6 +37,7 @@ import optax
 
 from pathwise.algorithms.base import CommonConfig, Learner
 from pathwise.distributions import CategoricalPolicy, GaussianPolicy
+from pathwise.estimators.score_function import score_function_surrogate
 from pathwise.networks import VCritic
 from pathwise.types import Array, PRNGKey
 
@@ -133,7 +134,7 @@ def pad_episodes(steps: list[StepBatch], horizon: int) -> Episodes:
                     stack("next_obs")[rows, last].astype(np.float32))
 
 
-def reward_to_go(rewards: Array, mask: Array, bootstrap: Array, gamma: float) -> Array:
+def padded_reward_to_go(rewards: Array, mask: Array, bootstrap: Array, gamma: float) -> Array:
     """G_t = r_t + γ G_{t+1} on real steps, G_T = ``bootstrap`` after the last one (one episode, [T])."""
     def back(carry, x):
         r, m = x
@@ -149,8 +150,8 @@ def reinforce_loss(policy: eqx.Module, obs: Array, actions: Array, advantages: A
     """−1/m Σ_i Σ_t log π_θ(u_t|s_t) A_t (lecture: ĝ = 1/m Σ_i Σ_t ∇θ log π_θ(u_t^i|s_t^i) R), minus an entropy bonus."""
     logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
     ent = jax.vmap(jax.vmap(lambda o: policy(o).entropy()))(obs)
-    m = obs.shape[0]
-    return -jnp.sum(mask * (logp * jax.lax.stop_gradient(advantages) + entropy_coef * ent)) / m
+    surrogate = score_function_surrogate(mask * logp, advantages)
+    return -(surrogate + entropy_coef * jnp.sum(mask * ent)) / obs.shape[0]
 
 
 def value_loss(value: eqx.Module, obs: Array, targets: Array, mask: Array) -> Array:
@@ -220,7 +221,7 @@ def _advantages(state: State, ep: Episodes, config: Config) -> tuple[Array, Arra
     v_final = jax.vmap(state.value)(ep.final_obs)
     use_v = config.baseline == "value"
     boot = ep.truncated * v_final if use_v else jnp.zeros_like(v_final)
-    g = jax.vmap(reward_to_go, (0, 0, 0, None))(ep.rewards, ep.mask, boot, config.gamma)
+    g = jax.vmap(padded_reward_to_go, (0, 0, 0, None))(ep.rewards, ep.mask, boot, config.gamma)
     if config.baseline == "value":
         b = jax.vmap(jax.vmap(state.value))(ep.obs)
     elif config.baseline == "mean":
