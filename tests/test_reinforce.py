@@ -25,6 +25,17 @@ def test_reward_to_go_matches_loop_with_truncation_bootstrap():
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
+def test_lockstep_episodes_cut_at_max_steps_as_truncation():
+    envs = rf.make_envs("CartPole-v1", 3)
+    steps = list(rf.lockstep_episodes(envs, np.arange(3), lambda obs, t: np.full(len(obs), t % 2), 4))
+    assert len(steps) <= 4
+    ended = np.zeros(3, bool)
+    for s in steps:
+        assert not np.any(s.active & ended)  # a finished env is never stepped again
+        ended |= s.terminated | s.truncated
+    assert ended.all() and steps[-1].truncated[steps[-1].active].all()
+
+
 def _per_sample_grads(loss_fn, policy, n):
     flat = jax.vmap(lambda i: jax.flatten_util.ravel_pytree(jax.grad(loss_fn)(policy, i))[0])(jnp.arange(n))
     return np.asarray(flat)

@@ -35,8 +35,8 @@ import numpy as np
 import optax
 
 from pathwise.algorithms.base import CommonConfig, Learner
-from pathwise.algorithms.reinforce import (PolicyActMixin, StepBatch, env_seeds, lockstep_episodes,
-                                           make_envs, sample_actions)
+from pathwise.algorithms.reinforce import (PolicyActMixin, StepBatch, env_seeds, lockstep_episodes, make_envs,
+                                           max_episode_steps, sample_actions)
 from pathwise.distributions import CategoricalPolicy
 from pathwise.networks import MLP
 from pathwise.types import Array, PRNGKey
@@ -218,7 +218,8 @@ class QAC(PolicyActMixin, Learner):
         self.state = self.state._replace(key=key)
         act = lambda obs, t: sample_actions(self.state.policy, jnp.asarray(obs), k_act, jnp.int32(t))  # noqa: E731
         seg, history, returns = [], [], np.zeros(len(self.envs))
-        for step in lockstep_episodes(self.envs, env_seeds(k_env, len(self.envs)), act):
+        seeds = env_seeds(k_env, len(self.envs))
+        for step in lockstep_episodes(self.envs, seeds, act, max_episode_steps(self.envs[0])):
             seg.append(step)
             returns += step.reward * step.active
             if len(seg) == self.config.n_steps:

@@ -74,17 +74,19 @@ def make_envs(env_id: str, num_envs: int) -> list[gym.Env]:
 
 
 def max_episode_steps(env: gym.Env, default: int = 1000) -> int:
+    """The env's own time limit, or ``default`` for an env without one (cut there, counted as truncation)."""
     spec = env.spec
     return int(spec.max_episode_steps) if spec is not None and spec.max_episode_steps else default
 
 
-def lockstep_episodes(envs: list[gym.Env], seeds: np.ndarray,
-                      act: Callable[[np.ndarray, int], np.ndarray]) -> Iterator[StepBatch]:
+def lockstep_episodes(envs: list[gym.Env], seeds: np.ndarray, act: Callable[[np.ndarray, int], np.ndarray],
+                      max_steps: int) -> Iterator[StepBatch]:
     """Run exactly one episode in each env (reset with ``seeds``), yielding one ``StepBatch`` per step.
 
     ``act(obs[N, d], t) -> actions[N, ...]`` is called for all envs (fixed shapes, so a jitted
     policy compiles once); finished envs are not stepped again, so every ``active`` entry is a
-    real environment step and nothing needs an autoreset.
+    real environment step and nothing needs an autoreset. An episode still running after
+    ``max_steps`` steps is cut there and marked truncated.
     """
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
     active = np.ones(len(envs), bool)
@@ -97,6 +99,7 @@ def lockstep_episodes(envs: list[gym.Env], seeds: np.ndarray,
             a = int(actions[i]) if isinstance(envs[i].action_space, gym.spaces.Discrete) else np.clip(
                 actions[i], envs[i].action_space.low, envs[i].action_space.high)
             next_obs[i], reward[i], term[i], trunc[i], _ = envs[i].step(a)
+        trunc |= active & ~term & (t == max_steps - 1)
         yield StepBatch(obs, actions, reward, next_obs, term, trunc, active.copy())
         active &= ~(term | trunc)
         obs, t = next_obs, t + 1
@@ -333,10 +336,7 @@ class REINFORCE(PolicyActMixin, Learner):
         self.state = self.state._replace(key=key)
         policy = self.state.policy
         act = lambda obs, t: sample_actions(policy, jnp.asarray(obs), k_act, jnp.int32(t))  # noqa: E731
-        steps = list(lockstep_episodes(self.envs, env_seeds(k_env, len(self.envs)), act))
-        if len(steps) > self.horizon:
-            raise ValueError(f"An episode of {self.env_id} ran {len(steps)} steps, longer than its time limit "
-                             f"{self.horizon}; wrap the env in a TimeLimit.")
+        steps = list(lockstep_episodes(self.envs, env_seeds(k_env, len(self.envs)), act, self.horizon))
         self.state, metrics = update_jit(self.state, pad_episodes(steps, self.horizon), self.config)
         self.env_steps = int(self.state.env_steps)
         return {k: float(v) for k, v in metrics.items()}
