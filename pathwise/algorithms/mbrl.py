@@ -61,6 +61,7 @@ class MBRL(ModelBasedLearner):
 
     def __init__(self, env_id: str, config: MBRLConfig | None = None, seed: int = 0):
         super().__init__(env_id, config, seed)
+        self.traces = 0  # how often the policy update was traced (tests: compile once)
         self._improve = eqx.filter_jit(self._policy_steps)
 
     def make_policy(self, key: PRNGKey) -> eqx.Module:
@@ -74,6 +75,7 @@ class MBRL(ModelBasedLearner):
         return jnp.clip(policy(obs) + scale * jax.random.normal(key, policy.low.shape), policy.low, policy.high)
 
     def _policy_steps(self, state: ModelBasedState, key: PRNGKey):
+        self.traces += 1
         cfg = self.config
         system = learned_system(state.model, self.reward_fn, self.low, self.high, cfg.horizon)
         optimizer = make_optimizer(cfg)
@@ -84,7 +86,7 @@ class MBRL(ModelBasedLearner):
             value, grads = eqx.filter_value_and_grad(imagined_return)(policy, system, starts, cfg.horizon, cfg.gamma)
             grads = jax.tree.map(jnp.negative, grads)  # ascend J
             policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
-            return (policy, opt_state, skipped + skip), (value, optax.global_norm(grads))
+            return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
 
         (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
             step, (state.policy, state.opt_state, state.skipped_updates), jax.random.split(key, cfg.policy_steps))
