@@ -278,6 +278,17 @@ def seed_keys(seeds: int, shard: bool | None = None) -> PRNGKey:
     return keys
 
 
+@eqx.filter_jit
+def _train_one(key: PRNGKey, system: System, config: Config, num_updates: int):
+    return run_updates(init(key, system, config), system, config, num_updates)
+
+
+def train_seed(system: System, config: Config, seed: int, num_updates: int) -> tuple[State, dict[str, Array]]:
+    """One seed's run as one jitted program (what :func:`train_seeds` computes for row ``seed``)."""
+    validate_config(config)
+    return _train_one(jax.random.key(seed), system, config, int(num_updates))
+
+
 def train_seeds(system: System, config: Config, seeds: int, num_updates: int,
                 shard: bool | None = None) -> tuple[State, dict[str, Array]]:
     """Train ``seeds`` independent policies (seeds 0..seeds-1) as one jitted, vmapped program.
