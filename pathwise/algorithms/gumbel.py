@@ -18,9 +18,12 @@ replay with the expected SARSA target on one-hot inputs,
     y_t = r_t + γ (1 − terminated_t) Σ_a' π_θ(a'|s'_t) min_i Q'_i(s'_t, e_a'),
 
 (target critics Q', no bootstrap past a true terminal, bootstrap on
-truncation). Exploration is sampling π_θ. The interaction loop (one episode per
-iteration, ``updates_per_step`` updates per step in one jit call) and the critic
-pieces are shared with DDPG/SVG(0) in :mod:`pathwise.algorithms.common`.
+truncation). Exploration is sampling π_θ; α is tuned towards a target entropy
+(as in discrete SAC) unless ``auto_entropy=False``. One ``train_iteration`` is
+one episode, then ``updates_per_step`` updates per step in one jit call. Episode
+collection, the TD target, the critic ensemble and its loss are shared with
+DDPG/SVG(0) (:mod:`pathwise.algorithms.common`); the relaxation is
+:func:`pathwise.estimators.relaxed.gumbel_softmax`.
 """
 
 from __future__ import annotations
