@@ -36,23 +36,18 @@ REPORT_AT = (2000, 5000, 20000)
 
 def evaluate(learner, env: gym.Env) -> float:
     """Mean return of the deterministic policy over ``EVAL_EPISODES`` seeded episodes."""
-    returns = []
-    for i in range(EVAL_EPISODES):
-        obs, _ = env.reset(seed=EVAL_SEED + i)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(learner.act(obs))
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
+    from pathwise.envs import evaluate as evaluate_policy
+
+    return evaluate_policy(learner.act, env, episodes=EVAL_EPISODES, seed=EVAL_SEED).mean
 
 
 def run(algo: str, seed: int, steps: int) -> dict:
     """One training run with evaluations every ``EVAL_EVERY`` steps; returns the curve."""
     from pathwise.algorithms import get
+    from pathwise.envs import make_env
 
     learner = get(algo)(ENV, seed=seed)
-    env = gym.make(ENV)
+    env = make_env(ENV)
     curve = {"steps": [0], "returns": [evaluate(learner, env)], "times": [0.0]}
     train_time, next_eval = 0.0, EVAL_EVERY
     while learner.env_steps < steps:

@@ -8,6 +8,7 @@ import pytest
 
 from pathwise import checkpoint as ckpt
 from pathwise.algorithms import common, ddpg, get
+from pathwise.envs import evaluate
 from pathwise.networks import DeterministicPolicy, make_ensemble
 from pathwise.types import Transition
 
@@ -145,15 +146,5 @@ def test_ddpg_solves_pendulum_within_20k_steps():
     learner = ddpg.DDPG("Pendulum-v1", seed=0)
     while learner.env_steps < 20_000:
         learner.train_iteration()
-    import gymnasium as gym
-
-    env = gym.make("Pendulum-v1")
-    returns = []
-    for i in range(10):
-        obs, _ = env.reset(seed=1000 + i)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(learner.act(obs))
-            total, done = total + r, term or trunc
-        returns.append(total)
-    assert np.mean(returns) >= -200, returns
+    result = evaluate(learner.act, "Pendulum-v1", episodes=10, seed=1000)
+    assert result.mean >= -200, result.returns

@@ -11,6 +11,7 @@ from scipy import integrate, stats
 from pathwise import checkpoint as ckpt
 from pathwise.algorithms import get, svg0
 from pathwise.distributions import GaussianPolicy
+from pathwise.envs import evaluate
 from pathwise.networks import make_ensemble
 from pathwise.types import Transition
 
@@ -171,18 +172,8 @@ def test_bad_inputs_raise_clear_errors():
 
 @pytest.mark.slow
 def test_svg0_solves_pendulum_within_20k_steps():
-    import gymnasium as gym
-
     learner = svg0.SVG0("Pendulum-v1", seed=0)
     while learner.env_steps < 20_000:
         learner.train_iteration()
-    env = gym.make("Pendulum-v1")
-    returns = []
-    for i in range(10):
-        obs, _ = env.reset(seed=1000 + i)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(learner.act(obs))
-            total, done = total + r, term or trunc
-        returns.append(total)
-    assert np.mean(returns) >= -200, returns
+    result = evaluate(learner.act, "Pendulum-v1", episodes=10, seed=1000)
+    assert result.mean >= -200, result.returns

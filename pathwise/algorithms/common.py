@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import itertools
 from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pathwise import replay
+from pathwise import envs, replay
 from pathwise.algorithms.base import CommonConfig, Learner
 from pathwise.networks import QCritic, ensemble_apply, make_ensemble
 from pathwise.types import Array, PRNGKey, PyTree, Transition
@@ -116,13 +117,8 @@ def mean_metrics(step: Callable[[Any, PRNGKey], tuple[Any, dict[str, Array]]], s
 
 
 def make_env(env_id: str) -> gym.Env:
-    """A Gymnasium env for ``env_id`` (Gymnasium ids and the ``pathwise/...`` ids)."""
-    import pathwise.systems  # noqa: F401  (registers the pathwise/... ids)
-
-    try:
-        return gym.make(env_id)
-    except gym.error.Error as err:
-        raise ValueError(f"Unknown environment {env_id!r} ({err}); pass a Gymnasium id such as 'Pendulum-v1'.") from err
+    """A Gymnasium env for ``env_id`` (Gymnasium ids and the ``pathwise/...`` ids; unknown ids: ValueError)."""
+    return envs.make_env(env_id)
 
 
 def box_action_space(env: gym.Env, algo: str) -> tuple[np.ndarray, np.ndarray]:
@@ -141,27 +137,21 @@ def collect_episode(env: gym.Env, seed: int, act: Callable[[np.ndarray, int], np
                     max_steps: int) -> tuple[Transition, int, float]:
     """Run one episode from ``env.reset(seed=seed)`` with ``act(obs, t)``; return padded transitions.
 
-    The transitions have leading length ``max_steps`` (rows past the episode are zero padding),
-    ``next_obs`` is the true next observation also on truncation, and an episode still running after
-    ``max_steps`` is marked truncated. Returns ``(transitions, length, undiscounted return)``.
+    The transitions have leading length ``max_steps`` (rows past the episode are zero padding, so
+    episodes of any length share one compiled update), ``next_obs`` is the true next observation
+    also on truncation, and an episode still running after ``max_steps`` is marked truncated.
+    Returns ``(transitions, length, undiscounted return)``.
     """
-    obs, _ = env.reset(seed=seed)
-    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
-    rows = Transition(np.zeros((max_steps, obs_dim), np.float32), np.zeros((max_steps, act_dim), np.float32),
-                      np.zeros(max_steps, np.float32), np.zeros((max_steps, obs_dim), np.float32),
-                      np.zeros(max_steps, bool), np.zeros(max_steps, bool))
-    total, t = 0.0, 0
-    for t in range(max_steps):
-        action = np.asarray(act(obs, t), np.float32).reshape(act_dim)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        truncated = truncated or t == max_steps - 1
-        for field, value in zip(rows, (obs, action, reward, next_obs, terminated, truncated)):
-            field[t] = value
-        total += float(reward)
-        obs = next_obs
-        if terminated or truncated:
-            break
-    return rows, t + 1, total
+    step = itertools.count()
+    episode, total, length = envs.run_episode(env, lambda obs: act(obs, next(step)), seed=seed, max_steps=max_steps)
+    return jax.tree.map(lambda x: _pad(x, max_steps), episode), length, total
+
+
+def _pad(x: np.ndarray, length: int) -> np.ndarray:
+    dtype = np.float32 if np.issubdtype(x.dtype, np.floating) else x.dtype
+    out = np.zeros((length, *x.shape[1:]), dtype)
+    out[: len(x)] = x
+    return out
 
 
 def episode_limit(env: gym.Env, config: OffPolicyConfig) -> int:
