@@ -8,6 +8,19 @@ from pathwise.agent import Agent, load, make
 __version__ = "0.1.0"
 
 
+_LAZY = ("algorithms", "checkpoint", "control", "diagnostics", "distributions", "envs", "estimators", "models",
+         "networks", "presets", "replay", "rewards", "train")
+
+
+def __getattr__(name: str):
+    """Import subpackages on first use: ``pw.control.lqr``, ``pw.rewards.register``, ..."""
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"pathwise.{name}")
+    raise AttributeError(f"module 'pathwise' has no attribute {name!r}")
+
+
 def enable_x64(enabled: bool = True) -> None:
     """Switch JAX to float64 (call before creating arrays); the default is float32."""
     import jax
