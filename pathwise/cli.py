@@ -54,6 +54,9 @@ class TrainArgs:
     """Random seed (the same seed gives the same run on the same machine)."""
     seeds: int = 1
     """Train this many seeds (seed, seed+1, ...); each gets OUT/seed_K."""
+    vmap_seeds: bool = True
+    """With --seeds > 1, train all seeds as one vmapped (and, over several devices, sharded) program where the
+    algorithm's loop is fully jittable (bptt); otherwise one after another."""
     out: str | None = None
     """Run directory (default: runs/ALGO-ENV-sSEED-TIMESTAMP)."""
     config: str | None = None
@@ -158,7 +161,9 @@ def cmd_train(argv: list[str]) -> int:
     steps = int(args.steps if args.steps is not None else run.get("steps", 20_000))
     out_root = Path(args.out) if args.out else _default_out(cls.name, env, args.seed)
     summaries = []
-    for k in range(args.seeds):
+    if args.seeds > 1 and args.vmap_seeds and cls.name == "bptt":
+        summaries = _train_bptt_seeds(cls, env, cfg, args, steps, out_root, run)
+    for k in range(0 if summaries else args.seeds):
         seed = args.seed + k
         out = out_root if args.seeds == 1 else out_root / f"seed_{seed}"
         learner = tr.make_learner(cls.name, env, cfg, seed)
@@ -174,6 +179,48 @@ def cmd_train(argv: list[str]) -> int:
         print(f"{args.seeds} seeds: final return {sum(finals) / len(finals):.1f} "
               f"(min {min(finals):.1f}, max {max(finals):.1f})")
     return 0
+
+
+def _train_bptt_seeds(cls, env: str, cfg: Any, args: TrainArgs, steps: int, out_root: Path,
+                      run: dict[str, Any]) -> list[dict[str, Any]]:
+    """All seeds of bptt as one jitted, vmapped program; then each seed is evaluated and saved like a normal run."""
+    import math
+
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from pathwise import train as tr
+    from pathwise.algorithms import bptt
+
+    system = bptt.make_system(env)
+    bptt.validate_config(cfg)
+    per_update = cfg.batch_size * cfg.horizon
+    num_updates = max(1, math.ceil(steps / per_update))
+    keys = jax.vmap(jax.random.key)(jnp.arange(args.seed, args.seed + args.seeds))
+    print(f"training {args.seeds} seeds of bptt as one vmapped program ({num_updates} updates each)", flush=True)
+    t0 = time.perf_counter()
+    states, metrics = bptt._train_seeds(keys, system, cfg, num_updates)
+    jax.block_until_ready(states)
+    elapsed = time.perf_counter() - t0
+    summaries = []
+    for i in range(args.seeds):
+        learner = tr.make_learner(cls.name, env, cfg, args.seed + i)
+        learner.set_state(jax.tree.map(lambda x: x[i] if eqx.is_array(x) else x, states))
+        trainer = tr.Trainer(learner, out=out_root / f"seed_{args.seed + i}",
+                             eval_every=int(args.eval_every or run.get("eval_every", tr.DEFAULT_EVAL_EVERY)),
+                             eval_episodes=int(args.eval_episodes or run.get("eval_episodes", 10)), quiet=True,
+                             run_info={"steps": steps, "vmapped_seeds": args.seeds})
+        trainer.history = [{"iteration": u + 1, "env_steps": (u + 1) * per_update,
+                            **{k: float(v[i, u]) for k, v in metrics.items()}} for u in range(num_updates)]
+        c = trainer.counters
+        c.iterations, c.env_steps, c.train_time = num_updates, learner.env_steps, elapsed / args.seeds
+        c.next_eval = c.env_steps + trainer.eval_every
+        trainer._evaluate_and_save()
+        summaries.append(trainer.summary())
+        _print_summary(summaries[-1], trainer.out)
+    print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program)")
+    return summaries
 
 
 def _print_summary(summary: dict[str, Any], out: Any) -> None:
