@@ -122,3 +122,20 @@ class LinearPolicy(eqx.Module):
 
     def __call__(self, obs: Array) -> Array:
         return self.gain @ obs
+
+
+def angle_features(obs: Array, angles: Sequence[int]) -> Array:
+    """``obs`` with each entry listed in ``angles`` replaced by its (cos, sin): a 2*pi-periodic network input."""
+    angles = tuple(angles)
+    keep = [i for i in range(obs.shape[-1]) if i not in angles]
+    return jnp.concatenate([obs[..., keep], jnp.cos(obs[..., angles]), jnp.sin(obs[..., angles])], axis=-1)
+
+
+class AngleFeaturePolicy(eqx.Module):
+    """``policy(angle_features(obs, angles))``: a policy whose input angles (e.g. an unwrapped pole angle) are periodic."""
+
+    policy: eqx.Module
+    angles: tuple[int, ...] = eqx.field(static=True)
+
+    def __call__(self, obs: Array) -> Array:
+        return self.policy(angle_features(obs, self.angles))

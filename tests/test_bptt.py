@@ -154,3 +154,20 @@ def test_learner_needs_a_known_system_and_resumes_exactly():
     assert learner.env_steps == clone.env_steps == 2 * 5 * 8 * 10
     action = learner.act(np.array([1.0, 0.0, 0.0], np.float32))
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
+
+
+def test_cartpole_swingup_policy_sees_the_pole_angle_periodically():
+    system = pw.systems.CartPoleSwingUp()
+    state = bptt.init(jax.random.key(0), system, TINY)
+    obs = jnp.array([0.1, -0.2, 0.3, 0.5])
+    shifted = obs.at[2].add(2 * jnp.pi)  # the same physical state one turn later
+    np.testing.assert_allclose(state.policy(obs), state.policy(shifted), rtol=1e-5, atol=1e-6)
+    assert bptt.observation_angles(pw.systems.Pendulum(), TINY) == ()  # Pendulum already observes cos/sin
+    with pytest.raises(ValueError, match="outside"):
+        bptt.init(jax.random.key(0), system, dataclasses.replace(TINY, angle_features=(7,)))
+
+
+def test_action_bounds_are_not_trained():
+    params, _ = bptt.trainable(bptt.init(jax.random.key(0), pw.systems.CartPoleSwingUp(), TINY).policy)
+    assert params.policy.low is None and params.policy.high is None
+    assert params.policy.net.layers[0].weight is not None

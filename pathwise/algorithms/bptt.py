@@ -37,14 +37,14 @@ import optax
 
 from pathwise import systems as pw_systems
 from pathwise.algorithms.base import CommonConfig, Learner
-from pathwise.networks import DeterministicPolicy, LinearPolicy
+from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy, LinearPolicy
 from pathwise.rollout import rollout
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
 
 # ----------------------------------------------------------------------------- config and state
 
-Policy = DeterministicPolicy | LinearPolicy
+Policy = DeterministicPolicy | LinearPolicy | AngleFeaturePolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +81,9 @@ class Config(CommonConfig):
     """Discount gamma of the return inside a window (1 = the undiscounted episode return)."""
     updates_per_iteration: int = 50
     """Gradient updates per train_iteration, run as one lax.scan inside one jitted call."""
+    angle_features: tuple[int, ...] | None = None
+    """Observation entries that are unwrapped angles, given to the MLP as (cos, sin); None = the system's
+    known ones (theta of CartPoleSwingUp), () = none."""
     linear_policy: bool = False
     """Use linear state feedback ``a = K obs`` (no bias, no squashing, K starts at 0) instead of the MLP;
     the optimal policy class of LQR problems."""
@@ -162,20 +165,37 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 def trainable(policy: Policy) -> tuple[PyTree, PyTree]:
     """``(params, static)`` of the policy: its floating arrays except the action bounds, which are not trained."""
-    spec = jax.tree.map(eqx.is_inexact_array, policy)
-    if isinstance(policy, DeterministicPolicy):
-        spec = eqx.tree_at(lambda p: (p.low, p.high), spec, (False, False))
-    return eqx.partition(policy, spec)
+
+    def is_param(path, leaf):
+        return eqx.is_inexact_array(leaf) and getattr(path[-1], "name", None) not in ("low", "high")
+
+    return eqx.partition(policy, jax.tree_util.tree_map_with_path(is_param, policy))
 
 
 def make_policy(key: PRNGKey, system: System, config: Config) -> Policy:
     """The tanh MLP policy squashed into the system's action box, or ``a = K obs`` (in float64 if configured)."""
+    angles = observation_angles(system, config)
     if config.linear_policy:
         policy = LinearPolicy(system.obs_dim, system.action_dim, key=key)
     else:
-        policy = DeterministicPolicy(system.obs_dim, system.action_dim, system.action_low, system.action_high,
-                                     config.hidden, key=key)
+        policy = DeterministicPolicy(system.obs_dim + len(angles), system.action_dim, system.action_low,
+                                     system.action_high, config.hidden, key=key)
+        policy = AngleFeaturePolicy(policy, angles) if angles else policy
     return cast_floats(policy, config)
+
+
+#: Observation entries that are unwrapped angles, per system (fed to the MLP as cos/sin).
+UNWRAPPED_ANGLES: dict[str, tuple[int, ...]] = {"CartPoleSwingUp": (2,)}
+
+
+def observation_angles(system: System, config: Config) -> tuple[int, ...]:
+    """``config.angle_features`` or, when None, the system's known unwrapped-angle observation entries."""
+    angles = UNWRAPPED_ANGLES.get(system.name, ()) if config.angle_features is None else config.angle_features
+    bad = [i for i in angles if not 0 <= i < system.obs_dim]
+    if bad:
+        raise ValueError(f"angle_features {tuple(angles)} has indices outside the {system.obs_dim}-dim "
+                         f"observation of {system.name}: {bad}.")
+    return tuple(angles)
 
 
 def cast_floats(tree: Any, config: Config) -> Any:
