@@ -44,8 +44,9 @@ def rollout(
         ``noises`` is not given.
       noises: explicit process noise, shape ``(horizon, state_dim)``.
       policy_noise: explicit policy noise, shape ``(horizon, ...)``.
-      truncate_every: if k > 0, ``stop_gradient`` on the carried state every k
-        steps, so gradients flow through at most k steps of dynamics.
+      truncate_every: if k > 0, ``stop_gradient`` on the carried state before
+        steps k, 2k, ..., so gradients flow through at most k steps of dynamics
+        (steps 0..k-1 still depend differentiably on ``state0``).
       remat: rematerialize each step in the backward pass (``jax.checkpoint``):
         memory O(1) per step instead of all intermediates.
       stop_at_termination: zero the rewards after the first terminal state
@@ -70,7 +71,8 @@ def rollout(
         state, alive, t = carry
         zeta, xi = inputs
         if truncate_every > 0:
-            state = jax.lax.cond(t % truncate_every == 0, jax.lax.stop_gradient, lambda s: s, state)
+            cut = (t > 0) & (t % truncate_every == 0)
+            state = jax.lax.cond(cut, jax.lax.stop_gradient, lambda s: s, state)
         obs = system.observe(state)
         action = policy(obs, xi) if use_xi else policy(obs)
         next_state = system.step(state, action, zeta)
