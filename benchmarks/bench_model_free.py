@@ -118,7 +118,53 @@ def table(results: dict) -> list[str]:
     return lines
 
 
-def write_section(results: dict, command: str, figure: Path) -> str:
+def update_timing(algos: list[str], updates: int = 1000) -> list[str]:
+    """Milliseconds per gradient update (one jitted call of ``updates`` updates, after compiling) and per env step."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from pathwise.algorithms import common, get
+
+    lines = ["| algorithm | critic hidden | ms / update (batch 256) | ms / env step (interaction) |", "|---|---|---|---|"]
+    for algo in algos:
+        cls = get(algo)
+        for hidden in [(64, 64), (256, 256)]:
+            learner = cls(ENV, dataclasses.replace(cls.Config(), critic_hidden=hidden, learning_starts=0), seed=0)
+            learner.train_iteration()  # compiles and fills the buffer with one episode
+            state, key = learner.state, jax.random.key(1)
+            episode = jax.tree.map(jnp.zeros_like, common.replay.sample(state.buffer, key, learner.max_steps))
+            args = (episode, jnp.int32(0), jnp.int32(updates), key)
+            jax.block_until_ready(learner.learn(state, *args))  # warm-up call
+            start = time.perf_counter()
+            jax.block_until_ready(learner.learn(state, *args))
+            per_update = (time.perf_counter() - start) / updates * 1e3
+            noise = np.zeros(learner.noise_dim, np.float32)
+            start = time.perf_counter()
+            _, length, _ = common.collect_episode(
+                learner.env, 0, lambda obs, t: learner.behaviour_action(state, obs, noise), learner.max_steps)
+            per_step = (time.perf_counter() - start) / length * 1e3
+            lines.append(f"| {algo} | {hidden} | {per_update:.2f} | {per_step:.3f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def medians(results: dict) -> list[str]:
+    lines = ["| algorithm | seeds solved | median steps to -200 | median train wall-clock to -200 (s) | "
+             "median return @20k |", "|---|---|---|---|---|"]
+    for algo, curves in results.items():
+        solved = [first_solved(c) for c in curves]
+        steps = [s for s, _ in solved if s is not None]
+        times = [t for s, t in solved if s is not None]
+        final = [at(c, 20000) for c in curves if at(c, 20000) is not None]
+        lines.append(f"| {algo} | {len(steps)}/{len(curves)} | {fmt(np.median(steps) if steps else None)} | "
+                     f"{fmt(np.median(times) if times else None, '{:.1f}')} | "
+                     f"{fmt(np.median(final) if final else None)} |")
+    return lines
+
+
+def write_section(results: dict, command: str, figure: Path, timing: list[str]) -> str:
     solved = {a: sum(first_solved(c)[0] is not None for c in cs) for a, cs in results.items()}
     lines = [
         "## Model-free pathwise learners on Pendulum-v1 (DDPG, SVG(0))", "",
@@ -130,9 +176,12 @@ def write_section(results: dict, command: str, figure: Path) -> str:
         f"`reset(seed={EVAL_SEED}+i)`; solved = mean return >= {THRESHOLD:.0f}. Wall-clock is training time "
         "(Gymnasium interaction + jitted update scans + compilation), evaluation excluded. Default configs "
         "(`pathwise/algorithms/{ddpg,svg0}.py`). For reference, RL Zoo's tuned SB3 SAC/TD3/DDPG reach about -150 at 20k.",
-        "", *table(results), "",
+        "", *medians(results), "", "Per seed:", "", *table(results), "",
         "Seeds solved: " + ", ".join(f"{a} {n}/{len(results[a])}" for a, n in solved.items()), "",
         f"![learning curves](../figures/{figure.name})", "",
+        "Cost of the pieces (default configs except the critic width; one jitted call of 1,000 updates timed after "
+        "compilation; interaction = one 200-step Gymnasium episode with a jitted policy call per step):", "",
+        *timing, "",
     ]
     return "\n".join(lines)
 
@@ -144,23 +193,29 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--no-section", action="store_true", help="do not write the BENCHMARKS section")
+    parser.add_argument("--replot", action="store_true",
+                        help="reuse the curves in benchmarks/out/model_free.json (re-measure timing, rewrite outputs)")
     args = parser.parse_args()
     seeds = args.seeds or (1 if args.quick else 3)
     steps = args.steps or (6000 if args.quick else 20000)
     algos = [a for a in args.algos.split(",") if a]
-    results: dict[str, list[dict]] = {a: [] for a in algos}
-    for seed in range(seeds):
-        for algo in algos:
-            results[algo].append(run(algo, seed, steps))
     out = HERE / "out" / "model_free.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results))
+    if args.replot:
+        results = json.loads(out.read_text())
+    else:
+        results = {a: [] for a in algos}
+        for seed in range(seeds):
+            for algo in algos:
+                results[algo].append(run(algo, seed, steps))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results))
+    timing = update_timing(list(results))
     figure = HERE / "figures" / ("model_free_pendulum_quick.png" if args.quick else "model_free_pendulum.png")
     plot(results, figure)
     command = "python benchmarks/bench_model_free.py" + (" --quick" if args.quick else "")
     if args.algos != "ddpg,svg0" or args.seeds or args.steps:
         command += f" --algos {args.algos} --seeds {seeds} --steps {steps}"
-    section = write_section(results, command, figure)
+    section = write_section(results, command, figure, timing)
     print(section)
     if not args.no_section:
         (HERE / "sections" / "50_model_free_pendulum.md").write_text(section)
