@@ -1,0 +1,190 @@
+"""Gradient shooting: the lecture's first formulation of trajectory optimization.
+
+Substitute the dynamics into the objective, so that the total cost is a
+function of the open-loop actions alone,
+
+    J(u_0 .. u_{T-1}) = c(x_0, u_0) + c(f(x_0, u_0), u_1) + ... + c_T(f(f(...)))
+
+and descend its gradient, which backpropagation through the rollout gives
+(the adjoint recursion ``λ_t = c_x + f_x'λ_{t+1}``, ``∂J/∂u_t = c_u + f_u'λ_{t+1}``).
+``∂J/∂u_t`` holds the product of the dynamics Jacobians from ``t`` to the end,
+so early actions have far larger (or far smaller) gradients than late ones:
+the "poor conditioning" slides, measured in ``pathwise.diagnostics``.
+
+Optimizers: Adam (any optax ``GradientTransformation``) or L-BFGS with optax's
+zoom line search. Action bounds are kept by projection: the iterate is clipped
+into the box after every step, the cost seen by the line search is that of
+the clipped actions, and convergence is judged on the projected gradient
+``‖u − clip(u − ∇J)‖``. (Projected L-BFGS is a heuristic; iLQR with box-QP is
+the principled bounded solver.)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pathwise.control.solution import (Problem, Solution, as_problem, check_inputs, simulate,
+                                       trajectory_cost)
+from pathwise.systems.base import System
+from pathwise.types import Array
+
+DEFAULT_LEARNING_RATE = {"adam": 0.05, "lbfgs": None}
+
+
+class _Carry(NamedTuple):
+    actions: Array
+    opt_state: optax.OptState
+    cost: Array
+    grad: Array
+    iteration: Array
+    converged: Array
+    failed: Array  # a step made the cost non-finite and was rejected
+    history: Array
+
+
+def make_optimizer(optimizer: str | optax.GradientTransformation, learning_rate: float | None = None
+                   ) -> optax.GradientTransformation:
+    """``"adam"`` / ``"lbfgs"`` (optax, with the given or default step size) or an optax transformation as is."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    if optimizer == "adam":
+        return optax.adam(DEFAULT_LEARNING_RATE["adam"] if learning_rate is None else learning_rate)
+    if optimizer == "lbfgs":
+        return optax.lbfgs(learning_rate=learning_rate)  # None: the line search picks the step
+    raise ValueError(f"shooting: optimizer must be 'adam', 'lbfgs' or an optax GradientTransformation, "
+                     f"got {optimizer!r}.")
+
+
+def _box(problem: Problem, bounds, m: int, dtype) -> tuple[Array, Array] | None:
+    """The action box as (low, high) arrays of shape (m,), or None when unbounded."""
+    if bounds is None:
+        return None
+    if isinstance(bounds, str):
+        if bounds != "system":
+            raise ValueError(f"shooting: bounds must be None, 'system' or a (low, high) pair, got {bounds!r}.")
+        if problem.action_low is None:
+            return None
+        low, high = problem.action_low, problem.action_high
+    else:
+        try:
+            low, high = bounds
+        except (TypeError, ValueError):
+            raise ValueError(f"shooting: bounds must be None, 'system' or a (low, high) pair, got {bounds!r}.")
+    low = jnp.broadcast_to(jnp.asarray(low, dtype), (m,))
+    high = jnp.broadcast_to(jnp.asarray(high, dtype), (m,))
+    if not isinstance(low, jax.core.Tracer) and bool(jnp.any(low > high)):
+        raise ValueError(f"shooting: action bounds need low <= high, got low={low}, high={high}.")
+    return low, high
+
+
+def _clip_inside(u: Array, low: Array, high: Array) -> Array:
+    """``clip(u)`` in value; derivative 1 on the closed box (also at its faces), 0 strictly outside."""
+    inside = (u >= low) & (u <= high)
+    return jnp.where(inside, u, jax.lax.stop_gradient(jnp.clip(u, low, high)))
+
+
+def projected_gradient_norm(actions: Array, grad: Array, box: tuple[Array, Array] | None) -> Array:
+    """``‖u − clip(u − g)‖``: zero exactly at a first-order stationary point of the boxed problem."""
+    if box is None:
+        return jnp.linalg.norm(grad)
+    return jnp.linalg.norm(actions - jnp.clip(actions - grad, *box))
+
+
+def shooting(
+    problem: System | Problem,
+    x0: Array,
+    actions0: Array,
+    *,
+    optimizer: str | optax.GradientTransformation = "adam",
+    learning_rate: float | None = None,
+    max_iterations: int = 500,
+    tol: float = 1e-6,
+    cost_tol: float = 0.0,
+    bounds: str | tuple | None = "system",
+) -> Solution:
+    """Minimize the total cost over the open-loop action sequence by gradient descent through the rollout.
+
+    Args:
+      problem: a ``System`` (cost −reward, its action box) or a ``Problem(dynamics, cost, final_cost)``.
+      x0: initial state, shape (n,).
+      actions0: initial guess, shape (T, m); T is the horizon.
+      optimizer: ``"adam"``, ``"lbfgs"`` (zoom line search) or any optax ``GradientTransformation``.
+      learning_rate: Adam's step size (default 0.05); for L-BFGS ``None`` lets the line search choose.
+      max_iterations: optimizer steps at most (static: it sizes ``cost_history``).
+      tol: stop when the projected gradient norm ``‖u − clip(u − ∇J)‖ <= tol · max(1, |J|)``.
+      cost_tol: also stop when one step changes the cost by at most ``cost_tol · max(1, |J|)``
+        (0 disables; useful for L-BFGS, whose line search decreases the cost monotonically).
+      bounds: ``"system"`` (the problem's action box, if any), ``None`` (unbounded) or ``(low, high)``.
+
+    Returns a ``Solution`` with zero feedback gains (shooting is open loop). A step
+    that makes the cost non-finite is rejected and the loop stops there.
+    Jittable; wrap in ``jax.jit`` (closing over ``problem``) to reuse the compiled loop.
+    """
+    x0, actions0 = check_inputs("shooting", x0, actions0)
+    problem = as_problem(problem)
+    T, m = actions0.shape
+    opt = make_optimizer(optimizer, learning_rate)
+    box = _box(problem, bounds, m, actions0.dtype)
+    _check_counts(max_iterations, tol, cost_tol)
+    lbfgs_from_state = optimizer == "lbfgs" and box is None
+    project = (lambda u: jnp.clip(u, *box)) if box is not None else (lambda u: u)
+
+    def objective(u):
+        if box is not None:
+            u = _clip_inside(u, *box)
+        return trajectory_cost(problem, simulate(problem, x0, u), u)
+
+    value_and_grad = jax.value_and_grad(objective)
+
+    def stationary(u, cost, grad):
+        return projected_gradient_norm(u, grad, box) <= tol * jnp.maximum(1.0, jnp.abs(cost))
+
+    def step(c: _Carry) -> _Carry:
+        updates, opt_state = opt.update(c.grad, c.opt_state, c.actions, value=c.cost, grad=c.grad,
+                                        value_fn=objective)
+        actions = project(optax.apply_updates(c.actions, updates))
+        if lbfgs_from_state:  # the line search already evaluated the accepted point
+            cost, grad = optax.value_and_grad_from_state(objective)(actions, state=opt_state)
+        else:
+            cost, grad = value_and_grad(actions)
+        ok = jnp.isfinite(cost) & jnp.all(jnp.isfinite(grad))
+        small_change = jnp.abs(c.cost - cost) <= cost_tol * jnp.maximum(1.0, jnp.abs(cost))
+        done = stationary(actions, cost, grad) | ((cost_tol > 0) & small_change)
+        it = c.iteration + 1
+        history = jnp.where(jnp.arange(max_iterations + 1) >= it, cost, c.history)
+        new = _Carry(actions, opt_state, cost, grad, it, done, jnp.asarray(False), history)
+        return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c._replace(failed=jnp.asarray(True)))
+
+    actions0 = project(actions0)
+    cost0, grad0 = value_and_grad(actions0)
+    cost0 = _require_finite(cost0)
+    carry = _Carry(actions0, opt.init(actions0), cost0, grad0, jnp.zeros((), jnp.int32),
+                   stationary(actions0, cost0, grad0), jnp.asarray(False), jnp.full((max_iterations + 1,), cost0))
+    carry = jax.lax.while_loop(lambda c: (c.iteration < max_iterations) & ~c.converged & ~c.failed, step, carry)
+    return _solution(problem, x0, carry, m)
+
+
+def _check_counts(max_iterations, tol, cost_tol) -> None:
+    if not isinstance(max_iterations, int) or max_iterations < 0:
+        raise ValueError(f"shooting: max_iterations must be a non-negative Python int, got {max_iterations!r}.")
+    if not tol >= 0 or not cost_tol >= 0:
+        raise ValueError(f"shooting: tol and cost_tol must be >= 0, got tol={tol}, cost_tol={cost_tol}.")
+
+
+def _require_finite(cost0: Array) -> Array:
+    if not isinstance(cost0, jax.core.Tracer) and not bool(jnp.isfinite(cost0)):
+        raise ValueError(f"shooting: the initial actions give a non-finite cost ({cost0}); "
+                         "start from smaller actions or check the dynamics/cost.")
+    return cost0
+
+
+def _solution(problem: Problem, x0: Array, c: _Carry, m: int) -> Solution:
+    T = c.actions.shape[0]
+    states = simulate(problem, x0, c.actions)
+    return Solution(states=states, actions=c.actions, K=jnp.zeros((T, m, x0.shape[0]), c.actions.dtype),
+                    k=jnp.zeros((T, m), c.actions.dtype), cost=trajectory_cost(problem, states, c.actions),
+                    converged=c.converged, iterations=c.iteration, cost_history=c.history)
