@@ -13,8 +13,10 @@ target network (``svg_core.lambda_returns``). Two sources of dynamics:
   through the differentiable simulator, takes one actor step on ``-J_k`` and fits V on the segments.
   A simulation is restarted after ``episode_length`` steps or a terminal state. ``env_steps`` counts
   simulated steps (as BPTT does).
-* **learned model** (a black-box Gymnasium env): see ``svgk_model`` below (real episodes -> fitted model
-  -> k imagined steps from replayed real states).
+* **learned model** (a black-box Gymnasium env with a known reward): the model-based loop of
+  ``model_based.ModelBasedLearner``: one real episode, refit the model ``f`` (``pathwise.models.fit``), then
+  ``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from ``n_envs``
+  replayed real observations. ``env_steps`` counts real steps.
 
 k = 1 is SVG(1) on imagined transitions and k = episode length with V = 0 is BPTT.
 """
@@ -31,7 +33,8 @@ import numpy as np
 import optax
 
 from pathwise import systems as pw_systems
-from pathwise.algorithms.base import CommonConfig, Learner
+from pathwise.algorithms.base import Learner
+from pathwise.algorithms.model_based import ModelBasedConfig, ModelBasedLearner, learned_system, sample_starts
 from pathwise.algorithms.svg_core import segment_targets, v_bootstrap, value_gradient_objective, value_loss
 from pathwise.distributions import GaussianPolicy
 from pathwise.networks import VCritic, soft_update
@@ -40,8 +43,8 @@ from pathwise.types import Array, PRNGKey, PyTree
 
 
 @dataclasses.dataclass(frozen=True)
-class SVGKConfig(CommonConfig):
-    """SVG(k) options; defaults tuned for Pendulum-v1 on the true System (SHAC-style)."""
+class SVGKConfig(ModelBasedConfig):
+    """SVG(k) options; defaults tuned for Pendulum-v1 (the model-fitting ones are used only on a learned model)."""
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian)."""
@@ -55,7 +58,7 @@ class SVGKConfig(CommonConfig):
     """Discount factor."""
     lam: float = 0.95
     """lambda of the TD(lambda) value targets (0: one-step TD, 1: k-step return + bootstrap)."""
-    actor_lr: float = 2e-3
+    learning_rate: float = 2e-3
     """Adam learning rate of the policy."""
     critic_lr: float = 2e-3
     """Adam learning rate of the value network."""
@@ -73,6 +76,8 @@ class SVGKConfig(CommonConfig):
     """Rewards are multiplied by this inside the objective and the value targets (metrics are unscaled)."""
     updates_per_iteration: int = 10
     """Updates (actor step + critic fit) per ``train_iteration`` on the true System."""
+    updates_per_episode: int = 50
+    """Updates per real episode on a learned model (each from ``n_envs`` replayed real observations)."""
     use_true_dynamics: bool = False
     """Differentiate through the pathwise System of the env id (SHAC) even if the id is a Gymnasium one."""
 
@@ -84,7 +89,7 @@ def validate_config(config: SVGKConfig) -> None:
         (0.0 < config.gamma <= 1.0, f"gamma={config.gamma} must be in (0, 1]"),
         (0.0 <= config.lam <= 1.0, f"lam={config.lam} must be in [0, 1]"),
         (0.0 < config.target_tau <= 1.0, f"target_tau={config.target_tau} must be in (0, 1]"),
-        (config.actor_lr > 0 and config.critic_lr > 0, "learning rates must be positive"),
+        (config.learning_rate > 0 and config.critic_lr > 0, "learning rates must be positive"),
         (config.critic_iterations >= 1 and config.critic_minibatches >= 1,
          "critic_iterations and critic_minibatches must be >= 1"),
         ((config.n_envs * config.horizon) % config.critic_minibatches == 0,
@@ -101,14 +106,20 @@ def optimizer(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
 
 
-class ShacState(NamedTuple):
-    """Everything SVG(k) on a true System learns or needs to resume."""
+class ActorCritic(NamedTuple):
+    """The learned parts of SVG(k): policy, value, target value and their optimizer states."""
 
     policy: GaussianPolicy
     value: VCritic
     target_value: VCritic
     actor_opt: PyTree
     critic_opt: PyTree
+
+
+class ShacState(NamedTuple):
+    """Everything SVG(k) on a true System learns or needs to resume."""
+
+    agent: ActorCritic
     sim_states: Array  # [n_envs, state_dim], carried across updates
     sim_time: Array  # [n_envs] steps since each simulation's reset
     key: PRNGKey
@@ -116,26 +127,28 @@ class ShacState(NamedTuple):
     updates: Array
 
 
-def make_policy(key: PRNGKey, obs_dim: int, action_dim: int, low, high, config: SVGKConfig) -> GaussianPolicy:
-    return GaussianPolicy(obs_dim, action_dim, config.hidden, key=key, low=low, high=high,
-                          init_log_std=config.init_log_std)
+def init_actor_critic(key: PRNGKey, obs_dim: int, action_dim: int, low, high, config: SVGKConfig) -> ActorCritic:
+    """Fresh policy (tanh-Gaussian, state-independent std), value (target = online) and Adam states."""
+    k_pi, k_v = jax.random.split(key)
+    policy = GaussianPolicy(obs_dim, action_dim, config.hidden, key=k_pi, low=low, high=high,
+                            init_log_std=config.init_log_std)
+    value = VCritic(obs_dim, config.critic_hidden, key=k_v, act="elu")
+    actor_opt = optimizer(config.learning_rate, config.max_grad_norm).init(eqx.filter(policy, eqx.is_inexact_array))
+    critic_opt = optimizer(config.critic_lr, config.max_grad_norm).init(eqx.filter(value, eqx.is_inexact_array))
+    return ActorCritic(policy, value, value, actor_opt, critic_opt)
 
 
 def init_shac(key: PRNGKey, system: System, config: SVGKConfig) -> ShacState:
-    """Fresh policy, value (target = online), optimizer states and ``n_envs`` reset simulations."""
-    k_pi, k_v, k_reset, key = jax.random.split(key, 4)
-    policy = make_policy(k_pi, system.obs_dim, system.action_dim, system.action_low, system.action_high, config)
-    value = VCritic(system.obs_dim, config.critic_hidden, key=k_v, act="elu")
-    actor_opt = optimizer(config.actor_lr, config.max_grad_norm).init(eqx.filter(policy, eqx.is_inexact_array))
-    critic_opt = optimizer(config.critic_lr, config.max_grad_norm).init(eqx.filter(value, eqx.is_inexact_array))
+    """A fresh ``ActorCritic`` and ``n_envs`` reset simulations."""
+    k_ac, k_reset, key = jax.random.split(key, 3)
+    agent = init_actor_critic(k_ac, system.obs_dim, system.action_dim, system.action_low, system.action_high, config)
     sims = jax.vmap(system.reset)(jax.random.split(k_reset, config.n_envs))
     zero = jnp.zeros((), jnp.int32)
-    return ShacState(policy, value, value, actor_opt, critic_opt, sims, jnp.zeros(config.n_envs, jnp.int32), key,
-                     zero, zero)
+    return ShacState(agent, sims, jnp.zeros(config.n_envs, jnp.int32), key, zero, zero)
 
 
-def shac_actor_loss(policy: GaussianPolicy, value: VCritic, system: System, states: Array, xis: Array,
-                    zetas: Array, gamma: float, reward_scale: float = 1.0):
+def actor_loss(policy: GaussianPolicy, value: VCritic, system: System, states: Array, xis: Array,
+               zetas: Array, gamma: float, reward_scale: float = 1.0):
     """``-mean_i J_k(s_0^i) / k`` (lecture, SVG(k)); returns the segments for the critic as auxiliary data."""
     segments = jax.vmap(lambda s, x, z: value_gradient_objective(system, policy.act, v_bootstrap(value), s, x, z,
                                                                  gamma, reward_scale))(states, xis, zetas)
@@ -165,6 +178,32 @@ def fit_value(value: VCritic, opt_state: PyTree, observations: Array, targets: A
     return value, opt_state, losses.mean()
 
 
+def actor_critic_step(agent: ActorCritic, system: System, starts: Array, key: PRNGKey, config: SVGKConfig):
+    """From ``starts`` roll k steps; one actor step on ``-J_k``; fit V to the segments' TD(lambda) targets.
+
+    Returns the new agent, the (gradient-free) segments and metrics.
+    """
+    k_xi, k_zeta, k_critic = jax.random.split(key, 3)
+    n, k = starts.shape[0], config.horizon
+    xis = jax.random.normal(k_xi, (n, k + 1, agent.policy.action_dim))
+    zetas = system.sample_noise(k_zeta, (n, k))
+    (loss, segments), grads = eqx.filter_value_and_grad(actor_loss, has_aux=True)(
+        agent.policy, agent.value, system, starts, xis, zetas, config.gamma, config.reward_scale)
+    opt = optimizer(config.learning_rate, config.max_grad_norm)
+    updates, actor_opt = opt.update(grads, agent.actor_opt, eqx.filter(agent.policy, eqx.is_inexact_array))
+    policy = eqx.apply_updates(agent.policy, updates)
+    segments = jax.lax.stop_gradient(segments)
+    targets = jax.vmap(lambda seg: segment_targets(agent.target_value, seg, config.gamma, config.lam))(segments)
+    value, critic_opt, v_loss = fit_value(agent.value, agent.critic_opt, segments.observations, targets,
+                                          segments.alive, k_critic, config)
+    agent = ActorCritic(policy, value, soft_update(agent.target_value, value, config.target_tau), actor_opt,
+                        critic_opt)
+    metrics = {"actor_loss": loss, "value_loss": v_loss,
+               "imagined_reward": segments.rewards.mean() / config.reward_scale,
+               "policy_std": jnp.exp(policy.log_std).mean()}
+    return agent, segments, metrics
+
+
 def restart_finished(system: System, states: Array, time: Array, continues: Array, key: PRNGKey,
                      limit: int) -> tuple[Array, Array]:
     """Reset the simulations that reached a terminal state or the episode limit."""
@@ -174,27 +213,13 @@ def restart_finished(system: System, states: Array, time: Array, continues: Arra
 
 
 def shac_update(state: ShacState, system: System, config: SVGKConfig) -> tuple[ShacState, dict[str, Array]]:
-    """One actor step on ``-J_k`` through the simulator, then V fitted to TD(lambda) targets of the segments."""
-    key, k_xi, k_zeta, k_critic, k_reset = jax.random.split(state.key, 5)
-    n, k = config.n_envs, config.horizon
-    xis = jax.random.normal(k_xi, (n, k + 1, system.action_dim))
-    zetas = system.sample_noise(k_zeta, (n, k))
-    (loss, segments), grads = eqx.filter_value_and_grad(shac_actor_loss, has_aux=True)(
-        state.policy, state.value, system, state.sim_states, xis, zetas, config.gamma, config.reward_scale)
-    opt = optimizer(config.actor_lr, config.max_grad_norm)
-    updates, actor_opt = opt.update(grads, state.actor_opt, eqx.filter(state.policy, eqx.is_inexact_array))
-    policy = eqx.apply_updates(state.policy, updates)
-    segments = jax.lax.stop_gradient(segments)
-    targets = jax.vmap(lambda seg: segment_targets(state.target_value, seg, config.gamma, config.lam))(segments)
-    value, critic_opt, v_loss = fit_value(state.value, state.critic_opt, segments.observations, targets,
-                                          segments.alive, k_critic, config)
-    sims, time = restart_finished(system, segments.final_state, state.sim_time + k, segments.final_continue, k_reset,
-                                  system.episode_length)
-    state = ShacState(policy, value, soft_update(state.target_value, value, config.target_tau), actor_opt,
-                      critic_opt, sims, time, key, state.env_steps + n * k, state.updates + 1)
-    metrics = {"actor_loss": loss, "value_loss": v_loss, "sim_reward": segments.rewards.mean() / config.reward_scale,
-               "policy_std": jnp.exp(policy.log_std).mean()}
-    return state, metrics
+    """SHAC: an actor-critic step from the carried simulations, which then continue from where they stopped."""
+    key, k_step, k_reset = jax.random.split(state.key, 3)
+    agent, segments, metrics = actor_critic_step(state.agent, system, state.sim_states, k_step, config)
+    sims, time = restart_finished(system, segments.final_state, state.sim_time + config.horizon,
+                                  segments.final_continue, k_reset, system.episode_length)
+    n_steps = config.n_envs * config.horizon
+    return ShacState(agent, sims, time, key, state.env_steps + n_steps, state.updates + 1), metrics
 
 
 TRACE_COUNT = {"shac": 0}  # tests read this to check that a second call does not recompile
@@ -232,6 +257,75 @@ def make_system(env_id: str) -> System:
                          "Drop use_true_dynamics to learn a model of the Gymnasium env instead.") from err
 
 
+class ModelSVGKState(NamedTuple):
+    """``ModelBasedState``'s fields (policy, model, data, counters) plus the value and its optimizer."""
+
+    policy: GaussianPolicy
+    opt_state: PyTree
+    model: Any
+    buffer: Any
+    recent: Any
+    key: PRNGKey
+    env_steps: Array
+    episodes: Array
+    skipped_updates: Array
+    value: VCritic
+    target_value: VCritic
+    critic_opt: PyTree
+
+
+TRACE_COUNT["model"] = 0
+
+
+@eqx.filter_jit
+def model_improve(state: ModelSVGKState, reward_fn, low: Array, high: Array, limit: int, key: PRNGKey,
+                  config: SVGKConfig) -> tuple[ModelSVGKState, dict[str, Array]]:
+    """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states."""
+    TRACE_COUNT["model"] += 1
+    system = learned_system(state.model, reward_fn, low, high, limit)
+
+    def body(agent, k):
+        k_start, k_step = jax.random.split(k)
+        starts = sample_starts(state.buffer, k_start, config.n_envs)
+        agent, _, metrics = actor_critic_step(agent, system, starts, k_step, config)
+        return agent, metrics
+
+    agent = ActorCritic(state.policy, state.value, state.target_value, state.opt_state, state.critic_opt)
+    agent, metrics = jax.lax.scan(body, agent, jax.random.split(key, config.updates_per_episode))
+    state = state._replace(policy=agent.policy, value=agent.value, target_value=agent.target_value,
+                           opt_state=agent.actor_opt, critic_opt=agent.critic_opt)
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
+class ModelSVGK(ModelBasedLearner):
+    """SVG(k) on a learned model: real episode -> refit f -> k imagined steps from replayed real states."""
+
+    name = "svgk"
+    Config = SVGKConfig
+
+    def make_policy(self, key: PRNGKey) -> GaussianPolicy:
+        return init_actor_critic(key, self.obs_dim, self.action_dim, self.low, self.high, self.config).policy
+
+    def init_state(self, key: PRNGKey) -> ModelSVGKState:
+        k_base, k_ac = jax.random.split(key)
+        base = super().init_state(k_base)
+        agent = init_actor_critic(k_ac, self.obs_dim, self.action_dim, self.low, self.high, self.config)
+        return ModelSVGKState(*base, agent.value, agent.value, agent.critic_opt)
+
+    def set_state(self, state: ModelSVGKState) -> None:
+        self.state = ModelSVGKState(*state)
+        self.env_steps = int(self.state.env_steps)
+
+    def behaviour_action(self, policy: GaussianPolicy, obs: Array, key: PRNGKey) -> Array:
+        return policy(obs).sample(key)
+
+    def mode_action(self, policy: GaussianPolicy, obs: Array) -> Array:
+        return policy(obs).mode()
+
+    def improve(self, state: ModelSVGKState, key: PRNGKey) -> tuple[ModelSVGKState, dict[str, Array]]:
+        return model_improve(state, self.reward_fn, self.low, self.high, self.limit, key, self.config)
+
+
 class SVGK(Learner):
     """SVG(k) (see the module docstring): SHAC through a true System, or k imagined steps of a learned model."""
 
@@ -246,8 +340,16 @@ class SVGK(Learner):
         super().__init__(env_id, config, seed)
         validate_config(self.config)
         self.true_dynamics = self.config.use_true_dynamics or env_id.startswith("pathwise/")
+        self.learned: ModelSVGK | None = None
         if not self.true_dynamics:
-            raise NotImplementedError("svgk on a learned model is not available yet; use a pathwise/... id.")
+            from pathwise import rewards
+
+            if not rewards.has(env_id):
+                raise ValueError(f"svgk on a learned model needs the known reward of {env_id!r}, and none is "
+                                 "registered: pathwise.rewards.register(env_id, fn), or use_true_dynamics=True "
+                                 "with a pathwise System.")
+            self.learned = ModelSVGK(env_id, self.config, seed)
+            return
         self.system = make_system(env_id)
         if self.system.discrete:
             raise ValueError(f"svgk needs continuous actions, but {env_id} is discrete; use "
@@ -256,29 +358,42 @@ class SVGK(Learner):
         self._act_key = jax.random.key(self.seed + 1)  # only for act(deterministic=False)
 
     def train_iteration(self) -> dict[str, float]:
+        if self.learned is not None:
+            metrics = self.learned.train_iteration()
+            self.env_steps = self.learned.env_steps
+            return metrics
         self.state, metrics = shac_train(self.state, self.system, self.config)
         self.env_steps = int(self.state.env_steps)
         return {k: float(v) for k, v in metrics.items()}
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        if self.learned is not None:
+            return self.learned.act(obs, deterministic)
         obs = jnp.asarray(obs, jnp.float32).reshape(self.system.obs_dim)
         if deterministic:
-            return np.asarray(mode_action(self.state.policy, obs))
+            return np.asarray(mode_action(self.state.agent.policy, obs))
         self._act_key, key = jax.random.split(self._act_key)
-        return np.asarray(sample_action(self.state.policy, obs, key))
+        return np.asarray(sample_action(self.state.agent.policy, obs, key))
 
     def get_state(self) -> PyTree:
-        return self.state
+        return self.learned.get_state() if self.learned is not None else self.state
 
     def set_state(self, state: PyTree) -> None:
-        self.state = state
-        self.env_steps = int(state.env_steps)
+        if self.learned is not None:
+            self.learned.set_state(state)
+            self.env_steps = self.learned.env_steps
+            return
+        self.state = ShacState(*state)
+        self.env_steps = int(self.state.env_steps)
 
     def describe(self) -> dict[str, Any]:
-        mode = "true System (SHAC)" if self.true_dynamics else "learned model"
-        return {"dynamics": mode, "horizon_k": self.config.horizon,
-                "env_steps_are": "simulated steps" if self.true_dynamics else "real environment steps"}
+        if self.learned is not None:
+            return {"dynamics": "learned model", "horizon_k": self.config.horizon,
+                    "env_steps_are": "real environment steps", **self.learned.describe()}
+        return {"dynamics": "true System (SHAC)", "horizon_k": self.config.horizon,
+                "env_steps_are": "simulated steps through the known differentiable system"}
 
 
-__all__ = ["SVGK", "SVGKConfig", "ShacState", "fit_value", "init_shac", "restart_finished", "shac_actor_loss",
+__all__ = ["ActorCritic", "ModelSVGK", "ModelSVGKState", "SVGK", "SVGKConfig", "ShacState", "actor_critic_step",
+           "actor_loss", "fit_value", "init_actor_critic", "init_shac", "model_improve", "restart_finished",
            "shac_train", "shac_update", "validate_config"]
