@@ -118,3 +118,15 @@ def test_bad_input_is_named(x0, actions0, kwargs, match):
 def test_discrete_system_is_refused():
     with pytest.raises(ValueError, match="discrete actions"):
         shooting(pw.systems.CartPole(), jnp.zeros(4), jnp.zeros((5, 1)))
+
+
+def test_system_shapes_and_horizon_shorthand():
+    system = pw.systems.Pendulum()
+    with pytest.raises(ValueError, match=r"x0 must be a Pendulum state of shape \(2,\)"):
+        shooting(system, jnp.zeros(3), jnp.zeros((5, 1)))
+    with pytest.raises(ValueError, match=r"actions0 must have shape \(T, 1\)"):
+        shooting(system, jnp.zeros(2), jnp.zeros((5, 2)))
+    with pytest.raises(ValueError, match="a horizon alone"):
+        shooting(lq_problem(), X0, 5)
+    sol = shooting(system, jnp.array([0.1, 0.0]), 5, max_iterations=2)
+    assert sol.actions.shape == (5, 1) and sol.states.shape == (6, 2) and sol.cost_history.shape == (3,)

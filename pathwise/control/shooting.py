@@ -61,8 +61,10 @@ def make_optimizer(optimizer: str | optax.GradientTransformation, learning_rate:
 
 def _box(problem: Problem, bounds, m: int, dtype) -> tuple[Array, Array] | None:
     """The action box as (low, high) arrays of shape (m,), or None when unbounded."""
-    if bounds is None:
+    if bounds is None or bounds is False:
         return None
+    if bounds is True:
+        bounds = "system"
     if isinstance(bounds, str):
         if bounds != "system":
             raise ValueError(f"shooting: bounds must be None, 'system' or a (low, high) pair, got {bounds!r}.")
@@ -97,7 +99,7 @@ def projected_gradient_norm(actions: Array, grad: Array, box: tuple[Array, Array
 def shooting(
     problem: System | Problem,
     x0: Array,
-    actions0: Array,
+    actions0: Array | int,
     *,
     optimizer: str | optax.GradientTransformation = "adam",
     learning_rate: float | None = None,
@@ -111,20 +113,21 @@ def shooting(
     Args:
       problem: a ``System`` (cost −reward, its action box) or a ``Problem(dynamics, cost, final_cost)``.
       x0: initial state, shape (n,).
-      actions0: initial guess, shape (T, m); T is the horizon.
+      actions0: initial guess, shape (T, m), or a horizon T (zeros; ``System`` only).
       optimizer: ``"adam"``, ``"lbfgs"`` (zoom line search) or any optax ``GradientTransformation``.
       learning_rate: Adam's step size (default 0.05); for L-BFGS ``None`` lets the line search choose.
       max_iterations: optimizer steps at most (static: it sizes ``cost_history``).
       tol: stop when the projected gradient norm ``‖u − clip(u − ∇J)‖ <= tol · max(1, |J|)``.
       cost_tol: also stop when one step changes the cost by at most ``cost_tol · max(1, |J|)``
         (0 disables; useful for L-BFGS, whose line search decreases the cost monotonically).
-      bounds: ``"system"`` (the problem's action box, if any), ``None`` (unbounded) or ``(low, high)``.
+      bounds: ``"system"`` or ``True`` (the problem's action box, if any), ``None`` or ``False``
+        (unbounded), or a ``(low, high)`` pair of scalars or (m,) arrays.
 
     Returns a ``Solution`` with zero feedback gains (shooting is open loop). A step
     that makes the cost non-finite is rejected and the loop stops there.
     Jittable; wrap in ``jax.jit`` (closing over ``problem``) to reuse the compiled loop.
     """
-    x0, actions0 = check_inputs("shooting", x0, actions0)
+    x0, actions0 = _check_system_inputs(problem, x0, actions0)
     problem = as_problem(problem)
     T, m = actions0.shape
     opt = make_optimizer(optimizer, learning_rate)
@@ -166,6 +169,24 @@ def shooting(
                    stationary(actions0, cost0, grad0), jnp.asarray(False), jnp.full((max_iterations + 1,), cost0))
     carry = jax.lax.while_loop(lambda c: (c.iteration < max_iterations) & ~c.converged & ~c.failed, step, carry)
     return _solution(problem, x0, carry, m)
+
+
+def _check_system_inputs(problem, x0, actions0) -> tuple[Array, Array]:
+    if isinstance(actions0, int):
+        if not isinstance(problem, System):
+            raise ValueError("shooting: give actions0 of shape (T, m) for a Problem (a horizon alone does not say m).")
+        if actions0 < 1:
+            raise ValueError(f"shooting: the horizon must be >= 1, got {actions0}.")
+        actions0 = jnp.zeros((actions0, problem.action_dim))
+    x0, actions0 = check_inputs("shooting", x0, actions0)
+    if isinstance(problem, System):
+        if x0.shape != (problem.state_dim,):
+            raise ValueError(f"shooting: x0 must be a {problem.name} state of shape ({problem.state_dim},), got "
+                             f"{x0.shape}. For an observation use system.state_from_obs(obs).")
+        if actions0.shape[1] != problem.action_dim:
+            raise ValueError(f"shooting: actions0 must have shape (T, {problem.action_dim}) for {problem.name}, "
+                             f"got {actions0.shape}.")
+    return x0, actions0
 
 
 def _check_counts(max_iterations, tol, cost_tol) -> None:
