@@ -11,6 +11,7 @@ script concatenates them in order under a common header. Run by
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -34,13 +35,53 @@ measured within one run are the numbers to trust over absolute times.
 """
 
 
+def _title(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("## "):
+            return line[3:].strip()
+    return fallback
+
+
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    keep = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -_")
+    return keep.replace(" ", "-")
+
+
+def _fix_links(text: str) -> str:
+    """Sections link figures relative to ``benchmarks/sections/``; BENCHMARKS.md sits at the repository root."""
+    text = re.sub(r"\]\((?:\.\./)?figures/", "](benchmarks/figures/", text)
+    # a bare `benchmarks/figures/x.png` mention becomes an embedded image
+    return re.sub(r"^Figure: `(benchmarks/figures/[^`]+\.png)`$", r"![figure](\1)", text, flags=re.M)
+
+
+def check(sections: list[tuple[Path, str]]) -> list[str]:
+    """Problems that make the document wrong: missing figures, sections without a command, duplicate titles."""
+    problems, titles = [], {}
+    for f, text in sections:
+        if "Command:" not in text and "`python benchmarks/" not in text:
+            problems.append(f"{f.name}: no command that regenerates it")
+        for fig in re.findall(r"\]\((benchmarks/figures/[^)]+)\)", _fix_links(text)):
+            if not (ROOT / fig).exists():
+                problems.append(f"{f.name}: figure {fig} does not exist")
+        title = _title(text, f.stem)
+        if title in titles:
+            problems.append(f"{f.name}: same title as {titles[title]} ({title!r})")
+        titles[title] = f.name
+    return problems
+
+
 def assemble() -> str:
     parts = [HEADER]
     files = sorted(SECTIONS.glob("*.md"))
-    if files:
-        parts.append("## Contents\n\n" + "\n".join(f"- `{f.stem}`" for f in files) + "\n\n")
-    for f in files:
-        parts.append(f.read_text().rstrip() + "\n\n")
+    sections = [(f, f.read_text()) for f in files]
+    for problem in check(sections):
+        print(f"warning: {problem}", file=sys.stderr)
+    if sections:
+        toc = [f"- [{_title(t, f.stem)}](#{_anchor(_title(t, f.stem))})" for f, t in sections]
+        parts.append("## Contents\n\n" + "\n".join(toc) + "\n\n")
+    for _, text in sections:
+        parts.append(_fix_links(text).rstrip() + "\n\n")
     return "".join(parts).rstrip() + "\n"
 
 

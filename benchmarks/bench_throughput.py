@@ -1,0 +1,221 @@
+"""Environment steps per second: pathwise's jitted, vmapped Pendulum vs Gymnasium's Pendulum-v1.
+
+Measured side by side in one process, same policy (a fixed linear torque law
+clipped to the box), Pendulum dynamics + reward + observation each step:
+
+- pathwise ``rollout``: ``jax.jit(jax.vmap(rollout))`` over N parallel
+  pendulums, ``lax.scan`` over 200 steps; timed after compilation, with
+  ``block_until_ready``. Also the same rollout *with its backward pass*
+  (``jax.grad`` of the mean return with respect to the policy parameters),
+  the workload of BPTT.
+- pathwise ``SystemEnv`` (``gymnasium.make("pathwise/Pendulum-v1")``): our
+  system behind the Gymnasium API, one jitted step call per Python step.
+- Gymnasium ``Pendulum-v1`` (NumPy): one env stepped in Python, and
+  ``gymnasium.vector.SyncVectorEnv`` with 8 and 64 envs.
+
+Each measurement is repeated and the median reported (the machine is shared).
+
+    python benchmarks/bench_throughput.py            # full: ~1-2 minutes
+    python benchmarks/bench_throughput.py --quick    # fewer steps/repeats
+
+Writes benchmarks/sections/10_throughput.md, benchmarks/figures/throughput.png
+and benchmarks/out/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import equinox as eqx
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import pathwise.systems  # noqa: F401  (registers pathwise/Pendulum-v1)
+from pathwise.rollout import rollout
+from pathwise.systems import Pendulum
+
+HERE = Path(__file__).resolve().parent
+HORIZON = 200
+GAIN = np.array([-1.0, -0.5, -0.3], np.float32)  # torque = clip(GAIN . obs, -2, 2)
+
+
+def median_rate(run: Callable[[], int], repeats: int) -> float:
+    """Median steps/second of ``run()`` (which returns the number of steps it took) over ``repeats`` calls."""
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        steps = run()
+        rates.append(steps / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+# ----------------------------------------------------------------------------- pathwise
+
+
+def make_batch_rollout(num_envs: int, with_grad: bool):
+    system = Pendulum()
+
+    def mean_return(gain, states0):
+        def one(s0):
+            return rollout(system, lambda o: jnp.clip(gain @ o, -2.0, 2.0)[None], s0, HORIZON).rewards.sum()
+
+        return jax.vmap(one)(states0).mean()
+
+    fn = jax.jit(jax.value_and_grad(mean_return) if with_grad else mean_return)
+    states0 = jax.vmap(system.reset)(jax.random.split(jax.random.key(0), num_envs))
+    gain = jnp.asarray(GAIN)
+    jax.block_until_ready(fn(gain, states0))  # compile
+
+    def run() -> int:
+        jax.block_until_ready(fn(gain, states0))
+        return num_envs * HORIZON
+
+    return run
+
+
+def bench_pathwise(sizes: list[int], repeats: int) -> list[dict]:
+    rows = []
+    for with_grad in (False, True):
+        for n in sizes:
+            rate = median_rate(make_batch_rollout(n, with_grad), repeats)
+            label = "pathwise rollout + backward (jit, vmap, scan)" if with_grad else "pathwise rollout (jit, vmap, scan)"
+            rows.append({"backend": label, "envs": n, "steps_per_s": rate})
+            print(f"{label:50s} N={n:6d}: {rate:12,.0f} steps/s", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- Gymnasium API
+
+
+def policy(obs: np.ndarray) -> np.ndarray:
+    return np.clip(obs @ GAIN, -2.0, 2.0).astype(np.float32)[..., None]
+
+
+def single_env_run(env: gym.Env, steps: int) -> Callable[[], int]:
+    env.reset(seed=0)
+
+    def run() -> int:
+        obs, _ = env.reset()
+        for _ in range(steps):
+            obs, _, terminated, truncated, _ = env.step(policy(obs))
+            if terminated or truncated:
+                obs, _ = env.reset()
+        return steps
+
+    return run
+
+
+def vector_env_run(num_envs: int, steps: int) -> Callable[[], int]:
+    envs = gym.make_vec("Pendulum-v1", num_envs=num_envs, vectorization_mode="sync")
+    envs.reset(seed=0)
+    iterations = max(1, steps // num_envs)
+
+    def run() -> int:
+        obs, _ = envs.reset()
+        for _ in range(iterations):
+            obs, *_ = envs.step(policy(obs))  # NEXT_STEP autoreset: Gymnasium's default
+        return iterations * num_envs
+
+    return run
+
+
+def bench_gymnasium(steps: int, repeats: int) -> list[dict]:
+    cases = [
+        ("Gymnasium Pendulum-v1 (NumPy), single env", 1, lambda: single_env_run(gym.make("Pendulum-v1"), steps)),
+        ("pathwise SystemEnv via gymnasium.make, single env", 1,
+         lambda: single_env_run(gym.make("pathwise/Pendulum-v1"), steps // 4)),
+        ("Gymnasium Pendulum-v1, SyncVectorEnv", 8, lambda: vector_env_run(8, steps)),
+        ("Gymnasium Pendulum-v1, SyncVectorEnv", 64, lambda: vector_env_run(64, steps * 2)),
+    ]
+    rows = []
+    for label, n, make in cases:
+        rate = median_rate(make(), repeats)
+        rows.append({"backend": label, "envs": n, "steps_per_s": rate})
+        print(f"{label:50s} N={n:6d}: {rate:12,.0f} steps/s", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['backend']}\nN={r['envs']}" for r in rows]
+    colors = ["tab:blue" if r["backend"].startswith("pathwise rollout (") else
+              "tab:purple" if "backward" in r["backend"] else
+              "tab:orange" if "SystemEnv" in r["backend"] else "tab:gray" for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.5))
+    ax.barh(range(len(rows)), [r["steps_per_s"] for r in rows], color=colors)
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("Pendulum environment steps per second (log scale, median of repeats)")
+    ax.set_title("Pendulum throughput: pathwise (JAX, CPU) vs Gymnasium (NumPy)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_section(rows: list[dict], args: argparse.Namespace, path: Path) -> None:
+    base = next(r["steps_per_s"] for r in rows if r["backend"].startswith("Gymnasium") and r["envs"] == 1)
+    lines = [
+        "## Throughput: jitted, vmapped Pendulum vs Gymnasium",
+        "",
+        f"Command: `python benchmarks/bench_throughput.py{' --quick' if args.quick else ''}`  ",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}  ",
+        f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); shared with other jobs during "
+        f"this run, load average {os.getloadavg()[0]:.1f} at its end (absolute numbers are noisy; the ratios "
+        "are the point)  ",
+        f"Versions: jax {jax.__version__}, equinox {eqx.__version__}, optax {optax.__version__}, "
+        f"gymnasium {gym.__version__}, numpy {np.__version__}",
+        "",
+        "Every row steps Pendulum-v1 dynamics, reward and observation under the same clipped linear torque law. "
+        f"pathwise rows: one `jax.jit` call runs N pendulums (`jax.vmap`) for {HORIZON} steps (`lax.scan`); "
+        "timed after compilation with `block_until_ready`; '+ backward' also computes the gradient of the mean "
+        "return with respect to the policy parameters (BPTT's workload). Gymnasium rows step in a Python loop; "
+        f"the vector rows use `SyncVectorEnv`. Median of {args.repeats} repeats.",
+        "",
+        "| backend | parallel envs | steps / s | µs / step | vs Gymnasium single env |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        rate = r["steps_per_s"]
+        lines.append(f"| {r['backend']} | {r['envs']} | {rate:,.0f} | {1e6 / rate:.3g} | {rate / base:.3g}x |")
+    lines += ["", "![throughput](../figures/throughput.png)", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (~30 s)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 5, quick 3)")
+    args = parser.parse_args()
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    sizes = [1, 64, 1024] if args.quick else [1, 64, 1024, 16384]
+    gym_steps = 2_000 if args.quick else 10_000
+    rows = bench_pathwise(sizes, args.repeats) + bench_gymnasium(gym_steps, args.repeats)
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "throughput.json").write_text(json.dumps(rows, indent=1))
+    plot(rows, HERE / "figures" / "throughput.png")
+    write_section(rows, args, HERE / "sections" / "10_throughput.md")
+    print(f"wrote {HERE / 'sections' / '10_throughput.md'}")
+
+
+if __name__ == "__main__":
+    main()
