@@ -1,0 +1,143 @@
+"""What every trajectory optimizer takes and returns.
+
+A problem is either a ``System`` (stage cost ``-system.reward(x, u)``, actions
+boxed by ``system.action_low/high``) or a ``Problem(dynamics, cost,
+final_cost)`` of plain functions. The lecture's objective is
+
+    min_u  Σ_{t<T} c(x_t, u_t) + c_T(x_T)   s.t.  x_{t+1} = f(x_t, u_t),
+
+and every solver (``lqr``'s trajectory, ``ilqr``, ``shooting``) reports its
+answer as a ``Solution``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pathwise.systems.base import System
+from pathwise.types import Array
+
+
+class Problem(NamedTuple):
+    """``dynamics(x, u) -> x'``, ``cost(x, u) -> scalar``, optional ``final_cost(x) -> scalar``.
+
+    ``action_low``/``action_high`` (arrays of shape (m,)) bound the actions when given.
+    """
+
+    dynamics: Callable[[Array, Array], Array]
+    cost: Callable[[Array, Array], Array]
+    final_cost: Callable[[Array], Array] | None = None
+    action_low: Array | None = None
+    action_high: Array | None = None
+
+
+class Solution(NamedTuple):
+    """A locally optimal trajectory and how it was found.
+
+    ``states`` (T+1, n), ``actions`` (T, m); ``K`` (T, m, n) feedback gains with
+    ``u_t = actions[t] + K[t] @ (x_t - states[t])`` (zeros for open-loop
+    solvers), ``k`` (T, m) the last feedforward step; ``cost`` the total cost of
+    ``(states, actions)``; ``converged``; ``iterations``; ``cost_history``
+    (max_iterations + 1,) — the cost before the first iteration and after each,
+    entries past ``iterations`` repeating the final cost.
+    """
+
+    states: Array
+    actions: Array
+    K: Array
+    k: Array
+    cost: Array
+    converged: Array
+    iterations: Array
+    cost_history: Array
+
+    def policy(self, t: int | Array, x: Array) -> Array:
+        """The time-varying feedback controller around the trajectory (clipped as the solver clipped)."""
+        return self.actions[t] + self.K[t] @ (x - self.states[t])
+
+
+def _system_step(system: System, x: Array, u: Array) -> Array:
+    return system.step(x, u)
+
+
+def _system_cost(system: System, x: Array, u: Array) -> Array:
+    return -system.reward(x, u)
+
+
+def as_problem(problem: System | Problem, bounds: bool = True) -> Problem:
+    """A ``Problem`` for a ``System`` (cost = −reward, its action box) or the ``Problem`` itself."""
+    if isinstance(problem, Problem):
+        if not bounds:
+            return problem._replace(action_low=None, action_high=None)
+        return problem
+    if isinstance(problem, System):
+        if problem.discrete:
+            raise ValueError(f"{problem.name} has discrete actions; trajectory optimizers need continuous "
+                             "actions (use its continuous variant, e.g. CartPoleSwingUp or AcrobotContinuous).")
+        low = high = None
+        if bounds:
+            low, high = np.asarray(problem.action_low), np.asarray(problem.action_high)
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                low = high = None
+        # Partial keeps the system a traced pytree and the function static, so a second solve of the same
+        # system class reuses the compiled program.
+        return Problem(dynamics=jax.tree_util.Partial(_system_step, problem),
+                       cost=jax.tree_util.Partial(_system_cost, problem),
+                       action_low=None if low is None else jnp.asarray(low),
+                       action_high=None if high is None else jnp.asarray(high))
+    if isinstance(problem, tuple) and len(problem) in (2, 3) and all(callable(f) for f in problem):
+        return Problem(*problem)
+    raise TypeError(f"Expected a pathwise System or a Problem(dynamics, cost[, final_cost]), got {type(problem)}.")
+
+
+def check_inputs(name: str, x0: Array, actions: Array) -> tuple[Array, Array]:
+    """``x0`` as (n,) and ``actions`` as (T, m) floats, with messages naming the mistake."""
+    x0, actions = jnp.asarray(x0), jnp.asarray(actions)
+    if x0.ndim != 1:
+        raise ValueError(f"{name}: x0 must be one state of shape (n,), got shape {x0.shape}. "
+                         "Use jax.vmap over the solver for a batch of initial states.")
+    if actions.ndim != 2 or actions.shape[0] < 1:
+        raise ValueError(f"{name}: actions0 must have shape (T, m) with T >= 1, got shape {actions.shape}. "
+                         "For a scalar action use shape (T, 1), e.g. jnp.zeros((T, 1)).")
+    if not isinstance(x0, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x0))):
+        raise ValueError(f"{name}: x0 contains NaN or inf: {x0}.")
+    if not isinstance(actions, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(actions))):
+        raise ValueError(f"{name}: actions0 contains NaN or inf.")
+    dtype = jnp.result_type(x0.dtype, actions.dtype, jnp.float32)
+    return x0.astype(dtype), actions.astype(dtype)
+
+
+def clip_actions(problem: Problem, actions: Array) -> Array:
+    if problem.action_low is None:
+        return actions
+    return jnp.clip(actions, problem.action_low, problem.action_high)
+
+
+def simulate(problem: Problem, x0: Array, actions: Array) -> Array:
+    """States ``x_0 .. x_T`` of the open-loop action sequence."""
+
+    def step(x, u):
+        x2 = problem.dynamics(x, u)
+        return x2, x2
+
+    _, xs = jax.lax.scan(step, x0, actions)
+    return jnp.concatenate([x0[None], xs])
+
+
+def trajectory_cost(problem: Problem, states: Array, actions: Array) -> Array:
+    """Σ_t c(x_t, u_t) + c_T(x_T) of a given trajectory."""
+    cost = jnp.sum(jax.vmap(problem.cost)(states[:-1], actions))
+    if problem.final_cost is not None:
+        cost = cost + problem.final_cost(states[-1])
+    return cost
+
+
+def total_cost(problem: System | Problem, x0: Array, actions: Array) -> tuple[Array, Array]:
+    """``(states, cost)`` of running ``actions`` open loop from ``x0``."""
+    problem = as_problem(problem)
+    states = simulate(problem, x0, actions)
+    return states, trajectory_cost(problem, states, actions)
