@@ -58,12 +58,12 @@ def evaluate(learner, env: gym.Env) -> float:
 
 def run(algo: str, seed: int, budget: int, full_budget: bool, overrides: dict | None = None) -> dict:
     """One training run with periodic evaluations; returns its curve and when it first reached 475."""
-    import dataclasses
-
     from pathwise.algorithms import get
+    from pathwise.train import build_config
 
     cls = get(algo)
-    learner = cls(ENV, dataclasses.replace(cls.Config(), **(overrides or {})), seed=seed)
+    config, _ = build_config(cls, ENV, overrides=overrides)  # defaults < shipped preset < overrides
+    learner = cls(ENV, config, seed=seed)
     env = gym.make(ENV)
     curve = {"steps": [0], "returns": [evaluate(learner, env)], "times": [0.0], "solved_step": None,
              "solved_time": None}
@@ -150,8 +150,9 @@ def write_section(results: dict, budgets: dict, command: str, figure: Path) -> s
         f"Protocol: evaluation about every {EVAL_EVERY:,} steps (at the first iteration boundary past each "
         f"multiple), {EVAL_EPISODES} deterministic (argmax) episodes with `reset(seed={EVAL_SEED}+i)`; solved = "
         f"mean return >= {THRESHOLD:.0f}; a run stops when solved. Wall-clock is training time (Gymnasium "
-        "interaction + jitted updates + compilation), evaluation excluded. Default configs: "
-        "`pathwise/algorithms/{reinforce,qac,gumbel}.py` (REINFORCE: 8 episodes per step, reward-to-go with a "
+        "interaction + jitted updates + compilation), evaluation excluded. Configs: the shipped "
+        "presets `pathwise/presets/{reinforce,qac,svg0-discrete}.toml` (equal to the defaults in "
+        "`pathwise/algorithms/{reinforce,qac,gumbel}.py`; REINFORCE: 8 episodes per step, reward-to-go with a "
         "learned value baseline; QAC: 8 lockstep envs, 8-step SARSA critic, actor weighted by G - V; "
         "svg0-discrete: straight-through Gumbel-softmax through twin one-hot critics, expected SARSA target, "
         "auto-tuned entropy weight). The first seed's wall-clock includes JIT compilation (later seeds reuse "

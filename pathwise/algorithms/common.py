@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import itertools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import equinox as eqx
 import gymnasium as gym
@@ -168,14 +168,6 @@ def store_episode(buffer: replay.ReplayBuffer, episode: Transition, length: Arra
 # ----------------------------------------------------------------------------- the Python driver
 
 
-class OffPolicyState(NamedTuple):
-    """The fields every off-policy learner state has (algorithms define their own NamedTuple with these)."""
-
-    buffer: replay.ReplayBuffer
-    key: PRNGKey
-    env_steps: Array
-
-
 class OffPolicyLearner(Learner):
     """One ``train_iteration`` = one episode of interaction, then ``updates_per_step`` x its length updates.
 
@@ -215,7 +207,10 @@ class OffPolicyLearner(Learner):
     def learn(self, state: Any, episode: Transition, length: Array, n_updates: Array,
               key: PRNGKey) -> tuple[Any, dict[str, Array]]: ...
 
-    noise_dim: int = 0  # set in subclass __init__ or as a property
+    @property
+    @abc.abstractmethod
+    def noise_dim(self) -> int:
+        """Length of the standard-normal noise row ``behaviour_action`` takes per step."""
 
     # --- Learner API ---------------------------------------------------------------------------
     def train_iteration(self) -> dict[str, float]:

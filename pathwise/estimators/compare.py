@@ -7,7 +7,7 @@ budget of ``n_samples`` evaluations of F(θ, ξ), give
 - ``variance_per_sample`` = n · total_variance (the variance of a one-sample estimate),
 - ``cosine``: mean over repeats of cos(ĝ, g_ref), the fraction of the step pointing the right way,
 
-where g_ref is a closed-form gradient when given, else a high-sample reference
+where g_ref is a closed-form gradient when given (``reference`` column "given"), else a high-sample reference
 (pathwise if the objective is reparameterizable, otherwise score function with a
 mean baseline). ``sweep`` repeats this over σ, τ, horizon, ... and the table and
 plot writers make CSV/markdown/PNG.
@@ -86,13 +86,16 @@ def compare(objective: StochasticObjective, params: PyTree, estimators: Sequence
         raise ValueError(f"compare: need n_samples >= 1 and n_repeats >= 2, got {n_samples}, {n_repeats}.")
     key = jax.random.PRNGKey(0) if key is None else key
     k_ref, k_est = jax.random.split(key)
-    ref = (np.asarray(ravel_pytree(reference)[0], np.float64) if reference is not None
-           else reference_gradient(objective, params, k_ref, reference_samples))
+    if reference is not None:
+        ref, ref_desc = np.asarray(ravel_pytree(reference)[0], np.float64), "given"
+    else:
+        ref = reference_gradient(objective, params, k_ref, reference_samples)
+        ref_desc = f"{'pathwise' if objective.reparameterizable else 'score_baseline'} x{reference_samples}"
     rows = []
     for i, name in enumerate(applicable(objective, estimators)):
         est = repeated_estimates(objective, ESTIMATORS[name], params, jax.random.fold_in(k_est, i), n_samples,
                                  n_repeats)
-        rows.append(summarize(name, est, ref, n_samples))
+        rows.append({**summarize(name, est, ref, n_samples), "reference": ref_desc})
     return rows
 
 
@@ -113,7 +116,7 @@ def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 TABLE_COLUMNS = ("estimator", "n_samples", "n_repeats", "bias_norm", "total_variance", "variance_per_sample",
-                 "cosine", "reference_norm")
+                 "cosine", "reference_norm", "reference")
 
 
 def write_table(rows: Sequence[dict[str, Any]], path_stem: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ BASELINES = ("none", "mean")
 
 
 def score_function_surrogate(log_probs: Array, returns: Array, baseline: Array | float | None = None) -> Array:
-    """L(θ) = Σ log p_θ · stop_gradient(G − b): ∇θ L is the score-function estimate (sum; divide by n yourself)."""
+    """L(θ) = Σ log p_θ · stop_gradient(G − b): ∇θ L is the score-function estimate (a sum: divide by n)."""
     advantage = returns if baseline is None else returns - baseline
     return jnp.sum(log_probs * jax.lax.stop_gradient(advantage))
 
