@@ -12,7 +12,9 @@ environment returns (``tests/test_rewards.py``).
 Registered here: ``Pendulum-v1`` and ``MountainCarContinuous-v0`` (written out
 from Gymnasium's source), and, derived from the ``System`` that reproduces them,
 ``CartPole-v1``, ``Acrobot-v1`` and every ``pathwise/...`` id whose observation
-determines the state (``System.state_from_obs``).
+determines the state (``System.state_from_obs``); MuJoCo ``InvertedPendulum-v5``/``-v4``
+(value exact, derivative of a smooth surrogate: see ``inverted_pendulum_reward``), with its
+termination in ``TERMINATIONS``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax.numpy as jnp
+from jax import lax
 
 from pathwise.systems import REGISTRY, System
 from pathwise.types import Array
@@ -79,6 +82,43 @@ def mountain_car_continuous_reward(obs: Array, action: Array, next_obs: Array) -
     return jnp.where(goal, 100.0, 0.0) - 0.1 * a**2
 
 
+# -- MuJoCo (the ``mujoco`` extra) -------------------------------------------------------------
+
+INVERTED_PENDULUM_MAX_ANGLE = 0.2
+"""Gymnasium InvertedPendulum-v4/v5 terminate once ``|obs[1]| > 0.2`` (pole angle, rad)."""
+
+
+def inverted_pendulum_terminated(obs: Array) -> Array:
+    """Gymnasium InvertedPendulum-v5 termination: a non-finite observation or ``|pole angle| > 0.2``."""
+    return jnp.logical_or(~jnp.all(jnp.isfinite(obs)), jnp.abs(obs[1]) > INVERTED_PENDULUM_MAX_ANGLE)
+
+
+def inverted_pendulum_reward(obs: Array, action: Array, next_obs: Array) -> Array:
+    """Gymnasium InvertedPendulum-v5: ``1`` if the step did not terminate (``|next_obs[1]| <= 0.2``), else ``0``.
+
+    ``obs = [cart position, pole angle, cart velocity, pole angular velocity]``; Gymnasium computes
+    ``reward = int(not terminated)`` on the post-step observation. That reward is piecewise constant, so its
+    true derivative is zero wherever it exists and a pathwise gradient through it alone would be zero.
+    What is differentiable here: the VALUE returned is exactly Gymnasium's (``tests/test_mujoco.py``), but
+    the DERIVATIVE is that of the smooth surrogate
+    ``1 - (next_obs[1] / 0.2)^2`` (a straight-through construction ``r + (s - stop_gradient(s))``), which
+    pushes the pole angle towards 0. Learners also see the termination (``inverted_pendulum_terminated``),
+    through which no gradient flows.
+    """
+    del obs, action
+    alive = 1.0 - inverted_pendulum_terminated(next_obs).astype(jnp.float32)
+    surrogate = 1.0 - (next_obs[1] / INVERTED_PENDULUM_MAX_ANGLE) ** 2
+    return alive + (surrogate - lax.stop_gradient(surrogate))  # exactly `alive` in value
+
+
+#: env id -> ``terminated(obs) -> bool`` for environments whose termination is known on observations
+#: (learned models use it so that imagined rollouts stop where the real env would).
+TERMINATIONS: dict[str, Callable[[Array], Array]] = {
+    "InvertedPendulum-v5": inverted_pendulum_terminated,
+    "InvertedPendulum-v4": inverted_pendulum_terminated,
+}
+
+
 def reward_from_system(system: System) -> RewardFn:
     """``system.reward`` expressed on observations, via ``system.state_from_obs``.
 
@@ -102,6 +142,8 @@ def _observation_determines_state(system: System) -> bool:
 def _register_builtins() -> None:
     register("Pendulum-v1", pendulum_reward, overwrite=True)
     register("MountainCarContinuous-v0", mountain_car_continuous_reward, overwrite=True)
+    register("InvertedPendulum-v5", inverted_pendulum_reward, overwrite=True)
+    register("InvertedPendulum-v4", inverted_pendulum_reward, overwrite=True)
     for env_id, factory in REGISTRY.items():
         system = factory()
         if not _observation_determines_state(system):
@@ -114,10 +156,14 @@ def _register_builtins() -> None:
 _register_builtins()
 
 __all__ = [
+    "INVERTED_PENDULUM_MAX_ANGLE",
     "REWARDS",
     "RewardFn",
+    "TERMINATIONS",
     "get",
     "has",
+    "inverted_pendulum_reward",
+    "inverted_pendulum_terminated",
     "mountain_car_continuous_reward",
     "pendulum_reward",
     "register",

@@ -24,7 +24,7 @@ k = 1 is SVG(1) on imagined transitions and k = episode length with V = 0 is BPT
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
 import jax
@@ -34,9 +34,10 @@ import optax
 
 from pathwise import systems as pw_systems
 from pathwise.algorithms.base import Learner
-from pathwise.algorithms.model_based import ModelBasedConfig, ModelBasedLearner, learned_system, sample_starts
+from pathwise.algorithms.model_based import ModelBasedConfig, ModelBasedLearner, frozen, refit_model, sample_starts
 from pathwise.algorithms.svg_core import segment_targets, v_bootstrap, value_gradient_objective, value_loss
 from pathwise.distributions import GaussianPolicy
+from pathwise.models import LearnedModel
 from pathwise.networks import VCritic, soft_update
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
@@ -78,6 +79,8 @@ class SVGKConfig(ModelBasedConfig):
     """Updates (actor step + critic fit) per ``train_iteration`` on the true System."""
     updates_per_episode: int = 50
     """Updates per real episode on a learned model (each from ``n_envs`` replayed real observations)."""
+    min_steps_per_iteration: int = 0
+    """Learned model: collect whole episodes until at least this many real steps per iteration (short episodes)."""
     use_true_dynamics: bool = False
     """Differentiate through the pathwise System of the env id (SHAC) even if the id is a Gymnasium one."""
 
@@ -96,6 +99,9 @@ def validate_config(config: SVGKConfig) -> None:
          f"n_envs * horizon = {config.n_envs * config.horizon} must be divisible by "
          f"critic_minibatches={config.critic_minibatches}"),
         (config.updates_per_iteration >= 1, f"updates_per_iteration={config.updates_per_iteration} must be >= 1"),
+        (config.updates_per_episode >= 1, f"updates_per_episode={config.updates_per_episode} must be >= 1"),
+        (config.min_steps_per_iteration >= 0,
+         f"min_steps_per_iteration={config.min_steps_per_iteration} must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -277,12 +283,31 @@ class ModelSVGKState(NamedTuple):
 TRACE_COUNT["model"] = 0
 
 
+class TerminatingModel(LearnedModel):
+    """A ``LearnedModel`` that also knows the env's termination on observations (``pathwise.rewards.TERMINATIONS``).
+
+    Imagined rollouts then stop where the real environment would (no gradient flows through the mask).
+    """
+
+    terminal_fn: Callable | None = eqx.field(static=True)
+
+    def __init__(self, model, reward_fn, terminal_fn=None, *, action_low, action_high, horizon: int):
+        super().__init__(model, reward_fn, action_low=action_low, action_high=action_high, horizon=horizon)
+        self.terminal_fn = terminal_fn
+
+    def terminated(self, state: Array) -> Array:
+        if self.terminal_fn is None:
+            return super().terminated(state)
+        return self.terminal_fn(state)
+
+
 @eqx.filter_jit
-def model_improve(state: ModelSVGKState, reward_fn, low: Array, high: Array, limit: int, key: PRNGKey,
+def model_improve(state: ModelSVGKState, reward_fn, terminal_fn, low: Array, high: Array, limit: int, key: PRNGKey,
                   config: SVGKConfig) -> tuple[ModelSVGKState, dict[str, Array]]:
     """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states."""
     TRACE_COUNT["model"] += 1
-    system = learned_system(state.model, reward_fn, low, high, limit)
+    system = TerminatingModel(frozen(state.model), reward_fn, terminal_fn, action_low=low, action_high=high,
+                              horizon=limit)
 
     def body(agent, k):
         k_start, k_step = jax.random.split(k)
@@ -323,7 +348,40 @@ class ModelSVGK(ModelBasedLearner):
         return policy(obs).mode()
 
     def improve(self, state: ModelSVGKState, key: PRNGKey) -> tuple[ModelSVGKState, dict[str, Array]]:
-        return model_improve(state, self.reward_fn, self.low, self.high, self.limit, key, self.config)
+        return model_improve(state, self.reward_fn, self.terminal_fn, self.low, self.high, self.limit, key,
+                             self.config)
+
+    @property
+    def terminal_fn(self) -> Callable | None:
+        from pathwise import rewards
+
+        return getattr(rewards, "TERMINATIONS", {}).get(self.env_id)
+
+    def train_iteration(self) -> dict[str, float]:
+        """``ModelBasedLearner``'s loop, except that it collects whole episodes until D can be fitted and at
+        least ``min_steps_per_iteration`` real steps were taken (episodes of a falling InvertedPendulum last
+        a few steps), and leaves out a model error that could not be measured (NaN: no held-out block
+        without an episode end)."""
+        key, k_collect, k_fit, k_improve = jax.random.split(self.state.key, 4)
+        self.state = self.state._replace(key=key)
+        fit_config = self.config.fit_config()
+        returns, steps = [], 0
+        while not returns or steps < self.config.min_steps_per_iteration \
+                or int(self.state.buffer.size) < fit_config.min_transitions:
+            k_collect, k = jax.random.split(k_collect)
+            episode, ret = self.collect_episode(k)
+            self.store(episode)
+            returns.append(ret)
+            steps += episode.obs.shape[0]
+        model, report = refit_model(self.state.model, self.state.buffer, fit_config, k_fit)
+        self.last_fit = report
+        self.state, metrics = self.improve(self.state._replace(model=model), k_improve)
+        self.env_steps = int(self.state.env_steps)
+        out = {"episode_return": float(np.mean(returns)), "episodes_collected": float(len(returns)),
+               "model_one_step_mse": report.one_step_mse, "model_multi_step_mse": report.multi_step_mse,
+               "model_epochs": float(report.epochs), "skipped_updates": float(self.state.skipped_updates),
+               **{k: float(v) for k, v in metrics.items()}}
+        return {k: v for k, v in out.items() if k != "model_multi_step_mse" or np.isfinite(v)}
 
 
 class SVGK(Learner):
