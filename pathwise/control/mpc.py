@@ -82,9 +82,23 @@ class MPC(eqx.Module):
     def init(self, state: Array) -> Plan:
         """A plan found from scratch (zero actions, ``init_iterations`` iterations), before any step."""
         state = jnp.asarray(state)
-        zeros = jnp.zeros((self.horizon, self.action_dim), jnp.result_type(state.dtype, jnp.float32))
-        sol = self._solve(state, zeros, self.init_iterations)
-        return Plan(sol.actions, state, sol.cost)
+        dtype = jnp.result_type(state.dtype, jnp.float32)
+        guesses = self.initial_guesses(dtype)
+        sols = jax.vmap(lambda a: self._solve(state, a, self.init_iterations))(guesses)
+        best = jnp.argmin(jnp.where(jnp.isfinite(sols.cost), sols.cost, jnp.inf))
+        return Plan(sols.actions[best], state, sols.cost[best])
+
+    def initial_guesses(self, dtype=jnp.float32) -> Array:
+        """Constant action sequences the first plan starts from, solved in parallel, best kept:
+        zero and, in a bounded box, ±half the bound (iLQR is local; a swing-up from rest needs a push)."""
+        zeros = jnp.zeros((1, self.horizon, self.action_dim), dtype)
+        problem = as_problem(self.system)
+        if problem.action_low is None:
+            return zeros
+        half = 0.5 * (problem.action_high - problem.action_low)
+        mid = 0.5 * (problem.action_high + problem.action_low)
+        pushes = jnp.stack([mid + half * 0.5, mid - half * 0.5]).astype(dtype)
+        return jnp.concatenate([zeros, jnp.broadcast_to(pushes[:, None, :], (2, self.horizon, self.action_dim))])
 
     def step(self, plan: Plan, state: Array) -> tuple[Plan, Array]:
         """Warm-started re-plan from ``state``: the new plan and the action to apply now."""

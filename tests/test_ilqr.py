@@ -1,0 +1,121 @@
+"""iLQR/DDP: exact on linear-quadratic problems, a Pendulum swing-up, bounds, no NaN, MPC, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pathwise as pw
+from pathwise.control import MPC, MPCPolicy, Problem, ilqr, lqr
+
+A = np.array([[1.1, 0.2], [0.0, 0.9]])
+B = np.array([[0.5], [1.0]])
+Q, R = np.eye(2), np.array([[0.1]])
+T = 15
+
+
+def lq_problem():
+    Aj, Bj, Qj, Rj = (jnp.asarray(m) for m in (A, B, Q, R))
+    return Problem(dynamics=lambda x, u: Aj @ x + Bj @ u, cost=lambda x, u: x @ Qj @ x + u @ Rj @ u,
+                   final_cost=lambda x: 2.0 * x @ Qj @ x)
+
+
+def test_linear_quadratic_is_solved_exactly_in_one_iteration():
+    with jax.enable_x64(True):
+        x0 = jnp.array([1.0, -0.5])
+        ref = lqr(A, B, Q, R, horizon=T, Qf=2.0 * Q, x0=x0)
+        for second_order in (False, True):
+            sol = ilqr(lq_problem(), x0, jnp.zeros((T, 1)), max_iterations=1, second_order=second_order)
+            np.testing.assert_allclose(sol.actions, ref.actions, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(sol.states, ref.states, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(sol.cost, ref.cost, rtol=1e-10)
+            # the feedback gains are LQR's (iLQR writes u = ū + K(x − x̄), LQR u = −Kx − k)
+            np.testing.assert_allclose(sol.K, -ref.K, rtol=1e-8, atol=1e-10)
+            assert int(sol.iterations) == 1
+        full = ilqr(lq_problem(), x0, jnp.zeros((T, 1)))
+        assert bool(full.converged) and int(full.iterations) <= 3
+
+
+def test_pendulum_swing_up_from_rest_reaches_the_top():
+    system = pw.systems.Pendulum()
+    sol = ilqr(system, jnp.array([jnp.pi, 0.0]), 60, max_iterations=100)
+    assert bool(jnp.all(jnp.isfinite(sol.states))) and bool(jnp.isfinite(sol.cost))
+    top = jnp.cos(sol.states[-1, 0])
+    assert float(top) > 0.85, sol.states[-5:]  # within ~0.5 rad of upright after 3 s
+    hist = np.asarray(sol.cost_history)
+    assert np.all(np.diff(hist) <= 1e-4 * hist[0])  # the line search only accepts decreases
+    assert float(sol.cost) < 0.6 * hist[0]
+    assert np.all(np.abs(np.asarray(sol.actions)) <= 2.0 + 1e-6)  # Pendulum's torque box
+    # the returned cost is the trajectory's cost
+    states, cost = pw.control.total_cost(system, jnp.array([jnp.pi, 0.0]), sol.actions)
+    np.testing.assert_allclose(cost, sol.cost, rtol=1e-5)
+    np.testing.assert_allclose(states, sol.states, rtol=1e-5, atol=1e-5)
+
+
+def test_box_bounds_are_respected_and_active_coordinates_have_no_feedback():
+    prob = lq_problem()._replace(action_low=jnp.array([-0.2]), action_high=jnp.array([0.2]))
+    x0 = jnp.array([3.0, -2.0])
+    sol = ilqr(prob, x0, jnp.zeros((T, 1)), max_iterations=30)
+    u = np.asarray(sol.actions)
+    assert np.all(np.abs(u) <= 0.2 + 1e-6) and np.any(np.isclose(np.abs(u), 0.2, atol=1e-5))
+    free = ilqr(lq_problem(), x0, jnp.zeros((T, 1)))
+    assert float(sol.cost) >= float(free.cost) - 1e-3  # a constrained optimum cannot beat the free one
+    # clamped steps use no feedback on the clamped coordinate (box-QP active set)
+    saturated = np.isclose(np.abs(u[:, 0]), 0.2, atol=1e-6)
+    assert np.allclose(np.asarray(sol.K)[saturated], 0.0)
+
+
+def test_never_returns_nan_when_the_cost_blows_up():
+    # exp cost overflows in float32 for large steps: the line search must reject them
+    prob = Problem(dynamics=lambda x, u: x + u, cost=lambda x, u: jnp.exp(10.0 * jnp.sum(x**2)) + jnp.sum(u**2))
+    sol = ilqr(prob, jnp.array([0.8]), jnp.zeros((5, 1)), max_iterations=20)
+    assert bool(jnp.isfinite(sol.cost)) and bool(jnp.all(jnp.isfinite(sol.actions)))
+    assert float(sol.cost) <= float(sol.cost_history[0])
+
+
+def test_ilqr_is_vmappable_and_does_not_recompile():
+    system = pw.systems.Pendulum()
+    x0s = jnp.array([[0.5, 0.0], [-0.5, 1.0], [1.0, -1.0]])
+    batch = jax.vmap(lambda x: ilqr(system, x, jnp.zeros((20, 1)), max_iterations=10).cost)(x0s)
+    single = [float(ilqr(system, x, jnp.zeros((20, 1)), max_iterations=10).cost) for x in x0s]
+    np.testing.assert_allclose(batch, single, rtol=1e-4)
+    from pathwise.control.ilqr import _solve_jit
+
+    before = _solve_jit._cached._cache_size()
+    ilqr(system, jnp.array([0.1, 0.2]), jnp.zeros((20, 1)), max_iterations=10)
+    assert _solve_jit._cached._cache_size() == before  # same shapes and options: no new compilation
+
+
+def test_mpc_balances_on_the_system_and_on_gymnasium():
+    system = pw.systems.Pendulum()
+    mpc = MPC(system, horizon=15, iterations=2, init_iterations=30)
+    # from 0.3 rad gravity (15 sin θ) is within the torque box (3 |u| ≤ 6): MPC holds it up
+    states, actions, rewards = jax.jit(lambda s: mpc.rollout(s, 40))(jnp.array([0.3, 0.0]))
+    assert float(jnp.cos(states[-1, 0])) > 0.99 and float(rewards[-1]) > -0.05
+    policy = MPCPolicy(mpc)
+    result = pw.envs.evaluate(policy, "Pendulum-v1", episodes=1, seed=3, max_steps=40)
+    assert np.isfinite(result.mean)
+    # warm start: the plan is reused, not recomputed, while the state is the one it predicted
+    obs = np.array([np.cos(0.3), np.sin(0.3), 0.0], np.float32)
+    policy.reset()
+    a1 = policy(obs)
+    plan = policy.plan
+    assert plan is not None and np.all(np.abs(a1) <= 2.0)
+
+
+def test_errors_name_the_problem():
+    system = pw.systems.Pendulum()
+    with pytest.raises(ValueError, match="x0 must be a Pendulum state of shape"):
+        ilqr(system, jnp.zeros(3), 10)
+    with pytest.raises(ValueError, match=r"actions0 must have shape \(T, 1\)"):
+        ilqr(system, jnp.zeros(2), jnp.zeros((10, 2)))
+    with pytest.raises(ValueError, match="actions0 must have shape"):
+        ilqr(system, jnp.zeros(2), jnp.zeros(10))
+    with pytest.raises(ValueError, match="NaN"):
+        ilqr(system, jnp.array([jnp.nan, 0.0]), 10)
+    with pytest.raises(ValueError, match="discrete actions"):
+        ilqr(pw.systems.CartPole(), jnp.zeros(4), 10)
+    with pytest.raises(ValueError, match="horizon must be >= 1"):
+        MPC(system, horizon=0)
