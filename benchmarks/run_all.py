@@ -6,7 +6,8 @@
 
 A script that fails is reported and the others still run; the exit status is
 non-zero if any failed. Scripts needing the `bench` extra (Stable-Baselines3,
-torch) are skipped with a message when it is not installed.
+torch) are skipped with a message when it is not installed; so is the Brax APG
+comparison, which needs its own venv (brax's APG needs jax 0.7.2).
 """
 
 from __future__ import annotations
@@ -35,8 +36,14 @@ SCRIPTS = [
     ("model_based", "bench_model_based.py", ()),
     ("model_error", "bench_model_error.py", ()),
     ("svg", "bench_svg.py", ()),
+    ("apg", "bench_apg.py", ("brax",)),
     ("sb3", "bench_sb3.py", ("stable_baselines3", "torch")),
 ]
+
+#: how to get what a script needs
+HINTS = {"brax": "a separate venv with brax 0.14.x and jax 0.7.2 (see the APG section of BENCHMARKS.md); "
+                 "run the script with that venv's python",
+         "stable_baselines3": "pip install -e '.[bench]'", "torch": "pip install -e '.[bench]'"}
 
 
 def main() -> int:
@@ -55,7 +62,7 @@ def main() -> int:
             continue
         missing = [m for m in needs if importlib.util.find_spec(m) is None]
         if missing:
-            print(f"[skip] {name}: needs {', '.join(missing)} (pip install -e '.[bench]')")
+            print(f"[skip] {name}: needs {', '.join(missing)} ({'; '.join(sorted({HINTS[m] for m in missing}))})")
             continue
         cmd = [sys.executable, str(path)] + (["--quick"] if args.quick else [])
         print(f"[run ] {name}: {' '.join(cmd[1:])}", flush=True)
