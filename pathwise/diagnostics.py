@@ -232,12 +232,14 @@ def shooting_vs_ilqr(
     max_iterations: int = 100,
     solvers: Sequence[str] = SOLVERS,
     options: dict[str, dict[str, Any]] | None = None,
+    repeats: int = 3,
 ) -> dict[str, dict[str, Any]]:
     """Cost against iteration (and wall-clock) of gradient shooting (Adam, L-BFGS) and iLQR on one problem.
 
     Every solver starts from ``actions0`` (zeros by default) at ``x0`` and runs at most
     ``max_iterations`` iterations; ``options[name]`` passes keyword arguments to one solver
-    (e.g. ``{"adam": {"learning_rate": 0.1}}``). Each solve is compiled once and then timed.
+    (e.g. ``{"adam": {"learning_rate": 0.1}}``). Each solve is compiled once, then timed ``repeats``
+    times (``seconds`` is the median: a solve can take only milliseconds, so one timing is noisy).
     Returns ``{name: {"cost_history", "cost", "return", "iterations", "converged", "seconds",
     "seconds_per_iteration", "actions", "states"}}`` (NumPy values; ``return`` = −cost).
     """
@@ -253,9 +255,12 @@ def shooting_vs_ilqr(
     for name in solvers:
         solve = jax.jit(_solver(name, system, max_iterations, options.get(name, {})))
         jax.block_until_ready(solve(x0, actions0))  # compile
-        start = time.perf_counter()
-        sol = jax.block_until_ready(solve(x0, actions0))
-        seconds = time.perf_counter() - start
+        times = []
+        for _ in range(max(int(repeats), 1)):
+            start = time.perf_counter()
+            sol = jax.block_until_ready(solve(x0, actions0))
+            times.append(time.perf_counter() - start)
+        seconds = float(np.median(times))
         iterations = int(sol.iterations)
         results[name] = {
             "cost_history": np.asarray(sol.cost_history), "cost": float(sol.cost), "return": -float(sol.cost),

@@ -26,7 +26,10 @@ def lq_problem():
 
 def test_lbfgs_reaches_the_lqr_solution_in_few_iterations():
     ref = lqr(A, B, Q, R, horizon=T, Qf=QF, x0=X0)
-    sol = shooting(lq_problem(), X0, jnp.zeros((T, 1)), optimizer="lbfgs", max_iterations=60, bounds=None)
+    with jax.enable_x64(True):  # float32 inputs stay float32 although the line search proposes float64 steps
+        sol = shooting(lq_problem(), X0, jnp.zeros((T, 1), jnp.float32), optimizer="lbfgs", max_iterations=60,
+                       bounds=None)
+    assert sol.actions.dtype == jnp.float32
     assert bool(sol.converged)
     assert int(sol.iterations) <= 40  # a quadratic in 20 variables: L-BFGS needs a few dozen steps at most
     np.testing.assert_allclose(sol.actions, ref.actions, atol=1e-4)

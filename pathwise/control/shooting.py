@@ -137,6 +137,7 @@ def shooting(
     project = (lambda u: jnp.clip(u, *box)) if box is not None else (lambda u: u)
 
     def objective(u):
+        u = u.astype(actions0.dtype)  # optax's line search may propose float64 steps when x64 is on
         if box is not None:
             u = _clip_inside(u, *box)
         return trajectory_cost(problem, simulate(problem, x0, u), u)

@@ -1,0 +1,214 @@
+"""The lecture's "poor conditioning", measured on Pendulum -> benchmarks/sections/25_conditioning.md.
+
+    python benchmarks/bench_conditioning.py            # horizons 10..400, solvers on T = 200
+    python benchmarks/bench_conditioning.py --quick    # horizons 10..100, T = 100, fewer iterations
+
+(a) ``pathwise.diagnostics.gradient_norms`` in float64 for two policies: a randomly
+initialized MLP from Gymnasium's reset distribution, and a "trained-ish" linear
+policy (the LQR gain of the upright linearization) started near the top. (b)
+``shooting_vs_ilqr`` from the hanging position: gradient shooting with Adam
+(three step sizes) and L-BFGS against iLQR, cost against iteration and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # products of 400 Jacobians overflow float32 (see the section)
+
+import equinox as eqx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import pathwise as pw  # noqa: E402
+from pathwise.checkpoint import atomic_write_text  # noqa: E402
+from pathwise.control.lqr import lqr  # noqa: E402
+from pathwise.diagnostics import gradient_norms, shooting_vs_ilqr  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SECTION = HERE / "sections" / "25_conditioning.md"
+FIGURES = HERE / "figures"
+MEASURE_LABELS = {
+    "param_grad_norm": "‖∂J/∂θ‖ (policy parameters)",
+    "action_grad_norm": "‖∂J/∂u‖ (open-loop actions)",
+    "open_loop_jacobian_norm": "‖∂x_H/∂x_0‖ open loop",
+    "closed_loop_jacobian_norm": "‖∂x_H/∂x_0‖ closed loop",
+    "hessian_condition": "cond ∂²J/∂u²",
+}
+
+
+def versions() -> str:
+    import optax
+
+    return (f"python {platform.python_version()}, jax {jax.__version__}, equinox {eqx.__version__}, "
+            f"optax {optax.__version__}")
+
+
+def machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"2-core CPU container, no GPU (nproc {os.cpu_count()}, 1-min load average {load:.1f} at the end of the run)"
+
+
+def lqr_policy(system: pw.systems.Pendulum) -> eqx.Module:
+    """u = −K [θ, θ̇] from LQR on the upright linearization, written on the observation (cos θ, sin θ, θ̇)."""
+    x, u = jnp.zeros(2), jnp.zeros(1)
+    A, B = jax.jacobian(system.dynamics, 0)(x, u), jax.jacobian(system.dynamics, 1)(x, u)
+    K = lqr(A, B, jnp.diag(jnp.array([1.0, 0.1])), 0.001 * jnp.eye(1)).K
+    policy = pw.networks.LinearPolicy(3, 1, key=jax.random.PRNGKey(0))
+    return eqx.tree_at(lambda p: p.gain, policy, jnp.array([[0.0, -K[0, 0], -K[0, 1]]]))
+
+
+def conditioning(horizons: tuple[int, ...], num_states: int) -> dict[str, dict]:
+    system = pw.systems.Pendulum()
+    mlp = pw.networks.DeterministicPolicy(3, 1, system.action_low, system.action_high, key=jax.random.PRNGKey(0))
+    near_top = np.stack([np.linspace(-0.08, 0.08, num_states), np.zeros(num_states)], axis=1)
+    cases = {
+        "random MLP (64, 64), reset states": (mlp, None),
+        "LQR-gain linear policy, |θ0| ≤ 0.08": (lqr_policy(system), near_top),
+    }
+    out = {}
+    for name, (policy, states0) in cases.items():
+        start = time.perf_counter()
+        out[name] = gradient_norms(system, policy, horizons, states0=states0, key=jax.random.PRNGKey(1),
+                                   num_states=num_states, hessian=True, dtype=jnp.float64)
+        out[name]["seconds"] = time.perf_counter() - start
+        print(f"{name}: {out[name]['seconds']:.1f} s", flush=True)
+    return out
+
+
+def solvers(horizon: int, shooting_iterations: int, ilqr_iterations: int, rates: tuple[float, ...]) -> dict[str, dict]:
+    system = pw.systems.Pendulum()
+    x0 = jnp.array([jnp.pi, 0.0], jnp.float32)  # hanging, at rest; float32 like every solver default
+    actions0 = jnp.zeros((horizon, 1), jnp.float32)
+    runs = [(f"shooting, Adam lr={lr:g}", "adam", {"learning_rate": lr, "tol": 0.0}) for lr in rates]
+    runs += [("shooting, L-BFGS", "lbfgs", {"tol": 0.0}), ("iLQR", "ilqr", {})]
+    res = {}
+    for label, solver, options in runs:
+        iterations = ilqr_iterations if solver == "ilqr" else shooting_iterations
+        res[label] = shooting_vs_ilqr(system, x0, horizon, actions0=actions0, max_iterations=iterations,
+                                      solvers=(solver,), options={solver: options})[solver]
+        print(f"{label}: cost {res[label]['cost']:.2f} in {res[label]['seconds']:.3f} s", flush=True)
+    return res
+
+
+def plot_conditioning(results: dict[str, dict], path: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    styles = ["-", "--"]
+    for (name, out), ls in zip(results.items(), styles):
+        h = out["horizons"]
+        for key, color in zip(["param_grad_norm", "action_grad_norm", "open_loop_jacobian_norm",
+                               "closed_loop_jacobian_norm"], ["C0", "C1", "C2", "C3"]):
+            axes[0].loglog(h, out[key], ls, color=color, marker="o", ms=3,
+                           label=f"{MEASURE_LABELS[key]} — {name.split(',')[0]}")
+        axes[1].semilogy(np.arange(len(out["action_grad_by_t"])), out["action_grad_by_t"], ls, label=name)
+        axes[2].loglog(h, out["hessian_condition"], ls, marker="o", ms=3, label=name)
+    axes[0].set(xlabel="horizon H", ylabel="norm (median over initial states)", title="gradients and Jacobian products")
+    axes[0].legend(fontsize=6)
+    axes[1].set(xlabel="t", ylabel="‖∂J_T/∂u_t‖", title=f"gradient per action, T = {int(h[-1])}")
+    axes[1].legend(fontsize=7)
+    axes[2].set(xlabel="horizon H", ylabel="max|λ| / min|λ|", title="condition number of ∂²J/∂u² (float64)")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_solvers(res: dict[str, dict], path: Path, horizon: int) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, r in res.items():
+        hist = r["cost_history"][: r["iterations"] + 1]
+        axes[0].plot(np.arange(len(hist)), hist, label=name)
+        axes[1].plot(np.linspace(0, r["seconds"], len(hist)), hist, label=name)
+    for ax, xl in zip(axes, ["iteration", "wall-clock (s, compiled; iterations spread evenly)"]):
+        ax.set(xlabel=xl, ylabel="total cost (−return)", xscale="symlog", yscale="log")
+        ax.legend(fontsize=7)
+    axes[0].set_title(f"Pendulum from hanging, T = {horizon}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fmt(key: str, value: float) -> str:
+    if key == "hessian_condition" and not value < 1e14:  # min |λ| is then at float64 rounding level
+        return "> 1e14 †"
+    return f"{value:.3g}"
+
+
+def conditioning_table(name: str, out: dict) -> list[str]:
+    keys = ["param_grad_norm", "action_grad_norm", "open_loop_jacobian_norm", "closed_loop_jacobian_norm",
+            "hessian_condition"]
+    lines = [f"**{name}** ({out['num_states']} initial states, medians; {out['seconds']:.0f} s)", "",
+             "| H | return | " + " | ".join(MEASURE_LABELS[k] for k in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    for i, h in enumerate(out["horizons"]):
+        lines.append(f"| {h} | {out['return'][i]:.4g} | " + " | ".join(fmt(k, out[k][i]) for k in keys) + " |")
+    return lines + [""]
+
+
+def cost_at(r: dict, it: int) -> float:
+    return float(r["cost_history"][min(it, len(r["cost_history"]) - 1)])
+
+
+def solver_table(res: dict[str, dict]) -> list[str]:
+    lines = ["| solver | cost after 10 it. | after 100 | after 1000 | final cost (return) | iterations | converged | "
+             "time (s) | ms / iteration |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in res.items():
+        lines.append(f"| {name} | {cost_at(r, 10):.1f} | {cost_at(r, 100):.1f} | {cost_at(r, 1000):.1f} | "
+                     f"{r['cost']:.2f} ({r['return']:.2f}) | "
+                     f"{r['iterations']} | {r['converged']} | {r['seconds']:.3f} | "
+                     f"{1e3 * r['seconds_per_iteration']:.2f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="horizons up to 100, T = 100, fewer iterations")
+    args = parser.parse_args()
+    horizons = (10, 25, 50, 100) if args.quick else (10, 25, 50, 100, 200, 400)
+    horizon, shooting_iterations, ilqr_iterations = (100, 500, 100) if args.quick else (200, 5000, 200)
+    rates = (0.03, 0.1, 0.3)
+    t0 = time.time()
+    cond = conditioning(horizons, 4 if args.quick else 16)
+    res = solvers(horizon, shooting_iterations, ilqr_iterations, rates)
+    FIGURES.mkdir(exist_ok=True)
+    plot_conditioning(cond, FIGURES / "conditioning_gradients.png")
+    plot_solvers(res, FIGURES / "conditioning_solvers.png", horizon)
+    command = "python benchmarks/bench_conditioning.py" + (" --quick" if args.quick else "")
+    write_section(command, cond, res, horizon, (shooting_iterations, ilqr_iterations), time.time() - t0)
+
+
+def write_section(command, cond, res, horizon, iterations, seconds) -> None:
+    lines = ["## Poor conditioning: gradients through long rollouts, shooting vs iLQR (`pathwise.diagnostics`)", "",
+             f"Command: `{command}` · date {date.today().isoformat()} · {machine()} · {versions()} · "
+             f"{seconds:.0f} s in all.", "",
+             "The return J_H = Σ_{t<H} r_t of Pendulum-v1's dynamics, differentiated in float64 with respect to the "
+             "policy parameters (through the closed loop, BPTT's gradient) and to the policy's own actions held fixed "
+             "(open loop, shooting's gradient); ‖∂x_H/∂x_0‖ is the spectral norm of the product of step Jacobians; "
+             "cond is max|λ|/min|λ| of the Hessian of J_H over the H actions.", ""]
+    for name, out in cond.items():
+        lines += conditioning_table(name, out)
+    lines += ["† the smallest |eigenvalue| is below float64's resolution relative to the largest "
+              "(max|λ| · 1e-14 or less), so only the bound is meaningful.", ""]
+    lines += ["Figure: `figures/conditioning_gradients.png`", "",
+              f"### Shooting vs iLQR from the hanging position (T = {horizon}, float32, zero initial actions, "
+              f"at most {iterations[0]} shooting / {iterations[1]} iLQR iterations)", ""]
+    lines += solver_table(res)
+    lines += ["", "Times: median of 3 compiled calls of each solver (the machine was shared, see the load above). "
+              "Figure: `figures/conditioning_solvers.png`", ""]
+    atomic_write_text(SECTION, "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
