@@ -1,0 +1,85 @@
+"""Imitation: BC / DAgger machinery against an exact LQR expert, the joint penalty, compile-once, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+import pathwise as pw
+from pathwise import replay
+from pathwise.algorithms import imitation as im
+
+A = np.array([[1.1, 0.2], [0.0, 0.9]])
+B = np.array([[0.5], [1.0]])
+Q, R = np.eye(2), np.array([[0.1]])
+P = scipy.linalg.solve_discrete_are(A, B, Q, R)
+K = jnp.asarray(np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A), jnp.float32)
+SYSTEM = pw.systems.LinearSystem(A, B, Q, R, horizon=20)
+# The LQR controller as a (memoryless) expert: the optimal policy, known in closed form.
+LQR_EXPERT = im.Expert(init=lambda s: jnp.zeros(()), step=lambda c, s: (c, -K @ s))
+TINY = im.Config(rollouts_per_round=4, rounds=3, fit_steps=300, fit_batch=64, learning_rate=3e-3, hidden=(16,))
+
+
+def test_bc_loss_is_the_mean_squared_action_error():
+    state = im.init(jax.random.key(0), SYSTEM, TINY)
+    obs = jax.random.normal(jax.random.key(1), (7, 2))
+    act = jax.random.normal(jax.random.key(2), (7, 1))
+    pred = np.asarray(jax.vmap(state.policy)(obs))
+    expected = np.mean(np.sum((pred - np.asarray(act)) ** 2, axis=1))
+    np.testing.assert_allclose(im.bc_loss(state.policy, obs, act), expected, rtol=1e-6)
+
+
+def test_behaviour_cloning_recovers_the_lqr_policy():
+    config = dataclasses.replace(TINY, mode="bc")
+    state = im.init(jax.random.key(0), SYSTEM, config)
+    for _ in range(2):
+        state, metrics = im.train_round(state, SYSTEM, LQR_EXPERT, config)
+    xs = jax.random.uniform(jax.random.key(5), (200, 2), minval=-0.5, maxval=0.5)
+    err = jnp.mean((jax.vmap(state.policy)(xs) - xs @ -K.T) ** 2)
+    scale = jnp.mean((xs @ K.T) ** 2)
+    assert float(err) < 0.01 * float(scale), (err, scale)  # within 1% of the expert's action energy
+    assert int(state.data.size) == 2 * 4 * 20 and int(state.env_steps) == 2 * 4 * 20
+
+
+def test_dagger_labels_the_states_the_policy_visits():
+    config = dataclasses.replace(TINY, mode="dagger", fit_steps=20)
+    state0 = im.init(jax.random.key(0), SYSTEM, config)
+    state1, _ = im.train_round(state0, SYSTEM, LQR_EXPERT, config)  # round 0: expert demonstrations
+    compiled = im.train_round._cached._cache_size()  # (other tests' configs are cached too)
+    state2, _ = im.train_round(state1, SYSTEM, LQR_EXPERT, config)  # round 1: the policy drives
+    obs, act = jax.tree.map(lambda x: x[80:160], replay.ordered(state2.data))
+    # the round-1 states are a rollout of the round-1 policy from the round's start states ...
+    key = jax.random.split(state1.key, 3)[1]
+    starts = jax.vmap(SYSTEM.reset)(jax.random.split(key, 4))
+    visited = jax.vmap(lambda s: pw.rollout.rollout(SYSTEM, state1.policy, s, 20).states)(starts)
+    np.testing.assert_allclose(obs, visited.reshape(80, 2), rtol=1e-5, atol=1e-6)
+    # ... labelled with the expert's action there, not the action the policy took
+    np.testing.assert_allclose(act, obs @ -K.T, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(act, jax.vmap(state1.policy)(obs), atol=1e-3)
+    # the round counter is an array: round 1 runs the program round 0 compiled
+    assert im.train_round._cached._cache_size() == compiled
+
+
+def test_penalized_system_adds_the_policy_deviation_cost():
+    state = im.init(jax.random.key(0), SYSTEM, TINY)
+    penalized = im.PolicyPenalizedSystem(SYSTEM, state.policy, jnp.asarray(2.5))
+    x, u = jnp.array([0.3, -0.4]), jnp.array([0.7])
+    expected = SYSTEM.reward(x, u) - 2.5 * jnp.sum((u - state.policy(x)) ** 2)
+    np.testing.assert_allclose(penalized.reward(x, u), expected, rtol=1e-6)
+    np.testing.assert_allclose(penalized.step(x, u), SYSTEM.step(x, u))
+    assert penalized.state_dim == 2 and penalized.action_dim == 1
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(mode="gail"), "mode"),
+    (dict(rho_growth=0.5), "rho"),
+    (dict(rollouts_per_round=0), "rollouts_per_round"),
+])
+def test_bad_config_is_a_clear_error(change, match):
+    with pytest.raises(ValueError, match=match):
+        im.validate_config(dataclasses.replace(TINY, **change))
