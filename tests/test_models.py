@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pathwise as pw
 from pathwise.models import Dataset, DynamicsModel, FitConfig, LearnedModel, Normalizer, fit
 from pathwise.models.fit import TRACE_COUNT
 from pathwise.rollout import rollout
@@ -129,18 +128,83 @@ def test_learned_model_is_a_system():
         system.step(s0, jnp.array(1.0))
 
 
-def _control():
-    control = getattr(pw, "control", None)
-    if control is None or not hasattr(control, "ilqr") or not hasattr(control, "mpc"):
-        pytest.skip("pathwise.control.ilqr/mpc have not landed yet")
-    return control
+def finite_horizon_lqr(a, b, q, r, horizon):
+    """Independent reference: backward Riccati recursion for sum_{t<T} x'Qx + u'Ru (no terminal cost)."""
+    p, gains = np.zeros_like(q), []
+    for _ in range(horizon):
+        k = np.linalg.solve(r + b.T @ p @ b, b.T @ p @ a)
+        p = q + a.T @ p @ (a - b @ k)
+        gains.append(k)
+    return gains[::-1]
 
 
-def test_learned_model_through_ilqr_and_mpc():
-    control = _control()
-    model, _ = fit(DynamicsModel(2, 1, (32,), key=jax.random.key(0)), linear_data(400), FAST, jax.random.key(1))
-    quad = lambda o, a, o2: -(o @ o + 0.1 * a @ a)
-    system = LearnedModel(model, quad, action_low=-1.0, action_high=1.0, horizon=20)
-    x0 = jnp.array([0.8, -0.5])
-    sol = control.ilqr(system, x0, jnp.zeros((20, 1)))
-    assert np.all(np.isfinite(sol.actions)) and float(sol.cost) < float(-rollout(system, lambda o: jnp.zeros(1), x0, 20).rewards.sum())
+Q, R = np.eye(2, dtype=np.float32), 0.1 * np.eye(1, dtype=np.float32)
+
+
+def quadratic_reward(obs, action, next_obs):
+    del next_obs
+    return -(obs @ Q @ obs + action @ R @ action)
+
+
+def test_learned_model_through_ilqr_and_mpc(linear_fit):
+    """The fitted model of x' = Ax + Bu is a System that pw.control.ilqr and pw.control.MPC take unchanged."""
+    from pathwise.control import MPC, ilqr
+
+    model, _ = linear_fit
+    horizon = 15
+    system = LearnedModel(model, quadratic_reward, action_low=-1.0, action_high=1.0, horizon=horizon)
+    x0 = np.array([0.6, -0.4], np.float32)
+    sol = ilqr(system, jnp.asarray(x0), horizon)
+    assert bool(sol.converged) and sol.states.shape == (horizon + 1, 2) and sol.K.shape == (horizon, 1, 2)
+    # The solution is a trajectory of the learned model...
+    np.testing.assert_allclose(sol.states[1:], jax.vmap(system.dynamics)(sol.states[:-1], sol.actions),
+                               rtol=1e-4, atol=1e-5)
+    # ...and its actions are the true system's finite-horizon LQR actions, up to the model's error.
+    x, expected = x0, []
+    for k in finite_horizon_lqr(A, B, Q, R, horizon):
+        u = -k @ x
+        expected.append(u)
+        x = A @ x + B @ u
+    expected = np.array(expected)
+    assert np.abs(expected).max() < 1.0  # the box does not bind, so LQR is the exact reference
+    np.testing.assert_allclose(sol.actions, expected, atol=0.03)
+
+    # MPC planning on the learned model, acting on the true system: close to the exact LQR closed loop.
+    mpc = MPC(system, horizon=horizon, iterations=3)
+    plan, x, cost_mpc, cost_lqr, x_lqr = mpc.init(jnp.asarray(x0)), x0, 0.0, 0.0, x0
+    k_inf = finite_horizon_lqr(A, B, Q, R, 200)[0]
+    for _ in range(20):
+        plan, u = mpc.step(plan, jnp.asarray(x))
+        u = np.asarray(u)
+        cost_mpc += float(x @ Q @ x + u @ R @ u)
+        x = A @ x + B @ u
+        u_lqr = -k_inf @ x_lqr
+        cost_lqr += float(x_lqr @ Q @ x_lqr + u_lqr @ R @ u_lqr)
+        x_lqr = A @ x_lqr + B @ u_lqr
+    assert np.linalg.norm(x) < 0.1 * np.linalg.norm(x0)
+    assert cost_mpc <= 1.05 * cost_lqr
+    # The controller's own closed loop on the model runs too (a jitted lax.scan over MPC steps).
+    states, actions, rewards = mpc.rollout(jnp.asarray(x0), 5)
+    assert states.shape == (6, 2) and actions.shape == (5, 1) and np.all(np.isfinite(rewards))
+
+
+NO_REWARD = "PathwiseTestNoRewardPendulum-v0"  # a Gymnasium env that pathwise.rewards knows nothing about
+
+
+@pytest.mark.parametrize("algo", ["mbrl", "svg-inf", "svg1", "svgk"])
+def test_model_based_learners_refuse_an_env_without_a_known_reward(algo):
+    """No registered reward and no reward model: a clear error naming the env and the fix, before any training."""
+    import gymnasium as gym
+
+    from pathwise import algorithms, rewards
+    from pathwise.train import make_learner
+
+    if NO_REWARD not in gym.registry:
+        gym.register(NO_REWARD, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+                     max_episode_steps=20)
+    assert not rewards.has(NO_REWARD)
+    message = f"reward.*{NO_REWARD}.*pathwise.rewards.register"
+    with pytest.raises(ValueError, match=message):  # through the driver (pathwise train)
+        make_learner(algo, NO_REWARD, None, 0)
+    with pytest.raises(ValueError, match=message):  # and constructing the learner directly
+        algorithms.get(algo)(NO_REWARD)
