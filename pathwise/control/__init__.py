@@ -3,7 +3,8 @@
 from pathwise.control.ilqr import ilqr
 from pathwise.control.lqr import LQRSolution, dare, lqr
 from pathwise.control.mpc import MPC, MPCPolicy, Plan, mpc_expert
+from pathwise.control.shooting import shooting
 from pathwise.control.solution import Problem, Solution, as_problem, total_cost
 
 __all__ = ["LQRSolution", "MPC", "MPCPolicy", "Plan", "Problem", "Solution", "as_problem", "dare", "ilqr", "lqr",
-           "mpc_expert", "total_cost"]
+           "mpc_expert", "shooting", "total_cost"]

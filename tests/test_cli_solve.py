@@ -1,0 +1,49 @@
+"""`pathwise solve`: every method runs with tiny budgets, writes its outputs, and rejects bad input clearly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pathwise.cli_solve import main
+
+
+def test_lqr_infinite_and_finite(capsys, tmp_path):
+    assert main(["lqr", "--out", str(tmp_path / "inf")]) == 0
+    out = capsys.readouterr().out
+    assert "u = -K x" in out
+    K = np.array(json.loads((tmp_path / "inf" / "summary.json").read_text())["K"])
+    assert K.shape == (1, 2) and np.all(K > 0)
+    assert main(["lqr", "--horizon", "10"]) == 0
+    assert "finite-horizon LQR" in capsys.readouterr().out
+
+
+def test_ilqr_writes_solution_summary_and_plot(capsys, tmp_path):
+    assert main(["ilqr", "--horizon", "20", "--iterations", "5", "--out", str(tmp_path)]) == 0
+    assert "ilqr on Pendulum, horizon 20" in capsys.readouterr().out
+    data = np.load(tmp_path / "solution.npz")
+    assert data["states"].shape == (21, 2) and data["actions"].shape == (20, 1) and data["K"].shape == (20, 1, 2)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["iterations"] <= 5 and np.isfinite(summary["cost"])
+    assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_shooting_mpc_and_conditioning_run(capsys):
+    assert main(["shooting", "--horizon", "10", "--iterations", "5", "--x0", "0.5", "0.0"]) == 0
+    assert main(["mpc", "--steps", "5", "--mpc-horizon", "5", "--iterations", "5", "--x0", "0.2", "0.0"]) == 0
+    assert main(["conditioning", "--horizon", "10", "--iterations", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "shooting on Pendulum" in out and "MPC (iLQR" in out and "ilqr" in out
+
+
+def test_bad_input_is_named(capsys):
+    assert main(["lqg"]) == 2
+    assert "Did you mean 'lqr'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--x0 needs 2 numbers"):
+        main(["ilqr", "--x0", "1", "2", "3"])
+    with pytest.raises(SystemExit, match="not a LinearSystem"):
+        main(["lqr", "--system", "cartpoleswingup"])
+    assert main(["ilqr", "--system", "cartpole", "--horizon", "5"]) == 2
+    assert "discrete actions" in capsys.readouterr().err
