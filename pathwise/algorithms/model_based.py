@@ -16,7 +16,7 @@ from the state's key; the env is reset with a seed drawn from it, so
 
 Stable helpers for other learners: ``ModelBasedConfig``, ``ModelBasedState``,
 ``make_dynamics_model``, ``pad_episode``, ``buffer_dataset``, ``refit_model``,
-``frozen``, ``learned_system``, ``sample_starts``, ``adam_step_if_finite``.
+``frozen``, ``learned_system``, ``sample_starts``, ``fixed_bounds``, ``adam_step_if_finite``.
 """
 
 from __future__ import annotations
@@ -130,9 +130,26 @@ def sample_starts(buffer: replay.ReplayBuffer, key: PRNGKey, n: int) -> Array:
     return replay.sample(buffer, key, n).obs
 
 
+def fixed_bounds(grads: eqx.Module) -> eqx.Module:
+    """``grads`` with zeros for a policy's action box (``low``/``high`` arrays are data, not parameters).
+
+    The squashing policies store their box as float arrays, so ``eqx.is_inexact_array`` filters
+    would hand them to Adam and the box would drift with the return's gradient.
+    """
+    names = [n for n in ("low", "high") if isinstance(getattr(grads, n, None), jax.Array)]
+    if not names:
+        return grads
+    return eqx.tree_at(lambda g: [getattr(g, n) for n in names], grads,
+                       [jnp.zeros_like(getattr(grads, n)) for n in names])
+
+
 def adam_step_if_finite(policy: eqx.Module, grads: eqx.Module, opt_state: PyTree,
                         optimizer: optax.GradientTransformation) -> tuple[eqx.Module, PyTree, Array]:
-    """Apply the update unless a gradient entry is NaN/inf; returns ``(policy, opt_state, skipped)``."""
+    """Apply the update unless a gradient entry is NaN/inf; returns ``(policy, opt_state, skipped)``.
+
+    The policy's action box (``low``/``high``) never moves (``fixed_bounds``).
+    """
+    grads = fixed_bounds(grads)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
     updates, new_opt = optimizer.update(grads, opt_state, eqx.filter(policy, eqx.is_inexact_array))

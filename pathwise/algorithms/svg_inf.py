@@ -1,0 +1,133 @@
+"""SVG(∞): the value gradient of whole real episodes, through a learned model with inferred noise.
+
+Lecture, SVG(∞) (Heess et al., 2015, Algorithm 1): learn ``f``; given a real
+trajectory, infer all noise variables — the model noise
+``ζ_t = s_{t+1} − f(s_t, a_t)`` and the policy noise ``ξ_t`` with
+``a_t = π(s_t, ξ_t; θ)`` — then freeze them and differentiate the replayed
+return through the entire deterministic graph
+
+    J(θ) = Σ_t γ^t r(s_t, a_t),   a_t = π(s_t, ξ_t; θ),   s_{t+1} = f(s_t, a_t) + ζ_t,   s_0 real.
+
+At the current θ the replay *is* the real episode, so "errors don't
+accumulate: the model is used to backprop gradients, not to simulate
+experience". Here: after each real episode, refit ``f``; then
+``grad_steps`` Adam steps, each re-inferring ξ at the current θ on the
+``recent_episodes`` most recent real episodes and following ∇θ J.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from pathwise.algorithms.model_based import (ModelBasedConfig, ModelBasedLearner, ModelBasedState,
+                                             adam_step_if_finite, learned_system, make_optimizer)
+from pathwise.distributions import GaussianPolicy
+from pathwise.models import model_noise, policy_noise
+from pathwise.systems.base import System
+from pathwise.types import Array, PRNGKey, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class SVGInfConfig(ModelBasedConfig):
+    """SVG(∞) options (defaults for Pendulum-v1)."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the tanh-Gaussian policy."""
+    init_log_std: float = -0.5
+    """Initial log std of the policy's pre-squash Gaussian (state independent, learned)."""
+    gamma: float = 0.99
+    """Discount of the replayed return."""
+    grad_steps: int = 100
+    """Adam steps per real episode, each on all stored recent episodes."""
+    truncate_every: int = 0
+    """If k > 0, stop gradients through the state every k steps (0: the whole episode, as SVG(∞))."""
+
+
+def replayed_return(policy: GaussianPolicy, system: System, episode: Transition, length: Array,
+                    gamma: float, truncate_every: int = 0) -> Array:
+    """SVG(∞): J(θ) = Σ_{t<length} γ^t r(s_t, π(s_t, ξ_t; θ)), s_{t+1} = f(s_t, a_t) + ζ_t, noises inferred and frozen.
+
+    ``episode`` is zero-padded past ``length``; the padded rows repeat the last real transition and
+    the replay restarts (without gradient) from the recorded observation there, so every value in
+    the graph stays a finite function of real data (zero weight times a NaN derivative at a padded
+    all-zero observation would still be NaN).
+    """
+    T = episode.obs.shape[0]
+    steps = jnp.arange(T)
+    valid = steps < length
+    rows = jnp.minimum(steps, jnp.maximum(length - 1, 0))
+    obs, actions, next_obs = episode.obs[rows], episode.action[rows], episode.next_obs[rows]
+    zetas = jax.lax.stop_gradient(model_noise(system, obs, actions, next_obs))
+    xis = jax.lax.stop_gradient(policy_noise(policy, obs, actions))
+
+    def step(state, inputs):
+        t, real_obs, zeta, xi, ok = inputs
+        cut = ~ok
+        if truncate_every > 0:
+            cut = cut | ((t > 0) & (t % truncate_every == 0))
+        state = jnp.where(cut, jax.lax.stop_gradient(jnp.where(ok, state, real_obs)), state)
+        action = policy.act(system.observe(state), xi)
+        next_state = system.step(state, action, zeta)
+        return next_state, system.reward(state, action, next_state)
+
+    _, rewards = jax.lax.scan(step, episode.obs[0], (steps, obs, zetas, xis, valid))
+    return (rewards * valid * gamma ** steps).sum()
+
+
+class SVGInf(ModelBasedLearner):
+    """SVG(∞) on a Gymnasium env whose reward is known (see the module docstring)."""
+
+    name = "svg-inf"
+    Config = SVGInfConfig
+
+    def __init__(self, env_id: str, config: SVGInfConfig | None = None, seed: int = 0):
+        super().__init__(env_id, config, seed)
+        self.traces = 0  # how often the policy update was traced (tests: compile once)
+        self._improve = eqx.filter_jit(self._policy_steps)
+
+    def make_policy(self, key: PRNGKey) -> eqx.Module:
+        return GaussianPolicy(self.obs_dim, self.action_dim, self.config.hidden, key=key, low=self.low,
+                              high=self.high, init_log_std=self.config.init_log_std)
+
+    def mode_action(self, policy: eqx.Module, obs: Array) -> Array:
+        return policy(obs).mode()
+
+    def behaviour_action(self, policy: eqx.Module, obs: Array, key: PRNGKey) -> Array:
+        return policy(obs).sample(key)
+
+    def _policy_steps(self, state: ModelBasedState, key: PRNGKey):
+        del key  # the update is deterministic given the stored episodes
+        self.traces += 1
+        cfg = self.config
+        system = learned_system(state.model, self.reward_fn, self.low, self.high, self.limit)
+        episodes, lengths = state.recent.storage
+        slots = jnp.arange(state.recent.capacity) < state.recent.size
+        # empty slots replay a copy of slot 0 (always filled by now) at zero weight: no all-zero observations
+        episodes = jax.tree.map(lambda x: jnp.where(slots.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
+        lengths = jnp.where(slots, lengths, lengths[0])
+        optimizer = make_optimizer(cfg)
+
+        def objective(policy):
+            returns = jax.vmap(lambda ep, n: replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every)
+                               )(episodes, lengths)
+            return (returns * slots).sum() / jnp.maximum(slots.sum(), 1)
+
+        def step(carry, _):
+            policy, opt_state, skipped = carry
+            value, grads = eqx.filter_value_and_grad(objective)(policy)
+            grads = jax.tree.map(jnp.negative, grads)  # ascend J
+            policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
+            return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
+
+        (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
+            step, (state.policy, state.opt_state, state.skipped_updates), None, length=cfg.grad_steps)
+        metrics = {"replayed_return": values[0], "replayed_return_after": values[-1], "grad_norm": norms.mean()}
+        return state._replace(policy=policy, opt_state=opt_state, skipped_updates=skipped), metrics
+
+    def improve(self, state: ModelBasedState, key: PRNGKey):
+        return self._improve(state, key)
