@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -89,7 +89,7 @@ class ResumeArgs:
 class EvaluateArgs:
     """Evaluate a trained run (deterministic policy, seeded episodes) and optionally render an episode."""
 
-    run_dir: tyro.conf.Positional[str]
+    run_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     """Run directory written by `pathwise train` (or an agent .npz file)."""
     episodes: int = 10
     """Number of episodes."""
@@ -240,6 +240,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     from pathwise.envs import evaluate
 
     args = tyro.cli(EvaluateArgs, args=argv, prog="pathwise evaluate")
+    if args.render and Path(args.render).suffix.lower() not in (".gif", ".mp4", ".png"):
+        raise ValueError(f"--render {args.render}: use a .gif, .mp4 or .png file name.")
     path = Path(args.run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: pass a run directory written by `pathwise train` (its --out) "
@@ -268,6 +270,10 @@ def cmd_evaluate(argv: list[str]) -> int:
     return 0
 
 
+def _first_line(doc: str | None) -> str:
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
 def cmd_list(argv: list[str]) -> int:
     from pathwise import presets, systems
 
@@ -280,7 +286,7 @@ def cmd_list(argv: list[str]) -> int:
         kinds = "/".join(k for k, ok in (("continuous", cls.continuous_ok), ("discrete", cls.discrete_ok)) if ok)
         needs = ", needs a known reward" if cls.needs_reward else ""
         needs += ", needs a pathwise system" if cls.needs_system else ""
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        doc = _first_line(cls.__doc__) or _first_line(sys.modules[cls.__module__].__doc__)
         print(f"  {name:14s} {kinds}{needs}. {doc}")
     print("\nsystems (differentiable; also Gymnasium ids):")
     for env_id, factory in systems.REGISTRY.items():
@@ -331,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[cmd](argv[1:])
+    except SystemExit as exc:  # tyro's --help (0) and usage errors (2): a return code, as for every command
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except (ValueError, FileNotFoundError) as exc:
         print(f"pathwise {cmd}: error: {exc}", file=sys.stderr)
         return 2

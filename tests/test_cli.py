@@ -1,0 +1,404 @@
+"""The ``pathwise`` command line, end to end with tiny budgets.
+
+Every registered algorithm trains through ``pathwise train`` (in-process, via
+``pathwise.cli.main``), then ``evaluate`` (with --render png/gif), ``list``,
+``estimators``, ``--resume``, ``--config``, ``--set``, ``--seeds``, every
+``--help``, and each bad input's message. One subprocess run is killed with
+SIGKILL mid-way and resumed to the same final metrics as an uninterrupted run.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pathwise import algorithms, presets
+from pathwise import checkpoint as ckpt
+from pathwise.cli import main
+from pathwise.train import parse_set
+
+#: One fast-compiling configuration per registered algorithm: (env id, --steps, --set values).
+TINY: dict[str, tuple[str, int, list[str]]] = {
+    "bptt": ("pathwise/Pendulum-v1", 80, ["hidden=8", "horizon=10", "batch_size=4", "updates_per_iteration=2",
+                                          "schedule=constant"]),
+    "imitation": ("pathwise/Pendulum-v1", 1, ["hidden=8", "rollouts_per_round=2", "rounds=1", "fit_steps=5",
+                                               "fit_batch=16", "expert_horizon=10", "expert_iterations=1"]),
+    "reinforce": ("CartPole-v1", 60, ["hidden=8", "num_envs=2", "value_hidden=8", "value_steps=1"]),
+    "qac": ("CartPole-v1", 60, ["hidden=8", "num_envs=2", "n_steps=4", "critic_hidden=8"]),
+    "ddpg": ("Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=200",
+                                 "learning_starts=20", "max_episode_steps=30"]),
+    "svg0": ("Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=200",
+                                 "learning_starts=20", "max_episode_steps=30"]),
+    "svg0-discrete": ("CartPole-v1", 60, ["hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=1000",
+                                          "learning_starts=20", "max_episode_steps=30"]),
+    "mbrl": ("Pendulum-v1", 60, ["hidden=8", "model_hidden=8", "model_steps_per_epoch=2", "model_max_epochs=1",
+                                 "model_batch=8", "horizon=4", "num_starts=4", "policy_steps=2",
+                                 "max_episode_steps=30", "buffer_size=500"]),
+    "svg-inf": ("Pendulum-v1", 60, ["hidden=8", "model_hidden=8", "model_steps_per_epoch=2", "model_max_epochs=1",
+                                    "model_batch=8", "grad_steps=2", "max_episode_steps=30", "buffer_size=500"]),
+    "svg1": ("Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "model_hidden=8", "batch_size=8", "buffer_size=500",
+                                 "learning_starts=20", "updates_per_step=0.1", "max_episode_steps=30"]),
+    "svgk": ("pathwise/Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "horizon=4", "n_envs=4",
+                                          "critic_iterations=1", "critic_minibatches=2", "updates_per_iteration=2"]),
+}
+
+DROP = ("time", "steps_per_s")  # wall-clock columns; everything else must be reproducible
+
+
+def _rows(path, drop=DROP):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
+
+
+def train_argv(algo: str, out, *, steps: int | None = None, seed: int = 1, extra=()) -> list[str]:
+    env, default_steps, sets = TINY[algo]
+    return ["train", algo, "--env", env, "--steps", str(steps or default_steps), "--seed", str(seed),
+            "--out", str(out), "--quiet", "--eval-episodes", "1", "--no-preset", *extra, "--set", *sets]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Run directories of the per-algorithm CLI runs, trained on first use (shared by later tests)."""
+    root = tmp_path_factory.mktemp("runs")
+    done: dict[str, Path] = {}
+
+    def get(algo: str) -> Path:
+        if algo not in done:
+            out = root / algo
+            assert main(train_argv(algo, out)) == 0
+            done[algo] = out
+        return done[algo]
+
+    return get
+
+
+def test_every_registered_algorithm_has_a_tiny_cli_config():
+    assert set(TINY) == set(algorithms.ALGORITHMS), "add a tiny configuration for each new algorithm"
+
+
+@pytest.mark.parametrize("algo", list(algorithms.ALGORITHMS))
+def test_train_every_algorithm(algo, runs, capsys):
+    out = runs(algo)
+    printed = capsys.readouterr().out
+    env, steps, sets = TINY[algo]
+    assert f"{algo} on {env} (seed 1)" in printed and "final return" in printed and str(out) in printed
+    for name in ("config.json", "metrics.csv", "eval.csv", "summary.json", "learning_curve.png",
+                 "checkpoints/last.npz", "checkpoints/best.npz"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["algorithm"] == algo and summary["env_id"] == env and summary["seed"] == 1
+    assert summary["env_steps"] >= steps and np.isfinite(summary["final_return_mean"])
+    info = json.loads((out / "config.json").read_text())
+    assert info["steps"] == steps and info["eval_episodes"] == 1
+    config = info["config"]
+
+    expected = ckpt.config_from_dict(algorithms.get(algo).Config, parse_set(sets))
+    for key in parse_set(sets):  # every --set value reached the learner's config
+        assert config[key] == json.loads(json.dumps(getattr(expected, key))), key
+    meta, leaves = ckpt.read(out / "checkpoints" / "last.npz")
+    assert meta["counters"]["env_steps"] == summary["env_steps"]
+    assert all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating))
+
+
+def test_preset_is_applied_and_overridden_by_config_then_set(tmp_path, capsys):
+    """defaults < preset < --config FILE < --set / flags, as documented."""
+    preset, _ = presets.load("bptt", "Pendulum-v1")
+    assert preset, "bptt ships a Pendulum-v1 preset"
+    cfg_file = tmp_path / "tiny.toml"
+    cfg_file.write_text('hidden = [8]\nhorizon = 10\nbatch_size = 4\nupdates_per_iteration = 2\n'
+                        'learning_rate = 0.5\n')
+    out = tmp_path / "run"
+    rc = main(["train", "bptt", "--env", "pendulum", "--steps", "40", "--out", str(out), "--quiet",
+               "--eval-episodes", "1", "--config", str(cfg_file), "--set", "learning_rate=0.01"])
+    assert rc == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["env_id"] == "pathwise/Pendulum-v1"  # the short name resolves to the system's id
+    config = info["config"]
+    assert config["learning_rate"] == 0.01  # --set beats --config
+    assert config["hidden"] == [8] and config["horizon"] == 10  # --config beats the preset
+    assert config["schedule_updates"] == preset["schedule_updates"]  # the preset (twin id) fills the rest
+    # flags and --set are the same options
+    out2 = tmp_path / "run2"
+    assert main(["train", "bptt", "--env", "pendulum", "--steps", "40", "--out", str(out2), "--quiet",
+                 "--eval-episodes", "1", "--config", str(cfg_file), "--learning-rate", "0.01"]) == 0
+    assert json.loads((out2 / "config.json").read_text())["config"] == config
+
+
+def test_evaluate_with_episodes_and_render(runs, tmp_path, capsys):
+    pendulum = runs("ddpg")
+    png = tmp_path / "frames.png"
+    assert main(["evaluate", str(pendulum), "--episodes", "2", "--render", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"ddpg on Pendulum-v1: mean return -?\d+\.\d+ ± \d+\.\d+ over 2 episodes \(mean length 200\)",
+                     out), out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"rendered episode (seed 0) to {png}" in out
+    cartpole = runs("reinforce")
+    gif = tmp_path / "episode.gif"
+    assert main(["evaluate", str(cartpole), "--episodes", "1", "--checkpoint", "last", "--render", str(gif)]) == 0
+    assert gif.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+    # an agent file saved from a run evaluates too, with the same numbers as its run directory
+    import pathwise as pw
+
+    agent_file = pw.load(cartpole, quiet=True).save(tmp_path / "agent.npz")
+    capsys.readouterr()
+    assert main(["evaluate", str(cartpole), "--checkpoint", "last", "--episodes", "2"]) == 0
+    assert main(["evaluate", str(agent_file), "--episodes", "2"]) == 0
+    a, b = capsys.readouterr().out.strip().splitlines()
+    assert a == b
+
+
+def test_evaluate_render_errors(runs, tmp_path, capsys):
+    run = runs("reinforce")
+    assert main(["evaluate", str(run), "--episodes", "1", "--render", str(tmp_path / "x.avi")]) == 2
+    assert "--render" in capsys.readouterr().err and not (tmp_path / "x.avi").exists()
+
+
+def test_resume_extends_a_finished_run_like_an_uninterrupted_one(runs, tmp_path):
+    algo = "svg0"  # replay buffer, two critics, entropy tuning: the whole state must survive
+    half = tmp_path / "half"
+    full = tmp_path / "full"
+    assert main(train_argv(algo, half, steps=60, extra=["--eval-every", "30"])) == 0
+    assert main(["train", "--resume", str(half), "--steps", "120", "--quiet"]) == 0
+    assert main(train_argv(algo, full, steps=120, extra=["--eval-every", "30"])) == 0
+    assert _rows(half / "metrics.csv") == _rows(full / "metrics.csv")
+    assert _rows(half / "eval.csv") == _rows(full / "eval.csv")
+    assert json.loads((half / "config.json").read_text())["steps"] == 120
+
+
+def test_bptt_seeds_trains_each_seed_into_its_own_run_directory(tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main(train_argv("bptt", out, seed=4, extra=["--seeds", "2"])) == 0
+    printed = capsys.readouterr().out
+    assert "as one vmapped program" in printed and "2 seeds: final return" in printed
+    params = []
+    for seed in (4, 5):
+        s = json.loads((out / f"seed_{seed}" / "summary.json").read_text())
+        assert s["seed"] == seed and s["env_steps"] >= 80
+        params.append(ckpt.read(out / f"seed_{seed}" / "checkpoints" / "last.npz")[1])
+    assert any(not np.array_equal(a, b) for a, b in zip(*params) if a.dtype.kind == "f")
+
+
+def test_list_shows_algorithms_systems_rewards_and_presets(capsys):
+    from pathwise import rewards, systems
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    sections = re.split(r"\n(?=\S)", out)
+    algos = next(s for s in sections if s.startswith("algorithms:"))
+    for name in algorithms.available():
+        cls = algorithms.get(name)
+        line = next(ln for ln in algos.splitlines() if ln.split()[:1] == [name])
+        assert ("continuous" in line) == cls.continuous_ok and ("discrete" in line) == cls.discrete_ok
+        assert ("needs a known reward" in line) == cls.needs_reward
+        assert len(line.split(". ", 1)[-1]) > 10, f"{name} has no description"
+    for env_id in systems.REGISTRY:
+        assert f"  {env_id}\n" in out
+    for env_id in rewards.REWARDS:
+        assert f"  {env_id}\n" in out
+    preset_lines = out.split("presets:")[1].strip().splitlines()
+    assert {ln.split()[0] for ln in preset_lines} == set(presets.available())
+    assert any(ln.split()[0] == "bptt" and "Pendulum-v1" in ln and "CartPoleSwingUp" in ln for ln in preset_lines)
+
+
+def test_presets_ship_valid_configs_for_registered_envs():
+    import gymnasium as gym
+
+    import pathwise.systems  # noqa: F401  (registers pathwise/... ids)
+    from pathwise.train import build_config
+
+    found = presets.available()
+    assert "bptt" in found
+    for algo, envs in found.items():
+        cls = algorithms.get(algo)  # a preset file is named after a registered algorithm
+        for env_id in envs:
+            assert env_id in gym.registry, f"preset {algo}/{env_id}: unknown env id"
+            cfg, run = build_config(cls, env_id)  # every key is a valid, well-typed config key
+            assert isinstance(cfg, cls.Config)
+            assert all(isinstance(v, int) and v > 0 for v in run.values()), (algo, env_id, run)
+
+
+def test_estimators_gaussian_study_runs_with_a_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "est"
+    assert main(["estimators", "gaussian", "--out", str(out), "--sigmas", "0.001", "0.01", "--n-samples", "4",
+                 "--n-repeats", "50"]) == 0
+    printed = capsys.readouterr().out
+    slope = float(re.search(r"log-log slope (-?\d+\.\d+)", printed).group(1))
+    assert -2.5 < slope < -1.5  # the 1/sigma^2 law (50 repeats per point)
+    for ext in ("csv", "md", "png"):
+        assert (out / f"estimators_gaussian.{ext}").is_file()
+    assert main(["estimators", "nope"]) == 2
+    assert "unknown study 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_estimators_pendulum_study_runs_with_a_tiny_budget(tmp_path):
+    out = tmp_path / "est"
+    assert main(["estimators", "pendulum", "--out", str(out), "--values", "0.3", "--horizon", "3",
+                 "--n-samples", "4", "--n-repeats", "4", "--reference-samples", "64"]) == 0
+    assert (out / "estimators_pendulum_sigma.csv").is_file()
+
+
+def test_help_at_every_level_is_complete(capsys):
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for cmd in ("train", "evaluate", "solve", "estimators", "list"):
+        assert f"  {cmd}" in top
+    assert main([]) == 2
+    capsys.readouterr()
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--resume RUN_DIR" in text and all(a in text for a in algorithms.available())
+    for algo in algorithms.available():
+        assert main(["train", algo, "--help"]) == 0
+        text = capsys.readouterr().out
+        for flag in ("--env", "--steps", "--seed", "--out", "--config", "--set", "--no-preset", "--quiet"):
+            assert flag in text, (algo, flag)
+        for field in dataclasses.fields(algorithms.get(algo).Config):  # every algorithm option, documented
+            assert f"--{field.name.replace('_', '-')}" in text, (algo, field.name)
+    for argv, words in ((["evaluate", "--help"], ("--episodes", "--render", "--checkpoint", "RUN_DIR")),
+                        (["train", "--resume", "x", "--help"], ("--resume", "--steps")),
+                        (["list", "--help"], ("presets",)),
+                        (["estimators", "--help"], ("gaussian", "pendulum")),
+                        (["estimators", "gaussian", "--help"], ("--sigmas", "--n-samples")),
+                        (["estimators", "pendulum", "--help"], ("--sweep", "--horizon"))):
+        assert main(argv) == 0, argv
+        text = capsys.readouterr().out
+        for w in words:
+            assert w in text, (argv, w)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("argv, rc, message", [
+    (["frobnicate"], 2, r"unknown command 'frobnicate'"),
+    (["train", "reinforce", "--env", "CartPol-v1"], 2,
+     r"Unknown environment id 'CartPol-v1'\. Did you mean CartPole-v1"),
+    (["train", "svg-inf", "--env", "Pendulum-v2"], 2, r"Did you mean Pendulum-v1"),
+    (["train", "ppo", "--env", "CartPole-v1"], 2, r"Unknown algorithm 'ppo'\. Available: bptt"),
+    (["train", "mbrl", "--env", "LunarLanderContinuous-v3"], 2,
+     r"mbrl needs the reward function of 'LunarLanderContinuous-v3'.*pathwise\.rewards\.register"),
+    (["train", "bptt", "--env", "LunarLanderContinuous-v3"], 2, r"bptt differentiates through known dynamics and "
+                                                                 r"needs a pathwise System"),
+    (["train", "ddpg", "--env", "CartPole-v1"], 2, r"ddpg needs continuous \(Box\) actions.*svg0-discrete"),
+    (["train", "qac", "--env", "Pendulum-v1"], 2, r"qac needs discrete actions, but Pendulum-v1 has Box"),
+    (["train", "reinforce", "--env", "CartPole-v1", "--set", "hidden=big"], 2, r"Config key 'hidden': cannot use"),
+    (["train", "reinforce", "--env", "CartPole-v1", "--set", "num_envs=2.5"], 2,
+     r"Config key 'num_envs': cannot use '2\.5'"),
+    (["train", "reinforce", "--env", "CartPole-v1", "--set", "baseline=magic"], 2,
+     r"Config key 'baseline': cannot use 'magic' \(must be one of"),
+    (["train", "reinforce", "--env", "CartPole-v1", "--set", "lrr=1"], 2,
+     r"Unknown reinforce config key\(s\) \['lrr'\].*Valid keys:.*\blr\b"),
+    (["train", "reinforce", "--env", "CartPole-v1", "--config", "no_such.toml"], 2, r"--config no_such\.toml: no such"),
+    (["evaluate", "no/such/run"], 2, r"no/such/run does not exist: pass a run directory"),
+    (["train", "--resume", "no/such/run"], 2, r"no/such/run is not a pathwise run directory"),
+])
+def test_bad_input_gets_a_clear_message(argv, rc, message, capsys):
+    assert main(argv) == rc
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+
+
+def test_bad_config_file_contents(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("hidden = [8\n")
+    assert main(["train", "reinforce", "--env", "CartPole-v1", "--config", str(bad)]) == 2
+    assert "is not valid TOML" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"learning_rate": 0.1}))
+    assert main(["train", "reinforce", "--env", "CartPole-v1", "--config", str(wrong)]) == 2
+    assert "Unknown reinforce config key(s) ['learning_rate']" in capsys.readouterr().err
+
+
+def test_missing_and_corrupt_checkpoints(runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs("reinforce"), run)
+    (run / "checkpoints" / "best.npz").unlink()
+    assert main(["evaluate", str(run)]) == 2
+    assert re.search(r"best\.npz does not exist; is .* a finished `pathwise train` run", capsys.readouterr().err)
+    (run / "checkpoints" / "last.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1
+    assert re.search(r"last\.npz is corrupt or truncated.*retrain", capsys.readouterr().err)
+    (run / "checkpoints" / "last.npz").unlink()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1
+    assert re.search(r"Checkpoint .*last\.npz does not exist", capsys.readouterr().err)
+    # a checkpoint of another algorithm in the run directory
+    shutil.copy(runs("qac") / "checkpoints" / "last.npz", run / "checkpoints" / "last.npz")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 1
+    assert "written by algorithm 'qac', not 'reinforce'" in capsys.readouterr().err
+
+
+def test_nonfinite_training_stops_with_a_clear_message(tmp_path, capsys, monkeypatch):
+    from pathwise.algorithms.reinforce import REINFORCE
+
+    original = REINFORCE.train_iteration
+    calls = []
+
+    def diverging(self):  # the first iteration is fine, every later one reports a NaN loss
+        metrics = original(self)
+        calls.append(self.env_steps)
+        return {**metrics, "loss": float("nan")} if len(calls) > 1 else metrics
+
+    monkeypatch.setattr(REINFORCE, "train_iteration", diverging)
+    out = tmp_path / "nan"
+    assert main(train_argv("reinforce", out, steps=400, extra=["--eval-every", "10"])) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"non-finite \['loss'\] in 3 consecutive iterations.*nothing NaN was saved.*learning rate.*"
+                     r"float64", err), err
+    assert len(calls) == 4  # one good iteration, then three skipped retries
+    meta, leaves = ckpt.read(out / "checkpoints" / "last.npz")  # the good iteration's checkpoint
+    assert meta["counters"]["env_steps"] == calls[0] and meta["counters"]["iterations"] == 1
+    assert all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating))
+
+
+# --------------------------------------------------------------------------- SIGKILL and resume
+
+
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    algo, steps, every = "ddpg", 300, 30  # a replay buffer, target networks and exploration noise to restore
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    env = {**os.environ, "PATHWISE_QUIET": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pathwise.cli",
+                             *train_argv(algo, killed, steps=steps, extra=["--eval-every", str(every)])],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = killed / "checkpoints" / "last.npz"
+    deadline = time.monotonic() + 120
+    try:
+        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert last.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint in 120 s"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    import pathwise as pw
+
+    agent = pw.load(last, quiet=True)  # the last checkpoint is whole and loads
+    stopped_at = agent.num_timesteps
+    assert every <= stopped_at < steps, "the kill did not land mid-run"
+    assert main(["train", "--resume", str(killed), "--quiet"]) == 0
+    assert main(train_argv(algo, full, steps=steps, extra=["--eval-every", str(every)])) == 0
+    a = json.loads((killed / "summary.json").read_text())
+    b = json.loads((full / "summary.json").read_text())
+    for key in ("env_steps", "iterations", "final_return_mean", "final_return_std", "best_return_mean",
+                "best_env_steps", "nonfinite_iterations"):
+        assert a[key] == b[key], key
+    assert _rows(killed / "metrics.csv") == _rows(full / "metrics.csv")
+    assert _rows(killed / "eval.csv") == _rows(full / "eval.csv")
+    for x, y in zip(ckpt.read(killed / "checkpoints" / "last.npz")[1], ckpt.read(full / "checkpoints" /
+                                                                                     "last.npz")[1]):
+        np.testing.assert_array_equal(x, y)
