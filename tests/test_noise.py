@@ -74,3 +74,29 @@ def test_deterministic_policy_has_no_policy_noise(setup):
                                                                               episode.actions[3]), atol=1e-6)
     with pytest.raises(ValueError, match="one unbatched trajectory"):
         infer_noise(model, policy, jax.tree.map(lambda x: x[None], episode))
+
+
+def test_replay_reproduces_a_real_gymnasium_episode(setup):
+    """The real trajectory here is Gymnasium's own Pendulum-v1 (a black box), acted in by the stochastic policy;
+    replaying it through an (unfitted) learned model with the inferred ζ, ξ gives back its observations,
+    actions and rewards, and the SVG(∞) objective at the current parameters is the real return."""
+    from pathwise import envs, rewards
+
+    policy, model, _ = setup
+    system = LearnedModel(model.model, rewards.get("Pendulum-v1"), action_low=-2.0, action_high=2.0, horizon=T)
+    keys = iter(jax.random.split(jax.random.key(11), T))
+    act = jax.jit(lambda obs, k: policy(obs).sample(k))
+    ep, real_return, n = envs.run_episode(envs.make_env("Pendulum-v1"),
+                                          lambda obs: np.asarray(act(jnp.asarray(obs, jnp.float32), next(keys))),
+                                          seed=3, max_steps=T)
+    assert n == T
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
+    episode = episode_trajectory(f32(ep.obs), f32(ep.action).reshape(T, 1), f32(ep.reward), f32(ep.next_obs[-1]))
+    zetas, xis = infer_noise(system, policy, episode)
+    replay = rollout(system, policy.act, episode.observations[0], T, noises=zetas, policy_noise=xis)
+    np.testing.assert_allclose(replay.observations, ep.obs, atol=1e-4)
+    np.testing.assert_allclose(replay.final_state, ep.next_obs[-1], atol=1e-4)
+    np.testing.assert_allclose(replay.actions, ep.action.reshape(T, 1), atol=1e-4)
+    # Gymnasium's rewards, recomputed on the replay by the known reward function (float32 vs float64).
+    np.testing.assert_allclose(replay.rewards, ep.reward, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(float(replay.rewards.sum()), real_return, rtol=1e-4)
