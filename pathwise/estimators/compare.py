@@ -142,6 +142,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], param_name: str, path: str, title
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax_v, ax_c) = plt.subplots(1, 2, figsize=(10, 4))
     for name in dict.fromkeys(r["estimator"] for r in rows):
@@ -152,8 +153,14 @@ def plot_sweep(rows: Sequence[dict[str, Any]], param_name: str, path: str, title
     for label, (x, y) in (extra_lines or {}).items():
         ax_v.plot(x, y, "k--", lw=1, label=label)
     ax_v.set(xscale="log", yscale="log", xlabel=param_name, ylabel="variance of a 1-sample estimate")
+    low = min(-0.1, min(r["cosine"] for r in rows) - 0.05)
     ax_c.set(xscale="log", xlabel=param_name, ylabel=f"cosine to reference (n={rows[0]['n_samples']})",
-             ylim=(-0.1, 1.05))
+             ylim=(low, 1.05))
+    values = sorted({float(r[param_name]) for r in rows})
+    if all(v == int(v) for v in values):  # integer sweeps (horizon): tick exactly the swept values
+        for ax in (ax_v, ax_c):
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax_v.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
