@@ -37,9 +37,23 @@ EVAL_EPISODES = 10
 PATHWISE = ["mbrl", "svg-inf", "svg1", "svgk", "svg0", "ddpg"]
 SB3 = ["sac", "td3", "ddpg-sb3"]
 #: budgets (environment steps): full, quick
-BUDGET = {"mbrl": (5000, 3000), "svg-inf": (5000, 3000), "svg1": (10000, 5000), "svgk": (10000, 5000),
-          "svg0": (20000, 8000), "ddpg": (20000, 8000), "sac": (20000, 8000), "td3": (20000, 12000),
-          "ddpg-sb3": (20000, 12000)}
+BUDGET = {"mbrl": (5000, 2000), "svg-inf": (5000, 2000), "svg1": (10000, 2000), "svgk": (10000, 2000),
+          "svg0": (20000, 2000), "ddpg": (20000, 2000), "sac": (20000, 2000), "td3": (20000, 2000),
+          "ddpg-sb3": (20000, 2000)}
+
+
+def limit_threads(threads: int) -> None:
+    """One compute thread (or ``threads``) for torch, XLA and BLAS alike; must run before jax/torch are imported."""
+    n = str(threads)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = n
+    if threads == 1 and "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
 
 
 def eval_seed(seed: int) -> int:
@@ -47,16 +61,32 @@ def eval_seed(seed: int) -> int:
     return 10_000 + 1_000 * seed
 
 
-def run_pathwise(algo: str, seed: int, steps: int) -> dict:
-    from pathwise.train import Trainer, build_config, make_learner
+def resolve_configs(algos: list[str]) -> tuple[dict, dict]:
+    """Each pathwise algorithm's config (defaults < shipped preset), fixed once so every seed uses the same."""
+    from pathwise import presets
     from pathwise.algorithms import get
+    from pathwise.train import build_config
+
+    cfgs, preset = {}, {}
+    for algo in algos:
+        if algo in SB3:
+            continue
+        cls = get(algo)
+        cfgs[algo] = build_config(cls, ENV)[0]
+        preset[algo] = bool(presets.load(cls.name, ENV)[0])
+    return cfgs, preset
+
+
+def run_pathwise(algo: str, seed: int, steps: int, cfg, stop_at_solve: bool = False) -> dict:
+    from pathwise.algorithms import get
+    from pathwise.train import Trainer, make_learner
 
     cls = get(algo)
-    cfg, _ = build_config(cls, ENV)
     learner = make_learner(cls.name, ENV, cfg, seed)
     trainer = Trainer(learner, eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, eval_seed=eval_seed(seed),
                       quiet=True)
-    trainer.run(steps)
+    stop = (lambda info: not (stop_at_solve and info.get("eval_return_mean", -np.inf) >= THRESHOLD))  # noqa: E731
+    trainer.run(steps, callback=stop)
     return {"steps": [e["env_steps"] for e in trainer.evals], "returns": [e["eval_return_mean"] for e in trainer.evals],
             "times": [e["time"] for e in trainer.evals]}
 
@@ -77,7 +107,7 @@ def sb3_model(algo: str, seed: int):
     return (TD3 if algo == "td3" else DDPG)("MlpPolicy", env, **kwargs)
 
 
-def run_sb3(algo: str, seed: int, steps: int) -> dict:
+def run_sb3(algo: str, seed: int, steps: int, stop_at_solve: bool = False) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
 
     from pathwise.envs import evaluate
@@ -98,6 +128,8 @@ def run_sb3(algo: str, seed: int, steps: int) -> dict:
                 rec["returns"].append(float(res.mean))
                 rec["times"].append(round(self.train_time, 3))
                 self.t0 = time.perf_counter()
+                if stop_at_solve and res.mean >= THRESHOLD:
+                    return False
             return True
 
     model.learn(total_timesteps=steps, callback=EvalCallback())
@@ -112,8 +144,9 @@ def first_solved(rec: dict) -> tuple[int | None, float | None]:
 
 
 def at(rec: dict, step: int) -> float | None:
+    """The return at the first evaluation made once ``step`` environment steps were taken."""
     for s, r in zip(rec["steps"], rec["returns"]):
-        if s == step:
+        if step <= s < step + EVAL_EVERY:
             return r
     return None
 
@@ -148,42 +181,55 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--algos", default="")
     parser.add_argument("--section", default=str(HERE / "sections" / "70_sb3.md"))
+    parser.add_argument("--threads", type=int, default=1, help="compute threads for torch and XLA (default 1)")
+    parser.add_argument("--stop-at-solve", action="store_true",
+                        help="end each run at its first evaluation >= -200 (saves time; later columns then blank)")
+    parser.add_argument("--budget", default="", help="override budgets, e.g. sac=10000,svg-inf=3000")
     args = parser.parse_args()
+    limit_threads(args.threads)
+    for item in filter(None, args.budget.split(",")):
+        name, value = item.split("=")
+        BUDGET[name] = (int(value), int(value))
     from pathwise import algorithms
 
     wanted = [a for a in args.algos.split(",") if a] or PATHWISE + SB3
     algos = [a for a in wanted if a in SB3 or a in algorithms.available()]
     n_seeds = args.seeds or (1 if args.quick else 3)
     idx = 1 if args.quick else 0
+    cfgs, preset = resolve_configs(algos)
     results: dict[str, list[dict]] = {a: [] for a in algos}
+    out_dir = HERE / "out"
+    out_dir.mkdir(exist_ok=True)
     for seed in range(n_seeds):
         for algo in algos:
             steps = BUDGET[algo][idx]
             t0 = time.perf_counter()
-            rec = run_sb3(algo, seed, steps) if algo in SB3 else run_pathwise(algo, seed, steps)
+            rec = (run_sb3(algo, seed, steps, args.stop_at_solve) if algo in SB3 else
+                   run_pathwise(algo, seed, steps, cfgs[algo], args.stop_at_solve))
             rec["total_s"] = time.perf_counter() - t0
             results[algo].append(rec)
             s, t = first_solved(rec)
             print(f"seed {seed} {algo:9s}: final {rec['returns'][-1]:8.1f} after {rec['steps'][-1]} steps; "
                   f"-200 at {s} steps / {t} s", flush=True)
-    out_dir = HERE / "out"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / "sb3_results.json").write_text(json.dumps(results))
-    write_section(results, args, n_seeds)
+            # after every run, so an interrupted run still leaves its table (marked with the seeds done)
+            (out_dir / "sb3_results.json").write_text(json.dumps({"results": results, "preset": preset}))
+            write_section(results, args, n_seeds, preset)
     return 0
 
 
-def write_section(results: dict, args, n_seeds: int) -> None:
-    from pathwise.ceilings import ceiling
+def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
+    from pathwise.train import _ceiling
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ceil = ceiling(ENV)
+    ceil = _ceiling(ENV)
     rows = []
     for algo, recs in results.items():
+        if not recs:
+            continue
         solved = [first_solved(r) for r in recs]
         n_ok = sum(s is not None for s, _ in solved)
         rows.append({
@@ -196,17 +242,27 @@ def write_section(results: dict, args, n_seeds: int) -> None:
             "budget": recs[0]["steps"][-1],
         })
     cmd = "python benchmarks/bench_sb3.py" + (" --quick" if args.quick else "") + (
-        f" --algos {args.algos}" if args.algos else "") + (f" --seeds {args.seeds}" if args.seeds else "")
+        f" --algos {args.algos}" if args.algos else "") + (f" --seeds {args.seeds}" if args.seeds else "") + (
+        f" --budget {args.budget}" if args.budget else "") + (" --stop-at-solve" if args.stop_at_solve else "") + (f" --threads {args.threads}" if args.threads != 1 else "")
     lines = [
         "## pathwise vs Stable-Baselines3 on Pendulum-v1 (sample efficiency and time to solve)", "",
         f"Command: `{cmd}`  ",
         f"Date: {datetime.date.today().isoformat()}  ",
-        f"Machine: {platform.machine()} CPU container, {os.cpu_count()} cores, no GPU  ",
+        f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); shared with other jobs during "
+        f"the run, load average {os.getloadavg()[0]:.1f} at its end; {args.threads} compute thread(s) for torch and "
+        "for XLA alike (`torch.set_num_threads`, `--xla_cpu_multi_thread_eigen=false`)  ",
         f"Versions: {versions()}", "",
-        f"{n_seeds} seed(s) per algorithm, run interleaved (seed-major) in one process. Evaluation every "
+        f"{n_seeds} seed(s) per algorithm" + ("" if all(len(r) == n_seeds for r in results.values()) else
+                                              f" planned, {sum(len(r) for r in results.values())} runs done so far "
+                                              "(the 'solved' column counts the seeds done)") +
+        ", run interleaved (seed-major) in one process. Evaluation every "
         f"{EVAL_EVERY} steps on {EVAL_EPISODES} deterministic, identically seeded episodes. Steps/time to -200 are "
         "medians over seeds and shown only when every seed got there; time is training time with evaluation "
-        "excluded. SB3 uses RL Zoo's Pendulum-v1 hyperparameters (TD3/DDPG start learning after 10,000 steps).", "",
+        "excluded. " + ("Each run stopped at its first evaluation ≥ -200 (`--stop-at-solve`), so 'final' is the "
+                        "return there and later columns are blank for runs that stopped earlier. "
+                        if args.stop_at_solve else "") + "SB3 uses RL Zoo's Pendulum-v1 hyperparameters (TD3/DDPG start learning after 10,000 steps). "
+        "pathwise configs: " + ", ".join(f"{a} {'shipped preset' if p else 'library defaults (no preset yet)'}"
+                                         for a, p in preset.items()) + ".", "",
         "| library | algorithm | solved | steps to -200 | time to -200 (s) | return @2k | @5k | @20k | final (budget) "
         "| final / ceiling |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -232,6 +288,8 @@ def write_section(results: dict, args, n_seeds: int) -> None:
                          f"{best['steps']:.0f} steps.")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for algo, recs in results.items():
+        if not recs:
+            continue
         steps = recs[0]["steps"]
         n = min(len(r["returns"]) for r in recs)
         mean = np.mean([r["returns"][:n] for r in recs], axis=0)
