@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if s.get("steps_to_solve") is not None:
         print(f"reached {s['solved_threshold']:g} after {s['steps_to_solve']} steps ({s['time_to_solve_s']:.0f} s)")
     if s.get("ceiling") is not None:
-        print(f"optimal-control ceiling (MPC on the true model): {s['ceiling']:.1f}")
+        gap = (s["final_return_mean"] - s["ceiling"]) / abs(s["ceiling"])
+        where = "above" if gap >= 0 else "below"
+        print(f"optimal-control ceiling (MPC on the true model): {s['ceiling']:.1f}; this policy is "
+              f"{100 * abs(gap):.1f}% {where} it (summary.json: final_over_ceiling)")
     print(f"learning curve: {args.out}/learning_curve.png; evaluate again with `pathwise evaluate {args.out}`")
     return 0
 

@@ -39,7 +39,11 @@ class Plan(NamedTuple):
 
 
 class MPC(eqx.Module):
-    """Receding-horizon control over ``system`` (a ``System`` or a ``Problem``)."""
+    """Receding-horizon control over ``system`` (a ``System`` or a ``Problem``).
+
+    ``restarts=True`` re-solves every step from the constant initial guesses as well as from the
+    warm start and keeps the cheapest plan (3-4x the work; escapes iLQR's local minima).
+    """
 
     system: System | Problem
     horizon: int = eqx.field(static=True, default=40)
@@ -47,10 +51,11 @@ class MPC(eqx.Module):
     init_iterations: int = eqx.field(static=True, default=100)
     solver: Literal["ilqr", "shooting"] = eqx.field(static=True, default="ilqr")
     action_dim: int = eqx.field(static=True, default=0)
+    restarts: bool = eqx.field(static=True, default=False)
 
     def __init__(self, system: System | Problem, horizon: int = 40, iterations: int = 5,
                  init_iterations: int = 100, solver: Literal["ilqr", "shooting"] = "ilqr",
-                 action_dim: int | None = None):
+                 action_dim: int | None = None, restarts: bool = False):
         if horizon < 1:
             raise ValueError(f"MPC: horizon must be >= 1, got {horizon}.")
         if iterations < 1 or init_iterations < 1:
@@ -65,6 +70,7 @@ class MPC(eqx.Module):
             raise ValueError("MPC: give action_dim=m for a Problem (a System knows its own).")
         self.system, self.horizon, self.iterations = system, int(horizon), int(iterations)
         self.init_iterations, self.solver, self.action_dim = int(init_iterations), solver, int(action_dim)
+        self.restarts = bool(restarts)
 
     def _solve(self, state: Array, actions: Array, iterations: int):
         if self.solver == "ilqr":
@@ -74,7 +80,13 @@ class MPC(eqx.Module):
         return shooting(self.system, state, actions, max_iterations=iterations)
 
     def _plan(self, state: Array, actions: Array, iterations: int) -> tuple[Plan, Array]:
-        sol = self._solve(state, actions, iterations)
+        if self.restarts:  # also re-solve from the constant initial guesses; keep the cheapest plan
+            starts = jnp.concatenate([actions[None], self.initial_guesses(actions.dtype)])
+            sols = jax.vmap(lambda a: self._solve(state, a, iterations))(starts)
+            best = jnp.argmin(jnp.where(jnp.isfinite(sols.cost), sols.cost, jnp.inf))
+            sol = jax.tree.map(lambda x: x[best], sols)
+        else:
+            sol = self._solve(state, actions, iterations)
         action = clip_actions(as_problem(self.system), sol.actions[:1])[0]
         shifted = jnp.concatenate([sol.actions[1:], sol.actions[-1:]])
         return Plan(shifted, sol.states[1], sol.cost), action

@@ -15,13 +15,19 @@ from pathwise.systems.base import System
 
 
 def _make_step_fn(system: System) -> Callable:
-    """One compiled function per system: (state, action, key) -> (state', obs', reward, terminated)."""
+    """One compiled function per system: (state, action, seed) -> (state', obs', reward, terminated, finite).
 
-    def transition(state, action, key):
-        noise = system.sample_noise(key) if system.stochastic else None
+    The PRNG key is built from an integer seed inside the compiled function and
+    the finiteness check happens there too, so a Python ``step`` costs one
+    dispatch and one device-to-host transfer.
+    """
+
+    def transition(state, action, seed):
+        noise = system.sample_noise(jax.random.key(seed)) if system.stochastic else None
         next_state = system.step(state, action, noise)
         reward = system.reward(state, action, next_state)
-        return next_state, system.observe(next_state), reward, system.terminated(next_state)
+        finite = jnp.all(jnp.isfinite(next_state))
+        return next_state, system.observe(next_state), reward, system.terminated(next_state), finite
 
     return jax.jit(transition)
 
@@ -45,15 +51,15 @@ class SystemEnv(gym.Env):
         else:
             self.action_space = spaces.Box(system.action_low, system.action_high, dtype=np.float32)
         self._transition = _make_step_fn(system)
-        self._reset = jax.jit(lambda key: (lambda s: (s, system.observe(s)))(system.reset(key)))
+        self._reset = jax.jit(lambda seed: (lambda s: (s, system.observe(s)))(system.reset(jax.random.key(seed))))
         self.state = None
 
-    def _key(self) -> jax.Array:
-        return jax.random.key(int(self.np_random.integers(0, 2**31 - 1)))
+    def _seed(self) -> np.ndarray:
+        return np.asarray(self.np_random.integers(0, 2**31 - 1), np.uint32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.state, obs = self._reset(self._key())
+        self.state, obs = jax.device_get(self._reset(self._seed()))
         return np.asarray(obs, np.float32), {}
 
     def step(self, action):
@@ -71,8 +77,8 @@ class SystemEnv(gym.Env):
                 )
             if not np.all(np.isfinite(action)):
                 raise ValueError(f"{self.system.name}: action contains NaN or inf: {action}.")
-        state, obs, reward, terminated = self._transition(self.state, jnp.asarray(action), self._key())
-        if not bool(jnp.all(jnp.isfinite(state))):
+        state, obs, reward, terminated, finite = jax.device_get(self._transition(self.state, action, self._seed()))
+        if not finite:
             raise ValueError(
                 f"{self.system.name}: the state became non-finite ({np.asarray(state)}); check the action "
                 "magnitude and the system's parameters."
