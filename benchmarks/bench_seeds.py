@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 SECTION = HERE / "sections" / "42_seeds.md"
 FIGURES = HERE / "figures"
 SEEDS = 8
+REPEATS = 3
+SMALL_BATCH = 16
 
 
 def timed(fn):
@@ -41,23 +43,33 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
-def measure(updates: int) -> dict:
-    """Run in this process (unsharded unless devices > 1): first/second call times of both ways."""
+def measure(updates: int, batch: int = 128, repeats: int = REPEATS) -> dict:
+    """Run in this process (unsharded unless devices > 1): first-call times, then ``repeats`` interleaved calls."""
     import pathwise as pw
     from pathwise.algorithms import bptt
 
-    system, config = pw.systems.Pendulum(), bptt.Config()
-    res = {"devices": len(jax.devices())}
-    if res["devices"] == 1:
-        seq = lambda: [bptt.train_seed(system, config, s, updates) for s in range(SEEDS)]  # noqa: E731
-        res["seq_first"], _ = timed(seq)
-        res["seq_second"], seq_out = timed(seq)
-        seq_loss = np.stack([np.asarray(m["loss"]) for _, m in seq_out])
+    system, config = pw.systems.Pendulum(), bptt.Config(batch_size=batch)
+    res = {"devices": len(jax.devices()), "batch": batch}
+    single = res["devices"] == 1
+    seq = lambda: [bptt.train_seed(system, config, s, updates) for s in range(SEEDS)]  # noqa: E731
     vm = lambda: bptt.train_seeds(system, config, SEEDS, updates)  # noqa: E731
+    if single:
+        res["seq_first"], _ = timed(seq)
     res["vmap_first"], _ = timed(vm)
-    res["vmap_second"], (_, metrics) = timed(vm)
+    res["seq_times"], res["vmap_times"] = [], []
+    for _ in range(repeats):  # interleaved, so load changes on this shared machine hit both ways alike
+        if single:
+            t, seq_out = timed(seq)
+            res["seq_times"].append(t)
+        t, (_, metrics) = timed(vm)
+        res["vmap_times"].append(t)
+    res["vmap_second"] = float(np.median(res["vmap_times"]))
     res["vmap_loss"] = np.asarray(metrics["loss"]).tolist()
-    if res["devices"] == 1:
+    if single:
+        res["seq_second"] = float(np.median(res["seq_times"]))
+        # per-repeat ratios (each pair measured back to back), then their median
+        res["speedup"] = float(np.median(np.array(res["seq_times"]) / np.array(res["vmap_times"])))
+        seq_loss = np.stack([np.asarray(m["loss"]) for _, m in seq_out])
         first = np.asarray(metrics["loss"])[:, 0]
         res["first_rel_diff"] = float(np.max(np.abs(seq_loss[:, 0] - first) / np.abs(first)))
         res["seq_final"] = float(-seq_loss[:, -20:].mean())
@@ -74,14 +86,17 @@ def main() -> None:
         print("RESULT " + json.dumps(measure(args.child)))
         return
     local = measure(updates)
+    small = measure(updates, batch=SMALL_BATCH)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, __file__, "--child", str(updates)], env=env, capture_output=True,
                          text=True, check=True).stdout
     sharded = json.loads(out.split("RESULT ", 1)[1])
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "seeds.json").write_text(json.dumps({"local": local, "small": small, "sharded": sharded}))
     losses = np.array(local["vmap_loss"])
     sharded_diff = float(np.max(np.abs(np.array(sharded["vmap_loss"])[:, 0] - losses[:, 0]) / np.abs(losses[:, 0])))
     figure = plot(local, sharded, losses)
-    write_section(args.quick, updates, local, sharded, sharded_diff, figure)
+    write_section(args.quick, updates, local, sharded, sharded_diff, figure, losses, small)
 
 
 def plot(local: dict, sharded: dict, losses: np.ndarray) -> str:
@@ -110,32 +125,49 @@ def plot(local: dict, sharded: dict, losses: np.ndarray) -> str:
     return "benchmarks/figures/seeds_timing.png"
 
 
-def write_section(quick: bool, updates: int, local: dict, sharded: dict, sharded_diff: float, figure: str) -> None:
+def write_section(quick: bool, updates: int, local: dict, sharded: dict, sharded_diff: float, figure: str,
+                  losses: np.ndarray, small: dict) -> None:
     import equinox
     import optax
 
     date = subprocess.run(["date", "-u", "+%F"], capture_output=True, text=True).stdout.strip()
-    speed = local["seq_second"] / local["vmap_second"]
+    def verdict(res: dict) -> str:
+        x = res["speedup"]
+        return f"**{x:.2f}×** faster" if x >= 1 else f"**{1 / x:.2f}×** slower"
+
+    ok = local["speedup"] > 1 and small["speedup"] > 1
     lines = [
         "## Many seeds at once (`pathwise.algorithms.bptt.train_seeds`)",
         "",
         f"Command: `python benchmarks/bench_seeds.py{' --quick' if quick else ''}` · date {date} · 2-core CPU "
-        "container, no GPU; shared with other jobs during this run · "
+        f"container, no GPU; shared with other jobs during this run (load average {os.getloadavg()[0]:.1f} at its "
+        "end) · "
         f"python {platform.python_version()}, jax {jax.__version__}, equinox {equinox.__version__}, "
         f"optax {optax.__version__}, gymnasium {gym.__version__}.",
         "",
-        f"{SEEDS} seeds × {updates} BPTT updates on Pendulum (default config: batch 128, 50-step carried windows; "
-        f"{SEEDS * updates * 128 * 50:,} simulated steps in all). The whole training loop is one jitted program; "
-        "vmapped = one call for all seeds, sequential = the single-seed program called 8 times.",
+        f"{SEEDS} seeds × {updates} BPTT updates on Pendulum (default config: batch 128 per seed, 50-step carried "
+        f"windows; {SEEDS * updates * 128 * 50:,} simulated steps in all; and the same with batch {SMALL_BATCH} per "
+        "seed). The whole training loop is one jitted program; vmapped = one call for all seeds, sequential = "
+        f"the single-seed program called 8 times. 'Later calls' reuse the compiled program: median of {REPEATS} "
+        "calls, sequential and vmapped alternating so that load changes on this shared machine hit both; the "
+        "ratio is the median of the back-to-back pairs.",
         "",
-        "| way | devices | first call, incl. compile (s) | second call (s) |",
-        "|---|---|---|---|",
-        f"| 8 sequential runs | 1 | {local['seq_first']:.1f} | {local['seq_second']:.1f} |",
-        f"| 8 seeds vmapped | 1 | {local['vmap_first']:.1f} | {local['vmap_second']:.1f} |",
-        f"| 8 seeds vmapped, seed axis sharded | 2 (forced host devices) | {sharded['vmap_first']:.1f} | "
+        "| batch per seed | way | devices | first call, incl. compile (s) | later calls (s) |",
+        "|---|---|---|---|---|",
+        f"| 128 | 8 sequential runs | 1 | {local['seq_first']:.1f} | {local['seq_second']:.1f} |",
+        f"| 128 | 8 seeds vmapped | 1 | {local['vmap_first']:.1f} | {local['vmap_second']:.1f} |",
+        f"| 128 | 8 seeds vmapped, seed axis sharded | 2 (forced host devices) | {sharded['vmap_first']:.1f} | "
         f"{sharded['vmap_second']:.1f} |",
+        f"| {SMALL_BATCH} | 8 sequential runs | 1 | {small['seq_first']:.1f} | {small['seq_second']:.1f} |",
+        f"| {SMALL_BATCH} | 8 seeds vmapped | 1 | {small['vmap_first']:.1f} | {small['vmap_second']:.1f} |",
         "",
-        f"Vmapped is **{speed:.2f}×** faster than sequential (second calls). Same computation: the first update's "
+        f"Vmapped vs sequential (later calls): batch 128: {verdict(local)}; batch {SMALL_BATCH}: {verdict(small)}. "
+        f"Target (issue 7), the 8-seed vmapped run faster than 8 sequential runs: {'met' if ok else 'NOT met'}"
+        + ("." if ok else " on this 2-core CPU: every seed's whole loop is already one compiled program, so "
+           "sequential calls pay no per-step Python overhead that vmapping could remove, and two cores are "
+           "already busy with one seed's batch; vmapping turns each seed's matmuls into batched ones, which XLA's "
+           "CPU backend runs no faster. The gain is for accelerators, where one seed leaves the device idle.")
+        + " Same computation: the first update's "
         f"loss differs by at most {local['first_rel_diff']:.1e} (relative) between vmapped and sequential and "
         f"{sharded_diff:.1e} between sharded and unsharded (floating-point reassociation in batched matmuls). "
         "Over hundreds of updates on the chaotic pendulum these ulp-level differences grow, so the runs are "
@@ -145,7 +177,7 @@ def write_section(quick: bool, updates: int, local: dict, sharded: dict, sharded
         "cores for intra-op parallelism; the sharded path is there for real multi-device machines "
         "(tests/test_seeds.py checks it agrees with the unsharded one).",
         "",
-        f"Figure: `{figure}`",
+        f"![8 seeds: timing and learning curves](../figures/{Path(figure).name})",
         "",
     ]
     SECTION.parent.mkdir(parents=True, exist_ok=True)
