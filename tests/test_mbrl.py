@@ -102,8 +102,10 @@ def test_env_without_known_reward_is_refused():
 @pytest.mark.slow
 def test_mbrl_swings_up_pendulum_within_2000_steps():
     from pathwise.envs import evaluate
+    from pathwise.train import build_config
 
-    learner = MBRL("Pendulum-v1", seed=0)
+    config, _ = build_config(MBRL, "Pendulum-v1")  # the shipped preset
+    learner = MBRL("Pendulum-v1", config, seed=0)
     best = -np.inf
     while learner.env_steps < 2000 and best < -200:
         learner.train_iteration()
