@@ -267,6 +267,8 @@ def test_help_at_every_level_is_complete(capsys):
     for argv, words in ((["evaluate", "--help"], ("--episodes", "--render", "--checkpoint", "RUN_DIR")),
                         (["train", "--resume", "x", "--help"], ("--resume", "--steps")),
                         (["list", "--help"], ("presets",)),
+                        (["solve", "--help"], ("lqr", "ilqr", "shooting", "mpc", "--system")),
+                        (["solve", "ilqr", "--help"], ("--system", "--horizon", "--out")),
                         (["estimators", "--help"], ("gaussian", "pendulum")),
                         (["estimators", "gaussian", "--help"], ("--sigmas", "--n-samples")),
                         (["estimators", "pendulum", "--help"], ("--sweep", "--horizon"))):
