@@ -2,6 +2,7 @@
 
     python benchmarks/bench_conditioning.py            # horizons 10..400, solvers on T = 200
     python benchmarks/bench_conditioning.py --quick    # horizons 10..100, T = 100, fewer iterations
+    python benchmarks/bench_conditioning.py --replot   # redraw from benchmarks/out/conditioning.pkl
 
 (a) ``pathwise.diagnostics.gradient_norms`` in float64 for two policies: a randomly
 initialized MLP from Gymnasium's reset distribution, and a "trained-ish" linear
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import platform
 import time
 from datetime import date
@@ -32,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import pathwise as pw  # noqa: E402
-from pathwise.checkpoint import atomic_write_text  # noqa: E402
+from pathwise.checkpoint import atomic_write_bytes, atomic_write_text  # noqa: E402
 from pathwise.control.lqr import lqr  # noqa: E402
 from pathwise.diagnostics import gradient_norms, shooting_vs_ilqr  # noqa: E402
 
@@ -102,22 +104,27 @@ def solvers(horizon: int, shooting_iterations: int, ilqr_iterations: int, rates:
     return res
 
 
+def short(name: str) -> str:
+    return "random MLP" if name.startswith("random") else "LQR-gain policy"
+
+
 def plot_conditioning(results: dict[str, dict], path: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    styles = ["-", "--"]
-    for (name, out), ls in zip(results.items(), styles):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    keys = ["param_grad_norm", "action_grad_norm", "open_loop_jacobian_norm", "closed_loop_jacobian_norm"]
+    for (name, out), ls in zip(results.items(), ["-", "--"]):
         h = out["horizons"]
-        for key, color in zip(["param_grad_norm", "action_grad_norm", "open_loop_jacobian_norm",
-                               "closed_loop_jacobian_norm"], ["C0", "C1", "C2", "C3"]):
-            axes[0].loglog(h, out[key], ls, color=color, marker="o", ms=3,
-                           label=f"{MEASURE_LABELS[key]} — {name.split(',')[0]}")
-        axes[1].semilogy(np.arange(len(out["action_grad_by_t"])), out["action_grad_by_t"], ls, label=name)
-        axes[2].loglog(h, out["hessian_condition"], ls, marker="o", ms=3, label=name)
-    axes[0].set(xlabel="horizon H", ylabel="norm (median over initial states)", title="gradients and Jacobian products")
-    axes[0].legend(fontsize=6)
-    axes[1].set(xlabel="t", ylabel="‖∂J_T/∂u_t‖", title=f"gradient per action, T = {int(h[-1])}")
+        for key, color in zip(keys, ["C0", "C1", "C2", "C3"]):
+            axes[0].loglog(h, out[key], ls, color=color, marker="o", ms=3, label=f"{MEASURE_LABELS[key]}, {short(name)}")
+        axes[1].semilogy(np.arange(len(out["action_grad_by_t"])), out["action_grad_by_t"], ls, color="k",
+                         label=short(name))
+        axes[2].loglog(h, out["hessian_condition"], ls, color="k", marker="o", ms=3, label=short(name))
+    axes[0].set(xlabel="horizon H", ylabel="norm (median over initial states)",
+                title="gradients and Jacobian products (— MLP, -- LQR gain)")
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[1].set(xlabel="t", ylabel="‖∂J_T/∂u_t‖", title=f"open-loop gradient per action, T = {int(h[-1])}")
     axes[1].legend(fontsize=7)
-    axes[2].set(xlabel="horizon H", ylabel="max|λ| / min|λ|", title="condition number of ∂²J/∂u² (float64)")
+    axes[2].axhline(1e14, color="gray", lw=0.8, ls=":")
+    axes[2].set(xlabel="horizon H", ylabel="max|λ| / min|λ|", title="condition number of ∂²J/∂u² (float64; ··· 1e14)")
     axes[2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -129,11 +136,13 @@ def plot_solvers(res: dict[str, dict], path: Path, horizon: int) -> None:
     for name, r in res.items():
         hist = r["cost_history"][: r["iterations"] + 1]
         axes[0].plot(np.arange(len(hist)), hist, label=name)
-        axes[1].plot(np.linspace(0, r["seconds"], len(hist)), hist, label=name)
-    for ax, xl in zip(axes, ["iteration", "wall-clock (s, compiled; iterations spread evenly)"]):
-        ax.set(xlabel=xl, ylabel="total cost (−return)", xscale="symlog", yscale="log")
+        n = len(hist) - 1
+        axes[1].plot(r["seconds"] * np.arange(1, n + 1) / max(n, 1), hist[1:], label=name)
+    axes[0].set(xlabel="iteration", xscale="symlog", title=f"Pendulum from hanging, T = {horizon}")
+    axes[1].set(xlabel="wall-clock, s (compiled solve; iterations spread evenly over its time)", xscale="log")
+    for ax in axes:
+        ax.set(ylabel="total cost (−return)", yscale="log")
         ax.legend(fontsize=7)
-    axes[0].set_title(f"Pendulum from hanging, T = {horizon}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -174,24 +183,35 @@ def solver_table(res: dict[str, dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="horizons up to 100, T = 100, fewer iterations")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw the figures and section from benchmarks/out/conditioning.pkl (no re-measuring)")
     args = parser.parse_args()
-    horizons = (10, 25, 50, 100) if args.quick else (10, 25, 50, 100, 200, 400)
-    horizon, shooting_iterations, ilqr_iterations = (100, 500, 100) if args.quick else (200, 5000, 200)
-    rates = (0.03, 0.1, 0.3)
-    t0 = time.time()
-    cond = conditioning(horizons, 4 if args.quick else 16)
-    res = solvers(horizon, shooting_iterations, ilqr_iterations, rates)
+    raw = HERE / "out" / "conditioning.pkl"
+    if args.replot:
+        saved = pickle.loads(raw.read_bytes())
+    else:
+        horizons = (10, 25, 50, 100) if args.quick else (10, 25, 50, 100, 200, 400)
+        horizon, shooting_iterations, ilqr_iterations = (100, 500, 100) if args.quick else (200, 5000, 200)
+        t0 = time.time()
+        cond = conditioning(horizons, 4 if args.quick else 16)
+        res = solvers(horizon, shooting_iterations, ilqr_iterations, (0.03, 0.1, 0.3))
+        saved = {"command": "python benchmarks/bench_conditioning.py" + (" --quick" if args.quick else ""),
+                 "date": date.today().isoformat(), "machine": machine(), "versions": versions(),
+                 "seconds": time.time() - t0, "cond": cond, "res": res, "horizon": horizon,
+                 "iterations": (shooting_iterations, ilqr_iterations)}
+        raw.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(raw, pickle.dumps(saved))
     FIGURES.mkdir(exist_ok=True)
-    plot_conditioning(cond, FIGURES / "conditioning_gradients.png")
-    plot_solvers(res, FIGURES / "conditioning_solvers.png", horizon)
-    command = "python benchmarks/bench_conditioning.py" + (" --quick" if args.quick else "")
-    write_section(command, cond, res, horizon, (shooting_iterations, ilqr_iterations), time.time() - t0)
+    plot_conditioning(saved["cond"], FIGURES / "conditioning_gradients.png")
+    plot_solvers(saved["res"], FIGURES / "conditioning_solvers.png", saved["horizon"])
+    write_section(saved)
 
 
-def write_section(command, cond, res, horizon, iterations, seconds) -> None:
+def write_section(saved: dict) -> None:
+    cond, res, horizon, iterations = saved["cond"], saved["res"], saved["horizon"], saved["iterations"]
     lines = ["## Poor conditioning: gradients through long rollouts, shooting vs iLQR (`pathwise.diagnostics`)", "",
-             f"Command: `{command}` · date {date.today().isoformat()} · {machine()} · {versions()} · "
-             f"{seconds:.0f} s in all.", "",
+             f"Command: `{saved['command']}` · date {saved['date']} · {saved['machine']} · {saved['versions']} · "
+             f"{saved['seconds']:.0f} s in all.", "",
              "The return J_H = Σ_{t<H} r_t of Pendulum-v1's dynamics, differentiated in float64 with respect to the "
              "policy parameters (through the closed loop, BPTT's gradient) and to the policy's own actions held fixed "
              "(open loop, shooting's gradient); ‖∂x_H/∂x_0‖ is the spectral norm of the product of step Jacobians; "

@@ -42,7 +42,8 @@ class _Carry(NamedTuple):
     grad: Array
     iteration: Array
     converged: Array
-    failed: Array  # a step made the cost non-finite and was rejected
+    failed: Array  # a step made the cost non-finite (or a fresh L-BFGS step raised it) and was rejected
+    fresh: Array  # the L-BFGS memory was just reset after a rejected step
     history: Array
 
 
@@ -118,13 +119,15 @@ def shooting(
       learning_rate: Adam's step size (default 0.05); for L-BFGS ``None`` lets the line search choose.
       max_iterations: optimizer steps at most (static: it sizes ``cost_history``).
       tol: stop when the projected gradient norm ``‖u − clip(u − ∇J)‖ <= tol · max(1, |J|)``.
-      cost_tol: also stop when one step changes the cost by at most ``cost_tol · max(1, |J|)``
-        (0 disables; useful for L-BFGS, whose line search decreases the cost monotonically).
+      cost_tol: also stop (converged) when one step changes the cost by at most ``cost_tol · max(1, |J|)``
+        (0 disables it; the actions are then only about ``sqrt(cost_tol)`` accurate).
       bounds: ``"system"`` or ``True`` (the problem's action box, if any), ``None`` or ``False``
         (unbounded), or a ``(low, high)`` pair of scalars or (m,) arrays.
 
     Returns a ``Solution`` with zero feedback gains (shooting is open loop). A step
-    that makes the cost non-finite is rejected and the loop stops there.
+    that makes the cost non-finite is rejected and the loop stops there. With L-BFGS a
+    step that raises the cost (a failed line search) is rejected, the curvature memory
+    is reset and the step retried once; a second failure in a row stops the loop.
     Jittable; wrap in ``jax.jit`` (closing over ``problem``) to reuse the compiled loop.
     """
     x0, actions0 = _check_system_inputs(problem, x0, actions0)
@@ -134,6 +137,8 @@ def shooting(
     box = _box(problem, bounds, m, actions0.dtype)
     _check_counts(max_iterations, tol, cost_tol)
     lbfgs_from_state = optimizer == "lbfgs" and box is None
+    monotone = optimizer == "lbfgs"  # a line-search method: a step that raises the cost has failed
+    rounding = 4 * jnp.finfo(actions0.dtype).eps
     project = (lambda u: jnp.clip(u, *box)) if box is not None else (lambda u: u)
 
     def objective(u):
@@ -155,19 +160,27 @@ def shooting(
             cost, grad = optax.value_and_grad_from_state(objective)(actions, state=opt_state)
         else:
             cost, grad = value_and_grad(actions)
-        ok = jnp.isfinite(cost) & jnp.all(jnp.isfinite(grad))
+        finite = jnp.isfinite(cost) & jnp.all(jnp.isfinite(grad))
+        # optax's zoom line search returns a step even when it fails; such a step can raise the cost
         small_change = jnp.abs(c.cost - cost) <= cost_tol * jnp.maximum(1.0, jnp.abs(cost))
         done = stationary(actions, cost, grad) | ((cost_tol > 0) & small_change)
+        # equal (to rounding) is fine: near the optimum float32 costs stop changing while the actions still improve
+        worse = monotone & ~(cost <= c.cost + rounding * jnp.maximum(1.0, jnp.abs(c.cost)))
         it = c.iteration + 1
         history = jnp.where(jnp.arange(max_iterations + 1) >= it, cost, c.history)
-        new = _Carry(actions, opt_state, cost, grad, it, done, jnp.asarray(False), history)
-        return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c._replace(failed=jnp.asarray(True)))
+        new = _Carry(actions, opt_state, cost, grad, it, done, jnp.asarray(False), jnp.asarray(False), history)
+        # rejected: forget the curvature pairs and retry from the same point once, then give up
+        retry = c._replace(opt_state=opt.init(c.actions), fresh=jnp.asarray(True), failed=c.fresh)
+        stop = c._replace(failed=jnp.asarray(True))
+        rejected = jax.tree.map(lambda a, b: jnp.where(finite, a, b), retry, stop)
+        return jax.tree.map(lambda a, b: jnp.where(finite & ~worse, a, b), new, rejected)
 
     actions0 = project(actions0)
     cost0, grad0 = value_and_grad(actions0)
     cost0 = _require_finite(cost0)
     carry = _Carry(actions0, opt.init(actions0), cost0, grad0, jnp.zeros((), jnp.int32),
-                   stationary(actions0, cost0, grad0), jnp.asarray(False), jnp.full((max_iterations + 1,), cost0))
+                   stationary(actions0, cost0, grad0), jnp.asarray(False), jnp.asarray(False),
+                   jnp.full((max_iterations + 1,), cost0))
     carry = jax.lax.while_loop(lambda c: (c.iteration < max_iterations) & ~c.converged & ~c.failed, step, carry)
     return _solution(problem, x0, carry, m)
 
