@@ -282,3 +282,16 @@ def test_learned_model_needs_a_known_reward():
         gym.register(env_id, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=20)
     with pytest.raises(ValueError, match="known reward of 'PathwiseTestNoRewardPendulum-v0'.*rewards.register"):
         svgk.SVGK(env_id, TINY_MODEL)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v5"])
+def test_presets_build_valid_configs(env_id):
+    from pathwise import presets
+    from pathwise.train import build_config
+
+    assert env_id in presets.available()["svgk"]
+    values, run = presets.load("svgk", env_id)
+    config, run_settings = build_config(svgk.SVGK, env_id)
+    svgk.validate_config(config)
+    assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in values.items())
+    assert not config.use_true_dynamics and run_settings["steps"] == run["steps"] > 0
