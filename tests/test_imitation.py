@@ -83,3 +83,35 @@ def test_penalized_system_adds_the_policy_deviation_cost():
 def test_bad_config_is_a_clear_error(change, match):
     with pytest.raises(ValueError, match=match):
         im.validate_config(dataclasses.replace(TINY, **change))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dagger", "joint"])
+def test_pendulum_policy_within_10_percent_of_the_ceiling(mode):
+    """Issue 3: DAgger and the joint method reach 90% of MPC's return on Gymnasium Pendulum-v1 (100 episodes)."""
+    from pathwise.ceilings import ceiling
+    from pathwise.envs import evaluate
+    from pathwise.train import build_config
+
+    reference = ceiling("Pendulum-v1")
+    assert reference is not None, "no measured ceiling: run python benchmarks/bench_ceiling.py"
+    config, _ = build_config(im.Imitation, "Pendulum-v1", overrides={"mode": mode})
+    learner = im.Imitation("Pendulum-v1", config, seed=0)
+    for _ in range(config.rounds):
+        learner.train_iteration()
+    result = evaluate(learner.act, "Pendulum-v1", episodes=100, seed=0)
+    assert result.mean >= 1.1 * reference, (mode, result.mean, reference)
+
+
+def test_joint_trajectory_moves_from_the_optimizer_to_the_policy_as_rho_grows():
+    policy = im.init(jax.random.key(3), SYSTEM, TINY).policy
+    config = dataclasses.replace(TINY, mode="joint", expert_horizon=15, expert_iterations=2)
+    x0 = jnp.array([1.0, -0.5])
+    solve = jax.jit(lambda rho, x0: im.joint_trajectory(SYSTEM, policy, rho, x0, 10, config))
+    states, actions = solve(jnp.asarray(1e-6), x0)  # ~ no penalty: the (receding-horizon) LQR controller
+    np.testing.assert_allclose(actions, states @ -K.T, atol=0.02 * float(jnp.max(jnp.abs(actions))))
+    gaps = []  # distance to the policy's own actions, as rho grows
+    for rho in (1e-6, 1e2, 1e4):
+        states, actions = solve(jnp.asarray(rho), x0)
+        gaps.append(float(np.max(np.abs(actions - jax.vmap(policy)(states)))))
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 0.1 * gaps[0], gaps
