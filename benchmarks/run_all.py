@@ -35,6 +35,7 @@ SCRIPTS = [
     ("cartpole", "bench_cartpole.py", ()),
     ("model_based", "bench_model_based.py", ()),
     ("model_error", "bench_model_error.py", ()),
+    ("mujoco", "bench_mujoco.py", ("mujoco",)),
     ("svg", "bench_svg.py", ()),
     ("apg", "bench_apg.py", ("brax",)),
     ("sb3", "bench_sb3.py", ("stable_baselines3", "torch")),
@@ -43,7 +44,7 @@ SCRIPTS = [
 #: how to get what a script needs
 HINTS = {"brax": "a separate venv with brax 0.14.x and jax 0.7.2 (see the APG section of BENCHMARKS.md); "
                  "run the script with that venv's python",
-         "stable_baselines3": "pip install -e '.[bench]'", "torch": "pip install -e '.[bench]'"}
+         "mujoco": "pip install -e '.[mujoco]'", "stable_baselines3": "pip install -e '.[bench]'", "torch": "pip install -e '.[bench]'"}
 
 
 def main() -> int:
