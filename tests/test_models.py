@@ -208,3 +208,40 @@ def test_model_based_learners_refuse_an_env_without_a_known_reward(algo):
         make_learner(algo, NO_REWARD, None, 0)
     with pytest.raises(ValueError, match=message):  # and constructing the learner directly
         algorithms.get(algo)(NO_REWARD)
+
+
+class NaNAfterPendulum:
+    """Gymnasium Pendulum whose observations turn NaN after 30 steps (a broken sensor / simulator)."""
+
+    def __new__(cls, **kwargs):
+        import gymnasium as gym
+
+        class Env(gym.Wrapper):
+            def reset(self, *, seed=None, options=None):
+                self.t = 0
+                return self.env.reset(seed=seed, options=options)
+
+            def step(self, action):
+                obs, r, term, trunc, info = self.env.step(action)
+                self.t += 1
+                return (obs * np.nan if self.t > 30 else obs), r, term, trunc, info
+
+        from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+        return Env(PendulumEnv())
+
+
+@pytest.mark.parametrize("algo", ["mbrl", "svgk"])
+def test_nan_observations_stop_the_model_fit_with_a_clear_error(algo):
+    """NaN observations from the env reach pathwise.models.fit, which names the problem instead of fitting NaN."""
+    import gymnasium as gym
+
+    from pathwise import algorithms, rewards
+
+    env_id = "PathwiseTestNaNPendulum-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=NaNAfterPendulum, max_episode_steps=60)
+    rewards.register(env_id, rewards.get("Pendulum-v1"), overwrite=True)
+    learner = algorithms.get(algo)(env_id)
+    with pytest.raises(ValueError, match="obs contains NaN or inf at rows .*drop those transitions"):
+        learner.train_iteration()
