@@ -16,7 +16,9 @@ target network (``svg_core.lambda_returns``). Two sources of dynamics:
 * **learned model** (a black-box Gymnasium env with a known reward): the model-based loop of
   ``model_based.ModelBasedLearner``: one real episode, refit the model ``f`` (``pathwise.models.fit``), then
   ``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from ``n_envs``
-  replayed real observations. ``env_steps`` counts real steps.
+  replayed real observations. ``env_steps`` counts real steps. Where ``pathwise.rewards.TERMINATIONS``
+  knows the env's termination (MuJoCo InvertedPendulum), imagined rollouts stop there too; envs with
+  short episodes collect several per iteration (``min_steps_per_iteration``, and enough to fit).
 
 k = 1 is SVG(1) on imagined transitions and k = episode length with V = 0 is BPTT.
 """
