@@ -147,6 +147,7 @@ def main() -> int:
     warm_up()
     for seed in range(seeds):  # interleaved, seed-major
         for name, fn in runs.items():
+            jax.clear_caches()  # every run compiles afresh, as in a new process (else later bptt seeds reuse it)
             r = fn(seed)
             results[name].append(r)
             print(f"seed {seed} {name:38s} return {r['return']:8.1f}  wall {r['wall_s']:6.1f} s  "
