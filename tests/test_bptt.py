@@ -171,3 +171,42 @@ def test_action_bounds_are_not_trained():
     params, _ = bptt.trainable(bptt.init(jax.random.key(0), pw.systems.CartPoleSwingUp(), TINY).policy)
     assert params.policy.low is None and params.policy.high is None
     assert params.policy.net.layers[0].weight is not None
+
+
+def test_start_spread_widens_training_starts_only():
+    system = pw.systems.CartPoleSwingUp()
+    config = dataclasses.replace(TINY, batch_size=256, start_spread=(1.0, 1.0, 3.1416, 3.0))
+    starts = np.asarray(bptt.reset_states(system, jax.random.key(0), config))
+    hanging = np.asarray(bptt.reset_states(system, jax.random.key(0), TINY))
+    assert np.all(np.abs(hanging[:, 2] - np.pi) <= 0.05 + 1e-6)  # the system's own reset: pole down
+    assert np.all(np.abs(starts[:, 0]) <= 1.05 + 1e-6) and np.all(np.abs(starts[:, 3]) <= 3.05 + 1e-6)
+    # every pole angle: about half the spread starts are in the upper half (cos theta > 0)
+    assert 0.3 < np.mean(np.cos(starts[:, 2]) > 0) < 0.7
+    # same key use as before the option existed when it is off (reproducible Pendulum results)
+    keys = jax.random.split(jax.random.key(0), TINY.batch_size)
+    np.testing.assert_array_equal(hanging, np.asarray(jax.vmap(system.reset)(keys)))
+    with pytest.raises(ValueError, match="one half-width per state entry"):
+        bptt.reset_states(system, jax.random.key(0), dataclasses.replace(TINY, start_spread=(1.0,)))
+    with pytest.raises(ValueError, match="start_spread"):
+        bptt.validate_config(dataclasses.replace(TINY, start_spread=(1.0, -1.0, 0.0, 0.0)))
+
+
+@pytest.mark.slow
+def test_cartpole_swingup_preset_swings_up_and_balances():
+    """The shipped preset swings the pole up from hanging and holds it: >= 90% of 100 episodes end upright."""
+    from pathwise import presets
+    from pathwise.checkpoint import config_from_dict
+    from pathwise.rollout import rollout
+
+    overrides, _ = presets.load("bptt", "pathwise/CartPoleSwingUp-v0")
+    config = config_from_dict(bptt.Config, overrides, "bptt preset")
+    assert config.start_spread is not None
+    system = pw.systems.CartPoleSwingUp()
+    state, metrics = bptt.train_seed(system, config, seed=1, num_updates=2000)
+    assert int(np.asarray(metrics["nonfinite_skipped"]).sum()) == 0
+    starts = jax.vmap(system.reset)(jax.random.split(jax.random.key(2024), 100))  # held-out, pole down
+    traj = jax.vmap(lambda s: rollout(system, state.policy, s, system.episode_length))(starts)
+    returns = np.asarray(traj.rewards.sum(-1))
+    upright = np.cos(np.asarray(traj.final_state[:, 2])) > 0.95
+    assert upright.mean() >= 0.9, (upright.mean(), returns.mean())
+    assert returns.mean() > 300, returns.mean()  # max 500; hanging for the whole episode gives about -500

@@ -84,6 +84,11 @@ class Config(CommonConfig):
     angle_features: tuple[int, ...] | None = None
     """Observation entries that are unwrapped angles, given to the MLP as (cos, sin); None = the system's
     known ones (theta of CartPoleSwingUp), () = none."""
+    start_spread: tuple[float, ...] | None = None
+    """Half-widths of a uniform box added to every state ``system.reset`` draws for *training* (one per state
+    entry; None = the system's own initial distribution). A broad box (e.g. every pole angle) lets the policy
+    learn the easy part of a task (balancing near the goal) early, which then gives the hard part (the
+    swing-up) a gradient toward the goal; evaluation always uses the system's own reset."""
     linear_policy: bool = False
     """Use linear state feedback ``a = K obs`` (no bias, no squashing, K starts at 0) instead of the MLP;
     the optimal policy class of LQR problems."""
@@ -114,6 +119,8 @@ def validate_config(config: Config) -> None:
         (config.truncate_every >= 0, f"truncate_every={config.truncate_every} must be >= 0 (0 = no truncation)"),
         (0.0 < config.discount <= 1.0, f"discount={config.discount} must be in (0, 1]"),
         (config.updates_per_iteration >= 1, f"updates_per_iteration={config.updates_per_iteration} must be >= 1"),
+        (config.start_spread is None or all(w >= 0 for w in config.start_spread),
+         f"start_spread={config.start_spread} must hold non-negative half-widths (or be None)"),
         (not config.float64 or jax.config.jax_enable_x64,
          "float64=True needs JAX's x64 mode; call pathwise.enable_x64() before building the learner"),
     ]
@@ -205,7 +212,17 @@ def cast_floats(tree: Any, config: Config) -> Any:
 
 
 def reset_states(system: System, key: PRNGKey, config: Config) -> Array:
-    return cast_floats(jax.vmap(system.reset)(jax.random.split(key, config.batch_size)), config)
+    """``batch_size`` training start states: ``system.reset`` plus uniform noise in ``start_spread`` if set."""
+    if config.start_spread is None:  # the system's own initial distribution (same key use as always)
+        return cast_floats(jax.vmap(system.reset)(jax.random.split(key, config.batch_size)), config)
+    k_reset, k_spread = jax.random.split(key)
+    states = jax.vmap(system.reset)(jax.random.split(k_reset, config.batch_size))
+    if len(config.start_spread) != system.state_dim:
+        raise ValueError(f"start_spread has {len(config.start_spread)} entries but {system.name} has a "
+                         f"{system.state_dim}-dim state: give one half-width per state entry.")
+    width = jnp.asarray(config.start_spread, states.dtype)
+    states = states + width * jax.random.uniform(k_spread, states.shape, states.dtype, -1.0, 1.0)
+    return cast_floats(states, config)
 
 
 def init(key: PRNGKey, system: System, config: Config) -> State:
