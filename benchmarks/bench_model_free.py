@@ -45,8 +45,11 @@ def run(algo: str, seed: int, steps: int) -> dict:
     """One training run with evaluations every ``EVAL_EVERY`` steps; returns the curve."""
     from pathwise.algorithms import get
     from pathwise.envs import make_env
+    from pathwise.train import build_config
 
-    learner = get(algo)(ENV, seed=seed)
+    cls = get(algo)
+    config, _ = build_config(cls, ENV)  # defaults < the shipped preset (pathwise/presets/<algo>.toml)
+    learner = cls(ENV, config, seed=seed)
     env = make_env(ENV)
     curve = {"steps": [0], "returns": [evaluate(learner, env)], "times": [0.0]}
     train_time, next_eval = 0.0, EVAL_EVERY
@@ -69,6 +72,16 @@ def first_solved(curve: dict) -> tuple[int | None, float | None]:
         if ret >= THRESHOLD:
             return step, t
     return None, None
+
+
+def stays_solved_from(curve: dict) -> int | None:
+    """First evaluation step after which every evaluation is >= the threshold (None if the last one is not)."""
+    below = [s for s, r in zip(curve["steps"], curve["returns"]) if r < THRESHOLD]
+    if not below:
+        return curve["steps"][0]
+    if below[-1] == curve["steps"][-1]:
+        return None
+    return next(s for s in curve["steps"] if s > below[-1])
 
 
 def at(curve: dict, step: int) -> float | None:
@@ -107,13 +120,14 @@ def plot(results: dict, path: Path) -> None:
 
 
 def table(results: dict) -> list[str]:
-    lines = ["| algorithm | seed | steps to -200 | train wall-clock to -200 (s) | return @2k | @5k | @20k | final |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| algorithm | seed | steps to -200 | stays >= -200 from | train wall-clock to -200 (s) | return @2k | "
+             "@5k | @20k | final |", "|---|---|---|---|---|---|---|---|---|"]
     for algo, curves in results.items():
         for seed, curve in enumerate(curves):
             step, t = first_solved(curve)
             cols = [fmt(at(curve, s)) for s in REPORT_AT]
-            lines.append(f"| {algo} | {seed} | {fmt(step)} | {fmt(t, '{:.1f}')} | " + " | ".join(cols)
+            lines.append(f"| {algo} | {seed} | {fmt(step)} | {fmt(stays_solved_from(curve))} | {fmt(t, '{:.1f}')} | "
+                         + " | ".join(cols)
                          + f" | {curve['returns'][-1]:.0f} |")
     return lines
 
@@ -164,24 +178,35 @@ def medians(results: dict) -> list[str]:
     return lines
 
 
-def write_section(results: dict, command: str, figure: Path, timing: list[str]) -> str:
+def machine_load() -> str:
+    import os
+
+    return f"`nproc` = {os.cpu_count()}, load average (1/5/15 min) {' / '.join(f'{x:.1f}' for x in os.getloadavg())}"
+
+
+def write_section(results: dict, command: str, figure: Path, timing: list[str], load: str = "") -> str:
     solved = {a: sum(first_solved(c)[0] is not None for c in cs) for a, cs in results.items()}
     lines = [
         "## Model-free pathwise learners on Pendulum-v1 (DDPG, SVG(0))", "",
         f"Command: `{command}`  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc).date().isoformat()}  ",
         "Machine: 2-core CPU container, no GPU; shared with other jobs during this run  ",
+        *([f"Load when the timing table was measured: {load} (wall-clock and ms numbers are inflated "
+           "accordingly; compare rows with each other, not with other machines)  "] if load else []),
         f"Versions: {versions()}", "",
         f"Protocol: evaluation every {EVAL_EVERY} steps, {EVAL_EPISODES} deterministic episodes with "
         f"`reset(seed={EVAL_SEED}+i)`; solved = mean return >= {THRESHOLD:.0f}. Wall-clock is training time "
-        "(Gymnasium interaction + jitted update scans + compilation), evaluation excluded. Default configs "
-        "(`pathwise/algorithms/{ddpg,svg0}.py`). For reference, RL Zoo's tuned SB3 SAC/TD3/DDPG reach about -150 at 20k.",
+        "(Gymnasium interaction + jitted update scans + compilation), evaluation excluded. Configs: the shipped "
+        "presets `pathwise/presets/{ddpg,svg0}.toml` (what `pathwise train ddpg --env Pendulum-v1` uses). For reference, RL Zoo's tuned SB3 SAC/TD3/DDPG reach about -150 at 20k.",
         "", *medians(results), "", "Per seed:", "", *table(results), "",
         "Seeds solved: " + ", ".join(f"{a} {n}/{len(results[a])}" for a, n in solved.items()), "",
         f"![learning curves](../figures/{figure.name})", "",
         "Cost of the pieces (default configs except the critic width; one jitted call of 1,000 updates timed after "
         "compilation; interaction = one 200-step Gymnasium episode with a jitted policy call per step):", "",
         *timing, "",
+        "On a loaded shared machine these per-update and per-step times fluctuate by several times between "
+        "neighbouring rows (a wider critic can time faster than a narrower one): read them as orders of magnitude, "
+        "and the steps-to-threshold columns above as the result.", "",
     ]
     return "\n".join(lines)
 
@@ -210,12 +235,13 @@ def main() -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results))
     timing = update_timing(list(results))
+    load = machine_load()
     figure = HERE / "figures" / ("model_free_pendulum_quick.png" if args.quick else "model_free_pendulum.png")
     plot(results, figure)
     command = "python benchmarks/bench_model_free.py" + (" --quick" if args.quick else "")
     if args.algos != "ddpg,svg0" or args.seeds or args.steps:
         command += f" --algos {args.algos} --seeds {seeds} --steps {steps}"
-    section = write_section(results, command, figure, timing)
+    section = write_section(results, command, figure, timing, load)
     print(section)
     if not args.no_section:
         (HERE / "sections" / "50_model_free_pendulum.md").write_text(section)
