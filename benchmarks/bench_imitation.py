@@ -2,6 +2,8 @@
 
     python benchmarks/bench_imitation.py            # 3 methods x 2 seeds, 8 rounds each
     python benchmarks/bench_imitation.py --quick    # 1 seed, 3 rounds (smoke run)
+    python benchmarks/bench_imitation.py --low-data 2   # bc vs dagger with 2 trajectories per round, added
+    python benchmarks/bench_imitation.py --replot   # section + figure again from benchmarks/out/*.json
 
 Writes benchmarks/sections/35_imitation.md and benchmarks/figures/imitation_pendulum.png.
 
@@ -22,6 +24,7 @@ kind is the distribution shift the lecture warns about, and DAgger's data is the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -97,8 +100,8 @@ def action_errors(system, policy, expert, states0):
     return gap(expert_states, expert_actions), gap(own_states, own_labels)
 
 
-def train(mode: str, seed: int, rounds: int, states0) -> dict:
-    config = preset_config(mode)
+def train(mode: str, seed: int, rounds: int, states0, **changes) -> dict:
+    config = dataclasses.replace(preset_config(mode), **changes)
     t0 = time.perf_counter()
     learner = im.Imitation(ENV, config, seed=seed)
     train_s, curve = time.perf_counter() - t0, []
@@ -124,7 +127,7 @@ def finish(run: dict, states0, expert) -> None:
           f"on expert states {float(on_expert):.4f}, on own states {float(on_own):.4f}", flush=True)
 
 
-def plot(runs: list[dict], ceiling: float) -> str:
+def plot(runs: list[dict], ceiling: float, low: dict | None = None) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,13 +143,16 @@ def plot(runs: list[dict], ceiling: float) -> str:
         seen.add(run["mode"])
         ax.plot(rounds, [c["return"] for c in run["curve"]], "o-", color=colors[run["mode"]], label=label,
                 alpha=0.8)
+    for run in (low or {}).get("runs", []):
+        ax.plot([c["round"] for c in run["curve"]], [c["return"] for c in run["curve"]], "x--",
+                color=colors[run["mode"]], label=f"{run['mode']}, {low['meta']['rollouts']} trajectories/round")
     ax.axhline(ceiling, color="k", ls="--", label=f"MPC ceiling {ceiling:.1f}")
     ax.axhline(1.1 * ceiling, color="k", ls=":", label="within 10%")
     ax.set(xlabel="round (one train_iteration)", ylabel="mean return, 100 Gymnasium initial states",
            title="Imitating MPC(iLQR) on Pendulum-v1")
-    low = min(min(c["return"] for c in run["curve"]) for run in runs)
-    ax.set_ylim(max(low - 20, -1300), -100)
-    ax.legend()
+    lowest = min(min(c["return"] for c in run["curve"]) for run in runs + (low or {}).get("runs", []))
+    ax.set_ylim(max(lowest - 20, -1300), -100)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = FIGURES / "imitation_pendulum.png"
     tmp = path.with_suffix(".tmp.png")
@@ -171,7 +177,41 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def section(runs: list[dict], meta: dict, ceiling: float, figure: str) -> str:
+def low_data_lines(saved: dict | None, ceiling: float) -> list[str]:
+    """Table of the ``--low-data`` runs (few demonstrations per round), if they were made."""
+    if not saved:
+        return []
+    meta, runs = saved["meta"], saved["runs"]
+    lines = [
+        f"### Few demonstrations: {meta['rollouts']} trajectories per round (`{meta['command']}`, {meta['date']}, "
+        f"load {meta['load']})",
+        "",
+        "Same protocol and rounds, seed 0, but each round collects only "
+        f"{meta['rollouts']} trajectories, so behaviour cloning sees {meta['rollouts']} demonstrations per round "
+        "and DAgger the same number of labelled trajectories of its own policy.",
+        "",
+        "| method | after round 1 (simulated) | worst / best of the later rounds (simulated) | final, Gymnasium "
+        "(100 ep.) | vs ceiling | action error on expert's states | action error on own states |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        later = [c["return"] for c in run["curve"][1:]] or [run["curve"][0]["return"]]
+        lines.append(f"| {METHODS[run['mode']]} | {run['curve'][0]['return']:.1f} | {min(later):.1f} / "
+                     f"{max(later):.1f} | {run['gym_mean']:.1f} ± "
+                     f"{run['gym_std']:.1f} | {100 * (run['gym_mean'] - ceiling) / abs(ceiling):+.1f}% | "
+                     f"{run['err_expert_states']:.4f} | {run['err_own_states']:.4f} |")
+    spread = {run["mode"]: [c["return"] for c in run["curve"][1:]] for run in runs}
+    if "bc" in spread and "dagger" in spread and spread["bc"] and spread["dagger"]:
+        lines += ["", f"Round to round, behaviour cloning's return ranges over "
+                  f"{max(spread['bc']) - min(spread['bc']):.0f} (simulated; each refit on a few more demonstrations "
+                  f"lands on a policy that may or may not drift off them), DAgger's over "
+                  f"{max(spread['dagger']) - min(spread['dagger']):.0f}: with little data the states the cloned "
+                  "policy reaches are unlike the demonstrations and its errors compound; DAgger's data are those "
+                  "states. The action-error columns say the same (own states vs the expert's)."]
+    return lines + [""]
+
+
+def section(runs: list[dict], meta: dict, ceiling: float, figure: str, low_data: dict | None = None) -> str:
     """The Markdown section from plain run records (``out/imitation.json``)."""
     target = 1.1 * ceiling
     config = preset_config("dagger")
@@ -260,6 +300,7 @@ def section(runs: list[dict], meta: dict, ceiling: float, figure: str) -> str:
         "",
         *findings,
         "",
+        *low_data_lines(low_data, ceiling),
         f"![imitation learning curves]({figure})",
         "",
     ]
@@ -273,12 +314,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--methods", default="bc,dagger,joint")
     parser.add_argument("--replot", action="store_true", help="rewrite section and figure from out/imitation.json")
+    parser.add_argument("--low-data", type=int, default=0, metavar="N",
+                        help="instead: bc and dagger with N trajectories per round (seed 0), added to the section")
     args = parser.parse_args()
     ceiling = pendulum_ceiling()
+    low_path = OUT / "imitation_lowdata.json"
+    if args.low_data:
+        states0 = gym_initial_states(EPISODES)
+        rounds = args.rounds or preset_config("dagger").rounds
+        runs = [train(mode, 0, rounds, states0, rollouts_per_round=args.low_data) for mode in ("bc", "dagger")]
+        expert = im.mpc_expert(runs[0]["learner"].system, preset_config("dagger"))
+        for run in runs:
+            finish(run, states0, expert)
+        load = os.getloadavg()
+        meta = {"command": f"python benchmarks/bench_imitation.py --low-data {args.low_data}"
+                           + (f" --rounds {args.rounds}" if args.rounds else ""),
+                "rollouts": args.low_data, "load": f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}",
+                "date": subprocess.run(["date", "-u", "+%F %H:%M UTC"], capture_output=True, text=True).stdout.strip()}
+        OUT.mkdir(exist_ok=True)
+        write_atomic(low_path, json.dumps({"meta": meta, "runs": [
+            {k: v for k, v in run.items() if k not in ("learner", "config")} for run in runs]}, indent=1))
+        print(f"wrote {low_path}")
+        args.replot = (OUT / "imitation.json").exists()
     if args.replot:
         saved = json.loads((OUT / "imitation.json").read_text())
         runs, meta = saved["runs"], saved["meta"]
-        write_atomic(SECTION, section(runs, meta, ceiling, plot(runs, ceiling)))
+        low = json.loads(low_path.read_text()) if low_path.exists() else None
+        write_atomic(SECTION, section(runs, meta, ceiling, plot(runs, ceiling, low), low))
         print(f"wrote {SECTION}")
         return
     seeds = args.seeds or (1 if args.quick else 2)
@@ -306,7 +368,8 @@ def main() -> None:
             "total_s": f"{time.perf_counter() - t_start:.0f} s"}
     OUT.mkdir(exist_ok=True)
     write_atomic(OUT / "imitation.json", json.dumps({"meta": meta, "runs": runs}, indent=1))
-    write_atomic(SECTION, section(runs, meta, ceiling, plot(runs, ceiling)))
+    low = json.loads(low_path.read_text()) if low_path.exists() else None
+    write_atomic(SECTION, section(runs, meta, ceiling, plot(runs, ceiling, low), low))
     print(f"wrote {SECTION}")
 
 
