@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first_seed..first_seed+seeds-1; runs of other seeds with the same --steps "
+                             "already in benchmarks/out/mujoco/results.json are kept in the table")
     args = parser.parse_args()
     try:
         import mujoco
@@ -88,7 +91,7 @@ def main() -> None:
     eval_every = max(steps // 6, 100)
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "n/a"
     runs = []
-    for seed in range(seeds):
+    for seed in range(args.first_seed, args.first_seed + seeds):
         t0 = time.perf_counter()
         trainer, summary = train("svgk", ENV, steps, seed=seed, overrides=dict(CONFIG), out=OUT / f"seed_{seed}",
                                  eval_every=eval_every, eval_episodes=5, quiet=True)
@@ -96,6 +99,13 @@ def main() -> None:
         runs.append({"seed": seed, "summary": summary, "evals": list(trainer.evals), "wall_s": wall})
         print(f"seed {seed}: final {summary['final_return_mean']:.1f}, best {summary['best_return_mean']:.1f} "
               f"at {summary['best_env_steps']} steps; {wall:.0f} s", flush=True)
+    if (OUT / "results.json").exists():
+        ran = {r["seed"] for r in runs}
+        old = [r for r in json.loads((OUT / "results.json").read_text())
+               if r["seed"] not in ran and r.get("steps") == steps]
+        runs = sorted(old + runs, key=lambda r: r["seed"])
+    for r in runs:
+        r["steps"] = steps
     atomic_write_text(OUT / "results.json", json.dumps(runs, indent=1, default=float))
     figure = plot(runs)
     rows = []
@@ -108,6 +118,9 @@ def main() -> None:
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     command = "python benchmarks/bench_mujoco.py" + (" --quick" if args.quick else "")
     command += (f" --seeds {args.seeds}" if args.seeds else "") + (f" --steps {args.steps}" if args.steps else "")
+    command += f" --first-seed {args.first_seed}" if args.first_seed else ""
+    if len(runs) > seeds:
+        command += f" (plus earlier runs of seeds {sorted({r['seed'] for r in runs} - set(range(args.first_seed, args.first_seed + seeds)))} with the same steps)"
     options = " ".join(f"{k}={v}" for k, v in CONFIG.items())
     finals = [r["summary"]["final_return_mean"] for r in runs]
     lines = [
