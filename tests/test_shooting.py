@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.optimize
 
@@ -133,3 +134,20 @@ def test_system_shapes_and_horizon_shorthand():
         shooting(lq_problem(), X0, 5)
     sol = shooting(system, jnp.array([0.1, 0.0]), 5, max_iterations=2)
     assert sol.actions.shape == (5, 1) and sol.states.shape == (6, 2) and sol.cost_history.shape == (3,)
+
+
+def test_monotone_rejects_a_step_that_raises_the_cost_retries_once_then_stops():
+    prob = lq_problem()
+    cost0 = float(total_cost(prob, X0, jnp.zeros((T, 1)))[1])
+    # plain gradient descent with a step far too long: every step overshoots and raises the cost
+    sol = shooting(prob, X0, jnp.zeros((T, 1)), optimizer=optax.sgd(1e3), max_iterations=10, bounds=None,
+                   monotone=True)
+    assert int(sol.iterations) == 0 and not bool(sol.converged)
+    np.testing.assert_allclose(sol.actions, 0.0)
+    np.testing.assert_allclose(sol.cost_history, cost0, rtol=1e-6)
+    # the same optimizer without the guard takes the steps
+    loose = shooting(prob, X0, jnp.zeros((T, 1)), optimizer=optax.sgd(1e3), max_iterations=2, bounds=None)
+    assert int(loose.iterations) == 2 and float(loose.cost) > cost0
+    # a step size that decreases the cost is accepted under the guard
+    ok = shooting(prob, X0, jnp.zeros((T, 1)), optimizer=optax.sgd(1e-2), max_iterations=5, bounds=None, monotone=True)
+    assert int(ok.iterations) == 5 and np.all(np.diff(np.asarray(ok.cost_history)) < 0)

@@ -108,6 +108,7 @@ def shooting(
     tol: float = 1e-6,
     cost_tol: float = 0.0,
     bounds: str | tuple | None = "system",
+    monotone: bool | None = None,
 ) -> Solution:
     """Minimize the total cost over the open-loop action sequence by gradient descent through the rollout.
 
@@ -123,11 +124,13 @@ def shooting(
         (0 disables it; the actions are then only about ``sqrt(cost_tol)`` accurate).
       bounds: ``"system"`` or ``True`` (the problem's action box, if any), ``None`` or ``False``
         (unbounded), or a ``(low, high)`` pair of scalars or (m,) arrays.
+      monotone: reject steps that raise the cost (default: only for L-BFGS, a line-search method).
 
     Returns a ``Solution`` with zero feedback gains (shooting is open loop). A step
-    that makes the cost non-finite is rejected and the loop stops there. With L-BFGS a
-    step that raises the cost (a failed line search) is rejected, the curvature memory
-    is reset and the step retried once; a second failure in a row stops the loop.
+    that makes the cost non-finite is rejected and the loop stops there. With ``monotone``
+    (L-BFGS) a step that raises the cost (a failed line search) is rejected, the optimizer
+    state (curvature memory) is reset and the step retried once; a second failure in a row
+    stops the loop.
     Jittable; wrap in ``jax.jit`` (closing over ``problem``) to reuse the compiled loop.
     """
     x0, actions0 = _check_system_inputs(problem, x0, actions0)
@@ -137,7 +140,8 @@ def shooting(
     box = _box(problem, bounds, m, actions0.dtype)
     _check_counts(max_iterations, tol, cost_tol)
     lbfgs_from_state = optimizer == "lbfgs" and box is None
-    monotone = optimizer == "lbfgs"  # a line-search method: a step that raises the cost has failed
+    if monotone is None:
+        monotone = isinstance(optimizer, str) and optimizer == "lbfgs"  # a raised cost = a failed line search
     rounding = 4 * jnp.finfo(actions0.dtype).eps
     project = (lambda u: jnp.clip(u, *box)) if box is not None else (lambda u: u)
 
