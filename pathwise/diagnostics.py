@@ -159,7 +159,8 @@ def gradient_norms(
     """How the gradients of the return scale with the horizon (the lecture's "poor conditioning").
 
     For each initial state (``states0``, or ``num_states`` draws of ``system.reset``) the
-    policy is rolled out for ``max(horizons)`` steps without noise, and for every horizon H:
+    policy is rolled out for ``max(horizons)`` steps without process noise and ignoring
+    termination (the dynamics' own gradients are what is measured), and for every horizon H:
 
     - ``return``: J_H = Σ_{t<H} r_t;
     - ``param_grad_norm``: ‖∂J_H/∂θ‖ through the closed loop (BPTT's gradient);
