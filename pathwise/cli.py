@@ -240,8 +240,15 @@ def cmd_evaluate(argv: list[str]) -> int:
     from pathwise.envs import evaluate
 
     args = tyro.cli(EvaluateArgs, args=argv, prog="pathwise evaluate")
-    if args.render and Path(args.render).suffix.lower() not in (".gif", ".mp4", ".png"):
-        raise ValueError(f"--render {args.render}: use a .gif, .mp4 or .png file name.")
+    if args.render:  # refuse a render target that cannot be written before evaluating
+        import shutil
+
+        suffix = Path(args.render).suffix.lower()
+        if suffix not in (".gif", ".mp4", ".png"):
+            raise ValueError(f"--render {args.render}: use a .gif, .mp4 or .png file name.")
+        if suffix == ".mp4" and shutil.which("ffmpeg") is None:
+            raise ValueError(f"--render {args.render}: writing .mp4 needs ffmpeg on PATH; install it or render to "
+                             ".gif (animation) or .png (a strip of frames) instead.")
     path = Path(args.run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: pass a run directory written by `pathwise train` (its --out) "

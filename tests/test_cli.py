@@ -159,7 +159,12 @@ def test_evaluate_with_episodes_and_render(runs, tmp_path, capsys):
 def test_evaluate_render_errors(runs, tmp_path, capsys):
     run = runs("reinforce")
     assert main(["evaluate", str(run), "--episodes", "1", "--render", str(tmp_path / "x.avi")]) == 2
-    assert "--render" in capsys.readouterr().err and not (tmp_path / "x.avi").exists()
+    assert "use a .gif, .mp4 or .png file name" in capsys.readouterr().err and not (tmp_path / "x.avi").exists()
+    import shutil
+
+    if shutil.which("ffmpeg") is None:
+        assert main(["evaluate", str(run), "--render", str(tmp_path / "x.mp4")]) == 2
+        assert "writing .mp4 needs ffmpeg on PATH" in capsys.readouterr().err
 
 
 def test_resume_extends_a_finished_run_like_an_uninterrupted_one(runs, tmp_path):
