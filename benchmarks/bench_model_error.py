@@ -57,7 +57,10 @@ METHODS = {
     "mbrl": (MBRL, MBRLConfig(random_episodes=1)),
     "svg-inf": (SVGInf, SVGInfConfig(random_episodes=1)),
     "svgk": (ModelSVGK, SVGKConfig(random_episodes=1)),
+    # SVG(∞) with the gradient through the state cut every 25 steps (an ablation, not in the default run).
+    "svg-inf-t25": (SVGInf, SVGInfConfig(random_episodes=1, truncate_every=25)),
 }
+DEFAULT_METHODS = ["mbrl", "svg-inf", "svgk"]
 
 
 def random_episodes(n: int, seed: int) -> list[Transition]:
@@ -176,7 +179,7 @@ def summarize(cells: list[dict], methods: list[str]) -> tuple[list[str], dict]:
             "test": float(np.mean([c["test_mse"] for c in row])),
             "one_step": float(np.mean([c["one_step_mse"] for c in row])),
             "multi_step": float(np.nanmean([c["multi_step_mse"] for c in row])),
-            **{m: [c["methods"][m]["final_return"] for c in row] for m in methods},
+            **{m: [c["methods"][m]["final_return"] for c in row if m in c["methods"]] for m in methods},
         }
     return levels, table
 
@@ -193,11 +196,13 @@ def plot(levels: list[str], table: dict, methods: list[str]) -> str | None:
     x = [table[lv]["test"] for lv in order]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for m in methods:
-        means = [np.mean(table[lv][m]) for lv in order]
-        lo = [np.min(table[lv][m]) for lv in order]
-        hi = [np.max(table[lv][m]) for lv in order]
-        ax.plot(x, means, "o-", label=m)
-        ax.fill_between(x, lo, hi, alpha=0.15)
+        have = [lv for lv in order if table[lv][m]]
+        xs = [table[lv]["test"] for lv in have]
+        means = [np.mean(table[lv][m]) for lv in have]
+        lo = [np.min(table[lv][m]) for lv in have]
+        hi = [np.max(table[lv][m]) for lv in have]
+        ax.plot(xs, means, "o-", label=m)
+        ax.fill_between(xs, lo, hi, alpha=0.15)
     for lv, xi in zip(order, x):
         ax.annotate(lv, (xi, ax.get_ylim()[0]), rotation=90, fontsize=7, va="bottom", ha="right", alpha=0.6)
     ax.set_xscale("log")
@@ -227,12 +232,12 @@ def write_section(payload: dict) -> None:
     cells, methods, meta = payload["cells"], payload["methods"], payload["meta"]
     levels, table = summarize(cells, methods)
     figure = plot(levels, table, methods)
-    fmt = lambda xs: f"{np.mean(xs):.0f} ({', '.join(f'{x:.0f}' for x in xs)})"
+    fmt = lambda xs: f"{np.mean(xs):.0f} ({', '.join(f'{x:.0f}' for x in xs)})" if xs else "—"
     rows = [f"| {lv} | {table[lv]['test']:.2e} | {table[lv]['one_step']:.2e} | {table[lv]['multi_step']:.2e} | "
             + " | ".join(fmt(table[lv][m]) for m in methods) + " |" for lv in levels]
-    times = {m: np.mean([c["methods"][m]["train_s"] for c in cells]) for m in methods}
-    skipped = {m: sum(c["methods"][m]["skipped"] for c in cells) for m in methods}
-    cfg = {m: METHODS[m][1] for m in methods}
+    times = {m: np.mean([c["methods"][m]["train_s"] for c in cells if m in c["methods"]]) for m in methods}
+    skipped = {m: sum(c["methods"][m]["skipped"] for c in cells if m in c["methods"]) for m in methods}
+    cfg = {m: METHODS[m][1] for m in METHODS}
     lines = [
         "## Model error: BPTT through the model vs replayed real trajectories vs SVG(k)",
         "",
@@ -255,7 +260,9 @@ def write_section(payload: dict) -> None:
         f"`svg-inf` = {cfg['svg-inf'].grad_steps} steps per episode on the {cfg['svg-inf'].recent_episodes} most "
         f"recent real episodes; `svgk` = k = {cfg['svgk'].horizon} model steps + V, "
         f"{cfg['svgk'].updates_per_episode} updates per episode from {cfg['svgk'].n_envs} real start states. "
-        f"Model: MLP {cfg['mbrl'].model_hidden} on the normalized Δobs.",
+        f"Model: MLP {cfg['mbrl'].model_hidden} on the normalized Δobs."
+        + (" `svg-inf-t25` = `svg-inf` with the gradient through the state cut every 25 steps "
+           "(`truncate_every=25`; an ablation run for seed 0 only)." if "svg-inf-t25" in methods else ""),
         "",
         "Model error columns: one-step MSE on 4,096 uniform Pendulum states and actions (|θ| ≤ π, |θ̇| ≤ 8, "
         "|u| ≤ 2; where a swing-up policy goes, not only where random actions went), and the fit's own held-out "
@@ -268,7 +275,8 @@ def write_section(payload: dict) -> None:
         "",
         "Mean training wall-clock per run (incl. compilation, excl. evaluation): "
         + ", ".join(f"`{m}` {times[m]:.0f} s" for m in methods)
-        + ". Non-finite policy updates skipped: " + ", ".join(f"`{m}` {skipped[m]}" for m in methods) + ".",
+        + ". Non-finite policy updates skipped: " + ", ".join(f"`{m}` {skipped[m]}" for m in methods) + "."
+        + f" Whole benchmark: {meta.get('total_s', float('nan')) / 60:.0f} min wall-clock on the busy machine.",
         "",
     ]
     if payload.get("notes"):
@@ -295,11 +303,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.replot:
         parts = sorted(RESULTS.parent.glob("model_error_s*.json"))
-        if parts:  # merge per-seed runs
+        if parts:  # merge per-seed (and per-method) runs: one cell per (level, seed)
             loaded = [json.loads(p.read_text()) for p in parts]
             payload = loaded[0]
-            payload["cells"] = [c for part in loaded for c in part["cells"]]
-            payload["meta"]["seeds"] = len(loaded)
+            merged: dict = {}
+            for part in loaded:
+                for c in part["cells"]:
+                    key = (c["level"], c["seed"])
+                    if key in merged:
+                        merged[key]["methods"].update(c["methods"])
+                    else:
+                        merged[key] = c
+            payload["cells"] = list(merged.values())
+            payload["methods"] = list(dict.fromkeys(m for part in loaded for m in part["methods"]))
+            payload["meta"]["seeds"] = len({c["seed"] for c in payload["cells"]})
             payload["meta"]["total_s"] = max(part["meta"]["total_s"] for part in loaded)
             payload["meta"]["command"] = payload["meta"]["command"].replace(
                 f" --only-seed {payload['cells'][0]['seed']}", "") + f" (seeds run in parallel: --only-seed K)"
@@ -315,7 +332,7 @@ def main() -> None:
         levels = QUICK_LEVELS if args.quick else LEVELS
     seeds = args.seeds or (1 if args.quick else 2)
     episodes = args.episodes or (2 if args.quick else 4)
-    methods = args.methods or list(METHODS)
+    methods = args.methods or DEFAULT_METHODS
     command = "python benchmarks/bench_model_error.py" + (" --quick" if args.quick else "")
     command += (f" --seeds {seeds}" if args.seeds else "") + (f" --episodes {episodes}" if args.episodes else "")
     command += (" --levels " + " ".join(args.levels)) if args.levels else ""
@@ -334,7 +351,8 @@ def main() -> None:
     cells = [run_cell(level, seed, episodes, methods, tests) for seed in seed_list for level in levels]
     meta["total_s"] = time.perf_counter() - t0
     payload = {"cells": cells, "methods": methods, "meta": meta, "notes": args.notes}
-    results = RESULTS if args.only_seed is None else RESULTS.with_name(f"model_error_s{args.only_seed}.json")
+    suffix = "" if not args.methods else "_" + "_".join(methods)
+    results = RESULTS if args.only_seed is None else RESULTS.with_name(f"model_error_s{args.only_seed}{suffix}.json")
     results.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results, json.dumps(payload, indent=1))
     if args.only_seed is None:
