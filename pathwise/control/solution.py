@@ -96,6 +96,11 @@ def as_problem(problem: System | Problem, bounds: bool = True) -> Problem:
 
 def check_inputs(name: str, x0: Array, actions: Array) -> tuple[Array, Array]:
     """``x0`` as (n,) and ``actions`` as (T, m) floats, with messages naming the mistake."""
+    # NumPy on concrete values: inside a jax trace jnp.isfinite of a captured constant is itself traced
+    if not isinstance(x0, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x0))):
+        raise ValueError(f"{name}: x0 contains NaN or inf: {np.asarray(x0)}.")
+    if not isinstance(actions, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(actions))):
+        raise ValueError(f"{name}: actions0 contains NaN or inf.")
     x0, actions = jnp.asarray(x0), jnp.asarray(actions)
     if x0.ndim != 1:
         raise ValueError(f"{name}: x0 must be one state of shape (n,), got shape {x0.shape}. "
@@ -103,10 +108,6 @@ def check_inputs(name: str, x0: Array, actions: Array) -> tuple[Array, Array]:
     if actions.ndim != 2 or actions.shape[0] < 1:
         raise ValueError(f"{name}: actions0 must have shape (T, m) with T >= 1, got shape {actions.shape}. "
                          "For a scalar action use shape (T, 1), e.g. jnp.zeros((T, 1)).")
-    if not isinstance(x0, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x0))):
-        raise ValueError(f"{name}: x0 contains NaN or inf: {x0}.")
-    if not isinstance(actions, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(actions))):
-        raise ValueError(f"{name}: actions0 contains NaN or inf.")
     dtype = jnp.result_type(x0.dtype, actions.dtype, jnp.float32)
     return x0.astype(dtype), actions.astype(dtype)
 
