@@ -147,6 +147,19 @@ def test_readme_cli_commands_work(tmp_path, monkeypatch, capsys):
     assert {p.name for p in (tmp_path / "runs" / "b").iterdir()} == {"seed_0", "seed_1", "seed_2", "seed_3"}
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
+def test_examples_run_quick(script, tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [script, "--quick"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip()
+
+
 # --------------------------------------------------------------------------- save -> load -> predict
 
 SAVE_LOAD = {"reinforce": "CartPole-v1", "svg0-discrete": "CartPole-v1", "ddpg": "Pendulum-v1",
