@@ -192,6 +192,18 @@ def test_bptt_seeds_trains_each_seed_into_its_own_run_directory(tmp_path, capsys
     assert any(not np.array_equal(a, b) for a, b in zip(*params) if a.dtype.kind == "f")
 
 
+def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    runs("reinforce")  # the same config: compiled already
+    capsys.readouterr()
+    assert main(train_argv("reinforce", out, seed=1, extra=["--seeds", "2"])) == 0
+    printed = capsys.readouterr().out
+    assert "2 seeds: final return" in printed and "vmapped" not in printed
+    assert sorted(p.name for p in out.iterdir()) == ["seed_1", "seed_2"]
+    # seed 1 of the pair is the same run as the single seed-1 run
+    assert _rows(out / "seed_1" / "metrics.csv") == _rows(runs("reinforce") / "metrics.csv")
+
+
 def test_list_shows_algorithms_systems_rewards_and_presets(capsys):
     from pathwise import rewards, systems
 
