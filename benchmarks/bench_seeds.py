@@ -63,12 +63,12 @@ def measure(updates: int, batch: int = 128, repeats: int = REPEATS) -> dict:
             res["seq_times"].append(t)
         t, (_, metrics) = timed(vm)
         res["vmap_times"].append(t)
-    res["vmap_second"] = float(np.median(res["vmap_times"]))
+    res["vmap_second"] = float(np.min(res["vmap_times"]))
     res["vmap_loss"] = np.asarray(metrics["loss"]).tolist()
     if single:
-        res["seq_second"] = float(np.median(res["seq_times"]))
-        # per-repeat ratios (each pair measured back to back), then their median
-        res["speedup"] = float(np.median(np.array(res["seq_times"]) / np.array(res["vmap_times"])))
+        # fastest of the repeats: on a shared machine the least-disturbed call is the best estimate of the cost
+        res["seq_second"] = float(np.min(res["seq_times"]))
+        res["speedup"] = res["seq_second"] / res["vmap_second"]
         seq_loss = np.stack([np.asarray(m["loss"]) for _, m in seq_out])
         first = np.asarray(metrics["loss"])[:, 0]
         res["first_rel_diff"] = float(np.max(np.abs(seq_loss[:, 0] - first) / np.abs(first)))
@@ -80,19 +80,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--from-json", action="store_true", help="only rewrite the section from benchmarks/out/seeds.json")
     args = parser.parse_args()
     updates = 150 if args.quick else 500
     if args.child:
         print("RESULT " + json.dumps(measure(args.child)))
         return
-    local = measure(updates)
-    small = measure(updates, batch=SMALL_BATCH)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, __file__, "--child", str(updates)], env=env, capture_output=True,
-                         text=True, check=True).stdout
-    sharded = json.loads(out.split("RESULT ", 1)[1])
-    (HERE / "out").mkdir(exist_ok=True)
-    (HERE / "out" / "seeds.json").write_text(json.dumps({"local": local, "small": small, "sharded": sharded}))
+    if args.from_json:  # rewrite section and figure from the saved numbers of the last run
+        saved = json.loads((HERE / "out" / "seeds.json").read_text())
+        local, small, sharded = saved["local"], saved["small"], saved["sharded"]
+        local["load"] = saved.get("load")
+        for res in (local, small, sharded):
+            res["vmap_second"] = float(np.min(res["vmap_times"]))
+            if res["seq_times"]:
+                res["seq_second"] = float(np.min(res["seq_times"]))
+                res["speedup"] = res["seq_second"] / res["vmap_second"]
+    else:
+        local = measure(updates)
+        small = measure(updates, batch=SMALL_BATCH)
+        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+        out = subprocess.run([sys.executable, __file__, "--child", str(updates)], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        sharded = json.loads(out.split("RESULT ", 1)[1])
+        (HERE / "out").mkdir(exist_ok=True)
+        (HERE / "out" / "seeds.json").write_text(json.dumps({"local": local, "small": small, "sharded": sharded,
+                                                                   "load": os.getloadavg()[0]}))
     losses = np.array(local["vmap_loss"])
     sharded_diff = float(np.max(np.abs(np.array(sharded["vmap_loss"])[:, 0] - losses[:, 0]) / np.abs(losses[:, 0])))
     figure = plot(local, sharded, losses)
@@ -135,12 +147,17 @@ def write_section(quick: bool, updates: int, local: dict, sharded: dict, sharded
         x = res["speedup"]
         return f"**{x:.2f}×** faster" if x >= 1 else f"**{1 / x:.2f}×** slower"
 
-    ok = local["speedup"] > 1 and small["speedup"] > 1
+    why = ("Where vmapping loses, each seed's loop is already one compiled program, so sequential calls pay "
+           "no per-step Python overhead that vmapping could remove, and a batch of 128 already gives XLA's CPU "
+           "kernels enough work per op; vmapping turns each seed's matmuls into batched ones, which the CPU "
+           "backend runs no faster. Where it wins (small per-seed batches), the fixed cost of each op in the "
+           "compiled loop dominates and vmapping shares it across the 8 seeds; on an accelerator, where one "
+           "seed leaves the device idle, that is the common case.")
     lines = [
         "## Many seeds at once (`pathwise.algorithms.bptt.train_seeds`)",
         "",
         f"Command: `python benchmarks/bench_seeds.py{' --quick' if quick else ''}` · date {date} · 2-core CPU "
-        f"container, no GPU; shared with other jobs during this run (load average {os.getloadavg()[0]:.1f} at its "
+        f"container, no GPU; shared with other jobs during this run (load average {local.get('load') or os.getloadavg()[0]:.1f} at its "
         "end) · "
         f"python {platform.python_version()}, jax {jax.__version__}, equinox {equinox.__version__}, "
         f"optax {optax.__version__}, gymnasium {gym.__version__}.",
@@ -148,9 +165,13 @@ def write_section(quick: bool, updates: int, local: dict, sharded: dict, sharded
         f"{SEEDS} seeds × {updates} BPTT updates on Pendulum (default config: batch 128 per seed, 50-step carried "
         f"windows; {SEEDS * updates * 128 * 50:,} simulated steps in all; and the same with batch {SMALL_BATCH} per "
         "seed). The whole training loop is one jitted program; vmapped = one call for all seeds, sequential = "
-        f"the single-seed program called 8 times. 'Later calls' reuse the compiled program: median of {REPEATS} "
-        "calls, sequential and vmapped alternating so that load changes on this shared machine hit both; the "
-        "ratio is the median of the back-to-back pairs.",
+        f"the single-seed program called 8 times. 'Later calls' reuse the compiled program: fastest of {REPEATS} "
+        "calls, sequential and vmapped alternating so that load changes on this shared machine hit both (the "
+        "least-disturbed call is the best estimate of the cost under load; all repeats: "
+        f"{', '.join(f'{t:.1f}' for t in local['seq_times'])} s sequential vs "
+        f"{', '.join(f'{t:.1f}' for t in local['vmap_times'])} s vmapped at batch 128; "
+        f"{', '.join(f'{t:.1f}' for t in small['seq_times'])} s vs "
+        f"{', '.join(f'{t:.1f}' for t in small['vmap_times'])} s at batch {SMALL_BATCH}).",
         "",
         "| batch per seed | way | devices | first call, incl. compile (s) | later calls (s) |",
         "|---|---|---|---|---|",
@@ -162,12 +183,11 @@ def write_section(quick: bool, updates: int, local: dict, sharded: dict, sharded
         f"| {SMALL_BATCH} | 8 seeds vmapped | 1 | {small['vmap_first']:.1f} | {small['vmap_second']:.1f} |",
         "",
         f"Vmapped vs sequential (later calls): batch 128: {verdict(local)}; batch {SMALL_BATCH}: {verdict(small)}. "
-        f"Target (issue 7), the 8-seed vmapped run faster than 8 sequential runs: {'met' if ok else 'NOT met'}"
-        + ("." if ok else " on this 2-core CPU: every seed's whole loop is already one compiled program, so "
-           "sequential calls pay no per-step Python overhead that vmapping could remove, and two cores are "
-           "already busy with one seed's batch; vmapping turns each seed's matmuls into batched ones, which XLA's "
-           "CPU backend runs no faster. The gain is for accelerators, where one seed leaves the device idle.")
-        + " Same computation: the first update's "
+        "Target (issue 7), the 8-seed vmapped run faster than 8 sequential runs: "
+        f"batch 128 (the default) {'met' if local['speedup'] > 1 else 'NOT met'}, batch {SMALL_BATCH} "
+        f"{'met' if small['speedup'] > 1 else 'NOT met'}"
+        + (". " if local["speedup"] > 1 and small["speedup"] > 1 else ". " + why + " ")
+        + "Compilation (first call) costs more for the vmapped program. Same computation: the first update's "
         f"loss differs by at most {local['first_rel_diff']:.1e} (relative) between vmapped and sequential and "
         f"{sharded_diff:.1e} between sharded and unsharded (floating-point reassociation in batched matmuls). "
         "Over hundreds of updates on the chaotic pendulum these ulp-level differences grow, so the runs are "
