@@ -21,9 +21,12 @@ SECTIONS = ROOT / "benchmarks" / "sections"
 
 HEADER = """# Benchmarks
 
-Every table and figure below was produced by the command printed with it, in a
-run that measured pathwise and the peer side by side on the same machine with
-the same seeds and budgets. `make bench` reruns the quick versions and
+Every table and figure below was produced by the command printed with it.
+Where a section compares pathwise with another library (Gymnasium, SciPy and
+python-control, Brax, Stable-Baselines3), both sides were measured in that one
+run, interleaved, on the same machine with the same seeds and budgets; where a
+target from the project's issues is not met, the section says so and why.
+`make bench` reruns the quick versions and
 `make bench-full` all of them; both rebuild this file from
 `benchmarks/sections/` with `python benchmarks/assemble.py`.
 
