@@ -245,3 +245,14 @@ def test_nan_observations_stop_the_model_fit_with_a_clear_error(algo):
     learner = algorithms.get(algo)(env_id)
     with pytest.raises(ValueError, match="obs contains NaN or inf at rows .*drop those transitions"):
         learner.train_iteration()
+
+
+def test_too_small_for_the_held_out_split_is_refused():
+    """Fewer transitions than the fit needs to hold out a validation block: a clear error, never a NaN model."""
+    model = DynamicsModel(2, 1, (8,), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="Dataset too small to fit a model: 39 transitions, need at least 40"):
+        fit(model, linear_data(39), FAST)
+    with pytest.raises(ValueError, match="need at least 100 .*lower FitConfig.min_transitions"):
+        fit(model, linear_data(60), FitConfig(multi_step=25, min_transitions=100))
+    with pytest.raises(ValueError, match=r"min_transitions \(30\) must be at least 2 \* multi_step \(40\)"):
+        fit(model, linear_data(60), FitConfig(multi_step=20, min_transitions=30))
