@@ -120,7 +120,8 @@ def main() -> None:
     command += (f" --seeds {args.seeds}" if args.seeds else "") + (f" --steps {args.steps}" if args.steps else "")
     command += f" --first-seed {args.first_seed}" if args.first_seed else ""
     if len(runs) > seeds:
-        command += f" (plus earlier runs of seeds {sorted({r['seed'] for r in runs} - set(range(args.first_seed, args.first_seed + seeds)))} with the same steps)"
+        earlier = sorted({r["seed"] for r in runs} - set(range(args.first_seed, args.first_seed + seeds)))
+        command += f" (plus earlier runs of seeds {earlier} with the same steps)"
     options = " ".join(f"{k}={v}" for k, v in CONFIG.items())
     finals = [r["summary"]["final_return_mean"] for r in runs]
     lines = [
