@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pathwise import rewards
-from pathwise.algorithms.svg_inf import SVGInf, SVGInfConfig, replayed_return
+from pathwise.algorithms.svg_inf import SVGInf, SVGInfConfig, replayed_return, sample_segments
 from pathwise.distributions import GaussianPolicy
 from pathwise.rollout import discounted_return, rollout
 from pathwise.systems import LinearSystem, Pendulum, SystemEnv
@@ -97,3 +97,36 @@ def test_nonfinite_model_skips_every_update(learner_run):
     assert int(new.skipped_updates) == int(state.skipped_updates) + TINY.grad_steps
     for a, b in zip(jax.tree.leaves(new.policy), jax.tree.leaves(state.policy)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_svg_inf_swings_up_pendulum_within_2000_steps():
+    """The shipped preset (what `pathwise train svg-inf --env Pendulum-v1` uses) reaches -200 on the real env."""
+    from pathwise.envs import evaluate
+    from pathwise.train import build_config
+
+    config, run = build_config(SVGInf, "Pendulum-v1")
+    learner = SVGInf("Pendulum-v1", config, seed=0)
+    best = -np.inf
+    while learner.env_steps < run.get("steps", 2000) and best < -200:
+        learner.train_iteration()
+        best = max(best, evaluate(lambda o: learner.act(o), "Pendulum-v1", episodes=10, seed=1000).mean)
+    assert learner.env_steps <= 2000 and best >= -200
+
+
+def test_segments_stay_inside_filled_recorded_episodes():
+    """Windows start at a recorded step of a filled slot, copy consecutive rows, and are cut at the episode end."""
+    E, Tmax, H = 3, 20, 8
+    lengths = jnp.array([20, 5, 0])
+    obs = jnp.broadcast_to((jnp.arange(E)[:, None] * 100 + jnp.arange(Tmax))[:, :, None], (E, Tmax, 3)).astype(float)
+    episodes = Transition(obs, jnp.zeros((E, Tmax, 1)), jnp.zeros((E, Tmax)), obs + 1, jnp.zeros((E, Tmax), bool),
+                          jnp.zeros((E, Tmax), bool))
+    windows, n = sample_segments(episodes, lengths, lengths > 0, jax.random.key(3), 500, H)
+    first = np.asarray(windows.obs[:, 0, 0])
+    ep, start = first // 100, first % 100
+    assert set(ep.astype(int)) == {0, 1}  # the empty slot is never drawn
+    assert np.all(start < np.asarray(lengths)[ep.astype(int)])
+    np.testing.assert_array_equal(n, np.minimum(np.asarray(lengths)[ep.astype(int)] - start, H))
+    valid = np.arange(H)[None] < np.asarray(n)[:, None]
+    np.testing.assert_array_equal(np.asarray(windows.obs[:, :, 0])[valid],
+                                  (first[:, None] + np.arange(H)[None])[valid])

@@ -46,6 +46,11 @@ class SVGInfConfig(ModelBasedConfig):
     """Adam steps per real episode, each on all stored recent episodes."""
     truncate_every: int = 0
     """If k > 0, stop gradients through the state every k steps (0: the whole episode, as SVG(∞))."""
+    segment_length: int = 0
+    """If H > 0, replay ``num_segments`` windows of H real steps starting at random recorded states of the
+    stored episodes per Adam step, instead of the whole episodes (0: whole episodes)."""
+    num_segments: int = 64
+    """Windows per Adam step when ``segment_length > 0``."""
 
 
 def replayed_return(policy: GaussianPolicy, system: System, episode: Transition, length: Array,
@@ -79,6 +84,19 @@ def replayed_return(policy: GaussianPolicy, system: System, episode: Transition,
     return (rewards * valid * gamma ** steps).sum()
 
 
+def sample_segments(episodes: Transition, lengths: Array, filled: Array, key: PRNGKey, num: int, horizon: int
+                    ) -> tuple[Transition, Array]:
+    """``num`` windows of ``horizon`` recorded steps: episode uniform among the ``filled`` slots, start uniform
+    in ``[0, length)``; returns the windows ``[num, horizon]`` and their real lengths (cut at the episode end)."""
+    k_ep, k_t = jax.random.split(key)
+    ep = jax.random.categorical(k_ep, jnp.where(filled, 0.0, -jnp.inf), shape=(num,))
+    n = lengths[ep]
+    start = jax.random.randint(k_t, (num,), 0, jnp.maximum(n, 1))
+    rows = jnp.minimum(start[:, None] + jnp.arange(horizon), episodes.obs.shape[1] - 1)
+    windows = jax.tree.map(lambda x: x[ep[:, None], rows], episodes)
+    return windows, jnp.clip(n - start, 0, horizon)
+
+
 class SVGInf(ModelBasedLearner):
     """SVG(∞) on a Gymnasium env whose reward is known (see the module docstring)."""
 
@@ -101,7 +119,7 @@ class SVGInf(ModelBasedLearner):
         return policy(obs).sample(key)
 
     def _policy_steps(self, state: ModelBasedState, key: PRNGKey):
-        del key  # the update is deterministic given the stored episodes
+        # deterministic given the stored episodes, unless segments are drawn (from ``key``)
         self.traces += 1
         cfg = self.config
         system = learned_system(state.model, self.reward_fn, self.low, self.high, self.limit)
@@ -112,20 +130,25 @@ class SVGInf(ModelBasedLearner):
         lengths = jnp.where(slots, lengths, lengths[0])
         optimizer = make_optimizer(cfg)
 
-        def objective(policy):
+        def objective(policy, k):
+            if cfg.segment_length > 0:
+                windows, n = sample_segments(episodes, lengths, slots, k, cfg.num_segments, cfg.segment_length)
+                returns = jax.vmap(lambda ep, m: replayed_return(policy, system, ep, m, cfg.gamma,
+                                                                 cfg.truncate_every))(windows, n)
+                return returns.mean()
             returns = jax.vmap(lambda ep, n: replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every)
                                )(episodes, lengths)
             return (returns * slots).sum() / jnp.maximum(slots.sum(), 1)
 
-        def step(carry, _):
+        def step(carry, k):
             policy, opt_state, skipped = carry
-            value, grads = eqx.filter_value_and_grad(objective)(policy)
+            value, grads = eqx.filter_value_and_grad(objective)(policy, k)
             grads = jax.tree.map(jnp.negative, grads)  # ascend J
             policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
             return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
 
         (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
-            step, (state.policy, state.opt_state, state.skipped_updates), None, length=cfg.grad_steps)
+            step, (state.policy, state.opt_state, state.skipped_updates), jax.random.split(key, cfg.grad_steps))
         metrics = {"replayed_return": values[0], "replayed_return_after": values[-1], "grad_norm": norms.mean()}
         return state._replace(policy=policy, opt_state=opt_state, skipped_updates=skipped), metrics
 
