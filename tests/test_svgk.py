@@ -175,7 +175,8 @@ def forward_view_lambda_return(r, v_next, c, gamma, lam):
                 g += disc * r[i]
                 disc *= gamma * c[i]
             return g + disc * v_next[t + n - 1]
-        out[t] = sum((1 - lam) * lam ** (n - 1) * n_step(n) for n in range(1, T - t)) + lam ** (T - t - 1) * n_step(T - t)
+        out[t] = (sum((1 - lam) * lam ** (n - 1) * n_step(n) for n in range(1, T - t))
+                  + lam ** (T - t - 1) * n_step(T - t))
     return out
 
 
