@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import optax
 
 from pathwise import replay
+from pathwise.algorithms.model_based import fixed_bounds
 from pathwise.algorithms.common import OffPolicyConfig, OffPolicyLearner, mean_metrics, td_target
 from pathwise.algorithms.svg_core import v_bootstrap, value_gradient_objective, value_loss
 from pathwise.distributions import GaussianPolicy
@@ -180,6 +181,7 @@ def update_step(state: SVG1State, key: PRNGKey, reward_fn, config: SVG1Config) -
                           action_high=state.policy.high)
     a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights,
                                                             config.gamma)
+    a_grads = fixed_bounds(a_grads)  # the action box is data, not a parameter
     policy, policy_opt = _step(state.policy, a_grads, state.policy_opt, config.actor_lr, config)
     state = state._replace(policy=policy, value=value, model=model, policy_opt=policy_opt, value_opt=value_opt,
                            model_opt=model_opt, target_value=soft_update(state.target_value, value, config.tau))
