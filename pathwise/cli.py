@@ -34,7 +34,7 @@ End-to-end policy optimization through backpropagation (JAX).
 commands:
   train ALGO --env ID   train an algorithm (pathwise list shows them); --resume RUN_DIR continues a run
   evaluate RUN_DIR      evaluate a trained run on its environment, optionally render it
-  solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc) on a system
+  solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
   estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
   list                  algorithms, systems, environments with known rewards, presets
 

@@ -269,6 +269,10 @@ def test_help_at_every_level_is_complete(capsys):
     top = capsys.readouterr().out
     for cmd in ("train", "evaluate", "solve", "estimators", "list"):
         assert f"  {cmd}" in top
+    from pathwise import cli_solve
+
+    solve_methods = re.findall(r"^  (\w+)\s", cli_solve.USAGE, flags=re.M)
+    assert all(m in top for m in solve_methods), solve_methods  # the top-level help names every solve method
     assert main([]) == 2
     capsys.readouterr()
     assert main(["train", "--help"]) == 0
