@@ -1,6 +1,6 @@
 """Train, evaluate, save, load and predict with the facade (Stable-Baselines3 style).
 
-    python examples/quickstart.py                    # svg-inf on Pendulum-v1, 2,000 real steps
+    python examples/quickstart.py                    # mbrl on Pendulum-v1, 2,000 real steps
     python examples/quickstart.py --algo ddpg --steps 5000
     python examples/quickstart.py --quick            # a smoke run (tiny networks, 60 steps)
 """
@@ -21,11 +21,11 @@ QUICK = {"hidden": (8,), "model_hidden": (8,), "model_steps_per_epoch": 2, "mode
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", default="svg-inf")
+    parser.add_argument("--algo", default="mbrl")
     parser.add_argument("--env", default="Pendulum-v1")
     parser.add_argument("--steps", type=int, default=2_000)
     parser.add_argument("--out", default="runs/quickstart")
-    parser.add_argument("--quick", action="store_true", help="tiny svg-inf smoke run")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args(argv)
     overrides = QUICK if args.quick else {}
     steps = 60 if args.quick else args.steps

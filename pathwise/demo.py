@@ -1,6 +1,6 @@
 """``make demo``: the main job — learn a Pendulum-v1 swing-up from 2,000 real steps, then evaluate it.
 
-Trains pathwise's best model-based method (SVG(∞), else the model-based loop,
+Trains pathwise's best model-based method (the model-based loop, else SVG(∞),
 else BPTT through the known dynamics) on Gymnasium's ``Pendulum-v1`` with its
 tuned preset, evaluates it on 10 seeded episodes, compares it with the
 optimal-control ceiling, and writes the run directory (metrics, TensorBoard,
@@ -15,7 +15,7 @@ import sys
 from pathwise import algorithms
 from pathwise.train import train
 
-PREFERENCE = ("svg-inf", "mbrl", "bptt")
+PREFERENCE = ("mbrl", "svg-inf", "bptt")
 
 
 def main(argv: list[str] | None = None) -> int:
