@@ -29,7 +29,7 @@ from pathwise.algorithms.model_based import (ModelBasedConfig, ModelBasedLearner
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import model_noise, policy_noise
 from pathwise.systems.base import System
-from pathwise.types import Array, PRNGKey, Transition
+from pathwise.types import Array, PRNGKey, PyTree, Transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,24 +51,38 @@ class SVGInfConfig(ModelBasedConfig):
     stored episodes per Adam step, instead of the whole episodes (0: whole episodes)."""
     num_segments: int = 64
     """Windows per Adam step when ``segment_length > 0``."""
+    reinfer_noise: bool = False
+    """Re-infer ξ at every Adam step (False: infer ζ and ξ once per episode, at the policy before the update).
+
+    Re-inferred at the current θ, the replay always reproduces the recorded actions, so every Adam step
+    sees the same action gradient and keeps pushing the policy the same way (on Pendulum-v1 its pre-squash
+    mean ran to |μ| > 10 within two episodes); frozen noises make the replay move with θ.
+    """
 
 
 def replayed_return(policy: GaussianPolicy, system: System, episode: Transition, length: Array,
-                    gamma: float, truncate_every: int = 0) -> Array:
+                    gamma: float, truncate_every: int = 0, noises: tuple[Array, Array] | None = None) -> Array:
     """SVG(∞): J(θ) = Σ_{t<length} γ^t r(s_t, π(s_t, ξ_t; θ)), s_{t+1} = f(s_t, a_t) + ζ_t, noises inferred and frozen.
 
     ``episode`` is zero-padded past ``length``; the padded rows repeat the last real transition and
     the replay restarts (without gradient) from the recorded observation there, so every value in
     the graph stays a finite function of real data (zero weight times a NaN derivative at a padded
     all-zero observation would still be NaN).
+
+    ``noises``: ``(ζ [T, d], ξ [T, m])`` inferred earlier (e.g. at the policy before an update, see
+    ``infer_episode_noise``); by default they are inferred here, at ``policy``.
     """
     T = episode.obs.shape[0]
     steps = jnp.arange(T)
     valid = steps < length
     rows = jnp.minimum(steps, jnp.maximum(length - 1, 0))
     obs, actions, next_obs = episode.obs[rows], episode.action[rows], episode.next_obs[rows]
-    zetas = jax.lax.stop_gradient(model_noise(system, obs, actions, next_obs))
-    xis = jax.lax.stop_gradient(policy_noise(policy, obs, actions))
+    if noises is None:
+        zetas = model_noise(system, obs, actions, next_obs)
+        xis = policy_noise(policy, obs, actions)
+    else:
+        zetas, xis = noises[0][rows], noises[1][rows]
+    zetas, xis = jax.lax.stop_gradient(zetas), jax.lax.stop_gradient(xis)
 
     def step(state, inputs):
         t, real_obs, zeta, xi, ok = inputs
@@ -84,15 +98,21 @@ def replayed_return(policy: GaussianPolicy, system: System, episode: Transition,
     return (rewards * valid * gamma ** steps).sum()
 
 
-def sample_segments(episodes: Transition, lengths: Array, filled: Array, key: PRNGKey, num: int, horizon: int
+def infer_episode_noise(policy: GaussianPolicy, system: System, episode: Transition) -> tuple[Array, Array]:
+    """``(ζ, ξ)`` for every recorded row of ``episode`` (padded rows give finite junk, never used)."""
+    return (jax.lax.stop_gradient(model_noise(system, episode.obs, episode.action, episode.next_obs)),
+            jax.lax.stop_gradient(policy_noise(policy, episode.obs, episode.action)))
+
+
+def sample_segments(episodes: PyTree, lengths: Array, filled: Array, key: PRNGKey, num: int, horizon: int
                     ) -> tuple[Transition, Array]:
-    """``num`` windows of ``horizon`` recorded steps: episode uniform among the ``filled`` slots, start uniform
+    """``num`` windows of ``horizon`` recorded steps (of every ``[E, T, ...]`` leaf of ``episodes``): episode uniform among the ``filled`` slots, start uniform
     in ``[0, length)``; returns the windows ``[num, horizon]`` and their real lengths (cut at the episode end)."""
     k_ep, k_t = jax.random.split(key)
     ep = jax.random.categorical(k_ep, jnp.where(filled, 0.0, -jnp.inf), shape=(num,))
     n = lengths[ep]
     start = jax.random.randint(k_t, (num,), 0, jnp.maximum(n, 1))
-    rows = jnp.minimum(start[:, None] + jnp.arange(horizon), episodes.obs.shape[1] - 1)
+    rows = jnp.minimum(start[:, None] + jnp.arange(horizon), jax.tree.leaves(episodes)[0].shape[1] - 1)
     windows = jax.tree.map(lambda x: x[ep[:, None], rows], episodes)
     return windows, jnp.clip(n - start, 0, horizon)
 
@@ -129,15 +149,18 @@ class SVGInf(ModelBasedLearner):
         episodes = jax.tree.map(lambda x: jnp.where(slots.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
         lengths = jnp.where(slots, lengths, lengths[0])
         optimizer = make_optimizer(cfg)
+        noises = None if cfg.reinfer_noise else jax.vmap(lambda ep: infer_episode_noise(state.policy, system, ep)
+                                                         )(episodes)
+
+        def replay(policy, ep, n, nz):
+            return replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every, nz)
 
         def objective(policy, k):
             if cfg.segment_length > 0:
-                windows, n = sample_segments(episodes, lengths, slots, k, cfg.num_segments, cfg.segment_length)
-                returns = jax.vmap(lambda ep, m: replayed_return(policy, system, ep, m, cfg.gamma,
-                                                                 cfg.truncate_every))(windows, n)
-                return returns.mean()
-            returns = jax.vmap(lambda ep, n: replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every)
-                               )(episodes, lengths)
+                (windows, nz), n = sample_segments((episodes, noises), lengths, slots, k, cfg.num_segments,
+                                                   cfg.segment_length)
+                return jax.vmap(lambda ep, m, z: replay(policy, ep, m, z))(windows, n, nz).mean()
+            returns = jax.vmap(lambda ep, n, z: replay(policy, ep, n, z))(episodes, lengths, noises)
             return (returns * slots).sum() / jnp.maximum(slots.sum(), 1)
 
         def step(carry, k):
