@@ -7,8 +7,10 @@ Every registered algorithm trains through ``pathwise train`` (in-process, via
 SIGKILL mid-way and resumed to the same final metrics as an uninterrupted run.
 """
 
+import contextlib
 import csv
 import dataclasses
+import io
 import json
 import os
 import re
@@ -74,7 +76,10 @@ def runs(tmp_path_factory):
     def get(algo: str) -> Path:
         if algo not in done:
             out = root / algo
-            assert main(train_argv(algo, out)) == 0
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                assert main(train_argv(algo, out)) == 0
+            (root / f"{algo}.stdout").write_text(printed.getvalue())
             done[algo] = out
         return done[algo]
 
@@ -88,7 +93,7 @@ def test_every_registered_algorithm_has_a_tiny_cli_config():
 @pytest.mark.parametrize("algo", list(algorithms.ALGORITHMS))
 def test_train_every_algorithm(algo, runs, capsys):
     out = runs(algo)
-    printed = capsys.readouterr().out
+    printed = (out.parent / f"{algo}.stdout").read_text()
     env, steps, sets = TINY[algo]
     assert f"{algo} on {env} (seed 1)" in printed and "final return" in printed and str(out) in printed
     for name in ("config.json", "metrics.csv", "eval.csv", "summary.json", "learning_curve.png",
