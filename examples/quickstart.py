@@ -16,7 +16,7 @@ import numpy as np
 import pathwise as pw
 
 QUICK = {"hidden": (8,), "model_hidden": (8,), "model_steps_per_epoch": 2, "model_max_epochs": 1, "model_batch": 8,
-         "grad_steps": 2, "max_episode_steps": 30, "buffer_size": 500}
+         "grad_steps": 2, "max_episode_steps": 30, "buffer_size": 500, "segment_length": 10, "num_segments": 4}
 
 
 def main(argv: list[str] | None = None) -> int:
