@@ -284,14 +284,28 @@ def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
     by = {r["algo"]: r for r in rows}
     mb = [by[a] for a in ("svg-inf", "mbrl", "svg1", "svgk") if a in by and by[a]["steps"] is not None]
     if mb and "sac" in by:
-        best = min(mb, key=lambda r: r["steps"])
+        best = min(mb, key=lambda r: (r["steps"], r["time"]))
         sac = by["sac"]
         lines += ["", f"Ceiling (MPC on the true model): {fmt(ceil, '{:.1f}')}.", ""]
         if sac["steps"] is not None:
             rs, rt = best["steps"] / sac["steps"], best["time"] / sac["time"]
-            lines.append(f"Best model-based method ({best['algo']}) vs SAC: {rs:.2f}× the environment steps "
-                         f"(target ≤ 0.33: {'met' if rs <= 1 / 3 else 'NOT met'}), {rt:.2f}× the wall-clock "
-                         f"(target ≤ 0.5: {'met' if rt <= 0.5 else 'NOT met'}; medians over seeds).")
+            # per seed: the two runs of one seed ran minutes apart, so their ratio is less exposed to load drift
+            pairs = [(first_solved(b), first_solved(a)) for b, a in zip(results[best["algo"]], results["sac"])]
+            ps = float(np.median([b[0] / a[0] for b, a in pairs]))
+            pt = float(np.median([b[1] / a[1] for b, a in pairs]))
+            per_seed = ", ".join(f"{b[1]:.0f}/{a[1]:.0f} s" for b, a in pairs)
+            lines.append(f"Best model-based method ({best['algo']}, fewest steps to -200) vs SAC, ratios of the "
+                         f"medians: {rs:.2f}× the environment steps, {rt:.2f}× the wall-clock. Median of the "
+                         f"per-seed ratios (each seed's pair ran back to back; per seed {per_seed}): {ps:.2f}× the "
+                         f"steps (target ≤ 1/3: {'met' if ps <= 1 / 3 + 1e-9 else 'NOT met'}), {pt:.2f}× the "
+                         f"wall-clock (target ≤ 0.5: {'met' if pt <= 0.5 else 'NOT met'}). The per-seed ratios are "
+                         "the verdict: the machine's load changed several-fold during this run, which the ratio of "
+                         "medians does not cancel. Steps are resolved to the 1,000-step evaluation interval.")
+            if not pt <= 0.5:
+                lines += ["", f"Why the wall-clock target is missed: {best['algo']} reaches -200 in far fewer "
+                          "environment steps, but each of its iterations refits the dynamics model and trains the "
+                          "policy through imagined rollouts, and its first run compiles those programs (seed 0's "
+                          "time includes compilation); SAC's per-step cost on one thread is small and constant."]
             if best["time0"] is not None and sac["time0"] is not None:
                 rt0 = best["time0"] / sac["time0"]
                 lines += ["", f"Seed 0 alone, compilation included: {rt0:.2f}× SAC's wall-clock "
@@ -299,22 +313,26 @@ def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
         else:
             lines.append(f"SAC did not reach -200 on every seed within its budget; {best['algo']} did at "
                          f"{best['steps']:.0f} steps.")
+    missing = [a for a in PATHWISE + SB3 if a not in results]
+    if missing:
+        lines += ["", f"Not in this run: {', '.join(missing)} (the full comparison, `python benchmarks/bench_sb3.py` "
+                  "with no `--algos`, runs all of them; on this shared 2-core machine a 3-seed run of everything "
+                  "takes hours, and TD3/DDPG with RL Zoo's settings only start learning after 10,000 steps)."]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for algo, recs in results.items():
+    for i, (algo, recs) in enumerate(results.items()):
         if not recs:
             continue
-        steps = recs[0]["steps"]
-        n = min(len(r["returns"]) for r in recs)
-        mean = np.mean([r["returns"][:n] for r in recs], axis=0)
-        ax.plot(steps[:n], mean, ls="--" if algo in SB3 else "-", marker=".",
-                label=("SB3 " if algo in SB3 else "pathwise ") + algo.replace("-sb3", ""))
+        color = f"C{i}"
+        label = ("SB3 " if algo in SB3 else "pathwise ") + algo.replace("-sb3", "")
+        for j, r in enumerate(recs):  # every seed (runs may stop at different steps with --stop-at-solve)
+            ax.plot(r["steps"], r["returns"], ls="--" if algo in SB3 else "-", marker="o", ms=3, lw=1.2,
+                    color=color, alpha=0.8, label=label if j == 0 else None)
     ax.axhline(THRESHOLD, color="g", ls=":", lw=1, label="-200")
     if ceil:
         ax.axhline(ceil, color="k", ls="--", lw=1, label="MPC ceiling")
-    ax.set_xscale("log")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("mean evaluation return (10 episodes)")
-    ax.set_title(f"Pendulum-v1, mean over {n_seeds} seed(s)")
+    ax.set_title(f"Pendulum-v1, every seed ({n_seeds} per algorithm)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig_path = HERE / "figures" / "sb3_pendulum.png"
