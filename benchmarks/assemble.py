@@ -55,7 +55,18 @@ def _fix_links(text: str) -> str:
     """Sections link figures relative to ``benchmarks/sections/``; BENCHMARKS.md sits at the repository root."""
     text = re.sub(r"\]\((?:\.\./)?figures/", "](benchmarks/figures/", text)
     # a bare `benchmarks/figures/x.png` mention becomes an embedded image
-    return re.sub(r"^Figure: `(benchmarks/figures/[^`]+\.png)`$", r"![figure](\1)", text, flags=re.M)
+    text = re.sub(r"^Figure: `(benchmarks/figures/[^`]+\.png)`$", r"![figure](\1)", text, flags=re.M)
+    # other figures named in the text (`figures/x.png`) become links, and are embedded at the section's end
+    embedded = set(re.findall(r"!\[[^\]]*\]\((benchmarks/figures/[^)]+)\)", text))
+    named = []
+    for name in re.findall(r"`(?:benchmarks/)?figures/([^`]+\.png)`", text):
+        path = f"benchmarks/figures/{name}"
+        if path not in embedded and path not in named:
+            named.append(path)
+    text = re.sub(r"`(?:benchmarks/)?figures/([^`]+\.png)`", r"[`\1`](benchmarks/figures/\1)", text)
+    if named:
+        text = text.rstrip() + "\n\n" + "\n".join(f"![{Path(p).stem}]({p})" for p in named) + "\n"
+    return text
 
 
 def check(sections: list[tuple[Path, str]]) -> list[str]:
