@@ -15,8 +15,16 @@ import numpy as np
 
 import pathwise as pw
 
-QUICK = {"hidden": (8,), "model_hidden": (8,), "model_steps_per_epoch": 2, "model_max_epochs": 1, "model_batch": 8,
-         "grad_steps": 2, "max_episode_steps": 30, "buffer_size": 500, "segment_length": 10, "num_segments": 4}
+#: --quick: tiny networks and budgets per algorithm (a smoke run, not a result).
+QUICK = {
+    "mbrl": {"hidden": (8,), "model_hidden": (8,), "model_steps_per_epoch": 2, "model_max_epochs": 1,
+             "model_batch": 8, "horizon": 4, "num_starts": 4, "policy_steps": 2, "max_episode_steps": 30,
+             "buffer_size": 500},
+    "svg-inf": {"hidden": (8,), "model_hidden": (8,), "model_steps_per_epoch": 2, "model_max_epochs": 1,
+                "model_batch": 8, "grad_steps": 2, "max_episode_steps": 30, "buffer_size": 500,
+                "segment_length": 10, "num_segments": 4},
+    "ddpg": {"hidden": (8,), "critic_hidden": (8,), "batch_size": 8, "learning_starts": 20, "max_episode_steps": 30},
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/quickstart")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args(argv)
-    overrides = QUICK if args.quick else {}
+    overrides = QUICK.get(args.algo, {"hidden": (8,)}) if args.quick else {}
     steps = 60 if args.quick else args.steps
 
     agent = pw.make(args.algo, env=args.env, seed=0, out=args.out, eval_episodes=2 if args.quick else 10,
