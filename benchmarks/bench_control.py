@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -234,7 +235,7 @@ def write_section(res: dict, quick: bool) -> None:
     import control
 
     count = res["count"]
-    load = os.getloadavg()
+    load = res.get("load") or os.getloadavg()
     cmd = "python benchmarks/bench_control.py" + (" --quick" if quick else "")
     lines = [
         "## LQR: batched `pathwise.control.lqr` vs SciPy and python-control", "",
@@ -289,8 +290,10 @@ def write_section(res: dict, quick: bool) -> None:
         "",
         f"One system at a time (n = {s['n']}, no batching, dispatch included): pathwise `jit(lqr)` "
         f"{s['pathwise'] * 1e6:.0f} µs per call vs SciPy {s['scipy'] * 1e6:.0f} µs "
-        f"({s['scipy'] / s['pathwise']:.1f}×). The batched numbers above are the point of `vmap`: "
-        "one compiled program solves every system of a size at once.",
+        f"({s['scipy'] / s['pathwise']:.1f}×): the doubling iteration alone already beats SciPy's QZ-based "
+        "solver at these sizes; batching with `vmap` (one compiled program for every system of a size) adds "
+        f"{s['pathwise'] / (statistics.median(res['infinite']['times']['pathwise']) / count):.1f}× per solve on "
+        "this 2-core CPU (a rough figure: the batch mixes n = 4..8, the single call is n = 8).",
         "",
         "Target (issue 7): batched `lqr` ≥ 10× faster than a SciPy loop: " + "; ".join(
             f"{t} vs {n}: {speedup(x)} ({'met' if x >= 10 else 'NOT met'})" for t, n, x in verdicts) + ".",
@@ -309,9 +312,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 systems, 3 repeats (default: 1000, 5)")
     parser.add_argument("--no-control", action="store_true", help="skip the python-control dlqr loop")
+    parser.add_argument("--from-json", action="store_true", help="only rewrite the section from benchmarks/out/")
     args = parser.parse_args()
     count, repeats = (100, 3) if args.quick else (1000, 5)
-    res = study(count, repeats, with_control=not args.no_control)
+    saved = HERE / "out" / "control.json"
+    if args.from_json:  # rewrite section and figure from the last run's numbers
+        res = json.loads(saved.read_text())
+    else:
+        res = study(count, repeats, with_control=not args.no_control)
+        res["load"] = os.getloadavg()
+        saved.parent.mkdir(exist_ok=True)
+        saved.write_text(json.dumps(res))
     plot(res)
     write_section(res, args.quick)
     return 0
