@@ -252,20 +252,7 @@ def ilqr(
     if not alphas or any(not (0 < a <= 1) for a in alphas):
         raise ValueError(f"ilqr: line-search alphas must be in (0, 1], got {alphas}.")
     prob = as_problem(problem, bounds=bounds)
-    if isinstance(actions0, int):
-        if not isinstance(problem, System):
-            raise ValueError("ilqr: give actions0 of shape (T, m) for a Problem (a horizon alone does not say m).")
-        if actions0 < 1:
-            raise ValueError(f"ilqr: the horizon must be >= 1, got {actions0}.")
-        actions0 = jnp.zeros((actions0, problem.action_dim))
-    x0, actions0 = check_inputs("ilqr", x0, actions0)
-    if isinstance(problem, System):
-        if x0.shape != (problem.state_dim,):
-            raise ValueError(f"ilqr: x0 must be a {problem.name} state of shape ({problem.state_dim},), got "
-                             f"{x0.shape}. For an observation use system.state_from_obs(obs).")
-        if actions0.shape[1] != problem.action_dim:
-            raise ValueError(f"ilqr: actions0 must have shape (T, {problem.action_dim}) for {problem.name}, "
-                             f"got {actions0.shape}.")
+    x0, actions0 = check_inputs("ilqr", problem, x0, actions0)
     opts = Options(max_iterations, float(tol), bool(second_order), float(mu_init), float(mu_min), float(mu_max),
                    10.0, tuple(float(a) for a in alphas))
     return _solve_jit(prob, x0, actions0, opts)

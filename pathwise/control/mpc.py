@@ -79,12 +79,16 @@ class MPC(eqx.Module):
 
         return shooting(self.system, state, actions, max_iterations=iterations)
 
+    def _best_solve(self, state: Array, starts: Array, iterations: int):
+        """Solve from every action sequence in ``starts`` (in parallel); the solution of lowest finite cost."""
+        sols = jax.vmap(lambda a: self._solve(state, a, iterations))(starts)
+        best = jnp.argmin(jnp.where(jnp.isfinite(sols.cost), sols.cost, jnp.inf))
+        return jax.tree.map(lambda x: x[best], sols)
+
     def _plan(self, state: Array, actions: Array, iterations: int) -> tuple[Plan, Array]:
         if self.restarts:  # also re-solve from the constant initial guesses; keep the cheapest plan
             starts = jnp.concatenate([actions[None], self.initial_guesses(actions.dtype)])
-            sols = jax.vmap(lambda a: self._solve(state, a, iterations))(starts)
-            best = jnp.argmin(jnp.where(jnp.isfinite(sols.cost), sols.cost, jnp.inf))
-            sol = jax.tree.map(lambda x: x[best], sols)
+            sol = self._best_solve(state, starts, iterations)
         else:
             sol = self._solve(state, actions, iterations)
         action = clip_actions(as_problem(self.system), sol.actions[:1])[0]
@@ -92,13 +96,11 @@ class MPC(eqx.Module):
         return Plan(shifted, sol.states[1], sol.cost), action
 
     def init(self, state: Array) -> Plan:
-        """A plan found from scratch (zero actions, ``init_iterations`` iterations), before any step."""
+        """A plan found from scratch (the best from ``initial_guesses``, ``init_iterations`` iterations each)."""
         state = jnp.asarray(state)
-        dtype = jnp.result_type(state.dtype, jnp.float32)
-        guesses = self.initial_guesses(dtype)
-        sols = jax.vmap(lambda a: self._solve(state, a, self.init_iterations))(guesses)
-        best = jnp.argmin(jnp.where(jnp.isfinite(sols.cost), sols.cost, jnp.inf))
-        return Plan(sols.actions[best], state, sols.cost[best])
+        guesses = self.initial_guesses(jnp.result_type(state.dtype, jnp.float32))
+        sol = self._best_solve(state, guesses, self.init_iterations)
+        return Plan(sol.actions, state, sol.cost)
 
     def initial_guesses(self, dtype=jnp.float32) -> Array:
         """Constant action sequences the first plan starts from, solved in parallel, best kept:

@@ -133,7 +133,7 @@ def shooting(
     stops the loop.
     Jittable; wrap in ``jax.jit`` (closing over ``problem``) to reuse the compiled loop.
     """
-    x0, actions0 = _check_system_inputs(problem, x0, actions0)
+    x0, actions0 = check_inputs("shooting", problem, x0, actions0)
     problem = as_problem(problem)
     T, m = actions0.shape
     opt = make_optimizer(optimizer, learning_rate)
@@ -187,24 +187,6 @@ def shooting(
                    jnp.full((max_iterations + 1,), cost0))
     carry = jax.lax.while_loop(lambda c: (c.iteration < max_iterations) & ~c.converged & ~c.failed, step, carry)
     return _solution(problem, x0, carry, m)
-
-
-def _check_system_inputs(problem, x0, actions0) -> tuple[Array, Array]:
-    if isinstance(actions0, int):
-        if not isinstance(problem, System):
-            raise ValueError("shooting: give actions0 of shape (T, m) for a Problem (a horizon alone does not say m).")
-        if actions0 < 1:
-            raise ValueError(f"shooting: the horizon must be >= 1, got {actions0}.")
-        actions0 = jnp.zeros((actions0, problem.action_dim))
-    x0, actions0 = check_inputs("shooting", x0, actions0)
-    if isinstance(problem, System):
-        if x0.shape != (problem.state_dim,):
-            raise ValueError(f"shooting: x0 must be a {problem.name} state of shape ({problem.state_dim},), got "
-                             f"{x0.shape}. For an observation use system.state_from_obs(obs).")
-        if actions0.shape[1] != problem.action_dim:
-            raise ValueError(f"shooting: actions0 must have shape (T, {problem.action_dim}) for {problem.name}, "
-                             f"got {actions0.shape}.")
-    return x0, actions0
 
 
 def _check_counts(max_iterations, tol, cost_tol) -> None:

@@ -94,8 +94,18 @@ def as_problem(problem: System | Problem, bounds: bool = True) -> Problem:
     raise TypeError(f"Expected a pathwise System or a Problem(dynamics, cost[, final_cost]), got {type(problem)}.")
 
 
-def check_inputs(name: str, x0: Array, actions: Array) -> tuple[Array, Array]:
-    """``x0`` as (n,) and ``actions`` as (T, m) floats, with messages naming the mistake."""
+def check_inputs(name: str, problem: System | Problem, x0: Array, actions: Array | int) -> tuple[Array, Array]:
+    """``x0`` as (n,) and ``actions`` as (T, m) floats, with messages naming the mistake.
+
+    ``actions`` may be a horizon T for a ``System`` (zeros of its action size); a
+    ``System`` also fixes the shapes of ``x0`` and of each action.
+    """
+    if isinstance(actions, int):
+        if not isinstance(problem, System):
+            raise ValueError(f"{name}: give actions0 of shape (T, m) for a Problem (a horizon alone does not say m).")
+        if actions < 1:
+            raise ValueError(f"{name}: the horizon must be >= 1, got {actions}.")
+        actions = jnp.zeros((actions, problem.action_dim))
     # NumPy on concrete values: inside a jax trace jnp.isfinite of a captured constant is itself traced
     if not isinstance(x0, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x0))):
         raise ValueError(f"{name}: x0 contains NaN or inf: {np.asarray(x0)}.")
@@ -108,6 +118,13 @@ def check_inputs(name: str, x0: Array, actions: Array) -> tuple[Array, Array]:
     if actions.ndim != 2 or actions.shape[0] < 1:
         raise ValueError(f"{name}: actions0 must have shape (T, m) with T >= 1, got shape {actions.shape}. "
                          "For a scalar action use shape (T, 1), e.g. jnp.zeros((T, 1)).")
+    if isinstance(problem, System):
+        if x0.shape != (problem.state_dim,):
+            raise ValueError(f"{name}: x0 must be a {problem.name} state of shape ({problem.state_dim},), got "
+                             f"{x0.shape}. For an observation use system.state_from_obs(obs).")
+        if actions.shape[1] != problem.action_dim:
+            raise ValueError(f"{name}: actions0 must have shape (T, {problem.action_dim}) for {problem.name}, "
+                             f"got {actions.shape}.")
     dtype = jnp.result_type(x0.dtype, actions.dtype, jnp.float32)
     return x0.astype(dtype), actions.astype(dtype)
 
