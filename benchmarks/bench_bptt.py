@@ -31,7 +31,7 @@ import numpy as np
 
 import pathwise as pw
 from pathwise.algorithms.bptt import BPTT, Config
-from pathwise.envs import evaluate, run_episode
+from pathwise.envs import evaluate, reset_states, run_episode
 from pathwise.rollout import rollout
 
 HERE = Path(__file__).resolve().parent
@@ -47,16 +47,6 @@ def pendulum_ceiling() -> tuple[float, str]:
     if value is None:
         raise SystemExit("No measured ceiling for Pendulum-v1: run `python benchmarks/bench_ceiling.py` first.")
     return value, "MPC on the true model, `benchmarks/bench_ceiling.py` (pathwise/ceilings.json)"
-
-
-def gym_initial_states(env_id: str, episodes: int) -> jnp.ndarray:
-    env = gym.make(env_id)
-    states = []
-    for i in range(episodes):
-        env.reset(seed=i)
-        states.append(np.asarray(env.unwrapped.state, np.float32))
-    env.close()
-    return jnp.asarray(np.stack(states))
 
 
 @eqx.filter_jit
@@ -97,7 +87,7 @@ def gym_evaluation(learner: BPTT, env_id: str) -> tuple[float, float, np.ndarray
 
 
 def pendulum_runs(seeds: int, iterations: int, ceiling: float) -> tuple[list[dict], list[str]]:
-    states0 = gym_initial_states("Pendulum-v1", EPISODES)
+    states0 = jnp.asarray(reset_states("Pendulum-v1", EPISODES))
     runs, rows = [], []
     for seed in range(seeds):
         run = train_with_curve("Pendulum-v1", Config(), seed, iterations, states0)
@@ -125,7 +115,7 @@ ABLATIONS = {
 
 
 def ablation(iterations: int, ceiling: float) -> list[str]:
-    states0 = gym_initial_states("Pendulum-v1", EPISODES)
+    states0 = jnp.asarray(reset_states("Pendulum-v1", EPISODES))
     rows = []
     for name, change in ABLATIONS.items():
         run = train_with_curve("Pendulum-v1", dataclasses.replace(Config(), **change), 0, iterations, states0)

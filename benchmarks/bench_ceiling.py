@@ -78,13 +78,7 @@ def mpc_variants(episodes: int) -> list[str]:
     """Other MPC settings, closed loop on ``pw.systems.Pendulum`` (step-for-step Gymnasium's) from the same
     Gymnasium start states, all episodes as one vmapped program: does planning longer or harder help?"""
     system = pw.systems.Pendulum()
-    env = gym.make("Pendulum-v1")
-    starts = []
-    for i in range(episodes):
-        env.reset(seed=i)
-        starts.append(np.asarray(env.unwrapped.state, np.float32))
-    env.close()
-    starts = jnp.asarray(np.stack(starts))
+    starts = jnp.asarray(pw.envs.reset_states("Pendulum-v1", episodes))
     rows = ["| horizon | iLQR iterations / step | restarts from constant guesses | mean return | worst | seconds (batch) |",
             "|---|---|---|---|---|---|"]
     for horizon, iterations, restarts in VARIANTS:

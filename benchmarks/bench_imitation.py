@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pathwise.algorithms import imitation as im
-from pathwise.envs import evaluate
+from pathwise.envs import evaluate, reset_states
 from pathwise.rollout import rollout
 from pathwise.train import build_config
 
@@ -68,16 +68,6 @@ def pendulum_ceiling() -> float:
 def preset_config(mode: str) -> im.Config:
     """The Pendulum-v1 preset (``pathwise/presets/imitation.toml``) with ``mode`` set, as the CLI builds it."""
     return build_config(im.Imitation, ENV, overrides={"mode": mode})[0]
-
-
-def gym_initial_states(episodes: int) -> jnp.ndarray:
-    env = gym.make(ENV)
-    states = []
-    for i in range(episodes):
-        env.reset(seed=i)
-        states.append(np.asarray(env.unwrapped.state, np.float32))
-    env.close()
-    return jnp.asarray(np.stack(states))
 
 
 @eqx.filter_jit
@@ -320,7 +310,7 @@ def main() -> None:
     ceiling = pendulum_ceiling()
     low_path = OUT / "imitation_lowdata.json"
     if args.low_data:
-        states0 = gym_initial_states(EPISODES)
+        states0 = jnp.asarray(reset_states(ENV, EPISODES))
         rounds = args.rounds or preset_config("dagger").rounds
         runs = [train(mode, 0, rounds, states0, rollouts_per_round=args.low_data) for mode in ("bc", "dagger")]
         expert = im.mpc_expert(runs[0]["learner"].system, preset_config("dagger"))
@@ -346,7 +336,7 @@ def main() -> None:
     seeds = args.seeds or (1 if args.quick else 2)
     rounds = args.rounds or (3 if args.quick else preset_config("dagger").rounds)
     methods = [m for m in args.methods.split(",") if m]
-    states0 = gym_initial_states(EPISODES)
+    states0 = jnp.asarray(reset_states(ENV, EPISODES))
     t_start = time.perf_counter()
     runs = []
     for seed in range(seeds):  # interleaved: the machine's load hits every method alike

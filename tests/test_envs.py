@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from pathwise.envs import Collector, evaluate, make_env, make_vec_env, run_episode
+from pathwise.envs import Collector, evaluate, make_env, make_vec_env, reset_states, run_episode
 
 
 def pendulum_act(obs):
@@ -123,3 +123,14 @@ def test_collector_rejects_next_step_autoreset():
 def test_bad_discrete_action_is_explained():
     with pytest.raises(ValueError, match="single integer index"):
         run_episode(make_env("CartPole-v1"), lambda obs: np.array([0.5, 0.5]), seed=0)
+
+
+def test_reset_states_are_the_states_seeded_resets_draw():
+    states = reset_states("Pendulum-v1", 3, seed=7)
+    env = gym.make("Pendulum-v1")
+    for i in range(3):
+        env.reset(seed=7 + i)
+        np.testing.assert_array_equal(states[i], np.asarray(env.unwrapped.state, np.float32))
+    env.close()
+    with pytest.raises(ValueError, match="episodes must be >= 1"):
+        reset_states("Pendulum-v1", 0)

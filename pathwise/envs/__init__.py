@@ -138,6 +138,30 @@ def evaluate(
     return EvalResult(float(returns.mean()), float(returns.std()), returns, lengths)
 
 
+def reset_states(env_id: str, episodes: int, seed: int = 0) -> np.ndarray:
+    """The internal states ``env.reset(seed=seed + i)`` draws, i < ``episodes``, stacked as float32.
+
+    These are the start states ``evaluate(..., seed=seed)`` plays from, so a simulated twin
+    (``pw.systems.Pendulum`` for ``Pendulum-v1``) can be scored on exactly the same episodes in one
+    vmapped program. Needs an env that keeps its state in ``env.unwrapped.state`` (classic control).
+    """
+    if episodes < 1:
+        raise ValueError(f"reset_states: episodes must be >= 1, got {episodes}.")
+    env = make_env(env_id)
+    try:
+        states = []
+        for i in range(episodes):
+            env.reset(seed=seed + i)
+            state = getattr(env.unwrapped, "state", None)
+            if state is None:
+                raise ValueError(f"reset_states: {env_id} keeps no `unwrapped.state`; only envs that expose "
+                                 "their state (Gymnasium's classic control) can be replayed in a System.")
+            states.append(np.asarray(state, np.float32))
+    finally:
+        env.close()
+    return np.stack(states)
+
+
 def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **kwargs: Any) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` in a ``SyncVectorEnv`` with ``SAME_STEP`` autoreset.
 
@@ -235,4 +259,4 @@ class Collector:
         self.envs.close()
 
 
-__all__ = ["Collector", "EvalResult", "check_env_id", "evaluate", "make_env", "make_vec_env", "run_episode", "to_env_action"]
+__all__ = ["Collector", "EvalResult", "check_env_id", "evaluate", "make_env", "make_vec_env", "reset_states", "run_episode", "to_env_action"]
