@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 #: (name, script, needs) in the order BENCHMARKS.md presents them.
 SCRIPTS = [
     ("throughput", "bench_throughput.py", ()),
+    ("updates", "bench_updates.py", ("stable_baselines3", "torch")),
     ("control", "bench_control.py", ()),
     ("ceiling", "bench_ceiling.py", ()),
     ("conditioning", "bench_conditioning.py", ()),
