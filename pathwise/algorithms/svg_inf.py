@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from pathwise.algorithms.model_based import (ModelBasedConfig, ModelBasedLearner, ModelBasedState,
-                                             adam_step_if_finite, learned_system, make_optimizer)
+                                             adam_step_if_finite, fixed_bounds, learned_system, make_optimizer)
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import model_noise, policy_noise
 from pathwise.systems.base import System
@@ -51,6 +51,19 @@ class SVGInfConfig(ModelBasedConfig):
     stored episodes per Adam step, instead of the whole episodes (0: whole episodes)."""
     num_segments: int = 64
     """Windows per Adam step when ``segment_length > 0``."""
+    learn_std: bool = True
+    """Learn the policy's log std with the replayed return (False: keep ``init_log_std``, a fixed exploration level)."""
+    mean_penalty: float = 0.0
+    """λ: maximize Σ_t γ^t (r_t − λ‖μ(s_t)‖²), a penalty on the pre-squash mean along the replay, so the tanh
+    squash does not saturate (where the replay's action gradient vanishes and exploration noise no longer moves
+    the action)."""
+    clip_per_replay: float = 0.0
+    """If c > 0, clip each replayed episode's/window's gradient to norm c before averaging, so one replay
+    whose gradient explodes (chaotic swing-up dynamics, a model Jacobian off the data) cannot decide the
+    direction of the whole step through the global clip (0: plain average)."""
+    replay_random: bool = True
+    """Replay the uniform warm-up episodes too (False: they only train the model; their inferred policy
+    noises, far off the policy's own distribution, would turn the replayed policy into a random one)."""
     reinfer_noise: bool = False
     """Re-infer ξ at every Adam step (False: infer ζ and ξ once per episode, at the policy before the update).
 
@@ -61,7 +74,8 @@ class SVGInfConfig(ModelBasedConfig):
 
 
 def replayed_return(policy: GaussianPolicy, system: System, episode: Transition, length: Array,
-                    gamma: float, truncate_every: int = 0, noises: tuple[Array, Array] | None = None) -> Array:
+                    gamma: float, truncate_every: int = 0, noises: tuple[Array, Array] | None = None,
+                    mean_penalty: float = 0.0) -> Array:
     """SVG(∞): J(θ) = Σ_{t<length} γ^t r(s_t, π(s_t, ξ_t; θ)), s_{t+1} = f(s_t, a_t) + ζ_t, noises inferred and frozen.
 
     ``episode`` is zero-padded past ``length``; the padded rows repeat the last real transition and
@@ -71,6 +85,8 @@ def replayed_return(policy: GaussianPolicy, system: System, episode: Transition,
 
     ``noises``: ``(ζ [T, d], ξ [T, m])`` inferred earlier (e.g. at the policy before an update, see
     ``infer_episode_noise``); by default they are inferred here, at ``policy``.
+
+    ``mean_penalty`` λ > 0 subtracts λ‖μ(s_t)‖² (the policy's pre-squash mean) from every replayed reward.
     """
     T = episode.obs.shape[0]
     steps = jnp.arange(T)
@@ -90,9 +106,13 @@ def replayed_return(policy: GaussianPolicy, system: System, episode: Transition,
         if truncate_every > 0:
             cut = cut | ((t > 0) & (t % truncate_every == 0))
         state = jnp.where(cut, jax.lax.stop_gradient(jnp.where(ok, state, real_obs)), state)
-        action = policy.act(system.observe(state), xi)
+        dist = policy(system.observe(state))
+        action = dist.sample_from_noise(xi)
         next_state = system.step(state, action, zeta)
-        return next_state, system.reward(state, action, next_state)
+        reward = system.reward(state, action, next_state)
+        if mean_penalty > 0:
+            reward = reward - mean_penalty * jnp.sum(dist.mean ** 2)
+        return next_state, reward
 
     _, rewards = jax.lax.scan(step, episode.obs[0], (steps, obs, zetas, xis, valid))
     return (rewards * valid * gamma ** steps).sum()
@@ -138,37 +158,61 @@ class SVGInf(ModelBasedLearner):
     def behaviour_action(self, policy: eqx.Module, obs: Array, key: PRNGKey) -> Array:
         return policy(obs).sample(key)
 
+    def replay_weights(self, state: ModelBasedState) -> Array:
+        """Which recent-episode slots are replayed: filled ones, without the uniform warm-up episodes unless
+        ``replay_random`` (all filled slots while only warm-up episodes exist)."""
+        cap = state.recent.capacity
+        filled = jnp.arange(cap) < state.recent.size
+        if self.config.replay_random:
+            return filled
+        age = (state.recent.ptr - 1 - jnp.arange(cap)) % cap  # 0: the newest episode
+        own = filled & (state.episodes - 1 - age >= self.config.random_episodes)
+        return jnp.where(own.any(), own, filled)
+
     def _policy_steps(self, state: ModelBasedState, key: PRNGKey):
         # deterministic given the stored episodes, unless segments are drawn (from ``key``)
         self.traces += 1
         cfg = self.config
         system = learned_system(state.model, self.reward_fn, self.low, self.high, self.limit)
         episodes, lengths = state.recent.storage
-        slots = jnp.arange(state.recent.capacity) < state.recent.size
+        filled = jnp.arange(state.recent.capacity) < state.recent.size
+        slots = self.replay_weights(state)
         # empty slots replay a copy of slot 0 (always filled by now) at zero weight: no all-zero observations
-        episodes = jax.tree.map(lambda x: jnp.where(slots.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
-        lengths = jnp.where(slots, lengths, lengths[0])
+        episodes = jax.tree.map(lambda x: jnp.where(filled.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
+        lengths = jnp.where(filled, lengths, lengths[0])
         optimizer = make_optimizer(cfg)
         noises = None if cfg.reinfer_noise else jax.vmap(lambda ep: infer_episode_noise(state.policy, system, ep)
                                                          )(episodes)
 
         def replay(policy, ep, n, nz):
-            return replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every, nz)
+            return replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every, nz, cfg.mean_penalty)
 
-        def objective(policy, k):
+        def replays(k):
+            """What one Adam step replays: ``(episodes, lengths, noises)`` batched, and their weights (sum 1)."""
             if cfg.segment_length > 0:
                 (windows, nz), n = sample_segments((episodes, noises), lengths, slots, k, cfg.num_segments,
                                                    cfg.segment_length)
-                return jax.vmap(lambda ep, m, z: replay(policy, ep, m, z))(windows, n, nz).mean()
-            returns = jax.vmap(lambda ep, n, z: replay(policy, ep, n, z))(episodes, lengths, noises)
-            return (returns * slots).sum() / jnp.maximum(slots.sum(), 1)
+                return (windows, n, nz), jnp.full(cfg.num_segments, 1.0 / cfg.num_segments)
+            return (episodes, lengths, noises), slots / jnp.maximum(slots.sum(), 1)
+
+        def ascent_direction(grads):
+            grads = fixed_bounds(jax.tree.map(jnp.negative, grads))  # ascend J; the action box never moves
+            if not cfg.learn_std and grads.log_std is not None:
+                grads = eqx.tree_at(lambda g: g.log_std, grads, jnp.zeros_like(grads.log_std))
+            return grads
 
         def step(carry, k):
             policy, opt_state, skipped = carry
-            value, grads = eqx.filter_value_and_grad(objective)(policy, k)
-            grads = jax.tree.map(jnp.negative, grads)  # ascend J
+            batch, weights = replays(k)
+            values, grads = eqx.filter_vmap(eqx.filter_value_and_grad(replay), in_axes=(None, 0, 0, 0))(policy, *batch)
+            grads = ascent_direction(grads)
+            scale = weights
+            if cfg.clip_per_replay > 0:  # each replay's gradient clipped to norm <= c before averaging
+                norms = jnp.sqrt(sum(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1) for g in jax.tree.leaves(grads)))
+                scale = weights * jnp.minimum(1.0, cfg.clip_per_replay / norms)
+            grads = jax.tree.map(lambda g: jnp.tensordot(scale, g, axes=1), grads)
             policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
-            return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
+            return (policy, opt_state, skipped + skip), ((values * weights).sum(), optax.tree.norm(grads))
 
         (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
             step, (state.policy, state.opt_state, state.skipped_updates), jax.random.split(key, cfg.grad_steps))
