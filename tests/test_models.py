@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pathwise.models import Dataset, DynamicsModel, FitConfig, LearnedModel, Normalizer, fit
-from pathwise.models.fit import TRACE_COUNT
+from pathwise.models.fit import TRACE_COUNT, epoch_steps
 from pathwise.rollout import rollout
 from pathwise.systems import LinearSystem, Pendulum
 
@@ -74,6 +74,36 @@ def test_second_fit_does_not_recompile(linear_fit):
     before = TRACE_COUNT["epoch"]
     fit(model, linear_data(350, seed=2), FitConfig(max_epochs=2), jax.random.key(3))
     assert TRACE_COUNT["epoch"] == before
+
+
+def test_steps_per_transition_scales_epochs_without_recompiling(linear_fit):
+    cfg = FitConfig(steps_per_epoch=100, steps_per_transition=0.25, max_epochs=2)
+    assert epoch_steps(cfg, 90) == 23 and epoch_steps(cfg, 1000) == 100 and epoch_steps(cfg, 1) == 1
+    assert epoch_steps(FitConfig(steps_per_epoch=7), 10_000) == 7  # 0: the fixed epoch length
+    model, _ = linear_fit
+    fit(model, linear_data(100, seed=1), cfg, jax.random.key(2))
+    before = TRACE_COUNT["epoch"]
+    # other data-set sizes (other step counts, both inside the 4096-row minimum capacity) reuse the program
+    _, short = fit(model, linear_data(200, seed=2), cfg, jax.random.key(3))
+    _, long = fit(model, linear_data(2000, seed=3), cfg, jax.random.key(3))
+    assert TRACE_COUNT["epoch"] == before
+    assert short.num_train + short.num_val == 200 and long.num_train + long.num_val == 2000
+
+
+def test_fewer_steps_fit_less():
+    # the step count is a traced loop bound: 1 Adam step per epoch must leave a visibly worse fit than 50
+    data = linear_data(400)
+    model = DynamicsModel(2, 1, (32, 32), key=jax.random.key(0))
+    few = FitConfig(steps_per_epoch=50, steps_per_transition=1e-6, max_epochs=3, patience=3)
+    many = FitConfig(steps_per_epoch=50, max_epochs=3, patience=3)
+    _, r_few = fit(model, data, few, jax.random.key(1))
+    _, r_many = fit(model, data, many, jax.random.key(1))
+    assert r_many.val_loss < 0.5 * r_few.val_loss
+
+
+def test_bad_fit_config_is_refused():
+    with pytest.raises(ValueError, match="min_capacity"):
+        fit(DynamicsModel(2, 1, (8,), key=jax.random.key(0)), linear_data(100), FitConfig(steps_per_transition=-1))
 
 
 def test_gaussian_ensemble_learns_noise_level():

@@ -56,6 +56,9 @@ class ModelBasedConfig(CommonConfig):
     """Most epochs per refit (the model is warm-started from the previous fit)."""
     model_patience: int = 3
     """Epochs without validation improvement before a refit stops."""
+    model_steps_per_transition: float = 0.0
+    """If > 0, a model-fit epoch is at most this many Adam steps per training transition (fewer passes over a
+    small data set; ``FitConfig.steps_per_transition``); 0 keeps ``model_steps_per_epoch``."""
     random_episodes: int = 1
     """Episodes with uniformly random actions (π₀) before the learned policy acts."""
     buffer_size: int = 100_000
@@ -72,7 +75,7 @@ class ModelBasedConfig(CommonConfig):
     def fit_config(self) -> FitConfig:
         return FitConfig(learning_rate=self.model_lr, batch_size=self.model_batch,
                          steps_per_epoch=self.model_steps_per_epoch, max_epochs=self.model_max_epochs,
-                         patience=self.model_patience)
+                         patience=self.model_patience, steps_per_transition=self.model_steps_per_transition)
 
 
 class ModelBasedState(NamedTuple):
@@ -105,7 +108,10 @@ def pad_episode(episode: Transition, length: int) -> Transition:
 
 def buffer_dataset(buffer: replay.ReplayBuffer) -> Dataset:
     """The transitions of ``buffer`` oldest first, as a ``Dataset`` (episode ends = terminated or truncated)."""
-    t = jax.tree.map(np.asarray, replay.ordered(buffer))
+    # ordered on the host: replay.ordered's jnp gathers would compile once per buffer size
+    size, capacity = int(buffer.size), buffer.capacity
+    idx = ((int(buffer.ptr) - size) % capacity + np.arange(size)) % capacity
+    t = jax.tree.map(lambda s: np.asarray(s)[idx], buffer.storage)
     return Dataset(t.obs, t.action, t.next_obs, t.terminated | t.truncated)
 
 

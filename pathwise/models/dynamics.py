@@ -18,6 +18,7 @@ from typing import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pathwise.networks import MLP
 from pathwise.types import Array, PRNGKey
@@ -37,7 +38,14 @@ class Normalizer(eqx.Module):
 
     @staticmethod
     def from_data(x: Array, min_std: float = 1e-6) -> "Normalizer":
-        """Mean and standard deviation over the leading axis (std floored at ``min_std``)."""
+        """Mean and standard deviation over the leading axis (std floored at ``min_std``).
+
+        NumPy input is reduced with NumPy (no XLA program per data-set size); JAX input (also traced) with JAX.
+        """
+        if isinstance(x, np.ndarray):
+            x = x.astype(np.float64)
+            return Normalizer(jnp.asarray(x.mean(axis=0), jnp.float32),
+                              jnp.asarray(np.maximum(x.std(axis=0), min_std), jnp.float32))
         x = jnp.asarray(x, jnp.float32)
         return Normalizer(x.mean(axis=0), jnp.maximum(x.std(axis=0), min_std))
 
@@ -79,7 +87,8 @@ class DynamicsModel(eqx.Module):
 
     def with_normalizers(self, obs: Array, actions: Array, next_obs: Array) -> "DynamicsModel":
         """The same network with input/output normalizers fitted on a batch of transitions."""
-        in_norm = Normalizer.from_data(jnp.concatenate([obs, actions], axis=-1))
+        xp = np if all(isinstance(x, np.ndarray) for x in (obs, actions, next_obs)) else jnp
+        in_norm = Normalizer.from_data(xp.concatenate([obs, actions], axis=-1))
         out_norm = Normalizer.from_data(next_obs - obs)
         return eqx.tree_at(lambda m: (m.in_norm, m.out_norm), self, (in_norm, out_norm))
 

@@ -6,10 +6,14 @@ one-step error (every held-out transition) and the ``multi_step``-step
 open-loop error (the model fed its own predictions and the recorded actions,
 over blocks that do not cross an episode boundary).
 
-An epoch is ``steps_per_epoch`` Adam steps on minibatches drawn uniformly
-with replacement, run as one ``lax.scan`` under ``jit``. The data are padded to
-a power-of-two capacity and the real count is passed as an array, so a data
-set that grows inside the same capacity does not recompile.
+An epoch is ``steps_per_epoch`` Adam steps (fewer on small data sets with
+``steps_per_transition``) on minibatches drawn uniformly with replacement, run
+as one ``lax.fori_loop`` under ``jit``. The data are padded to
+a power-of-two capacity of at least ``min_capacity`` rows and the real count is
+passed as an array, so a data set that grows inside the same capacity does not
+recompile (and neither does a second learner in the same process with the same
+config and model shape). The host-side work of a fit (split, normalizer
+statistics) is NumPy, so a growing data set compiles no small XLA programs either.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class FitConfig:
     batch_size: int = 256
     """Transitions per minibatch (drawn with replacement from the training split)."""
     steps_per_epoch: int = 50
-    """Adam steps per epoch (one jitted ``lax.scan``); validation runs after each epoch."""
+    """Adam steps per epoch (one jitted loop); validation runs after each epoch."""
     max_epochs: int = 60
     """Upper bound on epochs."""
     patience: int = 5
@@ -64,6 +68,11 @@ class FitConfig:
     """Global gradient-norm clip."""
     weight_decay: float = 0.0
     """Decoupled weight decay (AdamW) on the network weights."""
+    min_capacity: int = 4096
+    """Smallest padded size of the training split (a power of two is used); data sets up to it share one program."""
+    steps_per_transition: float = 0.0
+    """If > 0, an epoch is ``min(steps_per_epoch, ceil(steps_per_transition * n_train))`` Adam steps, so a small
+    data set gets fewer passes per epoch (the step count is a traced loop bound: changing it does not recompile)."""
 
 
 class FitReport(NamedTuple):
@@ -98,8 +107,15 @@ def check_dataset(data: Dataset, min_transitions: int) -> None:
                          "(collect more data, or lower FitConfig.min_transitions).")
 
 
-def _capacity(n: int) -> int:
-    return max(256, 1 << int(np.ceil(np.log2(max(n, 1)))))
+def _capacity(n: int, floor: int = 256) -> int:
+    return max(floor, 1 << int(np.ceil(np.log2(max(n, 1)))))
+
+
+def epoch_steps(config: FitConfig, n_train: int) -> int:
+    """Adam steps per epoch for ``n_train`` training transitions (see ``FitConfig.steps_per_transition``)."""
+    if config.steps_per_transition <= 0:
+        return config.steps_per_epoch
+    return max(1, min(config.steps_per_epoch, int(np.ceil(config.steps_per_transition * n_train))))
 
 
 def _pad(x: np.ndarray, capacity: int) -> jnp.ndarray:
@@ -110,7 +126,9 @@ def split_blocks(n: int, block: int, val_fraction: float, key: PRNGKey) -> tuple
     """Row indices (train, val): whole ``block``-long runs of rows go to validation."""
     n_blocks = n // block
     n_val = min(max(1, int(round(val_fraction * n_blocks))), n_blocks - 1)
-    chosen = np.asarray(jax.random.permutation(key, n_blocks))[:n_val]
+    # a NumPy permutation seeded from the key: jax.random.permutation would compile once per data-set size
+    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+    chosen = rng.permutation(n_blocks)[:n_val]
     val = np.sort((chosen[:, None] * block + np.arange(block)).reshape(-1))
     train = np.setdiff1d(np.arange(n), val)
     return train, val
@@ -125,24 +143,32 @@ TRACE_COUNT = {"epoch": 0}  # tests read this to check that a second fit does no
 
 
 @eqx.filter_jit
-def _epoch(model, opt_state, obs, actions, next_obs, count, key, config: FitConfig):
+def _epoch(model, opt_state, obs, actions, next_obs, count, key, steps, config: FitConfig):
+    """``steps`` (a traced int: no recompile when it changes) Adam steps on minibatches of the first ``count`` rows."""
     TRACE_COUNT["epoch"] += 1
     optimizer = _optimizer(config)
     weights = jnp.ones(config.batch_size)
 
-    def step(carry, k):
-        nets, opt_state = carry
-        idx = jax.random.randint(k, (config.batch_size,), 0, count)
+    def step(i, carry):
+        nets, opt_state, total = carry
+        idx = jax.random.randint(jax.random.fold_in(key, i), (config.batch_size,), 0, count)
         # Only the network is trained: the normalizers are data statistics, not parameters.
         loss_fn = lambda n: model_loss(eqx.tree_at(lambda m: m.nets, model, n),
                                        obs[idx], actions[idx], next_obs[idx], weights)
         loss, grads = eqx.filter_value_and_grad(loss_fn)(nets)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(nets, eqx.is_inexact_array))
-        return (eqx.apply_updates(nets, updates), opt_state), loss
+        return eqx.apply_updates(nets, updates), opt_state, total + loss
 
-    (nets, opt_state), losses = jax.lax.scan(step, (model.nets, opt_state),
-                                             jax.random.split(key, config.steps_per_epoch))
-    return eqx.tree_at(lambda m: m.nets, model, nets), opt_state, losses.mean()
+    params, static = eqx.partition(model.nets, eqx.is_inexact_array)
+
+    def body(i, carry):
+        p, opt_state, total = carry
+        nets, opt_state, total = step(i, (eqx.combine(p, static), opt_state, total))
+        return eqx.filter(nets, eqx.is_inexact_array), opt_state, total
+
+    params, opt_state, total = jax.lax.fori_loop(0, steps, body, (params, opt_state, jnp.zeros(())))
+    nets = eqx.combine(params, static)
+    return eqx.tree_at(lambda m: m.nets, model, nets), opt_state, total / jnp.maximum(steps, 1)
 
 
 @eqx.filter_jit
@@ -189,13 +215,18 @@ def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), ke
     if config.min_transitions < 2 * config.multi_step:
         raise ValueError(f"FitConfig.min_transitions ({config.min_transitions}) must be at least "
                          f"2 * multi_step ({2 * config.multi_step}) so a block can be held out.")
+    if config.min_capacity < 1 or config.steps_per_transition < 0 or config.steps_per_epoch < 1:
+        raise ValueError(f"FitConfig: min_capacity ({config.min_capacity}) and steps_per_epoch "
+                         f"({config.steps_per_epoch}) must be >= 1 and steps_per_transition "
+                         f"({config.steps_per_transition}) >= 0.")
     check_dataset(data, config.min_transitions)
     key = jax.random.key(0) if key is None else key
     k_split, k_train = jax.random.split(key)
     obs, actions, next_obs = (np.asarray(x, np.float32) for x in data[:3])
     train, val = split_blocks(len(obs), config.multi_step, config.val_fraction, k_split)
     model = model.with_normalizers(obs[train], actions[train], next_obs[train])
-    cap_t, cap_v = _capacity(len(train)), _capacity(len(val))
+    cap_t, cap_v = _capacity(len(train), config.min_capacity), _capacity(len(val))
+    steps = jnp.asarray(epoch_steps(config, len(train)), jnp.int32)
     tr = [_pad(x[train], cap_t) for x in (obs, actions, next_obs)]
     va = [_pad(x[val], cap_v) for x in (obs, actions, next_obs)] + [_pad(np.ones(len(val), np.float32), cap_v)]
     opt_state = _optimizer(config).init(eqx.filter(model.nets, eqx.is_inexact_array))
@@ -203,7 +234,7 @@ def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), ke
     best, (best_loss, best_mse) = model, _validate(model, *va)
     train_loss, stale, epoch = float("nan"), 0, 0
     for epoch, k in enumerate(jax.random.split(k_train, config.max_epochs), start=1):
-        model, opt_state, train_loss = _epoch(model, opt_state, *tr, count, k, config)
+        model, opt_state, train_loss = _epoch(model, opt_state, *tr, count, k, steps, config)
         val_loss, val_mse = _validate(model, *va)
         if float(val_loss) < float(best_loss):
             best, best_loss, best_mse, stale = model, val_loss, val_mse, 0
