@@ -97,6 +97,19 @@ def test_resume_is_exact(two_iterations):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_policy_steps_stop_when_the_imagined_return_stops_improving():
+    import dataclasses
+
+    # tol 1e9: the second chunk can never beat the first by that much, so exactly two chunks run
+    cfg = dataclasses.replace(TINY, policy_steps=6, policy_chunk=2, policy_tol=1e9)
+    learner = MBRL(short_pendulum(), cfg, seed=1)
+    assert learner.train_iteration()["policy_steps"] == 4
+    learner = MBRL(short_pendulum(), dataclasses.replace(cfg, policy_tol=0.0), seed=1)  # 0: every step runs
+    assert learner.train_iteration()["policy_steps"] == 6
+    with pytest.raises(ValueError, match="policy_chunk"):
+        MBRL(short_pendulum(), dataclasses.replace(cfg, policy_chunk=0))
+
+
 def test_env_without_known_reward_is_refused():
     env_id = "pathwise_test/NoKnownReward-v0"
     if env_id not in gym.registry:

@@ -43,7 +43,13 @@ class MBRLConfig(ModelBasedConfig):
     num_starts: int = 64
     """Start states x₀ drawn from D per policy step."""
     policy_steps: int = 200
-    """Adam steps on the policy per iteration (per real episode)."""
+    """Adam steps on the policy per iteration (per real episode); the most when ``policy_tol > 0``."""
+    policy_tol: float = 0.0
+    """If > 0, the policy steps run in chunks of ``policy_chunk`` and stop once a chunk's mean imagined return
+    is not above the best earlier chunk's by ``policy_tol`` × its magnitude (the return stopped improving)."""
+    policy_chunk: int = 25
+    """Adam steps per chunk of the early-stopping test (``policy_tol > 0``; ``policy_steps`` is rounded up to whole
+    chunks)."""
     explore_std: float = 0.1
     """Std of the Gaussian exploration noise on real actions, as a fraction of the action range."""
 
@@ -71,6 +77,10 @@ class MBRL(ModelBasedLearner):
     Config = MBRLConfig
 
     def __init__(self, env_id: str, config: MBRLConfig | None = None, seed: int = 0):
+        cfg = config or MBRLConfig()
+        if cfg.policy_steps < 1 or cfg.policy_chunk < 1 or not cfg.policy_tol >= 0:
+            raise ValueError(f"MBRLConfig: policy_steps ({cfg.policy_steps}) and policy_chunk ({cfg.policy_chunk}) "
+                             f"must be >= 1 and policy_tol ({cfg.policy_tol}) >= 0 (0 turns early stopping off).")
         super().__init__(env_id, config, seed)
         self.traces = 0  # how often this learner traced the policy update (tests: compile once)
         # module-level jitted actions: a second learner in the process reuses the compiled programs
@@ -115,7 +125,35 @@ def policy_update(state: ModelBasedState, key: PRNGKey, cfg: MBRLConfig, reward_
         policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
         return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
 
-    (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
-        step, (state.policy, state.opt_state, state.skipped_updates), jax.random.split(key, cfg.policy_steps))
-    metrics = {"imagined_return": values[-1], "grad_norm": norms.mean()}
+    carry = (state.policy, state.opt_state, state.skipped_updates)
+    if cfg.policy_tol <= 0:
+        (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
+            step, carry, jax.random.split(key, cfg.policy_steps))
+        metrics = {"imagined_return": values[-1], "grad_norm": norms.mean(),
+                   "policy_steps": jnp.asarray(cfg.policy_steps, jnp.float32)}
+        return state._replace(policy=policy, opt_state=opt_state, skipped_updates=skipped), metrics
+
+    # early stopping: chunks of policy_chunk steps while the chunk-mean imagined return still improves
+    chunk = min(cfg.policy_chunk, cfg.policy_steps)
+    n_chunks = -(-cfg.policy_steps // chunk)
+    params, static = eqx.partition(carry, eqx.is_array)
+
+    def run_chunk(loop):
+        i, params, best, _, last, _ = loop
+        carry, (values, norms) = jax.lax.scan(step, eqx.combine(params, static),
+                                              jax.random.split(jax.random.fold_in(key, i), chunk))
+        mean = values.mean()
+        improved = (i == 0) | (mean > best + cfg.policy_tol * jnp.abs(best))
+        return (i + 1, eqx.filter(carry, eqx.is_array), jnp.maximum(best, mean), improved, values[-1],
+                norms.mean())
+
+    def keep_going(loop):
+        i, _, _, improved, _, _ = loop
+        return (i < n_chunks) & improved
+
+    init = (jnp.zeros((), jnp.int32), params, jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(True),
+            jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+    i, params, _, _, last, norm = jax.lax.while_loop(keep_going, run_chunk, init)
+    policy, opt_state, skipped = eqx.combine(params, static)
+    metrics = {"imagined_return": last, "grad_norm": norm, "policy_steps": (i * chunk).astype(jnp.float32)}
     return state._replace(policy=policy, opt_state=opt_state, skipped_updates=skipped), metrics
