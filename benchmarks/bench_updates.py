@@ -163,7 +163,7 @@ def sb3_case(algo: str, data: dict[str, np.ndarray], n_updates: int):
 # ----------------------------------------------------------------------------- one process per thread count
 
 
-def worker(threads: int, n_updates: int, repeats: int, out: Path) -> None:
+def worker(threads: int, n_updates: int, repeats: int, budget_s: float, out: Path) -> None:
     sys.path.insert(0, str(HERE))
     from bench_sb3 import limit_threads
 
@@ -182,7 +182,11 @@ def worker(threads: int, n_updates: int, repeats: int, out: Path) -> None:
             runs[name] = sb3_case(algo, data, n_updates)
     before = {name: cache() for name, cache in caches.items()}
     times = {name: [] for name in CASES}
+    start = time.perf_counter()
     for r in range(repeats):  # interleaved: every case once per round
+        if r >= 2 and time.perf_counter() - start > budget_s:
+            print(f"[{threads} thread(s)] stopping after {r} rounds: over the {budget_s:.0f} s budget", flush=True)
+            break
         for name in CASES:
             t0 = time.perf_counter()
             runs[name]()
@@ -192,7 +196,7 @@ def worker(threads: int, n_updates: int, repeats: int, out: Path) -> None:
     recompiles = {name: cache() - before[name] for name, cache in caches.items()}
     if any(recompiles.values()):
         print(f"WARNING: pathwise recompiled during the timed blocks: {recompiles}", file=sys.stderr)
-    result = {"threads": threads, "n_updates": n_updates, "repeats": repeats, "times": times,
+    result = {"threads": threads, "n_updates": n_updates, "repeats": len(times[CASES[0]]), "times": times,
               "compile_s": compile_s, "compiled_versions": {n: c() for n, c in caches.items()},
               "recompiles_during_timing": recompiles, "load": os.getloadavg()[0],
               "versions": {"jax": jax.__version__, "torch": torch.__version__,
@@ -214,13 +218,24 @@ def summarize(run: dict) -> dict:
     return {"median": med, "paired": paired}
 
 
+def break_even(run: dict) -> dict[str, float]:
+    """Updates after which pathwise's compile time is recovered by its faster updates (pairs where it is faster)."""
+    med = summarize(run)["median"]
+    out = {}
+    for a, b in PAIRS:
+        saved = 1.0 / med[b] - 1.0 / med[a]
+        if saved > 0:
+            out[a] = run["compile_s"][a] / saved
+    return out
+
+
 def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(runs)
     colors = {"pathwise ddpg": "tab:blue", "SB3 DDPG": "tab:gray", "pathwise svg0": "tab:blue", "SB3 SAC": "tab:gray"}
     for i, run in enumerate(runs):
@@ -230,7 +245,7 @@ def plot(runs: list[dict], path: Path) -> None:
                       alpha=1.0 if i == 0 else 0.55, edgecolor="black", linewidth=0.5)
         for x, bar in zip(xs, bars):
             ax.text(x, bar.get_height(), f"{run['threads']}t", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(CASES)), [f"{c}\n{NETS[c]}" for c in CASES], fontsize=7)
+    ax.set_xticks(range(len(CASES)), [f"{c}\n" + NETS[c].replace("], ", "]\n", 1) for c in CASES], fontsize=7)
     ax.set_ylabel("gradient updates / s (median)")
     ax.set_title(f"Updates/s at batch {BATCH} on Pendulum-shaped data (labels: threads)")
     fig.tight_layout()
@@ -262,7 +277,8 @@ def write_section(saved: dict, path: Path) -> None:
         "is timed through the jitted call its learner makes once per episode (`ddpg.learn` / `svg0.learn`: a "
         "`fori_loop` of N updates), SB3 through `model.train(gradient_steps=N, batch_size=256)`. Blocks of "
         f"N = {first['n_updates']} updates after a warm-up block; the four cases run interleaved (A, B, C, D, A, "
-        f"B, ...), {first['repeats']} rounds, medians. Each thread count is its own process: 1 thread = "
+        f"B, ...), " + ", ".join(f"{r['repeats']} rounds at {r['threads']} thread(s)" for r in runs) +
+        ", medians. Each thread count is its own process: 1 thread = "
         "`torch.set_num_threads(1)` and XLA's `--xla_cpu_multi_thread_eigen=false` (as the SB3 section); "
         "2 threads = both libraries' pools at 2.",
         "",
@@ -278,17 +294,31 @@ def write_section(saved: dict, path: Path) -> None:
                 m, lo, hi = s["paired"][name]
                 ratio = f"**{m:.2f}x** ({lo:.2f}-{hi:.2f})"
             lines.append(f"| {run['threads']} | {name} | {NETS[name]} | {rate:,.0f} | {1e3 / rate:.2f} | {ratio} |")
+    for run in runs:
+        s = summarize(run)
+        (d, _, _), (v, _, _) = s["paired"]["pathwise ddpg"], s["paired"]["pathwise svg0"]
+        lines += ["", f"At {run['threads']} thread(s), pathwise ddpg ran **{d:.2f}x** SB3 DDPG's updates per second and "
+                  f"pathwise svg0 **{v:.2f}x** SB3 SAC's (median over the interleaved rounds of the per-round ratio)."]
     lines += ["", "Compilation (pathwise; once per run, before the first update, not in the rates above): " +
               "; ".join(f"{r['threads']} thread(s): " + ", ".join(f"{k} {t:.1f} s" for k, t in r["compile_s"].items())
                         for r in runs) + ". Compiled versions of `learn` after the timed blocks: " +
               "; ".join(", ".join(f"{k} {c}" for k, c in r["compiled_versions"].items()) for r in runs) +
               " (recompilations during the timed blocks: " +
-              ", ".join(str(sum(r["recompiles_during_timing"].values())) for r in runs) + ")."]
+              ", ".join(str(sum(r["recompiles_during_timing"].values())) for r in runs) + ")." + "".join(
+                  f" At {r['threads']} thread(s) the compilation is paid back after " + ", ".join(
+                      f"{even:,.0f} {a.split()[-1]} updates" for a, even in break_even(r).items()) + "."
+                  for r in runs if break_even(r))]
     lines += ["", "Notes: pathwise's DDPG actor uses tanh hidden units (SB3's ReLU); same layer sizes, so the same "
               "matrix-multiply work. An SB3 update pays Python and PyTorch dispatch for every layer, optimizer and "
-              "`.item()` call; a pathwise block of N updates is one XLA call, so its per-update cost is the "
-              "arithmetic and the state copying of the loop.",
-              "", "![updates](../figures/updates.png)", ""]
+              "`.item()` call; a pathwise block of N updates is one XLA call (fused, no Python between updates), "
+              "so its per-update cost is the arithmetic. The learner's 200,000-slot replay buffer rides through "
+              "the loop without being copied per update (a separate check under load: the same rate with a "
+              "10,000-slot buffer, and with the state donated to the call)."]
+    if any(r["threads"] > 1 for r in runs):
+        lines += ["", "With 2 threads each library's thread pool needs both cores at the same moment: on a machine "
+                  "shared with other jobs this is the most fragile row (during development, at load average 12, "
+                  "SB3 fell to ~1 update/s at 2 threads), so trust it only from an idle machine."]
+    lines += ["", "![updates](../figures/updates.png)", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines))
@@ -300,15 +330,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 thread, N=10, 3 rounds (< 1 min)")
     parser.add_argument("--from-json", action="store_true", help="only rewrite the section from benchmarks/out/")
     parser.add_argument("--threads", default=None, help="comma-separated thread counts (default 1,2; quick 1)")
-    parser.add_argument("--updates", type=int, default=None, help="updates per timed block (default 200; quick 10)")
+    parser.add_argument("--updates", type=int, default=None, help="updates per timed block (default 100; quick 10)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 7; quick 3)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timed rounds per thread count after which no new round starts (at least 2 "
+                             "rounds run; default 240, quick 30): on a busy machine torch's 2-thread pool can slow "
+                             "down 10-30x")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    n_updates = args.updates or (10 if args.quick else 200)
+    n_updates = args.updates or (10 if args.quick else 100)
     repeats = args.repeats or (3 if args.quick else 7)
+    budget = args.budget or (30.0 if args.quick else 240.0)
     if args.worker is not None:
-        worker(args.worker, n_updates, repeats, Path(args.worker_out))
+        worker(args.worker, n_updates, repeats, budget, Path(args.worker_out))
         return 0
     saved_path = HERE / "out" / "updates.json"
     if args.from_json:
@@ -317,19 +352,19 @@ def main() -> int:
         threads = [int(t) for t in (args.threads or ("1" if args.quick else "1,2")).split(",")]
         command = "python benchmarks/bench_updates.py" + (" --quick" if args.quick else "") + "".join(
             f" --{k} {v}" for k, v in (("threads", args.threads), ("updates", args.updates),
-                                       ("repeats", args.repeats)) if v is not None)
+                                       ("repeats", args.repeats), ("budget", args.budget)) if v is not None)
         saved = {"command": command, "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
                  "nproc": os.cpu_count(), "load_before": os.getloadavg()[0], "runs": []}
         saved_path.parent.mkdir(exist_ok=True)
         for t in threads:
             out = saved_path.with_name(f"updates_{t}threads.json")
             subprocess.check_call([sys.executable, __file__, "--worker", str(t), "--worker-out", str(out),
-                                   "--updates", str(n_updates), "--repeats", str(repeats)])
+                                   "--updates", str(n_updates), "--repeats", str(repeats), "--budget", str(budget)])
             saved["runs"].append(json.loads(out.read_text()))
             out.unlink()
-        tmp = saved_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(saved, indent=1))
-        tmp.replace(saved_path)
+            tmp = saved_path.with_suffix(".json.tmp")  # after every thread count: an interrupted run keeps its rows
+            tmp.write_text(json.dumps(saved, indent=1))
+            tmp.replace(saved_path)
     plot(saved["runs"], HERE / "figures" / "updates.png")
     write_section(saved, HERE / "sections" / "11_updates.md")
     print(f"wrote {HERE / 'sections' / '11_updates.md'}")
