@@ -20,6 +20,21 @@ and the critic losses are importance weighted with truncated, self-normalized we
 Each update takes one model, one critic and one actor step on the same replayed minibatch. The model's
 input/output normalizers are fitted once, on the warm-up data, so later data do not move its coordinates.
 The interaction loop (one episode per ``train_iteration``, updates in one jitted call) is the one DDPG uses.
+
+Additions to the paper's algorithm (all options; the Pendulum-v1 preset uses the first two):
+
+* ``critic_target="model"``: the critic's TD(0) target takes the *current* policy's action through one model
+  step with the replayed transition's inferred noise,
+
+      y = r(s, a) + gamma (1 - d) V'(f(s, a) + zeta),   a = pi(s, xi'; theta), xi' ~ N(0, I),   zeta = s' - f(s, a_old),
+
+  so V learns ``V^pi`` from every replayed state without importance weights (the action is on-policy; at
+  ``xi' = pi^{-1}(s, a_old)`` it is the replay target). With the policy std at its floor the truncated weights
+  leave an effective sample size of a few percent of the batch, and the weighted replay target made the
+  critic loss grow and the evaluation return swing (-190..-900) on Pendulum. The actor keeps the weights.
+* ``updates_per_step`` > 1 (the preset uses 4 updates per environment step).
+* ``policy_delay`` (one actor step every d updates), ``model_pretrain_steps`` (model-only steps on the
+  warm-up data before the first update), ``entropy_coef`` (a bonus on the pre-squash ``sum log sigma``).
 """
 
 from __future__ import annotations
@@ -36,7 +51,7 @@ import optax
 
 from pathwise import replay
 from pathwise.algorithms.model_based import fixed_bounds
-from pathwise.algorithms.common import OffPolicyConfig, OffPolicyLearner, mean_metrics, td_target
+from pathwise.algorithms.common import OffPolicyConfig, OffPolicyLearner, td_target
 from pathwise.algorithms.svg_core import v_bootstrap, value_gradient_objective, value_loss
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import DynamicsModel, LearnedModel, Normalizer, model_loss
@@ -72,6 +87,15 @@ class SVG1Config(OffPolicyConfig):
     """Weight replayed transitions by the truncated ratio (False: every transition counts equally)."""
     max_grad_norm: float = 10.0
     """Global-norm clip of every gradient step."""
+    entropy_coef: float = 0.0
+    """Weight alpha of the entropy bonus ``alpha sum log sigma`` added to the actor objective (0: none)."""
+    policy_delay: int = 1
+    """One actor step every ``policy_delay`` updates (model and critic step every update)."""
+    model_pretrain_steps: int = 0
+    """Model-only Adam steps on the warm-up data when the normalizers are fitted (the model starts untrained)."""
+    critic_target: str = "replay"
+    """TD(0) target of V: "replay" (r + gamma V'(s') on the recorded transition, importance weighted) or "model"
+    (the current policy's action moved one model step with the inferred noise zeta, unweighted)."""
 
 
 class SVG1Item(NamedTuple):
@@ -158,35 +182,75 @@ def critic_targets(target_value: VCritic, batch: Transition, gamma: float) -> Ar
     return td_target(batch.reward, batch.terminated, jax.vmap(target_value)(batch.next_obs), gamma)
 
 
+def model_critic_targets(target_value: VCritic, policy: GaussianPolicy, model: DynamicsModel, reward_fn,
+                         batch: Transition, xi: Array, gamma: float) -> Array:
+    """``y = r(s, a) + gamma (1 - d) V'(f(s, a) + zeta)``, ``a = pi(s, xi; theta)``, ``zeta = s' - f(s, a_old)``.
+
+    The TD(0) target of ``V^pi`` for the *current* policy's action, moved one model step with the replayed
+    transition's inferred model noise: the action is on-policy, so it needs no importance weight.
+    """
+    _, zeta = inferred_noise(policy, model, batch)
+    action = jax.vmap(policy.act)(batch.obs, xi)
+    next_obs = jax.vmap(model)(batch.obs, action) + zeta
+    reward = jax.vmap(reward_fn)(batch.obs, action, next_obs)
+    return jax.lax.stop_gradient(td_target(reward, batch.terminated, jax.vmap(target_value)(next_obs), gamma))
+
+
 # ----------------------------------------------------------------------------- updates
 
 
-def update_step(state: SVG1State, key: PRNGKey, reward_fn, config: SVG1Config) -> tuple[SVG1State, dict]:
-    """One model, one critic and one actor step on a replayed minibatch, then a Polyak step of V'."""
-    item = replay.sample(state.buffer, key, config.batch_size)
-    batch = item.transition
-    ones = jnp.ones(config.batch_size)
-    # only the network is trained: the normalizers are data statistics, not parameters
+def model_step(state: SVG1State, batch: Transition, config: SVG1Config) -> tuple[SVG1State, Array]:
+    """One Adam step of the dynamics network on ``batch`` (the normalizers are data statistics, not parameters)."""
+    ones = jnp.ones(batch.reward.shape[0])
     m_loss, m_grads = eqx.filter_value_and_grad(lambda nets: model_loss(
         eqx.tree_at(lambda m: m.nets, state.model, nets), batch.obs, batch.action, batch.next_obs, ones))(
         state.model.nets)
     nets, model_opt = _step(state.model.nets, m_grads, state.model_opt, config.model_lr, config)
-    model = eqx.tree_at(lambda m: m.nets, state.model, nets)
+    return state._replace(model=eqx.tree_at(lambda m: m.nets, state.model, nets), model_opt=model_opt), m_loss
+
+
+def entropy_bonus(policy: GaussianPolicy) -> Array:
+    """``sum log sigma``: the pre-squash Gaussian's entropy up to a constant (the std is state independent)."""
+    return jnp.sum(jnp.clip(policy.log_std, policy.log_std_min, policy.log_std_max))
+
+
+def update_step(state: SVG1State, key: PRNGKey, reward_fn, config: SVG1Config,
+                actor_on: Array = True) -> tuple[SVG1State, dict]:
+    """One model, one critic and (if ``actor_on``) one actor step on a replayed minibatch, then a Polyak step of V'."""
+    item = replay.sample(state.buffer, key, config.batch_size)
+    batch = item.transition
+    ones = jnp.ones(config.batch_size)
+    state, m_loss = model_step(state, batch, config)
     weights = (importance_weights(state.policy, batch.obs, batch.action, item.behaviour_log_prob, config.max_weight)
                if config.importance_weights else ones)
-    y = critic_targets(state.target_value, batch, config.gamma)
-    v_loss, v_grads = eqx.filter_value_and_grad(value_loss)(state.value, batch.obs, y, weights)
+    if config.critic_target == "model":
+        xi = jax.random.normal(jax.random.fold_in(key, 1), batch.action.shape)
+        y = model_critic_targets(state.target_value, state.policy, state.model, reward_fn, batch, xi, config.gamma)
+        v_weights = ones  # on-policy actions: no correction needed
+    else:
+        y, v_weights = critic_targets(state.target_value, batch, config.gamma), weights
+    v_loss, v_grads = eqx.filter_value_and_grad(value_loss)(state.value, batch.obs, y, v_weights)
     value, value_opt = _step(state.value, v_grads, state.value_opt, config.critic_lr, config)
-    system = LearnedModel(jax.lax.stop_gradient(model), reward_fn, action_low=state.policy.low,
+    system = LearnedModel(jax.lax.stop_gradient(state.model), reward_fn, action_low=state.policy.low,
                           action_high=state.policy.high)
-    a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights,
-                                                            config.gamma)
+
+    def loss(policy):
+        j = actor_loss(policy, value, system, batch, weights, config.gamma)
+        return j - config.entropy_coef * entropy_bonus(policy), j
+
+    (_, a_loss), a_grads = eqx.filter_value_and_grad(loss, has_aux=True)(state.policy)
     a_grads = fixed_bounds(a_grads)  # the action box is data, not a parameter
     policy, policy_opt = _step(state.policy, a_grads, state.policy_opt, config.actor_lr, config)
-    state = state._replace(policy=policy, value=value, model=model, policy_opt=policy_opt, value_opt=value_opt,
-                           model_opt=model_opt, target_value=soft_update(state.target_value, value, config.tau))
+    policy, policy_opt = jax.tree.map(lambda new, old: jnp.where(actor_on, new, old), (policy, policy_opt),
+                                      (state.policy, state.policy_opt))
+    state = state._replace(policy=policy, value=value, policy_opt=policy_opt, value_opt=value_opt,
+                           target_value=soft_update(state.target_value, value, config.tau))
+    actions = jax.vmap(policy.act)(batch.obs, jnp.zeros_like(batch.action))
+    saturation = jnp.mean(jnp.abs(2.0 * (actions - policy.low) / (policy.high - policy.low) - 1.0) > 0.95)
+    ess = jnp.sum(weights) ** 2 / jnp.maximum(jnp.sum(weights**2), 1e-12) / config.batch_size
     return state, {"actor_loss": a_loss, "critic_loss": v_loss, "model_loss": m_loss,
-                   "weight_mean": weights.mean(), "policy_std": jnp.exp(policy.log_std).mean()}
+                   "weight_mean": weights.mean(), "weight_ess": ess, "policy_std": jnp.exp(policy.log_std).mean(),
+                   "saturation": saturation}
 
 
 def behaviour_log_probs(state: SVG1State, episode: Transition, config: SVG1Config) -> Array:
@@ -232,8 +296,27 @@ def learn(state: SVG1State, episode: Transition, length: Array, n_updates: Array
     model = jax.tree.map(lambda new, old: jnp.where(first, new, old), fit_normalizers(state.model, buffer),
                          state.model)
     state = state._replace(buffer=buffer, model=model)
-    example = {k: jnp.zeros(()) for k in ("actor_loss", "critic_loss", "model_loss", "weight_mean", "policy_std")}
-    return mean_metrics(lambda s, k: update_step(s, k, reward_fn, config), state, key, n_updates, example)
+
+    pre_key = jax.random.fold_in(key, 2**31 - 1)  # update i uses fold_in(key, i), i < n_updates
+
+    def pretrain(i, state):  # model-only steps on the warm-up data, once (the model starts from scratch)
+        batch = replay.sample(state.buffer, jax.random.fold_in(pre_key, i), config.batch_size).transition
+        return model_step(state, batch, config)[0]
+
+    state = jax.lax.fori_loop(0, jnp.where(first, config.model_pretrain_steps, 0), pretrain, state)
+
+    def body(i, carry):
+        state, sums = carry
+        actor_on = (i % config.policy_delay) == config.policy_delay - 1
+        state, metrics = update_step(state, jax.random.fold_in(key, i), reward_fn, config, actor_on)
+        return state, jax.tree.map(jnp.add, sums, metrics)
+
+    zeros = {k: jnp.zeros(()) for k in METRICS}
+    state, sums = jax.lax.fori_loop(0, n_updates, body, (state, zeros))
+    return state, jax.tree.map(lambda x: x / jnp.maximum(n_updates, 1).astype(x.dtype), sums)
+
+
+METRICS = ("actor_loss", "critic_loss", "model_loss", "weight_mean", "weight_ess", "policy_std", "saturation")
 
 
 @jax.jit
@@ -263,6 +346,13 @@ class SVG1(OffPolicyLearner):
         super().__init__(env_id, config, seed)
         if not self.config.log_std_min < math.log(1e3):
             raise ValueError(f"Invalid SVG1 config: log_std_min={self.config.log_std_min} is too large.")
+        if self.config.critic_target not in ("replay", "model"):
+            raise ValueError(f"Invalid SVG1 config: critic_target={self.config.critic_target!r}; use 'replay' or "
+                             "'model'.")
+        if self.config.policy_delay < 1 or self.config.model_pretrain_steps < 0 or self.config.entropy_coef < 0:
+            raise ValueError(f"Invalid SVG1 config: need policy_delay >= 1 (got {self.config.policy_delay}), "
+                             f"model_pretrain_steps >= 0 (got {self.config.model_pretrain_steps}) and "
+                             f"entropy_coef >= 0 (got {self.config.entropy_coef}).")
 
     @property
     def noise_dim(self) -> int:
