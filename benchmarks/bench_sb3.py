@@ -175,6 +175,22 @@ def versions() -> str:
     return ", ".join(parts)
 
 
+LOAD_AT_START = os.getloadavg()[0]
+
+
+def compile_cache_note() -> str:
+    """Whether JAX's persistent compilation cache was on, and warm (had entries) when the run started."""
+    import jax
+
+    path = jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if not path:
+        return ("JAX persistent compilation cache: off (every pathwise program was compiled in this process; "
+                "nothing carried over from earlier runs)")
+    n = len(list(Path(path).glob("*"))) if Path(path).is_dir() else 0
+    return (f"JAX persistent compilation cache: on ({'warm' if n else 'cold'} at the start: {n} entries); "
+            "seed 0's compile time is therefore " + ("mostly skipped" if n else "paid in full"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -256,8 +272,10 @@ def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
         f"Command: `{cmd}`  ",
         f"Date: {datetime.date.today().isoformat()}  ",
         f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); shared with other jobs during "
-        f"the run, load average {os.getloadavg()[0]:.1f} at its end; {args.threads} compute thread(s) for torch and "
+        f"the run, load average {LOAD_AT_START:.1f} at its start and {os.getloadavg()[0]:.1f} at its end; "
+        f"{args.threads} compute thread(s) for torch and "
         "for XLA alike (`torch.set_num_threads`, `--xla_cpu_multi_thread_eigen=false`)  ",
+        f"{compile_cache_note()}  ",
         f"Versions: {versions()}", "",
         f"{n_seeds} seed(s) per algorithm" + ("" if all(len(r) == n_seeds for r in results.values()) else
                                               f" planned, {sum(len(r) for r in results.values())} runs done so far "
