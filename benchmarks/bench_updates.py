@@ -172,14 +172,20 @@ def worker(threads: int, n_updates: int, repeats: int, budget_s: float, out: Pat
     import stable_baselines3
     import torch
 
+    t0 = time.perf_counter()
     data = random_transitions(10_000)
     runs, compile_s, caches = {}, {}, {}
+    setup = {"data": time.perf_counter() - t0}
     for name in CASES:
+        t0 = time.perf_counter()
         algo = name.split()[-1].lower()
         if name.startswith("pathwise"):
             runs[name], compile_s[name], caches[name] = pathwise_case(algo, data, n_updates)
         else:
             runs[name] = sb3_case(algo, data, n_updates)
+        setup[name] = time.perf_counter() - t0
+    print(f"[{threads} thread(s)] setup (s): " + ", ".join(f"{k} {v:.1f}" for k, v in setup.items()) +
+          " (pathwise: compile + a warm-up block; SB3: model + a warm-up block)", flush=True)
     before = {name: cache() for name, cache in caches.items()}
     times = {name: [] for name in CASES}
     start = time.perf_counter()
