@@ -75,6 +75,41 @@ def test_critic_target_does_not_bootstrap_past_terminal(setup):
     np.testing.assert_allclose(y[5], batch.reward[5], rtol=1e-6)
 
 
+def test_model_critic_target_replays_the_transition_at_the_inferred_noise(setup):
+    """At xi = pi^{-1}(s, a_old) the one-model-step target is the replay target; another xi moves it."""
+    state, batch = setup
+    xi, _ = svg1.inferred_noise(state.policy, state.model, batch)
+    y_model = svg1.model_critic_targets(state.target_value, state.policy, state.model, pendulum_reward, batch, xi, 0.9)
+    np.testing.assert_allclose(y_model, svg1.critic_targets(state.target_value, batch, 0.9), rtol=1e-4, atol=1e-4)
+    y_other = svg1.model_critic_targets(state.target_value, state.policy, state.model, pendulum_reward, batch,
+                                        xi + 1.0, 0.9)
+    assert float(jnp.abs(y_other - y_model).max()) > 1e-4
+    np.testing.assert_allclose(y_other[5], pendulum_reward(batch.obs[5], state.policy.act(batch.obs[5], xi[5] + 1.0),
+                                                           batch.next_obs[5]), rtol=1e-5)  # terminal: no bootstrap
+
+
+def test_update_step_actor_delay_and_model_target(setup):
+    state, batch = setup
+    cfg = dataclasses.replace(TINY, critic_target="model", batch_size=4)
+    buffer = replay.add_batch(state.buffer, svg1.SVG1Item(batch, jnp.zeros(6)), jnp.asarray(6))
+    state = state._replace(buffer=buffer, model=svg1.fit_normalizers(state.model, buffer))
+    step = jax.jit(lambda s, on: svg1.update_step(s, jax.random.key(3), pendulum_reward, cfg, on))
+    off, m_off = step(state, False)
+    on, m_on = step(state, True)
+    leaves = lambda m: jax.tree.leaves(eqx.filter(m, eqx.is_array))
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(off.policy), leaves(state.policy)))
+    assert not all(np.array_equal(x, y) for x, y in zip(leaves(on.policy), leaves(state.policy)))
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(off.value), leaves(on.value)))  # same critic step
+    assert np.isfinite(float(m_on["critic_loss"])) and 0.0 < float(m_on["weight_ess"]) <= 1.0
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="critic_target"):
+        svg1.SVG1("Pendulum-v1", dataclasses.replace(TINY, critic_target="td"))
+    with pytest.raises(ValueError, match="policy_delay"):
+        svg1.SVG1("Pendulum-v1", dataclasses.replace(TINY, policy_delay=0))
+
+
 def test_behaviour_log_probs_uniform_during_warmup(setup):
     state, batch = setup
     state = state._replace(env_steps=jnp.asarray(197, jnp.int32))  # rows 0..2 are random (learning_starts=200)
@@ -115,17 +150,18 @@ def test_needs_a_known_reward_and_box_actions():
 
 
 @pytest.mark.slow
-def test_svg1_swings_up_pendulum_within_5000_steps():
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_svg1_swings_up_pendulum_within_5000_steps(seed):
     from pathwise.envs import evaluate
     from pathwise.train import build_config
 
-    # Seed 1: in benchmarks/sections/60_model_based.md seeds 1 and 2 pass -200 within 5,000 steps, seed 0
-    # peaks at -206 (SVG(1) on Pendulum-v1 is not yet reliable on every seed).
-    config, _ = build_config(svg1.SVG1, "Pendulum-v1")  # the shipped preset
-    learner = svg1.SVG1("Pendulum-v1", config, seed=1)
+    # The shipped preset (model critic target, 4 updates per step) reached -200 at 1,600 / 1,600 / 2,200 steps
+    # on seeds 0 / 1 / 2 when it was tuned; stop at the first evaluation (every 200 steps) that passes.
+    config, _ = build_config(svg1.SVG1, "Pendulum-v1")
+    learner = svg1.SVG1("Pendulum-v1", config, seed=seed)
     best = -np.inf
     while learner.env_steps < 5000 and best < -200:
         learner.train_iteration()
-        if learner.env_steps >= 2000:
+        if learner.env_steps >= 1000:
             best = max(best, evaluate(lambda o: learner.act(o), "Pendulum-v1", episodes=10, seed=1000).mean)
-    assert best >= -200.0
+    assert best >= -200.0, f"seed {seed}: best evaluation {best:.0f} after {learner.env_steps} steps"
