@@ -156,7 +156,8 @@ def run_bptt(updates: int, seed: int) -> dict:
     t3 = time.perf_counter()
     act = lambda o: np.asarray(bptt._act(state.policy, jnp.asarray(o, jnp.float32)), np.float32)  # noqa: E731
     return {"wall_s": t3 - t0, "trace_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
-            "return": evaluate_act(act, seed), "env_steps": int(state.env_steps), "load": (load0 + os.getloadavg()[0]) / 2}
+            "return": evaluate_act(act, seed), "env_steps": int(state.env_steps),
+            "load": (load0 + os.getloadavg()[0]) / 2}
 
 
 def untrained_return(seed: int) -> float:
@@ -294,21 +295,25 @@ def write_section(results) -> None:
     lines += ["", f"### Time to match: bptt at fewer updates (each a fresh run, compilation included) vs the best APG "
               f"configuration ({best_apg}: {apg_ret:.1f} after {updates} updates, {apg_wall:.1f} s)", "",
               "| bptt updates | simulated steps | return (mean ± sd) | worst seed | wall-clock (s) | "
-              "trace / compile / run (s) | wall-clock / APG's | ≥ APG's return |",
-              "|---|---|---|---|---|---|---|---|"]
-    match = solved = None
+              "trace / compile / run (s) | wall-clock / APG's | mean ≥ APG's | every seed ≥ APG's |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    match = match_all = solved = None
+    apg_by_seed = [r["return"] for r in apg[best_apg]]
     for n in rungs:
         recs = bptt[str(n)]
         ret, wall = _mean(recs, "return"), _mean(recs, "wall_s")
         ok = ret >= apg_ret
+        ok_all = all(r["return"] >= a for r, a in zip(recs, apg_by_seed))
         if ok and match is None:
             match = (n, ret, wall, min(r["return"] for r in recs))
+        if ok_all and match_all is None:
+            match_all = (n, ret, wall)
         if ret >= SOLVED and solved is None:
             solved = (n, ret, wall)
         lines.append(f"| {n} | {n * NUM_ENVS * HORIZON:,} | {ret:.1f} ± {np.std([r['return'] for r in recs]):.1f} | "
                      f"{min(r['return'] for r in recs):.1f} | {wall:.1f} | {_mean(recs, 'trace_s'):.1f} / "
                      f"{_mean(recs, 'compile_s'):.1f} / {_mean(recs, 'run_s'):.1f} | {wall / apg_wall:.2f} | "
-                     f"{'yes' if ok else 'no'} |")
+                     f"{'yes' if ok else 'no'} | {'yes' if ok_all else 'no'} |")
 
     # the verdict: both measures, plainly
     eq_ok_ret = _mean(full, "return") >= apg_ret
@@ -319,26 +324,32 @@ def write_section(results) -> None:
           + ("" if eq_ratio <= 0.5 else " (the return is far better, the time is not ≤ 1/2)") + ".")
     if match is not None:
         ttm_ratio = match[2] / apg_wall
-        ttm = (f"**Time to match**: bptt first reaches APG's best final return ({apg_ret:.1f}) at {match[0]} updates "
-               f"(return {match[1]:.1f}, worst seed {match[3]:.1f}) after {match[2]:.1f} s, compilation included, "
-               f"= {ttm_ratio:.2f}× APG's {apg_wall:.1f} s: target {'met' if ttm_ratio <= 0.5 else 'NOT met'}.")
+        ttm = (f"**Time to match**: bptt first reaches APG's best final return ({apg_ret:.1f}, mean over seeds) at "
+               f"{match[0]} updates (return {match[1]:.1f}, worst seed {match[3]:.1f}) after {match[2]:.1f} s, "
+               f"compilation included, = {ttm_ratio:.2f}× APG's {apg_wall:.1f} s: target "
+               f"{'met' if ttm_ratio <= 0.5 else 'NOT met'}.")
+        if match_all is not None:
+            ttm += (f" Stricter, every seed at or above the same seed's APG return: {match_all[0]} updates "
+                    f"({match_all[1]:.1f}), {match_all[2]:.1f} s = {match_all[2] / apg_wall:.2f}× APG's wall-clock: "
+                    f"{'met' if match_all[2] <= 0.5 * apg_wall else 'NOT met'}.")
     else:
         ttm_ratio = float("inf")
         ttm = f"**Time to match**: no bptt rung reached APG's best final return ({apg_ret:.1f}): target NOT met."
     lines += ["", f"**Target (issue 7): pathwise bptt matches or beats Brax APG's return in ≤ 1/2 of its "
               f"wall-clock — {'MET' if ttm_ratio <= 0.5 else 'NOT MET'} by time to match, "
               f"{'MET' if eq_ok_ret and eq_ratio <= 0.5 else 'NOT MET'} at equal steps.**", "", "- " + eq, "- " + ttm]
-    if untrained >= apg_ret - 0.05 * abs(apg_ret):
-        lines += ["- Caveat: APG's best final return is within 5% of (or below) the untrained policy's "
-                  f"({untrained:.1f}): APG did not learn to swing the pendulum up within this budget with any of the "
-                  f"{len(apg)} configurations, so matching its return asks little of bptt — the time to match is "
-                  "mostly bptt's compilation. The stronger statement: " + (
-                      f"bptt reaches the 'solved' threshold ({SOLVED:.0f}) at {solved[0]} updates in {solved[2]:.1f} s "
-                      f"= {solved[2] / apg_wall:.2f}× APG's wall-clock, a return APG does not reach at all."
-                      if solved else f"no bptt rung below {updates} updates reaches {SOLVED:.0f}.")]
-    elif solved:
-        lines += [f"- bptt reaches the 'solved' threshold ({SOLVED:.0f}) at {solved[0]} updates in {solved[2]:.1f} s "
-                  f"= {solved[2] / apg_wall:.2f}× the best APG's wall-clock."]
+    walls = [r["wall_s"] for v in bptt.values() for r in v]
+    lines += [f"- How firm: APG's best final return ({apg_ret:.1f}) is only {apg_ret - untrained:.0f} above the "
+              f"untrained policy's ({untrained:.1f}): APG did not learn to swing the pendulum up within "
+              f"{updates} updates with any of the {len(apg)} configurations (its best seed: "
+              f"{max(r['return'] for v in apg.values() for r in v):.1f}), so matching it asks little of bptt and the "
+              "time to match is mostly bptt's compilation. Under this machine's load one bptt run's wall-clock varied "
+              f"from {min(walls):.0f} to {max(walls):.0f} s whatever its length, so the ratios near 1/2 are within "
+              "the noise; an idle-machine rerun decides them."]
+    lines += [f"- Beyond matching: bptt reaches the 'solved' threshold ({SOLVED:.0f}, mean over seeds) at "
+              f"{solved[0]} updates in {solved[2]:.1f} s = {solved[2] / apg_wall:.2f}× the best APG's wall-clock, "
+              "a return no APG run reaches." if solved else
+              f"- No bptt rung reaches the 'solved' threshold ({SOLVED:.0f}) on the mean over seeds."]
     comp = np.mean([r["trace_s"] + r["compile_s"] for v in bptt.values() for r in v])
     per_update = np.polyfit([n for n in rungs for _ in bptt[str(n)]],
                             [r["run_s"] for n in rungs for r in bptt[str(n)]], 1)[0] if len(rungs) > 1 else float("nan")
