@@ -10,6 +10,12 @@
 Only the reward ``r`` is known (``pathwise.rewards``); the environment is a
 black box, also for a ``pathwise/...`` id. Non-finite policy gradients skip
 the update and are counted in ``skipped_updates``.
+
+Speed: every program (policy update, model-fit epoch, actions) compiles once
+per process and config and is shared by all learners in it; a data set that
+grows does not recompile. A fresh process still pays that compilation (tens
+of seconds on one CPU thread); to skip it on later runs, turn on JAX's
+persistent cache, e.g. ``JAX_COMPILATION_CACHE_DIR=~/.cache/jax`` (opt-in).
 """
 
 from __future__ import annotations
