@@ -33,8 +33,8 @@ Additions to the paper's algorithm (all options; the Pendulum-v1 preset uses the
   leave an effective sample size of a few percent of the batch, and the weighted replay target made the
   critic loss grow and the evaluation return swing (-190..-900) on Pendulum. The actor keeps the weights.
 * ``updates_per_step`` > 1 (the preset uses 4 updates per environment step).
-* ``policy_delay`` (one actor step every d updates), ``model_pretrain_steps`` (model-only steps on the
-  warm-up data before the first update), ``entropy_coef`` (a bonus on the pre-squash ``sum log sigma``).
+* ``policy_delay`` (one actor step every d updates) and ``model_pretrain_steps`` (model-only steps on the
+  warm-up data before the first update).
 """
 
 from __future__ import annotations
@@ -87,8 +87,6 @@ class SVG1Config(OffPolicyConfig):
     """Weight replayed transitions by the truncated ratio (False: every transition counts equally)."""
     max_grad_norm: float = 10.0
     """Global-norm clip of every gradient step."""
-    entropy_coef: float = 0.0
-    """Weight alpha of the entropy bonus ``alpha sum log sigma`` added to the actor objective (0: none)."""
     policy_delay: int = 1
     """One actor step every ``policy_delay`` updates (model and critic step every update)."""
     model_pretrain_steps: int = 0
@@ -209,11 +207,6 @@ def model_step(state: SVG1State, batch: Transition, config: SVG1Config) -> tuple
     return state._replace(model=eqx.tree_at(lambda m: m.nets, state.model, nets), model_opt=model_opt), m_loss
 
 
-def entropy_bonus(policy: GaussianPolicy) -> Array:
-    """``sum log sigma``: the pre-squash Gaussian's entropy up to a constant (the std is state independent)."""
-    return jnp.sum(jnp.clip(policy.log_std, policy.log_std_min, policy.log_std_max))
-
-
 def update_step(state: SVG1State, key: PRNGKey, reward_fn, config: SVG1Config,
                 actor_on: Array = True) -> tuple[SVG1State, dict]:
     """One model, one critic and (if ``actor_on``) one actor step on a replayed minibatch, then a Polyak step of V'."""
@@ -234,11 +227,8 @@ def update_step(state: SVG1State, key: PRNGKey, reward_fn, config: SVG1Config,
     system = LearnedModel(jax.lax.stop_gradient(state.model), reward_fn, action_low=state.policy.low,
                           action_high=state.policy.high)
 
-    def loss(policy):
-        j = actor_loss(policy, value, system, batch, weights, config.gamma)
-        return j - config.entropy_coef * entropy_bonus(policy), j
-
-    (_, a_loss), a_grads = eqx.filter_value_and_grad(loss, has_aux=True)(state.policy)
+    a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights,
+                                                            config.gamma)
     a_grads = fixed_bounds(a_grads)  # the action box is data, not a parameter
     policy, policy_opt = _step(state.policy, a_grads, state.policy_opt, config.actor_lr, config)
     policy, policy_opt = jax.tree.map(lambda new, old: jnp.where(actor_on, new, old), (policy, policy_opt),
@@ -349,10 +339,9 @@ class SVG1(OffPolicyLearner):
         if self.config.critic_target not in ("replay", "model"):
             raise ValueError(f"Invalid SVG1 config: critic_target={self.config.critic_target!r}; use 'replay' or "
                              "'model'.")
-        if self.config.policy_delay < 1 or self.config.model_pretrain_steps < 0 or self.config.entropy_coef < 0:
-            raise ValueError(f"Invalid SVG1 config: need policy_delay >= 1 (got {self.config.policy_delay}), "
-                             f"model_pretrain_steps >= 0 (got {self.config.model_pretrain_steps}) and "
-                             f"entropy_coef >= 0 (got {self.config.entropy_coef}).")
+        if self.config.policy_delay < 1 or self.config.model_pretrain_steps < 0:
+            raise ValueError(f"Invalid SVG1 config: need policy_delay >= 1 (got {self.config.policy_delay}) and "
+                             f"model_pretrain_steps >= 0 (got {self.config.model_pretrain_steps}).")
 
     @property
     def noise_dim(self) -> int:
