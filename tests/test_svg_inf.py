@@ -19,7 +19,8 @@ from pathwise.types import Transition
 
 T, GAMMA = 25, 0.95
 TINY = SVGInfConfig(hidden=(8,), model_hidden=(16,), model_steps_per_epoch=5, model_max_epochs=2, model_batch=32,
-                    grad_steps=3, recent_episodes=2, buffer_size=1000)
+                    grad_steps=3, recent_episodes=2, buffer_size=1000, segment_length=10, num_segments=4,
+                    learn_std=False, policy_noise_clip=3.0, mean_penalty=1e-3)  # the preset's code path
 
 
 def real_episode(system, policy, key):
@@ -48,6 +49,16 @@ def test_replay_value_is_the_real_return(linear_case):
     # Padding: only the first `length` steps count.
     short = replayed_return(policy, system, episode, jnp.asarray(10), GAMMA)
     np.testing.assert_allclose(short, discounted_return(traj.rewards[:10], GAMMA), rtol=1e-5)
+
+
+def test_mean_penalty_is_subtracted_along_the_replay(linear_case):
+    """At the inferred noises the replay is the real episode: J_λ = real return − λ Σ γ^t ‖μ(s_t)‖²."""
+    system, policy, traj, episode = linear_case
+    lam = 0.3
+    value = replayed_return(policy, system, episode, jnp.asarray(T), GAMMA, mean_penalty=lam)
+    means = jax.vmap(lambda o: policy.mean_and_log_std(o)[0])(traj.observations)
+    expected = discounted_return(traj.rewards, GAMMA) - lam * (GAMMA ** jnp.arange(T) * (means ** 2).sum(-1)).sum()
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
 
 
 def test_gradient_equals_pathwise_gradient_under_true_noises(linear_case):
@@ -81,6 +92,10 @@ def test_learner_loop_compiles_once_and_resumes_exactly(learner_run):
     learner, snapshot, metrics = learner_run
     assert learner.env_steps == 100 and learner.traces == 1
     assert np.isfinite(metrics["replayed_return"]) and metrics["skipped_updates"] == 0
+    # learn_std=False: the exploration std stays at its initial value while the mean moves
+    np.testing.assert_array_equal(learner.get_state().policy.log_std, snapshot.policy.log_std)
+    np.testing.assert_allclose(snapshot.policy.log_std, TINY.init_log_std)
+    assert not np.allclose(learner.get_state().policy.net.layers[-1].weight, snapshot.policy.net.layers[-1].weight)
     other = SVGInf(SHORT, TINY, seed=5)
     other.set_state(snapshot)
     other.train_iteration()

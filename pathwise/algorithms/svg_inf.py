@@ -10,9 +10,33 @@ return through the entire deterministic graph
 
 At the current θ the replay *is* the real episode, so "errors don't
 accumulate: the model is used to backprop gradients, not to simulate
-experience". Here: after each real episode, refit ``f``; then
-``grad_steps`` Adam steps, each re-inferring ξ at the current θ on the
-``recent_episodes`` most recent real episodes and following ∇θ J.
+experience". Here: after each real episode, refit ``f``; infer ζ and ξ of the
+``recent_episodes`` most recent real episodes once, at the policy that
+collected the newest one, and freeze them; then ``grad_steps`` Adam steps on
+∇θ J of the replays.
+
+What the Pendulum-v1 preset adds to that (each optional, off by default), and why
+(benchmarks/sections/60_model_based.md has the runs):
+
+- ``segment_length``/``num_segments``: each Adam step replays 64 windows of 50
+  recorded steps starting at random recorded states, with their inferred noises
+  (ten 200-step episodes from ten start states are too few to fit a swing-up).
+- ``random_episodes = 1``: a uniform warm-up episode, which trains the model and is
+  replayed like the others (without it, or replaying only the policy's own episodes,
+  the first updates see almost no action variety).
+- ``policy_noise_clip = 3``: the inferred ξ are clipped to [−3, 3]. The uniform
+  warm-up episode's actions are far off the policy (ξ = (atanh(a/2) − μ)/σ reaches
+  ±36 at σ = 0.2), and a recorded action the float32 squash saturated infers
+  |ξ| beyond the policy's range: unclipped, those replays put the action in
+  the flat part of tanh whatever μ does, the gradient pushes μ into saturation
+  and the policy never learns (seed 0: pre-squash |μ| 12.6 and eval −1191 after
+  600 steps vs −201 clipped). For |ξ| > 3 the replayed action then differs from the
+  recorded one (the model with ζ carries the difference); own-policy noises
+  are N(0, 1) and almost never clipped.
+- ``learn_std = False``: a fixed exploration std (log σ = −1.6, σ ≈ 0.2 before the
+  squash; learned, σ shrinks and exploration dies with it).
+- ``mean_penalty``: λ‖μ(s)‖² subtracted from each replayed reward keeps the squash
+  out of saturation.
 """
 
 from __future__ import annotations
@@ -57,13 +81,10 @@ class SVGInfConfig(ModelBasedConfig):
     """λ: maximize Σ_t γ^t (r_t − λ‖μ(s_t)‖²), a penalty on the pre-squash mean along the replay, so the tanh
     squash does not saturate (where the replay's action gradient vanishes and exploration noise no longer moves
     the action)."""
-    clip_per_replay: float = 0.0
-    """If c > 0, clip each replayed episode's/window's gradient to norm c before averaging, so one replay
-    whose gradient explodes (chaotic swing-up dynamics, a model Jacobian off the data) cannot decide the
-    direction of the whole step through the global clip (0: plain average)."""
-    replay_random: bool = True
-    """Replay the uniform warm-up episodes too (False: they only train the model; their inferred policy
-    noises, far off the policy's own distribution, would turn the replayed policy into a random one)."""
+    policy_noise_clip: float = 0.0
+    """If c > 0, clip the inferred policy noises ξ to [−c, c] (0: exact inference). A recorded action the
+    tanh squash saturated (float32 rounds tanh(u) to ±1 beyond |u| ≈ 9; the inversion clips at |u| ≈ 7.25)
+    infers a large |ξ| that pins the replayed action in the dead zone of the squash whatever the mean does."""
     reinfer_noise: bool = False
     """Re-infer ξ at every Adam step (False: infer ζ and ξ once per episode, at the policy before the update).
 
@@ -158,31 +179,21 @@ class SVGInf(ModelBasedLearner):
     def behaviour_action(self, policy: eqx.Module, obs: Array, key: PRNGKey) -> Array:
         return policy(obs).sample(key)
 
-    def replay_weights(self, state: ModelBasedState) -> Array:
-        """Which recent-episode slots are replayed: filled ones, without the uniform warm-up episodes unless
-        ``replay_random`` (all filled slots while only warm-up episodes exist)."""
-        cap = state.recent.capacity
-        filled = jnp.arange(cap) < state.recent.size
-        if self.config.replay_random:
-            return filled
-        age = (state.recent.ptr - 1 - jnp.arange(cap)) % cap  # 0: the newest episode
-        own = filled & (state.episodes - 1 - age >= self.config.random_episodes)
-        return jnp.where(own.any(), own, filled)
-
     def _policy_steps(self, state: ModelBasedState, key: PRNGKey):
         # deterministic given the stored episodes, unless segments are drawn (from ``key``)
         self.traces += 1
         cfg = self.config
         system = learned_system(state.model, self.reward_fn, self.low, self.high, self.limit)
         episodes, lengths = state.recent.storage
-        filled = jnp.arange(state.recent.capacity) < state.recent.size
-        slots = self.replay_weights(state)
+        slots = jnp.arange(state.recent.capacity) < state.recent.size
         # empty slots replay a copy of slot 0 (always filled by now) at zero weight: no all-zero observations
-        episodes = jax.tree.map(lambda x: jnp.where(filled.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
-        lengths = jnp.where(filled, lengths, lengths[0])
+        episodes = jax.tree.map(lambda x: jnp.where(slots.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
+        lengths = jnp.where(slots, lengths, lengths[0])
         optimizer = make_optimizer(cfg)
         noises = None if cfg.reinfer_noise else jax.vmap(lambda ep: infer_episode_noise(state.policy, system, ep)
                                                          )(episodes)
+        if noises is not None and cfg.policy_noise_clip > 0:
+            noises = (noises[0], jnp.clip(noises[1], -cfg.policy_noise_clip, cfg.policy_noise_clip))
 
         def replay(policy, ep, n, nz):
             return replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every, nz, cfg.mean_penalty)
@@ -195,24 +206,18 @@ class SVGInf(ModelBasedLearner):
                 return (windows, n, nz), jnp.full(cfg.num_segments, 1.0 / cfg.num_segments)
             return (episodes, lengths, noises), slots / jnp.maximum(slots.sum(), 1)
 
-        def ascent_direction(grads):
-            grads = fixed_bounds(jax.tree.map(jnp.negative, grads))  # ascend J; the action box never moves
-            if not cfg.learn_std and grads.log_std is not None:
-                grads = eqx.tree_at(lambda g: g.log_std, grads, jnp.zeros_like(grads.log_std))
-            return grads
+        def objective(policy, k):
+            (eps, n, nz), weights = replays(k)
+            return (jax.vmap(lambda ep, m, z: replay(policy, ep, m, z))(eps, n, nz) * weights).sum()
 
         def step(carry, k):
             policy, opt_state, skipped = carry
-            batch, weights = replays(k)
-            values, grads = eqx.filter_vmap(eqx.filter_value_and_grad(replay), in_axes=(None, 0, 0, 0))(policy, *batch)
-            grads = ascent_direction(grads)
-            scale = weights
-            if cfg.clip_per_replay > 0:  # each replay's gradient clipped to norm <= c before averaging
-                norms = jnp.sqrt(sum(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1) for g in jax.tree.leaves(grads)))
-                scale = weights * jnp.minimum(1.0, cfg.clip_per_replay / norms)
-            grads = jax.tree.map(lambda g: jnp.tensordot(scale, g, axes=1), grads)
+            value, grads = eqx.filter_value_and_grad(objective)(policy, k)
+            grads = fixed_bounds(jax.tree.map(jnp.negative, grads))  # ascend J; the action box never moves
+            if not cfg.learn_std and grads.log_std is not None:
+                grads = eqx.tree_at(lambda g: g.log_std, grads, jnp.zeros_like(grads.log_std))
             policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
-            return (policy, opt_state, skipped + skip), ((values * weights).sum(), optax.tree.norm(grads))
+            return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
 
         (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
             step, (state.policy, state.opt_state, state.skipped_updates), jax.random.split(key, cfg.grad_steps))
