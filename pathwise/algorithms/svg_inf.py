@@ -34,9 +34,12 @@ What the Pendulum-v1 preset adds to that (each optional, off by default), and wh
   recorded one (the model with ζ carries the difference); own-policy noises
   are N(0, 1) and almost never clipped.
 - ``learn_std = False``: a fixed exploration std (log σ = −1.6, σ ≈ 0.2 before the
-  squash; learned, σ shrinks and exploration dies with it).
-- ``mean_penalty``: λ‖μ(s)‖² subtracted from each replayed reward keeps the squash
-  out of saturation.
+  squash; learned, σ shrank to e^−2.4 on seed 1 and two of the ten evaluation starts
+  were never swung up: best −229).
+- ``mean_penalty = 0.01``: 0.01‖μ(s)‖² subtracted from each replayed reward keeps the
+  pre-squash mean out of saturation (without it seed 1's largest |μ| on the recorded
+  states reaches 12.7 and it peaks at −209; with it 5.4, every evaluation start is swung
+  up and it passes −200 at 800 steps).
 """
 
 from __future__ import annotations
