@@ -15,7 +15,7 @@ experience". Here: after each real episode, refit ``f``; infer ζ and ξ of the
 collected the newest one, and freeze them; then ``grad_steps`` Adam steps on
 ∇θ J of the replays.
 
-What the Pendulum-v1 preset adds to that (each optional, off by default), and why
+What the defaults (= the Pendulum-v1 preset) add to that, each optional, and why
 (benchmarks/sections/60_model_based.md has the runs):
 
 - ``segment_length``/``num_segments``: each Adam step replays 64 windows of 50
@@ -65,26 +65,28 @@ class SVGInfConfig(ModelBasedConfig):
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the tanh-Gaussian policy."""
-    init_log_std: float = -0.5
-    """Initial log std of the policy's pre-squash Gaussian (state independent, learned)."""
+    init_log_std: float = -1.6
+    """Initial log std of the policy's pre-squash Gaussian (state independent; learned if ``learn_std``)."""
     gamma: float = 0.99
     """Discount of the replayed return."""
-    grad_steps: int = 100
+    grad_steps: int = 200
     """Adam steps per real episode, each on all stored recent episodes."""
     truncate_every: int = 0
     """If k > 0, stop gradients through the state every k steps (0: the whole episode, as SVG(∞))."""
-    segment_length: int = 0
+    segment_length: int = 50
     """If H > 0, replay ``num_segments`` windows of H real steps starting at random recorded states of the
     stored episodes per Adam step, instead of the whole episodes (0: whole episodes)."""
     num_segments: int = 64
     """Windows per Adam step when ``segment_length > 0``."""
-    learn_std: bool = True
+    recent_episodes: int = 10
+    """Recent real episodes kept and replayed (Pendulum-v1: all of a 2,000-step run)."""
+    learn_std: bool = False
     """Learn the policy's log std with the replayed return (False: keep ``init_log_std``, a fixed exploration level)."""
-    mean_penalty: float = 0.0
+    mean_penalty: float = 0.01
     """λ: maximize Σ_t γ^t (r_t − λ‖μ(s_t)‖²), a penalty on the pre-squash mean along the replay, so the tanh
     squash does not saturate (where the replay's action gradient vanishes and exploration noise no longer moves
     the action)."""
-    policy_noise_clip: float = 0.0
+    policy_noise_clip: float = 3.0
     """If c > 0, clip the inferred policy noises ξ to [−c, c] (0: exact inference). A recorded action the
     tanh squash saturated (float32 rounds tanh(u) to ±1 beyond |u| ≈ 9; the inversion clips at |u| ≈ 7.25)
     infers a large |ξ| that pins the replayed action in the dead zone of the squash whatever the mean does."""
