@@ -29,8 +29,9 @@ What the defaults (= the Pendulum-v1 preset) add to that, each optional, and why
   ±36 at σ = 0.2), and a recorded action the float32 squash saturated infers
   |ξ| beyond the policy's range: unclipped, those replays put the action in
   the flat part of tanh whatever μ does, the gradient pushes μ into saturation
-  and the policy never learns (seed 0: pre-squash |μ| 12.6 and eval −1191 after
-  600 steps vs −201 clipped). For |ξ| > 3 the replayed action then differs from the
+  and the policy does not learn (seed 0 after 600 steps, otherwise the preset without
+  the mean penalty: exact ξ, mean pre-squash |μ| 12.6, eval −1191; ξ clipped: −201;
+  ξ set to zero: −199; ζ made no difference). For |ξ| > 3 the replayed action then differs from the
   recorded one (the model with ζ carries the difference); own-policy noises
   are N(0, 1) and almost never clipped.
 - ``learn_std = False``: a fixed exploration std (log σ = −1.6, σ ≈ 0.2 before the
