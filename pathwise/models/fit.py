@@ -139,6 +139,11 @@ def _optimizer(config: FitConfig) -> optax.GradientTransformation:
                        optax.adamw(config.learning_rate, weight_decay=config.weight_decay))
 
 
+@eqx.filter_jit
+def _init_optimizer(params, config: FitConfig):
+    return _optimizer(config).init(params)  # jitted: one program instead of one small one per parameter shape
+
+
 TRACE_COUNT = {"epoch": 0}  # tests read this to check that a second fit does not recompile
 
 
@@ -229,7 +234,7 @@ def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), ke
     steps = jnp.asarray(epoch_steps(config, len(train)), jnp.int32)
     tr = [_pad(x[train], cap_t) for x in (obs, actions, next_obs)]
     va = [_pad(x[val], cap_v) for x in (obs, actions, next_obs)] + [_pad(np.ones(len(val), np.float32), cap_v)]
-    opt_state = _optimizer(config).init(eqx.filter(model.nets, eqx.is_inexact_array))
+    opt_state = _init_optimizer(eqx.filter(model.nets, eqx.is_inexact_array), config)
     count = jnp.asarray(len(train), jnp.int32)
     best, (best_loss, best_mse) = model, _validate(model, *va)
     train_loss, stale, epoch = float("nan"), 0, 0
