@@ -242,7 +242,8 @@ def write_section(payload: dict) -> None:
         "## Model error: BPTT through the model vs replayed real trajectories vs SVG(k)",
         "",
         f"Command: `{meta['command']}` · date {meta['date']} · 2-core CPU container, no GPU (`nproc` = "
-        f"{meta['nproc']}); shared with other jobs during this run (load average at the start: {meta['load']}) · "
+        f"{meta['nproc']}); load average at the start: {meta['load']}"
+        f"{' (shared with other jobs)' if float(meta['load']) > 2 else ''} · "
         f"{meta['versions']}.",
         "",
         "The lecture's motivation for SVG(∞): a policy trained by backpropagating through *imagined* rollouts of "
@@ -257,8 +258,10 @@ def write_section(payload: dict) -> None:
         "",
         f"Methods (their default configs): `mbrl` = BPTT through the model, H = {cfg['mbrl'].horizon}, "
         f"{cfg['mbrl'].policy_steps} Adam steps per episode from {cfg['mbrl'].num_starts} real start states; "
-        f"`svg-inf` = {cfg['svg-inf'].grad_steps} steps per episode on the {cfg['svg-inf'].recent_episodes} most "
-        f"recent real episodes; `svgk` = k = {cfg['svgk'].horizon} model steps + V, "
+        f"`svg-inf` = {cfg['svg-inf'].grad_steps} Adam steps per episode, each replaying "
+        + (f"{cfg['svg-inf'].num_segments} windows of {cfg['svg-inf'].segment_length} recorded steps of "
+           if cfg['svg-inf'].segment_length else "")
+        + f"the {cfg['svg-inf'].recent_episodes} most recent real episodes with inferred noises; `svgk` = k = {cfg['svgk'].horizon} model steps + V, "
         f"{cfg['svgk'].updates_per_episode} updates per episode from {cfg['svgk'].n_envs} real start states. "
         f"Model: MLP {cfg['mbrl'].model_hidden} on the normalized Δobs."
         + (" `svg-inf-g10` = `svg-inf` with 10 instead of 100 Adam steps per real episode (`grad_steps=10`; "
@@ -276,7 +279,8 @@ def write_section(payload: dict) -> None:
         "Mean training wall-clock per run (incl. compilation, excl. evaluation): "
         + ", ".join(f"`{m}` {times[m]:.0f} s" for m in methods)
         + ". Non-finite policy updates skipped: " + ", ".join(f"`{m}` {skipped[m]}" for m in methods) + "."
-        + f" Whole benchmark: {meta.get('total_s', float('nan')) / 60:.0f} min wall-clock on the busy machine.",
+        + f" Whole benchmark: {meta.get('total_s', float('nan')) / 60:.0f} min wall-clock"
+        + (" (seeds in parallel processes)." if "--only-seed" in meta["command"] else "."),
         "",
     ]
     if payload.get("notes"):
