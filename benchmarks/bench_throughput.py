@@ -198,8 +198,9 @@ def write_section(rows: list[dict], args: argparse.Namespace, path: Path) -> Non
         "",
         f"Command: `python benchmarks/bench_throughput.py{' --quick' if args.quick else ''}`  ",
         f"Date: {args.date}  ",
-        f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); shared with other jobs during "
-        f"this run, load average {args.load_before:.1f} before it and {args.load:.1f} at its end (absolute numbers "
+        f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); "
+        f"{'shared with other jobs during this run, ' if max(args.load_before, args.load) > 2 else 'no other jobs, '}"
+        f"load average {args.load_before:.1f} before it and {args.load:.1f} at its end (absolute numbers "
         "are noisy; the rows were measured interleaved, so the ratios are the point)  ",
         f"Versions: jax {jax.__version__}, equinox {eqx.__version__}, optax {optax.__version__}, "
         f"gymnasium {gym.__version__}, numpy {np.__version__}",

@@ -269,8 +269,10 @@ def write_section(saved: dict, path: Path) -> None:
         "",
         f"Command: `{saved['command']}`  ",
         f"Date: {saved['date']}  ",
-        f"Machine: 2-core CPU container, no GPU ({saved['nproc']} cores visible); shared with other jobs during "
-        f"this run, load average {saved['load_before']:.1f} before it and "
+        f"Machine: 2-core CPU container, no GPU ({saved['nproc']} cores visible); "
+        + ("shared with other jobs during this run, " if max([saved['load_before']] + [r['load'] for r in runs]) > 2
+           else "no other jobs, ")
+        + f"load average {saved['load_before']:.1f} before it and "
         + ", ".join(f"{r['load']:.1f} after the {r['threads']}-thread part" for r in runs)
         + " (absolute rates are noisy; the interleaved ratios are the point)  ",
         f"Versions: jax {v['jax']}, torch {v['torch']}, stable-baselines3 {v['stable-baselines3']}",
