@@ -240,6 +240,10 @@ def main() -> int:
     return 0
 
 
+def algos_of(args) -> list[str]:
+    return [a.strip() for a in args.algos.split(",") if a.strip()]
+
+
 def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
     from pathwise.train import _ceiling
 
@@ -272,7 +276,8 @@ def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
         if Path(args.section).resolve() != DEFAULT_SECTION.resolve() else "")
     busy = max(LOAD_AT_START, os.getloadavg()[0]) > 2.0  # one busy core of two is this benchmark itself
     lines = [
-        "## pathwise vs Stable-Baselines3 on Pendulum-v1 (sample efficiency and time to solve)", "",
+        "## pathwise vs Stable-Baselines3 on Pendulum-v1 (sample efficiency and time to solve"
+        + (f": {', '.join(algos_of(args))})" if args.algos else ")"), "",
         f"Command: `{cmd}`  ",
         f"Date: {datetime.date.today().isoformat()}  ",
         f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); "
