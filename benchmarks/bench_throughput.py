@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 import pathwise.systems  # noqa: F401  (registers pathwise/Pendulum-v1)
+from pathwise.checkpoint import atomic_write_text
 from pathwise.rollout import rollout
 from pathwise.systems import Pendulum
 
@@ -232,10 +233,7 @@ def write_section(rows: list[dict], args: argparse.Namespace, path: Path) -> Non
               "throughput comes from keeping the whole loop inside `jit` (the rollout rows), not from the per-step "
               "API."]
     lines += ["", "![throughput](../figures/throughput.png)", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    atomic_write_text(path, "\n".join(lines))
 
 
 def main() -> None:
@@ -260,11 +258,9 @@ def main() -> None:
                                  args.repeats)
         args.load = os.getloadavg()[0]
         args.date = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-        saved.parent.mkdir(exist_ok=True)
-        tmp = saved.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"rows": rows, "load": args.load, "load_before": args.load_before,
-                                   "date": args.date, "repeats": args.repeats, "quick": args.quick}, indent=1))
-        tmp.replace(saved)
+        atomic_write_text(saved, json.dumps({"rows": rows, "load": args.load, "load_before": args.load_before,
+                                             "date": args.date, "repeats": args.repeats, "quick": args.quick},
+                                            indent=1))
     plot(rows, HERE / "figures" / "throughput.png")
     write_section(rows, args, HERE / "sections" / "10_throughput.md")
     print(f"wrote {HERE / 'sections' / '10_throughput.md'}")

@@ -327,10 +327,9 @@ def write_section(saved: dict, path: Path) -> None:
                   "shared with other jobs this is the most fragile row (during development, at load average 12, "
                   "SB3 fell to ~1 update/s at 2 threads), so trust it only from an idle machine."]
     lines += ["", "![updates](../figures/updates.png)", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    from pathwise.checkpoint import atomic_write_text  # jax is imported only after the thread limits are set
+
+    atomic_write_text(path, "\n".join(lines))
 
 
 def main() -> int:
@@ -370,9 +369,10 @@ def main() -> int:
                                    "--updates", str(n_updates), "--repeats", str(repeats), "--budget", str(budget)])
             saved["runs"].append(json.loads(out.read_text()))
             out.unlink()
-            tmp = saved_path.with_suffix(".json.tmp")  # after every thread count: an interrupted run keeps its rows
-            tmp.write_text(json.dumps(saved, indent=1))
-            tmp.replace(saved_path)
+            from pathwise.checkpoint import atomic_write_text
+
+            # after every thread count: an interrupted run keeps its rows
+            atomic_write_text(saved_path, json.dumps(saved, indent=1))
     plot(saved["runs"], HERE / "figures" / "updates.png")
     write_section(saved, HERE / "sections" / "11_updates.md")
     print(f"wrote {HERE / 'sections' / '11_updates.md'}")
