@@ -109,5 +109,15 @@ def register_systems(registry: dict[str, Callable[..., System]]) -> None:
         gym.register(
             id=env_id,
             entry_point=_entry_point(factory),
-            max_episode_steps=factory().episode_length,
+            max_episode_steps=_episode_length(factory),
         )
+
+
+def _episode_length(factory: Callable[..., System]) -> int:
+    """The default episode length of ``factory``'s system, read without building it where the class states it.
+
+    Building a system creates JAX arrays, which would start JAX's backend at ``import pathwise`` and leave
+    no chance to choose its devices afterwards (``pathwise.seeds.use_host_devices``).
+    """
+    length = getattr(factory, "episode_length", None)
+    return length if isinstance(length, int) else factory().episode_length

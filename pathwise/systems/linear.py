@@ -99,3 +99,6 @@ def double_integrator(dt: float = 0.1, q: float = 1.0, r: float = 0.1, **kwargs)
     A = jnp.array([[1.0, dt], [0.0, 1.0]])
     B = jnp.array([[0.5 * dt**2], [dt]])
     return LinearSystem(A, B, q * jnp.eye(2), r * jnp.eye(1), **kwargs)
+
+
+double_integrator.episode_length = 200  # LinearSystem's default horizon, for registration without building one
