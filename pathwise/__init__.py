@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 _LAZY = ("algorithms", "checkpoint", "control", "diagnostics", "distributions", "envs", "estimators", "models",
-         "networks", "presets", "replay", "rewards", "train")
+         "networks", "presets", "replay", "rewards", "seeds", "train")
 
 
 def __getattr__(name: str):

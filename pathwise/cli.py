@@ -56,7 +56,10 @@ class TrainArgs:
     """Train this many seeds (seed, seed+1, ...); each gets OUT/seed_K."""
     vmap_seeds: bool = True
     """With --seeds > 1, train all seeds as one vmapped (and, over several devices, sharded) program where the
-    algorithm's loop is fully jittable (bptt); otherwise one after another."""
+    algorithm's loop is fully jittable (bptt; svgk on a pathwise System); otherwise one after another."""
+    host_devices: int | None = None
+    """With vmapped seeds on a machine without an accelerator: split the CPU into this many XLA devices and shard
+    the seeds over them, so they train in parallel (default: one per core; 1 = a single device)."""
     out: str | None = None
     """Run directory (default: runs/ALGO-ENV-sSEED-TIMESTAMP)."""
     config: str | None = None
@@ -161,8 +164,12 @@ def cmd_train(argv: list[str]) -> int:
     steps = int(args.steps if args.steps is not None else run.get("steps", 20_000))
     out_root = Path(args.out) if args.out else _default_out(cls.name, env, args.seed)
     summaries = []
-    if args.seeds > 1 and args.vmap_seeds and cls.name == "bptt":
-        summaries = _train_bptt_seeds(cls, env, cfg, args, steps, out_root, run)
+    vmapped = _vmapped_module(cls.name, env, cfg) if args.seeds > 1 and args.vmap_seeds else None
+    if vmapped is not None:
+        from pathwise import seeds as pw_seeds
+
+        pw_seeds.use_host_devices(args.host_devices)  # before JAX starts: the device count is fixed after that
+        summaries = _train_vmapped_seeds(vmapped, cls, env, cfg, args, steps, out_root, run)
     for k in range(0 if summaries else args.seeds):
         seed = args.seed + k
         out = out_root if args.seeds == 1 else out_root / f"seed_{seed}"
@@ -181,26 +188,40 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-def _train_bptt_seeds(cls, env: str, cfg: Any, args: TrainArgs, steps: int, out_root: Path,
-                      run: dict[str, Any]) -> list[dict[str, Any]]:
-    """All seeds of bptt as one jitted, vmapped program; then each seed is evaluated and saved like a normal run."""
+def _vmapped_module(algo: str, env: str, cfg: Any) -> Any:
+    """The algorithm module whose whole training loop is one jittable function of a seed on ``env``, or None."""
+    if algo == "bptt":
+        from pathwise.algorithms import bptt
+
+        return bptt
+    if algo == "svgk" and (cfg.use_true_dynamics or env.startswith("pathwise/")):
+        from pathwise.algorithms import svgk
+
+        return svgk
+    return None
+
+
+def _train_vmapped_seeds(module: Any, cls, env: str, cfg: Any, args: TrainArgs, steps: int, out_root: Path,
+                         run: dict[str, Any]) -> list[dict[str, Any]]:
+    """All seeds as one jitted, vmapped (sharded) program; then each seed is evaluated and saved like a normal run."""
     import math
 
     import equinox as eqx
     import jax
-    import jax.numpy as jnp
 
+    from pathwise import seeds as pw_seeds
     from pathwise import train as tr
-    from pathwise.algorithms import bptt
 
-    system = bptt.make_system(env)
-    bptt.validate_config(cfg)
-    per_update = cfg.batch_size * cfg.horizon
+    system = module.make_system(env)
+    module.validate_config(cfg)
+    per_update = module.steps_per_update(cfg)
     num_updates = max(1, math.ceil(steps / per_update))
-    keys = jax.vmap(jax.random.key)(jnp.arange(args.seed, args.seed + args.seeds))
-    print(f"training {args.seeds} seeds of bptt as one vmapped program ({num_updates} updates each)", flush=True)
+    keys = pw_seeds.seed_keys(args.seeds, first=args.seed)
+    where = f"sharded over {pw_seeds.devices_of(keys)} devices" if pw_seeds.devices_of(keys) > 1 else "on one device"
+    print(f"training {args.seeds} seeds of {cls.name} as one vmapped program, {where} ({num_updates} updates each)",
+          flush=True)
     t0 = time.perf_counter()
-    states, metrics = bptt._train_seeds(keys, system, cfg, num_updates)
+    states, metrics = module._train_seeds(keys, system, cfg, num_updates)
     jax.block_until_ready(states)
     elapsed = time.perf_counter() - t0
     summaries = []
@@ -210,7 +231,8 @@ def _train_bptt_seeds(cls, env: str, cfg: Any, args: TrainArgs, steps: int, out_
         trainer = tr.Trainer(learner, out=out_root / f"seed_{args.seed + i}",
                              eval_every=int(args.eval_every or run.get("eval_every", tr.DEFAULT_EVAL_EVERY)),
                              eval_episodes=int(args.eval_episodes or run.get("eval_episodes", 10)), quiet=True,
-                             run_info={"steps": steps, "vmapped_seeds": args.seeds})
+                             run_info={"steps": steps, "vmapped_seeds": args.seeds,
+                                       "seed_devices": pw_seeds.devices_of(keys)})
         trainer.history = [{"iteration": u + 1, "env_steps": (u + 1) * per_update,
                             **{k: float(v[i, u]) for k, v in metrics.items()}} for u in range(num_updates)]
         c = trainer.counters
@@ -219,7 +241,7 @@ def _train_bptt_seeds(cls, env: str, cfg: Any, args: TrainArgs, steps: int, out_
         trainer._evaluate_and_save()
         summaries.append(trainer.summary())
         _print_summary(summaries[-1], trainer.out)
-    print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program)")
+    print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program, {where})")
     return summaries
 
 

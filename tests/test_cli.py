@@ -198,6 +198,17 @@ def test_bptt_seeds_trains_each_seed_into_its_own_run_directory(tmp_path, capsys
     assert any(not np.array_equal(a, b) for a, b in zip(*params) if a.dtype.kind == "f")
 
 
+def test_svgk_seeds_on_a_system_train_as_one_program(tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main(train_argv("svgk", out, seed=2, extra=["--seeds", "2"])) == 0
+    printed = capsys.readouterr().out
+    assert "2 seeds of svgk as one vmapped program" in printed
+    for seed in (2, 3):
+        s = json.loads((out / f"seed_{seed}" / "summary.json").read_text())
+        assert s["seed"] == seed and s["env_steps"] == 64  # 4 updates of 4 simulations x 4 steps
+        assert len(_rows(out / f"seed_{seed}" / "metrics.csv")) == 4
+
+
 def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsys):
     out = tmp_path / "seeds"
     runs("reinforce")  # the same config: compiled already

@@ -39,6 +39,7 @@ from pathwise import systems as pw_systems
 from pathwise.algorithms.base import CommonConfig, Learner
 from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy, LinearPolicy
 from pathwise.rollout import rollout
+from pathwise.seeds import seed_keys
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
 
@@ -300,21 +301,6 @@ def _train_seeds(keys: PRNGKey, system: System, config: Config, num_updates: int
     return jax.vmap(one_seed)(keys)
 
 
-def seed_keys(seeds: int, shard: bool | None = None) -> PRNGKey:
-    """Keys ``jax.random.key(0..seeds-1)``, sharded over the seed axis across devices when there are several."""
-    keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
-    devices = jax.devices()
-    if shard is None:
-        shard = len(devices) > 1 and seeds % len(devices) == 0
-    if shard:
-        if seeds % len(devices):
-            raise ValueError(f"Cannot shard {seeds} seeds over {len(devices)} devices; use a multiple of "
-                             f"{len(devices)} seeds or shard=False.")
-        mesh = jax.sharding.Mesh(np.array(devices), ("seed",))
-        keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed")))
-    return keys
-
-
 @eqx.filter_jit
 def _train_one(key: PRNGKey, system: System, config: Config, num_updates: int):
     return run_updates(init(key, system, config), system, config, num_updates)
@@ -327,18 +313,24 @@ def train_seed(system: System, config: Config, seed: int, num_updates: int) -> t
 
 
 def train_seeds(system: System, config: Config, seeds: int, num_updates: int,
-                shard: bool | None = None) -> tuple[State, dict[str, Array]]:
-    """Train ``seeds`` independent policies (seeds 0..seeds-1) as one jitted, vmapped program.
+                shard: bool | None = None, first_seed: int = 0) -> tuple[State, dict[str, Array]]:
+    """Train ``seeds`` independent policies (seeds first_seed, first_seed+1, ...) as one jitted, vmapped program.
 
     Returns the final states stacked on a leading seed axis and the per-update metrics, shape
     ``(seeds, num_updates)``. Seed ``i`` gives the same result as ``init(jax.random.key(i), ...)``
     followed by ``num_updates`` updates. With several devices (and ``shard`` not False) the seed axis
-    is sharded across them (``NamedSharding`` over ``jax.devices()``); the results do not change.
+    is sharded across them (:func:`pathwise.seeds.seed_keys`); the results do not change. On a CPU-only
+    machine, :func:`pathwise.seeds.use_host_devices` before JAX starts gives one device per core.
     """
     validate_config(config)
     if seeds < 1 or num_updates < 1:
         raise ValueError(f"train_seeds needs seeds >= 1 and num_updates >= 1, got {seeds} and {num_updates}.")
-    return _train_seeds(seed_keys(seeds, shard), system, config, int(num_updates))
+    return _train_seeds(seed_keys(seeds, shard, first_seed), system, config, int(num_updates))
+
+
+def steps_per_update(config: Config) -> int:
+    """Simulated system steps one update consumes (its batch of windows)."""
+    return config.batch_size * config.horizon
 
 
 # ----------------------------------------------------------------------------- the Learner

@@ -41,6 +41,7 @@ from pathwise.algorithms.svg_core import segment_targets, v_bootstrap, value_gra
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import LearnedModel
 from pathwise.networks import VCritic, soft_update
+from pathwise.seeds import seed_keys
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
 
@@ -243,6 +244,45 @@ def shac_train(state: ShacState, system: System, config: SVGKConfig) -> tuple[Sh
 
     state, metrics = jax.lax.scan(body, state, None, length=config.updates_per_iteration)
     return state, jax.tree.map(jnp.mean, metrics)
+
+
+def run_shac(key: PRNGKey, system: System, config: SVGKConfig, num_updates: int):
+    """``init_shac(key)`` followed by ``num_updates`` SHAC updates (one ``lax.scan``); metrics per update."""
+    return jax.lax.scan(lambda state, _: shac_update(state, system, config), init_shac(key, system, config), None,
+                        length=num_updates)
+
+
+_train_one = eqx.filter_jit(run_shac)
+
+
+@eqx.filter_jit
+def _train_seeds(keys: PRNGKey, system: System, config: SVGKConfig, num_updates: int):
+    return jax.vmap(lambda key: run_shac(key, system, config, num_updates))(keys)
+
+
+def train_seed(system: System, config: SVGKConfig, seed: int, num_updates: int) -> tuple[ShacState, dict[str, Array]]:
+    """One seed of SVG(k) on a true System as one jitted program (row ``seed`` of :func:`train_seeds`)."""
+    validate_config(config)
+    return _train_one(jax.random.key(seed), system, config, int(num_updates))
+
+
+def train_seeds(system: System, config: SVGKConfig, seeds: int, num_updates: int, shard: bool | None = None,
+                first_seed: int = 0) -> tuple[ShacState, dict[str, Array]]:
+    """``seeds`` independent SVG(k) runs on a true System as one jitted, vmapped program.
+
+    States come back stacked on a leading seed axis, metrics with shape ``(seeds, num_updates)``; seed
+    ``i`` equals ``init_shac(jax.random.key(i))`` followed by ``num_updates`` updates. The seed axis is
+    sharded over several devices as in :func:`pathwise.algorithms.bptt.train_seeds`.
+    """
+    validate_config(config)
+    if seeds < 1 or num_updates < 1:
+        raise ValueError(f"train_seeds needs seeds >= 1 and num_updates >= 1, got {seeds} and {num_updates}.")
+    return _train_seeds(seed_keys(seeds, shard, first_seed), system, config, int(num_updates))
+
+
+def steps_per_update(config: SVGKConfig) -> int:
+    """Simulated system steps one SHAC update consumes (``n_envs`` simulations, k steps each)."""
+    return config.n_envs * config.horizon
 
 
 @eqx.filter_jit
@@ -456,4 +496,4 @@ class SVGK(Learner):
 
 __all__ = ["ActorCritic", "ModelSVGK", "ModelSVGKState", "SVGK", "SVGKConfig", "ShacState", "actor_critic_step",
            "actor_loss", "fit_value", "init_actor_critic", "init_shac", "model_improve", "restart_finished",
-           "shac_train", "shac_update", "validate_config"]
+           "run_shac", "shac_train", "shac_update", "steps_per_update", "train_seed", "train_seeds", "validate_config"]
