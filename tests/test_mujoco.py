@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("mujoco")
+# Gymnasium's MuJoCo envs, not just the mujoco package (brax pulls mujoco in without imageio, which they need)
+pytest.importorskip("gymnasium.envs.mujoco.mujoco_env", reason="needs the mujoco extra: pip install -e '.[mujoco]'")
 gym = pytest.importorskip("gymnasium")
 
 from pathwise import rewards  # noqa: E402
