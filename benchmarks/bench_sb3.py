@@ -11,8 +11,8 @@ Wall-clock is training time with evaluation excluded, on both sides.
     python benchmarks/bench_sb3.py --quick         # 1 seed, short budgets
     python benchmarks/bench_sb3.py --algos svg-inf,sac --seeds 3
 
-Writes benchmarks/sections/70_sb3.md, benchmarks/figures/sb3_pendulum.png and
-the raw curves to benchmarks/out/sb3_results.json. Needs the `bench` extra.
+Writes benchmarks/sections/70_sb3.md (or ``--section``), benchmarks/figures/sb3_pendulum.png (for another
+section: sb3_<its name>.png) and the raw curves to benchmarks/out/sb3_results.json. Needs the `bench` extra.
 """
 
 from __future__ import annotations
@@ -220,6 +220,8 @@ def main() -> int:
         saved = json.loads((out_dir / "sb3_results.json").read_text())
         write_section(saved["results"], args, n_seeds, saved["preset"])
         return 0
+    from pathwise.checkpoint import atomic_write_text
+
     cfgs, preset = resolve_configs(algos)
     results: dict[str, list[dict]] = {a: [] for a in algos}
     out_dir.mkdir(exist_ok=True)
@@ -235,9 +237,15 @@ def main() -> int:
             print(f"seed {seed} {algo:9s}: final {rec['returns'][-1]:8.1f} after {rec['steps'][-1]} steps; "
                   f"-200 at {s} steps / {t} s", flush=True)
             # after every run, so an interrupted run still leaves its table (marked with the seeds done)
-            (out_dir / "sb3_results.json").write_text(json.dumps({"results": results, "preset": preset}))
+            atomic_write_text(out_dir / "sb3_results.json", json.dumps({"results": results, "preset": preset}))
             write_section(results, args, n_seeds, preset)
     return 0
+
+
+def shown_path(path: str) -> str:
+    """``path`` relative to the repository when it is inside it (no machine's absolute paths in the section)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(HERE.parent)) if p.is_relative_to(HERE.parent) else path
 
 
 def algos_of(args) -> list[str]:
@@ -246,11 +254,6 @@ def algos_of(args) -> list[str]:
 
 def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
     from pathwise.train import _ceiling
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     ceil = _ceiling(ENV)
     rows = []
@@ -272,8 +275,7 @@ def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
     cmd = "python benchmarks/bench_sb3.py" + (" --quick" if args.quick else "") + (
         f" --algos {args.algos}" if args.algos else "") + (f" --seeds {args.seeds}" if args.seeds else "") + (
         f" --budget {args.budget}" if args.budget else "") + (" --stop-at-solve" if args.stop_at_solve else "") + (f" --threads {args.threads}" if args.threads != 1 else "") + (
-        f" --section {Path(args.section).resolve().relative_to(HERE.parent)}"
-        if Path(args.section).resolve() != DEFAULT_SECTION.resolve() else "")
+        f" --section {shown_path(args.section)}" if Path(args.section).resolve() != DEFAULT_SECTION.resolve() else "")
     busy = max(LOAD_AT_START, os.getloadavg()[0]) > 2.0  # one busy core of two is this benchmark itself
     lines = [
         "## pathwise vs Stable-Baselines3 on Pendulum-v1 (sample efficiency and time to solve"
@@ -340,34 +342,84 @@ def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
         else:
             lines.append(f"SAC did not reach -200 on every seed within its budget; {best['algo']} did at "
                          f"{best['steps']:.0f} steps.")
+    lines += model_free_lines(by, results)
     missing = [a for a in PATHWISE + SB3 if a not in results]
     if missing:
         lines += ["", f"Not in this run: {', '.join(missing)} (the full comparison, `python benchmarks/bench_sb3.py` "
                   "with no `--algos`, runs all of them; on this shared 2-core machine a 3-seed run of everything "
                   "takes hours, and TD3/DDPG with RL Zoo's settings only start learning after 10,000 steps)."]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (algo, recs) in enumerate(results.items()):
-        if not recs:
-            continue
-        color = f"C{i}"
-        label = ("SB3 " if algo in SB3 else "pathwise ") + algo.replace("-sb3", "")
-        for j, r in enumerate(recs):  # every seed (runs may stop at different steps with --stop-at-solve)
-            ax.plot(r["steps"], r["returns"], ls="--" if algo in SB3 else "-", marker="o", ms=3, lw=1.2,
-                    color=color, alpha=0.8, label=label if j == 0 else None)
-    ax.axhline(THRESHOLD, color="g", ls=":", lw=1, label="-200")
-    if ceil:
-        ax.axhline(ceil, color="k", ls="--", lw=1, label="MPC ceiling")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("mean evaluation return (10 episodes)")
-    ax.set_title(f"Pendulum-v1, every seed ({n_seeds} per algorithm)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig_path = HERE / "figures" / "sb3_pendulum.png"
-    fig_path.parent.mkdir(exist_ok=True)
-    fig.savefig(fig_path, dpi=100)
-    lines += ["", "![learning curves](benchmarks/figures/sb3_pendulum.png)", ""]
-    Path(args.section).write_text("\n".join(lines) + "\n")
+    figure = figure_name(args.section)
+    plot_curves(results, ceil, n_seeds, figure)
+    lines += ["", f"![learning curves](benchmarks/figures/{figure})", ""]
+    from pathwise.checkpoint import atomic_write_text
+
+    atomic_write_text(args.section, "\n".join(lines) + "\n")
     print(f"wrote {args.section}")
+
+
+def model_free_lines(by: dict, results: dict) -> list[str]:
+    """pathwise's model-free learners (svg0, ddpg) against SB3's, by steps to -200 (per-seed medians)."""
+    ours = [by[a] for a in ("svg0", "ddpg") if a in by]
+    theirs = [by[a] for a in SB3 if a in by]
+    if not ours or not theirs:
+        return []
+
+    def text(r: dict) -> str:
+        got = (f"-200 at {fmt(r['steps'])} steps / {fmt(r['time'], '{:.0f}')} s" if r["steps"] is not None else
+               f"{r['solved']} seeds at -200")
+        return f"{r['lib']} {r['algo'].replace('-sb3', '')} {got}, {fmt(r['r20k'])} at 20k"
+
+    line = "Model-free, side by side: " + "; ".join(text(r) for r in ours + theirs) + " (medians over seeds)."
+    solved_ours = [r for r in ours if r["steps"] is not None]
+    solved_theirs = [r for r in theirs if r["steps"] is not None]
+    if solved_ours and solved_theirs:
+        a = min(solved_ours, key=lambda r: (r["steps"], r["time"]))
+        b = min(solved_theirs, key=lambda r: (r["steps"], r["time"]))
+        line += (f" Fastest of each: pathwise {a['algo']} needs {a['steps'] / b['steps']:.2f}× the environment "
+                 f"steps and {a['time'] / b['time']:.2f}× the wall-clock of SB3 {b['algo'].replace('-sb3', '')}.")
+    return ["", line]
+
+
+def figure_name(section: str) -> str:
+    """The default section's figure is sb3_pendulum.png; a run written elsewhere gets its own, named after it."""
+    default = Path(section).resolve() == DEFAULT_SECTION.resolve()
+    return "sb3_pendulum.png" if default else f"sb3_{Path(section).stem}.png"
+
+
+def plot_curves(results: dict, ceil, n_seeds: int, figure: str) -> None:
+    """Every seed's evaluation curve; model-based learners (with SAC) left, model-free ones right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from pathwise.checkpoint import atomic_write_bytes
+
+    groups = [("model-based pathwise vs SAC", ["mbrl", "svg-inf", "svg1", "svgk", "sac"]),
+              ("model-free: pathwise vs SB3", ["svg0", "ddpg", "sac", "td3", "ddpg-sb3"])]
+    groups = [(t, [a for a in g if results.get(a)]) for t, g in groups]
+    groups = [(t, g) for t, g in groups if any(a not in SB3 for a in g)] or [("", list(results))]
+    colors = {a: f"C{i}" for i, a in enumerate(PATHWISE + SB3)}
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.5), squeeze=False)
+    for ax, (title, algos) in zip(axes[0], groups):
+        for algo in algos:
+            label = ("SB3 " if algo in SB3 else "pathwise ") + algo.replace("-sb3", "")
+            for j, r in enumerate(results[algo]):  # every seed (runs may stop at different steps)
+                ax.plot(r["steps"], r["returns"], ls="--" if algo in SB3 else "-", marker="o", ms=3, lw=1.2,
+                        color=colors[algo], alpha=0.8, label=label if j == 0 else None)
+        ax.axhline(THRESHOLD, color="g", ls=":", lw=1, label="-200")
+        if ceil:
+            ax.axhline(ceil, color="k", ls="--", lw=1, label="MPC ceiling")
+        ax.set(xlabel="environment steps", ylabel="mean evaluation return (10 episodes)",
+               title=f"Pendulum-v1 {title}, every seed ({n_seeds} per algorithm)")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(HERE / "figures" / figure, buf.getvalue())
 
 
 if __name__ == "__main__":
