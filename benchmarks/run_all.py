@@ -37,7 +37,6 @@ SCRIPTS = [
     ("model_based", "bench_model_based.py", ()),
     ("model_error", "bench_model_error.py", ()),
     ("mujoco", "bench_mujoco.py", ("mujoco",)),
-    ("svg", "bench_svg.py", ()),
     ("apg", "bench_apg.py", ("brax",)),
     ("sb3", "bench_sb3.py", ("stable_baselines3", "torch")),
 ]
