@@ -51,6 +51,8 @@ NUM_ENVS, HORIZON, EPISODE = 128, 50, 200
 EVAL_EPISODES = 10
 MAX_TORQUE = 2.0
 SOLVED = -200.0  # issue 7's "solved" threshold for Pendulum-v1
+#: a 1-min load average above this at the start means other jobs shared the 2 cores (the run itself adds up to 2)
+BUSY_LOAD = 2.0
 #: APG configurations: name -> (learning rate, exponential schedule, normalize observations)
 APG_CONFIGS = {
     "brax apg (defaults: lr 1e-4, decay)": (1e-4, True, False),
@@ -300,7 +302,9 @@ def write_section(results) -> None:
         "'gymnasium[classic-control]' tyro tqdm rich tensorboardX matplotlib && venv-brax/bin/pip install -e . "
         "--no-deps`. Both trainers run in that one process on the same jax.  ",
         f"Date: {meta['date']}  ",
-        f"Machine: 2-core CPU container, no GPU (nproc {meta['nproc']}); shared with other jobs: 1-min load average "
+        f"Machine: 2-core CPU container, no GPU (nproc {meta['nproc']}); "
+        f"{'shared with other jobs' if meta['load_start'] > BUSY_LOAD else 'no other jobs'} (the load average counts "
+        "this benchmark's own threads, up to 2, and decays slowly after an earlier run): 1-min load average "
         f"{meta['load_start']:.1f} at the start, {meta['load_end']:.1f} at the end, {np.mean(loads):.1f} on average "
         f"over the timed runs (range {min(loads):.1f}–{max(loads):.1f}); the runs are interleaved seed by seed, "
         f"so the load hits both trainers alike. The whole run took {meta['total_s'] / 60:.0f} min.  ",
@@ -411,10 +415,14 @@ def write_section(results) -> None:
               f"untrained policy's ({untrained:.1f}): APG did not learn to swing the pendulum up within "
               f"{updates} updates with any of the {len(apg)} configurations (its best seed: "
               f"{max(r['return'] for v in apg.values() for r in v):.1f}), so matching it asks little of bptt and the "
-              "time to match is mostly bptt's compilation. Under this machine's load one bptt run's wall-clock varied "
-              f"from {min(walls):.0f} to {max(walls):.0f} s whatever its length" + (
-                  ", and the ratios move from run to run (table below)" if len(repeats) > 1 else "")
-              + "; an idle-machine rerun decides the ratios near 1/2."]
+              "time to match is mostly bptt's compilation. "
+              + (f"Under this machine's load one bptt run's wall-clock varied from {min(walls):.0f} to "
+                 f"{max(walls):.0f} s whatever its length" + (
+                     ", and the ratios move from run to run (table below)" if len(repeats) > 1 else "")
+                 + "; an idle-machine rerun decides the ratios near 1/2."
+                 if meta["load_start"] > BUSY_LOAD else
+                 f"On the idle machine bptt's runs took {min(walls):.0f} to {max(walls):.0f} s"
+                 + (" (table below: every run of the command so far)" if len(repeats) > 1 else "") + ".")]
     lines += [f"- Beyond matching: bptt reaches the 'solved' threshold ({SOLVED:.0f}, mean over seeds) at "
               f"{solved[0]} updates in {solved[2]:.1f} s = {solved[2] / apg_wall:.2f}× the best APG's wall-clock, "
               "a return no APG run reaches." if solved else
