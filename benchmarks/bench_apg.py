@@ -1,4 +1,4 @@
-"""pathwise BPTT vs Brax's APG trainer through the *same* Pendulum dynamics: equal steps and time to match.
+"""pathwise BPTT (and SVG(k)) vs Brax's APG trainer through the *same* Pendulum dynamics: equal steps, time to match.
 
 The pathwise ``Pendulum`` system (Gymnasium Pendulum-v1 exactly) is wrapped as a
 ``brax.envs.Env`` so both trainers differentiate through identical physics.
@@ -13,6 +13,9 @@ Two measures, from one interleaved run (seed-major, every run compiles afresh):
   compilation, at fewer updates (``--ladder``); the wall-clock of the first
   rung whose return reaches the best APG configuration's final return is set
   against that APG configuration's wall-clock.
+
+svgk (SVG(k) as SHAC: k = 32 differentiable steps closed by a learned value) runs through the same
+System at equal steps too: its default config, with as many updates as simulate APG's number of steps.
 
 Wall-clock is measured from the call to the trained policy (compilation
 included, as a user experiences it); for bptt it is split into trace, XLA
@@ -162,6 +165,40 @@ def run_bptt(updates: int, seed: int) -> dict:
             "load": (load0 + os.getloadavg()[0]) / 2}
 
 
+def svgk_updates(updates: int) -> int:
+    """SHAC updates that simulate at least as many steps as ``updates`` APG/bptt updates."""
+    from pathwise.algorithms import svgk
+
+    return -(-updates * NUM_ENVS * HORIZON // svgk.steps_per_update(svgk.SVGKConfig()))
+
+
+def run_svgk(updates: int, seed: int) -> dict:
+    """svgk on the same System (SHAC: k-step windows closed by a learned value), as one compiled program.
+
+    Its default config (64 simulations, k = 32) with as many SHAC updates as simulate the same number of
+    steps as ``updates`` APG updates; timed and split like :func:`run_bptt`.
+    """
+    from pathwise.algorithms import svgk
+    from pathwise.systems import Pendulum
+
+    cfg, system, n = svgk.SVGKConfig(), Pendulum(), svgk_updates(updates)
+    load0 = os.getloadavg()[0]
+    c0, t0 = time.process_time(), time.perf_counter()
+    svgk.validate_config(cfg)
+    lowered = jax.jit(lambda key: svgk.run_shac(key, system, cfg, n)).lower(jax.random.key(seed))
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    state, _ = compiled(jax.random.key(seed))
+    jax.block_until_ready(state)
+    t3, cpu = time.perf_counter(), time.process_time() - c0
+    policy = state.agent.policy
+    act = lambda o: np.asarray(svgk.mode_action(policy, jnp.asarray(o, jnp.float32)), np.float32)  # noqa: E731
+    return {"wall_s": t3 - t0, "cpu_s": cpu, "trace_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
+            "return": evaluate_act(act, seed), "env_steps": int(state.env_steps), "updates": n,
+            "load": (load0 + os.getloadavg()[0]) / 2}
+
+
 def untrained_return(seed: int) -> float:
     """Gymnasium return of bptt's initial policy (no update): the floor any trainer should beat."""
     from pathwise.algorithms import bptt
@@ -211,7 +248,9 @@ def main() -> int:
     rungs = sorted(set(ladder)) + [updates]
     runs = {f"bptt {n}": (lambda s, n=n: run_bptt(n, s)) for n in rungs}
     runs.update({name: (lambda s, c=c: run_apg(updates, s, *c)) for name, c in APG_CONFIGS.items()})
-    results: dict = {"bptt": {str(n): [] for n in rungs}, "apg": {k: [] for k in APG_CONFIGS}, "untrained": []}
+    runs["svgk"] = lambda s: run_svgk(updates, s)
+    results: dict = {"bptt": {str(n): [] for n in rungs}, "apg": {k: [] for k in APG_CONFIGS}, "untrained": [],
+                     "svgk": []}
     load_start = os.getloadavg()[0]
     t_all = time.perf_counter()
     warm_up()
@@ -222,7 +261,8 @@ def main() -> int:
         for name in order:
             jax.clear_caches()  # every run compiles afresh, as in a new process (else later runs reuse programs)
             r = runs[name](seed)
-            (results["bptt"][name.split()[1]] if name.startswith("bptt ") else results["apg"][name]).append(r)
+            (results["bptt"][name.split()[1]] if name.startswith("bptt ") else
+             results["svgk"] if name == "svgk" else results["apg"][name]).append(r)
             print(f"seed {seed} {name:52s} return {r['return']:8.1f}  wall {r['wall_s']:6.1f} s  "
                   f"({r['env_steps']} simulated steps, load {r['load']:.1f})", flush=True)
     results["meta"] = {"command": command(args), "updates": updates, "seeds": seeds, "rungs": rungs,
@@ -295,7 +335,7 @@ def write_section(results) -> None:
     apg_ret, apg_wall = _mean(apg[best_apg], "return"), _mean(apg[best_apg], "wall_s")
     untrained = float(np.mean(results["untrained"]))
     lines = [
-        "## Policy learning through a known differentiable simulator: pathwise BPTT vs Brax APG", "",
+        "## Policy learning through a known differentiable simulator: pathwise BPTT and SVG(k) vs Brax APG", "",
         f"Command: `{meta['command']}`, run with the Python of a separate venv holding brax {meta['brax']} and "
         f"jax {meta['jax']} (APG in brax 0.14 calls `jax.device_put_replicated`, which newer jax removed): "
         "`python -m venv venv-brax && venv-brax/bin/pip install brax 'jax==0.7.2' 'jaxlib==0.7.2' equinox "
@@ -331,6 +371,13 @@ def write_section(results) -> None:
                      f"{_mean(recs, 'wall_s'):.1f} | {_mean(recs, 'train_s'):.1f} | "
                      f"{_mean(recs, 'wall_s') / full_wall:.2f} | {_fmt(_cpu(recs))} | "
                      f"{_fmt(_cpu(recs) / _cpu(full), '.2f')} |")
+    sv = results.get("svgk") or []  # absent from results saved before svgk joined the comparison
+    if sv:
+        lines.append(f"| pathwise svgk (SHAC: k = 32 steps + learned V, 64 simulations; {sv[0]['updates']} updates, "
+                     f"{sv[0]['env_steps']:,} steps) | {_mean(sv, 'return'):.1f} ± "
+                     f"{np.std([r['return'] for r in sv]):.1f} | {_mean(sv, 'wall_s'):.1f} | "
+                     f"{_mean(sv, 'compile_s') + _mean(sv, 'run_s'):.1f} | {_mean(sv, 'wall_s') / full_wall:.2f} | "
+                     f"{_fmt(_cpu(sv))} | {_fmt(_cpu(sv) / _cpu(full), '.2f')} |")
     lines.append(f"| untrained policy (bptt's init, no update) | {untrained:.1f} ± "
                  f"{np.std(results['untrained']):.1f} | – | – | – | – | – |")
 
@@ -423,6 +470,14 @@ def write_section(results) -> None:
                  if meta["load_start"] > BUSY_LOAD else
                  f"On the idle machine bptt's runs took {min(walls):.0f} to {max(walls):.0f} s"
                  + (" (table below: every run of the command so far)" if len(repeats) > 1 else "") + ".")]
+    if sv:
+        sv_ret, sv_wall = _mean(sv, "return"), _mean(sv, "wall_s")
+        lines.append(f"- svgk through the same System, the same simulated steps: {sv_ret:.1f} (worst seed "
+                     f"{min(r['return'] for r in sv):.1f}) vs APG's best {apg_ret:.1f} "
+                     f"({'beats' if sv_ret >= apg_ret else 'does not match'} it) in {sv_wall:.1f} s = "
+                     f"{sv_wall / apg_wall:.2f}× APG's wall-clock, compilation included: svgk pays more per "
+                     "simulated step, as each of its updates also fits the value on the segments (32 minibatch "
+                     "steps), and its windows are shorter (32 steps of 64 simulations), so it takes more updates.")
     lines += [f"- Beyond matching: bptt reaches the 'solved' threshold ({SOLVED:.0f}, mean over seeds) at "
               f"{solved[0]} updates in {solved[2]:.1f} s = {solved[2] / apg_wall:.2f}× the best APG's wall-clock, "
               "a return no APG run reaches." if solved else
@@ -467,6 +522,10 @@ def write_section(results) -> None:
         ax.scatter([r["wall_s"] for r in recs], [r["return"] for r in recs], s=8, color=f"C{i + 1}", alpha=0.35)
         ax.scatter([_mean(recs, "wall_s")], [_mean(recs, "return")], marker="s", color=f"C{i + 1}",
                    label=f"{name}, {updates} updates")
+    if sv:
+        ax.scatter([r["wall_s"] for r in sv], [r["return"] for r in sv], s=8, color="C5", alpha=0.35)
+        ax.scatter([_mean(sv, "wall_s")], [_mean(sv, "return")], marker="^", color="C5",
+                   label=f"pathwise svgk, {sv[0]['updates']} updates (same steps)")
     ax.axhline(apg_ret, color="grey", lw=0.8, ls="--", label="best APG's final return")
     ax.axhline(untrained, color="k", lw=0.8, ls=":", label="untrained policy")
     ax.set_xlabel("wall-clock (s, compilation included)")
