@@ -26,6 +26,7 @@ SCRIPTS = [
     ("throughput", "bench_throughput.py", ()),
     ("updates", "bench_updates.py", ("stable_baselines3", "torch")),
     ("control", "bench_control.py", ()),
+    ("ilqr", "bench_ilqr.py", ()),
     ("ceiling", "bench_ceiling.py", ()),
     ("conditioning", "bench_conditioning.py", ()),
     ("estimators", "bench_estimators.py", ()),
