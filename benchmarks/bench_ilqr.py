@@ -171,7 +171,7 @@ def plot(saved: dict) -> None:
             theta = np.unwrap(np.asarray(g["states"])[:, angle])
             ax.plot(theta, label=f"{label}: cost {g['cost']:.1f}")
         ax.axhline(0, color="k", lw=0.5)
-        ax.set(xlabel="step", ylabel="pole angle (rad, 0 = upright)", title=f"{name}, T = {res['horizon']}")
+        ax.set(xlabel="step", ylabel="pole angle (rad, unwrapped; 0, ±2π = upright)", title=f"{name}, T = {res['horizon']}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
