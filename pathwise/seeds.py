@@ -105,10 +105,19 @@ def seed_keys(seeds: int, shard: bool | None = None, first: int = 0) -> PRNGKey:
     return jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed")))
 
 
+def train_vmapped(program, system, config, seeds: int, num_updates: int, shard: bool | None = None,
+                  first_seed: int = 0):
+    """Call ``program(keys, system, config, num_updates)``, a jitted training loop vmapped over seed keys, with
+    the keys of seeds ``first_seed ..`` (sharded as :func:`seed_keys` does), after checking the counts."""
+    if seeds < 1 or num_updates < 1:
+        raise ValueError(f"train_seeds needs seeds >= 1 and num_updates >= 1, got {seeds} and {num_updates}.")
+    return program(seed_keys(seeds, shard, first_seed), system, config, int(num_updates))
+
+
 def devices_of(tree) -> int:
     """How many devices the arrays of ``tree`` are spread over (the shards of a sharded seed run)."""
     return len({d for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array) for d in leaf.sharding.device_set})
 
 
 __all__ = ["cpu_cores", "devices_of", "host_devices_chosen", "jax_started", "seed_keys", "shard_count",
-           "use_host_devices"]
+           "train_vmapped", "use_host_devices"]

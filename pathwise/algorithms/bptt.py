@@ -39,7 +39,7 @@ from pathwise import systems as pw_systems
 from pathwise.algorithms.base import CommonConfig, Learner
 from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy, LinearPolicy
 from pathwise.rollout import rollout
-from pathwise.seeds import seed_keys
+from pathwise.seeds import seed_keys, train_vmapped  # noqa: F401 (bptt.seed_keys predates pathwise.seeds)
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
 
@@ -323,9 +323,7 @@ def train_seeds(system: System, config: Config, seeds: int, num_updates: int,
     machine, :func:`pathwise.seeds.use_host_devices` before JAX starts gives one device per core.
     """
     validate_config(config)
-    if seeds < 1 or num_updates < 1:
-        raise ValueError(f"train_seeds needs seeds >= 1 and num_updates >= 1, got {seeds} and {num_updates}.")
-    return _train_seeds(seed_keys(seeds, shard, first_seed), system, config, int(num_updates))
+    return train_vmapped(_train_seeds, system, config, seeds, num_updates, shard, first_seed)
 
 
 def steps_per_update(config: Config) -> int:

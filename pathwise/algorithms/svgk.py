@@ -41,7 +41,7 @@ from pathwise.algorithms.svg_core import segment_targets, v_bootstrap, value_gra
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import LearnedModel
 from pathwise.networks import VCritic, soft_update
-from pathwise.seeds import seed_keys
+from pathwise.seeds import train_vmapped
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
 
@@ -275,9 +275,7 @@ def train_seeds(system: System, config: SVGKConfig, seeds: int, num_updates: int
     sharded over several devices as in :func:`pathwise.algorithms.bptt.train_seeds`.
     """
     validate_config(config)
-    if seeds < 1 or num_updates < 1:
-        raise ValueError(f"train_seeds needs seeds >= 1 and num_updates >= 1, got {seeds} and {num_updates}.")
-    return _train_seeds(seed_keys(seeds, shard, first_seed), system, config, int(num_updates))
+    return train_vmapped(_train_seeds, system, config, seeds, num_updates, shard, first_seed)
 
 
 def steps_per_update(config: SVGKConfig) -> int:
