@@ -137,32 +137,36 @@ def bptt_config(updates: int):
                        schedule_updates=max(updates, 1))
 
 
-def run_bptt(updates: int, seed: int) -> dict:
-    """A fresh bptt run: init + ``updates`` updates as one jitted program, the program ``bptt.train_seed`` runs.
+def timed_program(program, seed: int, validate) -> tuple:
+    """``validate()``, then trace, compile and run ``program(key)`` afresh, each phase timed.
 
-    Compiled ahead of time (``lower`` / ``compile`` / call) so the wall-clock splits into trace, XLA compile and
-    the compiled run; the three add up to what ``bptt.train_seed`` costs on a cold cache.
+    Returns the program's state and a record of wall-clock (split into trace, XLA compile and the compiled
+    run) and process CPU time; the three phases add up to what a jitted call costs on a cold cache.
     """
-    from pathwise.algorithms import bptt
-    from pathwise.systems import Pendulum
-
-    cfg = bptt_config(updates)
-    system = Pendulum()
     load0 = os.getloadavg()[0]
     c0, t0 = time.process_time(), time.perf_counter()
-    bptt.validate_config(cfg)
-    program = jax.jit(lambda key: bptt.run_updates(bptt.init(key, system, cfg), system, cfg, updates))
-    lowered = program.lower(jax.random.key(seed))
+    validate()
+    lowered = jax.jit(program).lower(jax.random.key(seed))
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
     state, _ = compiled(jax.random.key(seed))
     jax.block_until_ready(state)
     t3, cpu = time.perf_counter(), time.process_time() - c0
+    return state, {"wall_s": t3 - t0, "cpu_s": cpu, "trace_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
+                   "env_steps": int(state.env_steps), "load": (load0 + os.getloadavg()[0]) / 2}
+
+
+def run_bptt(updates: int, seed: int) -> dict:
+    """A fresh bptt run: init + ``updates`` updates as one jitted program, the program ``bptt.train_seed`` runs."""
+    from pathwise.algorithms import bptt
+    from pathwise.systems import Pendulum
+
+    cfg, system = bptt_config(updates), Pendulum()
+    state, rec = timed_program(lambda key: bptt.run_updates(bptt.init(key, system, cfg), system, cfg, updates), seed,
+                               lambda: bptt.validate_config(cfg))
     act = lambda o: np.asarray(bptt._act(state.policy, jnp.asarray(o, jnp.float32)), np.float32)  # noqa: E731
-    return {"wall_s": t3 - t0, "cpu_s": cpu, "trace_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
-            "return": evaluate_act(act, seed), "env_steps": int(state.env_steps),
-            "load": (load0 + os.getloadavg()[0]) / 2}
+    return {**rec, "return": evaluate_act(act, seed)}
 
 
 def svgk_updates(updates: int) -> int:
@@ -182,21 +186,10 @@ def run_svgk(updates: int, seed: int) -> dict:
     from pathwise.systems import Pendulum
 
     cfg, system, n = svgk.SVGKConfig(), Pendulum(), svgk_updates(updates)
-    load0 = os.getloadavg()[0]
-    c0, t0 = time.process_time(), time.perf_counter()
-    svgk.validate_config(cfg)
-    lowered = jax.jit(lambda key: svgk.run_shac(key, system, cfg, n)).lower(jax.random.key(seed))
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    state, _ = compiled(jax.random.key(seed))
-    jax.block_until_ready(state)
-    t3, cpu = time.perf_counter(), time.process_time() - c0
+    state, rec = timed_program(lambda key: svgk.run_shac(key, system, cfg, n), seed, lambda: svgk.validate_config(cfg))
     policy = state.agent.policy
     act = lambda o: np.asarray(svgk.mode_action(policy, jnp.asarray(o, jnp.float32)), np.float32)  # noqa: E731
-    return {"wall_s": t3 - t0, "cpu_s": cpu, "trace_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
-            "return": evaluate_act(act, seed), "env_steps": int(state.env_steps), "updates": n,
-            "load": (load0 + os.getloadavg()[0]) / 2}
+    return {**rec, "return": evaluate_act(act, seed), "updates": n}
 
 
 def untrained_return(seed: int) -> float:
