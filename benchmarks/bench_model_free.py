@@ -197,7 +197,7 @@ def write_section(results: dict, command: str, figure: Path, timing: list[str], 
         f"Protocol: evaluation every {EVAL_EVERY} steps, {EVAL_EPISODES} deterministic episodes with "
         f"`reset(seed={EVAL_SEED}+i)`; solved = mean return >= {THRESHOLD:.0f}. Wall-clock is training time "
         "(Gymnasium interaction + jitted update scans + compilation), evaluation excluded. Configs: the shipped "
-        "presets `pathwise/presets/{ddpg,svg0}.toml` (what `pathwise train ddpg --env Pendulum-v1` uses). For reference, RL Zoo's tuned SB3 SAC/TD3/DDPG reach about -150 at 20k.",
+        "presets `pathwise/presets/{ddpg,svg0}.toml` (what `pathwise train ddpg --env Pendulum-v1` uses). SB3's SAC, TD3 and DDPG (RL Zoo hyperparameters) against these two, side by side in one run on the idle machine: the section 'pathwise vs Stable-Baselines3 on Pendulum-v1'.",
         "", *medians(results), "", "Per seed:", "", *table(results), "",
         "Seeds solved: " + ", ".join(f"{a} {n}/{len(results[a])}" for a, n in solved.items()), "",
         f"![learning curves](../figures/{figure.name})", "",
