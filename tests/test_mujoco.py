@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# Gymnasium's MuJoCo envs, not just the mujoco package (brax pulls mujoco in without imageio, which they need)
-pytest.importorskip("gymnasium.envs.mujoco.mujoco_env", reason="needs the mujoco extra: pip install -e '.[mujoco]'")
-gym = pytest.importorskip("gymnasium")
+# Gymnasium's MuJoCo envs, not just the mujoco package (brax pulls mujoco in without imageio, which they need);
+# without mujoco Gymnasium raises its own DependencyNotInstalled, not an ImportError
+try:
+    import gymnasium.envs.mujoco.mujoco_env  # noqa: F401
+except (ImportError, gym.error.DependencyNotInstalled) as err:
+    pytest.skip(f"needs the mujoco extra (pip install -e '.[mujoco]'): {err}", allow_module_level=True)
 
 from pathwise import rewards  # noqa: E402
 from pathwise.algorithms import svgk  # noqa: E402
