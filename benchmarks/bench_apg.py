@@ -219,7 +219,16 @@ def command(args) -> str:
         f" --ladder {args.ladder}" if args.ladder else "")
 
 
+def brax_apg_runs() -> bool:
+    """brax 0.14's APG calls ``jax.device_put_replicated``, which JAX removed after 0.7 (hence venv-brax)."""
+    return hasattr(jax, "device_put_replicated")
+
+
 def main() -> int:
+    if "--from-json" not in sys.argv and not brax_apg_runs():
+        sys.exit(f"bench_apg: brax's APG needs jax.device_put_replicated, which jax {jax.__version__} no longer has. "
+                 "Run this script with the Python of a venv holding brax 0.14.x and jax 0.7.2 (the APG section of "
+                 "BENCHMARKS.md gives the two pip commands).")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=None)

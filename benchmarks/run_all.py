@@ -48,6 +48,12 @@ HINTS = {"brax": "a separate venv with brax 0.14.x and jax 0.7.2 (see the APG se
          "mujoco": "pip install -e '.[mujoco]'", "stable_baselines3": "pip install -e '.[bench]'", "torch": "pip install -e '.[bench]'"}
 
 
+def jax_has_device_put_replicated() -> bool:
+    """Whether this Python's jax still has what brax 0.14's APG calls (removed after jax 0.7)."""
+    check = "import jax, sys; sys.exit(0 if hasattr(jax, 'device_put_replicated') else 1)"
+    return subprocess.run([sys.executable, "-c", check], capture_output=True).returncode == 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="pass --quick to every script")
@@ -63,6 +69,8 @@ def main() -> int:
             print(f"[skip] {name}: {script} not present")
             continue
         missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if name == "apg" and not missing and not jax_has_device_put_replicated():
+            missing = ["brax"]  # installed here, but with a jax that brax's APG no longer runs on
         if missing:
             print(f"[skip] {name}: needs {', '.join(missing)} ({'; '.join(sorted({HINTS[m] for m in missing}))})")
             continue
