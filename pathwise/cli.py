@@ -208,22 +208,23 @@ def _train_vmapped_seeds(module: Any, cls, env: str, cfg: Any, args: TrainArgs, 
 
     import equinox as eqx
     import jax
+    import numpy as np
 
     from pathwise import seeds as pw_seeds
     from pathwise import train as tr
 
     system = module.make_system(env)
-    module.validate_config(cfg)
     per_update = module.steps_per_update(cfg)
     num_updates = max(1, math.ceil(steps / per_update))
-    keys = pw_seeds.seed_keys(args.seeds, first=args.seed)
-    where = f"sharded over {pw_seeds.devices_of(keys)} devices" if pw_seeds.devices_of(keys) > 1 else "on one device"
+    devices = pw_seeds.shard_count(args.seeds, len(jax.devices()))  # what train_seeds shards over
+    where = f"sharded over {devices} devices" if devices > 1 else "on one device"
     print(f"training {args.seeds} seeds of {cls.name} as one vmapped program, {where} ({num_updates} updates each)",
           flush=True)
     t0 = time.perf_counter()
-    states, metrics = module._train_seeds(keys, system, cfg, num_updates)
+    states, metrics = module.train_seeds(system, cfg, args.seeds, num_updates, first_seed=args.seed)
     jax.block_until_ready(states)
     elapsed = time.perf_counter() - t0
+    metrics = {k: np.asarray(v) for k, v in metrics.items()}  # one transfer, not one per seed and update
     summaries = []
     for i in range(args.seeds):
         learner = tr.make_learner(cls.name, env, cfg, args.seed + i)
@@ -232,7 +233,7 @@ def _train_vmapped_seeds(module: Any, cls, env: str, cfg: Any, args: TrainArgs, 
                              eval_every=int(args.eval_every or run.get("eval_every", tr.DEFAULT_EVAL_EVERY)),
                              eval_episodes=int(args.eval_episodes or run.get("eval_episodes", 10)), quiet=True,
                              run_info={"steps": steps, "vmapped_seeds": args.seeds,
-                                       "seed_devices": pw_seeds.devices_of(keys)})
+                                       "seed_devices": pw_seeds.devices_of(states)})
         trainer.history = [{"iteration": u + 1, "env_steps": (u + 1) * per_update,
                             **{k: float(v[i, u]) for k, v in metrics.items()}} for u in range(num_updates)]
         c = trainer.counters
