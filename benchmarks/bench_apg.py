@@ -323,7 +323,7 @@ def _mean(recs, key):
 def write_section(results) -> None:
     import matplotlib
 
-    from pathwise.checkpoint import atomic_write_text
+    from pathwise.checkpoint import atomic_save_figure, atomic_write_text
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -535,10 +535,7 @@ def write_section(results) -> None:
     ax.set_title("Pendulum through the same dynamics (numbers: bptt updates)", fontsize=9)
     ax.legend(fontsize=6.5, loc="center right")
     fig.tight_layout()
-    (HERE / "figures").mkdir(exist_ok=True)
-    tmp = HERE / "figures" / ".apg_pendulum.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, HERE / "figures" / "apg_pendulum.png")
+    atomic_save_figure(fig, HERE / "figures" / "apg_pendulum.png")
     atomic_write_text(HERE / "sections" / "45_apg.md", "\n".join(lines) + "\n")
     print("wrote benchmarks/sections/45_apg.md")
 

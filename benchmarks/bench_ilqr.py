@@ -18,7 +18,6 @@ the first call (tracing and XLA compilation included) is reported on its own.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -30,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pathwise as pw
-from pathwise.checkpoint import atomic_write_bytes, atomic_write_text
+from pathwise.checkpoint import atomic_save_figure, atomic_write_text
 from pathwise.control.solution import as_problem, total_cost
 
 HERE = Path(__file__).resolve().parent
@@ -171,13 +170,11 @@ def plot(saved: dict) -> None:
             theta = np.unwrap(np.asarray(g["states"])[:, angle])
             ax.plot(theta, label=f"{label}: cost {g['cost']:.1f}")
         ax.axhline(0, color="k", lw=0.5)
-        ax.set(xlabel="step", ylabel="pole angle (rad, unwrapped; 0, ±2π = upright)", title=f"{name}, T = {res['horizon']}")
+        ax.set(xlabel="step", ylabel="pole angle (rad, unwrapped; 0, ±2π = upright)",
+               title=f"{name}, T = {res['horizon']}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(FIGURE, buf.getvalue())
+    atomic_save_figure(fig, FIGURE, dpi=110)
 
 
 def write_section(saved: dict) -> None:
@@ -230,7 +227,8 @@ def write_section(saved: dict) -> None:
               "Both problems are non-convex and every solver returns a local optimum of its starting guess (the "
               "last column), so a lower best cost says which basin a solver's steps lead to from these guesses "
               "more than how good the solver is. Stopping rules differ: iLQR stops when an iteration improves the "
-              "cost, or its quadratic model predicts an improvement, of less than 1e-6 relative; SciPy's L-BFGS-B when the relative cost reduction "
+              "cost, or its quadratic model predicts an improvement, of less than 1e-6 relative; SciPy's L-BFGS-B "
+              "when the relative cost reduction "
               "falls below 2.2e-9 (its default `ftol`), which a float32 cost reaches early; pathwise's shooting "
               "only at a projected-gradient norm of 1e-6 relative or its iteration limit, hence its long runs. "
               "The Pendulum plans are replayed in Gymnasium's own `Pendulum-v1`, an independent check of the "

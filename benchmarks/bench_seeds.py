@@ -186,7 +186,7 @@ def plot(saved: dict) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from pathwise.checkpoint import atomic_write_bytes
+    from pathwise.checkpoint import atomic_save_figure
 
     one, split = saved["one"], saved["split"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -203,12 +203,7 @@ def plot(saved: dict) -> None:
         ax2.plot(-row, alpha=0.7)
     ax2.set(xlabel="update", ylabel="window return (50 steps, batch mean)", title="the 8 vmapped bptt seeds")
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(FIGURE, buf.getvalue())
+    atomic_save_figure(fig, FIGURE, dpi=120)
 
 
 def row(name: str, res: dict, way: str) -> str:

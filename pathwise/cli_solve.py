@@ -115,7 +115,7 @@ def _plot_solution(sol, title: str):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from pathwise.checkpoint import atomic_write_bytes
+        from pathwise.checkpoint import atomic_save_figure
 
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
         axes[0].plot(np.asarray(sol.states))
@@ -127,12 +127,7 @@ def _plot_solution(sol, title: str):
         axes[2].set(title="cost per iteration", xlabel="iteration", yscale="log" if np.all(hist > 0) else "linear")
         fig.suptitle(title)
         fig.tight_layout()
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_save_figure(fig, path)
 
     return plot
 

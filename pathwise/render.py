@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from pathwise.checkpoint import atomic_write_bytes
+from pathwise.checkpoint import atomic_save_figure, atomic_write_bytes
 
 
 def collect_frames(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int = 0,
@@ -68,10 +68,7 @@ def render_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, path: s
             ax.set_title(f"t={i}", fontsize=8)
             ax.axis("off")
         fig.suptitle(f"{env_id}, seed {seed}, return {total:.1f}", fontsize=9)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_save_figure(fig, path)
     else:
         if shutil.which("ffmpeg") is None:
             raise ValueError("Writing .mp4 needs ffmpeg on PATH; install it or render to .gif instead.")

@@ -411,10 +411,7 @@ class Trainer:
         ax.set_title(self.env_id)
         ax.legend(loc="lower right")
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        ckpt.atomic_write_bytes(self.out / "learning_curve.png", buf.getvalue())
+        ckpt.atomic_save_figure(fig, self.out / "learning_curve.png")
 
     def summary(self) -> dict[str, Any]:
         c = self.counters
