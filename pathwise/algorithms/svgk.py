@@ -234,22 +234,22 @@ def shac_update(state: ShacState, system: System, config: SVGKConfig) -> tuple[S
 TRACE_COUNT = {"shac": 0}  # tests read this to check that a second call does not recompile
 
 
+def shac_updates(state: ShacState, system: System, config: SVGKConfig, num_updates: int):
+    """``num_updates`` SHAC updates from ``state`` as one ``lax.scan``; metrics stacked per update."""
+    return jax.lax.scan(lambda s, _: shac_update(s, system, config), state, None, length=num_updates)
+
+
 @eqx.filter_jit
 def shac_train(state: ShacState, system: System, config: SVGKConfig) -> tuple[ShacState, dict[str, Array]]:
     """``config.updates_per_iteration`` SHAC updates in one ``lax.scan`` (metrics averaged)."""
     TRACE_COUNT["shac"] += 1
-
-    def body(state, _):
-        return shac_update(state, system, config)
-
-    state, metrics = jax.lax.scan(body, state, None, length=config.updates_per_iteration)
+    state, metrics = shac_updates(state, system, config, config.updates_per_iteration)
     return state, jax.tree.map(jnp.mean, metrics)
 
 
 def run_shac(key: PRNGKey, system: System, config: SVGKConfig, num_updates: int):
-    """``init_shac(key)`` followed by ``num_updates`` SHAC updates (one ``lax.scan``); metrics per update."""
-    return jax.lax.scan(lambda state, _: shac_update(state, system, config), init_shac(key, system, config), None,
-                        length=num_updates)
+    """``init_shac(key)`` followed by ``num_updates`` SHAC updates; metrics per update."""
+    return shac_updates(init_shac(key, system, config), system, config, num_updates)
 
 
 _train_one = eqx.filter_jit(run_shac)
@@ -494,4 +494,5 @@ class SVGK(Learner):
 
 __all__ = ["ActorCritic", "ModelSVGK", "ModelSVGKState", "SVGK", "SVGKConfig", "ShacState", "actor_critic_step",
            "actor_loss", "fit_value", "init_actor_critic", "init_shac", "model_improve", "restart_finished",
-           "run_shac", "shac_train", "shac_update", "steps_per_update", "train_seed", "train_seeds", "validate_config"]
+           "run_shac", "shac_train", "shac_update", "shac_updates", "steps_per_update", "train_seed", "train_seeds",
+           "validate_config"]
