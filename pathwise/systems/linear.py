@@ -13,6 +13,10 @@ from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey
 
 
+#: Episode length of a LinearSystem unless ``horizon`` says otherwise.
+DEFAULT_HORIZON = 200
+
+
 class LinearSystem(System):
     """``x' = A x + B u (+ zeta)``, reward ``-(x^T Q x + u^T R u)``.
 
@@ -29,12 +33,13 @@ class LinearSystem(System):
     R: Array
     init_scale: float = 1.0
     noise_std: float = 0.0
-    horizon: int = eqx.field(static=True, default=200)
+    horizon: int = eqx.field(static=True, default=DEFAULT_HORIZON)
     action_bound: float = eqx.field(static=True, default=10.0)
 
     name: ClassVar[str] = "LinearSystem"
 
-    def __init__(self, A, B, Q=None, R=None, *, init_scale=1.0, noise_std=0.0, horizon=200, action_bound=10.0):
+    def __init__(self, A, B, Q=None, R=None, *, init_scale=1.0, noise_std=0.0, horizon=DEFAULT_HORIZON,
+                 action_bound=10.0):
         A, B = jnp.asarray(A), jnp.asarray(B)
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise ValueError(f"LinearSystem: A must be a square (n, n) matrix, got shape {A.shape}.")
@@ -101,4 +106,4 @@ def double_integrator(dt: float = 0.1, q: float = 1.0, r: float = 0.1, **kwargs)
     return LinearSystem(A, B, q * jnp.eye(2), r * jnp.eye(1), **kwargs)
 
 
-double_integrator.episode_length = 200  # LinearSystem's default horizon, for registration without building one
+double_integrator.episode_length = DEFAULT_HORIZON  # for Gymnasium registration without building a system
