@@ -7,9 +7,9 @@ over the available devices, and XLA partitions the whole program along it.
 On a machine without an accelerator JAX sees one CPU device however many cores it has, and a single
 device keeps several cores busy poorly on the small operations of a training loop. :func:`use_host_devices`
 splits the host into one XLA device per core before JAX starts, so the sharded seeds run in parallel
-(``benchmarks/bench_seeds.py``, 2 cores: 8 bptt seeds 1.75x and 8 svgk seeds 2.2x faster than 8 sequential
-runs, where bptt's vmapped program on one CPU device is slower than the sequential runs). ``pathwise train ... --seeds N``
-does this by default.
+(``benchmarks/bench_seeds.py``, 2 cores: 8 bptt seeds 1.75x and 8 svgk seeds 2.2x faster than 8
+sequential runs, where bptt's vmapped program on one CPU device is slower than the sequential runs).
+``pathwise train ... --seeds N`` does this by default.
 """
 
 from __future__ import annotations
