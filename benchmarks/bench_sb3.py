@@ -177,6 +177,7 @@ def versions() -> str:
 
 
 LOAD_AT_START = os.getloadavg()[0]
+TODAY = datetime.date.today().isoformat()
 
 
 def compile_cache_note() -> str:
@@ -218,7 +219,7 @@ def main() -> int:
     out_dir = HERE / "out"
     if args.from_json:  # rewrite the section and figure from a finished (or interrupted) run's saved curves
         saved = json.loads((out_dir / "sb3_results.json").read_text())
-        write_section(saved["results"], args, n_seeds, saved["preset"])
+        write_section(saved["results"], args, n_seeds, saved["preset"], saved.get("load"), saved.get("date"))
         return 0
     from pathwise.checkpoint import atomic_write_text
 
@@ -237,8 +238,10 @@ def main() -> int:
             print(f"seed {seed} {algo:9s}: final {rec['returns'][-1]:8.1f} after {rec['steps'][-1]} steps; "
                   f"-200 at {s} steps / {t} s", flush=True)
             # after every run, so an interrupted run still leaves its table (marked with the seeds done)
-            atomic_write_text(out_dir / "sb3_results.json", json.dumps({"results": results, "preset": preset}))
-            write_section(results, args, n_seeds, preset)
+            load = [LOAD_AT_START, os.getloadavg()[0]]  # the run's own, kept for --from-json rewrites
+            atomic_write_text(out_dir / "sb3_results.json",
+                              json.dumps({"results": results, "preset": preset, "load": load, "date": TODAY}))
+            write_section(results, args, n_seeds, preset, load, TODAY)
     return 0
 
 
@@ -252,7 +255,7 @@ def algos_of(args) -> list[str]:
     return [a.strip() for a in args.algos.split(",") if a.strip()]
 
 
-def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
+def write_section(results: dict, args, n_seeds: int, preset: dict, load: list | None, date: str | None) -> None:
     from pathwise.train import _ceiling
 
     ceil = _ceiling(ENV)
@@ -276,15 +279,16 @@ def write_section(results: dict, args, n_seeds: int, preset: dict) -> None:
         f" --algos {args.algos}" if args.algos else "") + (f" --seeds {args.seeds}" if args.seeds else "") + (
         f" --budget {args.budget}" if args.budget else "") + (" --stop-at-solve" if args.stop_at_solve else "") + (f" --threads {args.threads}" if args.threads != 1 else "") + (
         f" --section {shown_path(args.section)}" if Path(args.section).resolve() != DEFAULT_SECTION.resolve() else "")
-    busy = max(LOAD_AT_START, os.getloadavg()[0]) > 2.0  # one busy core of two is this benchmark itself
+    busy = load is not None and max(load) > 2.0  # one busy core of two is this benchmark itself
     lines = [
         "## pathwise vs Stable-Baselines3 on Pendulum-v1 (sample efficiency and time to solve"
         + (f": {', '.join(algos_of(args))})" if args.algos else ")"), "",
         f"Command: `{cmd}`  ",
-        f"Date: {datetime.date.today().isoformat()}  ",
+        f"Date: {date or 'not recorded'}  ",
         f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); "
-        f"{'shared with other jobs during the run, ' if busy else 'no other jobs, '}load average {LOAD_AT_START:.1f} at its start and {os.getloadavg()[0]:.1f} at its end; "
-        f"{args.threads} compute thread(s) for torch and "
+        + (f"{'shared with other jobs during the run, ' if busy else 'no other jobs, '}load average {load[0]:.1f} "
+           f"at its start and {load[1]:.1f} at its end; " if load is not None else "load average not recorded; ")
+        + f"{args.threads} compute thread(s) for torch and "
         "for XLA alike (`torch.set_num_threads`, `--xla_cpu_multi_thread_eigen=false`)  ",
         f"{compile_cache_note()}  ",
         f"Versions: {versions()}", "",
@@ -408,11 +412,9 @@ def plot_curves(results: dict, ceil, n_seeds: int, figure: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import io
-
     import matplotlib.pyplot as plt
 
-    from pathwise.checkpoint import atomic_write_bytes
+    from pathwise.checkpoint import atomic_save_figure
 
     groups = [("model-based pathwise vs SAC", ["mbrl", "svg-inf", "svg1", "svgk", "sac"]),
               ("model-free: pathwise vs SB3", ["svg0", "ddpg", "sac", "td3", "ddpg-sb3"])]
@@ -433,10 +435,7 @@ def plot_curves(results: dict, ceil, n_seeds: int, figure: str) -> None:
                title=f"Pendulum-v1 {title}, every seed ({n_seeds} per algorithm)")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(HERE / "figures" / figure, buf.getvalue())
+    atomic_save_figure(fig, HERE / "figures" / figure)
 
 
 if __name__ == "__main__":
