@@ -1,4 +1,5 @@
-"""iLQR/DDP: exact on linear-quadratic problems, a Pendulum swing-up, bounds, no NaN, MPC, errors."""
+"""iLQR/DDP: exact on linear-quadratic problems, a Pendulum swing-up, bounds (box-QP optimality against SciPy),
+`converged` as a KKT test, no NaN, MPC, errors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.optimize
 
 import pathwise as pw
 from pathwise.control import MPC, MPCPolicy, Problem, ilqr, lqr
@@ -119,3 +121,120 @@ def test_errors_name_the_problem():
         ilqr(pw.systems.CartPole(), jnp.zeros(4), 10)
     with pytest.raises(ValueError, match="horizon must be >= 1"):
         MPC(system, horizon=0)
+
+
+# ---- box constraints: optimality against references, and `converged` as a KKT test ----------------------------
+
+def _linear(A, B, x, u):
+    return A @ x + B @ u
+
+
+def _quadratic(Q, R, x, u):
+    return x @ Q @ x + u @ R @ u
+
+
+def _final(Qf, x):
+    return x @ Qf @ x
+
+
+def _pendulum(x, u):  # Pendulum-v1's dynamics without its own torque and speed clips (smooth)
+    thdot = x[1] + 0.05 * (15.0 * jnp.sin(x[0]) + 3.0 * u[0])
+    return jnp.stack([x[0] + 0.05 * thdot, thdot])
+
+
+def _pendulum_cost(x, u):
+    return x[0] ** 2 + 0.1 * x[1] ** 2 + 0.001 * u[0] ** 2
+
+
+def _pendulum_final(x):
+    return 10.0 * (x[0] ** 2 + 0.1 * x[1] ** 2)
+
+
+def lbfgsb(prob, x0, actions0):
+    """SciPy's L-BFGS-B on the open-loop cost with the exact JAX gradient, bounded by the problem's box."""
+    T, m = actions0.shape
+    value_and_grad = jax.jit(jax.value_and_grad(lambda u: pw.control.total_cost(prob, x0, u.reshape(T, m))[1]))
+    bounds = list(zip(np.broadcast_to(prob.action_low, (T, m)).ravel(),
+                      np.broadcast_to(prob.action_high, (T, m)).ravel()))
+    return scipy.optimize.minimize(lambda u: tuple(np.asarray(a) for a in value_and_grad(jnp.asarray(u))),
+                                   np.asarray(actions0).ravel(), jac=True, method="L-BFGS-B", bounds=bounds,
+                                   options=dict(ftol=1e-16, gtol=1e-12, maxiter=20000, maxfun=40000, maxcor=30))
+
+
+def check_kkt(prob, x0, sol, tol):
+    """``projected_gradient_norm`` is ‖u − clip(u − ∇J)‖, and converged=True never comes with it above tol."""
+    grad = jax.grad(lambda u: pw.control.total_cost(prob, x0, u)[1])(sol.actions)
+    u = sol.actions
+    expected = jnp.linalg.norm(u - jnp.clip(u - grad, prob.action_low, prob.action_high))
+    np.testing.assert_allclose(sol.projected_gradient_norm, expected, rtol=1e-3, atol=1e-12)
+    if bool(sol.converged):
+        assert float(sol.projected_gradient_norm) <= tol * max(1.0, abs(float(sol.cost)))
+
+
+def test_box_constrained_linear_quadratic_matches_a_qp_reference():
+    rng = np.random.default_rng(0)
+    n, m, horizon, tol = 3, 2, 15, 1e-8
+    with jax.enable_x64(True):
+        for _ in range(3):
+            A = np.eye(n) + 0.2 * rng.normal(size=(n, n))
+            B, L = rng.normal(size=(n, m)), rng.normal(size=(n, n))
+            Q, R = L @ L.T / n + 0.1 * np.eye(n), 0.1 * np.eye(m)
+            x0 = jnp.asarray(2.0 * rng.normal(size=n))
+            free = Problem(jax.tree_util.Partial(_linear, jnp.asarray(A), jnp.asarray(B)),
+                           jax.tree_util.Partial(_quadratic, jnp.asarray(Q), jnp.asarray(R)),
+                           jax.tree_util.Partial(_final, jnp.asarray(5.0 * Q)))
+            limit = 0.4 * float(jnp.abs(ilqr(free, x0, jnp.zeros((horizon, m))).actions).max())
+            prob = free._replace(action_low=jnp.full(m, -limit), action_high=jnp.full(m, limit))
+            ref = lbfgsb(prob, x0, jnp.zeros((horizon, m)))  # a convex QP: its KKT point is the optimum
+            at_bound = np.isclose(np.abs(ref.x), limit, rtol=1e-6)
+            assert 0 < at_bound.sum() < horizon * m  # some, not all, actions held at a limit
+            for second_order in (False, True):
+                sol = ilqr(prob, x0, jnp.zeros((horizon, m)), second_order=second_order, tol=tol)
+                assert bool(sol.converged)
+                assert abs(float(sol.cost) - ref.fun) <= 1e-4 * abs(ref.fun)
+                check_kkt(prob, x0, sol, tol)
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_pendulum_with_a_binding_torque_limit_matches_lbfgsb_from_its_answer(second_order):
+    rng = np.random.default_rng(1)
+    horizon, tol = 50, 1e-8
+    starts = [(np.pi, 0.0, 2.0)]  # the swing-up from rest: one-pass clamping left DDP far above the optimum
+    starts += [(rng.uniform(-0.3, 0.3), rng.uniform(-2.0, 2.0), rng.uniform(1.0, 1.5)) for _ in range(2)]  # recover
+    starts += [(rng.uniform(2.5, 3.1), rng.uniform(-0.5, 0.5), rng.uniform(1.5, 2.5))]  # swing up
+    with jax.enable_x64(True):
+        for theta, omega, limit in starts:
+            prob = Problem(_pendulum, _pendulum_cost, _pendulum_final, jnp.array([-limit]), jnp.array([limit]))
+            x0 = jnp.array([theta, omega])
+            sol = ilqr(prob, x0, jnp.zeros((horizon, 1)), second_order=second_order, tol=tol)
+            assert np.any(np.isclose(np.abs(np.asarray(sol.actions)), limit))  # the limit binds
+            ref = lbfgsb(prob, x0, sol.actions)  # descends further if iLQR stopped short of a local optimum
+            assert bool(sol.converged)
+            assert float(sol.cost) - ref.fun <= 1e-4 * abs(ref.fun), (theta, omega, limit, float(sol.cost), ref.fun)
+            check_kkt(prob, x0, sol, tol)
+
+
+def test_converged_is_never_reported_with_a_large_projected_gradient():
+    system = pw.systems.Pendulum()  # float32, torque box [-2, 2] binding during the swing-up
+    prob = pw.control.as_problem(system)
+    x0 = jnp.array([jnp.pi, 0.0])
+    for second_order in (False, True):
+        for iterations in (1, 100):
+            sol = ilqr(system, x0, 60, max_iterations=iterations, second_order=second_order)
+            check_kkt(prob, x0, sol, 1e-6)
+            if iterations == 1:  # one step from rest is not a swing-up
+                assert not bool(sol.converged)
+            if iterations == 100:
+                assert bool(sol.converged)
+
+
+def test_mpc_plan_reports_the_inner_solve_kkt_residual():
+    system = pw.systems.Pendulum()
+    mpc = MPC(system, horizon=15, iterations=2, init_iterations=30)
+    state = jnp.array([0.3, 0.0])
+    plan = mpc.init(state)
+    expected = pw.control.kkt_residual(pw.control.as_problem(system), state, plan.actions)
+    np.testing.assert_allclose(plan.projected_gradient_norm, expected, rtol=1e-3, atol=1e-6)
+    assert not bool(plan.converged) or float(plan.projected_gradient_norm) <= 1e-6 * max(1.0, abs(float(plan.cost)))
+    plan, _ = mpc.step(plan, state)
+    assert plan.converged.shape == () and bool(jnp.isfinite(plan.projected_gradient_norm))

@@ -1,10 +1,11 @@
 """Trajectory optimization: LQR, iLQR/DDP, gradient shooting, and model-predictive control."""
 
+from pathwise.control.boxqp import BoxQPResult, boxqp
 from pathwise.control.ilqr import ilqr
 from pathwise.control.lqr import LQRSolution, dare, lqr
 from pathwise.control.mpc import MPC, MPCPolicy, Plan, mpc_expert
 from pathwise.control.shooting import shooting
-from pathwise.control.solution import Problem, Solution, as_problem, total_cost
+from pathwise.control.solution import Problem, Solution, as_problem, kkt_residual, total_cost
 
-__all__ = ["LQRSolution", "MPC", "MPCPolicy", "Plan", "Problem", "Solution", "as_problem", "dare", "ilqr", "lqr",
-           "mpc_expert", "shooting", "total_cost"]
+__all__ = ["BoxQPResult", "LQRSolution", "MPC", "MPCPolicy", "Plan", "Problem", "Solution", "as_problem", "boxqp",
+           "dare", "ilqr", "kkt_residual", "lqr", "mpc_expert", "shooting", "total_cost"]

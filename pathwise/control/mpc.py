@@ -25,17 +25,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from pathwise.control.ilqr import ilqr
-from pathwise.control.solution import Problem, as_problem, clip_actions
+from pathwise.control.solution import Problem, as_problem, clip_actions, kkt_residual
 from pathwise.systems.base import System
 from pathwise.types import Array
 
 
 class Plan(NamedTuple):
-    """The controller's memory: the action plan to warm-start from and the state it predicts next."""
+    """The controller's memory: the action plan to warm-start from and the state it predicted next.
+
+    ``converged`` and ``projected_gradient_norm`` describe the last inner solve:
+    the KKT residual ``‖u − clip(u − ∇J)‖`` of its actions (see
+    ``Solution.projected_gradient_norm``), and whether it was within the solver's
+    ``tol · max(1, |J|)``. A warm-started step runs only ``iterations`` iterations,
+    so ``converged`` may well be False there; the action is applied regardless.
+    """
 
     actions: Array  # (horizon, m)
     predicted: Array  # (n,) the state the plan expects after its first action
     cost: Array  # the plan's cost at the last solve
+    converged: Array | None = None
+    projected_gradient_norm: Array | None = None
 
 
 class MPC(eqx.Module):
@@ -93,14 +102,20 @@ class MPC(eqx.Module):
             sol = self._solve(state, actions, iterations)
         action = clip_actions(as_problem(self.system), sol.actions[:1])[0]
         shifted = jnp.concatenate([sol.actions[1:], sol.actions[-1:]])
-        return Plan(shifted, sol.states[1], sol.cost), action
+        return Plan(shifted, sol.states[1], sol.cost, sol.converged, self._residual(state, sol)), action
+
+    def _residual(self, state: Array, sol) -> Array:
+        """The solution's projected-gradient norm (computed here for a solver that does not report it)."""
+        if sol.projected_gradient_norm is not None:
+            return sol.projected_gradient_norm
+        return kkt_residual(as_problem(self.system), state, sol.actions)
 
     def init(self, state: Array) -> Plan:
         """A plan found from scratch (the best from ``initial_guesses``, ``init_iterations`` iterations each)."""
         state = jnp.asarray(state)
         guesses = self.initial_guesses(jnp.result_type(state.dtype, jnp.float32))
         sol = self._best_solve(state, guesses, self.init_iterations)
-        return Plan(sol.actions, state, sol.cost)
+        return Plan(sol.actions, state, sol.cost, sol.converged, self._residual(state, sol))
 
     def initial_guesses(self, dtype=jnp.float32) -> Array:
         """Constant action sequences the first plan starts from, solved in parallel, best kept:

@@ -21,7 +21,7 @@ the principled bounded solver.)
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -135,58 +135,81 @@ def shooting(
     """
     x0, actions0 = check_inputs("shooting", problem, x0, actions0)
     problem = as_problem(problem)
-    T, m = actions0.shape
+    m = actions0.shape[1]
     opt = make_optimizer(optimizer, learning_rate)
     box = _box(problem, bounds, m, actions0.dtype)
     _check_counts(max_iterations, tol, cost_tol)
-    lbfgs_from_state = optimizer == "lbfgs" and box is None
     if monotone is None:
         monotone = isinstance(optimizer, str) and optimizer == "lbfgs"  # a raised cost = a failed line search
-    rounding = 4 * jnp.finfo(actions0.dtype).eps
-    project = (lambda u: jnp.clip(u, *box)) if box is not None else (lambda u: u)
-
-    def objective(u):
-        u = u.astype(actions0.dtype)  # optax's line search may propose float64 steps when x64 is on
-        if box is not None:
-            u = _clip_inside(u, *box)
-        return trajectory_cost(problem, simulate(problem, x0, u), u)
-
-    value_and_grad = jax.value_and_grad(objective)
-
-    def stationary(u, cost, grad):
-        return projected_gradient_norm(u, grad, box) <= tol * jnp.maximum(1.0, jnp.abs(cost))
-
-    def step(c: _Carry) -> _Carry:
-        updates, opt_state = opt.update(c.grad, c.opt_state, c.actions, value=c.cost, grad=c.grad,
-                                        value_fn=objective)
-        actions = project(optax.apply_updates(c.actions, updates))
-        if lbfgs_from_state:  # the line search already evaluated the accepted point
-            cost, grad = optax.value_and_grad_from_state(objective)(actions, state=opt_state)
-        else:
-            cost, grad = value_and_grad(actions)
-        finite = jnp.isfinite(cost) & jnp.all(jnp.isfinite(grad))
-        # optax's zoom line search returns a step even when it fails; such a step can raise the cost
-        small_change = jnp.abs(c.cost - cost) <= cost_tol * jnp.maximum(1.0, jnp.abs(cost))
-        done = stationary(actions, cost, grad) | ((cost_tol > 0) & small_change)
-        # equal (to rounding) is fine: near the optimum float32 costs stop changing while the actions still improve
-        worse = monotone & ~(cost <= c.cost + rounding * jnp.maximum(1.0, jnp.abs(c.cost)))
-        it = c.iteration + 1
-        history = jnp.where(jnp.arange(max_iterations + 1) >= it, cost, c.history)
-        new = _Carry(actions, opt_state, cost, grad, it, done, jnp.asarray(False), jnp.asarray(False), history)
-        # rejected: forget the curvature pairs and retry from the same point once, then give up
-        retry = c._replace(opt_state=opt.init(c.actions), fresh=jnp.asarray(True), failed=c.fresh)
-        stop = c._replace(failed=jnp.asarray(True))
-        rejected = jax.tree.map(lambda a, b: jnp.where(finite, a, b), retry, stop)
-        return jax.tree.map(lambda a, b: jnp.where(finite & ~worse, a, b), new, rejected)
-
+    rules = _make_rules(problem, x0, actions0.dtype, box, opt, optimizer == "lbfgs" and box is None, monotone, tol,
+                        cost_tol, max_iterations)
+    project, value_and_grad, stationary = rules.project, rules.value_and_grad, rules.stationary
     actions0 = project(actions0)
     cost0, grad0 = value_and_grad(actions0)
     cost0 = _require_finite(cost0)
     carry = _Carry(actions0, opt.init(actions0), cost0, grad0, jnp.zeros((), jnp.int32),
                    stationary(actions0, cost0, grad0), jnp.asarray(False), jnp.asarray(False),
                    jnp.full((max_iterations + 1,), cost0))
-    carry = jax.lax.while_loop(lambda c: (c.iteration < max_iterations) & ~c.converged & ~c.failed, step, carry)
-    return _solution(problem, x0, carry, m)
+    carry = jax.lax.while_loop(lambda c: (c.iteration < max_iterations) & ~c.converged & ~c.failed,
+                               lambda c: _step(rules, c), carry)
+    return _solution(problem, x0, carry, m, projected_gradient_norm(carry.actions, carry.grad, box))
+
+
+def _make_rules(problem: Problem, x0: Array, dtype, box, opt, lbfgs_from_state: bool, monotone: bool, tol: float,
+                cost_tol: float, max_iterations: int) -> "_Rules":
+    project = (lambda u: jnp.clip(u, *box)) if box is not None else (lambda u: u)
+
+    def objective(u):
+        u = u.astype(dtype)  # optax's line search may propose float64 steps when x64 is on
+        if box is not None:
+            u = _clip_inside(u, *box)
+        return trajectory_cost(problem, simulate(problem, x0, u), u)
+
+    def stationary(u, cost, grad):
+        return projected_gradient_norm(u, grad, box) <= tol * jnp.maximum(1.0, jnp.abs(cost))
+
+    return _Rules(opt, objective, jax.value_and_grad(objective), project, stationary, lbfgs_from_state, monotone,
+                  4 * jnp.finfo(dtype).eps, cost_tol, max_iterations)
+
+
+class _Rules(NamedTuple):
+    """What one shooting step needs besides the carry (closures over the problem and the options)."""
+
+    opt: optax.GradientTransformation
+    objective: Any
+    value_and_grad: Any
+    project: Any
+    stationary: Any
+    lbfgs_from_state: bool
+    monotone: bool
+    rounding: Array
+    cost_tol: float
+    max_iterations: int
+
+
+def _step(r: _Rules, c: _Carry) -> _Carry:
+    """One optimizer step; a step to a non-finite cost (or, with ``monotone``, a higher one) is rejected."""
+    updates, opt_state = r.opt.update(c.grad, c.opt_state, c.actions, value=c.cost, grad=c.grad,
+                                      value_fn=r.objective)
+    actions = r.project(optax.apply_updates(c.actions, updates))
+    if r.lbfgs_from_state:  # the line search already evaluated the accepted point
+        cost, grad = optax.value_and_grad_from_state(r.objective)(actions, state=opt_state)
+    else:
+        cost, grad = r.value_and_grad(actions)
+    finite = jnp.isfinite(cost) & jnp.all(jnp.isfinite(grad))
+    # optax's zoom line search returns a step even when it fails; such a step can raise the cost
+    small_change = jnp.abs(c.cost - cost) <= r.cost_tol * jnp.maximum(1.0, jnp.abs(cost))
+    done = r.stationary(actions, cost, grad) | ((r.cost_tol > 0) & small_change)
+    # equal (to rounding) is fine: near the optimum float32 costs stop changing while the actions still improve
+    worse = r.monotone & ~(cost <= c.cost + r.rounding * jnp.maximum(1.0, jnp.abs(c.cost)))
+    it = c.iteration + 1
+    history = jnp.where(jnp.arange(r.max_iterations + 1) >= it, cost, c.history)
+    new = _Carry(actions, opt_state, cost, grad, it, done, jnp.asarray(False), jnp.asarray(False), history)
+    # rejected: forget the curvature pairs and retry from the same point once, then give up
+    retry = c._replace(opt_state=r.opt.init(c.actions), fresh=jnp.asarray(True), failed=c.fresh)
+    stop = c._replace(failed=jnp.asarray(True))
+    rejected = jax.tree.map(lambda a, b: jnp.where(finite, a, b), retry, stop)
+    return jax.tree.map(lambda a, b: jnp.where(finite & ~worse, a, b), new, rejected)
 
 
 def _check_counts(max_iterations, tol, cost_tol) -> None:
@@ -203,9 +226,10 @@ def _require_finite(cost0: Array) -> Array:
     return cost0
 
 
-def _solution(problem: Problem, x0: Array, c: _Carry, m: int) -> Solution:
+def _solution(problem: Problem, x0: Array, c: _Carry, m: int, residual: Array) -> Solution:
     T = c.actions.shape[0]
     states = simulate(problem, x0, c.actions)
     return Solution(states=states, actions=c.actions, K=jnp.zeros((T, m, x0.shape[0]), c.actions.dtype),
                     k=jnp.zeros((T, m), c.actions.dtype), cost=trajectory_cost(problem, states, c.actions),
-                    converged=c.converged, iterations=c.iteration, cost_history=c.history)
+                    converged=c.converged, iterations=c.iteration, cost_history=c.history,
+                    projected_gradient_norm=residual)

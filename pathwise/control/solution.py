@@ -44,6 +44,18 @@ class Solution(NamedTuple):
     ``(states, actions)``; ``converged``; ``iterations``; ``cost_history``
     (max_iterations + 1,) — the cost before the first iteration and after each,
     entries past ``iterations`` repeating the final cost.
+
+    ``projected_gradient_norm`` is the first-order (KKT) residual of the
+    returned actions for the box-constrained problem ``min_u J(u)``, ``lower ≤ u ≤ upper``:
+
+        ‖u − clip(u − ∇J(u))‖,
+
+    with ``∇J`` the gradient of the open-loop total cost by backpropagation
+    through the rollout (``kkt_residual``); it is ``‖∇J‖`` without bounds and is
+    zero exactly at a stationary point (∇J = 0 on the free coordinates, pointing
+    out of the box on those held at a bound). ``ilqr`` reports ``converged`` only
+    when it is at most ``tol · max(1, |J|)``. ``None`` from a solver that does
+    not compute it.
     """
 
     states: Array
@@ -54,6 +66,7 @@ class Solution(NamedTuple):
     converged: Array
     iterations: Array
     cost_history: Array
+    projected_gradient_norm: Array | None = None
 
     def policy(self, t: int | Array, x: Array) -> Array:
         """The time-varying feedback controller around the trajectory (clipped as the solver clipped)."""
@@ -152,6 +165,20 @@ def trajectory_cost(problem: Problem, states: Array, actions: Array) -> Array:
     if problem.final_cost is not None:
         cost = cost + problem.final_cost(states[-1])
     return cost
+
+
+def kkt_residual(problem: Problem, x0: Array, actions: Array) -> Array:
+    """``‖u − clip(u − ∇J(u))‖``: the projected-gradient norm of the total cost in the actions.
+
+    ``J(u) = Σ_t c(x_t, u_t) + c_T(x_T)`` along the open-loop rollout from ``x0``;
+    ``∇J`` by ``jax.grad`` through ``simulate`` (the adjoint recursion). ``clip``
+    is to the problem's action box (no clip, hence ``‖∇J‖``, without one). Zero
+    exactly at a first-order KKT point of ``min J(u)`` over the box.
+    """
+    grad = jax.grad(lambda u: trajectory_cost(problem, simulate(problem, x0, u), u))(actions)
+    if problem.action_low is None:
+        return jnp.linalg.norm(grad)
+    return jnp.linalg.norm(actions - jnp.clip(actions - grad, problem.action_low, problem.action_high))
 
 
 def total_cost(problem: System | Problem, x0: Array, actions: Array) -> tuple[Array, Array]:
