@@ -18,7 +18,7 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 import pathwise as pw
-from pathwise.algorithms import bptt
+from pathwise.loops import simulated
 from pathwise.rollout import rollout
 
 
@@ -64,11 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     sol = pw.control.ilqr(system, x0, system.episode_length, max_iterations=10 if args.quick else 100)
     print(f"iLQR from x = 2: return {-float(sol.cost):.2f}, final position {float(sol.states[-1, 0]):+.3f}")
 
-    # 2. A feedback policy trained by backpropagating through the dynamics.
+    # 2. A feedback policy trained by backpropagating through the dynamics (BPTT in the simulated loop).
+    bptt = pw.algorithms.get("bptt")
+    updates = 3 if args.quick else args.updates
     config = bptt.Config(hidden=(8,) if args.quick else (32, 32), horizon=system.episode_length, carry_state=False,
-                         batch_size=8 if args.quick else 64, learning_rate=1e-2, schedule="constant")
-    state, metrics = bptt.train_seed(system, config, seed=0, num_updates=3 if args.quick else args.updates)
-    traj = rollout(system, state.policy, x0, system.episode_length)
+                         batch_size=8 if args.quick else 64, learning_rate=1e-2, schedule="constant",
+                         updates_per_iteration=updates)
+    carry, metrics = simulated.train_seed(bptt, pw.spec.from_system(system), config, seed=0, iterations=1)
+    policy = carry.algo.policy
+    traj = rollout(system, policy, x0, system.episode_length)
     print(f"BPTT policy from x = 2: return {float(traj.rewards.sum()):.2f} "
           f"(iLQR plan {-float(sol.cost):.2f}), final position {float(traj.states[-1, 0]):+.3f}")
 
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. Gradients with respect to the physics: how the return depends on friction.
     def ret(friction):
         sys_f = dataclasses.replace(system, friction=friction)
-        return rollout(sys_f, state.policy, x0, system.episode_length).rewards.sum()
+        return rollout(sys_f, policy, x0, system.episode_length).rewards.sum()
 
     print(f"d return / d friction = {float(jax.grad(ret)(0.1)):.3f}")
     return 0

@@ -5,11 +5,11 @@ from pathwise.rollout import batch_rollout
 from pathwise.types import Trajectory, Transition
 from pathwise.agent import Agent, load, make
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
-_LAZY = ("algorithms", "checkpoint", "control", "diagnostics", "distributions", "envs", "estimators", "models",
-         "networks", "presets", "replay", "rewards", "seeds", "train")
+_LAZY = ("algorithms", "checkpoint", "config", "control", "diagnostics", "distributions", "envs", "estimators",
+         "loops", "models", "networks", "optim", "presets", "registry", "replay", "rewards", "seeds", "spec", "train")
 
 
 def __getattr__(name: str):

@@ -21,31 +21,30 @@ import numpy as np
 
 from pathwise import checkpoint as ckpt
 from pathwise import train as _train
-from pathwise.algorithms import get as get_algorithm
 
 
 class Agent:
-    """A learner plus the training driver that evaluates, logs and checkpoints it."""
+    """A run plus the training driver that evaluates, logs and checkpoints it."""
 
     def __init__(self, trainer: _train.Trainer):
         self._trainer = trainer
 
     @property
-    def learner(self):
-        return self._trainer.learner
+    def run(self) -> _train.Run:
+        return self._trainer.run
 
     @property
-    def config(self):
-        return self.learner.config
+    def config(self) -> Any:
+        return self.run.config
 
     @property
     def env_id(self) -> str:
-        return self.learner.env_id
+        return self.run.env_id
 
     @property
     def num_timesteps(self) -> int:
         """Environment steps consumed so far (SB3's name)."""
-        return int(self.learner.env_steps)
+        return self.run.env_steps
 
     def learn(self, total_timesteps: int, *, progress_bar: bool = False, callback: Callable | None = None,
               reset_num_timesteps: bool = False) -> "Agent":
@@ -53,10 +52,10 @@ class Agent:
 
         ``callback(info)`` gets each iteration's metrics; returning ``False`` stops training.
         """
-        if total_timesteps <= 0:
-            raise ValueError(f"total_timesteps must be positive, got {total_timesteps}.")
+        if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
+            raise ValueError(f"total_timesteps must be a positive whole number, got {total_timesteps!r}.")
         start = 0 if reset_num_timesteps else self.num_timesteps
-        self._trainer.run(start + int(total_timesteps), callback=callback, progress_bar=progress_bar)
+        self._trainer.train(start + int(total_timesteps), callback=callback, progress_bar=progress_bar)
         return self
 
     def evaluate(self, episodes: int = 10) -> dict[str, float]:
@@ -64,24 +63,17 @@ class Agent:
         return self._trainer.evaluate(episodes)
 
     def predict(self, observation: Any, deterministic: bool = True) -> tuple[np.ndarray | int, None]:
-        """``(action, None)`` for one observation, or ``(actions, None)`` for a batch."""
+        """``(action, None)`` for one observation, or ``(actions, None)`` for a batch (one jitted call)."""
         obs = np.asarray(observation, dtype=np.float32)
-        space = self._obs_shape()
-        if obs.shape == space:
-            return self.learner.act(obs, deterministic=deterministic), None
-        if obs.shape[1:] == space:
-            return np.stack([np.asarray(self.learner.act(o, deterministic=deterministic)) for o in obs]), None
-        raise ValueError(f"predict: observation has shape {obs.shape}, expected {space} or (batch, *{space}) "
-                         f"for {self.env_id}.")
-
-    def _obs_shape(self) -> tuple[int, ...]:
-        if not hasattr(self, "_obs_shape_cache"):
-            from pathwise.envs import make_env
-
-            env = make_env(self.env_id)
-            self._obs_shape_cache = tuple(env.observation_space.shape)
-            env.close()
-        return self._obs_shape_cache
+        shape = (self.run.spec.obs_dim,)
+        if obs.shape != shape and obs.shape[1:] != shape:
+            raise ValueError(f"predict: observation has shape {obs.shape}, expected {shape} or (batch, *{shape}) "
+                             f"for {self.env_id}.")
+        if not np.all(np.isfinite(obs)):
+            raise ValueError(f"predict: the observation contains NaN or inf ({obs}); pass a finite observation.")
+        if obs.shape == shape:
+            return self.run.act(obs, deterministic=deterministic), None
+        return self.run.act_batch(obs, deterministic=deterministic), None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -92,29 +84,27 @@ class Agent:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
-        ckpt.save(path, self.learner.get_state(), self._trainer._meta())
+        ckpt.save(path, self.run.carry, self._trainer.meta())
         return path
 
     def __repr__(self) -> str:
-        return f"Agent({self.learner.name!r}, env={self.env_id!r}, seed={self.learner.seed}, steps={self.num_timesteps})"
+        return f"Agent({self.run.name!r}, env={self.env_id!r}, seed={self.run.seed}, steps={self.num_timesteps})"
 
 
 def make(algo: str, env: str, seed: int = 0, *, config: Any = None, use_preset: bool = True,
          out: str | os.PathLike | None = None, eval_every: int | None = None, eval_episodes: int | None = None,
-         quiet: bool | None = None, **overrides: Any) -> Agent:
-    """Build an agent: ``pw.make("ddpg", env="Pendulum-v1", seed=0, lr=1e-3)``.
+         quiet: bool | None = None, overwrite: bool = False, **overrides: Any) -> Agent:
+    """Build an agent: ``pw.make("ddpg", env="Pendulum-v1", seed=0, actor_lr=1e-3)``.
 
-    Keyword arguments not listed are algorithm config keys (they override the
-    preset for ``(algo, env)`` and ``config``). With ``out`` the agent writes a
-    run directory (metrics, TensorBoard, plots, checkpoints) as ``pathwise train`` does.
+    Keyword arguments not listed are algorithm config keys (they override the preset for ``(algo, env)``
+    and ``config``). With ``out`` the agent writes a run directory (metrics, TensorBoard, plots,
+    checkpoints) as ``pathwise train`` does; a run already there is refused unless ``overwrite``.
     """
-    env = _train.canonical_env_id(env)
-    cls = get_algorithm(algo)
-    cfg, run = _train.build_config(cls, env, config=config, use_preset=use_preset, overrides=overrides)
-    learner = _train.make_learner(cls.name, env, cfg, seed)
-    trainer = _train.Trainer(learner, out=out,
-                             eval_every=int(eval_every or run.get("eval_every", _train.DEFAULT_EVAL_EVERY)),
-                             eval_episodes=int(eval_episodes or run.get("eval_episodes", 10)), quiet=quiet)
+    if not isinstance(env, str):
+        raise ValueError(f"env must be an environment id such as 'Pendulum-v1', got {env!r}.")
+    trainer, _ = _train.make_trainer(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset,
+                                     out=out, eval_every=eval_every, eval_episodes=eval_episodes, quiet=quiet,
+                                     overwrite=overwrite)
     return Agent(trainer)
 
 
@@ -124,14 +114,6 @@ def load(path: str | os.PathLike, *, quiet: bool | None = None) -> Agent:
     if path.is_dir():
         return Agent(_train.open_run(path, quiet=quiet))
     meta, _ = ckpt.read(path)
-    for key in ("algorithm", "env_id", "config", "seed"):
-        if key not in meta:
-            raise ckpt.CheckpointError(f"{path} is not a pathwise agent file (its metadata has no {key!r}).")
-    cls = get_algorithm(meta["algorithm"])
-    cfg = ckpt.config_from_dict(cls.Config, meta["config"], source=f"config in {path}")
-    learner = _train.make_learner(cls.name, meta["env_id"], cfg, meta["seed"])
-    trainer = _train.Trainer(learner, eval_every=meta.get("eval_every", _train.DEFAULT_EVAL_EVERY),
-                             eval_episodes=meta.get("eval_episodes", 10), eval_seed=meta.get("eval_seed"),
-                             quiet=quiet)
+    trainer = _train.trainer_from_meta(meta, out=None, quiet=quiet, source=str(path))
     trainer.load_checkpoint(path)
     return Agent(trainer)

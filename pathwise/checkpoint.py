@@ -1,21 +1,19 @@
-"""Atomic, validated checkpoints of a learner's full state.
+"""Files: atomic writes, and checkpoints of a run's state pytree with named leaves.
 
-A checkpoint is one ``.npz`` file: the array leaves of ``learner.get_state()``
-plus a JSON ``__meta__`` record (algorithm, env id, config, seed, driver
-counters, metric history). Files are written to a temporary name and renamed,
-so a crash never leaves a half-written checkpoint; a truncated or foreign file,
-or one whose structure does not match the algorithm/config, raises
-``CheckpointError`` with what is wrong and what to do.
+A checkpoint is one compressed ``.npz`` file: every array leaf of a state pytree, stored under its key
+path (``algo/actor/net/layers/0/weight``), plus a JSON ``__meta__`` record (algorithm, env id, config,
+seed, driver counters, metric history). A replay buffer is stored up to its filled size and padded back
+on load. Files are written to a temporary name and renamed, so a crash never leaves a half-written file;
+a truncated, foreign or tampered file, or one whose structure does not match the algorithm and config,
+raises ``CheckpointError`` saying what is wrong and what to do. Arrays load with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
 import tempfile
-import typing
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FORMAT_VERSION = 1
+from pathwise.replay import ReplayBuffer
+
+#: Checkpoints written by pathwise 0.1 (unnamed ``leaf_000NN`` arrays) were format 1.
+FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, corrupt, or does not fit the algorithm/config."""
+
+
+# -- atomic files -----------------------------------------------------------------------------------------------
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -69,138 +73,120 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Non
     atomic_write_bytes(path, buf.getvalue())
 
 
+# -- state pytrees <-> named arrays ---------------------------------------------------------------------------
+
+
 def _is_key(x: Any) -> bool:
     return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def state_to_arrays(state: Any) -> tuple[list[np.ndarray], list[str | None]]:
-    """Flatten a state pytree into NumPy arrays; typed PRNG keys become their raw data."""
-    leaves = jax.tree.leaves(state)
-    arrays, key_impls = [], []
-    for leaf in leaves:
+def _is_data(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, bool))
+
+
+def name_of(path: tuple) -> str:
+    """A key path as a checkpoint name: ``actor/net/layers/0/weight``."""
+    return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def named_leaves(tree: Any) -> dict[str, Any]:
+    """The data leaves of ``tree`` (arrays, scalars, PRNG keys) by key-path name, in tree order."""
+    return {name_of(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0] if _is_data(x)}
+
+
+def _buffer_sizes(tree: Any) -> dict[str, int]:
+    """Key-path prefix of every replay buffer's storage in ``tree`` -> its filled size."""
+    out = {}
+    for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, ReplayBuffer))[0]:
+        if isinstance(node, ReplayBuffer):
+            # a buffer that never wrapped holds its items in slots [0, size); a wrapped one is full
+            out[name_of(path) + "/storage/"] = int(node.size)
+    return out
+
+
+def to_arrays(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, int]]:
+    """``(arrays by name, key implementation by name for typed PRNG keys, filled size by buffer prefix)``;
+    replay buffers are cut to their filled part."""
+    sizes = _buffer_sizes(tree)
+    arrays, keys = {}, {}
+    for name, leaf in named_leaves(tree).items():
         if _is_key(leaf):
-            key_impls.append(str(jax.random.key_impl(leaf)))
-            arrays.append(np.asarray(jax.random.key_data(leaf)))
-        else:
-            key_impls.append(None)
-            arrays.append(np.asarray(leaf))
-    return arrays, key_impls
+            keys[name] = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        arr = np.asarray(leaf)
+        prefix = next((p for p in sizes if name.startswith(p)), None)
+        arrays[name] = arr[: sizes[prefix]] if prefix is not None else arr
+    return arrays, keys, sizes
 
 
-def save(path: str | os.PathLike, state: Any, meta: dict[str, Any]) -> None:
-    """Atomically write ``state`` (a pytree of arrays) and a JSON-serializable ``meta``."""
-    arrays, key_impls = state_to_arrays(state)
-    meta = {**meta, "format_version": FORMAT_VERSION, "num_leaves": len(arrays), "key_leaves": key_impls}
+def save(path: str | os.PathLike, tree: Any, meta: dict[str, Any]) -> None:
+    """Atomically write the arrays of ``tree`` (by name, compressed) and a JSON-serializable ``meta``."""
+    arrays, keys, buffers = to_arrays(tree)
+    meta = {**meta, "format_version": FORMAT_VERSION, "key_leaves": keys, "buffers": buffers}
     buf = io.BytesIO()
-    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-             **{f"leaf_{i:05d}": a for i, a in enumerate(arrays)})
+    np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Read a checkpoint's meta record and its leaves (no structure check yet)."""
+def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A checkpoint's meta record and its arrays by name (structure not checked yet)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist. Point at a run directory's checkpoints/last.npz "
                               "or pass the run directory itself.")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["__meta__"]).decode())
-            leaves = [data[f"leaf_{i:05d}"] for i in range(meta["num_leaves"])]
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc}). "
-                              "Use checkpoints/best.npz or an earlier copy, or retrain.") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"Checkpoint {path} has format version {meta.get('format_version')}, "
-                              f"this pathwise reads version {FORMAT_VERSION}.")
-    return meta, leaves
+            version = meta.get("format_version") if isinstance(meta, dict) else None
+            arrays = {k: data[k] for k in data.files if k != "__meta__"} if version == FORMAT_VERSION else {}
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated, or not a pathwise checkpoint at all "
+                              f"({type(exc).__name__}: {exc}). Use checkpoints/best.npz or an earlier copy, or "
+                              "retrain.") from exc
+    if not isinstance(meta, dict) or version != FORMAT_VERSION:
+        old = " (written by pathwise 0.1, whose checkpoints hold unnamed arrays)" if version == 1 else ""
+        raise CheckpointError(f"Checkpoint {path} has format version {version}{old}; this pathwise reads version "
+                              f"{FORMAT_VERSION}. Retrain, or load it with the pathwise version that wrote it.")
+    return meta, arrays
 
 
-def restore(template: Any, meta: dict[str, Any], leaves: list[np.ndarray], source: str = "checkpoint") -> Any:
-    """Put saved ``leaves`` into the structure of ``template``, checking shapes and dtypes."""
-    t_leaves, treedef = jax.tree.flatten(template)
-    if len(t_leaves) != len(leaves):
+def restore(template: Any, meta: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "checkpoint") -> Any:
+    """Put saved ``arrays`` into the structure of ``template`` by name, checking names, shapes and dtypes."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    expected = [name_of(p) for p, x in paths if _is_data(x)]
+    missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+    if missing or extra:
         raise CheckpointError(
-            f"{source} is incompatible: it holds {len(leaves)} arrays but algorithm "
-            f"{meta.get('algorithm')!r} with this config expects {len(t_leaves)}. Was it written by another "
-            "algorithm, config or pathwise version?")
+            f"{source} is incompatible with algorithm {meta.get('algorithm')!r} and this config: it lacks "
+            f"{missing[:3]}{' ...' if len(missing) > 3 else ''} and has unexpected {extra[:3]}"
+            f"{' ...' if len(extra) > 3 else ''}. Was it written by another algorithm, config or pathwise version?")
+    keys, buffers = meta.get("key_leaves", {}), meta.get("buffers", {})
     out = []
-    for i, (t, a, impl) in enumerate(zip(t_leaves, leaves, meta["key_leaves"])):
-        if impl is not None:
-            a = jax.random.wrap_key_data(jnp.asarray(a), impl=impl)
-        expected = np.shape(jax.random.key_data(t)) if _is_key(t) else np.shape(t)
-        got = np.shape(jax.random.key_data(a)) if impl is not None else a.shape
-        if tuple(expected) != tuple(got):
-            raise CheckpointError(f"{source} is incompatible: array {i} has shape {tuple(got)}, expected "
-                                  f"{tuple(expected)} for this algorithm and config.")
-        if impl is None and isinstance(t, (jax.Array, np.ndarray)):
-            a = jnp.asarray(a, dtype=t.dtype) if isinstance(t, jax.Array) else np.asarray(a, dtype=t.dtype)
-        elif impl is None:  # a Python scalar leaf
-            a = type(t)(a.item()) if isinstance(t, (int, float, bool)) else a
-        out.append(a)
+    for p, x in paths:
+        name = name_of(p)
+        in_buffer = any(name.startswith(prefix) for prefix in buffers)
+        out.append(_restore_leaf(x, arrays[name], keys.get(name), name, source, in_buffer) if _is_data(x) else x)
     return jax.tree.unflatten(treedef, out)
 
 
-# -- configs --------------------------------------------------------------------
+def _restore_leaf(t: Any, a: np.ndarray, impl: str | None, name: str, source: str, in_buffer: bool) -> Any:
+    want = np.shape(jax.random.key_data(t)) if _is_key(t) else np.shape(t)
+    if in_buffer and a.ndim == len(want) >= 1 and a.shape[1:] == tuple(want[1:]) and a.shape[0] < want[0]:
+        a = np.concatenate([a, np.zeros((want[0] - a.shape[0], *a.shape[1:]), a.dtype)])  # back to capacity
+    if a.shape != tuple(want):
+        raise CheckpointError(f"{source} is incompatible: {name} has shape {a.shape}, expected {tuple(want)} for "
+                              "this algorithm and config.")
+    if impl is not None:
+        return jax.random.wrap_key_data(jnp.asarray(a), impl=impl)
+    dtype = np.asarray(t).dtype
+    if a.dtype != dtype:
+        raise CheckpointError(f"{source} is incompatible: {name} has dtype {a.dtype}, expected {dtype}.")
+    if isinstance(t, jax.Array):
+        return jnp.asarray(a)
+    if isinstance(t, (bool, int, float)):
+        return type(t)(a.item())
+    return np.asarray(a)
 
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config)))
 
-
-def config_from_dict(cls: type, values: dict[str, Any], source: str = "config") -> Any:
-    """Build a frozen config dataclass, converting JSON/TOML values to the field types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"Unknown {source} key(s) {unknown} for {cls.__module__}.{cls.__qualname__}. "
-                         f"Valid keys: {', '.join(sorted(fields))}.")
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: coerce(hints[k], v, k) for k, v in values.items()})
-
-
-def coerce(tp: Any, value: Any, name: str = "value") -> Any:
-    """Convert ``value`` (possibly a string from ``--set``) to the annotated type ``tp``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    try:
-        if origin is typing.Literal:
-            for a in args:
-                if value == a or str(value) == str(a):
-                    return a
-            raise ValueError(f"must be one of {list(args)}")
-        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-            if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-                if type(None) in args:
-                    return None
-            errors = []
-            for a in args:
-                if a is type(None):
-                    continue
-                try:
-                    return coerce(a, value, name)
-                except ValueError as exc:
-                    errors.append(str(exc))
-            raise ValueError("; ".join(errors))
-        if origin is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",") if v.strip()]
-            elem = args[0] if args else str
-            return tuple(coerce(elem, v, name) for v in value)
-        if tp is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError("must be true or false")
-            return bool(value)
-        if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError("must be an integer")
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        if tp is float:
-            return float(value)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"Config key {name!r}: cannot use {value!r} ({exc}).") from exc
-    return value
+__all__ = ["CheckpointError", "FORMAT_VERSION", "atomic_save_figure", "atomic_write_bytes", "atomic_write_text",
+           "name_of", "named_leaves", "read", "restore", "save", "to_arrays"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from pathwise import algorithms
+from pathwise import algorithms, registry
+from pathwise import config as config_mod
 
 HELP = """usage: pathwise {train,evaluate,solve,estimators,list} ...
 
@@ -61,7 +61,9 @@ class TrainArgs:
     """With vmapped seeds on a machine without an accelerator: split the CPU into this many XLA devices and shard
     the seeds over them, so they train in parallel (default: one per core; 1 = a single device)."""
     out: str | None = None
-    """Run directory (default: runs/ALGO-ENV-sSEED-TIMESTAMP)."""
+    """Run directory (default: runs/ALGO-ENV-sSEED-TIMESTAMP); an existing run there is refused (see --overwrite)."""
+    overwrite: bool = False
+    """Replace the run already in --out (its checkpoints, logs and TensorBoard events are deleted first)."""
     config: str | None = None
     """A TOML or JSON file of algorithm options (applied after the preset)."""
     set: tuple[str, ...] = ()
@@ -94,10 +96,11 @@ class EvaluateArgs:
 
     run_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     """Run directory written by `pathwise train` (or an agent .npz file)."""
-    episodes: int = 10
-    """Number of episodes."""
-    seed: int = 0
-    """Seed of the first episode (episode i uses seed+i)."""
+    episodes: int | None = None
+    """Number of episodes (default: as many as the run's own evaluations)."""
+    seed: int | None = None
+    """Seed of the first episode, episode i uses seed+i (default: the run's own evaluation seeds, so the result
+    is comparable with its eval.csv)."""
     checkpoint: Literal["best", "last"] = "best"
     """Which checkpoint of a run directory to evaluate."""
     render: str | None = None
@@ -109,21 +112,6 @@ def _tyro_help(cls: type, prog: str, default: Any = None, description: str | Non
     with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
         tyro.cli(cls, args=["--help"], prog=prog, default=default, description=description)
     return buf.getvalue()
-
-
-def _load_config_file(path: str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"--config {path}: no such file.")
-    text = p.read_text()
-    if p.suffix == ".json":
-        return json.loads(text)
-    import tomllib
-
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"--config {path} is not valid TOML ({exc}); use KEY = VALUE lines or a .json file.") from exc
 
 
 def _default_out(algo: str, env: str, seed: int) -> Path:
@@ -144,43 +132,16 @@ def cmd_train(argv: list[str]) -> int:
         print("algorithms: " + ", ".join(algorithms.available()))
         print("\nRun `pathwise train ALGO --help` for an algorithm's options.")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    algo, rest = argv[0], argv[1:]
-    cls = algorithms.get(algo)
-    wants_help = any(a in ("-h", "--help") for a in rest)
-    rest_nohelp = [a for a in rest if a not in ("-h", "--help")]
-    args, unknown = tyro.cli(TrainArgs, args=rest_nohelp, prog=f"pathwise train {cls.name}",
-                             return_unknown_args=True)
-    env = tr.canonical_env_id(args.env)
-    file_values = _load_config_file(args.config) if args.config else None
-    base, run = tr.build_config(cls, env, config=file_values, use_preset=not args.no_preset)
-    if wants_help:
-        print(_tyro_help(TrainArgs, f"pathwise train {cls.name}"))
-        print(_tyro_help(cls.Config, f"pathwise train {cls.name} [train options]", default=base,
-                         description=f"{cls.name} options ({cls.__module__}.{cls.__name__}.Config); defaults shown "
-                                     f"include the preset for {env}. Pass them as flags or with --set KEY=VALUE."))
+    parsed = _parse_train(argv)
+    if parsed is None:  # --help was printed
         return 0
-    cfg = tyro.cli(cls.Config, args=unknown, default=base, prog=f"pathwise train {cls.name}")
-    cfg, _ = tr.build_config(cls, env, config=cfg, use_preset=False, overrides=tr.parse_set(args.set))
-    steps = int(args.steps if args.steps is not None else run.get("steps", 20_000))
-    out_root = Path(args.out) if args.out else _default_out(cls.name, env, args.seed)
-    summaries = []
-    vmapped = _vmapped_module(cls.name, env, cfg) if args.seeds > 1 and args.vmap_seeds else None
-    if vmapped is not None:
-        from pathwise import seeds as pw_seeds
-
-        pw_seeds.use_host_devices(args.host_devices)  # before JAX starts: the device count is fixed after that
-        summaries = _train_vmapped_seeds(vmapped, cls, env, cfg, args, steps, out_root, run)
-    for k in range(0 if summaries else args.seeds):
-        seed = args.seed + k
-        out = out_root if args.seeds == 1 else out_root / f"seed_{seed}"
-        learner = tr.make_learner(cls.name, env, cfg, seed)
-        trainer = tr.Trainer(learner, out=out,
-                             eval_every=int(args.eval_every or run.get("eval_every", tr.DEFAULT_EVAL_EVERY)),
-                             eval_episodes=int(args.eval_episodes or run.get("eval_episodes", 10)),
-                             quiet=args.quiet or None, run_info={"steps": steps})
-        summary = trainer.run(steps)
-        summaries.append(summary)
-        _print_summary(summary, out)
+    algorithm, env, cfg, args, settings = parsed
+    steps = int(args.steps if args.steps is not None else settings.get("steps", tr.DEFAULT_STEPS))
+    if steps <= 0:
+        raise ValueError(f"--steps {steps}: the budget must be a positive number of environment steps.")
+    out_root = Path(args.out) if args.out else _default_out(algorithm.name, env, args.seed)
+    _refuse_existing_runs(out_root, args)
+    summaries = _seed_runs(algorithm, env, cfg, args, steps, out_root, settings)()
     if args.seeds > 1:
         finals = [s["final_return_mean"] for s in summaries]
         print(f"{args.seeds} seeds: final return {sum(finals) / len(finals):.1f} "
@@ -188,60 +149,107 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-def _vmapped_module(algo: str, env: str, cfg: Any) -> Any:
-    """The algorithm module whose whole training loop is one jittable function of a seed on ``env``, or None."""
-    if algo == "bptt":
-        from pathwise.algorithms import bptt
+def _parse_train(argv: list[str]):
+    """``(algorithm, env id, config, TrainArgs, preset run settings)``, or None after printing ``--help``.
 
-        return bptt
-    if algo == "svgk" and (cfg.use_true_dynamics or env.startswith("pathwise/")):
-        from pathwise.algorithms import svgk
+    Every option is checked here, before anything is built or written.
+    """
+    algorithm = algorithms.get(argv[0])
+    rest = argv[1:]
+    wants_help = any(a in ("-h", "--help") for a in rest)
+    args, unknown = tyro.cli(TrainArgs, args=[a for a in rest if a not in ("-h", "--help")],
+                             prog=f"pathwise train {algorithm.name}", return_unknown_args=True)
+    env = registry.check_id(registry.canonical_id(args.env))
+    preset, settings = registry.record(env).preset(algorithm.name) if not args.no_preset else ({}, {})
+    file_values = config_mod.load_file(args.config) if args.config else None
+    base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values)
+    if wants_help:
+        print(_tyro_help(TrainArgs, f"pathwise train {algorithm.name}"))
+        print(_tyro_help(algorithm.Config, f"pathwise train {algorithm.name} [train options]", default=base,
+                         description=f"{algorithm.name} options ({algorithm.module.__name__}.Config); defaults "
+                                     f"shown include the preset for {env}. Pass them as flags or with --set "
+                                     "KEY=VALUE."))
+        return None
+    cfg = tyro.cli(algorithm.Config, args=unknown, default=base, prog=f"pathwise train {algorithm.name}")
+    cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, config_mod.parse_set(args.set))
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds}: train at least one seed.")
+    return algorithm, env, cfg, args, settings
 
-        return svgk
-    return None
+
+def _refuse_existing_runs(out_root: Path, args: TrainArgs) -> None:
+    """A run directory that already holds a run is refused (its model would be lost) unless --overwrite."""
+    outs = [out_root] if args.seeds == 1 else [out_root / f"seed_{s}" for s in range(args.seed, args.seed + args.seeds)]
+    if not args.overwrite and any((out / "config.json").exists() for out in outs):
+        raise FileExistsError(f"{out_root} already holds a run; continue it with `pathwise train --resume {out_root}`, "
+                              "choose another --out, or pass --overwrite to replace it.")
 
 
-def _train_vmapped_seeds(module: Any, cls, env: str, cfg: Any, args: TrainArgs, steps: int, out_root: Path,
-                         run: dict[str, Any]) -> list[dict[str, Any]]:
+def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_root: Path, settings: dict):
+    """What trains the seeds: one vmapped program (the simulated loop), else one run after another."""
+    from pathwise import train as tr
+
+    def trainer(seed: int, quiet: bool, info: dict) -> tr.Trainer:
+        out = out_root if args.seeds == 1 else out_root / f"seed_{seed}"
+        return tr.Trainer(tr.Run(algorithm, env, cfg, seed), out=out, quiet=quiet, run_info={"steps": steps, **info},
+                          overwrite=args.overwrite,
+                          eval_every=int(args.eval_every if args.eval_every is not None else
+                                         settings.get("eval_every", tr.DEFAULT_EVAL_EVERY)),
+                          eval_episodes=int(args.eval_episodes if args.eval_episodes is not None else
+                                            settings.get("eval_episodes", tr.DEFAULT_EVAL_EPISODES)))
+
+    def sequential() -> list[dict[str, Any]]:
+        summaries = []
+        for seed in range(args.seed, args.seed + args.seeds):
+            summaries.append(trainer(seed, args.quiet or None, {}).train(steps))
+            _print_summary(summaries[-1], out_root if args.seeds == 1 else out_root / f"seed_{seed}")
+        return summaries
+
+    if args.seeds > 1 and args.vmap_seeds:
+        from pathwise import loops
+
+        if loops.select(algorithm, registry.record(env), cfg) == "simulated":  # decided before JAX starts
+            from pathwise import seeds as pw_seeds
+
+            pw_seeds.use_host_devices(args.host_devices)  # before JAX starts: the device count is fixed after that
+            return lambda: _train_vmapped_seeds(algorithm, env, cfg, args, steps, trainer)
+    return sequential
+
+
+def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, trainer) -> list[dict[str, Any]]:
     """All seeds as one jitted, vmapped (sharded) program; then each seed is evaluated and saved like a normal run."""
     import math
 
-    import equinox as eqx
     import jax
     import numpy as np
 
-    from pathwise import seeds as pw_seeds
-    from pathwise import train as tr
+    from pathwise import seeds as pw_seeds, spec as spec_mod
+    from pathwise.loops import simulated
 
-    system = module.make_system(env)
-    per_update = module.steps_per_update(cfg)
-    num_updates = max(1, math.ceil(steps / per_update))
+    spec = spec_mod.from_env(env)
+    per_iteration = cfg.updates_per_iteration * algorithm.hook("steps_per_update")(spec, cfg)
+    iterations = max(1, math.ceil(steps / per_iteration))
     devices = pw_seeds.shard_count(args.seeds, len(jax.devices()))  # what train_seeds shards over
     where = f"sharded over {devices} devices" if devices > 1 else "on one device"
-    print(f"training {args.seeds} seeds of {cls.name} as one vmapped program, {where} ({num_updates} updates each)",
-          flush=True)
+    print(f"training {args.seeds} seeds of {algorithm.name} as one vmapped program, {where} ({iterations} "
+          f"iterations each)", flush=True)
     t0 = time.perf_counter()
-    states, metrics = module.train_seeds(system, cfg, args.seeds, num_updates, first_seed=args.seed)
-    jax.block_until_ready(states)
+    carries, metrics = simulated.train_seeds(algorithm, spec, cfg, args.seeds, iterations, first_seed=args.seed)
+    jax.block_until_ready(carries)
     elapsed = time.perf_counter() - t0
-    metrics = {k: np.asarray(v) for k, v in metrics.items()}  # one transfer, not one per seed and update
+    metrics = {k: np.asarray(v) for k, v in metrics.items()}  # one transfer, not one per seed and iteration
     summaries = []
     for i in range(args.seeds):
-        learner = tr.make_learner(cls.name, env, cfg, args.seed + i)
-        learner.set_state(jax.tree.map(lambda x: x[i] if eqx.is_array(x) else x, states))
-        trainer = tr.Trainer(learner, out=out_root / f"seed_{args.seed + i}",
-                             eval_every=int(args.eval_every or run.get("eval_every", tr.DEFAULT_EVAL_EVERY)),
-                             eval_episodes=int(args.eval_episodes or run.get("eval_episodes", 10)), quiet=True,
-                             run_info={"steps": steps, "vmapped_seeds": args.seeds,
-                                       "seed_devices": pw_seeds.devices_of(states)})
-        trainer.history = [{"iteration": u + 1, "env_steps": (u + 1) * per_update,
-                            **{k: float(v[i, u]) for k, v in metrics.items()}} for u in range(num_updates)]
-        c = trainer.counters
-        c.iterations, c.env_steps, c.train_time = num_updates, learner.env_steps, elapsed / args.seeds
-        c.next_eval = c.env_steps + trainer.eval_every
-        trainer._evaluate_and_save()
-        summaries.append(trainer.summary())
-        _print_summary(summaries[-1], trainer.out)
+        t = trainer(args.seed + i, True, {"vmapped_seeds": args.seeds, "seed_devices": pw_seeds.devices_of(carries)})
+        t.run.carry = jax.tree.map(lambda x: x[i], carries)
+        t.history = [{"iteration": it + 1, "env_steps": (it + 1) * per_iteration,
+                      **{k: float(v[i, it]) for k, v in metrics.items()}} for it in range(iterations)]
+        c = t.counters
+        c.iterations, c.env_steps, c.train_time = iterations, t.run.env_steps, elapsed / args.seeds
+        c.next_eval = c.env_steps
+        t.evaluate_and_save()
+        summaries.append(t.summary())
+        _print_summary(summaries[-1], t.out)
     print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program, {where})")
     return summaries
 
@@ -287,21 +295,20 @@ def cmd_evaluate(argv: list[str]) -> int:
         agent = Agent(open_run(path, which=args.checkpoint, quiet=True))
     else:
         agent = load(path, quiet=True)
-    res = evaluate(lambda o: agent.learner.act(o, deterministic=True), agent.env_id, episodes=args.episodes,
-                   seed=args.seed)
-    print(f"{agent.learner.name} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
-          f"{args.episodes} episodes (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
+    seed = args.seed if args.seed is not None else agent._trainer.eval_seed
+    episodes = args.episodes if args.episodes is not None else agent._trainer.eval_episodes
+    if episodes < 1:
+        raise ValueError(f"--episodes {episodes}: evaluate at least one episode.")
+    res = evaluate(lambda o: agent.run.act(o, deterministic=True), agent.env_id, episodes=episodes, seed=seed)
+    print(f"{agent.run.name} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
+          f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
     if args.render:
         from pathwise.render import render_episode
 
-        written = render_episode(lambda o: agent.learner.act(o, deterministic=True), agent.env_id,
-                                 args.render, seed=args.seed)
-        print(f"rendered episode (seed {args.seed}) to {written}")
+        written = render_episode(lambda o: agent.run.act(o, deterministic=True), agent.env_id,
+                                 args.render, seed=seed)
+        print(f"rendered episode (seed {seed}) to {written}")
     return 0
-
-
-def _first_line(doc: str | None) -> str:
-    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
 
 
 def cmd_list(argv: list[str]) -> int:
@@ -312,23 +319,17 @@ def cmd_list(argv: list[str]) -> int:
         return 0
     print("algorithms:")
     for name in algorithms.available():
-        cls = algorithms.get(name)
-        kinds = "/".join(k for k, ok in (("continuous", cls.continuous_ok), ("discrete", cls.discrete_ok)) if ok)
-        needs = ", needs a known reward" if cls.needs_reward else ""
-        needs += ", needs a pathwise system" if cls.needs_system else ""
-        doc = _first_line(cls.__doc__) or _first_line(sys.modules[cls.__module__].__doc__)
-        print(f"  {name:14s} {kinds}{needs}. {doc}")
+        info = algorithms.get(name).info
+        kinds = "/".join(k for k, ok in (("continuous", info.continuous), ("discrete", info.discrete)) if ok)
+        needs = ", needs a known reward" if info.needs_reward or info.loops == ("model_based",) else ""
+        needs += ", needs a pathwise system" if info.loops == ("simulated",) else ""
+        print(f"  {name:14s} {kinds}{needs}. {info.summary}")
     print("\nsystems (differentiable; also Gymnasium ids):")
-    for env_id, factory in systems.REGISTRY.items():
+    for env_id in systems.REGISTRY:
         print(f"  {env_id}")
-    try:
-        from pathwise import rewards
-
-        print("\nenvironments with known rewards (for model-based algorithms):")
-        for env_id in sorted(rewards.REWARDS):
-            print(f"  {env_id}")
-    except ImportError:
-        pass
+    print("\nenvironments with known rewards (for model-based algorithms):")
+    for env_id in registry.known_rewards():
+        print(f"  {env_id}")
     print("\npresets:")
     for algo, envs in presets.available().items():
         print(f"  {algo:14s} {', '.join(envs)}")
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[cmd](argv[1:])
     except SystemExit as exc:  # tyro's --help (0) and usage errors (2): a return code, as for every command
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"pathwise {cmd}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # clear message for known failure types, traceback otherwise

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise.networks import MLP
+from pathwise.networks import MLP, as_bounds
 from pathwise.types import Array, PRNGKey
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -305,8 +305,8 @@ class GaussianPolicy(eqx.Module):
 
     net: MLP
     log_std: Array | None
-    low: Array | None
-    high: Array | None
+    low: tuple[float, ...] | None = eqx.field(static=True)  # the action box: constants, never trained
+    high: tuple[float, ...] | None = eqx.field(static=True)
     action_dim: int = eqx.field(static=True)
     log_std_min: float = eqx.field(static=True)
     log_std_max: float = eqx.field(static=True)
@@ -321,8 +321,8 @@ class GaussianPolicy(eqx.Module):
         out = 2 * action_dim if state_dependent_std else action_dim
         self.net = MLP(obs_dim, out, hidden, key=key, act=act, final_scale=final_scale)
         self.log_std = None if state_dependent_std else jnp.full((action_dim,), init_log_std, jnp.float32)
-        self.low = None if low is None else jnp.broadcast_to(jnp.asarray(low, jnp.float32), (action_dim,))
-        self.high = None if high is None else jnp.broadcast_to(jnp.asarray(high, jnp.float32), (action_dim,))
+        self.low = None if low is None else as_bounds(low, action_dim)
+        self.high = None if high is None else as_bounds(high, action_dim)
         self.action_dim, self.log_std_min, self.log_std_max = action_dim, log_std_min, log_std_max
 
     def mean_and_log_std(self, obs: Array) -> tuple[Array, Array]:
@@ -337,7 +337,13 @@ class GaussianPolicy(eqx.Module):
         mean, log_std = self.mean_and_log_std(obs)
         if self.low is None:
             return Normal.from_log_std(mean, log_std)
-        return TanhNormal.from_log_std(mean, log_std, self.low, self.high)
+        return TanhNormal.from_log_std(mean, log_std, *self.box(mean.dtype))
+
+    def box(self, dtype=jnp.float32) -> tuple[Array, Array]:
+        """``(low, high)`` of a squashed policy as arrays."""
+        if self.low is None:
+            raise ValueError("GaussianPolicy.box: this policy is not squashed into an action box.")
+        return jnp.asarray(self.low, dtype), jnp.asarray(self.high, dtype)
 
     def act(self, obs: Array, xi: Array) -> Array:
         """The reparameterized action for explicit standard-normal noise ξ (shape ``(action_dim,)``)."""

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pathwise.types import Array, PRNGKey
 
@@ -53,20 +54,36 @@ class MLP(eqx.Module):
         return self.layers[-1](x)
 
 
+def as_bounds(value, size: int | None = None) -> tuple[float, ...]:
+    """An action bound as a tuple of floats (broadcast to ``size``): a static, never-trained module field."""
+    arr = np.asarray(value, np.float64).reshape(-1)
+    if size is not None:
+        arr = np.broadcast_to(arr, (size,))
+    return tuple(float(x) for x in arr)
+
+
 class DeterministicPolicy(eqx.Module):
-    """``a = low + (tanh(mlp(obs)) + 1) / 2 * (high - low)``: always inside the action box."""
+    """``a = low + (tanh(mlp(obs)) + 1) / 2 * (high - low)``: always inside the action box.
+
+    The box is a static field (a tuple of floats), so it is a constant of the module, never a parameter.
+    """
 
     net: MLP
-    low: Array
-    high: Array
+    low: tuple[float, ...] = eqx.field(static=True)
+    high: tuple[float, ...] = eqx.field(static=True)
 
     def __init__(self, obs_dim: int, action_dim: int, low, high, hidden: Sequence[int] = (64, 64), *,
                  key: PRNGKey, act: str = "tanh", final_scale: float = 0.1):
         self.net = MLP(obs_dim, action_dim, hidden, key=key, act=act, final_scale=final_scale)
-        self.low, self.high = jnp.asarray(low, jnp.float32), jnp.asarray(high, jnp.float32)
+        self.low, self.high = as_bounds(low, action_dim), as_bounds(high, action_dim)
+
+    def box(self, dtype=jnp.float32) -> tuple[Array, Array]:
+        """``(low, high)`` as arrays."""
+        return jnp.asarray(self.low, dtype), jnp.asarray(self.high, dtype)
 
     def __call__(self, obs: Array) -> Array:
-        return self.low + (jnp.tanh(self.net(obs)) + 1.0) * 0.5 * (self.high - self.low)
+        low, high = self.box(obs.dtype)
+        return low + (jnp.tanh(self.net(obs)) + 1.0) * 0.5 * (high - low)
 
 
 class QCritic(eqx.Module):

@@ -16,9 +16,11 @@ settings prefixed with ``run.`` in a sub-table::
     eval_every = 250    # evaluation interval (environment steps)
 
 Presets are applied by default and overridden by ``--config FILE`` and
-``--set key=value`` (in that order). A pathwise system and the Gymnasium id it
-reproduces step for step share presets: a table for ``Pendulum-v1`` also
-serves ``pathwise/Pendulum-v1`` and vice versa (an exact match wins).
+``--set key=value`` (in that order). They are read through an environment's
+registry record (``pathwise.registry.EnvRecord.preset``), so a pathwise system
+and the Gymnasium id it reproduces step for step share presets: a table for
+``Pendulum-v1`` also serves ``pathwise/Pendulum-v1`` and vice versa (an exact
+match wins).
 """
 
 from __future__ import annotations
@@ -49,11 +51,7 @@ def _load(algo: str) -> dict[str, Any]:
 def load(algo: str, env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(config_overrides, run_settings)`` for ``algo`` on ``env_id`` (empty dicts if none)."""
     data = _load(algo)
-    table = data.get(env_id)
-    if table is None:
-        twin = env_id.removeprefix("pathwise/") if env_id.startswith("pathwise/") else f"pathwise/{env_id}"
-        table = data.get(twin, {})
-    table = dict(table)
+    table = dict(data.get(env_id, {}))
     run = dict(table.pop("run", {}))
     unknown = sorted(set(run) - set(RUN_KEYS))
     if unknown:

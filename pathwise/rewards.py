@@ -9,52 +9,53 @@ environment returns (``tests/test_rewards.py``).
     fn = pathwise.rewards.get("Pendulum-v1")
     pathwise.rewards.register("MyEnv-v0", my_fn)   # e.g. MuJoCo rewards, elsewhere
 
-Registered here: ``Pendulum-v1`` and ``MountainCarContinuous-v0`` (written out
-from Gymnasium's source), and, derived from the ``System`` that reproduces them,
-``CartPole-v1``, ``Acrobot-v1`` and every ``pathwise/...`` id whose observation
-determines the state (``System.state_from_obs``); MuJoCo ``InvertedPendulum-v5``/``-v4``
-(value exact, derivative of a smooth surrogate: see ``inverted_pendulum_reward``), with its
-termination in ``TERMINATIONS``.
+The functions live here; which environment has which reward (and termination) is
+recorded in ``pathwise.registry``: ``Pendulum-v1`` and ``MountainCarContinuous-v0``
+(written out from Gymnasium's source), every ``pathwise/...`` id whose observation
+determines the state and the Gymnasium id it reproduces (``reward_from_system``,
+``termination_from_system``), and MuJoCo ``InvertedPendulum-v5``/``-v4`` (value exact,
+derivative of a smooth surrogate: see ``inverted_pendulum_reward``) with its termination.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax.numpy as jnp
 from jax import lax
 
-from pathwise.systems import REGISTRY, System
+from pathwise.systems import System
 from pathwise.types import Array
 
 RewardFn = Callable[[Array, Array, Array], Array]
 
-#: env id -> ``reward_fn(obs, action, next_obs) -> scalar``.
-REWARDS: dict[str, RewardFn] = {}
-
 
 def register(env_id: str, fn: RewardFn, *, overwrite: bool = False) -> None:
-    """Make ``fn(obs, action, next_obs) -> scalar`` the known reward of ``env_id``."""
+    """Make ``fn(obs, action, next_obs) -> scalar`` the known reward of ``env_id`` (its registry record)."""
+    from pathwise import registry
+
     if not callable(fn):
         raise ValueError(f"register: the reward of {env_id!r} must be callable fn(obs, action, next_obs), got {fn!r}.")
-    if env_id in REWARDS and not overwrite:
-        raise ValueError(f"A reward for {env_id!r} is already registered; pass overwrite=True to replace it.")
-    REWARDS[env_id] = fn
+    registry.register(env_id, reward=fn, overwrite=overwrite)
 
 
 def has(env_id: str) -> bool:
     """Whether a reward function is known for ``env_id``."""
-    return env_id in REWARDS
+    from pathwise import registry
+
+    return registry.record(env_id).reward is not None
 
 
 def get(env_id: str) -> RewardFn:
-    """The registered reward function of ``env_id``, or a ``ValueError`` saying what to do instead."""
-    if env_id not in REWARDS:
-        raise ValueError(
-            f"no known reward for {env_id}; register one with pathwise.rewards.register(env_id, fn) "
-            f"or use a learned reward model. Known: {', '.join(sorted(REWARDS))}."
-        )
-    return REWARDS[env_id]
+    """The known reward function of ``env_id``, or a ``ValueError`` saying what to do instead."""
+    from pathwise import registry
+
+    fn = registry.record(env_id).reward
+    if fn is None:
+        raise ValueError(f"no known reward for {env_id}; register one with pathwise.rewards.register(env_id, fn). "
+                         f"Known: {', '.join(registry.known_rewards())}.")
+    return fn
 
 
 def pendulum_reward(obs: Array, action: Array, next_obs: Array) -> Array:
@@ -111,61 +112,63 @@ def inverted_pendulum_reward(obs: Array, action: Array, next_obs: Array) -> Arra
     return alive + (surrogate - lax.stop_gradient(surrogate))  # exactly `alive` in value
 
 
-#: env id -> ``terminated(obs) -> bool`` for environments whose termination is known on observations
-#: (learned models use it so that imagined rollouts stop where the real env would).
-TERMINATIONS: dict[str, Callable[[Array], Array]] = {
-    "InvertedPendulum-v5": inverted_pendulum_terminated,
-    "InvertedPendulum-v4": inverted_pendulum_terminated,
-}
-
-
-def reward_from_system(system: System) -> RewardFn:
+def reward_from_system(system: System | Callable[[], System]) -> RewardFn:
     """``system.reward`` expressed on observations, via ``system.state_from_obs``.
 
-    Use it to register the reward of a system built with non-default parameters.
+    ``system`` may be a factory: it is then built on the first call (building a system creates JAX arrays,
+    which would start JAX's backend at import). Use it to register the reward of a system built with
+    non-default parameters.
     """
+    get = _built(system)
 
     def reward_fn(obs: Array, action: Array, next_obs: Array) -> Array:
-        return system.reward(system.state_from_obs(obs), action, system.state_from_obs(next_obs))
+        s = get()
+        return s.reward(s.state_from_obs(obs), action, s.state_from_obs(next_obs))
 
     return reward_fn
 
 
-def _observation_determines_state(system: System) -> bool:
-    try:
-        system.state_from_obs(jnp.zeros(system.obs_dim))
-    except NotImplementedError:
-        return False
-    return True
+def termination_from_system(system: System | Callable[[], System]) -> Callable[[Array], Array]:
+    """``system.terminated`` expressed on observations, via ``system.state_from_obs`` (a factory: built lazily)."""
+    get = _built(system)
+
+    def terminated(obs: Array) -> Array:
+        s = get()
+        return s.terminated(s.state_from_obs(obs))
+
+    return terminated
 
 
-def _register_builtins() -> None:
-    register("Pendulum-v1", pendulum_reward, overwrite=True)
-    register("MountainCarContinuous-v0", mountain_car_continuous_reward, overwrite=True)
-    register("InvertedPendulum-v5", inverted_pendulum_reward, overwrite=True)
-    register("InvertedPendulum-v4", inverted_pendulum_reward, overwrite=True)
-    for env_id, factory in REGISTRY.items():
-        system = factory()
-        if not _observation_determines_state(system):
-            continue
-        register(env_id, reward_from_system(system), overwrite=True)
-        if system.gym_id is not None and system.gym_id not in REWARDS:
-            register(system.gym_id, reward_from_system(system))
+def _built(system: System | Callable[[], System]) -> Callable[[], System]:
+    if isinstance(system, System):
+        return lambda: system
+    return functools.cache(system)
 
 
-_register_builtins()
+def observation_determines_state(system: System | type) -> bool:
+    """Whether ``state_from_obs`` inverts ``observe`` (then the system's reward is known on observations).
+
+    A class is judged by whether it overrides ``System.state_from_obs``; a function that builds a system
+    (e.g. ``double_integrator``) is judged by the system it builds.
+    """
+    if isinstance(system, type):
+        return system.state_from_obs is not System.state_from_obs
+    if not isinstance(system, System):
+        system = system()
+    return type(system).state_from_obs is not System.state_from_obs
+
 
 __all__ = [
     "INVERTED_PENDULUM_MAX_ANGLE",
-    "REWARDS",
     "RewardFn",
-    "TERMINATIONS",
     "get",
     "has",
     "inverted_pendulum_reward",
     "inverted_pendulum_terminated",
     "mountain_car_continuous_reward",
+    "observation_determines_state",
     "pendulum_reward",
     "register",
     "reward_from_system",
+    "termination_from_system",
 ]

@@ -32,6 +32,7 @@ def rollout(
     truncate_every: int = 0,
     remat: bool = False,
     stop_at_termination: bool = True,
+    restarts: tuple[Array, Array] | None = None,
 ) -> Trajectory:
     """Roll ``policy`` through ``system`` for ``horizon`` steps from ``state0``.
 
@@ -51,9 +52,26 @@ def rollout(
         memory O(1) per step instead of all intermediates.
       stop_at_termination: zero the rewards after the first terminal state
         (``Trajectory.alive``); the dynamics keep running so shapes stay fixed.
+      restarts: ``(mask [horizon], states [horizon, state_dim])``: before step t with ``mask[t]`` the
+        carried state is replaced by ``states[t]`` (no gradient flows through the replacement); e.g. a
+        replay of a recorded episode that continues past its end from recorded states.
     """
     state0 = system.check_state(state0)
     state0 = eqx.error_if(state0, ~jnp.all(jnp.isfinite(state0)), "rollout: the initial state contains NaN or inf.")
+    step = _step_fn(system, policy, policy_noise is not None, truncate_every, stop_at_termination,
+                    restarts is not None)
+    noises, xis, restarts = _inputs(system, state0, horizon, key, noises, policy_noise, restarts)
+    if remat:
+        step = jax.checkpoint(step)
+    alive0 = jnp.ones((), jnp.result_type(state0.dtype, jnp.float32))
+    (final, _, _), (states, obs, actions, rewards, dones, alive) = jax.lax.scan(
+        step, (state0, alive0, jnp.zeros((), jnp.int32)), (noises, xis, *restarts), length=horizon
+    )
+    return Trajectory(states, obs, actions, rewards, noises, xis, dones, alive, final)
+
+
+def _inputs(system: System, state0: Array, horizon: int, key, noises, policy_noise, restarts):
+    """The scanned inputs: process noises, policy noises and restarts, checked and defaulted."""
     if noises is None:
         noises = (
             system.sample_noise(key, (horizon,))
@@ -62,14 +80,23 @@ def rollout(
         )
     if noises.shape != (horizon, system.state_dim):
         raise ValueError(f"rollout: noises must have shape ({horizon}, {system.state_dim}), got {noises.shape}.")
-    use_xi = policy_noise is not None
-    xis = policy_noise if use_xi else jnp.zeros((horizon, 0), state0.dtype)
+    xis = policy_noise if policy_noise is not None else jnp.zeros((horizon, 0), state0.dtype)
     if xis.shape[0] != horizon:
         raise ValueError(f"rollout: policy_noise must have leading axis {horizon}, got shape {xis.shape}.")
+    if restarts is None:  # placeholders, never used
+        restarts = (jnp.zeros(horizon, bool), jnp.zeros((horizon, 0), state0.dtype))
+    return noises, xis, restarts
+
+
+def _step_fn(system: System, policy: Policy, use_xi: bool, truncate_every: int, stop_at_termination: bool,
+             use_restarts: bool):
+    """One step of the scan: ``(state, alive, t), (zeta, xi, restart, restart_state) -> carry, outputs``."""
 
     def step(carry, inputs):
         state, alive, t = carry
-        zeta, xi = inputs
+        zeta, xi, restart, restart_state = inputs
+        if use_restarts:
+            state = jnp.where(restart, jax.lax.stop_gradient(restart_state), state)
         if truncate_every > 0:
             cut = (t > 0) & (t % truncate_every == 0)
             state = jax.lax.cond(cut, jax.lax.stop_gradient, lambda s: s, state)
@@ -82,13 +109,7 @@ def rollout(
         next_alive = alive * (1.0 - done.astype(alive.dtype)) if stop_at_termination else alive
         return (next_state, next_alive, t + 1), out
 
-    if remat:
-        step = jax.checkpoint(step)
-    alive0 = jnp.ones((), jnp.result_type(state0.dtype, jnp.float32))
-    (final, _, _), (states, obs, actions, rewards, dones, alive) = jax.lax.scan(
-        step, (state0, alive0, jnp.zeros((), jnp.int32)), (noises, xis), length=horizon
-    )
-    return Trajectory(states, obs, actions, rewards, noises, xis, dones, alive, final)
+    return step
 
 
 def batch_rollout(

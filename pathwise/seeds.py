@@ -1,15 +1,13 @@
 """Many seeds as one program: seed keys sharded over devices, and the host CPU split into XLA devices.
 
-A training loop that is one jitted function of a key (``bptt``, ``svgk`` on a System) trains N seeds at
-once by ``jax.vmap`` over N keys; :func:`seed_keys` places those keys so that the seed axis is sharded
-over the available devices, and XLA partitions the whole program along it.
+A training loop that is one jitted function of a key (the simulated loop, ``pathwise.loops.simulated``)
+trains N seeds at once by ``jax.vmap`` over N keys; :func:`seed_keys` places those keys so that the seed
+axis is sharded over the available devices, and XLA partitions the whole program along it.
 
 On a machine without an accelerator JAX sees one CPU device however many cores it has, and a single
 device keeps several cores busy poorly on the small operations of a training loop. :func:`use_host_devices`
 splits the host into one XLA device per core before JAX starts, so the sharded seeds run in parallel
-(``benchmarks/bench_seeds.py``, 2 cores: 8 bptt seeds 1.75x and 8 svgk seeds 2.2x faster than 8
-sequential runs, where bptt's vmapped program on one CPU device is slower than the sequential runs).
-``pathwise train ... --seeds N`` does this by default.
+(measured in BENCHMARKS.md, "Many seeds at once"). ``pathwise train ... --seeds N`` does this by default.
 """
 
 from __future__ import annotations
@@ -105,19 +103,10 @@ def seed_keys(seeds: int, shard: bool | None = None, first: int = 0) -> PRNGKey:
     return jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed")))
 
 
-def train_vmapped(program, system, config, seeds: int, num_updates: int, shard: bool | None = None,
-                  first_seed: int = 0):
-    """Call ``program(keys, system, config, num_updates)``, a jitted training loop vmapped over seed keys, with
-    the keys of seeds ``first_seed ..`` (sharded as :func:`seed_keys` does), after checking the counts."""
-    if seeds < 1 or num_updates < 1:
-        raise ValueError(f"train_seeds needs seeds >= 1 and num_updates >= 1, got {seeds} and {num_updates}.")
-    return program(seed_keys(seeds, shard, first_seed), system, config, int(num_updates))
-
-
 def devices_of(tree) -> int:
     """How many devices the arrays of ``tree`` are spread over (the shards of a sharded seed run)."""
     return len({d for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array) for d in leaf.sharding.device_set})
 
 
 __all__ = ["cpu_cores", "devices_of", "host_devices_chosen", "jax_started", "seed_keys", "shard_count",
-           "train_vmapped", "use_host_devices"]
+           "use_host_devices"]

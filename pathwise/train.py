@@ -1,11 +1,12 @@
-"""The training driver: the loop every algorithm runs in.
+"""The training driver: one run of any algorithm, evaluated, logged and checkpointed.
 
-``Trainer`` repeatedly calls ``learner.train_iteration()`` until a budget of
-environment steps is spent, and around it does what a user expects from a
-run: periodic deterministic evaluation on the Gymnasium environment, a
-progress bar, metrics to CSV and TensorBoard, a learning-curve plot, best and
-last checkpoints (written atomically), ``summary.json``, exact resume, and
-protection against non-finite updates.
+A :class:`Run` is an algorithm (``pathwise.algorithms``) on one environment with one seed: its
+:class:`~pathwise.spec.EnvSpec`, the loop that feeds it (``pathwise.loops``) and the loop's *carry*
+(everything the run resumes from). The :class:`Trainer` repeatedly calls ``run.iteration()`` until a
+budget of environment steps is spent, and around it does what a user expects from a run: periodic
+deterministic evaluation on the Gymnasium environment, a progress bar, metrics to CSV and TensorBoard,
+a learning-curve plot, best and last checkpoints (written atomically), ``summary.json``, exact resume,
+and protection against non-finite updates. Nothing here depends on which algorithm runs.
 
 Run directory layout::
 
@@ -30,155 +31,127 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pathwise import algorithms, loops, registry
 from pathwise import checkpoint as ckpt
-from pathwise import presets
-from pathwise.algorithms import Learner, get as get_algorithm
+from pathwise import config as cfg_mod
+from pathwise import spec as spec_mod
 
-#: Mean evaluation return at which a task counts as solved (for "steps to solve").
-SOLVED_AT: dict[str, float] = {
-    "Pendulum-v1": -200.0,
-    "pathwise/Pendulum-v1": -200.0,
-    "CartPole-v1": 475.0,
-    "pathwise/CartPole-v1": 475.0,
-    "MountainCarContinuous-v0": 90.0,
-    "Acrobot-v1": -100.0,
-}
-
+DEFAULT_STEPS = 20_000
 DEFAULT_EVAL_EVERY = 1000
+DEFAULT_EVAL_EPISODES = 10
 MAX_CONSECUTIVE_NONFINITE = 3
-NONFINITE_HINT = ("Lower the learning rate (--set lr=...), shorten the horizon or enable gradient clipping, "
-                  "or run in float64 (--set float64=true).")
+NONFINITE_HINT = ("Lower the learning rates (`pathwise train ALGO --help` lists them), shorten the horizon or enable "
+                  "gradient clipping, or run in float64 (--set float64=true).")
 
 
 class NonFiniteError(RuntimeError):
-    """Training produced NaN/inf parameters or kept producing non-finite losses."""
+    """Training produced NaN/inf parameters or kept producing non-finite metrics."""
 
 
 def quiet_default() -> bool:
     return os.environ.get("PATHWISE_QUIET", "") not in ("", "0", "false", "False")
 
 
-def canonical_env_id(env_id: str) -> str:
-    """Map short system names (``pendulum``) to their Gymnasium id; leave other ids alone."""
-    from pathwise import systems
-
-    if env_id in systems.REGISTRY:
-        return env_id
-    import gymnasium as gym
-
-    if env_id in gym.registry:
-        return env_id
-    alias = systems.ALIASES.get(env_id) or systems.ALIASES.get(env_id.lower())
-    return alias or env_id
+# -- a run ----------------------------------------------------------------------------------------------------
 
 
-def build_config(algo_cls: type[Learner], env_id: str, *, config: Any = None, use_preset: bool = True,
-                 overrides: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-    """The algorithm config from defaults < preset < ``config`` < ``overrides``, and the preset's run settings.
+@eqx.filter_jit
+def _act_many(act, state: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+    keys = jax.random.split(key, obs.shape[0])
+    return jax.vmap(lambda o, k: act(state, o, k, deterministic))(obs, keys)
 
-    ``config`` may be a ``Config`` instance, a dict, or ``None``.
+
+class Run:
+    """One algorithm on one environment with one seed: its spec, its loop and the loop's carry."""
+
+    def __init__(self, algorithm: algorithms.Algorithm, env_id: str, config: Any, seed: int):
+        if isinstance(seed, bool) or int(seed) != seed or not 0 <= int(seed) < 2**31 - 10_000:
+            raise ValueError(f"seed={seed!r} must be a whole number in [0, 2**31 - 10000) (it seeds JAX and the "
+                             "Gymnasium resets).")
+        self.algorithm, self.env_id, self.config, self.seed = algorithm, env_id, config, int(seed)
+        loops.precheck(algorithm, registry.record(env_id))
+        if getattr(config, "float64", False):
+            jax.config.update("jax_enable_x64", True)
+        self.spec = spec_mod.from_env(env_id)
+        self.loop = loops.make(algorithm, self.spec, config)
+        self.carry = self.loop.init(jax.random.key(self.seed))
+        self._act_key = jax.random.key(self.seed + 1)  # only for act(deterministic=False): never the carry's
+
+    @property
+    def name(self) -> str:
+        return self.algorithm.name
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.carry.env_steps)
+
+    def iteration(self) -> dict[str, float]:
+        """One iteration of the loop (it consumes environment steps); returns its metrics."""
+        self.carry, metrics = self.loop.iteration(self.carry)
+        return metrics
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> Any:
+        """The action for one observation (an int for discrete actions), as Gymnasium takes it."""
+        key = self._next_key(deterministic)
+        obs = jnp.asarray(obs, jnp.float32).reshape(self.spec.obs_dim)
+        return self._to_env(np.asarray(loops.act_once(self.algorithm.act, self.carry.algo, obs, key, deterministic)))
+
+    def act_batch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations, in one jitted call."""
+        key = self._next_key(deterministic)
+        obs = jnp.asarray(obs, jnp.float32).reshape(len(obs), self.spec.obs_dim)
+        return self._to_env(np.asarray(_act_many(self.algorithm.act, self.carry.algo, obs, key, deterministic)))
+
+    def _next_key(self, deterministic: bool) -> jax.Array:
+        if deterministic:
+            return self._act_key
+        self._act_key, key = jax.random.split(self._act_key)
+        return key
+
+    def _to_env(self, action: np.ndarray) -> Any:
+        if self.spec.discrete:
+            return int(action) if action.ndim == 0 else action.astype(np.int64)
+        low, high = np.asarray(self.spec.action_low), np.asarray(self.spec.action_high)
+        return np.clip(action, low, high).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return self.loop.describe(self.carry)
+
+
+def make_run(algo: str, env: str, seed: int = 0, *, config: Any = None, overrides: dict[str, Any] | None = None,
+             use_preset: bool = True) -> tuple[Run, dict[str, Any]]:
+    """A fresh :class:`Run` and the preset's run settings (``steps``, ``eval_every``, ``eval_episodes``).
+
+    The config is built as defaults < preset for ``(algo, env)`` < ``config`` < ``overrides``.
     """
-    values: dict[str, Any] = {}
-    run: dict[str, Any] = {}
-    if use_preset:
-        preset_values, run = presets.load(algo_cls.name, env_id)
-        values.update(preset_values)
-    if isinstance(config, algo_cls.Config):
-        values.update(dataclasses.asdict(config))
-    elif isinstance(config, dict):
-        values.update(config)
-    elif config is not None:
-        raise TypeError(f"config must be a {algo_cls.__name__}.Config, a dict or None, got {type(config).__name__}.")
-    values.update(overrides or {})
-    return ckpt.config_from_dict(algo_cls.Config, values, source=f"{algo_cls.name} config"), run
+    algorithm = algorithms.get(algo)
+    env = registry.check_id(registry.canonical_id(env))
+    preset, run = registry.record(env).preset(algorithm.name) if use_preset else ({}, {})
+    config = cfg_mod.build(algorithm.Config, algorithm.name, preset, config, overrides)
+    return Run(algorithm, env, config, seed), run
 
 
-def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["lr=1e-3", "hidden=64,64"]`` -> ``{"lr": "1e-3", "hidden": "64,64"}``."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set lr=3e-4).")
-        key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = value.strip()
-    return out
+# -- the driver -----------------------------------------------------------------------------------------------
 
 
-def check_env(cls: type[Learner], env_id: str) -> None:
-    """Raise ``ValueError`` naming the problem if ``cls`` cannot train on ``env_id``."""
-    import difflib
-
-    import gymnasium as gym
-
-    import pathwise.systems  # noqa: F401  (registers the pathwise/... ids)
-
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown environment id {env_id!r}.{hint} `pathwise list` shows the pathwise systems; "
-                         "any installed Gymnasium id works (see gymnasium.pprint_registry()).")
-    if cls.needs_system and not env_id.startswith("pathwise/") and f"pathwise/{env_id}" not in gym.registry:
-        raise ValueError(f"{cls.name} differentiates through known dynamics and needs a pathwise System, but "
-                         f"{env_id!r} has none. Use one of `pathwise list`'s systems, or a model-based algorithm "
-                         "(mbrl, svg-inf) that learns the dynamics.")
-    if cls.needs_reward:
-        from pathwise import rewards
-
-        if not rewards.has(env_id):
-            raise ValueError(f"{cls.name} needs the reward function of {env_id!r} to plan through a learned model, "
-                             "and none is known. Register one with pathwise.rewards.register(env_id, fn), or use a "
-                             "model-free algorithm (svg0, ddpg, reinforce).")
-    space = gym.spec(env_id).kwargs.get("action_space")  # rarely set; fall back to building the env
-    if space is None:
-        env = gym.make(env_id)
-        space = env.action_space
-        env.close()
-    discrete = isinstance(space, gym.spaces.Discrete)
-    if discrete and not cls.discrete_ok:
-        raise ValueError(f"{cls.name} needs continuous (Box) actions, but {env_id} has {space}. For discrete actions "
-                         "use svg0-discrete (Gumbel-softmax / straight-through), reinforce or qac.")
-    if not discrete and not cls.continuous_ok:
-        raise ValueError(f"{cls.name} needs discrete actions, but {env_id} has {space}.")
+def _nan_in(tree: Any) -> bool:
+    leaves = [x for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
+    return bool(leaves) and bool(jnp.any(jnp.stack([jnp.any(jnp.isnan(x)) for x in leaves])))
 
 
-def make_learner(algo: str, env_id: str, config: Any, seed: int) -> Learner:
-    """Construct a learner, checking first that it can handle the environment."""
-    cls = get_algorithm(algo)
-    check_env(cls, env_id)
-    if getattr(config, "float64", False):
-        jax.config.update("jax_enable_x64", True)
-    return cls(env_id, config, seed=seed)
-
-
-def _nan_in_state(state: Any) -> bool:
-    leaves = [x for x in jax.tree.leaves(state)
-              if isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.inexact)]
-    if not leaves:
-        return False
-    return bool(jnp.any(jnp.stack([jnp.any(jnp.isnan(x)) for x in leaves])))
-
-
-def _snapshot(state: Any) -> Any:
-    # JAX arrays are immutable; copy NumPy leaves a learner might update in place.
-    return jax.tree.map(lambda x: x.copy() if isinstance(x, np.ndarray) else x, state)
-
-
-def _perturb_keys(state: Any, n: int) -> Any:
-    """Fold ``n`` into every typed PRNG key of ``state`` (a different retry of the same iteration)."""
+def _perturb_keys(tree: Any, n: int) -> Any:
+    """Fold ``n`` into every typed PRNG key of ``tree`` (a different retry of the same iteration)."""
     def fold(x):
         if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
             return jax.random.fold_in(x, n)
         return x
 
-    return jax.tree.map(fold, state)
-
-
-def _scalar(value: Any) -> float:
-    return float(np.asarray(value).reshape(-1)[0]) if np.size(value) else float("nan")
+    return jax.tree.map(fold, tree)
 
 
 @dataclasses.dataclass
@@ -198,181 +171,183 @@ class Counters:
 
 
 class Trainer:
-    """Runs one learner, evaluating, logging and checkpointing into ``out`` (or nowhere if ``out`` is None)."""
+    """Runs one :class:`Run`, evaluating, logging and checkpointing into ``out`` (or nowhere if ``out`` is None)."""
 
-    def __init__(self, learner: Learner, *, out: str | os.PathLike | None = None,
-                 eval_every: int = DEFAULT_EVAL_EVERY, eval_episodes: int = 10, eval_seed: int | None = None,
-                 quiet: bool | None = None, run_info: dict[str, Any] | None = None):
+    def __init__(self, run: Run, *, out: str | os.PathLike | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
+                 eval_episodes: int = DEFAULT_EVAL_EPISODES, eval_seed: int | None = None, quiet: bool | None = None,
+                 run_info: dict[str, Any] | None = None, overwrite: bool = False):
         if eval_every <= 0 or eval_episodes <= 0:
             raise ValueError(f"eval_every ({eval_every}) and eval_episodes ({eval_episodes}) must be positive.")
-        self.learner = learner
-        self.env_id = learner.env_id
+        if out is not None:
+            _claim_run_directory(Path(out), overwrite)
+        self.run, self.env_id = run, run.env_id
         self.out = Path(out) if out is not None else None
-        self.eval_every = int(eval_every)
-        self.eval_episodes = int(eval_episodes)
+        self.eval_every, self.eval_episodes = int(eval_every), int(eval_episodes)
         # Evaluation episodes use seeds disjoint from training resets and fixed for the run.
-        self.eval_seed = int(eval_seed) if eval_seed is not None else 10_000 + 1_000 * learner.seed
+        self.eval_seed = int(eval_seed) if eval_seed is not None else 10_000 + 1_000 * run.seed
         self.quiet = quiet_default() if quiet is None else quiet
         self.counters = Counters(next_eval=self.eval_every)
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, float]] = []
         self.run_info = dict(run_info or {})
+        self.record = registry.record(self.env_id)
         self._tb = None
-        self.solved_at = SOLVED_AT.get(self.env_id)
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._write_config()
-
-    # -- evaluation -----------------------------------------------------------
+            self.write_config()
 
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         """Mean/std return of the deterministic policy over seeded episodes of the Gymnasium env."""
         from pathwise.envs import evaluate
 
-        act = lambda obs: self.learner.act(obs, deterministic=True)  # noqa: E731
-        res = evaluate(act, self.env_id, episodes=episodes or self.eval_episodes, seed=self.eval_seed)
+        res = evaluate(lambda obs: self.run.act(obs, deterministic=True), self.env_id,
+                       episodes=episodes or self.eval_episodes, seed=self.eval_seed)
         return {"eval_return_mean": float(res.mean), "eval_return_std": float(res.std),
                 "eval_length_mean": float(np.mean(res.lengths))}
 
-    # -- main loop ------------------------------------------------------------
+    def train(self, total_steps: int, *, callback: Callable[[dict[str, Any]], bool | None] | None = None,
+              progress_bar: bool | None = None) -> dict[str, Any]:
+        """Train until ``run.env_steps >= total_steps``; return the summary.
 
-    def run(self, total_steps: int, *, callback: Callable[[dict[str, Any]], bool | None] | None = None,
-            progress_bar: bool | None = None) -> dict[str, Any]:
-        """Train until ``learner.env_steps >= total_steps``; return the summary.
-
-        ``callback(info)`` is called after every iteration with the iteration's metrics
-        (and the evaluation's, when one happened); returning ``False`` stops training.
+        ``callback(info)`` is called after every iteration with the iteration's metrics (and the
+        evaluation's, when one happened); returning ``False`` stops training.
         """
         if total_steps <= 0:
             raise ValueError(f"steps must be positive, got {total_steps}.")
-        c = self.counters
-        show = (not self.quiet) if progress_bar is None else progress_bar
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=int(total_steps), initial=min(c.env_steps, total_steps), unit="step",
-                       desc=f"{self.learner.name} {self.env_id}", dynamic_ncols=True)
+        bar = self._progress_bar(total_steps, progress_bar)
         try:
-            while self.learner.env_steps < total_steps:
-                snapshot = _snapshot(self.learner.get_state())
-                before = self.learner.env_steps
-                t0 = time.perf_counter()
-                try:
-                    metrics = self.learner.train_iteration()
-                except KeyboardInterrupt:
-                    self.learner.set_state(snapshot)  # the last consistent state
-                    raise
-                metrics = {k: _scalar(v) for k, v in (metrics or {}).items()}
-                jax.block_until_ready(self.learner.get_state())
-                dt = time.perf_counter() - t0
-                if self.learner.env_steps <= before:
-                    raise RuntimeError(f"{type(self.learner).__name__}.train_iteration() did not advance env_steps "
-                                       f"({before}); every iteration must consume environment steps.")
-                if not self._check_finite(metrics, snapshot):
+            while self.run.env_steps < total_steps:
+                info = self._one_iteration(total_steps)
+                if info is None:
                     continue
-                c.iterations += 1
-                c.env_steps = int(self.learner.env_steps)
-                c.train_time += dt
-                row = {"iteration": c.iterations, "env_steps": c.env_steps, "time": round(c.train_time, 4),
-                       "steps_per_s": (c.env_steps - before) / max(dt, 1e-9), **metrics}
-                self.history.append(row)
-                self._log_scalars("train", row, c.env_steps)
-                info = dict(row)
-                done = c.env_steps >= total_steps
-                if c.env_steps >= c.next_eval or done:
-                    while c.next_eval <= c.env_steps:  # before saving: the checkpoint holds the next due step
-                        c.next_eval += self.eval_every
-                    info.update(self._evaluate_and_save())
                 if bar is not None:
-                    bar.update(min(c.env_steps, total_steps) - bar.n)
-                    post = {"sps": f"{row['steps_per_s']:.0f}"}
-                    if self.evals:
-                        post["return"] = f"{self.evals[-1]['eval_return_mean']:.1f}"
-                    bar.set_postfix(post)
+                    bar.update(min(self.counters.env_steps, total_steps) - bar.n)
+                    bar.set_postfix(self._postfix(info))
                 if callback is not None and callback(info) is False:
                     break
         except KeyboardInterrupt:
             if self.out is not None:
-                self._save("last")
-                self._write_logs()
+                self.save("last")
+                self.write_logs()
             raise
         finally:
             if bar is not None:
                 bar.close()
             if self._tb is not None:
                 self._tb.flush()
-        if not self.evals or self.evals[-1]["env_steps"] != c.env_steps:
-            self._evaluate_and_save()
+        if not self.evals or self.evals[-1]["env_steps"] != self.counters.env_steps:
+            self.evaluate_and_save()
         return self.summary()
+
+    def _progress_bar(self, total_steps: int, progress_bar: bool | None):
+        if not ((not self.quiet) if progress_bar is None else progress_bar):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=int(total_steps), initial=min(self.counters.env_steps, total_steps), unit="step",
+                    desc=f"{self.run.name} {self.env_id}", dynamic_ncols=True)
+
+    def _postfix(self, info: dict[str, Any]) -> dict[str, str]:
+        post = {"sps": f"{info['steps_per_s']:.0f}"}
+        if self.evals:
+            post["return"] = f"{self.evals[-1]['eval_return_mean']:.1f}"
+        return post
+
+    def _one_iteration(self, total_steps: int) -> dict[str, Any] | None:
+        """One iteration with its bookkeeping; None when it was rolled back as non-finite."""
+        c, snapshot, before = self.counters, self.run.carry, self.run.env_steps
+        t0 = time.perf_counter()
+        try:
+            metrics = self.run.iteration()
+            jax.block_until_ready(self.run.carry)
+        except KeyboardInterrupt:
+            self.run.carry = snapshot  # the last consistent state
+            raise
+        dt = time.perf_counter() - t0
+        if self.run.env_steps <= before:
+            raise RuntimeError(f"{self.run.name}: an iteration did not advance env_steps ({before}); every iteration "
+                               "must consume environment steps.")
+        if not self._check_finite(metrics, snapshot):
+            return None
+        c.iterations, c.env_steps, c.train_time = c.iterations + 1, self.run.env_steps, c.train_time + dt
+        row = {"iteration": c.iterations, "env_steps": c.env_steps, "time": round(c.train_time, 4),
+               "steps_per_s": (c.env_steps - before) / max(dt, 1e-9), **metrics}
+        self.history.append(row)
+        self._log_scalars("train", row, c.env_steps)
+        info = dict(row)
+        if c.env_steps >= c.next_eval or c.env_steps >= total_steps:
+            info.update(self.evaluate_and_save())
+        return info
 
     def _check_finite(self, metrics: dict[str, float], snapshot: Any) -> bool:
         """Skip an iteration that produced NaN parameters or non-finite metrics.
 
-        The learner is rolled back to its state before the iteration with its PRNG
-        keys folded with the retry count (so the retry draws different data and
-        noise), the iteration is counted, and after ``MAX_CONSECUTIVE_NONFINITE``
-        failures in a row training stops with ``NonFiniteError``. Nothing NaN is
-        ever checkpointed.
+        The run is rolled back to its carry before the iteration with its PRNG keys folded with the
+        retry count (so the retry draws different data and noise), the iteration is counted, and after
+        ``MAX_CONSECUTIVE_NONFINITE`` failures in a row training stops with ``NonFiniteError``. Nothing
+        NaN is ever checkpointed.
         """
         c = self.counters
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-        nan_state = _nan_in_state(self.learner.get_state())
+        nan_state = _nan_in(self.run.carry.algo)
         if not bad and not nan_state:
             c.consecutive_nonfinite = 0
             return True
         c.nonfinite_iterations += 1
         c.consecutive_nonfinite += 1
-        c.skipped_env_steps += int(self.learner.env_steps) - c.env_steps
+        c.skipped_env_steps += self.run.env_steps - c.env_steps
         what = "NaN parameters" if nan_state else f"non-finite {bad}"
         if c.consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
-            self.learner.set_state(snapshot)
+            self.run.carry = snapshot
             raise NonFiniteError(
-                f"{self.learner.name} on {self.env_id}: {what} in {c.consecutive_nonfinite} consecutive iterations "
+                f"{self.run.name} on {self.env_id}: {what} in {c.consecutive_nonfinite} consecutive iterations "
                 f"at env step {c.env_steps}; each was skipped and retried, and the run was stopped with the last "
                 "finite state kept (nothing NaN was saved). " + NONFINITE_HINT)
-        self.learner.set_state(_perturb_keys(snapshot, c.nonfinite_iterations))
+        self.run.carry = _perturb_keys(snapshot, c.nonfinite_iterations)
         return False
 
-    def _evaluate_and_save(self) -> dict[str, float]:
+    def evaluate_and_save(self) -> dict[str, float]:
+        """Evaluate now; update best/solved counters; write checkpoints and logs."""
         c = self.counters
         t0 = time.perf_counter()
         ev = self.evaluate()
         c.eval_time += time.perf_counter() - t0
-        row = {"env_steps": c.env_steps, "time": round(c.train_time, 4), **ev}
-        self.evals.append(row)
+        while c.next_eval <= c.env_steps:  # after the evaluation: an interrupted one is redone on resume
+            c.next_eval += self.eval_every
+        self.evals.append({"env_steps": c.env_steps, "time": round(c.train_time, 4), **ev})
         self._log_scalars("eval", ev, c.env_steps)
-        mean = ev["eval_return_mean"]
+        mean, solved_at = ev["eval_return_mean"], self.record.solved_at
         improved = mean > c.best_return
         if improved:
             c.best_return, c.best_step = mean, c.env_steps
-        if self.solved_at is not None and c.solved_step < 0 and mean >= self.solved_at:
+        if solved_at is not None and c.solved_step < 0 and mean >= solved_at:
             c.solved_step, c.solved_time = c.env_steps, c.train_time
         if self.out is not None:
             if improved:
-                self._save("best")
-            self._save("last")
-            self._write_logs()
+                self.save("best")
+            self.save("last")
+            self.write_logs()
         return ev
 
-    # -- files ----------------------------------------------------------------
+    # -- files ----------------------------------------------------------------------------------------------
 
-    def _meta(self) -> dict[str, Any]:
-        return {"algorithm": self.learner.name, "env_id": self.env_id, "seed": self.learner.seed,
-                "config": ckpt.config_to_dict(self.learner.config), "counters": dataclasses.asdict(self.counters),
+    def meta(self) -> dict[str, Any]:
+        """What a checkpoint records besides the carry."""
+        return {"algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,
+                "config": cfg_mod.to_dict(self.run.config), "counters": dataclasses.asdict(self.counters),
                 "history": self.history, "evals": self.evals, "eval_every": self.eval_every,
                 "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed}
 
-    def _save(self, which: str) -> None:
-        ckpt.save(self.out / "checkpoints" / f"{which}.npz", self.learner.get_state(), self._meta())
+    def save(self, which: str) -> None:
+        ckpt.save(self.out / "checkpoints" / f"{which}.npz", self.run.carry, self.meta())
 
-    def _write_config(self) -> None:
-        info = {"algorithm": self.learner.name, "env_id": self.env_id, "seed": self.learner.seed,
+    def write_config(self) -> None:
+        info = {"algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,
                 "eval_every": self.eval_every, "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed,
-                "config": ckpt.config_to_dict(self.learner.config), **self.run_info}
+                "config": cfg_mod.to_dict(self.run.config), **self.run_info}
         ckpt.atomic_write_text(self.out / "config.json", json.dumps(info, indent=2) + "\n")
 
-    def _write_logs(self) -> None:
+    def write_logs(self) -> None:
         _write_csv(self.out / "metrics.csv", self.history)
         _write_csv(self.out / "eval.csv", self.evals)
         self._plot()
@@ -390,23 +365,20 @@ class Trainer:
                 self._tb.add_scalar(f"{prefix}/{k}", v, step)
 
     def _plot(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         steps = [r["env_steps"] for r in self.evals]
         mean = np.array([r["eval_return_mean"] for r in self.evals])
         std = np.array([r["eval_return_std"] for r in self.evals])
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(steps, mean, marker="o", label=f"{self.learner.name} (seed {self.learner.seed})")
+        fig = Figure(figsize=(6, 4))
+        ax = fig.add_subplot()
+        ax.plot(steps, mean, marker="o", label=f"{self.run.name} (seed {self.run.seed})")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-        ceiling = self.summary()["ceiling"]
-        if ceiling is not None:
-            ax.axhline(ceiling, color="k", ls="--", lw=1, label="optimal-control ceiling")
-        if self.solved_at is not None:
-            ax.axhline(self.solved_at, color="g", ls=":", lw=1, label=f"solved ({self.solved_at:g})")
-        ax.set_xlabel("environment steps")
+        if self.record.ceiling is not None:
+            ax.axhline(self.record.ceiling, color="k", ls="--", lw=1, label="optimal-control ceiling")
+        if self.record.solved_at is not None:
+            ax.axhline(self.record.solved_at, color="g", ls=":", lw=1, label=f"solved ({self.record.solved_at:g})")
+        ax.set_xlabel(self.run.loop.env_steps_are)
         ax.set_ylabel(f"mean return ({self.eval_episodes} episodes)")
         ax.set_title(self.env_id)
         ax.legend(loc="lower right")
@@ -414,17 +386,16 @@ class Trainer:
         ckpt.atomic_save_figure(fig, self.out / "learning_curve.png")
 
     def summary(self) -> dict[str, Any]:
-        c = self.counters
-        ceiling = _ceiling(self.env_id)
+        c, ceiling = self.counters, self.record.ceiling
         final = self.evals[-1] if self.evals else None
         out = {
-            "algorithm": self.learner.name, "env_id": self.env_id, "seed": self.learner.seed,
+            "algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,
             "env_steps": c.env_steps, "iterations": c.iterations, "train_time_s": round(c.train_time, 3),
             "eval_time_s": round(c.eval_time, 3),
             "final_return_mean": final["eval_return_mean"] if final else None,
             "final_return_std": final["eval_return_std"] if final else None,
             "best_return_mean": c.best_return if self.evals else None, "best_env_steps": c.best_step,
-            "solved_threshold": self.solved_at,
+            "solved_threshold": self.record.solved_at,
             "steps_to_solve": c.solved_step if c.solved_step >= 0 else None,
             "time_to_solve_s": round(c.solved_time, 3) if c.solved_step >= 0 else None,
             "ceiling": ceiling,
@@ -432,37 +403,34 @@ class Trainer:
             "nonfinite_iterations": c.nonfinite_iterations,
             "skipped_env_steps": c.skipped_env_steps,
         }
-        try:
-            out["learner"] = json.loads(json.dumps(self.learner.describe(), default=float))
-        except (TypeError, ValueError):
-            out["learner"] = {}
+        out["learner"] = json.loads(json.dumps(self.run.describe(), default=float))
         return out
 
-    # -- resume -----------------------------------------------------------------
-
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore learner state, counters and logs from a checkpoint written by this driver."""
-        meta, leaves = ckpt.read(path)
-        if meta.get("algorithm") != self.learner.name:
+        """Restore the carry, counters and logs from a checkpoint written by this driver."""
+        meta, arrays = ckpt.read(path)
+        if meta.get("algorithm") != self.run.name:
             raise ckpt.CheckpointError(f"Checkpoint {path} was written by algorithm {meta.get('algorithm')!r}, "
-                                       f"not {self.learner.name!r}.")
-        state = ckpt.restore(self.learner.get_state(), meta, leaves, source=f"checkpoint {path}")
-        self.learner.set_state(state)
-        self.learner.env_steps = int(meta["counters"]["env_steps"])
+                                       f"not {self.run.name!r}.")
+        self.run.carry = ckpt.restore(self.run.carry, meta, arrays, source=f"checkpoint {path}")
         self.counters = Counters(**meta["counters"])
         self.history = list(meta.get("history", []))
         self.evals = list(meta.get("evals", []))
 
 
-def _ceiling(env_id: str) -> float | None:
-    try:
-        from pathwise.ceilings import ceiling
-    except ImportError:
-        return None
-    try:
-        return ceiling(env_id)
-    except (KeyError, ValueError):
-        return None
+def _claim_run_directory(out: Path, overwrite: bool) -> None:
+    """Refuse to train into an existing run directory (its model would be lost), unless ``overwrite``."""
+    if not (out / "config.json").exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} already holds a run; continue it with `pathwise train --resume {out}`, choose "
+                              "another --out, or pass --overwrite to replace it.")
+    import shutil
+
+    for name in ("checkpoints", "tb"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("config.json", "metrics.csv", "eval.csv", "summary.json", "learning_curve.png"):
+        (out / name).unlink(missing_ok=True)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -478,55 +446,92 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     ckpt.atomic_write_text(path, buf.getvalue())
 
 
-# -- the high-level entry points used by the CLI and the facade ---------------------
+# -- entry points used by the CLI and the facade --------------------------------------------------------------
+
+
+def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, overrides: dict[str, Any] | None = None,
+                 use_preset: bool = True, out: str | os.PathLike | None = None, steps: int | None = None,
+                 eval_every: int | None = None, eval_episodes: int | None = None, quiet: bool | None = None,
+                 overwrite: bool = False) -> tuple[Trainer, int]:
+    """A trainer for a fresh run and its step budget (``steps``, else the preset's, else 20,000)."""
+    if out is not None and not overwrite:
+        _claim_run_directory(Path(out), overwrite)  # before building anything
+    run, settings = make_run(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset)
+    steps = int(steps if steps is not None else settings.get("steps", DEFAULT_STEPS))
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}.")
+    trainer = Trainer(run, out=out, quiet=quiet, run_info={"steps": steps}, overwrite=overwrite,
+                      eval_every=int(eval_every if eval_every is not None else settings.get("eval_every",
+                                                                                            DEFAULT_EVAL_EVERY)),
+                      eval_episodes=int(eval_episodes if eval_episodes is not None else
+                                        settings.get("eval_episodes", DEFAULT_EVAL_EPISODES)))
+    return trainer, steps
 
 
 def train(algo: str, env: str, steps: int | None = None, *, seed: int = 0, config: Any = None,
           overrides: dict[str, Any] | None = None, use_preset: bool = True, out: str | os.PathLike | None = None,
           eval_every: int | None = None, eval_episodes: int | None = None, quiet: bool | None = None,
-          callback: Callable | None = None) -> tuple[Trainer, dict[str, Any]]:
+          callback: Callable | None = None, overwrite: bool = False) -> tuple[Trainer, dict[str, Any]]:
     """Train ``algo`` on ``env`` and return ``(trainer, summary)``.
 
-    ``steps``/``eval_every``/``eval_episodes`` default to the preset's run settings,
-    else 20,000 steps / every 1,000 / 10 episodes.
+    ``steps``/``eval_every``/``eval_episodes`` default to the preset's run settings, else 20,000 steps /
+    every 1,000 / 10 episodes. An existing run directory ``out`` is refused unless ``overwrite``.
     """
-    env = canonical_env_id(env)
-    cls = get_algorithm(algo)
-    cfg, run = build_config(cls, env, config=config, use_preset=use_preset, overrides=overrides)
-    steps = int(steps if steps is not None else run.get("steps", 20_000))
-    learner = make_learner(cls.name, env, cfg, seed)
-    trainer = Trainer(learner, out=out, eval_every=int(eval_every or run.get("eval_every", DEFAULT_EVAL_EVERY)),
-                      eval_episodes=int(eval_episodes or run.get("eval_episodes", 10)), quiet=quiet,
-                      run_info={"steps": steps})
-    return trainer, trainer.run(steps, callback=callback)
+    trainer, steps = make_trainer(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset,
+                                  out=out, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes, quiet=quiet,
+                                  overwrite=overwrite)
+    return trainer, trainer.train(steps, callback=callback)
 
 
 def resume(run_dir: str | os.PathLike, steps: int | None = None, *, quiet: bool | None = None,
            callback: Callable | None = None) -> tuple[Trainer, dict[str, Any]]:
     """Continue the run in ``run_dir`` from ``checkpoints/last.npz`` up to ``steps`` (default: its budget)."""
+    if steps is not None and steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}.")
     trainer = open_run(run_dir, quiet=quiet)
     total = int(steps if steps is not None else trainer.run_info.get("steps", trainer.counters.env_steps))
     if steps is not None:
         trainer.run_info["steps"] = total
-        trainer._write_config()
-    return trainer, trainer.run(total, callback=callback)
+        trainer.write_config()
+    return trainer, trainer.train(total, callback=callback)
 
 
 def open_run(run_dir: str | os.PathLike, *, which: str = "last", quiet: bool | None = None) -> Trainer:
-    """Rebuild the trainer and learner of a run directory from its config and a checkpoint."""
+    """Rebuild the trainer and run of a run directory from its config and a checkpoint (writes nothing)."""
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
+    if not cfg_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a pathwise run directory (no config.json). "
                                 "Pass the --out directory of a `pathwise train` run.")
-    info = json.loads(cfg_path.read_text())
-    cls = get_algorithm(info["algorithm"])
-    cfg = ckpt.config_from_dict(cls.Config, info["config"], source=f"{cfg_path}")
-    learner = make_learner(cls.name, info["env_id"], cfg, info["seed"])
-    run_info = {k: v for k, v in info.items()
-                if k not in ("algorithm", "env_id", "seed", "config", "eval_every", "eval_episodes", "eval_seed")}
-    trainer = Trainer(learner, out=run_dir, eval_every=info["eval_every"], eval_episodes=info["eval_episodes"],
-                      eval_seed=info["eval_seed"], quiet=quiet, run_info=run_info)
-    path = run_dir / "checkpoints" / f"{which}.npz"
-    trainer.load_checkpoint(path)
+    try:
+        info = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{cfg_path} is not valid JSON ({exc}); the run directory is damaged.") from exc
+    trainer = trainer_from_meta(info, out=None, quiet=quiet, source=str(cfg_path))
+    trainer.out = run_dir
+    trainer.load_checkpoint(run_dir / "checkpoints" / f"{which}.npz")
     return trainer
+
+
+#: Keys of config.json and checkpoint meta records that are not extra run information.
+_RECORD_KEYS = ("algorithm", "env_id", "seed", "config", "eval_every", "eval_episodes", "eval_seed", "counters",
+                "history", "evals", "format_version", "key_leaves")
+
+
+def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, quiet: bool | None,
+                      source: str) -> Trainer:
+    """A trainer rebuilt from a ``config.json`` or a checkpoint's meta record (no state restored yet)."""
+    missing = [k for k in ("algorithm", "env_id", "seed", "config") if k not in info]
+    if missing:
+        raise ckpt.CheckpointError(f"{source} is not a pathwise run record (it has no {', '.join(missing)}).")
+    algorithm = algorithms.get(info["algorithm"])
+    config = cfg_mod.from_dict(algorithm.Config, info["config"], source=f"config in {source}")
+    run = Run(algorithm, info["env_id"], config, info["seed"])
+    extra = {k: v for k, v in info.items() if k not in _RECORD_KEYS}
+    return Trainer(run, out=out, quiet=quiet, run_info=extra,
+                   eval_every=info.get("eval_every", DEFAULT_EVAL_EVERY),
+                   eval_episodes=info.get("eval_episodes", DEFAULT_EVAL_EPISODES), eval_seed=info.get("eval_seed"))
+
+
+__all__ = ["Counters", "NonFiniteError", "Run", "Trainer", "make_run", "make_trainer", "open_run", "resume", "train",
+           "trainer_from_meta"]

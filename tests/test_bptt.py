@@ -1,4 +1,5 @@
-"""BPTT: gradients against finite differences, LQR gain, no recompilation, skips, learner contract."""
+"""BPTT: gradients against finite differences, LQR gain, the simulated loop (compile once, steps counted, exact
+resume through a checkpoint), non-finite skips, carried windows, angle features, configs."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ import dataclasses
 
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
 
 import pathwise as pw
+from pathwise import algorithms, loops
+from pathwise import checkpoint as ckpt
+from pathwise import spec as spec_mod
 from pathwise.algorithms import bptt
+from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy
 
 # A small, open-loop unstable 2-state system with a fast optimal closed loop, so the
 # finite-horizon BPTT optimum is (to within the tolerance) the infinite-horizon LQR gain.
@@ -20,6 +26,7 @@ A = np.array([[1.1, 0.2], [0.0, 0.9]])  # open-loop unstable
 B = np.array([[0.5], [1.0]])
 Q = np.eye(2)
 R = np.array([[0.1]])  # closed-loop spectral radius 0.78: 40 steps are "infinite" to float32
+ALGORITHM = algorithms.get("bptt")
 
 
 def lqr_gain() -> np.ndarray:
@@ -35,13 +42,26 @@ TINY = bptt.Config(hidden=(8,), horizon=10, batch_size=8, learning_rate=1e-2, sc
                    updates_per_iteration=5)
 
 
+@eqx.filter_jit
+def run_updates(state, system, config, key, n: int):
+    """``n`` updates as one scan (metrics stacked per update)."""
+    return jax.lax.scan(lambda s, k: bptt.update(s, system, k, config), state, jax.random.split(key, n))
+
+
+def make_loop(system_or_id, config, seed=0):
+    spec = spec_mod.from_env(system_or_id) if isinstance(system_or_id, str) else spec_mod.from_system(system_or_id)
+    loop = loops.make(ALGORITHM, spec, config)
+    return loop, loop.init(jax.random.key(seed))
+
+
 def test_gradient_matches_finite_differences():
     system = linear_system()
     config = dataclasses.replace(TINY, horizon=6, batch_size=4)
-    state = bptt.init(jax.random.key(0), system, config)
-    params, static = bptt.trainable(state.policy)
+    state = bptt.init(jax.random.key(0), spec_mod.from_system(system), config)
+    params, static = eqx.partition(state.policy, eqx.is_inexact_array)
     noise_keys = jax.random.split(jax.random.key(1), config.batch_size)
 
+    @jax.jit
     def loss(p):
         return bptt.bptt_loss(eqx.combine(p, static), system, state.states, noise_keys, config)[0]
 
@@ -59,69 +79,69 @@ def test_gradient_matches_finite_differences():
 
 
 def test_linear_policy_approaches_lqr_gain():
-    system = linear_system()
     # Clipping matters: the first gradients (~1e4, K = 0 is unstable) would otherwise inflate Adam's
     # second-moment estimate and stall the later steps.
-    config = bptt.Config(linear_policy=True, carry_state=False, horizon=40, batch_size=64, learning_rate=0.05, schedule="cosine",
-                         schedule_updates=300, max_grad_norm=1.0, updates_per_iteration=300)
-    state, metrics = bptt.train_steps(bptt.init(jax.random.key(0), system, config), system, config)
-    K = -np.asarray(state.policy.gain)
+    config = bptt.Config(linear_policy=True, carry_state=False, horizon=40, batch_size=64, learning_rate=0.05,
+                         schedule="cosine", schedule_updates=300, max_grad_norm=1.0, updates_per_iteration=300)
+    loop, carry = make_loop(linear_system(), config)
+    carry, metrics = loop.iteration(carry)
+    K = -np.asarray(carry.algo.policy.gain)
     # K* is optimal from every start state, so the Monte Carlo gradient vanishes there: tight tolerance.
     np.testing.assert_allclose(K, lqr_gain(), rtol=1e-3, atol=1e-4)
-    assert float(metrics["nonfinite_skipped"]) == 0
+    assert metrics["skipped_total"] == 0
 
 
 def test_loss_decreases_on_a_tiny_problem():
     system = linear_system()  # MLP policy (TINY), unstable open loop
-    config = dataclasses.replace(TINY, updates_per_iteration=30)
-    state0 = bptt.init(jax.random.key(0), system, config)
+    state0 = bptt.init(jax.random.key(0), spec_mod.from_system(system), TINY)
     starts = jax.vmap(system.reset)(jax.random.split(jax.random.key(7), 64))  # held-out start states
     keys = jax.random.split(jax.random.key(8), 64)
-    before = float(bptt.bptt_loss(state0.policy, system, starts, keys, config)[0])
-    state, _ = bptt.train_steps(state0, system, config)
-    after = float(bptt.bptt_loss(state.policy, system, starts, keys, config)[0])
+    before = float(bptt.bptt_loss(state0.policy, system, starts, keys, TINY)[0])
+    state, _ = run_updates(state0, system, TINY, jax.random.key(1), 30)
+    after = float(bptt.bptt_loss(state.policy, system, starts, keys, TINY)[0])
     assert after < 0.5 * before, (before, after)
 
 
-def test_update_does_not_recompile_and_counts_steps():
-    system = pw.systems.Pendulum()
-    config = TINY
-    state = bptt.init(jax.random.key(0), system, config)
-    state, _ = bptt.train_steps(state, system, config)
-    size = bptt.train_steps._cached._cache_size()
-    state, metrics = bptt.train_steps(state, system, config)
-    assert bptt.train_steps._cached._cache_size() == size
-    assert int(state.env_steps) == 2 * config.updates_per_iteration * config.batch_size * config.horizon
-    assert int(state.updates) == 2 * config.updates_per_iteration
-    assert set(metrics) >= {"loss", "mean_return", "grad_norm", "nonfinite_skipped", "lr"}
+def test_loop_compiles_once_and_counts_steps(compilations):
+    loop, carry = make_loop(pw.systems.Pendulum(), TINY)
+    assert loop.kind == "simulated"
+    carry, _ = loop.iteration(carry)
+    with compilations() as n:
+        carry, metrics = loop.iteration(carry)
+    assert n[0] == 0
+    assert int(carry.env_steps) == 2 * TINY.updates_per_iteration * TINY.batch_size * TINY.horizon
+    assert bptt.steps_per_update(loop.spec, TINY) == TINY.batch_size * TINY.horizon
+    assert int(carry.algo.updates) == 2 * TINY.updates_per_iteration
+    assert set(metrics) >= {"loss", "mean_return", "grad_norm", "skipped_total", "lr"}
 
 
 def test_raw_grad_norm_is_logged_before_clipping():
     system = linear_system()
     config = dataclasses.replace(TINY, max_grad_norm=1e-3)
-    state, metrics = bptt.run_updates(bptt.init(jax.random.key(0), system, config), system, config, 1)
-    assert float(metrics["grad_norm"][0]) > 1e-2  # the raw norm, far above the clip threshold
+    state = bptt.init(jax.random.key(0), spec_mod.from_system(system), config)
+    _, metrics = eqx.filter_jit(bptt.update)(state, system, jax.random.key(1), config)
+    assert float(metrics["grad_norm"]) > 1e-2  # the raw norm, far above the clip threshold
 
 
 def test_nonfinite_gradient_skips_the_update():
     system = pw.systems.LinearSystem(np.array([[1e30]]), np.array([[1.0]]), horizon=10)  # overflows float32
-    config = dataclasses.replace(TINY, linear_policy=True)
-    state0 = bptt.init(jax.random.key(0), system, config)
-    state, metrics = bptt.run_updates(state0, system, config, 3)
-    assert np.all(np.asarray(metrics["nonfinite_skipped"]) == 1)
-    np.testing.assert_array_equal(state.policy.gain, state0.policy.gain)
-    assert int(state.updates) == 0
+    config = dataclasses.replace(TINY, linear_policy=True, updates_per_iteration=3)
+    loop, carry0 = make_loop(system, config)
+    carry, metrics = loop.iteration(carry0)
+    assert metrics["skipped_total"] == 3
+    np.testing.assert_array_equal(carry.algo.policy.gain, carry0.algo.policy.gain)
+    assert int(carry.algo.updates) == 0
 
 
 def test_carried_windows_continue_episodes_and_reset_after_episode_length():
     system = pw.systems.Pendulum()
     config = dataclasses.replace(TINY, carry_state=True, horizon=100, batch_size=2)  # episode_length 200
-    state = bptt.init(jax.random.key(0), system, config)
-    state1, _ = bptt.run_updates(state, system, config, 1)
+    state = bptt.init(jax.random.key(0), spec_mod.from_system(system), config)
+    state1, _ = run_updates(state, system, config, jax.random.key(1), 1)
     start, steps = bptt.window_starts(state1, system, jax.random.key(5), config)
     np.testing.assert_array_equal(start, state1.states)  # continues where the first window ended
     np.testing.assert_array_equal(steps, [100, 100])
-    state2, _ = bptt.run_updates(state1, system, config, 1)
+    state2, _ = run_updates(state1, system, config, jax.random.key(2), 1)
     start, steps = bptt.window_starts(state2, system, jax.random.key(5), config)
     assert not np.allclose(start, state2.states)  # 200 steps done: fresh episodes
     np.testing.assert_array_equal(steps, [0, 0])
@@ -132,45 +152,61 @@ def test_carried_windows_continue_episodes_and_reset_after_episode_length():
     (dict(discount=1.5), "discount"),
     (dict(schedule="exp"), "schedule"),
     (dict(max_grad_norm=-1.0), "max_grad_norm"),
+    (dict(updates_per_iteration=0), "updates_per_iteration"),
 ])
 def test_bad_config_is_a_clear_error(change, match):
     with pytest.raises(ValueError, match=match):
-        bptt.validate_config(dataclasses.replace(TINY, **change))
+        dataclasses.replace(TINY, **change)
 
 
-def test_learner_needs_a_known_system_and_resumes_exactly():
-    with pytest.raises(ValueError, match="no pathwise System"):
-        bptt.BPTT("HalfCheetah-v5", TINY)
+def test_float64_needs_x64_mode():
+    if jax.config.jax_enable_x64:
+        pytest.skip("x64 mode is already on in this session")
+    with pytest.raises(ValueError, match="x64"):
+        bptt.init(jax.random.key(0), spec_mod.from_system(linear_system()), dataclasses.replace(TINY, float64=True))
+
+
+def test_loop_needs_a_known_continuous_system():
+    no_system = spec_mod.EnvSpec("NoSystem-v0", 3, 1, False, (-2.0,), (2.0,), 200, None)
+    with pytest.raises(ValueError, match="has none"):
+        loops.make(ALGORITHM, no_system, TINY)
     with pytest.raises(ValueError, match="continuous"):
-        bptt.BPTT("pathwise/CartPole-v1", TINY)
-    learner = bptt.BPTT("Pendulum-v1", TINY, seed=3)
-    learner.train_iteration()
-    saved = learner.get_state()
-    first = learner.train_iteration()
-    clone = bptt.BPTT("Pendulum-v1", TINY, seed=99)
-    clone.set_state(saved)
-    again = clone.train_iteration()
-    assert first == again
-    assert learner.env_steps == clone.env_steps == 2 * 5 * 8 * 10
-    action = learner.act(np.array([1.0, 0.0, 0.0], np.float32))
+        loops.make(ALGORITHM, spec_mod.from_env("pathwise/CartPole-v1"), TINY)
+
+
+def test_resume_through_a_checkpoint_is_exact(tmp_path):
+    loop, carry = make_loop("Pendulum-v1", TINY, seed=3)
+    carry, _ = loop.iteration(carry)
+    ckpt.save(tmp_path / "c.npz", carry, {"algorithm": "bptt"})
+    meta, arrays = ckpt.read(tmp_path / "c.npz")
+    restored = ckpt.restore(loop.init(jax.random.key(99)), meta, arrays)  # another seed: all from the file
+    a, ma = loop.iteration(carry)
+    b, mb = loop.iteration(restored)
+    assert ma == mb and int(a.env_steps) == int(b.env_steps) == 2 * 5 * 8 * 10
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(
+        *(jax.random.key_data(v) if jnp.issubdtype(v.dtype, jax.dtypes.prng_key) else v for v in (x, y))), a, b)
+    action = bptt.act(a.algo, jnp.array([1.0, 0.0, 0.0]), jax.random.key(0), True)
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
 
 
 def test_cartpole_swingup_policy_sees_the_pole_angle_periodically():
-    system = pw.systems.CartPoleSwingUp()
-    state = bptt.init(jax.random.key(0), system, TINY)
+    spec = spec_mod.from_env("pathwise/CartPoleSwingUp-v0")  # the registry says theta (entry 2) is an angle
+    state = bptt.init(jax.random.key(0), spec, TINY)
+    assert isinstance(state.policy, AngleFeaturePolicy)
     obs = jnp.array([0.1, -0.2, 0.3, 0.5])
     shifted = obs.at[2].add(2 * jnp.pi)  # the same physical state one turn later
     np.testing.assert_allclose(state.policy(obs), state.policy(shifted), rtol=1e-5, atol=1e-6)
-    assert bptt.observation_angles(pw.systems.Pendulum(), TINY) == ()  # Pendulum already observes cos/sin
+    # Pendulum already observes cos/sin
+    assert isinstance(bptt.make_policy(jax.random.key(0), spec_mod.from_env("Pendulum-v1"), TINY), DeterministicPolicy)
     with pytest.raises(ValueError, match="outside"):
-        bptt.init(jax.random.key(0), system, dataclasses.replace(TINY, angle_features=(7,)))
+        bptt.init(jax.random.key(0), spec, dataclasses.replace(TINY, angle_features=(7,)))
 
 
 def test_action_bounds_are_not_trained():
-    params, _ = bptt.trainable(bptt.init(jax.random.key(0), pw.systems.CartPoleSwingUp(), TINY).policy)
-    assert params.policy.low is None and params.policy.high is None
-    assert params.policy.net.layers[0].weight is not None
+    policy = bptt.init(jax.random.key(0), spec_mod.from_env("pathwise/CartPoleSwingUp-v0"), TINY).policy
+    assert isinstance(policy.policy.low, tuple) and isinstance(policy.policy.high, tuple)  # static fields
+    names = list(ckpt.named_leaves(pw.optim.params(policy)))
+    assert names and all(name.startswith("policy/net/") for name in names), names
 
 
 def test_start_spread_widens_training_starts_only():
@@ -188,24 +224,26 @@ def test_start_spread_widens_training_starts_only():
     with pytest.raises(ValueError, match="one half-width per state entry"):
         bptt.reset_states(system, jax.random.key(0), dataclasses.replace(TINY, start_spread=(1.0,)))
     with pytest.raises(ValueError, match="start_spread"):
-        bptt.validate_config(dataclasses.replace(TINY, start_spread=(1.0, -1.0, 0.0, 0.0)))
+        dataclasses.replace(TINY, start_spread=(1.0, -1.0, 0.0, 0.0))
 
 
 @pytest.mark.slow
 def test_cartpole_swingup_preset_swings_up_and_balances():
     """The shipped preset swings the pole up from hanging and holds it: >= 90% of 100 episodes end upright."""
-    from pathwise import presets
-    from pathwise.checkpoint import config_from_dict
+    from pathwise import config as cfg_mod
+    from pathwise import registry
+    from pathwise.loops.simulated import train_seed
     from pathwise.rollout import rollout
 
-    overrides, _ = presets.load("bptt", "pathwise/CartPoleSwingUp-v0")
-    config = config_from_dict(bptt.Config, overrides, "bptt preset")
+    preset, _ = registry.record("pathwise/CartPoleSwingUp-v0").preset("bptt")
+    config = cfg_mod.build(bptt.Config, "bptt", preset)
     assert config.start_spread is not None
-    system = pw.systems.CartPoleSwingUp()
-    state, metrics = bptt.train_seed(system, config, seed=1, num_updates=2000)
-    assert int(np.asarray(metrics["nonfinite_skipped"]).sum()) == 0
+    spec = spec_mod.from_env("pathwise/CartPoleSwingUp-v0")
+    carry, metrics = train_seed(ALGORITHM, spec, config, seed=1, iterations=2000 // config.updates_per_iteration)
+    assert int(np.asarray(metrics["skipped_total"])[-1]) == 0
+    system, policy = spec.system, carry.algo.policy
     starts = jax.vmap(system.reset)(jax.random.split(jax.random.key(2024), 100))  # held-out, pole down
-    traj = jax.vmap(lambda s: rollout(system, state.policy, s, system.episode_length))(starts)
+    traj = jax.vmap(lambda s: rollout(system, policy, s, system.episode_length))(starts)
     returns = np.asarray(traj.rewards.sum(-1))
     upright = np.cos(np.asarray(traj.final_state[:, 2])) > 0.95
     assert upright.mean() >= 0.9, (upright.mean(), returns.mean())

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pathwise import algorithms, presets
+from pathwise import algorithms, presets, registry
 from pathwise import checkpoint as ckpt
+from pathwise import config as cfg_mod
 from pathwise.cli import main
-from pathwise.train import parse_set
+from pathwise.config import parse_set
 
 #: One fast-compiling configuration per registered algorithm: (env id, --steps, --set values).
 TINY: dict[str, tuple[str, int, list[str]]] = {
@@ -107,12 +108,14 @@ def test_train_every_algorithm(algo, runs, capsys):
     assert info["steps"] == steps and info["eval_episodes"] == 1
     config = info["config"]
 
-    expected = ckpt.config_from_dict(algorithms.get(algo).Config, parse_set(sets))
-    for key in parse_set(sets):  # every --set value reached the learner's config
+    expected = cfg_mod.from_dict(algorithms.get(algo).Config, parse_set(sets))
+    for key in parse_set(sets):  # every --set value reached the algorithm's config
         assert config[key] == json.loads(json.dumps(getattr(expected, key))), key
-    meta, leaves = ckpt.read(out / "checkpoints" / "last.npz")
+    meta, arrays = ckpt.read(out / "checkpoints" / "last.npz")
     assert meta["counters"]["env_steps"] == summary["env_steps"]
-    assert all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating))
+    assert all(name.startswith(("algo/", "key", "env_steps", "buffer/", "model/", "recent/", "episodes"))
+               for name in arrays), sorted(arrays)  # leaves named by key path
+    assert all(np.all(np.isfinite(x)) for x in arrays.values() if np.issubdtype(x.dtype, np.floating))
 
 
 def test_preset_is_applied_and_overridden_by_config_then_set(tmp_path, capsys):
@@ -144,9 +147,14 @@ def test_evaluate_with_episodes_and_render(runs, tmp_path, capsys):
     png = tmp_path / "frames.png"
     assert main(["evaluate", str(pendulum), "--episodes", "2", "--render", str(png)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"ddpg on Pendulum-v1: mean return -?\d+\.\d+ ± \d+\.\d+ over 2 episodes \(mean length 200\)",
-                     out), out
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"rendered episode (seed 0) to {png}" in out
+    assert re.search(r"ddpg on Pendulum-v1: mean return -?\d+\.\d+ ± \d+\.\d+ over 2 episodes from seed 11000 "
+                     r"\(mean length 200\)", out), out  # the run's own evaluation seeds (seed 1: 11000)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"rendered episode (seed 11000) to {png}" in out
+    # with no options it repeats the run's own last evaluation: same seeds, same number of episodes
+    assert main(["evaluate", str(pendulum), "--checkpoint", "last"]) == 0
+    last = _rows(pendulum / "eval.csv")[-1]
+    mean = float(re.search(r"mean return (-?\d+\.\d+)", capsys.readouterr().out).group(1))
+    assert mean == round(float(last["eval_return_mean"]), 2)
     cartpole = runs("reinforce")
     gif = tmp_path / "episode.gif"
     assert main(["evaluate", str(cartpole), "--episodes", "1", "--checkpoint", "last", "--render", str(gif)]) == 0
@@ -195,7 +203,8 @@ def test_bptt_seeds_trains_each_seed_into_its_own_run_directory(tmp_path, capsys
         s = json.loads((out / f"seed_{seed}" / "summary.json").read_text())
         assert s["seed"] == seed and s["env_steps"] >= 80
         params.append(ckpt.read(out / f"seed_{seed}" / "checkpoints" / "last.npz")[1])
-    assert any(not np.array_equal(a, b) for a, b in zip(*params) if a.dtype.kind == "f")
+    assert sorted(params[0]) == sorted(params[1])
+    assert any(not np.array_equal(params[0][k], params[1][k]) for k in params[0] if params[0][k].dtype.kind == "f")
 
 
 def test_svgk_seeds_on_a_system_train_as_one_program(tmp_path, capsys):
@@ -205,8 +214,8 @@ def test_svgk_seeds_on_a_system_train_as_one_program(tmp_path, capsys):
     assert "2 seeds of svgk as one vmapped program" in printed
     for seed in (2, 3):
         s = json.loads((out / f"seed_{seed}" / "summary.json").read_text())
-        assert s["seed"] == seed and s["env_steps"] == 64  # 4 updates of 4 simulations x 4 steps
-        assert len(_rows(out / f"seed_{seed}" / "metrics.csv")) == 4
+        assert s["seed"] == seed and s["env_steps"] == 64  # 2 iterations of 2 updates of 4 simulations x 4 steps
+        assert len(_rows(out / f"seed_{seed}" / "metrics.csv")) == 2
 
 
 def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsys):
@@ -222,22 +231,22 @@ def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsy
 
 
 def test_list_shows_algorithms_systems_rewards_and_presets(capsys):
-    from pathwise import rewards, systems
+    from pathwise import systems
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     sections = re.split(r"\n(?=\S)", out)
     algos = next(s for s in sections if s.startswith("algorithms:"))
     for name in algorithms.available():
-        cls = algorithms.get(name)
+        info = algorithms.get(name).info
         line = next(ln for ln in algos.splitlines() if ln.split()[:1] == [name])
-        assert ("continuous" in line) == cls.continuous_ok and ("discrete" in line) == cls.discrete_ok
-        assert ("needs a known reward" in line) == cls.needs_reward
-        assert len(line.split(". ", 1)[-1]) > 10, f"{name} has no description"
+        assert ("continuous" in line) == info.continuous and ("discrete" in line) == info.discrete
+        needs_reward = info.needs_reward or info.loops == ("model_based",)
+        assert ("needs a known reward" in line) == needs_reward
+        assert line.endswith(info.summary) and len(info.summary) > 10, f"{name} has no description"
     for env_id in systems.REGISTRY:
         assert f"  {env_id}\n" in out
-    for env_id in rewards.REWARDS:
-        assert f"  {env_id}\n" in out
+    assert registry.known_rewards() and all(f"  {env_id}\n" in out for env_id in registry.known_rewards())
     preset_lines = out.split("presets:")[1].strip().splitlines()
     assert {ln.split()[0] for ln in preset_lines} == set(presets.available())
     assert any(ln.split()[0] == "bptt" and "Pendulum-v1" in ln and "CartPoleSwingUp" in ln for ln in preset_lines)
@@ -247,16 +256,16 @@ def test_presets_ship_valid_configs_for_registered_envs():
     import gymnasium as gym
 
     import pathwise.systems  # noqa: F401  (registers pathwise/... ids)
-    from pathwise.train import build_config
 
     found = presets.available()
     assert "bptt" in found
     for algo, envs in found.items():
-        cls = algorithms.get(algo)  # a preset file is named after a registered algorithm
+        algorithm = algorithms.get(algo)  # a preset file is named after a registered algorithm
         for env_id in envs:
             assert env_id in gym.registry, f"preset {algo}/{env_id}: unknown env id"
-            cfg, run = build_config(cls, env_id)  # every key is a valid, well-typed config key
-            assert isinstance(cfg, cls.Config)
+            values, run = registry.record(env_id).preset(algo)
+            cfg = cfg_mod.build(algorithm.Config, algo, values)  # every key is a valid, well-typed, valid value
+            assert isinstance(cfg, algorithm.Config)
             assert all(isinstance(v, int) and v > 0 for v in run.values()), (algo, env_id, run)
 
 
@@ -330,7 +339,7 @@ def test_help_at_every_level_is_complete(capsys):
     (["train", "bptt", "--env", "LunarLanderContinuous-v3"], 2, r"bptt differentiates through known dynamics and "
                                                                  r"needs a pathwise System"),
     (["train", "ddpg", "--env", "CartPole-v1"], 2, r"ddpg needs continuous \(Box\) actions.*svg0-discrete"),
-    (["train", "qac", "--env", "Pendulum-v1"], 2, r"qac needs discrete actions, but Pendulum-v1 has Box"),
+    (["train", "qac", "--env", "Pendulum-v1"], 2, r"qac needs discrete actions, but Pendulum-v1 has a continuous"),
     (["train", "reinforce", "--env", "CartPole-v1", "--set", "hidden=big"], 2, r"Config key 'hidden': cannot use"),
     (["train", "reinforce", "--env", "CartPole-v1", "--set", "num_envs=2.5"], 2,
      r"Config key 'num_envs': cannot use '2\.5'"),
@@ -380,26 +389,26 @@ def test_missing_and_corrupt_checkpoints(runs, tmp_path, capsys):
 
 
 def test_nonfinite_training_stops_with_a_clear_message(tmp_path, capsys, monkeypatch):
-    from pathwise.algorithms.reinforce import REINFORCE
+    from pathwise.loops.on_policy import OnPolicyLoop
 
-    original = REINFORCE.train_iteration
+    original = OnPolicyLoop.iteration
     calls = []
 
-    def diverging(self):  # the first iteration is fine, every later one reports a NaN loss
-        metrics = original(self)
-        calls.append(self.env_steps)
-        return {**metrics, "loss": float("nan")} if len(calls) > 1 else metrics
+    def diverging(self, carry):  # the first iteration is fine, every later one reports a NaN loss
+        carry, metrics = original(self, carry)
+        calls.append(int(carry.env_steps))
+        return carry, ({**metrics, "loss": float("nan")} if len(calls) > 1 else metrics)
 
-    monkeypatch.setattr(REINFORCE, "train_iteration", diverging)
+    monkeypatch.setattr(OnPolicyLoop, "iteration", diverging)
     out = tmp_path / "nan"
     assert main(train_argv("reinforce", out, steps=400, extra=["--eval-every", "10"])) == 1
     err = capsys.readouterr().err
-    assert re.search(r"non-finite \['loss'\] in 3 consecutive iterations.*nothing NaN was saved.*learning rate.*"
+    assert re.search(r"non-finite \['loss'\] in 3 consecutive iterations.*nothing NaN was saved.*learning rates.*"
                      r"float64", err), err
     assert len(calls) == 4  # one good iteration, then three skipped retries
-    meta, leaves = ckpt.read(out / "checkpoints" / "last.npz")  # the good iteration's checkpoint
+    meta, arrays = ckpt.read(out / "checkpoints" / "last.npz")  # the good iteration's checkpoint
     assert meta["counters"]["env_steps"] == calls[0] and meta["counters"]["iterations"] == 1
-    assert all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating))
+    assert all(np.all(np.isfinite(x)) for x in arrays.values() if np.issubdtype(x.dtype, np.floating))
 
 
 # --------------------------------------------------------------------------- SIGKILL and resume
@@ -441,6 +450,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
         assert a[key] == b[key], key
     assert _rows(killed / "metrics.csv") == _rows(full / "metrics.csv")
     assert _rows(killed / "eval.csv") == _rows(full / "eval.csv")
-    for x, y in zip(ckpt.read(killed / "checkpoints" / "last.npz")[1], ckpt.read(full / "checkpoints" /
-                                                                                     "last.npz")[1]):
-        np.testing.assert_array_equal(x, y)
+    a_arrays, b_arrays = (ckpt.read(d / "checkpoints" / "last.npz")[1] for d in (killed, full))
+    assert sorted(a_arrays) == sorted(b_arrays)
+    for name in a_arrays:
+        np.testing.assert_array_equal(a_arrays[name], b_arrays[name])

@@ -1,4 +1,8 @@
-"""DDPG: TD target, deterministic policy gradient on a known-Q bandit, Learner API, resume, compile-once."""
+"""DDPG: TD target, deterministic policy gradient on a known-Q bandit, the replay loop, exact resume, compile-once.
+
+The helpers at the top (a replay loop for an algorithm, the checkpoint round trip, exact resume and
+compile-once checks) are shared by the other replay-loop tests (svg0, svg0-discrete, svg1).
+"""
 
 import equinox as eqx
 import jax
@@ -6,13 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pathwise import algorithms, loops
 from pathwise import checkpoint as ckpt
-from pathwise.algorithms import common, ddpg, get
-from pathwise.envs import evaluate
+from pathwise import spec as spec_mod
+from pathwise.algorithms import critics as ac
+from pathwise.algorithms import ddpg
 from pathwise.networks import DeterministicPolicy, make_ensemble
 from pathwise.types import Transition
 
-TINY = ddpg.DDPGConfig(hidden=(8,), critic_hidden=(16,), batch_size=8, buffer_size=500, learning_starts=150)
+TINY = ddpg.Config(hidden=(8,), critic_hidden=(16,), batch_size=8, buffer_size=500, learning_starts=150)
 
 
 class QuadraticQ(eqx.Module):
@@ -24,44 +30,79 @@ class QuadraticQ(eqx.Module):
         return -jnp.sum((action - self.c * obs[0]) ** 2)
 
 
-def through_checkpoint(state, template, tmp_path):
-    """``state`` written to and read back from a checkpoint file, as the driver resumes a run."""
-    ckpt.save(tmp_path / "state.npz", state, {"algorithm": "test"})
-    meta, leaves = ckpt.read(tmp_path / "state.npz")
+# -- helpers shared by the replay-loop tests ------------------------------------------------------------------
+
+
+def make_loop(name, env_id, config):
+    """The (checked) replay loop running algorithm ``name`` on ``env_id`` with ``config``."""
+    return loops.make(algorithms.get(name), spec_mod.from_env(env_id), config)
+
+
+def through_checkpoint(carry, template, tmp_path):
+    """``carry`` written to and read back from a checkpoint file, as the driver resumes a run."""
+    ckpt.save(tmp_path / "carry.npz", carry, {"algorithm": "test"})
+    meta, leaves = ckpt.read(tmp_path / "carry.npz")
     return ckpt.restore(template, meta, leaves)
 
 
-def assert_states_equal(a, b):
+def assert_trees_equal(a, b):
     def raw(x):
+        x = jnp.asarray(x)
         return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
 
+    assert jax.tree.structure(a) == jax.tree.structure(b)
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)), a, b)
+
+
+def check_exact_resume(loop, carry, tmp_path):
+    """The next iteration from ``carry`` and from ``carry`` read back from a checkpoint (restored into a fresh
+    loop's carry of another seed) are the same: metrics and the whole carry."""
+    restored = through_checkpoint(carry, loop.init(jax.random.key(12345)), tmp_path)
+    a, ma = loop.iteration(carry)
+    b, mb = loop.iteration(restored)
+    assert ma == mb
+    assert_trees_equal(a, b)
+    return a, ma
+
+
+def check_compiles_once(loop, carry, compilations, iterations=2):
+    """After ``carry`` (past the warm-up), further iterations compile nothing new."""
+    carry, _ = loop.iteration(carry)  # the first iteration that acts with the policy compiles `act`
+    with compilations() as n:
+        for _ in range(iterations):
+            carry, metrics = loop.iteration(carry)
+    assert n[0] == 0, f"{n[0]} compilations after warming up"
+    return carry, metrics
+
+
+# -- DDPG -----------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def trained_once():
-    """A learner after one iteration (random warm-up) and its state, shared by the tests below."""
-    learner = ddpg.DDPG("Pendulum-v1", TINY, seed=3)
-    metrics = learner.train_iteration()
-    return learner, learner.get_state(), metrics
+    """A loop and its carry after one iteration (warm-up episode, then 200 updates), shared by the tests below."""
+    loop = make_loop("ddpg", "Pendulum-v1", TINY)
+    carry, metrics = loop.iteration(loop.init(jax.random.key(3)))
+    return loop, carry, metrics
 
 
 def test_registry_maps_cli_name():
-    assert get("ddpg") is ddpg.DDPG
+    algorithm = algorithms.get("ddpg")
+    assert algorithm.module is ddpg and algorithm.info.loops == ("replay",)
 
 
 def test_td_target_bootstraps_on_truncation_not_on_termination():
     reward = jnp.array([1.0, 1.0, 1.0, 1.0])
     terminated = jnp.array([False, True, False, True])
     next_value = jnp.array([10.0, 10.0, -4.0, -4.0])
-    y = common.td_target(reward, terminated, next_value, 0.9)
+    y = ac.td_target(reward, terminated, next_value, 0.9)
     np.testing.assert_allclose(y, [10.0, 1.0, -2.6, 1.0], rtol=1e-6)
 
 
 def test_critic_target_uses_target_networks_and_terminal_flags():
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     actor = DeterministicPolicy(3, 1, -2.0, 2.0, (8,), key=key)
-    critics = common.make_critics(jax.random.PRNGKey(1), 3, 1, TINY)
+    critics = ac.make_critics(jax.random.key(1), 3, 1, TINY)
     next_obs = jax.random.normal(key, (3, 3))
     batch = Transition(obs=jnp.zeros((3, 3)), action=jnp.zeros((3, 1)), reward=jnp.array([0.5, -1.0, 2.0]),
                        next_obs=next_obs, terminated=jnp.array([False, True, False]),
@@ -73,10 +114,10 @@ def test_critic_target_uses_target_networks_and_terminal_flags():
 
 
 def test_actor_gradient_matches_dq_da_times_da_dtheta_on_a_bandit():
-    actor = DeterministicPolicy(2, 1, -2.0, 2.0, (8,), key=jax.random.PRNGKey(4), final_scale=1.0)
+    actor = DeterministicPolicy(2, 1, -2.0, 2.0, (8,), key=jax.random.key(4), final_scale=1.0)
     c = 0.7
-    critics = make_ensemble(lambda k: QuadraticQ(jnp.array(c)), jax.random.PRNGKey(0), 1)
-    obs = jax.random.normal(jax.random.PRNGKey(5), (5, 2))
+    critics = make_ensemble(lambda k: QuadraticQ(jnp.array(c)), jax.random.key(0), 1)
+    obs = jax.random.normal(jax.random.key(5), (5, 2))
     grads = eqx.filter_grad(ddpg.actor_loss)(actor, critics, obs).net
     # reference: -(1/B) sum_b dQ/da(s_b, mu(s_b)) * dmu/dtheta(s_b) with the analytic dQ/da
     params, static = eqx.partition(actor.net, eqx.is_array)
@@ -93,58 +134,51 @@ def test_actor_gradient_matches_dq_da_times_da_dtheta_on_a_bandit():
 
 
 def test_exploration_action_stays_in_the_box():
-    actor = DeterministicPolicy(3, 1, -2.0, 2.0, (8,), key=jax.random.PRNGKey(0))
+    actor = DeterministicPolicy(3, 1, -2.0, 2.0, (8,), key=jax.random.key(0))
     big = jnp.array([50.0])
     assert float(ddpg.exploration_action(actor, jnp.ones(3), big, 0.1)[0]) == 2.0
     assert float(ddpg.exploration_action(actor, jnp.ones(3), -big, 0.1)[0]) == -2.0
 
 
-def test_tiny_run_through_learner_api(trained_once):
-    learner, _, first = trained_once
-    assert first["updates"] == 200 and learner.env_steps == 200  # learning_starts=150 < 200: updates start
-    assert int(learner.state.buffer.size) == 200
+def test_tiny_run_through_the_replay_loop(trained_once):
+    _, carry, first = trained_once
+    assert first["updates"] == 200 and int(carry.env_steps) == 200  # learning_starts=150 < 200: updates start
+    assert int(carry.buffer.size) == 200
     assert np.all(np.isfinite(list(first.values())))
-    action = learner.act(np.zeros(3, np.float32))
+    obs, key = jnp.zeros(3), jax.random.key(0)
+    action = ddpg.act(carry.algo, obs, key, True)
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
-    noisy = learner.act(np.zeros(3, np.float32), deterministic=False)
-    assert noisy.shape == (1,)
+    noisy = ddpg.act(carry.algo, obs, key, False)
+    assert noisy.shape == (1,) and -2.0 <= float(noisy[0]) <= 2.0 and float(noisy[0]) != float(action[0])
 
 
-def test_state_roundtrip_reproduces_next_iteration_exactly(trained_once, tmp_path):
-    _, state, _ = trained_once
-    a = ddpg.DDPG("Pendulum-v1", TINY, seed=3)
-    a.set_state(state)
-    b = ddpg.DDPG("Pendulum-v1", TINY, seed=99)  # different seed: everything must come from the state
-    b.set_state(through_checkpoint(state, b.get_state(), tmp_path))  # as the driver resumes
-    ma, mb = a.train_iteration(), b.train_iteration()
-    assert ma == mb and a.env_steps == b.env_steps == 400
-    assert_states_equal(a.get_state(), b.get_state())
+def test_carry_roundtrip_reproduces_next_iteration_exactly(trained_once, tmp_path):
+    loop, carry, _ = trained_once
+    after, _ = check_exact_resume(loop, carry, tmp_path)
+    assert int(after.env_steps) == 400
 
 
-def test_update_compiles_once_across_iterations(trained_once):
-    learner, state, _ = trained_once
-    learner.set_state(state)
-    learner.train_iteration()
-    size = ddpg.learn._cache_size()
-    for _ in range(2):
-        metrics = learner.train_iteration()
+def test_update_compiles_once_across_iterations(trained_once, compilations):
+    loop, carry, _ = trained_once
+    _, metrics = check_compiles_once(loop, carry, compilations)
     assert metrics["updates"] == 200
-    assert ddpg.learn._cache_size() == size
 
 
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="gamma"):
-        ddpg.DDPG("Pendulum-v1", ddpg.DDPGConfig(gamma=1.5))
-    with pytest.raises(ValueError, match="continuous \\(Box\\) action space"):
-        ddpg.DDPG("CartPole-v1", TINY)
+        ddpg.Config(gamma=1.5)
+    with pytest.raises(ValueError, match="exploration_std"):
+        ddpg.Config(exploration_std=-0.1)
+    with pytest.raises(ValueError, match="continuous \\(Box\\) actions"):
+        make_loop("ddpg", "CartPole-v1", TINY)
     with pytest.raises(ValueError, match="Unknown environment"):
-        ddpg.DDPG("NoSuchEnv-v0", TINY)
+        make_loop("ddpg", "NoSuchEnv-v0", TINY)
 
 
 @pytest.mark.slow
 def test_ddpg_solves_pendulum_within_20k_steps():
-    learner = ddpg.DDPG("Pendulum-v1", seed=0)
-    while learner.env_steps < 20_000:
-        learner.train_iteration()
-    result = evaluate(learner.act, "Pendulum-v1", episodes=10, seed=1000)
-    assert result.mean >= -200, result.returns
+    from pathwise.train import train
+
+    _, summary = train("ddpg", "Pendulum-v1", 20_000, seed=0, eval_every=1000, quiet=True,
+                       callback=lambda info: info.get("eval_return_mean", -np.inf) < -200)
+    assert summary["steps_to_solve"] is not None, summary

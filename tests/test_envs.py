@@ -19,7 +19,7 @@ def cartpole_act(obs):
 
 
 def test_unknown_id_names_close_matches_and_how_to_list():
-    with pytest.raises(ValueError, match=r"Unknown environment id 'Pendulm-v1'\. Did you mean 'Pendulum-v1'.*pprint_registry"):
+    with pytest.raises(ValueError, match=r"Unknown environment id 'Pendulm-v1'\. Did you mean Pendulum-v1.*pprint_registry"):
         make_env("Pendulm-v1")
     with pytest.raises(ValueError, match="Unknown environment id"):
         make_vec_env("NoSuchThing-v9", 2)

@@ -1,4 +1,5 @@
-"""Gumbel-softmax SVG(0): the relaxation, the expected SARSA target, the learner contract, (slow) CartPole."""
+"""Gumbel-softmax SVG(0): the relaxation, the expected SARSA target, integer actions seen one-hot, the replay loop,
+exact resume, compile-once, (slow) CartPole."""
 
 import dataclasses
 
@@ -6,41 +7,57 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_ddpg import check_compiles_once, check_exact_resume, make_loop
 
+from pathwise import algorithms, replay
+from pathwise.algorithms import critics as ac
 from pathwise.algorithms import gumbel as gb
+from pathwise.distributions import CategoricalPolicy
+from pathwise.estimators.relaxed import gumbel_softmax
+from pathwise.loops.replay import ReplayItem
+from pathwise.spec import EnvSpec
+from pathwise.types import Transition
 
 TINY = gb.Config(hidden=(8,), critic_hidden=(8,), batch_size=8, buffer_size=2000, learning_starts=20)
+SPEC = EnvSpec("CartPole-v1", 4, 2, True, (), (), 500, None)
+
+
+def test_registry_maps_cli_name():
+    algorithm = algorithms.get("svg0-discrete")
+    assert algorithm.module is gb and algorithm.info.discrete and not algorithm.info.continuous
 
 
 def test_gumbel_max_samples_follow_the_policy():
-    """Frequencies of argmax(logits + ε) match softmax(logits) within 5 standard errors."""
-    actor = gb.CategoricalPolicy(2, 3, (8,), key=jax.random.key(0))
-    actor = jax.tree.map(lambda x: 20 * x, actor)
+    """Frequencies of act(deterministic=False) = argmax(logits + ε) match softmax(logits) within 5 standard errors."""
+    state = gb.init(jax.random.key(0), dataclasses.replace(SPEC, obs_dim=2, action_dim=3), TINY)
+    state = state._replace(actor=jax.tree.map(lambda x: 20 * x, CategoricalPolicy(2, 3, (8,), key=jax.random.key(0))))
     obs, n = jnp.array([0.5, -0.2]), 20000
-    eps = jax.random.gumbel(jax.random.key(1), (n, 3))
-    freq = np.asarray(jax.vmap(lambda e: gb.sample_one_hot(actor, obs, e))(eps).mean(0))
-    p = np.asarray(jax.nn.softmax(actor(obs).logits))
+    actions = jax.vmap(lambda k: gb.act(state, obs, k, False))(jax.random.split(jax.random.key(1), n))
+    assert actions.dtype == jnp.int32 and actions.shape == (n,)
+    freq = np.bincount(np.asarray(actions), minlength=3) / n
+    p = np.asarray(jax.nn.softmax(state.actor(obs).logits))
     assert np.all(np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / n))
     assert p.min() < 0.3  # a non-uniform policy, so the check has teeth
+    assert int(gb.act(state, obs, jax.random.key(2), True)) == int(np.argmax(p))  # deterministic: the mode
 
 
 def test_straight_through_actor_gradient_points_uphill_on_a_bandit():
     """Q(s, y) = w·y: the Monte Carlo ST gradient has cosine > 0.9 with the exact ∇ Σ_a π(a) w_a."""
     logits, w = jnp.array([0.5, -0.3, 0.1]), jnp.array([1.0, -1.0, 0.3])
     eps = jax.random.gumbel(jax.random.key(2), (4000, 3))
-    st = jax.vmap(jax.grad(lambda l, e: gb.gumbel_softmax(e, l, 1.0, True) @ w), (None, 0))(logits, eps).mean(0)
+    st = jax.vmap(jax.grad(lambda l, e: gumbel_softmax(e, l, 1.0, True) @ w), (None, 0))(logits, eps).mean(0)
     exact = jax.grad(lambda l: jax.nn.softmax(l) @ w)(logits)
     cos = float(st @ exact / jnp.linalg.norm(st) / jnp.linalg.norm(exact))
     assert cos > 0.9
 
 
 def test_expected_sarsa_target_matches_a_loop():
-    actor = gb.CategoricalPolicy(3, 2, (4,), key=jax.random.key(0))
-    critics = gb.make_critics(jax.random.key(1), 3, 2, TINY)
+    actor = CategoricalPolicy(3, 2, (4,), key=jax.random.key(0))
+    critics = ac.make_critics(jax.random.key(1), 3, 2, TINY)
     k = jax.random.split(jax.random.key(2), 2)
-    batch = gb.Transition(jnp.zeros((4, 3)), jnp.eye(2)[jnp.array([0, 1, 1, 0])],
-                          jnp.arange(4.0), jax.random.normal(k[0], (4, 3)),
-                          jnp.array([False, True, False, False]), jnp.array([False, False, True, False]))
+    batch = Transition(jnp.zeros((4, 3)), jnp.eye(2)[jnp.array([0, 1, 1, 0])],
+                       jnp.arange(4.0), jax.random.normal(k[0], (4, 3)),
+                       jnp.array([False, True, False, False]), jnp.array([False, False, True, False]))
     got = gb.expected_sarsa_target(actor, critics, batch, 0.9)
     for b in range(4):
         s = batch.next_obs[b]
@@ -51,52 +68,77 @@ def test_expected_sarsa_target_matches_a_loop():
         assert float(got[b]) == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
+def test_update_feeds_stored_action_indices_to_the_critics_one_hot():
+    """A buffer of one repeated transition with action index 1: the critic loss of ``update`` is the loss at
+    ``one_hot(1)`` (whatever rows the minibatch draws)."""
+    state = gb.init(jax.random.key(0), SPEC, TINY)
+    obs, next_obs = jnp.array([0.1, -0.2, 0.3, 0.0]), jnp.array([0.2, 0.1, -0.1, 0.4])
+    item = ReplayItem(Transition(obs, jnp.int32(1), jnp.float32(1.0), next_obs, jnp.bool_(False), jnp.bool_(False)),
+                      jnp.float32(0.0))
+    buffer = replay.add_batch(replay.init(item, 16), jax.tree.map(lambda x: jnp.stack([x] * 16), item))
+    _, metrics = gb.update(state, buffer, jax.random.key(1), TINY)
+    batch = Transition(*(jnp.stack([x] * TINY.batch_size) for x in (obs, jnp.array([0.0, 1.0]), jnp.float32(1.0),
+                                                                     next_obs, jnp.bool_(False), jnp.bool_(False))))
+    target = gb.expected_sarsa_target(state.actor, state.target_critics, batch, TINY.gamma)
+    want = ac.critic_loss(state.critics, batch.obs, batch.action, target)
+    np.testing.assert_allclose(metrics["critic_loss"], want, rtol=1e-5)
+
+
+def test_alpha_rises_when_entropy_is_below_target():
+    below = jax.grad(gb.alpha_loss)(jnp.float32(0.0), jnp.float32(0.1), 0.2)
+    above = jax.grad(gb.alpha_loss)(jnp.float32(0.0), jnp.float32(0.5), 0.2)
+    assert float(below) < 0 < float(above)  # descent raises / lowers log alpha
+
+
 @pytest.fixture(scope="module")
-def learner():
-    return gb.GumbelSVG0("CartPole-v1", TINY, seed=1)
+def warm():
+    """A loop and its carry once the warm-up is over (the last iteration ran updates)."""
+    loop = make_loop("svg0-discrete", "CartPole-v1", TINY)
+    carry = loop.init(jax.random.key(1))
+    while int(carry.env_steps) < TINY.learning_starts:
+        carry, metrics = loop.iteration(carry)
+    return loop, carry, metrics
 
 
-def test_tiny_run_compiles_once(learner):
-    while learner.env_steps < TINY.learning_starts:
-        learner.train_iteration()
-    m = learner.train_iteration()
+def test_tiny_run_stores_indices_and_updates(warm):
+    _, carry, m = warm
     assert m["updates"] == m["episode_length"] > 0
     assert all(np.isfinite(v) for v in m.values())
-    size = gb.learn._cache_size()
-    learner.train_iteration()
-    assert gb.learn._cache_size() == size
+    stored = carry.buffer.storage.transition.action[: int(carry.buffer.size)]
+    assert stored.dtype == jnp.int32 and set(np.unique(np.asarray(stored))) <= {0, 1}
 
 
-def test_get_set_state_roundtrip_is_exact(learner):
-    saved = learner.get_state()
-    m1 = learner.train_iteration()
-    leaves1 = jax.tree.leaves(learner.get_state().actor)
-    learner.set_state(saved)
-    m2 = learner.train_iteration()
-    assert m1 == m2
-    for a, b in zip(leaves1, jax.tree.leaves(learner.get_state().actor)):
-        np.testing.assert_array_equal(a, b)
+def test_carry_roundtrip_reproduces_next_iteration_exactly(warm, tmp_path):
+    loop, carry, _ = warm
+    check_exact_resume(loop, carry, tmp_path)
 
 
-def test_act_returns_valid_actions(learner):
-    obs = np.zeros(4, np.float32)
-    assert learner.act(obs) in (0, 1) and learner.act(obs, deterministic=False) in (0, 1)
+def test_update_compiles_once_across_iterations(warm, compilations):
+    loop, carry, _ = warm
+    check_compiles_once(loop, carry, compilations)
+
+
+def test_act_returns_valid_actions(warm):
+    _, carry, _ = warm
+    obs = jnp.zeros(4)
+    for deterministic in (True, False):
+        a = gb.act(carry.algo, obs, jax.random.key(0), deterministic)
+        assert a.shape == () and a.dtype == jnp.int32 and int(a) in (0, 1)
 
 
 def test_bad_input_errors():
-    with pytest.raises(ValueError, match="needs a Discrete action space"):
-        gb.GumbelSVG0("Pendulum-v1", TINY)
+    with pytest.raises(ValueError, match="needs discrete actions"):
+        make_loop("svg0-discrete", "Pendulum-v1", TINY)
     with pytest.raises(ValueError, match="temperature=0.0 must be > 0"):
-        gb.GumbelSVG0("CartPole-v1", dataclasses.replace(TINY, temperature=0.0))
+        dataclasses.replace(TINY, temperature=0.0)
+    with pytest.raises(ValueError, match="target_entropy_ratio"):
+        dataclasses.replace(TINY, target_entropy_ratio=1.5)
 
 
 @pytest.mark.slow
 def test_gumbel_svg0_solves_cartpole():
-    from test_reinforce import evaluate_mean
+    from pathwise.train import train
 
-    learner = gb.GumbelSVG0("CartPole-v1", seed=0)
-    best = 0.0
-    while learner.env_steps < 100_000 and best < 475:
-        if learner.train_iteration()["episode_return"] > 300:
-            best = max(best, evaluate_mean(learner))
-    assert best >= 475
+    _, summary = train("svg0-discrete", "CartPole-v1", 100_000, seed=0, eval_every=2500, quiet=True,
+                       callback=lambda info: info.get("eval_return_mean", 0.0) < 475)
+    assert summary["steps_to_solve"] is not None, summary

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pathwise.models import Dataset, DynamicsModel, FitConfig, LearnedModel, Normalizer, fit
-from pathwise.models.fit import TRACE_COUNT, epoch_steps
+from pathwise.models.fit import epoch_steps
 from pathwise.rollout import rollout
 from pathwise.systems import LinearSystem, Pendulum
 
@@ -68,25 +68,25 @@ def test_multi_step_error_on_trajectories():
     assert report.one_step_mse <= report.multi_step_mse < 5e-2
 
 
-def test_second_fit_does_not_recompile(linear_fit):
+def test_second_fit_does_not_recompile(linear_fit, compilations):
     model, _ = linear_fit
     fit(model, linear_data(300, seed=1), FitConfig(max_epochs=2), jax.random.key(2))
-    before = TRACE_COUNT["epoch"]
-    fit(model, linear_data(350, seed=2), FitConfig(max_epochs=2), jax.random.key(3))
-    assert TRACE_COUNT["epoch"] == before
+    with compilations() as n:
+        fit(model, linear_data(350, seed=2), FitConfig(max_epochs=2), jax.random.key(3))
+    assert n[0] == 0
 
 
-def test_steps_per_transition_scales_epochs_without_recompiling(linear_fit):
+def test_steps_per_transition_scales_epochs_without_recompiling(linear_fit, compilations):
     cfg = FitConfig(steps_per_epoch=100, steps_per_transition=0.25, max_epochs=2)
     assert epoch_steps(cfg, 90) == 23 and epoch_steps(cfg, 1000) == 100 and epoch_steps(cfg, 1) == 1
     assert epoch_steps(FitConfig(steps_per_epoch=7), 10_000) == 7  # 0: the fixed epoch length
     model, _ = linear_fit
     fit(model, linear_data(100, seed=1), cfg, jax.random.key(2))
-    before = TRACE_COUNT["epoch"]
     # other data-set sizes (other step counts, both inside the 4096-row minimum capacity) reuse the program
-    _, short = fit(model, linear_data(200, seed=2), cfg, jax.random.key(3))
-    _, long = fit(model, linear_data(2000, seed=3), cfg, jax.random.key(3))
-    assert TRACE_COUNT["epoch"] == before
+    with compilations() as n:
+        _, short = fit(model, linear_data(200, seed=2), cfg, jax.random.key(3))
+        _, long = fit(model, linear_data(2000, seed=3), cfg, jax.random.key(3))
+    assert n[0] == 0
     assert short.num_train + short.num_val == 200 and long.num_train + long.num_val == 2000
 
 
@@ -226,18 +226,19 @@ def test_model_based_learners_refuse_an_env_without_a_known_reward(algo):
     """No registered reward and no reward model: a clear error naming the env and the fix, before any training."""
     import gymnasium as gym
 
-    from pathwise import algorithms, rewards
-    from pathwise.train import make_learner
+    from pathwise import algorithms, loops, rewards, spec
+    from pathwise.train import make_run
 
     if NO_REWARD not in gym.registry:
         gym.register(NO_REWARD, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
                      max_episode_steps=20)
     assert not rewards.has(NO_REWARD)
     message = f"reward.*{NO_REWARD}.*pathwise.rewards.register"
-    with pytest.raises(ValueError, match=message):  # through the driver (pathwise train)
-        make_learner(algo, NO_REWARD, None, 0)
-    with pytest.raises(ValueError, match=message):  # and constructing the learner directly
-        algorithms.get(algo)(NO_REWARD)
+    with pytest.raises(ValueError, match=message):  # through the driver (pathwise train, pw.make)
+        make_run(algo, NO_REWARD)
+    algorithm = algorithms.get(algo)
+    with pytest.raises(ValueError, match=message):  # and building its loop directly
+        loops.make(algorithm, spec.from_env(NO_REWARD), algorithm.Config())
 
 
 class NaNAfterPendulum:
@@ -266,15 +267,19 @@ def test_nan_observations_stop_the_model_fit_with_a_clear_error(algo):
     """NaN observations from the env reach pathwise.models.fit, which names the problem instead of fitting NaN."""
     import gymnasium as gym
 
-    from pathwise import algorithms, rewards
+    from pathwise import registry, rewards
+    from pathwise.train import make_run
 
     env_id = "PathwiseTestNaNPendulum-v0"
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=NaNAfterPendulum, max_episode_steps=60)
     rewards.register(env_id, rewards.get("Pendulum-v1"), overwrite=True)
-    learner = algorithms.get(algo)(env_id)
-    with pytest.raises(ValueError, match="obs contains NaN or inf at rows .*drop those transitions"):
-        learner.train_iteration()
+    try:
+        run, _ = make_run(algo, env_id, use_preset=False)
+        with pytest.raises(ValueError, match="obs contains NaN or inf at rows .*drop those transitions"):
+            run.iteration()
+    finally:
+        registry.unregister(env_id)
 
 
 def test_too_small_for_the_held_out_split_is_refused():

@@ -15,16 +15,18 @@ try:
 except (ImportError, gym.error.DependencyNotInstalled) as err:
     pytest.skip(f"needs the mujoco extra (pip install -e '.[mujoco]'): {err}", allow_module_level=True)
 
-from pathwise import rewards  # noqa: E402
+from pathwise import registry  # noqa: E402
 from pathwise.algorithms import svgk  # noqa: E402
+from pathwise.models import DynamicsModel, LearnedModel  # noqa: E402
 
 ENV = "InvertedPendulum-v5"
+RECORD = registry.record(ENV)
 
 
 def test_reward_and_termination_equal_gymnasium():
     """Independent reference: the env's own reward and terminated flag, over random-action episodes."""
     env = gym.make(ENV)
-    fn, term = rewards.get(ENV), rewards.TERMINATIONS[ENV]
+    fn, term = RECORD.reward, RECORD.terminated
     rng = np.random.default_rng(0)
     checked = terminal = 0
     for ep in range(6):
@@ -44,7 +46,7 @@ def test_reward_and_termination_equal_gymnasium():
 
 def test_reward_derivative_is_the_surrogate_s():
     """Value exact (0/1), derivative that of 1 - (angle / 0.2)^2 on the next observation only."""
-    fn = rewards.get(ENV)
+    fn = RECORD.reward
     nxt = jnp.array([0.1, 0.05, 0.0, 0.3])
     g_obs, g_act, g_next = jax.grad(fn, argnums=(0, 1, 2))(jnp.zeros(4), jnp.zeros(1), nxt)
     np.testing.assert_allclose(g_next, [0.0, -2 * 0.05 / 0.2**2, 0.0, 0.0], rtol=1e-6)
@@ -53,9 +55,9 @@ def test_reward_derivative_is_the_surrogate_s():
     assert float(fn(jnp.zeros(4), jnp.zeros(1), nxt.at[1].set(-0.25))) == 0.0
 
 
-TINY = svgk.SVGKConfig(hidden=(16,), critic_hidden=(16,), horizon=4, n_envs=8, critic_iterations=1,
-                       critic_minibatches=2, updates_per_episode=2, model_hidden=(16,), model_steps_per_epoch=5,
-                       model_max_epochs=2, buffer_size=2000, recent_episodes=1, min_steps_per_iteration=50)
+TINY = svgk.Config(hidden=(16,), critic_hidden=(16,), horizon=4, n_envs=8, critic_iterations=1, critic_minibatches=2,
+                   updates_per_episode=2, model_hidden=(16,), model_steps_per_epoch=5, model_max_epochs=2,
+                   buffer_size=2000, recent_episodes=1, min_steps_per_iteration=50)
 
 
 def test_svgk_trains_end_to_end_on_inverted_pendulum(tmp_path):
@@ -65,20 +67,21 @@ def test_svgk_trains_end_to_end_on_inverted_pendulum(tmp_path):
                              eval_episodes=2, quiet=True)
     assert summary["env_steps"] >= 100 and summary["nonfinite_iterations"] == 0
     assert np.isfinite(summary["final_return_mean"]) and summary["final_return_mean"] >= 1.0
-    learner = trainer.learner
-    assert learner.describe()["dynamics"] == "learned model"
+    assert trainer.run.loop.kind == "model_based"
+    assert trainer.history[0]["episodes_collected"] >= 1  # whole episodes until min_steps_per_iteration
     # The imagined rollouts stop where the real env would: the learned system carries the termination.
-    assert learner.learned.terminal_fn is rewards.TERMINATIONS[ENV]
+    from pathwise.loops.model_based import learned_system
+
+    system = learned_system(trainer.run.carry.model, trainer.run.spec, 10)
+    assert system.terminal_fn is RECORD.terminated
     assert (tmp_path / "run" / "summary.json").exists()
 
 
 def test_imagined_rollouts_stop_at_the_termination():
-    from pathwise.models import DynamicsModel
-
     model = DynamicsModel(4, 1, (8,), key=jax.random.key(0))
-    system = svgk.TerminatingModel(model, rewards.get(ENV), rewards.TERMINATIONS[ENV], action_low=-3.0,
-                                   action_high=3.0, horizon=10)
+    system = LearnedModel(model, RECORD.reward, terminal_fn=RECORD.terminated, action_low=-3.0, action_high=3.0,
+                          horizon=10)
     assert bool(system.terminated(jnp.array([0.0, 0.3, 0.0, 0.0])))
     assert not bool(system.terminated(jnp.array([0.0, 0.1, 0.0, 0.0])))
-    no_term = svgk.TerminatingModel(model, rewards.get(ENV), None, action_low=-3.0, action_high=3.0, horizon=10)
+    no_term = LearnedModel(model, RECORD.reward, action_low=-3.0, action_high=3.0, horizon=10)
     assert not bool(no_term.terminated(jnp.array([0.0, 0.3, 0.0, 0.0])))

@@ -100,3 +100,26 @@ def test_replay_reproduces_a_real_gymnasium_episode(setup):
     # Gymnasium's rewards, recomputed on the replay by the known reward function (float32 vs float64).
     np.testing.assert_allclose(replay.rewards, ep.reward, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(float(replay.rewards.sum()), real_return, rtol=1e-4)
+
+
+def test_frozen_noise_equals_the_inferred_noise_without_gradient(setup):
+    """``frozen_noise`` (what SVG(∞) holds fixed while it differentiates) is ``infer_noise``'s ζ, ξ, and neither
+    the policy nor the model parameters get a gradient through it."""
+    from pathwise.models.noise import frozen_noise
+
+    policy, model, episode = setup
+    next_obs = jnp.concatenate([episode.observations[1:], episode.final_state[None]])
+    zetas, xis = frozen_noise(model, policy, episode.observations, episode.actions, next_obs)
+    ref_z, ref_x = infer_noise(model, policy, episode)
+    np.testing.assert_array_equal(zetas, ref_z)
+    np.testing.assert_array_equal(xis, ref_x)
+
+    def total(both):
+        p, m = both
+        z, x = frozen_noise(m, p, episode.observations, episode.actions, next_obs)
+        return z.sum() + x.sum()
+
+    grads = eqx.filter_grad(total)((policy, model))
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+    live = eqx.filter_grad(lambda p: infer_noise(model, p, episode)[1].sum())(policy)  # the check is not vacuous
+    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(live))

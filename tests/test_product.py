@@ -14,7 +14,7 @@ import pytest
 
 import pathwise as pw
 from pathwise.cli import COMMANDS, main
-from pathwise.train import parse_set
+from pathwise.config import parse_set
 
 from test_cli import TINY
 
@@ -72,10 +72,10 @@ def test_readme_python_examples_run(tiny_budgets, tmp_path, monkeypatch, capsys)
 
 
 def test_guide_python_examples_run(tiny_budgets, tmp_path, monkeypatch):
-    from pathwise import rewards
+    from pathwise import registry
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(rewards, "REWARDS", dict(rewards.REWARDS))  # the guide registers a reward
+    monkeypatch.setattr(registry, "_USER", {})  # the guide registers a reward; forget it afterwards
     for block in code_blocks(GUIDE, "python"):
         exec(compile(block, str(GUIDE), "exec"), {"__name__": "guide"})
 
@@ -182,7 +182,7 @@ def test_save_load_predict_is_bit_identical(algo, tmp_path):
     path = agent.save(tmp_path / "agent")
     assert path.name == "agent.npz"
     loaded = pw.load(path, quiet=True)
-    assert type(loaded.learner) is type(agent.learner) and loaded.config == agent.config
+    assert loaded.run.algorithm == agent.run.algorithm and loaded.config == agent.config
     assert loaded.num_timesteps == agent.num_timesteps and loaded.env_id == env_id
     after, _ = loaded.predict(obs, deterministic=True)
     assert np.asarray(after).dtype == np.asarray(before).dtype

@@ -1,4 +1,5 @@
-"""pathwise.rewards against the environments' own rewards (Gymnasium and the pathwise ids)."""
+"""pathwise.rewards against the environments' own rewards (Gymnasium and the pathwise ids), and the
+environment registry that records them."""
 
 import gymnasium as gym
 import jax
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 import pathwise.systems
-from pathwise import rewards
+from pathwise import registry, rewards
 
 TOL = 1e-5  # float32 reward on float32 observations vs Gymnasium's float64 arithmetic
 
@@ -94,10 +95,44 @@ def test_register_refuses_silent_overwrite():
     rewards.register("pathwise-test/Dummy-v0", fn)
     try:
         assert rewards.has("pathwise-test/Dummy-v0") and rewards.get("pathwise-test/Dummy-v0") is fn
-        with pytest.raises(ValueError, match="already registered; pass overwrite=True"):
+        with pytest.raises(ValueError, match="already has a known reward; pass overwrite=True"):
             rewards.register("pathwise-test/Dummy-v0", fn)
         rewards.register("pathwise-test/Dummy-v0", fn, overwrite=True)
         with pytest.raises(ValueError, match="must be callable"):
             rewards.register("pathwise-test/Other-v0", 3.0)
+        assert "pathwise-test/Dummy-v0" in registry.known_rewards()
     finally:
-        rewards.REWARDS.pop("pathwise-test/Dummy-v0", None)
+        registry.unregister("pathwise-test/Dummy-v0")
+    assert not rewards.has("pathwise-test/Dummy-v0")
+
+
+def test_one_record_holds_what_is_known_about_an_environment():
+    gym_rec, own = registry.record("Pendulum-v1"), registry.record("pathwise/Pendulum-v1")
+    assert gym_rec.twin == "pathwise/Pendulum-v1" and own.twin == "Pendulum-v1"
+    assert own.native and not gym_rec.native
+    assert gym_rec.solved_at == own.solved_at == -200.0
+    assert gym_rec.ceiling == own.ceiling is not None  # measured once, shared by the twins
+    assert gym_rec.preset("mbrl") == own.preset("mbrl") and gym_rec.preset("mbrl")[0]
+    assert isinstance(gym_rec.system(), pathwise.systems.Pendulum)
+    assert registry.record("pathwise/CartPoleSwingUp-v0").angles == (2,)
+    blank = registry.record("LunarLanderContinuous-v3")
+    assert blank.system is blank.reward is blank.terminated is blank.solved_at is None and not blank.native
+    assert registry.record("CartPole-v1").solved_at == 475.0
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['rewrd'\]"):
+        registry.register("X-v0", rewrd=lambda o, a, n: 0.0)
+
+
+def test_known_terminations_equal_the_environments_own():
+    """A record's termination on observations (what learned models stop at) agrees with Gymnasium's."""
+    term = registry.record("CartPole-v1").terminated
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    ends = []
+    for t in range(200):
+        obs, _, terminated, truncated, _ = env.step(t % 2 * 0 + (1 if t % 7 else 0))
+        ends.append((bool(term(jnp.asarray(obs))), terminated))
+        if terminated or truncated:
+            break
+    env.close()
+    assert ends[-1] == (True, True) and all(a == b for a, b in ends)
+    assert not bool(registry.record("Pendulum-v1").terminated(jnp.zeros(3)))

@@ -1,9 +1,9 @@
-"""Many seeds at once: vmapped training equals separate runs (bptt, svgk on a System); the sharded path equals
-the unsharded one on 2 forced host devices; the CLI splits the host CPU into devices before JAX starts."""
+"""Many seeds at once (the simulated loop): vmapped training equals separate runs and the loop's own
+iterations (bptt, svgk on a System); the sharded path equals the unsharded one on 2 forced host devices;
+the CLI splits the host CPU into devices before JAX starts."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -14,48 +14,57 @@ import numpy as np
 import pytest
 
 import pathwise as pw
+from pathwise import algorithms
 from pathwise import seeds as pw_seeds
-from pathwise.algorithms import bptt, svgk
+from pathwise import spec as spec_mod
+from pathwise.loops import simulated
 
-TINY = bptt.Config(hidden=(8,), horizon=10, batch_size=4, learning_rate=1e-2, schedule="constant")
+BPTT = algorithms.get("bptt")
+SVGK = algorithms.get("svgk")
+TINY = BPTT.Config(hidden=(8,), horizon=10, batch_size=4, learning_rate=1e-2, schedule="constant",
+                   updates_per_iteration=2)
+SPEC = spec_mod.from_system(pw.systems.Pendulum())
+
+
+def _assert_trees_close(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
 def test_vmapped_seeds_equal_separate_runs():
-    system = pw.systems.Pendulum()
-    states, metrics = bptt.train_seeds(system, TINY, seeds=3, num_updates=4, shard=False)
-    assert metrics["loss"].shape == (3, 4)
-    assert states.updates.shape == (3,)
+    carries, metrics = simulated.train_seeds(BPTT, SPEC, TINY, seeds=3, iterations=2, shard=False)
+    assert metrics["loss"].shape == (3, 2)
+    assert carries.algo.updates.shape == (3,) and list(carries.env_steps) == [2 * 2 * 4 * 10] * 3
     for seed in (0, 2):
-        alone, alone_metrics = bptt.run_updates(bptt.init(jax.random.key(seed), system, TINY), system, TINY, 4)
+        alone, alone_metrics = simulated.train_seed(BPTT, SPEC, TINY, seed, 2)
         np.testing.assert_allclose(metrics["loss"][seed], alone_metrics["loss"], rtol=1e-5)
-        ours = jax.tree.leaves(jax.tree.map(lambda x: x[seed], states.policy))
-        for a, b in zip(ours, jax.tree.leaves(alone.policy)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # different seeds really are different runs
-    assert not np.allclose(metrics["loss"][0], metrics["loss"][1])
+        _assert_trees_close(jax.tree.map(lambda x: x[seed], carries.algo.policy), alone.algo.policy)
+    assert not np.allclose(metrics["loss"][0], metrics["loss"][1])  # different seeds really are different runs
 
 
-SVGK_TINY = svgk.SVGKConfig(hidden=(8,), critic_hidden=(8,), horizon=4, n_envs=4, critic_iterations=1,
-                            critic_minibatches=2)
+def test_a_vmapped_seed_equals_the_loop_a_run_iterates():
+    """Iterating the simulated loop (what `pathwise train` does between evaluations) gives seed i of the program."""
+    carries, _ = simulated.train_seeds(BPTT, SPEC, TINY, seeds=2, iterations=3, shard=False, first_seed=5)
+    loop = simulated.SimulatedLoop(BPTT, SPEC, TINY)
+    carry = loop.init(jax.random.key(6))
+    for _ in range(3):
+        carry, _ = loop.iteration(carry)
+    _assert_trees_close(carry.algo.policy, jax.tree.map(lambda x: x[1], carries.algo.policy))
+    assert int(carry.env_steps) == int(carries.env_steps[1])
+
+
+SVGK_TINY = SVGK.Config(hidden=(8,), critic_hidden=(8,), horizon=4, n_envs=4, critic_iterations=1,
+                        critic_minibatches=2, updates_per_iteration=3)
 
 
 def test_vmapped_svgk_seeds_equal_separate_runs():
-    system = pw.systems.Pendulum()
-    states, metrics = svgk.train_seeds(system, SVGK_TINY, seeds=2, num_updates=3, shard=False, first_seed=5)
-    assert metrics["actor_loss"].shape == (2, 3)
-    np.testing.assert_array_equal(states.env_steps, [3 * svgk.steps_per_update(SVGK_TINY)] * 2)
+    carries, metrics = simulated.train_seeds(SVGK, SPEC, SVGK_TINY, seeds=2, iterations=1, shard=False, first_seed=5)
+    assert metrics["actor_loss"].shape == (2, 1)
+    np.testing.assert_array_equal(carries.env_steps, [3 * SVGK.hook("steps_per_update")(SPEC, SVGK_TINY)] * 2)
     for row, seed in enumerate((5, 6)):
-        alone, alone_metrics = svgk.train_seed(system, SVGK_TINY, seed, 3)
+        alone, alone_metrics = simulated.train_seed(SVGK, SPEC, SVGK_TINY, seed, 1)
         np.testing.assert_allclose(metrics["actor_loss"][row], alone_metrics["actor_loss"], rtol=1e-5)
-        ours = jax.tree.leaves(jax.tree.map(lambda x: x[row], states.agent.policy))
-        for a, b in zip(ours, jax.tree.leaves(alone.agent.policy)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # the scanned updates are the learner's: 2 iterations of shac_train from init_shac give the same policy
-    state = svgk.init_shac(jax.random.key(5), system, SVGK_TINY)
-    state, _ = svgk.shac_train(state, system, dataclasses.replace(SVGK_TINY, updates_per_iteration=3))
-    first = jax.tree.map(lambda x: x[0], states.agent.policy)
-    for a, b in zip(jax.tree.leaves(state.agent.policy), jax.tree.leaves(first)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        _assert_trees_close(jax.tree.map(lambda x: x[row], carries.algo), alone.algo)
     assert not np.allclose(metrics["actor_loss"][0], metrics["actor_loss"][1])
 
 
@@ -82,29 +91,33 @@ def test_seed_keys_start_at_first_and_refuse_bad_counts():
 
 
 def test_train_seeds_rejects_bad_arguments():
-    system = pw.systems.Pendulum()
     with pytest.raises(ValueError, match="seeds >= 1"):
-        bptt.train_seeds(system, TINY, seeds=0, num_updates=1)
-    with pytest.raises(ValueError, match="num_updates >= 1"):
-        bptt.train_seeds(system, TINY, seeds=2, num_updates=0)
+        simulated.train_seeds(BPTT, SPEC, TINY, seeds=0, iterations=1)
+    with pytest.raises(ValueError, match="iterations >= 1"):
+        simulated.train_seeds(BPTT, SPEC, TINY, seeds=2, iterations=0)
+    with pytest.raises(ValueError, match="ddpg cannot run in the simulated loop"):
+        simulated.train_seeds(algorithms.get("ddpg"), SPEC, algorithms.get("ddpg").Config(), seeds=2, iterations=1)
 
 
 SHARDED = textwrap.dedent("""
     import jax, numpy as np
     import pathwise as pw
-    from pathwise.algorithms import bptt
+    from pathwise import algorithms, seeds, spec
+    from pathwise.loops import simulated
     assert len(jax.devices()) == 2, jax.devices()
-    config = bptt.Config(hidden=(8,), horizon=10, batch_size=4, learning_rate=1e-2, schedule="constant")
-    system = pw.systems.Pendulum()
-    sharded, m_sharded = bptt.train_seeds(system, config, seeds=4, num_updates=3)  # shards by default
-    plain, m_plain = bptt.train_seeds(system, config, seeds=4, num_updates=3, shard=False)
+    bptt = algorithms.get("bptt")
+    config = bptt.Config(hidden=(8,), horizon=10, batch_size=4, learning_rate=1e-2, schedule="constant",
+                         updates_per_iteration=3)
+    s = spec.from_system(pw.systems.Pendulum())
+    sharded, m_sharded = simulated.train_seeds(bptt, s, config, seeds=4, iterations=1)  # shards by default
+    plain, m_plain = simulated.train_seeds(bptt, s, config, seeds=4, iterations=1, shard=False)
     assert len(m_sharded["loss"].sharding.device_set) == 2, m_sharded["loss"].sharding
     assert len(m_plain["loss"].sharding.device_set) == 1
     np.testing.assert_allclose(m_sharded["loss"], m_plain["loss"], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(sharded.policy), jax.tree.leaves(plain.policy)):
+    for a, b in zip(jax.tree.leaves(sharded.algo.policy), jax.tree.leaves(plain.algo.policy)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     try:
-        bptt.seed_keys(3, shard=True)
+        seeds.seed_keys(3, shard=True)
         raise AssertionError("3 seeds on 2 devices must be refused")
     except ValueError as err:
         assert "multiple of 2" in str(err), err

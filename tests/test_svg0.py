@@ -1,5 +1,7 @@
-"""SVG(0): squashed-Gaussian density, pathwise actor gradient on a known-Q bandit, TD target, entropy tuning,
-Learner API, exact resume, compile-once."""
+"""SVG(0): squashed-Gaussian density, the k = 0 value-gradient actor on a known-Q bandit, TD target, entropy
+tuning, the replay loop, exact resume, compile-once."""
+
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -7,55 +9,33 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import integrate, stats
+from test_ddpg import QuadraticQ, check_compiles_once, check_exact_resume, make_loop
 
-from pathwise import checkpoint as ckpt
-from pathwise.algorithms import get, svg0
+from pathwise import algorithms
+from pathwise.algorithms import critics as ac
+from pathwise.algorithms import svg0
 from pathwise.distributions import GaussianPolicy
-from pathwise.envs import evaluate
 from pathwise.networks import make_ensemble
 from pathwise.types import Transition
 
-TINY = svg0.SVG0Config(hidden=(8,), critic_hidden=(16,), batch_size=8, buffer_size=500, learning_starts=150)
+TINY = svg0.Config(hidden=(8,), critic_hidden=(16,), batch_size=8, buffer_size=500, learning_starts=150)
 LOW, HIGH = -2.0, 2.0
 
 
-class QuadraticQ(eqx.Module):
-    """Known critic ``Q(s, a) = -|a - c * s_0|^2`` with ``dQ/da = -2 (a - c * s_0)``."""
-
-    c: jax.Array
-
-    def __call__(self, obs, action):
-        return -jnp.sum((action - self.c * obs[0]) ** 2)
-
-
 def _actor(key=0, action_dim=1, obs_dim=2):
-    return GaussianPolicy(obs_dim, action_dim, (8,), key=jax.random.PRNGKey(key), low=LOW, high=HIGH,
+    return GaussianPolicy(obs_dim, action_dim, (8,), key=jax.random.key(key), low=LOW, high=HIGH,
                           state_dependent_std=True, act="relu", final_scale=1.0)
-
-
-def through_checkpoint(state, template, tmp_path):
-    """``state`` written to and read back from a checkpoint file, as the driver resumes a run."""
-    ckpt.save(tmp_path / "state.npz", state, {"algorithm": "test"})
-    meta, leaves = ckpt.read(tmp_path / "state.npz")
-    return ckpt.restore(template, meta, leaves)
-
-
-def assert_states_equal(a, b):
-    def raw(x):
-        return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)), a, b)
 
 
 @pytest.fixture(scope="module")
 def trained_once():
-    learner = svg0.SVG0("Pendulum-v1", TINY, seed=5)
-    metrics = learner.train_iteration()
-    return learner, learner.get_state(), metrics
+    loop = make_loop("svg0", "Pendulum-v1", TINY)
+    carry, metrics = loop.iteration(loop.init(jax.random.key(5)))
+    return loop, carry, metrics
 
 
 def test_registry_maps_cli_name():
-    assert get("svg0") is svg0.SVG0
+    assert algorithms.get("svg0").module is svg0
 
 
 def test_log_prob_is_the_density_of_the_squashed_gaussian():
@@ -82,11 +62,26 @@ def test_log_prob_stays_finite_when_the_action_saturates():
     assert np.isfinite(float(log_p))
 
 
+def test_actor_loss_is_entropy_term_minus_min_q_of_the_reparameterized_action():
+    """The value-gradient core with k = 0 gives J_0 = min_i Q_i(s, pi(s, xi)): the loss is E[alpha log pi - J_0]."""
+    actor = _actor(obs_dim=3)
+    critics = ac.make_critics(jax.random.key(1), 3, 1, TINY)
+    obs = jax.random.normal(jax.random.key(2), (5, 3))
+    xi = jax.random.normal(jax.random.key(3), (5, 1))
+    loss, mean_log_prob = svg0.actor_loss(actor, critics, jnp.float32(0.3), obs, xi)
+    action, log_prob = jax.vmap(svg0.sample_action, (None, 0, 0))(actor, obs, xi)
+    np.testing.assert_allclose(loss, jnp.mean(0.3 * log_prob - ac.min_q(critics, obs, action)), rtol=1e-5)
+    np.testing.assert_allclose(mean_log_prob, log_prob.mean(), rtol=1e-6)
+    # the critics are frozen inside the objective: the actor loss never moves them
+    g = eqx.filter_grad(lambda c: svg0.actor_loss(actor, c, jnp.float32(0.3), obs, xi)[0])(critics)
+    assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(g))
+
+
 def test_actor_gradient_is_dq_da_times_da_dtheta_and_moves_the_noise_scale():
     actor, c = _actor(key=3), 0.7
-    critics = make_ensemble(lambda k: QuadraticQ(jnp.array(c)), jax.random.PRNGKey(0), 1)
-    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 2))
-    xi = jax.random.normal(jax.random.PRNGKey(2), (6, 1))
+    critics = make_ensemble(lambda k: QuadraticQ(jnp.array(c)), jax.random.key(0), 1)
+    obs = jax.random.normal(jax.random.key(1), (6, 2))
+    xi = jax.random.normal(jax.random.key(2), (6, 1))
     grads = eqx.filter_grad(lambda a: svg0.actor_loss(a, critics, jnp.float32(0.0), obs, xi)[0])(actor).net
     params, static = eqx.partition(actor.net, eqx.is_array)
 
@@ -104,9 +99,9 @@ def test_actor_gradient_is_dq_da_times_da_dtheta_and_moves_the_noise_scale():
 
 def test_critic_target_bootstraps_on_truncation_with_entropy_term():
     actor = _actor(obs_dim=3)
-    critics = make_ensemble(lambda k: QuadraticQ(jnp.array(0.5)), jax.random.PRNGKey(0), 2)
-    next_obs = jax.random.normal(jax.random.PRNGKey(1), (3, 3))
-    xi = jax.random.normal(jax.random.PRNGKey(2), (3, 1))
+    critics = make_ensemble(lambda k: QuadraticQ(jnp.array(0.5)), jax.random.key(0), 2)
+    next_obs = jax.random.normal(jax.random.key(1), (3, 3))
+    xi = jax.random.normal(jax.random.key(2), (3, 1))
     batch = Transition(jnp.zeros((3, 3)), jnp.zeros((3, 1)), jnp.array([0.5, -1.0, 2.0]), next_obs,
                        jnp.array([False, True, False]), jnp.array([False, False, True]))
     alpha, gamma = 0.2, 0.9
@@ -123,57 +118,50 @@ def test_alpha_rises_when_entropy_is_below_target():
     assert float(grad_low_entropy) < 0 < float(grad_high_entropy)  # descent raises / lowers log alpha
 
 
-def test_tiny_run_through_learner_api(trained_once):
-    learner, _, first = trained_once
-    assert first["updates"] == 200 and learner.env_steps == 200
+def test_tiny_run_through_the_replay_loop(trained_once):
+    _, carry, first = trained_once
+    assert first["updates"] == 200 and int(carry.env_steps) == 200
     assert np.all(np.isfinite(list(first.values())))
     assert first["alpha"] < 1.0  # auto-tuned from the initial 1.0
-    det = learner.act(np.zeros(3, np.float32))
-    assert det.shape == (1,) and np.array_equal(det, learner.act(np.zeros(3, np.float32)))
-    samples = {float(learner.act(np.zeros(3, np.float32), deterministic=False)[0]) for _ in range(5)}
+    obs = jnp.zeros(3)
+    det = svg0.act(carry.algo, obs, jax.random.key(0), True)
+    assert det.shape == (1,) and np.array_equal(det, svg0.act(carry.algo, obs, jax.random.key(1), True))
+    samples = {float(svg0.act(carry.algo, obs, jax.random.key(i), False)[0]) for i in range(5)}
     assert len(samples) == 5 and all(LOW <= s <= HIGH for s in samples)
 
 
-def test_state_roundtrip_reproduces_next_iteration_exactly(trained_once, tmp_path):
-    _, state, _ = trained_once
-    a = svg0.SVG0("Pendulum-v1", TINY, seed=5)
-    a.set_state(state)
-    b = svg0.SVG0("Pendulum-v1", TINY, seed=77)
-    b.set_state(through_checkpoint(state, b.get_state(), tmp_path))  # as the driver resumes
-    ma, mb = a.train_iteration(), b.train_iteration()
-    assert ma == mb
-    assert_states_equal(a.get_state(), b.get_state())
+def test_carry_roundtrip_reproduces_next_iteration_exactly(trained_once, tmp_path):
+    loop, carry, _ = trained_once
+    check_exact_resume(loop, carry, tmp_path)
 
 
-def test_update_compiles_once_across_iterations(trained_once):
-    learner, state, _ = trained_once
-    learner.set_state(state)
-    learner.train_iteration()
-    size = svg0.learn._cache_size()
-    for _ in range(2):
-        learner.train_iteration()
-    assert svg0.learn._cache_size() == size
+def test_update_compiles_once_across_iterations(trained_once, compilations):
+    loop, carry, _ = trained_once
+    check_compiles_once(loop, carry, compilations)
 
 
 def test_plain_svg0_without_entropy_runs():
-    config = svg0.SVG0Config(hidden=(8,), critic_hidden=(16,), batch_size=8, buffer_size=500, learning_starts=0,
-                             entropy_coef=0.0, auto_entropy=False, n_critics=1)
-    learner = svg0.SVG0("Pendulum-v1", config, seed=0)
-    metrics = learner.train_iteration()
-    assert metrics["alpha"] == 0.0 and np.isfinite(metrics["actor_loss"])
+    config = dataclasses.replace(TINY, learning_starts=0, entropy_coef=0.0, auto_entropy=False, n_critics=1)
+    loop = make_loop("svg0", "Pendulum-v1", config)
+    _, metrics = loop.iteration(loop.init(jax.random.key(0)))
+    assert metrics["updates"] == 200 and metrics["alpha"] == 0.0 and np.isfinite(metrics["actor_loss"])
 
 
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="auto_entropy=True needs"):
-        svg0.SVG0("Pendulum-v1", svg0.SVG0Config(entropy_coef=0.0))
-    with pytest.raises(ValueError, match="continuous \\(Box\\) action space"):
-        svg0.SVG0("CartPole-v1", TINY)
+        svg0.Config(entropy_coef=0.0)
+    with pytest.raises(ValueError, match="entropy_coef"):
+        svg0.Config(entropy_coef=-1.0, auto_entropy=False)
+    with pytest.raises(ValueError, match="log_std_min"):
+        svg0.Config(log_std_min=3.0)
+    with pytest.raises(ValueError, match="continuous \\(Box\\) actions"):
+        make_loop("svg0", "CartPole-v1", TINY)
 
 
 @pytest.mark.slow
 def test_svg0_solves_pendulum_within_20k_steps():
-    learner = svg0.SVG0("Pendulum-v1", seed=0)
-    while learner.env_steps < 20_000:
-        learner.train_iteration()
-    result = evaluate(learner.act, "Pendulum-v1", episodes=10, seed=1000)
-    assert result.mean >= -200, result.returns
+    from pathwise.train import train
+
+    _, summary = train("svg0", "Pendulum-v1", 20_000, seed=0, eval_every=1000, quiet=True,
+                       callback=lambda info: info.get("eval_return_mean", -np.inf) < -200)
+    assert summary["steps_to_solve"] is not None, summary

@@ -1,16 +1,23 @@
-"""The SVG(k) value-gradient core (k = 0, 1, H special cases, TD(lambda)) and the SVGK learner."""
+"""The SVG(k) value-gradient core (k = 0, 1, H special cases, reward weights, restarts, TD(lambda)) and svgk in
+both of its loops (SHAC through a System, k imagined steps of a learned model)."""
 
 import dataclasses
 
 import equinox as eqx
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pathwise import checkpoint as ckpt
+from pathwise import config as cfg_mod
+from pathwise import loops, registry
+from pathwise.algorithms import get, svgk
 from pathwise.algorithms import svg_core as core
-from pathwise.algorithms import svgk
 from pathwise.networks import QCritic, VCritic
+from pathwise.rollout import rollout
+from pathwise.spec import from_env
 from pathwise.systems import LinearSystem, Pendulum
 from pathwise.systems.base import System
 
@@ -200,36 +207,100 @@ def test_value_loss_is_weighted_mse():
     np.testing.assert_allclose(core.value_loss(value, obs, targets, weights), expected, rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------- the SVGK learner (SHAC mode)
-
-TINY = svgk.SVGKConfig(hidden=(8,), critic_hidden=(8,), horizon=4, n_envs=4, critic_iterations=2,
-                       critic_minibatches=2, updates_per_iteration=2)
 
 
-def test_learner_api_and_compile_once():
-    learner = svgk.SVGK("pathwise/Pendulum-v1", TINY, seed=0)
-    metrics = learner.train_iteration()
-    assert learner.env_steps == 2 * 4 * 4
-    assert all(np.isfinite(v) for v in metrics.values())
-    traces = svgk.TRACE_COUNT["shac"]
-    learner.train_iteration()
-    assert svgk.TRACE_COUNT["shac"] == traces  # the second call reuses the compiled update
-    action = learner.act(np.array([1.0, 0.0, 0.0], np.float32))
+def test_k0_without_a_system_takes_the_observation(pendulum_setup):
+    """system=None (SVG(0): no dynamics): J_0 = Q(s, pi(s, xi)) on the observation passed as the start state."""
+    system, params, s0, xis, _ = pendulum_setup
+    q = QCritic(3, 1, (16,), key=jax.random.key(5))
+    obs = system.observe(s0)
+    seg = core.value_gradient_objective(None, tanh_policy(params), core.q_bootstrap(q), obs, xis[:1],
+                                        jnp.zeros((0, 3)), GAMMA)
+    np.testing.assert_allclose(seg.objective, q(obs, tanh_policy(params)(obs, xis[0])), rtol=1e-6)
+
+
+def test_reward_weights_scale_each_step(pendulum_setup):
+    system, params, s0, xis, zetas = pendulum_setup
+    weights = jnp.array([1.0, 0.5, 0.0, 2.0, 1.0, 1.0, 0.0, 0.0])
+    seg = core.value_gradient_objective(system, tanh_policy(params), core.zero_bootstrap, s0, xis, zetas, GAMMA,
+                                        reward_scale=0.1, reward_weights=weights)
+    traj = rollout(system, tanh_policy(params), s0, 8, noises=zetas, policy_noise=xis[:8])
+    expected = float(jnp.sum(0.1 * weights * GAMMA ** jnp.arange(8) * traj.rewards))
+    np.testing.assert_allclose(float(seg.objective), expected, rtol=1e-5)
+    np.testing.assert_allclose(seg.rewards, 0.1 * weights * traj.rewards, rtol=1e-6)
+
+
+def test_restarts_replace_the_state_without_gradient(pendulum_setup):
+    """With a restart before step 3 from state s: J = (3 steps from s_0) + gamma^3 (5 steps from s), and
+    dJ/ds_0 is that of the first three steps alone."""
+    system, params, s0, xis, zetas = pendulum_setup
+    policy, s = tanh_policy(params), jnp.array([-1.0, 0.7])
+    mask = jnp.arange(8) == 3
+    states = jnp.where(mask[:, None], s, 0.0)
+
+    def J(x0):
+        return core.value_gradient_objective(system, policy, core.zero_bootstrap, x0, xis, zetas, GAMMA,
+                                             restarts=(mask, states)).objective
+
+    first, _, _ = manual_return(system, policy, s0, xis, zetas[:3], GAMMA)
+    rest, _, _ = manual_return(system, policy, s, xis[3:], zetas[3:], GAMMA)
+    np.testing.assert_allclose(float(J(s0)), first + GAMMA**3 * rest, rtol=1e-5, atol=1e-5)
+    three = lambda x0: core.value_gradient_objective(system, policy, core.zero_bootstrap, x0, xis[:4], zetas[:3],  # noqa: E731
+                                                     GAMMA).objective
+    np.testing.assert_allclose(jax.grad(J)(s0), jax.grad(three)(s0), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- svgk in the simulated loop (SHAC)
+
+ALGO = get("svgk")
+TINY = svgk.Config(hidden=(8,), critic_hidden=(8,), horizon=4, n_envs=4, critic_iterations=2, critic_minibatches=2,
+                   updates_per_iteration=2)
+
+
+def checkpoint_round_trip(carry, template, path):
+    ckpt.save(path, carry, {"algorithm": "svgk"})
+    meta, arrays = ckpt.read(path)
+    return ckpt.restore(template, meta, arrays)
+
+
+def raw(x):
+    return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)), a, b)
+
+
+@pytest.fixture(scope="module")
+def shac_run():
+    loop = loops.make(ALGO, from_env("pathwise/Pendulum-v1"), TINY)
+    start = loop.init(jax.random.key(1))
+    carry, metrics = loop.iteration(start)
+    return loop, start, carry, metrics
+
+
+def test_shac_runs_in_the_simulated_loop_and_compiles_once(shac_run, compilations):
+    loop, start, carry, metrics = shac_run
+    assert loop.kind == "simulated" and start.algo.sim_states.shape == (4, 2)
+    assert int(carry.env_steps) == 2 * 4 * 4 == 2 * svgk.steps_per_update(loop.spec, TINY)
+    assert all(np.isfinite(v) for v in metrics.values()) and metrics["skipped_total"] == 0
+    assert {"actor_loss", "value_loss", "imagined_reward", "policy_std"} <= set(metrics)
+    np.testing.assert_array_equal(carry.algo.sim_time, [8, 8, 8, 8])  # 2 updates of 4 steps, no restart yet
+    with compilations() as n:
+        loop.iteration(carry)
+    assert n[0] == 0  # the second iteration reuses the compiled updates
+    obs = jnp.array([1.0, 0.0, 0.0])
+    action = svgk.act(carry.algo, obs, jax.random.key(0), True)
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
-    noisy = learner.act(np.array([1.0, 0.0, 0.0], np.float32), deterministic=False)
-    assert noisy.shape == (1,)
+    assert svgk.act(carry.algo, obs, jax.random.key(0), False).shape == (1,)
 
 
-def test_resume_is_exact():
-    a = svgk.SVGK("pathwise/Pendulum-v1", TINY, seed=1)
-    a.train_iteration()
-    b = svgk.SVGK("pathwise/Pendulum-v1", TINY, seed=2)
-    b.set_state(jax.tree.map(lambda x: x, a.get_state()))
-    ma, mb = a.train_iteration(), b.train_iteration()
-    assert ma == mb and a.env_steps == b.env_steps
-    for x, y in zip(jax.tree.leaves(a.get_state()), jax.tree.leaves(b.get_state())):
-        np.testing.assert_array_equal(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
-                                      jax.random.key_data(y) if jnp.issubdtype(y.dtype, jax.dtypes.prng_key) else y)
+def test_shac_resume_through_a_checkpoint_is_exact(shac_run, tmp_path):
+    loop, start, carry, metrics = shac_run
+    other = loops.make(ALGO, from_env("pathwise/Pendulum-v1"), TINY)
+    resumed, m = other.iteration(checkpoint_round_trip(start, other.init(jax.random.key(2)), tmp_path / "c.npz"))
+    assert m == metrics
+    assert_trees_equal(resumed, carry)
 
 
 def test_simulations_restart_at_the_episode_limit():
@@ -243,56 +314,83 @@ def test_simulations_restart_at_the_episode_limit():
     assert not np.allclose(new[0], states[0]) and not np.allclose(new[2], states[2])
 
 
-def test_bad_config_and_env_errors():
-    with pytest.raises(ValueError, match="horizon"):
-        svgk.SVGK("pathwise/Pendulum-v1", dataclasses.replace(TINY, horizon=0))
-    with pytest.raises(ValueError, match="divisible"):
-        svgk.SVGK("pathwise/Pendulum-v1", dataclasses.replace(TINY, critic_minibatches=3))
+@pytest.mark.parametrize("change, match", [
+    (dict(horizon=0), "horizon"),
+    (dict(critic_minibatches=3), "divisible"),
+    (dict(lam=1.5), "lam"),
+    (dict(target_tau=0.0), "target_tau"),
+    (dict(updates_per_iteration=0), "updates_per_iteration"),
+    (dict(min_steps_per_iteration=-1), "min_steps_per_iteration"),
+])
+def test_bad_config_is_a_clear_error(change, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(TINY, **change)
+
+
+def test_discrete_actions_are_refused():
     with pytest.raises(ValueError, match="continuous"):
-        svgk.SVGK("pathwise/CartPole-v1", TINY)
+        loops.make(ALGO, from_env("pathwise/CartPole-v1"), TINY)
 
 
-# ----------------------------------------------------------------------------- the SVGK learner (learned model)
+def test_loop_selection():
+    """A pathwise id or use_true_dynamics: SHAC through the System; a Gymnasium id: a learned model."""
+    true = dataclasses.replace(TINY, use_true_dynamics=True)
+    assert loops.select(ALGO, from_env("pathwise/Pendulum-v1"), TINY) == "simulated"
+    assert loops.select(ALGO, from_env("Pendulum-v1"), TINY) == "model_based"
+    assert loops.select(ALGO, from_env("Pendulum-v1"), true) == "simulated"
+    # simulations exist where the environment has a System (SHAC carries them), none where it has not
+    assert svgk.init(jax.random.key(0), from_env("Pendulum-v1"), TINY).sim_states.shape == (TINY.n_envs, 2)
+    no_system = dataclasses.replace(from_env("Pendulum-v1"), system=None)
+    assert svgk.init(jax.random.key(0), no_system, TINY).sim_states is None
+
+
+# ----------------------------------------------------------------------------- svgk in the model-based loop
 
 TINY_MODEL = dataclasses.replace(TINY, model_hidden=(16,), model_steps_per_epoch=5, model_max_epochs=2,
-                                 model_batch=64, updates_per_episode=2, buffer_size=1000, recent_episodes=1)
+                                 model_batch=64, updates_per_episode=2, buffer_size=1000, recent_episodes=1,
+                                 random_episodes=0)  # the policy acts from the first episode: all programs compile
 
 
-def test_learned_model_mode_counts_real_steps_and_resumes():
-    learner = svgk.SVGK("Pendulum-v1", TINY_MODEL, seed=0)
-    assert learner.describe()["dynamics"] == "learned model"
-    start = jax.tree.map(lambda x: x, learner.get_state())
-    metrics = learner.train_iteration()
-    assert learner.env_steps == 200  # one real Gymnasium episode, not imagined steps
+def test_learned_model_mode_counts_real_steps_resumes_and_compiles_once(tmp_path, compilations):
+    loop = loops.make(ALGO, from_env("Pendulum-v1"), TINY_MODEL)
+    assert loop.kind == "model_based"
+    start = loop.init(jax.random.key(0))
+    carry, metrics = loop.iteration(start)
+    assert int(carry.env_steps) == 200  # one real Gymnasium episode, not imagined steps
     assert all(np.isfinite(v) for v in metrics.values()), metrics
-    assert "value_loss" in metrics and "model_one_step_mse" in metrics
-    traces = svgk.TRACE_COUNT["model"]
-    other = svgk.SVGK("Pendulum-v1", TINY_MODEL, seed=5)
-    other.set_state(start)
-    assert other.train_iteration() == metrics and other.env_steps == 200  # resume is exact
-    assert svgk.TRACE_COUNT["model"] == traces  # the actor-critic update compiled once
-    action = learner.act(np.array([1.0, 0.0, 0.0], np.float32))
+    assert {"value_loss", "model_one_step_mse", "imagined_reward"} <= set(metrics)
+    other = loops.make(ALGO, from_env("Pendulum-v1"), TINY_MODEL)
+    resumed, m = other.iteration(checkpoint_round_trip(start, other.init(jax.random.key(5)), tmp_path / "c.npz"))
+    assert m == metrics and int(resumed.env_steps) == 200  # resume is exact
+    assert_trees_equal(resumed.algo, carry.algo)
+    with compilations() as n:
+        loop.iteration(carry)
+    assert n[0] == 0  # the actor-critic update, the fit and the actions compiled once
+    action = svgk.act(carry.algo, jnp.array([1.0, 0.0, 0.0]), jax.random.key(0), True)
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
 
 
-def test_learned_model_needs_a_known_reward():
-    import gymnasium as gym
-
-    env_id = "PathwiseTestNoRewardPendulum-v0"  # a Gymnasium env pathwise.rewards knows nothing about
+def test_learned_model_needs_a_known_reward_and_true_dynamics_a_system():
+    env_id = "PathwiseTestNoRewardPendulum-v0"  # a Gymnasium env pathwise knows nothing about
     if env_id not in gym.registry:
         gym.register(env_id, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=20)
-    with pytest.raises(ValueError, match="known reward of 'PathwiseTestNoRewardPendulum-v0'.*rewards.register"):
-        svgk.SVGK(env_id, TINY_MODEL)
+    registry.unregister(env_id)
+    with pytest.raises(ValueError, match="reward function of 'PathwiseTestNoRewardPendulum-v0'.*[Rr]egister"):
+        loops.make(ALGO, from_env(env_id), TINY_MODEL)
+    registry.register(env_id, reward=registry.record("Pendulum-v1").reward)
+    try:
+        with pytest.raises(ValueError, match="use_true_dynamics needs a pathwise System"):
+            svgk.init(jax.random.key(0), from_env(env_id), dataclasses.replace(TINY_MODEL, use_true_dynamics=True))
+    finally:
+        registry.unregister(env_id)
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v5"])
 def test_presets_build_valid_configs(env_id):
     from pathwise import presets
-    from pathwise.train import build_config
 
     assert env_id in presets.available()["svgk"]
-    values, run = presets.load("svgk", env_id)
-    config, run_settings = build_config(svgk.SVGK, env_id)
-    svgk.validate_config(config)
+    values, run = registry.record(env_id).preset("svgk")
+    config = cfg_mod.build(svgk.Config, "svgk", values)
     assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in values.items())
-    assert not config.use_true_dynamics and run_settings["steps"] == run["steps"] > 0
+    assert not config.use_true_dynamics and run["steps"] > 0

@@ -16,7 +16,7 @@ import pytest
 import pathwise as pw
 from pathwise import checkpoint as ckpt
 from pathwise.cli import main
-from pathwise.train import NonFiniteError, Trainer, make_learner, resume, train
+from pathwise.train import NonFiniteError, Trainer, make_run, resume, train
 
 ENV = "CartPole-v1"
 SMALL = {"num_envs": 2, "hidden": (16,), "value_hidden": (16,), "value_steps": 2}
@@ -64,8 +64,9 @@ def test_resume_equals_uninterrupted_run(full_run, tmp_path):
     assert resumed["final_return_mean"] == summary["final_return_mean"]
     _, la = ckpt.read(out / "checkpoints" / "last.npz")
     _, lb = ckpt.read(half / "checkpoints" / "last.npz")
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(x, y)
+    assert sorted(la) == sorted(lb) and "algo/policy/net/layers/0/weight" in la
+    for name in la:
+        np.testing.assert_array_equal(la[name], lb[name])
 
 
 def test_facade_same_seed_same_metrics_save_and_load(full_run, tmp_path):
@@ -86,56 +87,37 @@ def test_facade_same_seed_same_metrics_save_and_load(full_run, tmp_path):
     assert loaded.num_timesteps == agent.num_timesteps
     for o in np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32):
         assert loaded.predict(o)[0] == agent.predict(o)[0]
-    assert pw.load(out, quiet=True).num_timesteps == trainer.learner.env_steps
+    assert pw.load(out, quiet=True).num_timesteps == trainer.run.env_steps
 
 
 class _PoisonAfter:
-    """Wrap a learner so that every iteration after the first writes NaN into its parameters."""
+    """Wrap a run so that every iteration after the first writes NaN into its policy's parameters."""
 
-    def __init__(self, learner, poison_from=1):
-        self.inner, self.calls, self.poison_from = learner, 0, poison_from
+    def __init__(self, run, poison_from=1):
+        self.inner, self.calls, self.poison_from = run, 0, poison_from
+        self.inner_iteration = run.iteration
+        run.iteration = self.iteration
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def train_iteration(self):
-        metrics = self.inner.train_iteration()
+    def iteration(self):
+        metrics = self.inner_iteration()
         self.calls += 1
         if self.calls > self.poison_from:
-            st = self.inner.get_state()
-            self.inner.state = st._replace(policy=jax.tree.map(
-                lambda x: x * jnp.nan if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating) else x,
-                st.policy))
+            carry = self.inner.carry
+            nan = lambda x: x * jnp.nan if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating) else x
+            self.inner.carry = carry._replace(algo=carry.algo._replace(policy=jax.tree.map(nan, carry.algo.policy)))
         return metrics
-
-    def get_state(self):
-        return self.inner.get_state()
-
-    def set_state(self, s):
-        self.inner.set_state(s)
-
-    @property
-    def env_steps(self):
-        return self.inner.env_steps
-
-    @env_steps.setter
-    def env_steps(self, v):
-        self.inner.env_steps = v
 
 
 def test_nonfinite_updates_are_skipped_counted_then_stop_with_advice(tmp_path):
-    from pathwise.train import build_config
-    from pathwise.algorithms import get
-
-    cfg, _ = build_config(get("reinforce"), ENV, overrides=SMALL)
-    learner = _PoisonAfter(make_learner("reinforce", ENV, cfg, 0))
-    trainer = Trainer(learner, out=tmp_path, eval_every=10, eval_episodes=1, quiet=True)
-    with pytest.raises(NonFiniteError, match=r"NaN parameters in 3 consecutive.*learning rate.*float64"):
-        trainer.run(10_000)
+    run, _ = make_run("reinforce", ENV, 0, overrides=SMALL)
+    _PoisonAfter(run)
+    trainer = Trainer(run, out=tmp_path, eval_every=10, eval_episodes=1, quiet=True)
+    with pytest.raises(NonFiniteError, match=r"NaN parameters in 3 consecutive.*learning rates.*float64"):
+        trainer.train(10_000)
     assert trainer.counters.nonfinite_iterations == 3 and trainer.counters.iterations == 1
-    meta, leaves = ckpt.read(tmp_path / "checkpoints" / "last.npz")
-    assert all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating))
-    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(learner.get_state().policy)
+    meta, arrays = ckpt.read(tmp_path / "checkpoints" / "last.npz")
+    assert all(np.all(np.isfinite(x)) for x in arrays.values() if np.issubdtype(x.dtype, np.floating))
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(run.carry.algo.policy)
                if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating))
 
 
@@ -161,6 +143,9 @@ def test_cli_train_evaluate_list_and_help(tmp_path, capsys):
     (["train", "reinforce", "--env", ENV, "--set", "lr=fast"], "Config key 'lr': cannot use 'fast'"),
     (["train", "reinforce", "--env", ENV, "--set", "learning_rate=1"], r"Unknown reinforce config key\(s\) \['learning_rate'\]"),
     (["train", "reinforce", "--env", ENV, "--set", "lr"], "--set expects KEY=VALUE"),
+    (["train", "reinforce", "--env", ENV, "--set", "num_envs=0"], "Invalid reinforce config: num_envs=0 must be >= 1"),
+    (["train", "reinforce", "--env", ENV, "--seeds", "0"], "--seeds 0: train at least one seed"),
+    (["train", "reinforce", "--env", ENV, "--steps", "-5"], "--steps -5: the budget must be a positive"),
     (["evaluate", "no/such/run"], "no/such/run does not exist: pass a run directory"),
     (["train", "--resume", "no/such/run"], "not a pathwise run directory"),
     (["train", "reinforce", "--env", ENV, "--config", "missing.toml"], "--config missing.toml: no such file"),
@@ -172,7 +157,7 @@ def test_cli_bad_input_gets_clear_error(argv, message, capsys):
 
 
 def test_corrupt_and_foreign_checkpoints(full_run, tmp_path, capsys):
-    out, _, _ = full_run
+    out, trainer, _ = full_run
     import shutil
 
     bad = tmp_path / "bad"
@@ -181,9 +166,34 @@ def test_corrupt_and_foreign_checkpoints(full_run, tmp_path, capsys):
     assert main(["evaluate", str(bad)]) == 1
     assert "corrupt or truncated" in capsys.readouterr().err
     foreign = tmp_path / "foreign.npz"
-    ckpt.save(foreign, {"w": jnp.zeros(3)}, {"algorithm": "reinforce", "env_id": ENV, "seed": 0,
-                                             "config": ckpt.config_to_dict(make_learner(
-                                                 "reinforce", ENV, pw.algorithms.get("reinforce").Config(**SMALL),
-                                                 0).config)})
+    ckpt.save(foreign, {"w": jnp.zeros(3)}, trainer.meta())
     with pytest.raises(ckpt.CheckpointError, match="incompatible"):
         pw.load(foreign, quiet=True)
+
+
+def test_an_existing_run_is_refused_unless_overwrite_and_reading_a_run_writes_nothing(full_run, tmp_path, capsys):
+    import shutil
+
+    out, _, summary = full_run
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match=r"already holds a run; continue it with `pathwise train --resume"):
+        train("reinforce", ENV, 60, overrides=SMALL, out=out, quiet=True)
+    argv = ["train", "reinforce", "--env", ENV, "--steps", "60", "--out", str(out), "--quiet", "--set", "num_envs=2",
+            "hidden=16"]
+    assert main(argv) == 2 and "--overwrite to replace it" in capsys.readouterr().err
+    assert pw.load(out, quiet=True).num_timesteps == summary["env_steps"]  # opening a run reads only
+    assert main(["evaluate", str(out), "--episodes", "1"]) == 0
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing was written or lost
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    _, replaced = train("reinforce", ENV, 60, overrides=SMALL, out=copy, quiet=True, eval_episodes=1, overwrite=True)
+    assert replaced["env_steps"] < summary["env_steps"]
+    assert json.loads((copy / "summary.json").read_text())["env_steps"] == replaced["env_steps"]
+
+
+def test_predict_refuses_non_finite_observations_and_learn_refuses_fractions(full_run):
+    agent = pw.load(full_run[0], quiet=True)
+    with pytest.raises(ValueError, match="contains NaN or inf"):
+        agent.predict(np.array([0.0, np.nan, 0.0, 0.0], np.float32))
+    with pytest.raises(ValueError, match="positive whole number, got 0.5"):
+        agent.learn(0.5)

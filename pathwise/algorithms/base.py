@@ -1,81 +1,98 @@
-"""The contract between an algorithm and the training driver, CLI and facade.
+"""The algorithm contract: what every algorithm file provides, and the options every config has.
 
-Each algorithm file keeps its mathematics as pure, jitted functions
-(``init(key, ...) -> State`` and ``update(state, key) -> (state, metrics)``,
-losses as standalone functions). The ``Learner`` subclass in the same file is
-the thin Python layer the driver (``pathwise.train``) calls: it owns the
-Gymnasium environment interaction, which cannot be jitted, and exposes
+An algorithm is one module with
 
-* ``train_iteration()``: one chunk of work (e.g. one episode of interaction
-  plus the updates it pays for); increases ``self.env_steps`` by the number of
-  *real* environment steps it consumed and returns scalar metrics;
-* ``act(obs, deterministic=True)``: the policy for one unbatched observation
-  (NumPy in, NumPy out), Gymnasium-compatible;
-* ``get_state()`` / ``set_state(state)``: everything needed to resume exactly
-  (parameters, optimizer states, normalizers, replay buffer, RNG key,
-  counters), as a pytree of arrays whose structure depends only on
-  ``(env, config)``.
+* ``INFO``: an :class:`AlgorithmInfo` (its name, the loops that can feed it, its action spaces);
+* ``Config``: a frozen dataclass with a docstring per field that validates itself
+  (:class:`pathwise.config.Options`); it inherits the options of the loops that feed it;
+* ``State``: a NamedTuple or Equinox module of arrays (everything the algorithm learns);
+* pure losses whose docstrings state the equation they implement;
+* ``init(key, spec, config) -> State`` (``spec``: :class:`pathwise.spec.EnvSpec`);
+* ``update(state, data, key, config) -> (State, metrics)``: one update on what the loop delivers
+  (see :mod:`pathwise.loops`); ``metrics`` is a dict of scalar arrays;
+* ``act(state, obs, key, deterministic) -> action`` for one unbatched observation (an integer index for
+  discrete actions); ``deterministic`` is a Python bool.
 
-Determinism: a learner draws all randomness from its state's key, and a
-learner that steps a Gymnasium env resets it at the start of each
-``train_iteration`` with a seed drawn from that key (or ends every iteration
-at an episode boundary), so that ``set_state(get_state())`` at an iteration
-boundary reproduces the run exactly.
+Loop-specific functions an algorithm adds where its loop asks for them: ``steps_per_update(spec, config)``
+(simulated loop: system steps one update consumes) and ``behaviour_log_prob(state, obs, action)``
+(replay loop: stored with each transition, for importance weights).
 """
 
 from __future__ import annotations
 
-import abc
 import dataclasses
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import Any, Callable, NamedTuple
 
-import numpy as np
+from pathwise.config import Options
 
-from pathwise.types import PyTree
+#: The loops that deliver data to ``update`` (``pathwise.loops``).
+LOOPS = ("simulated", "replay", "model_based", "on_policy")
 
 
 @dataclasses.dataclass(frozen=True)
-class CommonConfig:
-    """Options every algorithm has (each algorithm's ``Config`` subclasses this)."""
+class AlgorithmInfo:
+    """What the driver needs to know about an algorithm before building it."""
+
+    name: str
+    """The CLI name (``pathwise train NAME``)."""
+    loops: tuple[str, ...]
+    """The loops that can feed its ``update``, preferred first (``LOOPS``)."""
+    summary: str
+    """One line for ``pathwise list``."""
+    continuous: bool = True
+    """Works with Box action spaces."""
+    discrete: bool = False
+    """Works with Discrete action spaces."""
+    needs_reward: bool = False
+    """Differentiates the environment's known reward even outside the model-based loop."""
+
+    def __post_init__(self) -> None:
+        bad = [loop for loop in self.loops if loop not in LOOPS]
+        if not self.loops or bad:
+            raise ValueError(f"AlgorithmInfo({self.name!r}): loops must be a non-empty subset of {LOOPS}, got "
+                             f"{self.loops}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonConfig(Options):
+    """Options every algorithm has."""
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy network."""
     float64: bool = False
     """Run in float64 (slower; for ill-conditioned long-horizon gradients)."""
 
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [(len(self.hidden) > 0 and all(h >= 1 for h in self.hidden),
+                                    f"hidden={self.hidden} must list one or more layer sizes >= 1")]
 
-class Learner(abc.ABC):
-    """Python-side driver of one algorithm (see the module docstring)."""
 
-    name: ClassVar[str] = ""  # CLI name, e.g. "ddpg", "svg-inf"
-    Config: ClassVar[type] = CommonConfig
-    needs_reward: ClassVar[bool] = False  # needs pathwise.rewards for Gymnasium envs (model-based)
-    needs_system: ClassVar[bool] = False  # needs a differentiable pathwise System (bptt, svgk on a System)
-    discrete_ok: ClassVar[bool] = False  # supports Discrete action spaces
-    continuous_ok: ClassVar[bool] = True  # supports Box action spaces
+class Algorithm(NamedTuple):
+    """An algorithm module seen through the contract (see the module docstring)."""
 
-    def __init__(self, env_id: str, config: Any | None = None, seed: int = 0):
-        self.env_id = env_id
-        self.config = config if config is not None else self.Config()
-        self.seed = int(seed)
-        self.env_steps = 0
+    info: AlgorithmInfo
+    Config: type
+    init: Callable[..., Any]
+    update: Callable[..., Any]
+    act: Callable[..., Any]
+    module: ModuleType
 
-    @abc.abstractmethod
-    def train_iteration(self) -> dict[str, float]:
-        """Do one chunk of training; increase ``self.env_steps``; return scalar metrics."""
+    @property
+    def name(self) -> str:
+        return self.info.name
 
-    @abc.abstractmethod
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Action for one observation (an int for discrete action spaces)."""
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """A loop-specific function of the module (``steps_per_update``, ``behaviour_log_prob``), or None."""
+        return getattr(self.module, name, None)
 
-    @abc.abstractmethod
-    def get_state(self) -> PyTree:
-        """Everything needed to resume (a pytree of arrays; include ``env_steps``)."""
+    @classmethod
+    def of(cls, module: ModuleType) -> "Algorithm":
+        missing = [n for n in ("INFO", "Config", "State", "init", "update", "act") if not hasattr(module, n)]
+        if missing:
+            raise TypeError(f"{module.__name__} is not a pathwise algorithm: it lacks {', '.join(missing)} "
+                            "(see pathwise.algorithms.base).")
+        return cls(module.INFO, module.Config, module.init, module.update, module.act, module)
 
-    @abc.abstractmethod
-    def set_state(self, state: PyTree) -> None:
-        """Restore what ``get_state`` returned."""
 
-    def describe(self) -> dict[str, Any]:
-        """Extra facts for summary.json (e.g. model error)."""
-        return {}
+__all__ = ["Algorithm", "AlgorithmInfo", "CommonConfig", "LOOPS"]

@@ -17,11 +17,8 @@ Two ways to unroll, both in :func:`update`:
   shorter than the episode (better-conditioned gradients); episodes that reached
   ``system.episode_length`` steps are reset at the start of the next window.
 
-Many seeds at once: :func:`train_seeds` jits the whole training loop and ``vmap``s it over
-seeds (one XLA program); with several devices the seed axis is sharded across them.
-
-Pure core: ``Config``, ``State``, :func:`bptt_loss`, :func:`init`, :func:`update`,
-:func:`train_steps`, :func:`train_seeds`. The ``BPTT`` learner wraps it for the driver/CLI.
+It runs in the simulated loop (:mod:`pathwise.loops.simulated`), which also trains many seeds as one
+vmapped, sharded program.
 """
 
 from __future__ import annotations
@@ -32,24 +29,26 @@ from typing import Any, Literal, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from pathwise import systems as pw_systems
-from pathwise.algorithms.base import CommonConfig, Learner
+from pathwise import optim
+from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.config import at_least, one_of, positive, unit_interval
+from pathwise.loops.simulated import SimulatedOptions
 from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy, LinearPolicy
 from pathwise.rollout import rollout
-from pathwise.seeds import seed_keys, train_vmapped  # noqa: F401 (bptt.seed_keys predates pathwise.seeds)
+from pathwise.spec import EnvSpec
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
 
-# ----------------------------------------------------------------------------- config and state
+INFO = AlgorithmInfo("bptt", loops=("simulated",),
+                     summary="Backpropagation through time: a deterministic policy trained through the known dynamics.")
 
 Policy = DeterministicPolicy | LinearPolicy | AngleFeaturePolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(CommonConfig):
+class Config(CommonConfig, SimulatedOptions):
     """Options of BPTT; the defaults train a Pendulum-v1 swing-up policy in well under a minute on 2 CPU cores."""
 
     hidden: tuple[int, ...] = (64, 64)
@@ -81,10 +80,10 @@ class Config(CommonConfig):
     discount: float = 1.0
     """Discount gamma of the return inside a window (1 = the undiscounted episode return)."""
     updates_per_iteration: int = 50
-    """Gradient updates per train_iteration, run as one lax.scan inside one jitted call."""
+    """Gradient updates per iteration, run as one lax.scan inside one jitted call."""
     angle_features: tuple[int, ...] | None = None
-    """Observation entries that are unwrapped angles, given to the MLP as (cos, sin); None = the system's
-    known ones (theta of CartPoleSwingUp), () = none."""
+    """Observation entries that are unwrapped angles, given to the MLP as (cos, sin); None = the environment's
+    known ones (its registry record: theta of CartPoleSwingUp), () = none."""
     start_spread: tuple[float, ...] | None = None
     """Half-widths of a uniform box added to every state ``system.reset`` draws for *training* (one per state
     entry; None = the system's own initial distribution). A broad box (e.g. every pole angle) lets the policy
@@ -94,40 +93,23 @@ class Config(CommonConfig):
     """Use linear state feedback ``a = K obs`` (no bias, no squashing, K starts at 0) instead of the MLP;
     the optimal policy class of LQR problems."""
 
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + positive(self, "horizon", "batch_size", "learning_rate", "schedule_updates") + \
+            one_of(self, "schedule", ("constant", "cosine", "warmup")) + \
+            at_least(self, 0, "max_grad_norm", "truncate_every", "warmup_updates") + \
+            unit_interval(self, "discount") + \
+            [(self.start_spread is None or all(w >= 0 for w in self.start_spread),
+              f"start_spread={self.start_spread} must hold non-negative half-widths (or be None)")]
+
 
 class State(NamedTuple):
-    """Everything BPTT carries between updates (a pytree of arrays and Equinox modules)."""
+    """Everything BPTT carries between updates."""
 
     policy: Policy
     opt_state: PyTree
     states: Array  # (batch_size, state_dim) where the next window starts (used when carry_state)
     episode_steps: Array  # (batch_size,) steps each carried episode has run
     updates: Array  # gradient updates applied (skipped non-finite ones excluded)
-    key: PRNGKey
-    env_steps: Array  # simulated system steps consumed so far
-
-
-def validate_config(config: Config) -> None:
-    """A ValueError naming the bad option and the fix, or nothing."""
-    checks = [
-        (config.horizon >= 1, f"horizon={config.horizon} must be >= 1"),
-        (config.batch_size >= 1, f"batch_size={config.batch_size} must be >= 1"),
-        (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
-        (config.schedule in ("constant", "cosine", "warmup"),
-         f"schedule={config.schedule!r} must be one of 'constant', 'cosine', 'warmup'"),
-        (config.schedule_updates >= 1, f"schedule_updates={config.schedule_updates} must be >= 1"),
-        (config.max_grad_norm >= 0, f"max_grad_norm={config.max_grad_norm} must be >= 0 (0 disables clipping)"),
-        (config.truncate_every >= 0, f"truncate_every={config.truncate_every} must be >= 0 (0 = no truncation)"),
-        (0.0 < config.discount <= 1.0, f"discount={config.discount} must be in (0, 1]"),
-        (config.updates_per_iteration >= 1, f"updates_per_iteration={config.updates_per_iteration} must be >= 1"),
-        (config.start_spread is None or all(w >= 0 for w in config.start_spread),
-         f"start_spread={config.start_spread} must hold non-negative half-widths (or be None)"),
-        (not config.float64 or jax.config.jax_enable_x64,
-         "float64=True needs JAX's x64 mode; call pathwise.enable_x64() before building the learner"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"Invalid BPTT config: {message}.")
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -151,59 +133,36 @@ def bptt_loss(policy: Policy, system: System, states0: Array, noise_keys: PRNGKe
     return -discounted.mean(), (total.mean(), final)
 
 
-# ----------------------------------------------------------------------------- init / update
+# ----------------------------------------------------------------------------- init / update / act
 
 
-def learning_rate_schedule(config: Config) -> optax.Schedule:
-    """The configured schedule as a function of the number of applied updates."""
-    peak, end = config.learning_rate, config.learning_rate * config.final_lr_fraction
-    if config.schedule == "constant":
-        return optax.constant_schedule(peak)
-    if config.schedule == "cosine":
-        return optax.cosine_decay_schedule(peak, config.schedule_updates, alpha=config.final_lr_fraction)
-    decay = max(config.schedule_updates, config.warmup_updates + 1)
-    return optax.warmup_cosine_decay_schedule(0.0, peak, config.warmup_updates, decay, end)
+def optimizer(config: Config) -> optax.GradientTransformation:
+    """Adam with the configured schedule behind global-norm clipping (skipping non-finite steps)."""
+    return optim.adam(config.learning_rate, config.max_grad_norm, *_schedule_args(config))
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Global-norm clipping (if enabled) followed by Adam with the configured schedule."""
-    adam = optax.adam(learning_rate_schedule(config))
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam) if config.max_grad_norm > 0 else adam
-
-
-def trainable(policy: Policy) -> tuple[PyTree, PyTree]:
-    """``(params, static)`` of the policy: its floating arrays except the action bounds, which are not trained."""
-
-    def is_param(path, leaf):
-        return eqx.is_inexact_array(leaf) and getattr(path[-1], "name", None) not in ("low", "high")
-
-    return eqx.partition(policy, jax.tree_util.tree_map_with_path(is_param, policy))
-
-
-def make_policy(key: PRNGKey, system: System, config: Config) -> Policy:
-    """The tanh MLP policy squashed into the system's action box, or ``a = K obs`` (in float64 if configured)."""
-    angles = observation_angles(system, config)
+def make_policy(key: PRNGKey, spec: EnvSpec, config: Config) -> Policy:
+    """The tanh MLP policy squashed into the action box, or ``a = K obs`` (in float64 if configured)."""
     if config.linear_policy:
-        policy = LinearPolicy(system.obs_dim, system.action_dim, key=key)
-    else:
-        policy = DeterministicPolicy(system.obs_dim + len(angles), system.action_dim, system.action_low,
-                                     system.action_high, config.hidden, key=key)
-        policy = AngleFeaturePolicy(policy, angles) if angles else policy
-    return cast_floats(policy, config)
+        return cast_floats(LinearPolicy(spec.obs_dim, spec.action_dim, key=key), config)
+    return cast_floats(squashed_policy(key, spec, config.hidden, config.angle_features), config)
 
 
-#: Observation entries that are unwrapped angles, per system (fed to the MLP as cos/sin).
-UNWRAPPED_ANGLES: dict[str, tuple[int, ...]] = {"CartPoleSwingUp": (2,)}
+def squashed_policy(key: PRNGKey, spec: EnvSpec, hidden: tuple[int, ...],
+                    angle_features: tuple[int, ...] | None = None) -> DeterministicPolicy | AngleFeaturePolicy:
+    """A tanh MLP policy in the action box that sees unwrapped angles as (cos, sin).
 
-
-def observation_angles(system: System, config: Config) -> tuple[int, ...]:
-    """``config.angle_features`` or, when None, the system's known unwrapped-angle observation entries."""
-    angles = UNWRAPPED_ANGLES.get(system.name, ()) if config.angle_features is None else config.angle_features
-    bad = [i for i in angles if not 0 <= i < system.obs_dim]
+    ``angle_features``: the observation entries that are unwrapped angles; None = the environment's
+    known ones (``spec.angles``), () = none.
+    """
+    angles = tuple(spec.angles if angle_features is None else angle_features)
+    bad = [i for i in angles if not 0 <= i < spec.obs_dim]
     if bad:
-        raise ValueError(f"angle_features {tuple(angles)} has indices outside the {system.obs_dim}-dim "
-                         f"observation of {system.name}: {bad}.")
-    return tuple(angles)
+        raise ValueError(f"angle_features {angles} has indices outside the {spec.obs_dim}-dim observation of "
+                         f"{spec.env_id}: {bad}.")
+    policy = DeterministicPolicy(spec.obs_dim + len(angles), spec.action_dim, spec.action_low, spec.action_high,
+                                 hidden, key=key)
+    return AngleFeaturePolicy(policy, angles) if angles else policy
 
 
 def cast_floats(tree: Any, config: Config) -> Any:
@@ -214,7 +173,7 @@ def cast_floats(tree: Any, config: Config) -> Any:
 
 def reset_states(system: System, key: PRNGKey, config: Config) -> Array:
     """``batch_size`` training start states: ``system.reset`` plus uniform noise in ``start_spread`` if set."""
-    if config.start_spread is None:  # the system's own initial distribution (same key use as always)
+    if config.start_spread is None:  # the system's own initial distribution
         return cast_floats(jax.vmap(system.reset)(jax.random.split(key, config.batch_size)), config)
     k_reset, k_spread = jax.random.split(key)
     states = jax.vmap(system.reset)(jax.random.split(k_reset, config.batch_size))
@@ -226,14 +185,15 @@ def reset_states(system: System, key: PRNGKey, config: Config) -> Array:
     return cast_floats(states, config)
 
 
-def init(key: PRNGKey, system: System, config: Config) -> State:
+def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     """Fresh policy, optimizer state and ``batch_size`` initial states."""
-    k_policy, k_states, key = jax.random.split(key, 3)
-    policy = make_policy(k_policy, system, config)
-    opt_state = make_optimizer(config).init(trainable(policy)[0])
+    if config.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("float64=True needs JAX's x64 mode; call pathwise.enable_x64() before building the run.")
+    k_policy, k_states = jax.random.split(key)
+    policy = make_policy(k_policy, spec, config)
     zero = jnp.zeros((), jnp.int32)
-    return State(policy, opt_state, reset_states(system, k_states, config),
-                 jnp.zeros(config.batch_size, jnp.int32), zero, key, zero)
+    return State(policy, optim.init(optimizer(config), policy), reset_states(spec.system, k_states, config),
+                 jnp.zeros(config.batch_size, jnp.int32), zero)
 
 
 def window_starts(state: State, system: System, key: PRNGKey, config: Config) -> tuple[Array, Array]:
@@ -245,148 +205,41 @@ def window_starts(state: State, system: System, key: PRNGKey, config: Config) ->
     return jnp.where(done[:, None], fresh, state.states), jnp.where(done, 0, state.episode_steps)
 
 
-def update(state: State, key: PRNGKey, system: System, config: Config) -> tuple[State, dict[str, Array]]:
-    """One gradient step on :func:`bptt_loss`; a non-finite loss or gradient skips the step (counted)."""
+def update(state: State, system: System, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
+    """One gradient step on :func:`bptt_loss` through ``system``; a non-finite gradient skips the step (counted)."""
     k_reset, k_noise = jax.random.split(key)
     starts, steps = window_starts(state, system, k_reset, config)
     noise_keys = jax.random.split(k_noise, config.batch_size)
-    params, static = trainable(state.policy)
-    loss_fn = lambda p: bptt_loss(eqx.combine(p, static), system, starts, noise_keys, config)  # noqa: E731
-    (loss, (mean_return, finals)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    raw_norm = optax.tree.norm(grads)
-    updates, new_opt = make_optimizer(config).update(grads, state.opt_state, params)
-    new_params = eqx.apply_updates(params, updates)
-    finite = jnp.isfinite(loss) & jnp.isfinite(raw_norm)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+    (loss, (mean_return, finals)), grads = eqx.filter_value_and_grad(bptt_loss, has_aux=True)(
+        state.policy, system, starts, noise_keys, config)
+    policy, opt_state = optim.apply(state.policy, grads, state.opt_state, optimizer(config))
     finals = jnp.where(jnp.all(jnp.isfinite(finals), axis=-1, keepdims=True), finals, starts)
-    new_state = State(
-        policy=eqx.combine(keep(new_params, params), static),
-        opt_state=keep(new_opt, state.opt_state),
-        states=jax.lax.stop_gradient(finals),
-        episode_steps=steps + config.horizon,
-        updates=state.updates + finite.astype(jnp.int32),
-        key=state.key,
-        env_steps=state.env_steps + config.batch_size * config.horizon,
-    )
-    metrics = {"loss": loss, "mean_return": mean_return, "grad_norm": raw_norm,
-               "nonfinite_skipped": 1 - finite.astype(jnp.int32), "lr": learning_rate_schedule(config)(state.updates)}
-    return new_state, metrics
+    applied = 1 - optim.last_skipped(opt_state)
+    new = State(policy, opt_state, jax.lax.stop_gradient(finals), steps + config.horizon, state.updates + applied)
+    lr = optim.schedule(config.learning_rate, *_schedule_args(config))
+    metrics = {"loss": loss, "mean_return": mean_return, "grad_norm": optax.tree.norm(optim.params(grads)),
+               "lr": lr(state.updates) if callable(lr) else jnp.asarray(lr), "skipped_total": optim.skipped(opt_state)}
+    return new, metrics
 
 
-def run_updates(state: State, system: System, config: Config, num_updates: int) -> tuple[State, dict[str, Array]]:
-    """``num_updates`` updates as one ``lax.scan``; keys come from the state's key. Metrics are stacked per update."""
-    key, sub = jax.random.split(state.key)
-    state = state._replace(key=key)
-    keys = jax.random.split(sub, num_updates)
-    return jax.lax.scan(lambda s, k: update(s, k, system, config), state, keys)
+def _schedule_args(config: Config) -> tuple[int, float, int]:
+    """``(decay_steps, final_fraction, warmup_steps)`` of ``optim.adam`` for the configured schedule."""
+    decay = 0 if config.schedule == "constant" else config.schedule_updates
+    return decay, config.final_lr_fraction, config.warmup_updates if config.schedule == "warmup" else 0
 
 
-@eqx.filter_jit
-def train_steps(state: State, system: System, config: Config) -> tuple[State, dict[str, Array]]:
-    """``config.updates_per_iteration`` updates in one jitted call; metrics averaged (skips summed)."""
-    state, metrics = run_updates(state, system, config, config.updates_per_iteration)
-    summary = {k: v.mean() for k, v in metrics.items()}
-    summary["nonfinite_skipped"] = metrics["nonfinite_skipped"].sum()
-    return state, summary
+def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
+    """The policy's action (deterministic either way)."""
+    del key, deterministic
+    dtype = jax.tree.leaves(eqx.filter(state.policy, eqx.is_inexact_array))[0].dtype
+    return state.policy(jnp.asarray(obs, dtype)).astype(jnp.float32)
 
 
-# ----------------------------------------------------------------------------- many seeds at once
-
-
-@eqx.filter_jit
-def _train_seeds(keys: PRNGKey, system: System, config: Config, num_updates: int):
-    def one_seed(key):
-        return run_updates(init(key, system, config), system, config, num_updates)
-
-    return jax.vmap(one_seed)(keys)
-
-
-@eqx.filter_jit
-def _train_one(key: PRNGKey, system: System, config: Config, num_updates: int):
-    return run_updates(init(key, system, config), system, config, num_updates)
-
-
-def train_seed(system: System, config: Config, seed: int, num_updates: int) -> tuple[State, dict[str, Array]]:
-    """One seed's run as one jitted program (what :func:`train_seeds` computes for row ``seed``)."""
-    validate_config(config)
-    return _train_one(jax.random.key(seed), system, config, int(num_updates))
-
-
-def train_seeds(system: System, config: Config, seeds: int, num_updates: int,
-                shard: bool | None = None, first_seed: int = 0) -> tuple[State, dict[str, Array]]:
-    """Train ``seeds`` independent policies (seeds first_seed, first_seed+1, ...) as one jitted, vmapped program.
-
-    Returns the final states stacked on a leading seed axis and the per-update metrics, shape
-    ``(seeds, num_updates)``. Seed ``i`` gives the same result as ``init(jax.random.key(i), ...)``
-    followed by ``num_updates`` updates. With several devices (and ``shard`` not False) the seed axis
-    is sharded across them (:func:`pathwise.seeds.seed_keys`); the results do not change. On a CPU-only
-    machine, :func:`pathwise.seeds.use_host_devices` before JAX starts gives one device per core.
-    """
-    validate_config(config)
-    return train_vmapped(_train_seeds, system, config, seeds, num_updates, shard, first_seed)
-
-
-def steps_per_update(config: Config) -> int:
+def steps_per_update(spec: EnvSpec, config: Config) -> int:
     """Simulated system steps one update consumes (its batch of windows)."""
+    del spec
     return config.batch_size * config.horizon
 
 
-# ----------------------------------------------------------------------------- the Learner
-
-
-def make_system(env_id: str) -> System:
-    """The differentiable system for a pathwise id or a Gymnasium id it reproduces, or a clear ValueError."""
-    try:
-        return pw_systems.make(env_id)
-    except ValueError as err:
-        raise ValueError(f"bptt needs known differentiable dynamics, but {env_id!r} has no pathwise System "
-                         f"({err}). Use e.g. 'Pendulum-v1' or 'pathwise/CartPoleSwingUp-v0', or a model-based "
-                         "learner ('mbrl', 'svg-inf') for black-box environments.") from err
-
-
-class BPTT(Learner):
-    """Backpropagation through time on a known ``System``; ``env_steps`` counts *simulated* system steps."""
-
-    name = "bptt"
-    Config = Config
-    needs_system = True
-    discrete_ok = False
-    continuous_ok = True
-
-    def __init__(self, env_id: str, config: Config | None = None, seed: int = 0):
-        super().__init__(env_id, config, seed)
-        validate_config(self.config)
-        self.system = make_system(env_id)
-        if self.system.discrete:
-            raise ValueError(f"bptt needs a continuous action space, but {env_id} is discrete; use "
-                             "'pathwise/CartPoleSwingUp-v0' or 'svg0-discrete' for discrete actions.")
-        self.state = init(jax.random.key(self.seed), self.system, self.config)
-
-    def train_iteration(self) -> dict[str, float]:
-        self.state, metrics = train_steps(self.state, self.system, self.config)
-        self.env_steps = int(self.state.env_steps)
-        out = {k: float(v) for k, v in metrics.items()}
-        out["simulated_steps"] = float(self.config.updates_per_iteration * self.config.batch_size * self.config.horizon)
-        return out
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        del deterministic  # the policy is deterministic
-        dtype = jnp.float64 if self.config.float64 else jnp.float32
-        return np.asarray(_act(self.state.policy, jnp.asarray(obs, dtype).reshape(self.system.obs_dim)),
-                          np.float32)
-
-    def get_state(self) -> State:
-        return self.state
-
-    def set_state(self, state: State) -> None:
-        self.state = state
-        self.env_steps = int(state.env_steps)
-
-    def describe(self) -> dict[str, Any]:
-        return {"env_steps_are": "simulated steps through the known differentiable system",
-                "updates": int(self.state.updates)}
-
-
-@eqx.filter_jit
-def _act(policy: Policy, obs: Array) -> Array:
-    return policy(obs)
+__all__ = ["Config", "INFO", "State", "act", "bptt_loss", "init", "make_policy", "optimizer", "reset_states",
+           "squashed_policy", "steps_per_update", "update", "window_starts"]

@@ -19,56 +19,41 @@ replay with the expected SARSA target on one-hot inputs,
 
 (target critics Q', no bootstrap past a true terminal, bootstrap on
 truncation). Exploration is sampling π_θ; α is tuned towards a target entropy
-(as in discrete SAC) unless ``auto_entropy=False``. One ``train_iteration`` is
-one episode, then ``updates_per_step`` updates per step in one jit call. Episode
-collection, the TD target, the critic ensemble and its loss are shared with
-DDPG/SVG(0) (:mod:`pathwise.algorithms.common`); the relaxation is
+(as in discrete SAC) unless ``auto_entropy=False``. It runs in the replay loop
+(:mod:`pathwise.loops.replay`), which stores actions as integer indices; the
+critics see them one-hot. The relaxation is
 :func:`pathwise.estimators.relaxed.gumbel_softmax`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import NamedTuple
 
 import equinox as eqx
-import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from pathwise import replay
-from pathwise.algorithms.base import Learner
-from pathwise.algorithms.common import (OffPolicyConfig, _validate_config, adam_init, adam_step, collect_episode,
-                                        critic_loss, episode_limit, make_critics, make_env, mean_metrics, min_q,
-                                        store_episode, td_target)
+from pathwise import optim, replay
+from pathwise.algorithms.base import AlgorithmInfo
+from pathwise.algorithms.critics import ActorCriticConfig, critic_loss, make_critics, min_q, sample, td_target
+from pathwise.config import at_least, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy
 from pathwise.estimators.relaxed import gumbel_softmax
 from pathwise.networks import soft_update
+from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
+
+INFO = AlgorithmInfo("svg0-discrete", loops=("replay",), continuous=False, discrete=True,
+                     summary="SVG(0) for discrete actions: straight-through Gumbel-softmax through twin one-hot Qs.")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(OffPolicyConfig):
-    """Gumbel-softmax SVG(0) options; the defaults are tuned for CartPole-v1."""
+class Config(ActorCriticConfig):
+    """Gumbel-softmax SVG(0) options (the actor-critic defaults; the CartPole-v1 preset holds tuned values)."""
 
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy (logits) network."""
-    critic_hidden: tuple[int, ...] = (128, 128)
-    """Hidden layer sizes of each critic Q(s, one_hot(a))."""
     n_critics: int = 2
     """Critics; their minimum is used in the target and by the actor (clipped double Q)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    batch_size: int = 128
-    """Transitions per gradient step."""
-    buffer_size: int = 100_000
-    """Replay capacity (transitions)."""
-    learning_starts: int = 1000
-    """Steps of uniformly random actions before the first update."""
-    tau: float = 0.01
-    """Polyak rate of the target critics."""
     temperature: float = 1.0
     """Gumbel-softmax temperature τ (> 0): small τ is closer to one-hot but has higher-variance gradients."""
     hard: bool = True
@@ -83,9 +68,15 @@ class Config(OffPolicyConfig):
     alpha_lr: float = 1e-3
     """Adam step size of log α."""
 
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + positive(self, "temperature", "alpha_lr") + at_least(self, 0, "entropy_coef") + \
+            unit_interval(self, "target_entropy_ratio", closed_low=True) + [
+                (not (self.auto_entropy and self.entropy_coef == 0),
+                 "auto_entropy=True needs an initial entropy_coef > 0 (e.g. 0.1); or set auto_entropy=False")]
+
 
 class State(NamedTuple):
-    """Everything the Gumbel-softmax agent learns or needs to resume."""
+    """Everything the Gumbel-softmax agent learns."""
 
     actor: CategoricalPolicy
     critics: eqx.Module  # stacked ensemble of QCritic on [obs, one_hot(a)]
@@ -94,30 +85,30 @@ class State(NamedTuple):
     actor_opt: PyTree
     critic_opt: PyTree
     alpha_opt: PyTree
-    buffer: replay.ReplayBuffer
-    key: PRNGKey
-    env_steps: Array
 
 
-def init(key: PRNGKey, obs_dim: int, num_actions: int, config: Config) -> State:
-    k_actor, k_critic, key = jax.random.split(key, 3)
-    actor = CategoricalPolicy(obs_dim, num_actions, config.hidden, key=k_actor)
-    critics = make_critics(k_critic, obs_dim, num_actions, config)
-    example = Transition(jnp.zeros(obs_dim), jnp.zeros(num_actions), jnp.zeros(()), jnp.zeros(obs_dim),
-                         jnp.zeros((), bool), jnp.zeros((), bool))
+def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
+    """A fresh logits network, twin critics on one-hot actions (targets equal to them) and Adam states."""
+    k_actor, k_critic = jax.random.split(key)
+    actor = CategoricalPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=k_actor)
+    critics = make_critics(k_critic, spec.obs_dim, spec.action_dim, config)
     log_alpha = jnp.log(jnp.asarray(config.entropy_coef, jnp.float32))
-    return State(actor, critics, critics, log_alpha, adam_init(actor), adam_init(critics), adam_init(log_alpha),
-                 replay.init(example, config.buffer_size), key, jnp.zeros((), jnp.int32))
+    return State(actor, critics, critics, log_alpha, optim.init(optim.adam(config.actor_lr), actor),
+                 optim.init(optim.adam(config.critic_lr), critics), optim.init(optim.adam(config.alpha_lr), log_alpha))
+
+
+def num_actions(actor: CategoricalPolicy) -> int:
+    """The number of actions (the logits network's output size; a static int)."""
+    return actor.net.layers[-1].out_features
 
 
 def expected_sarsa_target(actor: CategoricalPolicy, target_critics: eqx.Module, batch: Transition,
                           gamma: float) -> Array:
     """y = r + γ (1 − terminated) Σ_a' π(a'|s') min_i Q'_i(s', e_a') (expected SARSA on one-hot actions)."""
-    n = batch.action.shape[-1]
+    n = num_actions(actor)
     probs = jax.vmap(lambda o: actor(o).probs)(batch.next_obs)  # [B, n]
-    eye = jnp.eye(n)
     q_next = jax.vmap(lambda a: min_q(target_critics, batch.next_obs, jnp.broadcast_to(a, (len(probs), n))),
-                      out_axes=1)(eye)  # [B, n]
+                      out_axes=1)(jnp.eye(n))  # [B, n]
     return td_target(batch.reward, batch.terminated, jnp.sum(probs * q_next, -1), gamma)
 
 
@@ -130,118 +121,42 @@ def actor_loss(actor: CategoricalPolicy, critics: eqx.Module, obs: Array, gumbel
     return -jnp.mean(min_q(critics, obs, y) + entropy_coef * entropy)
 
 
-def update_step(state: State, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
-    """One critic TD step, one actor step through the updated critic, a Polyak step of the target critics."""
+def alpha_loss(log_alpha: Array, entropy: Array, target_entropy: float | Array) -> Array:
+    """``log α · (H(π) − H_target)``: descent raises α while the entropy is below the target."""
+    return log_alpha * jax.lax.stop_gradient(entropy - target_entropy)
+
+
+def update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
+    """One critic TD step, one actor step through the updated critic, an α step, a Polyak step of the targets."""
     k_batch, k_gumbel = jax.random.split(key)
-    batch = replay.sample(state.buffer, k_batch, config.batch_size)
+    n = num_actions(state.actor)
+    batch = sample(buffer, k_batch, config.batch_size)
+    batch = batch._replace(action=jax.nn.one_hot(batch.action, n))  # stored as indices; the critics see one-hot
     target = expected_sarsa_target(state.actor, state.target_critics, batch, config.gamma)
     c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(state.critics, batch.obs, batch.action, target)
-    critics, critic_opt = adam_step(state.critics, c_grads, state.critic_opt, config.critic_lr)
+    critics, critic_opt = optim.apply(state.critics, c_grads, state.critic_opt, optim.adam(config.critic_lr))
     gumbel = jax.random.gumbel(k_gumbel, batch.action.shape)
+    alpha = jnp.exp(state.log_alpha)
     a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.actor, critics, batch.obs, gumbel,
-                                                            config.temperature, config.hard,
-                                                            jnp.exp(state.log_alpha))
-    actor, actor_opt = adam_step(state.actor, a_grads, state.actor_opt, config.actor_lr)
+                                                            config.temperature, config.hard, alpha)
+    actor, actor_opt = optim.apply(state.actor, a_grads, state.actor_opt, optim.adam(config.actor_lr))
     entropy = jnp.mean(jax.vmap(lambda o: actor(o).entropy())(batch.obs))
     log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
     if config.auto_entropy:
-        target = config.target_entropy_ratio * jnp.log(batch.action.shape[-1])
-        log_alpha, alpha_opt = adam_step(log_alpha, -(target - entropy), alpha_opt, config.alpha_lr)
-    state = state._replace(actor=actor, critics=critics, log_alpha=log_alpha, actor_opt=actor_opt,
-                           critic_opt=critic_opt, alpha_opt=alpha_opt,
-                           target_critics=soft_update(state.target_critics, critics, config.tau))
+        grad = jax.grad(alpha_loss)(log_alpha, entropy, config.target_entropy_ratio * jnp.log(n))
+        log_alpha, alpha_opt = optim.apply(log_alpha, grad, alpha_opt, optim.adam(config.alpha_lr))
+    state = State(actor, critics, soft_update(state.target_critics, critics, config.tau), log_alpha, actor_opt,
+                  critic_opt, alpha_opt)
     return state, {"critic_loss": c_loss, "actor_loss": a_loss, "entropy": entropy, "alpha": jnp.exp(log_alpha)}
 
 
-@functools.partial(jax.jit, static_argnames="config")
-def learn(state: State, episode: Transition, length: Array, n_updates: Array, key: PRNGKey,
-          config: Config) -> tuple[State, dict[str, Array]]:
-    """Store the first ``length`` rows of ``episode``, then run ``n_updates`` update steps (one compilation)."""
-    state = state._replace(buffer=store_episode(state.buffer, episode, length))
-    example = dict.fromkeys(["critic_loss", "actor_loss", "entropy", "alpha"], jnp.zeros(()))
-    return mean_metrics(lambda s, k: update_step(s, k, config), state, key, n_updates, example)
+def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
+    """An action index: argmax of the logits, or an exact sample of π_θ(·|s) (Gumbel-max: argmax(logits + ε))."""
+    dist = state.actor(obs)
+    if deterministic:
+        return dist.mode()
+    return dist.sample_from_noise(jax.random.gumbel(key, dist.logits.shape, dist.logits.dtype))
 
 
-@jax.jit
-def sample_one_hot(actor: CategoricalPolicy, obs: Array, gumbel: Array) -> Array:
-    """An exact sample of π_θ(·|s) as a one-hot vector (Gumbel-max: argmax(logits + ε))."""
-    return jax.nn.one_hot(actor(obs).sample_from_noise(gumbel), gumbel.shape[-1])
-
-
-@jax.jit
-def _mode(actor: CategoricalPolicy, obs: Array) -> Array:
-    return actor(obs).mode()
-
-
-class OneHotActions(gym.ActionWrapper):
-    """Presents a ``Discrete(n)`` env as taking one-hot vectors, so replay stores the critic's input."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.action_space = gym.spaces.Box(0.0, 1.0, (int(env.action_space.n),), np.float32)
-
-    def action(self, action: np.ndarray) -> int:
-        return int(np.argmax(action))
-
-
-class GumbelSVG0(Learner):
-    """Gumbel-softmax SVG(0) on a Gymnasium env with a Discrete action space (see the module docstring)."""
-
-    name = "svg0-discrete"
-    Config = Config
-    discrete_ok = True
-    continuous_ok = False
-
-    def __init__(self, env_id: str, config: Config | None = None, seed: int = 0):
-        super().__init__(env_id, config, seed)
-        _validate_config(self.config)
-        if not self.config.temperature > 0:
-            raise ValueError(f"temperature={self.config.temperature} must be > 0 (the Gumbel-softmax τ).")
-        env = make_env(env_id)
-        if not isinstance(env.action_space, gym.spaces.Discrete):
-            raise ValueError(f"svg0-discrete needs a Discrete action space, {env_id} has {env.action_space}; "
-                             "use svg0 or ddpg for continuous actions.")
-        self.env = OneHotActions(env)
-        self.num_actions = int(env.action_space.n)
-        self.obs_dim = int(np.prod(env.observation_space.shape))
-        self.max_steps = episode_limit(env, self.config)
-        self.state = init(jax.random.key(self.seed), self.obs_dim, self.num_actions, self.config)
-        self._act_key = jax.random.key(self.seed + 1)
-
-    def train_iteration(self) -> dict[str, float]:
-        """One episode (random actions until ``learning_starts``), then ``updates_per_step`` × its length updates."""
-        key, k_env, k_noise, k_random, k_update = jax.random.split(self.state.key, 5)
-        seed = int(jax.random.randint(k_env, (), 0, 2**31 - 1))
-        gumbel = np.asarray(jax.random.gumbel(k_noise, (self.max_steps, self.num_actions)))
-        uniform = np.eye(self.num_actions, dtype=np.float32)[
-            np.asarray(jax.random.randint(k_random, (self.max_steps,), 0, self.num_actions))]
-        start, state = self.env_steps, self.state
-
-        def act(obs, t):
-            if start + t < self.config.learning_starts:
-                return uniform[t]
-            return sample_one_hot(state.actor, jnp.asarray(obs, jnp.float32), gumbel[t])
-
-        episode, length, episode_return = collect_episode(self.env, seed, act, self.max_steps)
-        self.env_steps += length
-        n_updates = int(round(self.config.updates_per_step * length)) if self.env_steps >= \
-            self.config.learning_starts else 0
-        state, metrics = learn(state._replace(key=key), episode, jnp.asarray(length, jnp.int32),
-                               jnp.asarray(n_updates, jnp.int32), k_update, self.config)
-        self.state = state._replace(env_steps=jnp.asarray(self.env_steps, jnp.int32))
-        return {**{k: float(v) for k, v in metrics.items()}, "episode_return": episode_return,
-                "episode_length": float(length), "updates": float(n_updates)}
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> int:
-        obs = jnp.asarray(obs, jnp.float32).reshape(self.obs_dim)
-        if deterministic:
-            return int(_mode(self.state.actor, obs))
-        self._act_key, key = jax.random.split(self._act_key)
-        return int(jnp.argmax(sample_one_hot(self.state.actor, obs, jax.random.gumbel(key, (self.num_actions,)))))
-
-    def get_state(self) -> State:
-        return self.state
-
-    def set_state(self, state: State) -> None:
-        self.state = state
-        self.env_steps = int(state.env_steps)
+__all__ = ["Config", "INFO", "State", "act", "actor_loss", "alpha_loss", "expected_sarsa_target", "init",
+           "num_actions", "update"]

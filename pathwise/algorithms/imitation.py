@@ -15,7 +15,9 @@ MPC / iLQR on the known model, ``pathwise.control``). Three ways to choose the s
   ``pi_theta`` to them; ``rho`` grows every round, enforcing ``u_t = pi_theta(x_t)`` in the limit. The iLQR
   runs over a receding horizon by default (one full-episode solve with ``joint_receding=False``).
 
-Everything is simulated through the known ``System``; ``env_steps`` counts simulated steps (as for bptt).
+Everything is simulated through the known ``System``: it runs in the simulated loop
+(:mod:`pathwise.loops.simulated`), one round per update (``update(state, system, key, config)``), and
+``env_steps`` counts simulated steps (as for bptt).
 """
 
 from __future__ import annotations
@@ -26,22 +28,25 @@ from typing import Any, Callable, Literal, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
-from pathwise import replay
-from pathwise.algorithms.base import CommonConfig, Learner
-from pathwise.algorithms.bptt import make_system, observation_angles
-from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy
+from pathwise import optim, replay
+from pathwise.algorithms import bptt
+from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.config import at_least, one_of, positive
+from pathwise.loops.simulated import SimulatedOptions
 from pathwise.rollout import rollout
-from pathwise.systems.base import System
+from pathwise.spec import EnvSpec
+from pathwise.systems.base import System, SystemWrapper
 from pathwise.types import Array, PRNGKey, PyTree
+
+INFO = AlgorithmInfo("imitation", loops=("simulated",),
+                     summary="Imitation of an MPC / iLQR expert: behaviour cloning, DAgger or joint optimization.")
 
 # ----------------------------------------------------------------------------- config and state
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(CommonConfig):
+class Config(CommonConfig, SimulatedOptions):
     """Options of the imitation learners; defaults are for Pendulum-v1 with an iLQR-MPC expert."""
 
     mode: Literal["bc", "dagger", "joint"] = "dagger"
@@ -50,10 +55,10 @@ class Config(CommonConfig):
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the tanh MLP policy."""
     angle_features: tuple[int, ...] | None = None
-    """Observation entries that are unwrapped angles, given to the MLP as (cos, sin); None = the system's
-    known ones (theta of CartPoleSwingUp), () = none."""
+    """Observation entries that are unwrapped angles, given to the MLP as (cos, sin); None = the environment's
+    known ones (its registry record: theta of CartPoleSwingUp), () = none."""
     rollouts_per_round: int = 16
-    """Trajectories collected per round (one round per train_iteration), from random initial states."""
+    """Trajectories collected per round (one round per update), from random initial states."""
     rounds: int = 8
     """Rounds the dataset is sized for (its capacity is rounds x rollouts_per_round x episode length)."""
     horizon: int = 0
@@ -75,38 +80,28 @@ class Config(CommonConfig):
     joint_receding: bool = True
     """Joint trajectory optimizer: True = iLQR over a receding horizon (``expert_horizon`` steps,
     ``expert_iterations`` warm-started iterations per step) on the penalized problem; False = one iLQR
-    solve over the whole episode (``joint_iterations``; local minima of the 200-step Pendulum problem
-    leave it far from a swing-up, see benchmarks section 35)."""
+    solve over the whole episode (``joint_iterations``; it can stop in a local minimum of the long-horizon
+    problem far from the receding-horizon solution)."""
     joint_iterations: int = 50
     """iLQR iterations of the full-horizon solve (``joint_receding=False``)."""
+    updates_per_iteration: int = 1
+    """Rounds per iteration (run as one lax.scan inside one jitted call)."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + one_of(self, "mode", ("bc", "dagger", "joint")) + \
+            at_least(self, 1, "rollouts_per_round", "rounds", "fit_steps", "fit_batch", "expert_horizon",
+                     "expert_iterations", "joint_iterations") + \
+            at_least(self, 0, "horizon") + positive(self, "learning_rate", "rho0") + at_least(self, 1, "rho_growth")
 
 
 class State(NamedTuple):
-    """Policy, optimizer, aggregated dataset, round counter, key and simulated-step count."""
+    """Policy, optimizer, aggregated dataset and round counter."""
 
     policy: eqx.Module
     opt_state: PyTree
     data: replay.ReplayBuffer  # storage: (observation, action) pairs
     round: Array
     rho: Array
-    key: PRNGKey
-    env_steps: Array
-
-
-def validate_config(config: Config) -> None:
-    checks = [
-        (config.mode in ("bc", "dagger", "joint"), f"mode={config.mode!r} must be 'bc', 'dagger' or 'joint'"),
-        (config.rollouts_per_round >= 1, f"rollouts_per_round={config.rollouts_per_round} must be >= 1"),
-        (config.rounds >= 1, f"rounds={config.rounds} must be >= 1"),
-        (config.horizon >= 0, f"horizon={config.horizon} must be >= 0 (0 = the episode length)"),
-        (config.fit_steps >= 1 and config.fit_batch >= 1, "fit_steps and fit_batch must be >= 1"),
-        (config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive"),
-        (config.expert_horizon >= 1, f"expert_horizon={config.expert_horizon} must be >= 1"),
-        (config.rho0 > 0 and config.rho_growth >= 1, "rho0 must be > 0 and rho_growth >= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"Invalid imitation config: {message}.")
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -120,27 +115,16 @@ def bc_loss(policy: eqx.Module, observations: Array, actions: Array) -> Array:
 def fit_policy(policy: eqx.Module, opt_state: PyTree, data: replay.ReplayBuffer, key: PRNGKey,
                config: Config) -> tuple[eqx.Module, PyTree, Array]:
     """``config.fit_steps`` Adam steps on :func:`bc_loss` over minibatches of the dataset; returns the last loss."""
-    optimizer = optax.adam(config.learning_rate)
-    params, static = trainable(policy)
+    optimizer = optim.adam(config.learning_rate)
 
     def step(carry, k):
-        params, opt_state = carry
+        policy, opt_state = carry
         obs, act = replay.sample(data, k, config.fit_batch)
-        loss, grads = jax.value_and_grad(lambda p: bc_loss(eqx.combine(p, static), obs, act))(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (eqx.apply_updates(params, updates), opt_state), loss
+        loss, grads = eqx.filter_value_and_grad(bc_loss)(policy, obs, act)
+        return optim.apply(policy, grads, opt_state, optimizer), loss
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), jax.random.split(key, config.fit_steps))
-    return eqx.combine(params, static), opt_state, losses[-1]
-
-
-def trainable(policy: eqx.Module) -> tuple[PyTree, PyTree]:
-    """``(params, static)``: floating arrays except the action bounds."""
-
-    def is_param(path, leaf):
-        return eqx.is_inexact_array(leaf) and getattr(path[-1], "name", None) not in ("low", "high")
-
-    return eqx.partition(policy, jax.tree_util.tree_map_with_path(is_param, policy))
+    (policy, opt_state), losses = jax.lax.scan(step, (policy, opt_state), jax.random.split(key, config.fit_steps))
+    return policy, opt_state, losses[-1]
 
 
 # ----------------------------------------------------------------------------- experts
@@ -174,60 +158,24 @@ def expert_rollout(system: System, expert: Expert, state0: Array, horizon: int) 
 
 def expert_labels(expert: Expert, states: Array) -> Array:
     """The expert's action at each state of a trajectory the *policy* visited (DAgger's relabelling)."""
-    return jax.lax.scan(expert.step, expert.init(states[0]), states)[1]
+    # a lambda, not the bound method: scan hashes its function, and an MPC expert's System may hold tracers
+    return jax.lax.scan(lambda memory, state: expert.step(memory, state), expert.init(states[0]), states)[1]
 
 
 # ----------------------------------------------------------------------------- joint optimization
 
 
-class PolicyPenalizedSystem(System):
+class PolicyPenalizedSystem(SystemWrapper):
     """``base`` with reward ``r(x, u) - rho ||u - pi(obs(x))||^2``: the joint problem's penalty for iLQR."""
 
-    base: System
     policy: eqx.Module
     rho: Array
 
     name = "PolicyPenalized"
 
-    @property
-    def state_dim(self) -> int:  # type: ignore[override]
-        return self.base.state_dim
-
-    @property
-    def obs_dim(self) -> int:  # type: ignore[override]
-        return self.base.obs_dim
-
-    @property
-    def action_dim(self) -> int:  # type: ignore[override]
-        return self.base.action_dim
-
-    @property
-    def episode_length(self) -> int:  # type: ignore[override]
-        return self.base.episode_length
-
-    @property
-    def action_low(self) -> np.ndarray:
-        return self.base.action_low
-
-    @property
-    def action_high(self) -> np.ndarray:
-        return self.base.action_high
-
-    def initial_state(self, key: PRNGKey) -> Array:
-        return self.base.reset(key)
-
-    def dynamics(self, state: Array, action: Array) -> Array:
-        return self.base.dynamics(state, action)
-
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
         gap = action - self.policy(self.base.observe(state))
         return self.base.reward(state, action, next_state) - self.rho * jnp.sum(gap**2)
-
-    def observe(self, state: Array) -> Array:
-        return self.base.observe(state)
-
-    def terminated(self, state: Array) -> Array:
-        return self.base.terminated(state)
 
 
 def joint_trajectory(system: System, policy: eqx.Module, rho: Array, state0: Array, horizon: int,
@@ -259,24 +207,26 @@ def joint_trajectory(system: System, policy: eqx.Module, rho: Array, state0: Arr
 
 
 def episode_horizon(system: System, config: Config) -> int:
+    """Length of each collected trajectory: ``config.horizon``, or the system's episode length."""
     return config.horizon or system.episode_length
 
 
-def init(key: PRNGKey, system: System, config: Config) -> State:
-    """A fresh policy (tanh MLP in the action box), Adam state and an empty dataset."""
-    k_policy, key = jax.random.split(key)
-    angles = observation_angles(system, config)
-    policy = DeterministicPolicy(system.obs_dim + len(angles), system.action_dim, system.action_low,
-                                 system.action_high, config.hidden, key=k_policy)
-    policy = AngleFeaturePolicy(policy, angles) if angles else policy
-    example = (jnp.zeros(system.obs_dim), jnp.zeros(system.action_dim))
-    capacity = config.rounds * config.rollouts_per_round * episode_horizon(system, config)
-    zero = jnp.zeros((), jnp.int32)
-    return State(policy, optax.adam(config.learning_rate).init(trainable(policy)[0]), replay.init(example, capacity),
-                 zero, jnp.asarray(config.rho0, jnp.float32), key, zero)
+def make_policy(key: PRNGKey, spec: EnvSpec, config: Config) -> eqx.Module:
+    """The tanh MLP policy in the action box, with the unwrapped-angle entries as (cos, sin) (bptt's policy)."""
+    return bptt.squashed_policy(key, spec, config.hidden, config.angle_features)
 
 
-def collect(state: State, key: PRNGKey, system: System, expert: Expert, config: Config) -> tuple[Array, Array]:
+def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
+    """A fresh policy (tanh MLP in the action box), Adam state and an empty dataset sized for ``rounds`` rounds."""
+    policy = make_policy(key, spec, config)
+    example = (jnp.zeros(spec.obs_dim), jnp.zeros(spec.action_dim))
+    capacity = config.rounds * config.rollouts_per_round * episode_horizon(spec.system, config)
+    return State(policy, optim.init(optim.adam(config.learning_rate), policy), replay.init(example, capacity),
+                 jnp.zeros((), jnp.int32), jnp.asarray(config.rho0, jnp.float32))
+
+
+def collect(state: State, key: PRNGKey, system: System, expert: Expert | None, config: Config
+            ) -> tuple[Array, Array]:
     """This round's (states, action labels), shape ``(rollouts, T, ...)``, by the configured method."""
     horizon = episode_horizon(system, config)
     starts = jax.vmap(system.reset)(jax.random.split(key, config.rollouts_per_round))
@@ -292,9 +242,10 @@ def collect(state: State, key: PRNGKey, system: System, expert: Expert, config: 
     return jax.vmap(lambda s: joint_trajectory(system, state.policy, state.rho, s, horizon, config))(starts)
 
 
-def update(state: State, system: System, expert: Expert | None, config: Config) -> tuple[State, dict[str, Array]]:
-    """One round: collect labelled states (bc / dagger / joint), aggregate them, refit the policy."""
-    key, k_collect, k_fit = jax.random.split(state.key, 3)
+def train_round(state: State, system: System, expert: Expert | None, key: PRNGKey, config: Config
+                ) -> tuple[State, dict[str, Array]]:
+    """One round with ``expert``: collect labelled states (bc / dagger / joint), aggregate them, refit the policy."""
+    k_collect, k_fit = jax.random.split(key)
     states, actions = collect(state, k_collect, system, expert, config)
     obs = jax.vmap(jax.vmap(system.observe))(states)
     n = obs.shape[0] * obs.shape[1]
@@ -305,60 +256,28 @@ def update(state: State, system: System, expert: Expert | None, config: Config) 
     # trajectories' return without the penalty (joint); for later dagger rounds the states are the policy's
     trajectory_return = jnp.mean(jnp.sum(jax.vmap(jax.vmap(system.reward))(states, actions), axis=-1))
     rho = state.rho * config.rho_growth if config.mode == "joint" else state.rho
-    new = State(policy, opt_state, data, state.round + 1, rho, key, state.env_steps + n)
+    new = State(policy, opt_state, data, state.round + 1, rho)
     return new, {"fit_loss": loss, "new_data_loss": gap, "dataset_size": data.size.astype(jnp.float32),
-                 "rho": state.rho,
-                 "trajectory_return": trajectory_return}
+                 "rho": state.rho, "trajectory_return": trajectory_return}
 
 
-@eqx.filter_jit
-def train_round(state: State, system: System, expert: Expert | None, config: Config):
-    """:func:`update` as one jitted call (the expert's functions are static)."""
-    return update(state, system, expert, config)
+def update(state: State, system: System, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
+    """One round of :func:`train_round` with the MPC expert on ``system`` (none for the joint method)."""
+    expert = None if config.mode == "joint" else mpc_expert(system, config)
+    return train_round(state, system, expert, key, config)
 
 
-# ----------------------------------------------------------------------------- the Learner
+def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
+    """The policy's action (deterministic either way)."""
+    del key, deterministic
+    return state.policy(obs)
 
 
-class Imitation(Learner):
-    """One ``train_iteration`` = one round of bc / DAgger / joint optimization on a known ``System``."""
-
-    name = "imitation"
-    Config = Config
-    needs_system = True
-    discrete_ok = False
-    continuous_ok = True
-
-    def __init__(self, env_id: str, config: Config | None = None, seed: int = 0):
-        super().__init__(env_id, config, seed)
-        validate_config(self.config)
-        self.system = make_system(env_id)
-        if self.system.discrete:
-            raise ValueError(f"imitation needs a continuous action space, but {env_id} is discrete.")
-        self.expert = None if self.config.mode == "joint" else mpc_expert(self.system, self.config)
-        self.state = init(jax.random.key(self.seed), self.system, self.config)
-
-    def train_iteration(self) -> dict[str, float]:
-        self.state, metrics = train_round(self.state, self.system, self.expert, self.config)
-        self.env_steps = int(self.state.env_steps)
-        return {k: float(v) for k, v in metrics.items()}
-
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        del deterministic  # the policy is deterministic
-        return np.asarray(_act(self.state.policy, jnp.asarray(obs, jnp.float32).reshape(self.system.obs_dim)))
-
-    def get_state(self) -> State:
-        return self.state
-
-    def set_state(self, state: State) -> None:
-        self.state = state
-        self.env_steps = int(state.env_steps)
-
-    def describe(self) -> dict[str, Any]:
-        return {"mode": self.config.mode, "env_steps_are": "simulated steps through the known system",
-                "dataset_size": int(self.state.data.size)}
+def steps_per_update(spec: EnvSpec, config: Config) -> int:
+    """Simulated system steps one round consumes (its collected trajectories)."""
+    return config.rollouts_per_round * episode_horizon(spec.system, config)
 
 
-@eqx.filter_jit
-def _act(policy: eqx.Module, obs: Array) -> Array:
-    return policy(obs)
+__all__ = ["Config", "Expert", "INFO", "PolicyPenalizedSystem", "State", "act", "bc_loss", "collect",
+           "episode_horizon", "expert_labels", "expert_rollout", "fit_policy", "init", "joint_trajectory",
+           "make_policy", "mpc_expert", "steps_per_update", "train_round", "update"]

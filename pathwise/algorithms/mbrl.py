@@ -7,38 +7,40 @@
    from ``N`` start states ``x_0`` drawn from ``D`` (``policy_steps`` Adam steps per iteration);
 4. run ``π_θ`` (plus Gaussian exploration noise) and append the visited tuples to ``D``; repeat.
 
-Only the reward ``r`` is known (``pathwise.rewards``); the environment is a
-black box, also for a ``pathwise/...`` id. Non-finite policy gradients skip
-the update and are counted in ``skipped_updates``.
-
-Speed: every program (policy update, model-fit epoch, actions) compiles once
-per process and config and is shared by all learners in it; a data set that
-grows does not recompile. A fresh process still pays that compilation (tens
-of seconds on one CPU thread); to skip it on later runs, turn on JAX's
-persistent cache, e.g. ``JAX_COMPILATION_CACHE_DIR=~/.cache/jax`` (opt-in).
+Steps 1, 2 and 4 are the model-based loop (:mod:`pathwise.loops.model_based`); this file is step 3, an
+``update`` on ``ModelData``. ``J(θ)`` is the value-gradient objective ``J_H`` with the zero bootstrap
+(:func:`pathwise.algorithms.svg_core.value_gradient_objective`) for a deterministic policy. Only the
+reward (and termination) is known (``pathwise.registry``); the environment is a black box, also for a
+``pathwise/...`` id.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
-from pathwise.algorithms.model_based import (ModelBasedConfig, ModelBasedLearner, ModelBasedState,
-                                             adam_step_if_finite, learned_system, make_optimizer, sample_starts)
+from pathwise import optim, replay
+from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.algorithms.svg_core import value_gradient_objective, zero_bootstrap
+from pathwise.config import at_least, positive, unit_interval
+from pathwise.loops.model_based import ModelData, ModelOptions
 from pathwise.networks import DeterministicPolicy
-from pathwise.rollout import discounted_return, rollout
+from pathwise.spec import EnvSpec
 from pathwise.systems.base import System
-from pathwise.types import Array, PRNGKey
+from pathwise.types import Array, PRNGKey, PyTree
+
+INFO = AlgorithmInfo("mbrl", loops=("model_based",),
+                     summary="Model-based RL: BPTT through a learned dynamics model (collect, fit, improve).")
 
 
 @dataclasses.dataclass(frozen=True)
-class MBRLConfig(ModelBasedConfig):
-    """MBRL options (defaults reach Pendulum-v1 swing-up within 2,000 environment steps)."""
+class Config(CommonConfig, ModelOptions):
+    """MBRL options (defaults for Pendulum-v1)."""
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the deterministic tanh policy."""
@@ -58,108 +60,117 @@ class MBRLConfig(ModelBasedConfig):
     chunks)."""
     explore_std: float = 0.1
     """Std of the Gaussian exploration noise on real actions, as a fraction of the action range."""
+    learning_rate: float = 1e-3
+    """Adam step size of the policy."""
+    max_grad_norm: float = 10.0
+    """Global gradient-norm clip of the policy update (0 disables)."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + positive(self, "horizon", "num_starts", "policy_steps", "policy_chunk",
+                                           "learning_rate") + \
+            at_least(self, 0, "policy_tol", "explore_std", "max_grad_norm") + unit_interval(self, "gamma")
+
+
+class State(NamedTuple):
+    """Everything MBRL learns (the model and D live in the loop's carry)."""
+
+    policy: DeterministicPolicy
+    opt_state: PyTree
+    explore_std: Array  # of the behaviour policy's Gaussian noise, as a fraction of the action range
 
 
 def imagined_return(policy: eqx.Module, system: System, starts: Array, horizon: int, gamma: float) -> Array:
-    """J(θ) = 1/N Σ_i Σ_{t<H} γ^t r(x_t, π_θ(x_t)), x_{t+1} = f_φ(x_t, π_θ(x_t)) (lecture step 3, f_φ frozen)."""
-    trajs = jax.vmap(lambda x0: rollout(system, policy, x0, horizon))(starts)
-    return discounted_return(trajs.rewards, gamma).mean()
+    """``J(θ) = 1/N Σ_i Σ_{t<H} γ^t r(x_t, π_θ(x_t))``, ``x_{t+1} = f_φ(x_t, π_θ(x_t))`` (lecture step 3, f_φ frozen).
 
-
-def explore(policy: eqx.Module, obs: Array, key: PRNGKey, explore_std: float) -> Array:
-    """π_θ(x) plus Gaussian noise of std ``explore_std`` × the action range, clipped into the box."""
-    scale = explore_std * (policy.high - policy.low)
-    return jnp.clip(policy(obs) + scale * jax.random.normal(key, policy.low.shape), policy.low, policy.high)
-
-
-_mode_action = eqx.filter_jit(lambda policy, obs: policy(obs))
-_behaviour_action = eqx.filter_jit(explore)
-
-
-class MBRL(ModelBasedLearner):
-    """The four-step model-based loop (see the module docstring)."""
-
-    name = "mbrl"
-    Config = MBRLConfig
-
-    def __init__(self, env_id: str, config: MBRLConfig | None = None, seed: int = 0):
-        cfg = config or MBRLConfig()
-        if cfg.policy_steps < 1 or cfg.policy_chunk < 1 or not cfg.policy_tol >= 0:
-            raise ValueError(f"MBRLConfig: policy_steps ({cfg.policy_steps}) and policy_chunk ({cfg.policy_chunk}) "
-                             f"must be >= 1 and policy_tol ({cfg.policy_tol}) >= 0 (0 turns early stopping off).")
-        super().__init__(env_id, config, seed)
-        self.traces = 0  # how often this learner traced the policy update (tests: compile once)
-        # module-level jitted actions: a second learner in the process reuses the compiled programs
-        self._mode = _mode_action
-        self._behaviour = functools.partial(_behaviour_action, explore_std=self.config.explore_std)
-
-    def make_policy(self, key: PRNGKey) -> eqx.Module:
-        return DeterministicPolicy(self.obs_dim, self.action_dim, self.low, self.high, self.config.hidden, key=key)
-
-    def mode_action(self, policy: eqx.Module, obs: Array) -> Array:
-        return policy(obs)
-
-    def behaviour_action(self, policy: eqx.Module, obs: Array, key: PRNGKey) -> Array:
-        return explore(policy, obs, key, self.config.explore_std)
-
-    def improve(self, state: ModelBasedState, key: PRNGKey):
-        before = TRACE_COUNT["improve"]
-        out = policy_update(state, key, self.config, self.reward_fn, self.low, self.high)
-        self.traces += TRACE_COUNT["improve"] - before
-        return out
-
-
-TRACE_COUNT = {"improve": 0}  # tests read this to check that an update compiles once per config
-
-
-@eqx.filter_jit
-def policy_update(state: ModelBasedState, key: PRNGKey, cfg: MBRLConfig, reward_fn, low: Array, high: Array):
-    """Lecture step 3: ``cfg.policy_steps`` Adam steps on J(θ) through the frozen ``state.model``.
-
-    A module-level jitted function (config and reward static): every learner in a process with the same config,
-    env and shapes reuses one compiled program (the benchmark's later seeds pay no compilation).
+    ``J_H`` of :func:`~pathwise.algorithms.svg_core.value_gradient_objective` with the zero bootstrap, no
+    model noise and a deterministic policy (policy noise of width 0).
     """
-    TRACE_COUNT["improve"] += 1
-    system = learned_system(state.model, reward_fn, low, high, cfg.horizon)
-    optimizer = make_optimizer(cfg)
+    xis = jnp.zeros((horizon + 1, 0), starts.dtype)
+    zetas = jnp.zeros((horizon, system.state_dim), starts.dtype)
 
-    def step(carry, k):
-        policy, opt_state, skipped = carry
-        starts = sample_starts(state.buffer, k, cfg.num_starts)
-        value, grads = eqx.filter_value_and_grad(imagined_return)(policy, system, starts, cfg.horizon, cfg.gamma)
+    def one(x0):
+        return value_gradient_objective(system, lambda obs, xi: policy(obs), zero_bootstrap, x0, xis, zetas,
+                                        gamma).objective
+
+    return jax.vmap(one)(starts).mean()
+
+
+def explore(policy: DeterministicPolicy, obs: Array, key: PRNGKey, explore_std: float | Array) -> Array:
+    """π_θ(x) plus Gaussian noise of std ``explore_std`` × the action range, clipped into the box."""
+    low, high = policy.box(obs.dtype)
+    noise = explore_std * (high - low) * jax.random.normal(key, low.shape, obs.dtype)
+    return jnp.clip(policy(obs) + noise, low, high)
+
+
+def optimizer(config: Config) -> optax.GradientTransformation:
+    return optim.adam(config.learning_rate, config.max_grad_norm)
+
+
+def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
+    """A fresh deterministic tanh policy in the action box and its Adam state."""
+    policy = DeterministicPolicy(spec.obs_dim, spec.action_dim, spec.action_low, spec.action_high, config.hidden,
+                                 key=key)
+    return State(policy, optim.init(optimizer(config), policy), jnp.asarray(config.explore_std, jnp.float32))
+
+
+def _policy_step(data: ModelData, config: Config):
+    """One Adam step ascending ``J(θ)`` from ``num_starts`` start states of D: ``(policy, opt) -> (policy, opt)``."""
+
+    def step(carry, key):
+        policy, opt_state = carry
+        starts = replay.sample(data.buffer, key, config.num_starts).obs
+        value, grads = eqx.filter_value_and_grad(imagined_return)(policy, data.system, starts, config.horizon,
+                                                                  config.gamma)
         grads = jax.tree.map(jnp.negative, grads)  # ascend J
-        policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
-        return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
+        policy, opt_state = optim.apply(policy, grads, opt_state, optimizer(config))
+        return (policy, opt_state), (value, optax.tree.norm(optim.params(grads)))
 
-    carry = (state.policy, state.opt_state, state.skipped_updates)
-    if cfg.policy_tol <= 0:
-        (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
-            step, carry, jax.random.split(key, cfg.policy_steps))
-        metrics = {"imagined_return": values[-1], "grad_norm": norms.mean(),
-                   "policy_steps": jnp.asarray(cfg.policy_steps, jnp.float32)}
-        return state._replace(policy=policy, opt_state=opt_state, skipped_updates=skipped), metrics
+    return step
 
-    # early stopping: chunks of policy_chunk steps while the chunk-mean imagined return still improves
-    chunk = min(cfg.policy_chunk, cfg.policy_steps)
-    n_chunks = -(-cfg.policy_steps // chunk)
+
+def update(state: State, data: ModelData, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
+    """Lecture step 3: ``policy_steps`` Adam steps on ``J(θ)`` through the frozen model (early stopping if
+    ``policy_tol > 0``); a non-finite gradient skips its step (counted)."""
+    step = _policy_step(data, config)
+    carry = (state.policy, state.opt_state)
+    if config.policy_tol <= 0:
+        (policy, opt_state), (values, norms) = jax.lax.scan(step, carry, jax.random.split(key, config.policy_steps))
+        last, norm, steps = values[-1], norms.mean(), jnp.asarray(config.policy_steps, jnp.float32)
+    else:
+        (policy, opt_state), last, norm, steps = _until_no_improvement(step, carry, key, config)
+    metrics = {"imagined_return": last, "grad_norm": norm, "policy_steps": steps,
+               "skipped_total": optim.skipped(opt_state)}
+    return state._replace(policy=policy, opt_state=opt_state), metrics
+
+
+def _until_no_improvement(step, carry, key: PRNGKey, config: Config):
+    """Chunks of ``policy_chunk`` steps while the chunk-mean imagined return still improves by ``policy_tol``."""
+    chunk = min(config.policy_chunk, config.policy_steps)
+    n_chunks = -(-config.policy_steps // chunk)
     params, static = eqx.partition(carry, eqx.is_array)
 
     def run_chunk(loop):
-        i, params, best, _, last, _ = loop
+        i, params, best, _, _, _ = loop
         carry, (values, norms) = jax.lax.scan(step, eqx.combine(params, static),
                                               jax.random.split(jax.random.fold_in(key, i), chunk))
         mean = values.mean()
-        improved = (i == 0) | (mean > best + cfg.policy_tol * jnp.abs(best))
-        return (i + 1, eqx.filter(carry, eqx.is_array), jnp.maximum(best, mean), improved, values[-1],
-                norms.mean())
+        improved = (i == 0) | (mean > best + config.policy_tol * jnp.abs(best))
+        return i + 1, eqx.filter(carry, eqx.is_array), jnp.maximum(best, mean), improved, values[-1], norms.mean()
 
     def keep_going(loop):
-        i, _, _, improved, _, _ = loop
-        return (i < n_chunks) & improved
+        return (loop[0] < n_chunks) & loop[3]
 
-    init = (jnp.zeros((), jnp.int32), params, jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(True),
-            jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+    zero = jnp.zeros((), jnp.float32)
+    init = (jnp.zeros((), jnp.int32), params, jnp.asarray(-jnp.inf, jnp.float32), jnp.asarray(True), zero, zero)
     i, params, _, _, last, norm = jax.lax.while_loop(keep_going, run_chunk, init)
-    policy, opt_state, skipped = eqx.combine(params, static)
-    metrics = {"imagined_return": last, "grad_norm": norm, "policy_steps": (i * chunk).astype(jnp.float32)}
-    return state._replace(policy=policy, opt_state=opt_state, skipped_updates=skipped), metrics
+    return eqx.combine(params, static), last, norm, (i * chunk).astype(jnp.float32)
+
+
+def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
+    """``π_θ(x)``, plus Gaussian exploration noise (``explore_std``) when not ``deterministic``."""
+    if deterministic:
+        return state.policy(obs)
+    return explore(state.policy, obs, key, state.explore_std)
+
+
+__all__ = ["Config", "INFO", "State", "act", "explore", "imagined_return", "init", "optimizer", "update"]

@@ -1,7 +1,7 @@
 """SVG(1) with experience replay (lecture, "SVG(1)"; Heess et al. 2015, algorithm SVG(1)-ER).
 
 Learn a value ``V ≈ V^{pi, gamma}`` and a dynamics model ``s' = f(s, a) + zeta``. For a replayed transition
-``(s, a, r, s')`` infer the noises that reproduce it at the current parameters,
+``(s, a, r, s')`` infer the noises that reproduce it at the current parameters (``pathwise.models.noise``),
 
     zeta = s' - f(s, a),        xi = pi^{-1}(s, a; theta)   (the policy is an invertible tanh-Gaussian),
 
@@ -9,19 +9,22 @@ and follow the pathwise gradient of the one-step value-gradient objective (``svg
 
     J_1(theta) = r(s, a_theta) + gamma (1 - terminated) V(f(s, a_theta) + zeta),   a_theta = pi(s, xi; theta),
 
-with the known reward ``r`` (``pathwise.rewards``). Replayed data come from older policies mu, so the actor
-and the critic losses are importance weighted with truncated, self-normalized weights
-``w = min(pi_theta(a|s) / mu(a|s), w_max)`` (mu's log-density is stored with each transition):
+with the environment's known reward ``r``. Replayed data come from older policies mu, so the actor and the
+critic losses are importance weighted with truncated, self-normalized weights
+``w = min(pi_theta(a|s) / mu(a|s), w_max)`` (mu's log-density is stored with each transition by the replay
+loop, through :func:`behaviour_log_prob`):
 
     actor:  L(theta) = - sum_b w_b J_1(s_b) / sum_b w_b
     critic: L(phi)   = sum_b w_b (V_phi(s_b) - y_b)^2 / sum_b w_b,   y = r + gamma (1 - terminated) V'(s')
     model:  L(psi)   = mean_b ||f_psi(s_b, a_b) - s'_b||^2   (in normalized Δs units; ``pathwise.models``)
 
 Each update takes one model, one critic and one actor step on the same replayed minibatch. The model's
-input/output normalizers are fitted once, on the warm-up data, so later data do not move its coordinates.
-The interaction loop (one episode per ``train_iteration``, updates in one jitted call) is the one DDPG uses.
+input/output normalizers are fitted once, at the first update, on the data collected so far (the warm-up),
+so later data do not move its coordinates. The model lives in the state as a
+:class:`pathwise.models.LearnedModel`: the dynamics network together with the known reward (a static field),
+a ``System`` over observations, so ``update`` needs nothing from the environment's spec.
 
-Additions to the paper's algorithm (all options; the Pendulum-v1 preset uses the first two):
+Additions to the paper's algorithm (all options):
 
 * ``critic_target="model"``: the critic's TD(0) target takes the *current* policy's action through one model
   step with the replayed transition's inferred noise,
@@ -30,37 +33,40 @@ Additions to the paper's algorithm (all options; the Pendulum-v1 preset uses the
 
   so V learns ``V^pi`` from every replayed state without importance weights (the action is on-policy; at
   ``xi' = pi^{-1}(s, a_old)`` it is the replay target). With the policy std at its floor the truncated weights
-  leave an effective sample size of a few percent of the batch, and the weighted replay target made the
-  critic loss grow and the evaluation return swing (-190..-900) on Pendulum. The actor keeps the weights.
-* ``updates_per_step`` > 1 (the preset uses 4 updates per environment step).
+  leave an effective sample size of a few percent of the batch, which the replay target's weights turn into a
+  noisy critic; the actor keeps the weights.
+* ``updates_per_step`` > 1 (the replay loop's update-to-data ratio).
 * ``policy_delay`` (one actor step every d updates) and ``model_pretrain_steps`` (model-only steps on the
-  warm-up data before the first update).
+  warm-up data at the first update).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optax
 
-from pathwise import replay
-from pathwise.algorithms.model_based import fixed_bounds
-from pathwise.algorithms.common import OffPolicyConfig, OffPolicyLearner, td_target
+from pathwise import optim, replay
+from pathwise.algorithms.base import AlgorithmInfo
+from pathwise.algorithms.critics import ActorCriticConfig, td_target
 from pathwise.algorithms.svg_core import v_bootstrap, value_gradient_objective, value_loss
+from pathwise.config import at_least, one_of, positive
 from pathwise.distributions import GaussianPolicy
-from pathwise.models import DynamicsModel, LearnedModel, Normalizer, model_loss
+from pathwise.models import DynamicsModel, LearnedModel, Normalizer, model_loss, model_noise, policy_noise
 from pathwise.networks import VCritic, soft_update
+from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
+
+INFO = AlgorithmInfo("svg1", loops=("replay",), needs_reward=True,
+                     summary="SVG(1)-ER: one learned-model step and a learned V, with inferred noise from replay.")
 
 
 @dataclasses.dataclass(frozen=True)
-class SVG1Config(OffPolicyConfig):
+class Config(ActorCriticConfig):
     """SVG(1)-ER options (defaults tuned for Pendulum-v1 within 5,000 environment steps)."""
 
     hidden: tuple[int, ...] = (64, 64)
@@ -86,7 +92,7 @@ class SVG1Config(OffPolicyConfig):
     importance_weights: bool = True
     """Weight replayed transitions by the truncated ratio (False: every transition counts equally)."""
     max_grad_norm: float = 10.0
-    """Global-norm clip of every gradient step."""
+    """Global-norm clip of every gradient step (0: no clipping)."""
     policy_delay: int = 1
     """One actor step every ``policy_delay`` updates (model and critic step every update)."""
     model_pretrain_steps: int = 0
@@ -95,53 +101,43 @@ class SVG1Config(OffPolicyConfig):
     """TD(0) target of V: "replay" (r + gamma V'(s') on the recorded transition, importance weighted) or "model"
     (the current policy's action moved one model step with the inferred noise zeta, unweighted)."""
 
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + positive(self, "model_lr", "max_weight") + \
+            at_least(self, 0, "max_grad_norm", "model_pretrain_steps") + at_least(self, 1, "policy_delay") + \
+            one_of(self, "critic_target", ("replay", "model")) + \
+            [(self.log_std_min < math.log(1e3), f"log_std_min={self.log_std_min} is too large")]
 
-class SVG1Item(NamedTuple):
-    """One replayed transition and the behaviour policy's log-density of its action."""
 
-    transition: Transition
-    behaviour_log_prob: Array
-
-
-class SVG1State(NamedTuple):
-    """Everything SVG(1) learns or needs to resume."""
+class State(NamedTuple):
+    """Everything SVG(1) learns."""
 
     policy: GaussianPolicy
     value: VCritic
     target_value: VCritic
-    model: DynamicsModel
+    model: LearnedModel  # the dynamics network with the known reward (static), a System over observations
     policy_opt: PyTree
     value_opt: PyTree
-    model_opt: PyTree
-    buffer: replay.ReplayBuffer
-    key: PRNGKey
-    env_steps: Array
+    model_opt: PyTree  # of the model's networks only (its normalizers are data statistics)
+    updates: Array  # updates taken so far (0: the next one fits the normalizers; policy_delay counts them)
 
 
-def _optimizer(lr: float, config: SVG1Config) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr))
+def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
+    """Fresh policy, value (target = online), model with the spec's reward, and optimizer states."""
+    k_pi, k_v, k_m = jax.random.split(key, 3)
+    policy = GaussianPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=k_pi, low=spec.action_low,
+                            high=spec.action_high, init_log_std=config.init_log_std, log_std_min=config.log_std_min)
+    value = VCritic(spec.obs_dim, config.critic_hidden, key=k_v)
+    model = LearnedModel(DynamicsModel(spec.obs_dim, spec.action_dim, config.model_hidden, key=k_m), spec.reward,
+                         action_low=spec.action_low, action_high=spec.action_high)
+    clip = config.max_grad_norm
+    return State(policy, value, value, model, optim.init(optim.adam(config.actor_lr, clip), policy),
+                 optim.init(optim.adam(config.critic_lr, clip), value),
+                 optim.init(optim.adam(config.model_lr, clip), model.model.nets), jnp.zeros((), jnp.int32))
 
 
-def _opt_init(module: eqx.Module) -> PyTree:
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1.0)).init(eqx.filter(module, eqx.is_inexact_array))
-
-
-def _step(module: eqx.Module, grads: eqx.Module, opt_state: PyTree, lr: float, config: SVG1Config):
-    updates, opt_state = _optimizer(lr, config).update(grads, opt_state, eqx.filter(module, eqx.is_inexact_array))
-    return eqx.apply_updates(module, updates), opt_state
-
-
-def init(key: PRNGKey, obs_dim: int, action_dim: int, low: Array, high: Array, config: SVG1Config) -> SVG1State:
-    """Fresh policy, value (target = online), model, optimizer states and an empty replay buffer."""
-    k_pi, k_v, k_m, key = jax.random.split(key, 4)
-    policy = GaussianPolicy(obs_dim, action_dim, config.hidden, key=k_pi, low=low, high=high,
-                            init_log_std=config.init_log_std, log_std_min=config.log_std_min)
-    value = VCritic(obs_dim, config.critic_hidden, key=k_v)
-    model = DynamicsModel(obs_dim, action_dim, config.model_hidden, key=k_m)
-    example = SVG1Item(Transition(jnp.zeros(obs_dim), jnp.zeros(action_dim), jnp.zeros(()), jnp.zeros(obs_dim),
-                                  jnp.zeros((), bool), jnp.zeros((), bool)), jnp.zeros(()))
-    return SVG1State(policy, value, value, model, _opt_init(policy), _opt_init(value), _opt_init(model.nets),
-                     replay.init(example, config.buffer_size), key, jnp.zeros((), jnp.int32))
+def behaviour_log_prob(state: State, obs: Array, action: Array) -> Array:
+    """``log mu(a|s)`` of the policy that acted (the replay loop stores it before this iteration's updates)."""
+    return state.policy(obs).log_prob(action)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -154,17 +150,20 @@ def importance_weights(policy: GaussianPolicy, obs: Array, action: Array, behavi
     return jax.lax.stop_gradient(jnp.minimum(jnp.exp(log_pi - behaviour_log_prob), max_weight))
 
 
-def inferred_noise(policy: GaussianPolicy, model: DynamicsModel, batch: Transition) -> tuple[Array, Array]:
+def inferred_noise(policy: GaussianPolicy, system: LearnedModel, batch: Transition) -> tuple[Array, Array]:
     """``xi = pi^{-1}(s, a; theta)`` and ``zeta = s' - f(s, a)``: the noises that replay each transition exactly."""
-    xi = jax.vmap(lambda o, a: policy(o).infer_noise(a))(batch.obs, batch.action)
-    zeta = batch.next_obs - jax.vmap(model)(batch.obs, batch.action)
+    xi = policy_noise(policy, batch.obs, batch.action)
+    zeta = model_noise(system, batch.obs, batch.action, batch.next_obs)
     return jax.lax.stop_gradient(xi), jax.lax.stop_gradient(zeta)
 
 
 def actor_loss(policy: GaussianPolicy, value: VCritic, system: LearnedModel, batch: Transition, weights: Array,
                gamma: float) -> Array:
-    """``-sum w J_1 / sum w``, ``J_1 = r(s, pi(s, xi)) + gamma (1 - d) V(f(s, pi(s, xi)) + zeta)`` (lecture, SVG(1))."""
-    xi, zeta = inferred_noise(policy, system.model, batch)
+    """``-sum w J_1 / sum w``, ``J_1 = r(s, pi(s, xi)) + gamma (1 - d) V(f(s, pi(s, xi)) + zeta)`` (lecture, SVG(1)).
+
+    V is frozen by its bootstrap; freeze the model's parameters too (``jax.lax.stop_gradient(system)``).
+    """
+    xi, zeta = inferred_noise(policy, system, batch)
     discount = gamma * (1.0 - batch.terminated.astype(jnp.float32))  # (gamma (1 - d))^1 for k = 1
 
     def j1(obs, x, z, g):
@@ -180,83 +179,22 @@ def critic_targets(target_value: VCritic, batch: Transition, gamma: float) -> Ar
     return td_target(batch.reward, batch.terminated, jax.vmap(target_value)(batch.next_obs), gamma)
 
 
-def model_critic_targets(target_value: VCritic, policy: GaussianPolicy, model: DynamicsModel, reward_fn,
-                         batch: Transition, xi: Array, gamma: float) -> Array:
+def model_critic_targets(target_value: VCritic, policy: GaussianPolicy, system: LearnedModel, batch: Transition,
+                         xi: Array, gamma: float) -> Array:
     """``y = r(s, a) + gamma (1 - d) V'(f(s, a) + zeta)``, ``a = pi(s, xi; theta)``, ``zeta = s' - f(s, a_old)``.
 
     The TD(0) target of ``V^pi`` for the *current* policy's action, moved one model step with the replayed
     transition's inferred model noise: the action is on-policy, so it needs no importance weight.
     """
-    _, zeta = inferred_noise(policy, model, batch)
+    _, zeta = inferred_noise(policy, system, batch)
     action = jax.vmap(policy.act)(batch.obs, xi)
-    next_obs = jax.vmap(model)(batch.obs, action) + zeta
-    reward = jax.vmap(reward_fn)(batch.obs, action, next_obs)
+    next_obs = jax.vmap(system.step)(batch.obs, action, zeta)
+    reward = jax.vmap(system.reward)(batch.obs, action, next_obs)
     return jax.lax.stop_gradient(td_target(reward, batch.terminated, jax.vmap(target_value)(next_obs), gamma))
 
 
-# ----------------------------------------------------------------------------- updates
-
-
-def model_step(state: SVG1State, batch: Transition, config: SVG1Config) -> tuple[SVG1State, Array]:
-    """One Adam step of the dynamics network on ``batch`` (the normalizers are data statistics, not parameters)."""
-    ones = jnp.ones(batch.reward.shape[0])
-    m_loss, m_grads = eqx.filter_value_and_grad(lambda nets: model_loss(
-        eqx.tree_at(lambda m: m.nets, state.model, nets), batch.obs, batch.action, batch.next_obs, ones))(
-        state.model.nets)
-    nets, model_opt = _step(state.model.nets, m_grads, state.model_opt, config.model_lr, config)
-    return state._replace(model=eqx.tree_at(lambda m: m.nets, state.model, nets), model_opt=model_opt), m_loss
-
-
-def update_step(state: SVG1State, key: PRNGKey, reward_fn, config: SVG1Config,
-                actor_on: Array = True) -> tuple[SVG1State, dict]:
-    """One model, one critic and (if ``actor_on``) one actor step on a replayed minibatch, then a Polyak step of V'."""
-    item = replay.sample(state.buffer, key, config.batch_size)
-    batch = item.transition
-    ones = jnp.ones(config.batch_size)
-    state, m_loss = model_step(state, batch, config)
-    weights = (importance_weights(state.policy, batch.obs, batch.action, item.behaviour_log_prob, config.max_weight)
-               if config.importance_weights else ones)
-    if config.critic_target == "model":
-        xi = jax.random.normal(jax.random.fold_in(key, 1), batch.action.shape)
-        y = model_critic_targets(state.target_value, state.policy, state.model, reward_fn, batch, xi, config.gamma)
-        v_weights = ones  # on-policy actions: no correction needed
-    else:
-        y, v_weights = critic_targets(state.target_value, batch, config.gamma), weights
-    v_loss, v_grads = eqx.filter_value_and_grad(value_loss)(state.value, batch.obs, y, v_weights)
-    value, value_opt = _step(state.value, v_grads, state.value_opt, config.critic_lr, config)
-    system = LearnedModel(jax.lax.stop_gradient(state.model), reward_fn, action_low=state.policy.low,
-                          action_high=state.policy.high)
-
-    a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights,
-                                                            config.gamma)
-    a_grads = fixed_bounds(a_grads)  # the action box is data, not a parameter
-    policy, policy_opt = _step(state.policy, a_grads, state.policy_opt, config.actor_lr, config)
-    policy, policy_opt = jax.tree.map(lambda new, old: jnp.where(actor_on, new, old), (policy, policy_opt),
-                                      (state.policy, state.policy_opt))
-    state = state._replace(policy=policy, value=value, policy_opt=policy_opt, value_opt=value_opt,
-                           target_value=soft_update(state.target_value, value, config.tau))
-    actions = jax.vmap(policy.act)(batch.obs, jnp.zeros_like(batch.action))
-    saturation = jnp.mean(jnp.abs(2.0 * (actions - policy.low) / (policy.high - policy.low) - 1.0) > 0.95)
-    ess = jnp.sum(weights) ** 2 / jnp.maximum(jnp.sum(weights**2), 1e-12) / config.batch_size
-    return state, {"actor_loss": a_loss, "critic_loss": v_loss, "model_loss": m_loss,
-                   "weight_mean": weights.mean(), "weight_ess": ess, "policy_std": jnp.exp(policy.log_std).mean(),
-                   "saturation": saturation}
-
-
-def behaviour_log_probs(state: SVG1State, episode: Transition, config: SVG1Config) -> Array:
-    """``log mu(a_t|s_t)`` of a freshly collected episode: uniform density during warm-up, else the policy's.
-
-    ``learn`` runs before any update of this iteration, so ``state.policy`` is the policy that acted.
-    """
-    low, high = state.policy.low, state.policy.high
-    uniform = -jnp.sum(jnp.log(high - low))
-    log_pi = jax.vmap(lambda o, a: state.policy(o).log_prob(a))(episode.obs, episode.action)
-    random_rows = state.env_steps + jnp.arange(episode.obs.shape[0]) < config.learning_starts
-    return jnp.where(random_rows, uniform, log_pi)
-
-
 def masked_normalizer(x: Array, count: Array) -> Normalizer:
-    """Mean and std over the first ``count`` rows of ``x`` (the filled part of a replay buffer)."""
+    """Mean and std over the first ``count`` rows of ``x`` (the filled part of a replay buffer, under jit)."""
     mask = (jnp.arange(x.shape[0]) < count)[:, None].astype(x.dtype)
     n = jnp.maximum(count, 1).astype(x.dtype)
     mean = jnp.sum(mask * x, axis=0) / n
@@ -272,93 +210,101 @@ def fit_normalizers(model: DynamicsModel, buffer: replay.ReplayBuffer) -> Dynami
     return eqx.tree_at(lambda m: (m.in_norm, m.out_norm), model, (in_norm, out_norm))
 
 
-TRACE_COUNT = {"learn": 0}  # tests read this to check that a second call does not recompile
+# ----------------------------------------------------------------------------- updates
 
 
-@functools.partial(jax.jit, static_argnames=("reward_fn", "config"))
-def learn(state: SVG1State, episode: Transition, length: Array, n_updates: Array, key: PRNGKey, reward_fn,
-          config: SVG1Config) -> tuple[SVG1State, dict[str, Array]]:
-    """Store the episode with its behaviour log-densities, fit the normalizers once, run ``n_updates`` updates."""
-    TRACE_COUNT["learn"] += 1
-    item = SVG1Item(episode, behaviour_log_probs(state, episode, config))
-    buffer = replay.add_batch(state.buffer, item, length)
-    first = (state.env_steps < config.learning_starts) & (state.env_steps + length >= config.learning_starts)
-    model = jax.tree.map(lambda new, old: jnp.where(first, new, old), fit_normalizers(state.model, buffer),
-                         state.model)
-    state = state._replace(buffer=buffer, model=model)
+def model_step(state: State, batch: Transition, config: Config) -> tuple[State, Array]:
+    """One Adam step of the dynamics network on ``batch`` (the normalizers are data statistics, not parameters)."""
+    dynamics = state.model.model
+    weights = jnp.ones(batch.reward.shape[0])
 
-    pre_key = jax.random.fold_in(key, 2**31 - 1)  # update i uses fold_in(key, i), i < n_updates
+    def loss(nets):
+        return model_loss(eqx.tree_at(lambda m: m.nets, dynamics, nets), batch.obs, batch.action, batch.next_obs,
+                          weights)
 
-    def pretrain(i, state):  # model-only steps on the warm-up data, once (the model starts from scratch)
-        batch = replay.sample(state.buffer, jax.random.fold_in(pre_key, i), config.batch_size).transition
+    m_loss, grads = eqx.filter_value_and_grad(loss)(dynamics.nets)
+    opt = optim.adam(config.model_lr, config.max_grad_norm)
+    nets, model_opt = optim.apply(dynamics.nets, grads, state.model_opt, opt)
+    return state._replace(model=eqx.tree_at(lambda s: s.model.nets, state.model, nets), model_opt=model_opt), m_loss
+
+
+def first_update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Config) -> State:
+    """Fit the model's normalizers on the buffer (the warm-up data), then ``model_pretrain_steps`` model steps."""
+    dynamics = fit_normalizers(state.model.model, buffer)
+    state = state._replace(model=eqx.tree_at(lambda m: m.model, state.model, dynamics))
+
+    def pretrain(i, state):
+        batch = replay.sample(buffer, jax.random.fold_in(key, i), config.batch_size).transition
         return model_step(state, batch, config)[0]
 
-    state = jax.lax.fori_loop(0, jnp.where(first, config.model_pretrain_steps, 0), pretrain, state)
-
-    def body(i, carry):
-        state, sums = carry
-        actor_on = (i % config.policy_delay) == config.policy_delay - 1
-        state, metrics = update_step(state, jax.random.fold_in(key, i), reward_fn, config, actor_on)
-        return state, jax.tree.map(jnp.add, sums, metrics)
-
-    zeros = {k: jnp.zeros(()) for k in METRICS}
-    state, sums = jax.lax.fori_loop(0, n_updates, body, (state, zeros))
-    return state, jax.tree.map(lambda x: x / jnp.maximum(n_updates, 1).astype(x.dtype), sums)
+    return jax.lax.fori_loop(0, config.model_pretrain_steps, pretrain, state)
 
 
-METRICS = ("actor_loss", "critic_loss", "model_loss", "weight_mean", "weight_ess", "policy_std", "saturation")
+def critic_step(state: State, batch: Transition, weights: Array, key: PRNGKey, config: Config
+                ) -> tuple[VCritic, PyTree, Array]:
+    """One step of V on its TD(0) target (``config.critic_target``) and the critic loss."""
+    if config.critic_target == "model":
+        xi = jax.random.normal(key, batch.action.shape)
+        y = model_critic_targets(state.target_value, state.policy, state.model, batch, xi, config.gamma)
+        weights = jnp.ones_like(weights)  # on-policy actions: no correction needed
+    else:
+        y = critic_targets(state.target_value, batch, config.gamma)
+    v_loss, grads = eqx.filter_value_and_grad(value_loss)(state.value, batch.obs, y, weights)
+    opt = optim.adam(config.critic_lr, config.max_grad_norm)
+    value, value_opt = optim.apply(state.value, grads, state.value_opt, opt)
+    return value, value_opt, v_loss
 
 
-@jax.jit
-def _behaviour_action(policy: GaussianPolicy, obs: Array, noise: Array) -> Array:
-    return policy.act(obs, noise)
+def actor_step(state: State, value: VCritic, batch: Transition, weights: Array, config: Config
+               ) -> tuple[GaussianPolicy, PyTree, Array]:
+    """One policy step on the weighted ``J_1`` through the frozen model and the updated V, every ``policy_delay``
+    updates (the policy and its optimizer state are unchanged otherwise)."""
+    system = jax.lax.stop_gradient(state.model)
+    a_loss, grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights, config.gamma)
+    opt = optim.adam(config.actor_lr, config.max_grad_norm)
+    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt, opt)
+    actor_on = state.updates % config.policy_delay == config.policy_delay - 1
+    policy, policy_opt = jax.tree.map(lambda new, old: jnp.where(actor_on, new, old), (policy, policy_opt),
+                                      (state.policy, state.policy_opt))
+    return policy, policy_opt, a_loss
 
 
-@jax.jit
-def _mode_action(policy: GaussianPolicy, obs: Array) -> Array:
-    return policy(obs).mode()
+def update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
+    """One model, one critic and (every ``policy_delay`` updates) one actor step on a replayed minibatch, then a
+    Polyak step of V'; the first update fits the model's normalizers first (``first_update``)."""
+    k_batch, k_critic, k_first = jax.random.split(key, 3)
+    state = jax.lax.cond(state.updates == 0, lambda s: first_update(s, buffer, k_first, config), lambda s: s, state)
+    item = replay.sample(buffer, k_batch, config.batch_size)
+    batch = item.transition
+    state, m_loss = model_step(state, batch, config)
+    weights = jnp.ones(config.batch_size)
+    if config.importance_weights:
+        weights = importance_weights(state.policy, batch.obs, batch.action, item.behaviour_log_prob, config.max_weight)
+    value, value_opt, v_loss = critic_step(state, batch, weights, k_critic, config)
+    policy, policy_opt, a_loss = actor_step(state, value, batch, weights, config)
+    state = state._replace(policy=policy, value=value, target_value=soft_update(state.target_value, value, config.tau),
+                           policy_opt=policy_opt, value_opt=value_opt, updates=state.updates + 1)
+    return state, {"actor_loss": a_loss, "critic_loss": v_loss, "model_loss": m_loss,
+                   **diagnostics(policy, batch.obs, weights)}
 
 
-class SVG1(OffPolicyLearner):
-    """SVG(1)-ER on a Gymnasium env with a known reward and a bounded Box action space (module docstring)."""
-
-    name = "svg1"
-    Config = SVG1Config
-    needs_reward = True
-
-    def __init__(self, env_id: str, config: SVG1Config | None = None, seed: int = 0):
-        from pathwise import rewards
-
-        if not rewards.has(env_id):
-            raise ValueError(f"svg1 needs the known reward of {env_id!r} to differentiate r(s, a) and none is "
-                             "registered; add one with pathwise.rewards.register(env_id, fn), or use svg0.")
-        self.reward_fn = rewards.get(env_id)
-        super().__init__(env_id, config, seed)
-        if not self.config.log_std_min < math.log(1e3):
-            raise ValueError(f"Invalid SVG1 config: log_std_min={self.config.log_std_min} is too large.")
-        if self.config.critic_target not in ("replay", "model"):
-            raise ValueError(f"Invalid SVG1 config: critic_target={self.config.critic_target!r}; use 'replay' or "
-                             "'model'.")
-        if self.config.policy_delay < 1 or self.config.model_pretrain_steps < 0:
-            raise ValueError(f"Invalid SVG1 config: need policy_delay >= 1 (got {self.config.policy_delay}) and "
-                             f"model_pretrain_steps >= 0 (got {self.config.model_pretrain_steps}).")
-
-    @property
-    def noise_dim(self) -> int:
-        return self.action_dim
-
-    def init_state(self, key: PRNGKey) -> SVG1State:
-        return init(key, self.obs_dim, self.action_dim, self.low, self.high, self.config)
-
-    def behaviour_action(self, state: SVG1State, obs: Array, noise: Array) -> Array:
-        return _behaviour_action(state.policy, obs, noise)
-
-    def mode_action(self, state: SVG1State, obs: Array) -> Array:
-        return _mode_action(state.policy, obs)
-
-    def learn(self, state, episode, length, n_updates, key):
-        return learn(state, episode, length, n_updates, key, self.reward_fn, self.config)
+def diagnostics(policy: GaussianPolicy, obs: Array, weights: Array) -> dict[str, Array]:
+    """Mean importance weight, effective sample size (fraction of the batch), policy std, saturated fraction."""
+    low, high = policy.box()
+    actions = jax.vmap(policy.act)(obs, jnp.zeros((obs.shape[0], policy.action_dim), obs.dtype))
+    saturation = jnp.mean(jnp.abs(2.0 * (actions - low) / (high - low) - 1.0) > 0.95)
+    ess = jnp.sum(weights) ** 2 / jnp.maximum(jnp.sum(weights**2), 1e-12) / weights.shape[0]
+    return {"weight_mean": weights.mean(), "weight_ess": ess, "policy_std": jnp.exp(policy.log_std).mean(),
+            "saturation": saturation}
 
 
-__all__ = ["SVG1", "SVG1Config", "SVG1Item", "SVG1State", "actor_loss", "behaviour_log_probs", "critic_targets",
-           "importance_weights", "inferred_noise", "init", "learn", "update_step"]
+def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
+    """The mode ``box(tanh(mean(s)))``, or a sample of the policy when not ``deterministic``."""
+    if deterministic:
+        return state.policy(obs).mode()
+    return state.policy.act(obs, jax.random.normal(key, (state.policy.action_dim,), obs.dtype))
+
+
+__all__ = ["Config", "INFO", "State", "act", "actor_loss", "behaviour_log_prob", "critic_targets", "diagnostics",
+           "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init", "masked_normalizer",
+           "model_critic_targets", "model_step", "update"]

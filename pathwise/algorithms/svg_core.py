@@ -1,4 +1,4 @@
-"""The value-gradient core shared by SVG(0), SVG(1), SVG(k) and the short-horizon actor-critic.
+"""The value-gradient core shared by SVG(0), SVG(1), SVG(k) (the short-horizon actor-critic), SVG(inf) and mbrl.
 
 Lecture, "Stochastic Value Gradients": with a reparameterized policy ``a_t = pi(s_t, xi_t; theta)`` and
 dynamics ``s_{t+1} = f(s_t, a_t) + zeta_t`` (true or learned), the k-step value-gradient objective from a
@@ -10,10 +10,12 @@ where ``c_t`` is 1 until the first terminal state (then 0), and ``B`` is the lea
 parameters frozen (``stop_gradient``): ``B(s, a) = V(s)`` or ``B(s, a) = Q(s, a)``. Its gradient in theta is
 the pathwise derivative through the policy, the model and the bootstrap. The special cases:
 
-* k = 0 with a Q bootstrap: ``J_0 = Q(s_0, pi(s_0, xi_0))``, SVG(0) (the critic alone carries the gradient);
+* k = 0 with a Q bootstrap: ``J_0 = Q(s_0, pi(s_0, xi_0))``, SVG(0) (the critic alone carries the gradient;
+  no dynamics needed: ``system=None`` and ``s_0`` is the observation);
 * k = 1 with V: ``J_1 = r(s, a) + gamma V(f(s, a) + zeta)``, SVG(1), with zeta sampled or inferred from a
   real transition as ``zeta = s' - f(s, a)`` (and xi inferred from the recorded action);
-* k = H with ``B = 0``: the H-step return of the rollout (BPTT, SVG(inf) on a finite horizon);
+* k = H with ``B = 0``: the H-step return of the rollout (BPTT through a model as mbrl does, and SVG(inf)
+  with every noise inferred from a real episode);
 * 1 < k < H: the short-horizon actor-critic (SHAC).
 
 The value that closes the horizon is learned by TD(lambda) on the same k-step segments:
@@ -26,7 +28,7 @@ Everything here works on one start state; ``jax.vmap`` over the batch outside.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
 import jax
@@ -71,13 +73,15 @@ def zero_bootstrap(obs: Array, action: Array) -> Array:
     return jnp.zeros((), obs.dtype)
 
 
-def value_gradient_objective(system: System, policy: Callable[[Array, Array], Array], bootstrap: Bootstrap,
+def value_gradient_objective(system: System | None, policy: Callable[[Array, Array], Array], bootstrap: Bootstrap,
                              state0: Array, policy_noise: Array, model_noise: Array, gamma: float | Array,
-                             reward_scale: float | Array = 1.0) -> Segment:
+                             reward_scale: float | Array = 1.0, reward_weights: Array | None = None,
+                             **rollout_options: Any) -> Segment:
     """``J_k`` from one start state (module docstring), k = ``model_noise.shape[0]``.
 
     Args:
-      system: the true ``System`` or a learned model (``pathwise.models.LearnedModel``).
+      system: the true ``System`` or a learned model (``pathwise.models.LearnedModel``); None for k = 0
+        (then ``state0`` is the observation).
       policy: ``policy(obs, xi) -> action``, the reparameterized policy.
       bootstrap: ``B(obs, action)``; see ``v_bootstrap``, ``q_bootstrap``, ``zero_bootstrap``.
       state0: the start state (unbatched).
@@ -85,19 +89,22 @@ def value_gradient_objective(system: System, policy: Callable[[Array, Array], Ar
       model_noise: ``zeta_0 .. zeta_{k-1}``, shape ``(k, state_dim)``: sampled, zeros, or inferred.
       gamma: discount.
       reward_scale: multiplies every reward (the bootstrap must be learned on the same scale).
+      reward_weights: ``[k]`` weights of the rewards in ``J_k`` (e.g. 0 past the end of a recorded episode).
+      rollout_options: passed to :func:`pathwise.rollout.rollout` (``truncate_every``, ``restarts``).
     """
     k = model_noise.shape[0]
     if policy_noise.shape[0] != k + 1:
         raise ValueError(f"value_gradient_objective: policy_noise needs k + 1 = {k + 1} rows (one per model step "
                          f"and one for the bootstrap action), got shape {policy_noise.shape}.")
     if k == 0:
-        obs = system.observe(state0)
+        obs = state0 if system is None else system.observe(state0)
         one = jnp.ones((), obs.dtype)
         objective = bootstrap(obs, policy(obs, policy_noise[0]))
         empty = jnp.zeros((0,), obs.dtype)
         return Segment(objective, obs[None][:0], empty, obs[None][:0], empty, empty, obs, one, state0)
-    traj = rollout(system, policy, state0, k, noises=model_noise, policy_noise=policy_noise[:k])
-    traj = traj._replace(rewards=traj.rewards * reward_scale)
+    traj = rollout(system, policy, state0, k, noises=model_noise, policy_noise=policy_noise[:k], **rollout_options)
+    weights = reward_scale if reward_weights is None else reward_scale * reward_weights
+    traj = traj._replace(rewards=traj.rewards * weights)
     return _segment(system, policy, bootstrap, traj, policy_noise[k], gamma)
 
 

@@ -10,58 +10,59 @@ return through the entire deterministic graph
 
 At the current θ the replay *is* the real episode, so "errors don't
 accumulate: the model is used to backprop gradients, not to simulate
-experience". Here: after each real episode, refit ``f``; infer ζ and ξ of the
-``recent_episodes`` most recent real episodes once, at the policy that
-collected the newest one, and freeze them; then ``grad_steps`` Adam steps on
-∇θ J of the replays.
+experience". The replayed return is ``J_T`` with the zero bootstrap of the value-gradient core
+(:func:`pathwise.algorithms.svg_core.value_gradient_objective`) with the inferred noises
+(:func:`pathwise.models.noise.frozen_noise`) as its model and policy noise. It runs in the model-based
+loop (:mod:`pathwise.loops.model_based`): after each real episode the loop refits ``f``; ``update`` infers
+ζ and ξ of the ``recent_episodes`` most recent real episodes once, at the policy that collected the
+newest one, freezes them, and takes ``grad_steps`` Adam steps on ∇θ J of the replays.
 
-What the defaults (= the Pendulum-v1 preset) add to that, each optional, and why
-(benchmarks/sections/60_model_based.md has the runs):
+What the defaults (= the Pendulum-v1 preset) add to that, each optional, and why:
 
-- ``segment_length``/``num_segments``: each Adam step replays 64 windows of 50
-  recorded steps starting at random recorded states, with their inferred noises
-  (ten 200-step episodes from ten start states are too few to fit a swing-up).
-- ``random_episodes = 1``: a uniform warm-up episode, which trains the model and is
-  replayed like the others (without it, or replaying only the policy's own episodes,
-  the first updates see almost no action variety).
-- ``policy_noise_clip = 3``: the inferred ξ are clipped to [−3, 3]. The uniform
-  warm-up episode's actions are far off the policy (ξ = (atanh(a/2) − μ)/σ reaches
-  ±36 at σ = 0.2), and a recorded action the float32 squash saturated infers
-  |ξ| beyond the policy's range: unclipped, those replays put the action in
-  the flat part of tanh whatever μ does, the gradient pushes μ into saturation
-  and the policy does not learn (seed 0 after 600 steps, otherwise the preset without
-  the mean penalty: exact ξ, mean pre-squash |μ| 12.6, eval −1191; ξ clipped: −201;
-  ξ set to zero: −199; ζ made no difference). For |ξ| > 3 the replayed action then differs from the
-  recorded one (the model with ζ carries the difference); own-policy noises
-  are N(0, 1) and almost never clipped.
-- ``learn_std = False``: a fixed exploration std (log σ = −1.6, σ ≈ 0.2 before the
-  squash; learned, σ shrank to e^−2.4 on seed 1 and two of the ten evaluation starts
-  were never swung up: best −229).
-- ``mean_penalty = 0.01``: 0.01‖μ(s)‖² subtracted from each replayed reward keeps the
-  pre-squash mean out of saturation (without it seed 1's largest |μ| on the recorded
-  states reaches 12.7 and it peaks at −209; with it 5.4, every evaluation start is swung
-  up and it passes −200 at 800 steps).
+- ``segment_length``/``num_segments``: each Adam step replays windows of recorded steps starting at
+  random recorded states, with their inferred noises (a handful of whole episodes from as many start
+  states are too few to fit a swing-up).
+- ``random_episodes = 1``: a uniform warm-up episode, which trains the model and is replayed like the
+  others (it gives the first updates action variety).
+- ``policy_noise_clip``: the inferred ξ are clipped. The uniform warm-up episode's actions are far off the
+  policy (ξ = (atanh(a/2) − μ)/σ is large at a small σ), and a recorded action the float32 squash
+  saturated infers |ξ| beyond the policy's range: unclipped, those replays put the action in the flat
+  part of tanh whatever μ does, the gradient pushes μ into saturation and the policy does not learn.
+  For |ξ| above the clip the replayed action differs from the recorded one (the model with ζ carries
+  the difference); own-policy noises are N(0, 1) and almost never clipped.
+- ``learn_std = False``: a fixed exploration std (learned, σ can shrink until some start states are
+  never swung up).
+- ``mean_penalty``: λ‖μ(s_t)‖² subtracted from each replayed reward keeps the pre-squash mean out of
+  saturation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
-from pathwise.algorithms.model_based import (ModelBasedConfig, ModelBasedLearner, ModelBasedState,
-                                             adam_step_if_finite, fixed_bounds, learned_system, make_optimizer)
+from pathwise import optim
+from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.algorithms.svg_core import value_gradient_objective, zero_bootstrap
+from pathwise.config import at_least, positive, unit_interval
 from pathwise.distributions import GaussianPolicy
-from pathwise.models import model_noise, policy_noise
+from pathwise.loops.model_based import ModelData, ModelOptions
+from pathwise.models.noise import frozen_noise
+from pathwise.spec import EnvSpec
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree, Transition
 
+INFO = AlgorithmInfo("svg-inf", loops=("model_based",),
+                     summary="SVG(inf): value gradients of replayed real episodes through a learned model.")
+
 
 @dataclasses.dataclass(frozen=True)
-class SVGInfConfig(ModelBasedConfig):
+class Config(CommonConfig, ModelOptions):
     """SVG(∞) options (defaults for Pendulum-v1)."""
 
     hidden: tuple[int, ...] = (64, 64)
@@ -95,25 +96,41 @@ class SVGInfConfig(ModelBasedConfig):
     """Re-infer ξ at every Adam step (False: infer ζ and ξ once per episode, at the policy before the update).
 
     Re-inferred at the current θ, the replay always reproduces the recorded actions, so every Adam step
-    sees the same action gradient and keeps pushing the policy the same way (on Pendulum-v1 its pre-squash
-    mean ran to |μ| > 10 within two episodes); frozen noises make the replay move with θ.
+    sees the same action gradient and keeps pushing the policy the same way (the pre-squash mean can run
+    into saturation within a few episodes); frozen noises make the replay move with θ.
     """
+    learning_rate: float = 1e-3
+    """Adam step size of the policy."""
+    max_grad_norm: float = 10.0
+    """Global gradient-norm clip of the policy update (0 disables)."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + positive(self, "grad_steps", "num_segments", "learning_rate") + \
+            at_least(self, 0, "truncate_every", "segment_length", "mean_penalty", "policy_noise_clip",
+                     "max_grad_norm") + unit_interval(self, "gamma")
+
+
+class State(NamedTuple):
+    """Everything SVG(∞) learns (the model and the recorded episodes live in the loop's carry)."""
+
+    policy: GaussianPolicy
+    opt_state: PyTree
 
 
 def replayed_return(policy: GaussianPolicy, system: System, episode: Transition, length: Array,
                     gamma: float, truncate_every: int = 0, noises: tuple[Array, Array] | None = None,
                     mean_penalty: float = 0.0) -> Array:
-    """SVG(∞): J(θ) = Σ_{t<length} γ^t r(s_t, π(s_t, ξ_t; θ)), s_{t+1} = f(s_t, a_t) + ζ_t, noises inferred and frozen.
+    """SVG(∞): ``J(θ) = Σ_{t<length} γ^t [r(s_t, π(s_t, ξ_t; θ)) − λ‖μ(s_t)‖²]``, ``s_{t+1} = f(s_t, a_t) + ζ_t``.
 
-    ``episode`` is zero-padded past ``length``; the padded rows repeat the last real transition and
-    the replay restarts (without gradient) from the recorded observation there, so every value in
-    the graph stays a finite function of real data (zero weight times a NaN derivative at a padded
-    all-zero observation would still be NaN).
+    ``J_T`` of the value-gradient core with the zero bootstrap; the noises are inferred and frozen. ``episode``
+    is zero-padded past ``length``: the padded rows repeat the last real transition, have reward weight 0,
+    and the replay restarts (without gradient) from the recorded observation there, so every value in the
+    graph stays a finite function of real data (zero weight times a NaN derivative at a padded all-zero
+    observation would still be NaN).
 
-    ``noises``: ``(ζ [T, d], ξ [T, m])`` inferred earlier (e.g. at the policy before an update, see
-    ``infer_episode_noise``); by default they are inferred here, at ``policy``.
-
-    ``mean_penalty`` λ > 0 subtracts λ‖μ(s_t)‖² (the policy's pre-squash mean) from every replayed reward.
+    ``noises``: ``(ζ [T, d], ξ [T, m])`` inferred earlier (e.g. at the policy before an update); by default
+    they are inferred here, at ``policy``. ``mean_penalty`` λ > 0 subtracts λ‖μ(s_t)‖² (the policy's
+    pre-squash mean on the replayed observations) from every replayed reward.
     """
     T = episode.obs.shape[0]
     steps = jnp.arange(T)
@@ -121,40 +138,27 @@ def replayed_return(policy: GaussianPolicy, system: System, episode: Transition,
     rows = jnp.minimum(steps, jnp.maximum(length - 1, 0))
     obs, actions, next_obs = episode.obs[rows], episode.action[rows], episode.next_obs[rows]
     if noises is None:
-        zetas = model_noise(system, obs, actions, next_obs)
-        xis = policy_noise(policy, obs, actions)
+        zetas, xis = frozen_noise(system, policy, obs, actions, next_obs)
     else:
-        zetas, xis = noises[0][rows], noises[1][rows]
-    zetas, xis = jax.lax.stop_gradient(zetas), jax.lax.stop_gradient(xis)
-
-    def step(state, inputs):
-        t, real_obs, zeta, xi, ok = inputs
-        cut = ~ok
-        if truncate_every > 0:
-            cut = cut | ((t > 0) & (t % truncate_every == 0))
-        state = jnp.where(cut, jax.lax.stop_gradient(jnp.where(ok, state, real_obs)), state)
-        dist = policy(system.observe(state))
-        action = dist.sample_from_noise(xi)
-        next_state = system.step(state, action, zeta)
-        reward = system.reward(state, action, next_state)
-        if mean_penalty > 0:
-            reward = reward - mean_penalty * jnp.sum(dist.mean ** 2)
-        return next_state, reward
-
-    _, rewards = jax.lax.scan(step, episode.obs[0], (steps, obs, zetas, xis, valid))
-    return (rewards * valid * gamma ** steps).sum()
-
-
-def infer_episode_noise(policy: GaussianPolicy, system: System, episode: Transition) -> tuple[Array, Array]:
-    """``(ζ, ξ)`` for every recorded row of ``episode`` (padded rows give finite junk, never used)."""
-    return (jax.lax.stop_gradient(model_noise(system, episode.obs, episode.action, episode.next_obs)),
-            jax.lax.stop_gradient(policy_noise(policy, episode.obs, episode.action)))
+        zetas, xis = jax.lax.stop_gradient(noises[0][rows]), jax.lax.stop_gradient(noises[1][rows])
+    xis = jnp.concatenate([xis, jnp.zeros_like(xis[:1])])  # the bootstrap action's noise (B = 0: unused)
+    weights = valid.astype(obs.dtype)
+    segment = value_gradient_objective(system, policy.act, zero_bootstrap, episode.obs[0], xis, zetas, gamma,
+                                       reward_weights=weights, truncate_every=truncate_every, restarts=(~valid, obs))
+    if mean_penalty <= 0:
+        return segment.objective
+    means = jax.vmap(lambda o: policy.mean_and_log_std(o)[0])(segment.observations)
+    penalty = jnp.sum(weights * gamma ** steps * jnp.sum(means ** 2, axis=-1))
+    return segment.objective - mean_penalty * penalty
 
 
 def sample_segments(episodes: PyTree, lengths: Array, filled: Array, key: PRNGKey, num: int, horizon: int
-                    ) -> tuple[Transition, Array]:
-    """``num`` windows of ``horizon`` recorded steps (of every ``[E, T, ...]`` leaf of ``episodes``): episode uniform among the ``filled`` slots, start uniform
-    in ``[0, length)``; returns the windows ``[num, horizon]`` and their real lengths (cut at the episode end)."""
+                    ) -> tuple[PyTree, Array]:
+    """``num`` windows of ``horizon`` recorded steps of every ``[E, T, ...]`` leaf of ``episodes``.
+
+    The episode is uniform among the ``filled`` slots, the start uniform in ``[0, length)``; returns the
+    windows ``[num, horizon, ...]`` and their real lengths (cut at the episode end).
+    """
     k_ep, k_t = jax.random.split(key)
     ep = jax.random.categorical(k_ep, jnp.where(filled, 0.0, -jnp.inf), shape=(num,))
     n = lengths[ep]
@@ -164,71 +168,78 @@ def sample_segments(episodes: PyTree, lengths: Array, filled: Array, key: PRNGKe
     return windows, jnp.clip(n - start, 0, horizon)
 
 
-class SVGInf(ModelBasedLearner):
-    """SVG(∞) on a Gymnasium env whose reward is known (see the module docstring)."""
+def optimizer(config: Config) -> optax.GradientTransformation:
+    return optim.adam(config.learning_rate, config.max_grad_norm)
 
-    name = "svg-inf"
-    Config = SVGInfConfig
 
-    def __init__(self, env_id: str, config: SVGInfConfig | None = None, seed: int = 0):
-        super().__init__(env_id, config, seed)
-        self.traces = 0  # how often the policy update was traced (tests: compile once)
-        self._improve = eqx.filter_jit(self._policy_steps)
+def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
+    """A fresh tanh-Gaussian policy in the action box (state-independent std) and its Adam state."""
+    policy = GaussianPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=key, low=spec.action_low,
+                            high=spec.action_high, init_log_std=config.init_log_std)
+    return State(policy, optim.init(optimizer(config), policy))
 
-    def make_policy(self, key: PRNGKey) -> eqx.Module:
-        return GaussianPolicy(self.obs_dim, self.action_dim, self.config.hidden, key=key, low=self.low,
-                              high=self.high, init_log_std=self.config.init_log_std)
 
-    def mode_action(self, policy: eqx.Module, obs: Array) -> Array:
-        return policy(obs).mode()
+def recorded_episodes(policy: GaussianPolicy, data: ModelData, config: Config):
+    """``(episodes [E, T], lengths [E], filled [E], noises)`` of the recent-episode ring.
 
-    def behaviour_action(self, policy: eqx.Module, obs: Array, key: PRNGKey) -> Array:
-        return policy(obs).sample(key)
+    Empty slots hold a copy of slot 0 (filled by the time ``update`` runs) so nothing replays all-zero
+    observations; ``noises`` are ``(ζ, ξ)`` inferred at ``policy`` and frozen (ξ clipped), or None with
+    ``reinfer_noise``.
+    """
+    episodes, lengths = data.recent.storage
+    filled = jnp.arange(data.recent.capacity) < data.recent.size
+    episodes = jax.tree.map(lambda x: jnp.where(filled.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
+    lengths = jnp.where(filled, lengths, lengths[0])
+    if config.reinfer_noise:
+        return episodes, lengths, filled, None
+    zetas, xis = jax.vmap(lambda ep: frozen_noise(data.system, policy, ep.obs, ep.action, ep.next_obs))(episodes)
+    if config.policy_noise_clip > 0:
+        xis = jnp.clip(xis, -config.policy_noise_clip, config.policy_noise_clip)
+    return episodes, lengths, filled, (zetas, xis)
 
-    def _policy_steps(self, state: ModelBasedState, key: PRNGKey):
-        # deterministic given the stored episodes, unless segments are drawn (from ``key``)
-        self.traces += 1
-        cfg = self.config
-        system = learned_system(state.model, self.reward_fn, self.low, self.high, self.limit)
-        episodes, lengths = state.recent.storage
-        slots = jnp.arange(state.recent.capacity) < state.recent.size
-        # empty slots replay a copy of slot 0 (always filled by now) at zero weight: no all-zero observations
-        episodes = jax.tree.map(lambda x: jnp.where(slots.reshape(-1, *([1] * (x.ndim - 1))), x, x[:1]), episodes)
-        lengths = jnp.where(slots, lengths, lengths[0])
-        optimizer = make_optimizer(cfg)
-        noises = None if cfg.reinfer_noise else jax.vmap(lambda ep: infer_episode_noise(state.policy, system, ep)
-                                                         )(episodes)
-        if noises is not None and cfg.policy_noise_clip > 0:
-            noises = (noises[0], jnp.clip(noises[1], -cfg.policy_noise_clip, cfg.policy_noise_clip))
 
-        def replay(policy, ep, n, nz):
-            return replayed_return(policy, system, ep, n, cfg.gamma, cfg.truncate_every, nz, cfg.mean_penalty)
+def objective(policy: GaussianPolicy, system: System, recorded, key: PRNGKey, config: Config) -> Array:
+    """The mean replayed return of one Adam step: ``num_segments`` windows, or every filled recorded episode."""
+    episodes, lengths, filled, noises = recorded
+    if config.segment_length > 0:
+        (eps, nz), n = sample_segments((episodes, noises), lengths, filled, key, config.num_segments,
+                                       config.segment_length)
+        weights = jnp.full(config.num_segments, 1.0 / config.num_segments)
+    else:
+        eps, nz, n = episodes, noises, lengths
+        weights = filled / jnp.maximum(filled.sum(), 1)
 
-        def replays(k):
-            """What one Adam step replays: ``(episodes, lengths, noises)`` batched, and their weights (sum 1)."""
-            if cfg.segment_length > 0:
-                (windows, nz), n = sample_segments((episodes, noises), lengths, slots, k, cfg.num_segments,
-                                                   cfg.segment_length)
-                return (windows, n, nz), jnp.full(cfg.num_segments, 1.0 / cfg.num_segments)
-            return (episodes, lengths, noises), slots / jnp.maximum(slots.sum(), 1)
+    def replay(ep, m, z):
+        return replayed_return(policy, system, ep, m, config.gamma, config.truncate_every, z, config.mean_penalty)
 
-        def objective(policy, k):
-            (eps, n, nz), weights = replays(k)
-            return (jax.vmap(lambda ep, m, z: replay(policy, ep, m, z))(eps, n, nz) * weights).sum()
+    return jnp.sum(jax.vmap(replay)(eps, n, nz) * weights)
 
-        def step(carry, k):
-            policy, opt_state, skipped = carry
-            value, grads = eqx.filter_value_and_grad(objective)(policy, k)
-            grads = fixed_bounds(jax.tree.map(jnp.negative, grads))  # ascend J; the action box never moves
-            if not cfg.learn_std and grads.log_std is not None:
-                grads = eqx.tree_at(lambda g: g.log_std, grads, jnp.zeros_like(grads.log_std))
-            policy, opt_state, skip = adam_step_if_finite(policy, grads, opt_state, optimizer)
-            return (policy, opt_state, skipped + skip), (value, optax.tree.norm(grads))
 
-        (policy, opt_state, skipped), (values, norms) = jax.lax.scan(
-            step, (state.policy, state.opt_state, state.skipped_updates), jax.random.split(key, cfg.grad_steps))
-        metrics = {"replayed_return": values[0], "replayed_return_after": values[-1], "grad_norm": norms.mean()}
-        return state._replace(policy=policy, opt_state=opt_state, skipped_updates=skipped), metrics
+def update(state: State, data: ModelData, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
+    """``grad_steps`` Adam steps ascending the replayed return; a non-finite gradient skips its step (counted)."""
+    recorded = recorded_episodes(state.policy, data, config)
 
-    def improve(self, state: ModelBasedState, key: PRNGKey):
-        return self._improve(state, key)
+    def step(carry, k):
+        policy, opt_state = carry
+        value, grads = eqx.filter_value_and_grad(objective)(policy, data.system, recorded, k, config)
+        grads = jax.tree.map(jnp.negative, grads)  # ascend J
+        if not config.learn_std and grads.log_std is not None:
+            grads = eqx.tree_at(lambda g: g.log_std, grads, jnp.zeros_like(grads.log_std))
+        policy, opt_state = optim.apply(policy, grads, opt_state, optimizer(config))
+        return (policy, opt_state), (value, optax.tree.norm(optim.params(grads)))
+
+    (policy, opt_state), (values, norms) = jax.lax.scan(step, (state.policy, state.opt_state),
+                                                        jax.random.split(key, config.grad_steps))
+    metrics = {"replayed_return": values[0], "replayed_return_after": values[-1], "grad_norm": norms.mean(),
+               "skipped_total": optim.skipped(opt_state)}
+    return State(policy, opt_state), metrics
+
+
+def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
+    """The squashed mean ``box(tanh(μ(s)))``, or a sample of the policy when not ``deterministic``."""
+    dist = state.policy(obs)
+    return dist.mode() if deterministic else dist.sample(key)
+
+
+__all__ = ["Config", "INFO", "State", "act", "init", "objective", "optimizer", "recorded_episodes",
+           "replayed_return", "sample_segments", "update"]

@@ -22,7 +22,7 @@ inside the step that ended the episode, the final observation comes from
 
 from __future__ import annotations
 
-import difflib
+import itertools
 from typing import Any, Callable, NamedTuple
 
 import gymnasium as gym
@@ -46,18 +46,9 @@ class EvalResult(NamedTuple):
 
 def check_env_id(env_id: str) -> str:
     """Return ``env_id`` if Gymnasium knows it, else a ``ValueError`` with close matches and a fix."""
-    import pathwise.systems  # noqa: F401  (registers the pathwise/... ids)
+    from pathwise.registry import check_id
 
-    if not isinstance(env_id, str):
-        raise ValueError(f"env_id must be a string such as 'Pendulum-v1', got {type(env_id).__name__}.")
-    if env_id in gym.registry:
-        return env_id
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"Unknown environment id {env_id!r}.{hint} List the known ids with gymnasium.pprint_registry() "
-        "(the differentiable ones are pathwise.systems.REGISTRY, or `pathwise list`)."
-    )
+    return check_id(env_id)
 
 
 def make_env(env_id: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
@@ -115,6 +106,36 @@ def run_episode(
         if terminated or truncated:
             break
     return Transition(*(np.stack(field) for field in zip(*rows))), total, len(rows)
+
+
+def collect_padded(env: gym.Env, act: Callable[[np.ndarray, int], Any], seed: int, max_steps: int
+                   ) -> tuple[Transition, int, float]:
+    """One episode of ``act(obs, t)`` from ``env.reset(seed=seed)``, zero-padded to ``max_steps`` rows.
+
+    Observations are flattened and float32; Box actions float32, Discrete ones int32. Rows past the
+    episode are padding, so episodes of any length share one compiled update. Returns
+    ``(transitions, length, undiscounted return)``.
+    """
+    step = itertools.count()
+    episode, total, length = run_episode(env, lambda obs: act(obs, next(step)), seed=seed, max_steps=max_steps)
+    return pad_episode(episode, max_steps), length, total
+
+
+def pad_episode(episode: Transition, length: int) -> Transition:
+    """A recorded episode (leading axis ``n <= length``) with flat float32 observations, zero-padded to ``length``."""
+    n = episode.obs.shape[0]
+
+    def pad(x, dtype, flat):
+        x = np.asarray(x).astype(dtype).reshape(n, -1) if flat else np.asarray(x).astype(dtype)
+        out = np.zeros((length, *x.shape[1:]), dtype)
+        out[:n] = x
+        return out
+
+    discrete = np.issubdtype(np.asarray(episode.action).dtype, np.integer)
+    return Transition(pad(episode.obs, np.float32, True),
+                      pad(episode.action, np.int32, False) if discrete else pad(episode.action, np.float32, True),
+                      pad(episode.reward, np.float32, False), pad(episode.next_obs, np.float32, True),
+                      pad(episode.terminated, bool, False), pad(episode.truncated, bool, False))
 
 
 def evaluate(
@@ -259,4 +280,5 @@ class Collector:
         self.envs.close()
 
 
-__all__ = ["Collector", "EvalResult", "check_env_id", "evaluate", "make_env", "make_vec_env", "reset_states", "run_episode", "to_env_action"]
+__all__ = ["Collector", "EvalResult", "check_env_id", "collect_padded", "evaluate", "make_env", "make_vec_env",
+           "pad_episode", "reset_states", "run_episode", "to_env_action"]

@@ -144,13 +144,9 @@ def _init_optimizer(params, config: FitConfig):
     return _optimizer(config).init(params)  # jitted: one program instead of one small one per parameter shape
 
 
-TRACE_COUNT = {"epoch": 0}  # tests read this to check that a second fit does not recompile
-
-
 @eqx.filter_jit
 def _epoch(model, opt_state, obs, actions, next_obs, count, key, steps, config: FitConfig):
     """``steps`` (a traced int: no recompile when it changes) Adam steps on minibatches of the first ``count`` rows."""
-    TRACE_COUNT["epoch"] += 1
     optimizer = _optimizer(config)
     weights = jnp.ones(config.batch_size)
 

@@ -35,6 +35,8 @@ class LearnedModel(System):
       initial_obs: ``[K, obs_dim]`` observations ``reset`` draws from (zeros if not given).
       noise_std: per-dimension std of the additive model noise ζ (e.g. the fit residuals).
       horizon: episode length.
+      terminal_fn: ``fn(obs) -> bool``, the environment's termination on observations (imagined rollouts stop
+        where the real environment would; no gradient flows through it). Never terminates if None.
     """
 
     model: DynamicsModel
@@ -44,12 +46,14 @@ class LearnedModel(System):
     noise_std: Array
     reward_model: eqx.Module | None
     reward_fn: RewardFn | None = eqx.field(static=True)
+    terminal_fn: Callable[[Array], Array] | None = eqx.field(static=True)
     horizon: int = eqx.field(static=True)
 
     name = "LearnedModel"
 
     def __init__(self, model: DynamicsModel, reward_fn: RewardFn | None = None, *, action_low, action_high,
-                 reward_model: eqx.Module | None = None, initial_obs=None, noise_std=0.0, horizon: int = 200):
+                 reward_model: eqx.Module | None = None, initial_obs=None, noise_std=0.0, horizon: int = 200,
+                 terminal_fn: Callable[[Array], Array] | None = None):
         if reward_fn is None and reward_model is None:
             raise ValueError("LearnedModel needs a reward: pass reward_fn (e.g. pathwise.rewards.get(env_id)) "
                              "or a learned reward_model.")
@@ -62,6 +66,7 @@ class LearnedModel(System):
         self.initial_obs = init
         self.noise_std = jnp.broadcast_to(jnp.asarray(noise_std, jnp.float32), (model.obs_dim,))
         self.horizon = int(horizon)
+        self.terminal_fn = terminal_fn
 
     @property
     def state_dim(self) -> int:  # type: ignore[override]
@@ -102,3 +107,8 @@ class LearnedModel(System):
 
     def observe(self, state: Array) -> Array:
         return state
+
+    def terminated(self, state: Array) -> Array:
+        if self.terminal_fn is None:
+            return jnp.asarray(False)
+        return jax.lax.stop_gradient(self.terminal_fn(state))

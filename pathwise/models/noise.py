@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from pathwise.systems.base import System
-from pathwise.types import Array, PRNGKey, Trajectory
+from pathwise.types import Array, Trajectory
+
 
 def model_noise(model: System, obs: Array, actions: Array, next_obs: Array) -> Array:
     """ζ_t = s_{t+1} − f(s_t, a_t) for every recorded step (``[T, state_dim]``)."""
@@ -35,6 +36,16 @@ def policy_noise(policy, obs: Array, actions: Array) -> Array:
     if hasattr(jax.eval_shape(policy, obs[0]), "infer_noise"):
         return jax.vmap(lambda o, a: policy(o).infer_noise(a))(obs, actions)
     return jnp.zeros((obs.shape[0], 0), obs.dtype)
+
+
+def frozen_noise(model: System, policy, obs: Array, actions: Array, next_obs: Array) -> tuple[Array, Array]:
+    """``(ζ [T, state_dim], ξ [T, ...])`` of recorded transitions, without gradient.
+
+    The noises SVG(∞) freezes: inferred once (at the policy that is about to be updated) and then held
+    fixed while the replayed return is differentiated, so they are constants of the objective.
+    """
+    return (jax.lax.stop_gradient(model_noise(model, obs, actions, next_obs)),
+            jax.lax.stop_gradient(policy_noise(policy, obs, actions)))
 
 
 def infer_noise(model: System, policy, trajectory: Trajectory) -> tuple[Array, Array]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from pathwise.systems.acrobot import Acrobot, AcrobotContinuous
-from pathwise.systems.base import System
+from pathwise.systems.base import System, SystemWrapper
 from pathwise.systems.cartpole import CartPole, CartPoleSwingUp
 from pathwise.systems.gym import SystemEnv, register_systems, to_gymnasium
 from pathwise.systems.linear import LinearSystem, double_integrator
@@ -60,6 +60,7 @@ __all__ = [
     "REGISTRY",
     "System",
     "SystemEnv",
+    "SystemWrapper",
     "angle_normalize",
     "double_integrator",
     "make",

@@ -180,3 +180,40 @@ class System(eqx.Module):
             return values[action]
         return action @ values
 
+
+
+class SystemWrapper(System):
+    """``base`` as it is, except where a subclass overrides a method (e.g. a penalized reward).
+
+    Shapes, bounds, dynamics, observation, termination and noise are the wrapped system's.
+    """
+
+    base: System
+
+    state_dim = property(lambda self: self.base.state_dim)  # type: ignore[assignment]
+    obs_dim = property(lambda self: self.base.obs_dim)  # type: ignore[assignment]
+    action_dim = property(lambda self: self.base.action_dim)  # type: ignore[assignment]
+    num_actions = property(lambda self: self.base.num_actions)  # type: ignore[assignment]
+    episode_length = property(lambda self: self.base.episode_length)  # type: ignore[assignment]
+    action_low = property(lambda self: self.base.action_low)
+    action_high = property(lambda self: self.base.action_high)
+    noise_scale = property(lambda self: self.base.noise_scale)
+    stochastic = property(lambda self: self.base.stochastic)
+
+    def initial_state(self, key: PRNGKey) -> Array:
+        return self.base.reset(key)
+
+    def dynamics(self, state: Array, action: Array) -> Array:
+        return self.base.dynamics(state, action)
+
+    def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        return self.base.reward(state, action, next_state)
+
+    def observe(self, state: Array) -> Array:
+        return self.base.observe(state)
+
+    def terminated(self, state: Array) -> Array:
+        return self.base.terminated(state)
+
+    def state_from_obs(self, obs: Array) -> Array:
+        return self.base.state_from_obs(obs)

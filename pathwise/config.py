@@ -1,0 +1,204 @@
+"""Configs: frozen dataclasses that validate themselves, built from defaults, presets, files and ``--set``.
+
+Every algorithm's ``Config`` derives from :class:`Options`: a frozen dataclass with a docstring per
+field whose ``checks()`` lists ``(condition, message)`` pairs; construction raises a ``ValueError`` that
+names the first failed condition. A config is built in one order everywhere (the CLI, ``pw.make``,
+``pathwise.train.train``, resuming a run)::
+
+    defaults < preset for (algorithm, env) < config file or dict < overrides (--set KEY=VALUE)
+
+and values from text (TOML, JSON, the command line) are coerced to the field's annotated type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Base of every config: validation on construction (``checks``), nothing else."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """``(condition, message)`` pairs that must hold; subclasses extend ``super().checks()``."""
+        return []
+
+    def __post_init__(self) -> None:
+        for ok, message in self.checks():
+            if not ok:
+                raise ValueError(f"Invalid {type(self).__module__.rsplit('.', 1)[-1]} config: {message}.")
+
+
+def positive(config: Any, *names: str) -> list[tuple[bool, str]]:
+    """Checks that each named field is > 0."""
+    return [(getattr(config, n) > 0, f"{n}={getattr(config, n)} must be > 0") for n in names]
+
+
+def at_least(config: Any, low: float, *names: str) -> list[tuple[bool, str]]:
+    """Checks that each named field is >= ``low``."""
+    return [(getattr(config, n) >= low, f"{n}={getattr(config, n)} must be >= {low:g}") for n in names]
+
+
+def unit_interval(config: Any, *names: str, closed_low: bool = False) -> list[tuple[bool, str]]:
+    """Checks that each named field is in (0, 1] (or [0, 1] with ``closed_low``)."""
+    out = []
+    for n in names:
+        v = getattr(config, n)
+        ok = (0.0 <= v <= 1.0) if closed_low else (0.0 < v <= 1.0)
+        out.append((ok, f"{n}={v} must be in {'[' if closed_low else '('}0, 1]"))
+    return out
+
+
+def one_of(config: Any, name: str, choices: tuple[str, ...]) -> list[tuple[bool, str]]:
+    """Checks that a field takes one of ``choices``."""
+    value = getattr(config, name)
+    return [(value in choices, f"{name}={value!r} must be one of {', '.join(repr(c) for c in choices)}")]
+
+
+# -- dict <-> config ----------------------------------------------------------------------------------------
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as JSON-compatible values (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls: type, values: dict[str, Any], source: str = "config") -> Any:
+    """Build ``cls`` from ``values``, coercing each value to its field's type; unknown keys are refused."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source} must be a table of KEY = VALUE pairs, got {type(values).__name__}.")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"Unknown {source} key(s) {unknown} for {cls.__module__}.{cls.__qualname__}. "
+                         f"Valid keys: {', '.join(sorted(fields))}.")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: coerce(hints[k], v, k) for k, v in values.items()})
+
+
+def coerce(tp: Any, value: Any, name: str = "value") -> Any:
+    """Convert ``value`` (possibly a string from ``--set``) to the annotated type ``tp``."""
+    try:
+        return _coerce(tp, value, name)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"Config key {name!r}: cannot use {value!r} ({exc}).") from exc
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        for a in args:
+            if value == a or str(value) == str(a):
+                return a
+        raise ValueError(f"must be one of {list(args)}")
+    if origin in (typing.Union, types.UnionType):
+        return _coerce_union(args, value, name)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        return tuple(_coerce(args[0] if args else str, v, name) for v in value)
+    if tp is bool:
+        return _coerce_bool(value)
+    if tp is int:
+        return _coerce_int(value)
+    if tp is float:
+        return float(value)
+    if tp is str:
+        return str(value)
+    return value
+
+
+def _coerce_union(args: tuple, value: Any, name: str) -> Any:
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if type(None) in args:
+            return None
+    errors = []
+    for a in args:
+        if a is type(None):
+            continue
+        try:
+            return _coerce(a, value, name)
+        except (TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    raise ValueError("; ".join(errors))
+
+
+def _coerce_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("must be true or false")
+    return bool(value)
+
+
+def _coerce_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, str):
+        value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be an integer")
+    return int(value)
+
+
+# -- text sources -------------------------------------------------------------------------------------------
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["lr=1e-3", "hidden=64,64"]`` -> ``{"lr": "1e-3", "hidden": "64,64"}``."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r} (e.g. --set hidden=64,64).")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """The table of a TOML or JSON config file (errors name the file)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file.")
+    text = p.read_text()
+    if p.suffix == ".json":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--config {path} is not valid JSON ({exc}).") from exc
+    else:
+        import tomllib
+
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"--config {path} is not valid TOML ({exc}); use KEY = VALUE lines or a .json file."
+                             ) from exc
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path} must hold a table of KEY = VALUE pairs, not a {type(values).__name__}.")
+    return values
+
+
+def build(cls: type, name: str, preset: dict[str, Any], config: Any = None,
+          overrides: dict[str, Any] | None = None) -> Any:
+    """``cls`` from defaults < ``preset`` < ``config`` (an instance of ``cls``, a dict or None) < ``overrides``."""
+    values = dict(preset)
+    if isinstance(config, cls):
+        values.update(dataclasses.asdict(config))
+    elif isinstance(config, dict):
+        values.update(config)
+    elif config is not None:
+        raise TypeError(f"config must be a {name} Config, a dict or None, got {type(config).__name__}.")
+    values.update(overrides or {})
+    return from_dict(cls, values, source=f"{name} config")
+
+
+__all__ = ["Options", "at_least", "build", "coerce", "from_dict", "load_file", "one_of", "parse_set", "positive",
+           "to_dict", "unit_interval"]

@@ -1,0 +1,157 @@
+"""How data reach an algorithm's ``update``: one loop per kind of interaction.
+
+=============  ===================================================  ==============================
+loop           what ``update(state, data, key, config)`` receives   algorithms
+=============  ===================================================  ==============================
+simulated      the differentiable ``System`` (a ``lax.scan`` of      bptt, svgk, imitation
+               updates; seeds vmapped and sharded)
+replay         the replay buffer of real transitions                 ddpg, svg0, svg0-discrete, svg1
+model_based    ``ModelData``: the frozen learned model as a          mbrl, svg-inf, svgk
+               ``System``, the data set D and recent episodes
+on_policy      a ``Segment`` of lockstep steps of N environments     reinforce, qac
+=============  ===================================================  ==============================
+
+A loop holds no algorithm state of its own: ``loop.init(key)`` returns a *carry* (a NamedTuple with at
+least ``algo``, the algorithm's ``State``; ``key``; ``env_steps``) and ``loop.iteration(carry)`` returns
+the next carry and the iteration's metrics. The carry is everything a run resumes from, so the driver
+checkpoints it as one pytree. A loop draws every random number from the carry's key and resets its
+environments with seeds drawn from it, so resuming from a saved carry reproduces the run exactly.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pathwise.algorithms.base import Algorithm
+from pathwise.spec import EnvSpec
+from pathwise.types import PRNGKey
+
+
+class Loop(abc.ABC):
+    """One kind of interaction between an algorithm and its environment (see the module docstring)."""
+
+    kind: ClassVar[str]
+    env_steps_are: ClassVar[str] = "real environment steps"
+
+    def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
+        self.algorithm, self.spec, self.config = algorithm, spec, config
+
+    @abc.abstractmethod
+    def init(self, key: PRNGKey) -> Any:
+        """A fresh carry (the algorithm's ``init`` plus what the loop keeps)."""
+
+    @abc.abstractmethod
+    def iteration(self, carry: Any) -> tuple[Any, dict[str, float]]:
+        """One chunk of interaction and updates; returns the next carry and scalar metrics."""
+
+    def describe(self, carry: Any) -> dict[str, Any]:
+        """Extra facts for ``summary.json`` (e.g. the model's error)."""
+        del carry
+        return {"env_steps_are": self.env_steps_are}
+
+    def close(self) -> None:
+        """Release environments the loop opened."""
+
+
+def precheck(algorithm: Algorithm, record: Any) -> None:
+    """What can be refused from the environment's registry record alone, before its environment is built."""
+    loops = algorithm.info.loops
+    if loops == ("simulated",) and record.system is None:
+        raise ValueError(_NO_SYSTEM.format(name=algorithm.name, env_id=record.id))
+    needs_reward = algorithm.info.needs_reward or "simulated" not in loops and "model_based" in loops
+    if needs_reward and record.reward is None:
+        raise ValueError(_NO_REWARD.format(name=algorithm.name, env_id=record.id))
+
+
+_NO_SYSTEM = ("{name} differentiates through known dynamics and needs a pathwise System, but {env_id!r} has none. "
+              "Use one of `pathwise list`'s systems, or a model-based algorithm (mbrl, svg-inf) that learns the "
+              "dynamics.")
+_NO_REWARD = ("{name} needs the reward function of {env_id!r} to differentiate through it, and none is known. "
+              "Register one with pathwise.rewards.register(env_id, fn), or use a model-free algorithm (svg0, ddpg, "
+              "reinforce).")
+
+
+def select(algorithm: Algorithm, env: EnvSpec | Any, config: Any) -> str:
+    """The loop that feeds ``algorithm`` on ``env``: the simulated one where it can differentiate the
+    environment's own ``System`` (a pathwise id, or ``use_true_dynamics``), else its first other loop.
+
+    ``env`` is an ``EnvSpec`` or the environment's registry record (which decides it before JAX starts).
+    """
+    loops = algorithm.info.loops
+    if "simulated" in loops and env.system is not None:
+        if len(loops) == 1 or env.native or getattr(config, "use_true_dynamics", False):
+            return "simulated"
+    others = [loop for loop in loops if loop != "simulated"]
+    if not others:
+        raise ValueError(_NO_SYSTEM.format(name=algorithm.name, env_id=env.env_id))
+    return others[0]
+
+
+def check(algorithm: Algorithm, spec: EnvSpec, kind: str) -> None:
+    """A ``ValueError`` naming the problem and the fix if ``algorithm`` cannot run on ``spec`` in ``kind``."""
+    info = algorithm.info
+    if spec.discrete and not info.discrete:
+        raise ValueError(f"{info.name} needs continuous (Box) actions, but {spec.env_id} has {spec.action_dim} "
+                         "discrete actions. For discrete actions use svg0-discrete (Gumbel-softmax / "
+                         "straight-through), reinforce or qac.")
+    if not spec.discrete and not info.continuous:
+        raise ValueError(f"{info.name} needs discrete actions, but {spec.env_id} has a continuous (Box) action "
+                         "space; use reinforce, ddpg or svg0 for continuous actions.")
+    if not spec.discrete and not all(np.isfinite(spec.action_low + spec.action_high)) and kind != "on_policy":
+        raise ValueError(f"{info.name} squashes actions into a bounded box, but {spec.env_id} has unbounded actions; "
+                         "wrap it with gymnasium.wrappers.ClipAction/RescaleAction.")
+    if (kind == "model_based" or info.needs_reward) and spec.reward is None:
+        raise ValueError(_NO_REWARD.format(name=info.name, env_id=spec.env_id))
+
+
+def make(algorithm: Algorithm, spec: EnvSpec, config: Any) -> Loop:
+    """The loop (checked) that runs ``algorithm`` with ``config`` on ``spec``."""
+    kind = select(algorithm, spec, config)
+    check(algorithm, spec, kind)
+    if kind == "simulated":
+        from pathwise.loops.simulated import SimulatedLoop as cls
+    elif kind == "replay":
+        from pathwise.loops.replay import ReplayLoop as cls
+    elif kind == "model_based":
+        from pathwise.loops.model_based import ModelBasedLoop as cls
+    else:
+        from pathwise.loops.on_policy import OnPolicyLoop as cls
+    return cls(algorithm, spec, config)
+
+
+@eqx.filter_jit
+def update_once(update, state: Any, data: Any, key: PRNGKey, config: Any) -> tuple[Any, dict[str, Any]]:
+    """``update(state, data, key, config)`` as one compiled program, shared by every run in the process."""
+    return update(state, data, key, config)
+
+
+@eqx.filter_jit
+def act_once(act, state: Any, obs: Any, key: PRNGKey, deterministic: bool) -> Any:
+    """``act(state, obs, key, deterministic)`` as one compiled program, shared by every run in the process."""
+    return act(state, obs, key, deterministic)
+
+
+def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Per-update metrics (leading axis: updates) as one value each: the mean, or the last value of a running
+    total (names ending in ``_total``). Works on traced arrays."""
+    return {k: (v[-1] if k.endswith("_total") else jnp.mean(v)) if jnp.ndim(v) else v for k, v in metrics.items()}
+
+
+def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    """Scalar metrics on the host, in one transfer."""
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def episode_seed(key: PRNGKey) -> int:
+    """A Gymnasium reset seed drawn from ``key``."""
+    return int(jax.random.randint(key, (), 0, 2**31 - 1))
+
+
+__all__ = ["Loop", "act_once", "check", "episode_seed", "make", "precheck", "select", "summarize", "to_floats",
+           "update_once"]

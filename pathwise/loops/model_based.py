@@ -1,0 +1,204 @@
+"""The model-based loop: the lecture's four steps, with only the reward known.
+
+One iteration (:meth:`ModelBasedLoop.iteration`):
+
+1. run the policy in the real environment (a base policy π₀ of uniformly random actions for the first
+   ``random_episodes`` episodes) and append the visited tuples to ``D = {(x, u, x')}``;
+2. refit the dynamics ``f_φ`` on all of ``D``, minimizing ``Σ ||f_φ(x, u) − x'||²`` (warm-started,
+   :func:`pathwise.models.fit`);
+3. improve the policy through the frozen ``f_φ``: ``update(state, ModelData(...), key, config)``, where
+   the learned model is a ``System`` over observations with the environment's known reward and
+   termination (:class:`pathwise.models.LearnedModel`);
+4. the next iteration runs the improved policy; repeat.
+
+Step 1 collects whole episodes until at least ``min_steps_per_iteration`` real steps were taken and ``D``
+holds enough transitions to fit (episodes of a falling pole can last a few steps). Besides ``D`` the loop
+keeps the ``recent_episodes`` most recent whole episodes (padded), which SVG(∞) replays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pathwise import envs, replay
+from pathwise.algorithms.base import Algorithm
+from pathwise.config import Options, at_least, positive
+from pathwise.loops import Loop, act_once, episode_seed, to_floats, update_once
+from pathwise.models import Dataset, DynamicsModel, FitConfig, FitReport, LearnedModel, fit
+from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
+from pathwise.types import Array, PRNGKey, Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions(Options):
+    """Options of the model-based loop (data collection and the dynamics model)."""
+
+    model_hidden: tuple[int, ...] = (200, 200)
+    """Hidden layer sizes of the dynamics model (predicts the normalized change of observation)."""
+    model_ensemble: int = 1
+    """Number of ensemble members of the dynamics model (their mean is the prediction)."""
+    model_lr: float = 1e-3
+    """Adam step size of the model fit."""
+    model_batch: int = 256
+    """Minibatch size of the model fit."""
+    model_steps_per_epoch: int = 100
+    """Adam steps per model-fit epoch (validation after each)."""
+    model_max_epochs: int = 30
+    """Most epochs per refit (the model is warm-started from the previous fit)."""
+    model_patience: int = 3
+    """Epochs without validation improvement before a refit stops."""
+    model_steps_per_transition: float = 0.0
+    """If > 0, a model-fit epoch is at most this many Adam steps per training transition (fewer passes over a
+    small data set); 0 keeps model_steps_per_epoch."""
+    random_episodes: int = 1
+    """Episodes with uniformly random actions (the base policy π₀) before the learned policy acts."""
+    buffer_size: int = 100_000
+    """Capacity of the transition data set D (oldest overwritten first)."""
+    recent_episodes: int = 4
+    """Whole recent episodes kept for replay (SVG(∞))."""
+    min_steps_per_iteration: int = 0
+    """Collect whole episodes until at least this many real steps per iteration (short episodes)."""
+    max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
+    """Episode cap for environments without a time limit of their own (counted as truncation)."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + positive(self, "model_lr", "model_batch", "model_steps_per_epoch",
+                                           "model_max_epochs", "model_patience", "recent_episodes",
+                                           "model_ensemble", "max_episode_steps") + \
+            at_least(self, 0, "random_episodes", "min_steps_per_iteration", "model_steps_per_transition") + \
+            at_least(self, FitConfig().min_transitions, "buffer_size")  # D must grow big enough to fit
+
+    def fit_config(self) -> FitConfig:
+        """How step 2 fits the model."""
+        return FitConfig(learning_rate=self.model_lr, batch_size=self.model_batch,
+                         steps_per_epoch=self.model_steps_per_epoch, max_epochs=self.model_max_epochs,
+                         patience=self.model_patience, steps_per_transition=self.model_steps_per_transition)
+
+
+class ModelData(NamedTuple):
+    """What ``update`` receives in the model-based loop."""
+
+    system: LearnedModel  # the frozen model as a System over observations, with the known reward and termination
+    buffer: replay.ReplayBuffer  # D: single transitions (start states of imagined rollouts)
+    recent: replay.ReplayBuffer  # the most recent whole episodes: (padded Transition [T], length)
+
+
+class ModelCarry(NamedTuple):
+    """The model-based loop's carry: the algorithm's state, the model and the data."""
+
+    algo: Any
+    model: DynamicsModel
+    buffer: replay.ReplayBuffer
+    recent: replay.ReplayBuffer
+    key: PRNGKey
+    env_steps: Array
+    episodes: Array
+
+
+def frozen(module: Any) -> Any:
+    """``module`` with ``stop_gradient`` on every array: gradients reach its inputs, never its parameters."""
+    return jax.tree.map(lambda x: jax.lax.stop_gradient(x) if eqx.is_inexact_array(x) else x, module)
+
+
+def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int) -> LearnedModel:
+    """The frozen model as a ``System`` with the environment's known reward and termination."""
+    return LearnedModel(frozen(model), spec.reward, terminal_fn=spec.terminated, action_low=spec.action_low,
+                        action_high=spec.action_high, horizon=horizon)
+
+
+def dataset(buffer: replay.ReplayBuffer) -> Dataset:
+    """The transitions of ``D`` oldest first (episode ends: terminated or truncated)."""
+    size, capacity = int(buffer.size), buffer.capacity  # ordered on the host: no program per data-set size
+    idx = ((int(buffer.ptr) - size) % capacity + np.arange(size)) % capacity
+    t = jax.tree.map(lambda s: np.asarray(s)[idx], buffer.storage)
+    return Dataset(t.obs, t.action, t.next_obs, t.terminated | t.truncated)
+
+
+@jax.jit
+def _append(buffer: replay.ReplayBuffer, recent: replay.ReplayBuffer, padded: Transition, n: Array, env_steps: Array,
+            episodes: Array):
+    """Append a padded episode of ``n`` real steps to ``D`` and to the recent-episode ring (one program)."""
+    return replay.add_batch(buffer, padded, n), replay.add(recent, (padded, n)), env_steps + n, episodes + 1
+
+
+class ModelBasedLoop(Loop):
+    """Collect, fit, improve through the frozen model (see the module docstring)."""
+
+    kind = "model_based"
+
+    def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
+        super().__init__(algorithm, spec, config)
+        self.limit = spec.max_steps(config)
+        if self.limit > config.buffer_size:
+            raise ValueError(f"buffer_size={config.buffer_size} must hold at least one whole episode of "
+                             f"{spec.env_id} ({self.limit} steps).")
+        self.env = envs.make_env(spec.env_id)
+        self.last_fit: FitReport | None = None
+
+    def init(self, key: PRNGKey) -> ModelCarry:
+        k_algo, k_model, key = jax.random.split(key, 3)
+        spec, cfg = self.spec, self.config
+        item = Transition(np.zeros(spec.obs_dim, np.float32), np.zeros(spec.action_dim, np.float32), np.float32(0),
+                          np.zeros(spec.obs_dim, np.float32), False, False)
+        episode = jax.tree.map(lambda x: np.zeros((self.limit, *np.shape(x)), np.asarray(x).dtype), item)
+        model = DynamicsModel(spec.obs_dim, spec.action_dim, cfg.model_hidden, key=k_model,
+                              ensemble_size=cfg.model_ensemble)
+        zero = jnp.zeros((), jnp.int32)
+        return ModelCarry(self.algorithm.init(k_algo, spec, cfg), model, replay.init(item, cfg.buffer_size),
+                          replay.init((episode, np.int32(0)), cfg.recent_episodes), key, zero, zero)
+
+    def iteration(self, carry: ModelCarry) -> tuple[ModelCarry, dict[str, float]]:
+        key, k_collect, k_fit, k_update = jax.random.split(carry.key, 4)
+        carry, returns = self.collect(carry._replace(key=key), k_collect)  # 1. run the policy, append to D
+        model, report = fit(carry.model, dataset(carry.buffer), self.config.fit_config(), k_fit)  # 2. fit f
+        data = ModelData(learned_system(model, self.spec, self.limit), carry.buffer, carry.recent)
+        algo, metrics = update_once(self.algorithm.update, carry.algo, data, k_update, self.config)  # 3. improve
+        self.last_fit = report
+        out = {"episode_return": float(np.mean(returns)), "episodes_collected": float(len(returns)),
+               "model_one_step_mse": report.one_step_mse, "model_multi_step_mse": report.multi_step_mse,
+               "model_epochs": float(report.epochs), **to_floats(metrics)}
+        if not np.isfinite(report.multi_step_mse):  # no held-out block without an episode end: not measured
+            del out["model_multi_step_mse"]
+        return carry._replace(algo=algo, model=model), out
+
+    def collect(self, carry: ModelCarry, key: PRNGKey) -> tuple[ModelCarry, list[float]]:
+        """Lecture steps 1 and 4: whole real episodes appended to D until there are enough new steps to refit."""
+        returns, steps, need = [], 0, self.config.fit_config().min_transitions
+        while not returns or steps < self.config.min_steps_per_iteration or int(carry.buffer.size) < need:
+            k_seed, k_act = jax.random.split(jax.random.fold_in(key, len(returns)) if returns else key)
+            act = self._actor(carry, k_act)
+            episode, length, total = envs.collect_padded(self.env, act, episode_seed(k_seed), self.limit)
+            buffer, recent, env_steps, episodes = _append(carry.buffer, carry.recent, episode, np.int32(length),
+                                                          carry.env_steps, carry.episodes)
+            carry = carry._replace(buffer=buffer, recent=recent, env_steps=env_steps, episodes=episodes)
+            returns.append(total)
+            steps += length
+        return carry, returns
+
+    def _actor(self, carry: ModelCarry, key: PRNGKey):
+        keys = jax.random.split(key, self.limit)
+        if int(carry.episodes) < self.config.random_episodes:  # π₀: uniformly random actions
+            low, high = np.asarray(self.spec.action_low, np.float32), np.asarray(self.spec.action_high, np.float32)
+            actions = np.asarray(jax.vmap(lambda k: jax.random.uniform(k, low.shape, minval=low, maxval=high))(keys))
+            return lambda obs, t: actions[t]
+        return lambda obs, t: np.asarray(act_once(self.algorithm.act, carry.algo,
+                                                  jnp.asarray(obs, jnp.float32).reshape(-1), keys[t], False))
+
+    def describe(self, carry: ModelCarry) -> dict[str, Any]:
+        out = super().describe(carry)
+        if self.last_fit is not None:
+            out.update(model_one_step_mse=self.last_fit.one_step_mse,
+                       model_multi_step_mse=self.last_fit.multi_step_mse)
+        return out
+
+    def close(self) -> None:
+        self.env.close()
+
+
+__all__ = ["ModelBasedLoop", "ModelCarry", "ModelData", "ModelOptions", "dataset", "frozen", "learned_system"]

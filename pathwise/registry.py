@@ -1,0 +1,179 @@
+"""What pathwise knows about an environment: one record per environment id.
+
+An :class:`EnvRecord` holds, for one Gymnasium id, the differentiable ``System`` that reproduces it step
+for step (if any), its reward and termination as JAX functions of observations (what model-based
+learners plan through), the return at which it counts as solved, which observation entries are
+unwrapped angles, and the id of its twin (``Pendulum-v1`` and ``pathwise/Pendulum-v1`` are the same task:
+they share presets and the optimal-control ceiling). Presets and the ceiling are read through the
+record (:meth:`EnvRecord.preset`, :attr:`EnvRecord.ceiling`).
+
+Records are built on first use (building a system would start JAX's backend at import). A Gymnasium id
+with no record gets an empty one: nothing is known beyond its spaces. Users add what they know::
+
+    pathwise.registry.register("MyEnv-v0", reward=my_reward, solved_at=300.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+from typing import Any, Callable
+
+from pathwise.types import Array
+
+RewardFn = Callable[[Array, Array, Array], Array]
+TerminationFn = Callable[[Array], Array]
+
+#: Prefix of the Gymnasium ids under which pathwise registers its own systems.
+NAMESPACE = "pathwise/"
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvRecord:
+    """Everything pathwise knows about one environment id (fields default to 'unknown')."""
+
+    id: str
+    """The Gymnasium id."""
+    system: Callable[..., Any] | None = None
+    """Factory of the differentiable ``System`` that reproduces the environment step for step."""
+    reward: RewardFn | None = None
+    """``reward(obs, action, next_obs) -> scalar`` in JAX, equal to the environment's reward."""
+    terminated: TerminationFn | None = None
+    """``terminated(obs) -> bool`` in JAX, equal to the environment's termination."""
+    solved_at: float | None = None
+    """Mean evaluation return at which the task counts as solved."""
+    angles: tuple[int, ...] = ()
+    """Observation entries that are unwrapped angles (networks see them as cos/sin)."""
+    twin: str | None = None
+    """The other id of the same task (a pathwise system and the Gymnasium id it reproduces)."""
+
+    @property
+    def env_id(self) -> str:
+        """The Gymnasium id (as ``EnvSpec.env_id``)."""
+        return self.id
+
+    @property
+    def native(self) -> bool:
+        """Whether the environment *is* a pathwise ``System`` behind the Gymnasium API (a ``pathwise/`` id)."""
+        return self.id.startswith(NAMESPACE)
+
+    def preset(self, algo: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(config values, run settings)`` of the tuned preset for ``algo`` here (or for the twin)."""
+        from pathwise import presets
+
+        values, run = presets.load(algo, self.id)
+        if not values and not run and self.twin:
+            values, run = presets.load(algo, self.twin)
+        return values, run
+
+    @property
+    def ceiling(self) -> float | None:
+        """Mean Gymnasium return of the measured optimal-control reference (``ceilings.json``), if any."""
+        from pathwise import ceilings
+
+        table = ceilings.table()
+        for env_id in (self.id, self.twin):
+            if env_id in table:
+                return float(table[env_id]["mean"])
+        return None
+
+
+_USER: dict[str, dict[str, Any]] = {}  # what register() added, applied over the built-in records
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin() -> dict[str, EnvRecord]:
+    """The built-in records (built once, on first use)."""
+    from pathwise import rewards, systems
+
+    solved = {"Pendulum-v1": -200.0, "CartPole-v1": 475.0, "MountainCarContinuous-v0": 90.0, "Acrobot-v1": -100.0}
+    angles = {"pathwise/CartPoleSwingUp-v0": (2,)}
+    out: dict[str, EnvRecord] = {}
+    for env_id, factory in systems.REGISTRY.items():  # built lazily: a system's arrays would start JAX's backend
+        known = isinstance(factory, type) and rewards.observation_determines_state(factory)
+        reward = rewards.reward_from_system(factory) if known or not isinstance(factory, type) else None
+        terminated = rewards.termination_from_system(factory) if reward is not None else None
+        twin = getattr(factory, "gym_id", None)
+        out[env_id] = EnvRecord(env_id, factory, reward, terminated, solved.get(twin or ""),
+                                angles.get(env_id, ()), twin)
+        if twin is not None:
+            out[twin] = EnvRecord(twin, factory, reward, terminated, solved.get(twin), angles.get(env_id, ()), env_id)
+    out["Pendulum-v1"] = dataclasses.replace(out["Pendulum-v1"], reward=rewards.pendulum_reward)
+    out["MountainCarContinuous-v0"] = dataclasses.replace(out["MountainCarContinuous-v0"],
+                                                          reward=rewards.mountain_car_continuous_reward)
+    for version in ("v4", "v5"):  # MuJoCo (the mujoco extra): reward and termination known on observations
+        env_id = f"InvertedPendulum-{version}"
+        out[env_id] = EnvRecord(env_id, reward=rewards.inverted_pendulum_reward,
+                                terminated=rewards.inverted_pendulum_terminated, solved_at=1000.0)
+    return out
+
+
+def record(env_id: str) -> EnvRecord:
+    """The record of ``env_id`` (an empty one for an id pathwise knows nothing about)."""
+    base = _builtin().get(env_id, EnvRecord(env_id))
+    return dataclasses.replace(base, **_USER[env_id]) if env_id in _USER else base
+
+
+def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecord:
+    """Add what is known about ``env_id`` (``reward=``, ``terminated=``, ``system=``, ``solved_at=``, ...).
+
+    A field that is already known is replaced only with ``overwrite=True``. Returns the new record.
+    """
+    names = {f.name for f in dataclasses.fields(EnvRecord)} - {"id"}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ValueError(f"register({env_id!r}): unknown field(s) {unknown}; known: {', '.join(sorted(names))}.")
+    for name in ("system", "reward", "terminated"):
+        if fields.get(name) is not None and not callable(fields[name]):
+            raise ValueError(f"register({env_id!r}): {name} must be callable, got {fields[name]!r}.")
+    current = record(env_id)
+    taken = [n for n, v in fields.items() if v is not None and getattr(current, n) not in (None, ())]
+    if taken and not overwrite:
+        raise ValueError(f"{env_id!r} already has a known {', '.join(taken)}; pass overwrite=True to replace it.")
+    _USER.setdefault(env_id, {}).update(fields)
+    return record(env_id)
+
+
+def unregister(env_id: str) -> None:
+    """Forget what :func:`register` added for ``env_id`` (built-in knowledge stays)."""
+    _USER.pop(env_id, None)
+
+
+def known_rewards() -> list[str]:
+    """Ids whose reward is known (model-based learners can plan on them)."""
+    ids = set(_builtin()) | set(_USER)
+    return sorted(i for i in ids if record(i).reward is not None)
+
+
+def canonical_id(env_id: str) -> str:
+    """A pathwise short name (``pendulum``) as its Gymnasium id; every other id unchanged."""
+    from pathwise import systems
+
+    if env_id in systems.REGISTRY:
+        return env_id
+    import gymnasium as gym
+
+    if env_id in gym.registry:
+        return env_id
+    return systems.ALIASES.get(env_id) or systems.ALIASES.get(env_id.lower()) or env_id
+
+
+def check_id(env_id: Any) -> str:
+    """``env_id`` if Gymnasium knows it, else a ``ValueError`` with close matches and the fix."""
+    import gymnasium as gym
+
+    import pathwise.systems  # noqa: F401  (registers the pathwise/... ids)
+
+    if not isinstance(env_id, str):
+        raise ValueError(f"env_id must be a string such as 'Pendulum-v1', got {type(env_id).__name__}.")
+    if env_id in gym.registry:
+        return env_id
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"Unknown environment id {env_id!r}.{hint} `pathwise list` shows the pathwise systems; any "
+                     "installed Gymnasium id works (see gymnasium.pprint_registry()).")
+
+
+__all__ = ["EnvRecord", "NAMESPACE", "RewardFn", "TerminationFn", "canonical_id", "check_id", "known_rewards",
+           "record", "register", "unregister"]
