@@ -3,6 +3,11 @@
     python benchmarks/bench_conditioning.py            # horizons 10..400, solvers on T = 200
     python benchmarks/bench_conditioning.py --quick    # horizons 10..100, T = 100, fewer iterations
     python benchmarks/bench_conditioning.py --replot   # redraw from benchmarks/out/conditioning.pkl
+    python benchmarks/bench_conditioning.py --from-json  # re-render the section only
+
+Writes benchmarks/results/conditioning.json (the numbers the section shows), then
+benchmarks/sections/25_conditioning.md (from benchmarks/templates/25_conditioning.md), the figures
+benchmarks/figures/conditioning_*.png and the full curves to benchmarks/out/conditioning.pkl (for --replot).
 
 (a) ``pathwise.diagnostics.gradient_norms`` in float64 for two policies: a randomly
 initialized MLP from Gymnasium's reset distribution, and a "trained-ish" linear
@@ -14,11 +19,8 @@ policy (the LQR gain of the upright linearization) started near the top. (b)
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
-import platform
 import time
-from datetime import date
 from pathlib import Path
 
 import jax
@@ -34,13 +36,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import pathwise as pw  # noqa: E402
-from pathwise.checkpoint import atomic_write_bytes, atomic_write_text  # noqa: E402
+from pathwise.checkpoint import atomic_write_bytes  # noqa: E402
 from pathwise.control.lqr import lqr  # noqa: E402
 from pathwise.diagnostics import gradient_norms, shooting_vs_ilqr  # noqa: E402
 
+from common import finished, machine, options, publish, save_figure  # noqa: E402  (benchmarks/common.py)
+
 HERE = Path(__file__).resolve().parent
-SECTION = HERE / "sections" / "25_conditioning.md"
-FIGURES = HERE / "figures"
 MEASURE_LABELS = {
     "param_grad_norm": "‖∂J/∂θ‖ (policy parameters)",
     "action_grad_norm": "‖∂J/∂u‖ (open-loop actions)",
@@ -48,18 +50,7 @@ MEASURE_LABELS = {
     "closed_loop_jacobian_norm": "‖∂x_H/∂x_0‖ closed loop",
     "hessian_condition": "cond ∂²J/∂u²",
 }
-
-
-def versions() -> str:
-    import optax
-
-    return (f"python {platform.python_version()}, jax {jax.__version__}, equinox {eqx.__version__}, "
-            f"optax {optax.__version__}")
-
-
-def machine() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"2-core CPU container, no GPU (nproc {os.cpu_count()}, 1-min load average {load:.1f} at the end of the run)"
+MEASURES = tuple(MEASURE_LABELS)
 
 
 def lqr_policy(system: pw.systems.Pendulum) -> eqx.Module:
@@ -108,7 +99,7 @@ def short(name: str) -> str:
     return "random MLP" if name.startswith("random") else "LQR-gain policy"
 
 
-def plot_conditioning(results: dict[str, dict], path: Path) -> None:
+def plot_conditioning(results: dict[str, dict], folder: Path | None) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     keys = ["param_grad_norm", "action_grad_norm", "open_loop_jacobian_norm", "closed_loop_jacobian_norm"]
     for (name, out), ls in zip(results.items(), ["-", "--"]):
@@ -130,11 +121,10 @@ def plot_conditioning(results: dict[str, dict], path: Path) -> None:
     axes[2].set(xlabel="horizon H", ylabel="max|λ| / min|λ|", title="condition number of ∂²J/∂u² (float64; × = past 1e14, not resolved)")
     axes[2].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, "conditioning_gradients.png", folder)
 
 
-def plot_solvers(by_horizon: dict[int, dict[str, dict]], path: Path) -> None:
+def plot_solvers(by_horizon: dict[int, dict[str, dict]], out: Path | None) -> None:
     fig, axes = plt.subplots(len(by_horizon), 2, figsize=(12, 4.2 * len(by_horizon)), squeeze=False)
     for row, (horizon, res) in zip(axes, by_horizon.items()):
         for name, r in res.items():
@@ -149,40 +139,92 @@ def plot_solvers(by_horizon: dict[int, dict[str, dict]], path: Path) -> None:
             ax.set(ylabel="total cost (−return)", yscale="log")
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, "conditioning_solvers.png", out)
 
 
-def fmt(key: str, value: float) -> str:
-    if key == "hessian_condition" and not value < 1e14:  # min |λ| is then at float64 rounding level
-        return "> 1e14 †"
-    return f"{value:.3g}"
+def case_summary(name: str, out: dict) -> dict:
+    """One policy's table (a row per horizon) and the span of its per-action gradients."""
+    by_t = np.asarray(out["action_grad_by_t"])
+    nz = by_t[by_t > 0]
+    rows = [{"H": int(h), "return": float(out["return"][i]), **{k: float(out[k][i]) for k in MEASURES}}
+            for i, h in enumerate(out["horizons"])]
+    return {"name": name, "num_states": int(out["num_states"]), "seconds": out["seconds"], "rows": rows,
+            "action_grad_decades": float(np.log10(nz.max() / nz.min())), "action_grad_steps": len(by_t)}
 
 
-def conditioning_table(name: str, out: dict) -> list[str]:
-    keys = ["param_grad_norm", "action_grad_norm", "open_loop_jacobian_norm", "closed_loop_jacobian_norm",
-            "hessian_condition"]
-    lines = [f"**{name}** ({out['num_states']} initial states, medians; {out['seconds']:.0f} s)", "",
-             "| H | return | " + " | ".join(MEASURE_LABELS[k] for k in keys) + " |",
-             "|---|---|" + "---|" * len(keys)]
-    for i, h in enumerate(out["horizons"]):
-        lines.append(f"| {h} | {out['return'][i]:.4g} | " + " | ".join(fmt(k, out[k][i]) for k in keys) + " |")
-    return lines + [""]
+def solver_summary(horizon: int, res: dict[str, dict]) -> dict:
+    """One horizon's solver runs: cost after 10, 100 and 1000 iterations, final cost, iterations, time."""
+    def cost_at(r: dict, it: int) -> float:
+        return float(r["cost_history"][min(it, len(r["cost_history"]) - 1)])
+
+    return {"horizon": horizon, "runs": [
+        {"name": name, **{f"cost_{it}": cost_at(r, it) for it in (10, 100, 1000)}, "cost": r["cost"],
+         "return": r["return"], "iterations": int(r["iterations"]), "converged": bool(r["converged"]),
+         "seconds": r["seconds"], "ms_per_iteration": 1e3 * r["seconds_per_iteration"]} for name, r in res.items()]}
 
 
-def cost_at(r: dict, it: int) -> float:
-    return float(r["cost_history"][min(it, len(r["cost_history"]) - 1)])
+def measure(args: argparse.Namespace) -> dict:
+    """Measure (or, with --replot, load OUT/out/conditioning.pkl), draw both figures, summarize."""
+    raw = Path(args.out or HERE) / "out" / "conditioning.pkl"  # the full curves, for --replot (not in git)
+    if args.replot:
+        saved = pickle.loads(raw.read_bytes())
+    else:
+        facts = machine("equinox", "optax")
+        horizons = (10, 25, 50, 100) if args.quick else (10, 25, 50, 100, 200, 400)
+        solver_horizons = (100,) if args.quick else (100, 200)
+        shooting_iterations, ilqr_iterations = (500, 100) if args.quick else (5000, 200)
+        t0 = time.time()
+        cond = conditioning(horizons, 4 if args.quick else 16)
+        res = {T: solvers(T, shooting_iterations, ilqr_iterations, (0.03, 0.1, 0.3)) for T in solver_horizons}
+        saved = {"machine": finished(facts), "seconds": time.time() - t0, "cond": cond, "res": res,
+                 "max_iterations": {"shooting": shooting_iterations, "ilqr": ilqr_iterations}}
+        atomic_write_bytes(raw, pickle.dumps(saved))
+    plot_conditioning(saved["cond"], args.out)
+    plot_solvers(saved["res"], args.out)
+    return {"machine": saved["machine"], "seconds": saved["seconds"], "max_iterations": saved["max_iterations"],
+            "cases": [case_summary(name, out) for name, out in saved["cond"].items()],
+            "solvers": [solver_summary(T, res) for T, res in saved["res"].items()]}
 
 
-def solver_table(res: dict[str, dict]) -> list[str]:
-    lines = ["| solver | cost after 10 it. | after 100 | after 1000 | final cost (return) | iterations | converged | "
-             "time (s) | ms / iteration |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in res.items():
-        lines.append(f"| {name} | {cost_at(r, 10):.1f} | {cost_at(r, 100):.1f} | {cost_at(r, 1000):.1f} | "
-                     f"{r['cost']:.2f} ({r['return']:.2f}) | "
-                     f"{r['iterations']} | {r['converged']} | {r['seconds']:.3f} | "
-                     f"{1e3 * r['seconds_per_iteration']:.2f} |")
-    return lines
+def slope(h: list, y: list) -> float:
+    """Least-squares slope of log y against log H."""
+    return float(np.polyfit(np.log(h), np.log(y), 1)[0])
+
+
+def case_view(case: dict) -> dict:
+    """Growth from the first to the last horizon, the first horizon whose Hessian is past float64's resolution."""
+    rows = [{**r, "hessian_text": unresolved(r["hessian_condition"]) or f"{r['hessian_condition']:.3g}"}
+            for r in case["rows"]]
+    first, last = rows[0], rows[-1]
+    column = lambda key: [r[key] for r in rows]
+    open_loop = last["open_loop_jacobian_norm"] / first["open_loop_jacobian_norm"]
+    return {**case, "rows": rows, "first": first, "last": last, "last_t": case["action_grad_steps"] - 1,
+            "param_growth": last["param_grad_norm"] / first["param_grad_norm"],
+            "param_slope": slope(column("H"), column("param_grad_norm")),
+            "return_growth": last["return"] / first["return"],
+            "open_loop_per_step": float(open_loop ** (1 / (last["H"] - first["H"]))),
+            "unresolved_from": next((r["H"] for r in rows if unresolved(r["hessian_condition"])), None)}
+
+
+def unresolved(cond: float | None) -> str:
+    """The table's text for a condition number past float64's resolution (min |λ| at rounding level), else ''."""
+    return "> 1e14 †" if cond is None or not cond < 1e14 else ""
+
+
+def solvers_view(entry: dict) -> dict:
+    """iLQR, the best shooting run and the best Adam run, and how far the latter two are from iLQR (%)."""
+    runs = entry["runs"]
+    ilqr = next(r for r in runs if r["name"] == "iLQR")
+    best = min((r for r in runs if r["name"] != "iLQR"), key=lambda r: r["cost"])
+    adam = min((r for r in runs if "Adam" in r["name"]), key=lambda r: r["cost"])
+    return {**entry, "ilqr": ilqr, "best": best, "adam": adam, "best_vs_ilqr": 100 * (best["cost"] / ilqr["cost"] - 1),
+            "adam_vs_ilqr": 100 * (adam["cost"] / ilqr["cost"] - 1)}
+
+
+def view(results: dict) -> dict:
+    cases = [case_view(c) for c in results["cases"]]
+    return {**results, "cases": cases, "mlp": cases[0], "lqr": cases[1],
+            "solvers": [solvers_view(e) for e in results["solvers"]]}
 
 
 def main() -> None:
@@ -190,113 +232,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="horizons up to 100, T = 100, fewer iterations")
     parser.add_argument("--replot", action="store_true",
                         help="redraw the figures and section from benchmarks/out/conditioning.pkl (no re-measuring)")
-    args = parser.parse_args()
-    raw = HERE / "out" / "conditioning.pkl"
-    if args.replot:
-        saved = pickle.loads(raw.read_bytes())
-    else:
-        horizons = (10, 25, 50, 100) if args.quick else (10, 25, 50, 100, 200, 400)
-        solver_horizons = (100,) if args.quick else (100, 200)
-        shooting_iterations, ilqr_iterations = (500, 100) if args.quick else (5000, 200)
-        t0 = time.time()
-        cond = conditioning(horizons, 4 if args.quick else 16)
-        res = {T: solvers(T, shooting_iterations, ilqr_iterations, (0.03, 0.1, 0.3)) for T in solver_horizons}
-        saved = {"command": "python benchmarks/bench_conditioning.py" + (" --quick" if args.quick else ""),
-                 "date": date.today().isoformat(), "machine": machine(), "versions": versions(),
-                 "seconds": time.time() - t0, "cond": cond, "res": res,
-                 "iterations": (shooting_iterations, ilqr_iterations)}
-        raw.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(raw, pickle.dumps(saved))
-    FIGURES.mkdir(exist_ok=True)
-    plot_conditioning(saved["cond"], FIGURES / "conditioning_gradients.png")
-    plot_solvers(saved["res"], FIGURES / "conditioning_solvers.png")
-    write_section(saved)
-
-
-def slope(h: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of log y against log H."""
-    return float(np.polyfit(np.log(h), np.log(y), 1)[0])
-
-
-def findings(cond: dict[str, dict]) -> list[str]:
-    (mlp_name, mlp), (lqr_name, lq) = cond.items()
-    h = mlp["horizons"]
-    by_t = lq["action_grad_by_t"]
-    nz = by_t[by_t > 0]
-    over = [int(x) for x, c in zip(h, lq["hessian_condition"]) if not c < 1e14]
-    beyond = (f"The action Hessian's condition number is past float64's resolution from H = {over[0]} on."
-              if over else f"The action Hessian's condition number reaches {lq['hessian_condition'][-1]:.3g}.")
-    growth = mlp["param_grad_norm"][-1] / mlp["param_grad_norm"][0]
-    ret_growth = mlp["return"][-1] / mlp["return"][0]
-    per_step = np.exp(np.log(lq["open_loop_jacobian_norm"][-1] / lq["open_loop_jacobian_norm"][0]) / (h[-1] - h[0]))
-    return [
-        "What it shows:", "",
-        f"- Random MLP: from H = {h[0]} to {h[-1]} the parameter gradient grows {growth:.3g}× (log-log slope "
-        f"{slope(h, mlp['param_grad_norm']):.2f}; the return itself only grows {ret_growth:.3g}×), and the "
-        "condition number of the action Hessian "
-        f"grows from {mlp['hessian_condition'][0]:.3g} to {mlp['hessian_condition'][-1]:.3g}. The weak random "
-        "policy leaves the pendulum swinging about its stable bottom equilibrium, so the product of Jacobians "
-        f"grows only slowly here ({mlp['open_loop_jacobian_norm'][-1]:.3g} at H = {h[-1]}).",
-        f"- LQR-gain policy near the top: the closed loop contracts (‖∂x_H/∂x_0‖ = "
-        f"{lq['closed_loop_jacobian_norm'][-1]:.2g} at H = {h[-1]}), so ∂J/∂θ settles at "
-        f"{lq['param_grad_norm'][-1]:.2g}; the *open-loop* product of Jacobians around the same trajectory grows "
-        f"by ×{per_step:.3f} per step (unstable upright equilibrium) to {lq['open_loop_jacobian_norm'][-1]:.2g}, so "
-        f"shooting's gradient over the same actions reaches {lq['action_grad_norm'][-1]:.3g} and the gradients of "
-        f"single actions span {np.log10(nz.max() / nz.min()):.0f} orders of magnitude (from t = 0 to t = "
-        f"{len(by_t) - 1}): no single step size fits them all. {beyond}", ""]
-
-
-def solver_findings(res: dict[str, dict]) -> list[str]:
-    ilqr = res["iLQR"]
-    shooting = {k: v for k, v in res.items() if k != "iLQR"}
-    best_name = min(shooting, key=lambda k: shooting[k]["cost"])
-    best = shooting[best_name]
-    adam = min((v for k, v in shooting.items() if "Adam" in k), key=lambda v: v["cost"])
-    return [f"iLQR: cost {ilqr['cost']:.1f} in {ilqr['iterations']} iterations ({ilqr['seconds']:.3f} s). Best "
-            f"shooting run ({best_name}): {best['cost']:.1f} after {best['iterations']} iterations "
-            f"({best['seconds']:.3f} s), {100 * (best['cost'] / ilqr['cost'] - 1):+.1f}% relative to iLQR; best "
-            f"Adam: {adam['cost']:.1f} ({100 * (adam['cost'] / ilqr['cost'] - 1):+.0f}%).", ""]
-
-
-def solvers_summary(by_horizon: dict[int, dict[str, dict]]) -> list[str]:
-    return ["Gradient descent through the rollout (Adam) stalls far above iLQR at every step size tried: one "
-            "step size cannot suit action gradients that differ by orders of magnitude (table above), and the "
-            "landscape is non-smooth (clipped torque, the kink of the angle cost at θ = ±π where the pendulum "
-            "starts). L-BFGS, whose curvature estimate rescales the directions, gets much closer; the problem is "
-            "non-convex and every solver returns a local optimum, so which one wins depends on the horizon: "
-            "iLQR's answer at T = 200 is worse than its own answer at T = 100 although 100 more steps at the top "
-            "cost almost nothing, a local optimum reached from the zero initial guess. (An L-BFGS run that stops "
-            "before its iteration limit without converging hit two failed line searches in a row: no descent "
-            "step found even after resetting its curvature memory.)", ""]
-
-
-def write_section(saved: dict) -> None:
-    cond, by_horizon, iterations = saved["cond"], saved["res"], saved["iterations"]
-    lines = ["## Poor conditioning: gradients through long rollouts, shooting vs iLQR (`pathwise.diagnostics`)", "",
-             f"Command: `{saved['command']}` · date {saved['date']} · {saved['machine']} · {saved['versions']} · "
-             f"{saved['seconds']:.0f} s in all.", "",
-             "The return J_H = Σ_{t<H} r_t of Pendulum-v1's dynamics, differentiated in float64 with respect to the "
-             "policy parameters (through the closed loop, BPTT's gradient) and to the policy's own actions held fixed "
-             "(open loop, shooting's gradient); ‖∂x_H/∂x_0‖ is the spectral norm of the product of step Jacobians; "
-             "cond is max|λ|/min|λ| of the Hessian of J_H over the H actions.", ""]
-    for name, out in cond.items():
-        lines += conditioning_table(name, out)
-    lines += ["† the smallest |eigenvalue| is below float64's resolution relative to the largest "
-              "(max|λ| · 1e-14 or less), so only the bound is meaningful.", ""]
-    lines += findings(cond)
-    lines += ["Figure: `figures/conditioning_gradients.png`", ""]
-    for horizon, res in by_horizon.items():
-        lines += [f"### Shooting vs iLQR from the hanging position, T = {horizon}", "",
-                  f"Float32, zero initial actions, at most {iterations[0]} shooting / {iterations[1]} iLQR iterations; "
-                  "shooting keeps the torque in [−2, 2] by projection, iLQR by its box-QP.", ""]
-        lines += solver_table(res) + [""] + solver_findings(res)
-    lines += solvers_summary(by_horizon)
-    lines += ["Times: median of 3 compiled calls of each solver; the machine was heavily shared during this run "
-              "(see the load above), so equal work took between 1× and ~6× as long from one solver run to the "
-              "next: compare costs per iteration, treat times as rough. Figure: `figures/conditioning_solvers.png`",
-              ""]
-    atomic_write_text(SECTION, "\n".join(lines))
-    print("\n".join(lines))
+    publish(options(parser, "conditioning").parse_args(), "conditioning", "25_conditioning", measure, view)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,16 @@ pathwise and peer alternating, and the median is reported.
 
     python benchmarks/bench_control.py            # 1000 systems
     python benchmarks/bench_control.py --quick    # 100 systems
+    python benchmarks/bench_control.py --from-json  # re-render the section only
 
-Writes benchmarks/sections/20_control.md and benchmarks/figures/control_lqr.png.
+Writes benchmarks/results/control.json, then benchmarks/sections/20_control.md (from
+benchmarks/templates/20_control.md) and benchmarks/figures/control_lqr.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -48,9 +47,9 @@ import scipy.linalg  # noqa: E402
 
 from pathwise.control import lqr  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-SECTION = HERE / "sections" / "20_control.md"
-FIGURE = HERE / "figures" / "control_lqr.png"
+from common import finished, machine, options, publish, save_figure  # noqa: E402  (benchmarks/common.py)
+
+FIGURE = "control_lqr.png"
 SIZES = (4, 5, 6, 7, 8)
 M = 2
 HORIZON = 100
@@ -201,130 +200,88 @@ def study(count: int, repeats: int, with_control: bool) -> dict:
 
 # ----------------------------------------------------------------------------- report
 
+#: what the table calls each problem and each peer
+TITLES = {"infinite": "infinite horizon (DARE)", "finite": f"finite horizon, T = {HORIZON}"}
+PEERS = {"scipy": "SciPy `solve_discrete_are` + gain, loop", "control": "python-control `dlqr`, loop",
+         "numpy": "NumPy backward Riccati, loop over t and systems",
+         "numpy-batched": "NumPy backward Riccati, loop over t, batched over systems"}
 
-def plot(res: dict) -> None:
+
+def summarize(res: dict) -> dict:
+    """The study's numbers as the section uses them: µs per solve (median over the repeats) of each solver."""
+    count = res["count"]
+    out = {"count": count, "repeats": res["repeats"], "sizes": list(SIZES), "m": M, "horizon": HORIZON,
+           "problems": {}}
+    for label in ("infinite", "finite"):
+        r = res[label]
+        out["problems"][label] = {
+            "compile_s": r["compile_s"], "converged": r["converged"],
+            "us": {name: statistics.median(ts) * 1e6 / count for name, ts in r["times"].items()},
+            "error": {k[len("err_"):]: list(v) for k, v in r.items() if k.startswith("err_")}}
+    s = res["single"]
+    out["single"] = {"n": s["n"], "pathwise_us": s["pathwise"] * 1e6, "scipy_us": s["scipy"] * 1e6}
+    return out
+
+
+def plot(results: dict, out: Path | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    count = res["count"]
     labels, values, colors = [], [], []
     for label, title in (("infinite", "DARE"), ("finite", f"T={HORIZON}")):
-        for name, ts in res[label]["times"].items():
+        for name, us in results["problems"][label]["us"].items():
             labels.append(f"{title}\n{name}")
-            values.append(statistics.median(ts) * 1e6 / count)
+            values.append(us)
             colors.append("tab:blue" if name == "pathwise" else "tab:gray")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(range(len(values)), values, color=colors)
     ax.set_xticks(range(len(values)), labels, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("µs per solve (median, compile excluded)")
-    ax.set_title(f"LQR, {count} random systems (n=4..8, m=2), float64: vmap vs Python loop")
+    ax.set_title(f"LQR, {results['count']} random systems (n=4..8, m=2), float64: vmap vs Python loop")
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=110)
-    plt.close(fig)
+    save_figure(fig, FIGURE, out)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    facts = machine("numpy", "scipy", "control")
+    count, repeats = (100, 3) if args.quick else (1000, 5)
+    results = summarize(study(count, repeats, with_control=not args.no_control))
+    plot(results, args.out)
+    return {"machine": finished(facts), "quick": args.quick, **results}
 
 
 def speedup(x: float) -> str:
     return f"{x:.0f}×" if x >= 10 else f"{x:.2g}×"
 
 
-def write_section(res: dict, quick: bool) -> None:
-    import control
-
-    count = res["count"]
-    load = res.get("load") or os.getloadavg()
-    cmd = "python benchmarks/bench_control.py" + (" --quick" if quick else "")
-    lines = [
-        "## LQR: batched `pathwise.control.lqr` vs SciPy and python-control", "",
-        f"Command: `{cmd}`  ",
-        f"Date: {datetime.date.today().isoformat()}  ",
-        f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible), load average "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end of the run (shared with other jobs: absolute "
-        "times are noisy, the ratios were measured interleaved)  ",
-        f"Versions: python {platform.python_version()}, jax {jax.__version__}, numpy {np.__version__}, "
-        f"scipy {scipy.__version__}, control {control.__version__}", "",
-        f"{count} random systems, n = 4..8 states ({count // len(SIZES)} of each size), m = {M} inputs, random "
-        "A (about half open-loop unstable), B, Q ≻ 0, R ≻ 0; float64 on both sides "
-        "(`jax_enable_x64`). pathwise: one `jax.jit(jax.vmap(lqr))` call per state size (vmap needs equal "
-        "shapes), so 5 calls in all; peers: a Python loop over the systems. Median over "
-        f"{res['repeats']} interleaved repeats; compilation is excluded from the per-solve times and reported "
-        "on its own. BLAS runs single-threaded on both sides (`OPENBLAS_NUM_THREADS=1`, the peers' fastest "
-        "setting for 8×8 matrices; XLA keeps its own thread pool). Agreement is asserted in the run: the largest relative error ‖K − K_peer‖/‖K_peer‖ "
-        "(and of P) over all systems is below 1e-8.", "",
-        "| problem | solver | µs per solve | speed-up of pathwise | max rel. error K / P vs pathwise | "
-        "compile (s) |",
-        "|---|---|---:|---:|---|---:|",
-    ]
-    verdicts = []
-    for label, title, peer_desc in (
-            ("infinite", "infinite horizon (DARE)", {"scipy": "SciPy `solve_discrete_are` + gain, loop",
-                                                     "control": "python-control `dlqr`, loop"}),
-            ("finite", f"finite horizon, T = {HORIZON}", {"numpy": "NumPy backward Riccati, loop over t and systems",
-                                                               "numpy-batched": "NumPy backward Riccati, loop over t, "
-                                                                                "batched over systems"})):
-        r = res[label]
-        t_pw = statistics.median(r["times"]["pathwise"]) / count
-        lines.append(f"| {title} | pathwise `jit(vmap(lqr))` | {t_pw * 1e6:.2f} | — | — | {r['compile_s']:.2f} |")
-        for name, desc in peer_desc.items():
-            if name not in r["times"]:
-                continue
-            t = statistics.median(r["times"][name]) / count
-            eK, eP = r[f"err_{name}"]
-            lines.append(f"| {title} | {desc} | {t * 1e6:.1f} | **{speedup(t / t_pw)}** | {eK:.1e} / {eP:.1e} | — |")
-            if not name.endswith("-batched"):
-                verdicts.append((title, name, t / t_pw))
-    s = res["single"]
-    fin = res["finite"]["times"]
-    if "numpy-batched" in fin and statistics.median(fin["numpy-batched"]) < statistics.median(fin["pathwise"]):
-        lines += ["", "The finite-horizon recursion vectorized by hand in NumPy (batched `@` and `np.linalg.solve` "
-                  "over all systems of a size, a Python loop over the 100 steps only) is faster than pathwise's "
-                  "`jit(vmap(lqr))` on this CPU: each step is a handful of tiny batched matmuls and 2×2 solves, "
-                  "where XLA's CPU kernels for small batched linear algebra are no faster than OpenBLAS, and "
-                  "`lqr` also computes the affine terms (k, p) and carries time-varying (T, n, n) inputs. The "
-                  "vmapped solver's advantage is over the per-system loop a SciPy user writes, and it runs "
-                  "inside `jit`/`grad`."]
-    lines += [
-        "",
-        f"One system at a time (n = {s['n']}, no batching, dispatch included): pathwise `jit(lqr)` "
-        f"{s['pathwise'] * 1e6:.0f} µs per call vs SciPy {s['scipy'] * 1e6:.0f} µs "
-        f"({s['scipy'] / s['pathwise']:.1f}×): the doubling iteration alone already beats SciPy's QZ-based "
-        "solver at these sizes; batching with `vmap` (one compiled program for every system of a size) adds "
-        f"{s['pathwise'] / (statistics.median(res['infinite']['times']['pathwise']) / count):.1f}× per solve on "
-        "this 2-core CPU (a rough figure: the batch mixes n = 4..8, the single call is n = 8).",
-        "",
-        "Target (issue 7): batched `lqr` ≥ 10× faster than a SciPy loop: " + "; ".join(
-            f"{t} vs {n}: {speedup(x)} ({'met' if x >= 10 else 'NOT met'})" for t, n, x in verdicts) + ".",
-        "",
-        "![LQR time per solve](../figures/control_lqr.png)",
-        "",
-    ]
-    SECTION.parent.mkdir(parents=True, exist_ok=True)
-    tmp = SECTION.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, SECTION)
-    print(f"wrote {SECTION.relative_to(HERE.parent)}")
+def view(results: dict) -> dict:
+    """Table rows with pathwise's speed-up over each peer, the issue-7 target verdicts, the single-call ratios."""
+    problems, targets = [], []
+    for label, r in results["problems"].items():
+        us = r["us"]
+        ratios = {name: us[name] / us["pathwise"] for name in PEERS if name in us}
+        problems.append({"title": TITLES[label], "us": us["pathwise"], "compile_s": r["compile_s"], "peers": [
+            {"label": PEERS[name], "us": us[name], "speedup": speedup(x), "error": r["error"][name]}
+            for name, x in ratios.items()]})
+        targets += [{"problem": TITLES[label], "peer": name, "speedup": speedup(x),
+                     "verdict": "met" if x >= 10 else "NOT met"}
+                    for name, x in ratios.items() if not name.endswith("-batched")]
+    finite, single, sizes = results["problems"]["finite"]["us"], results["single"], results["sizes"]
+    return {**results, "problems": problems, "targets": targets, "size_min": min(sizes), "size_max": max(sizes),
+            "n_sizes": len(sizes), "per_size": results["count"] // len(sizes),
+            "batched_numpy_faster": finite.get("numpy-batched", float("inf")) < finite["pathwise"],
+            "single_vs_scipy": single["scipy_us"] / single["pathwise_us"],
+            "batching_gain": single["pathwise_us"] / results["problems"]["infinite"]["us"]["pathwise"]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 systems, 3 repeats (default: 1000, 5)")
     parser.add_argument("--no-control", action="store_true", help="skip the python-control dlqr loop")
-    parser.add_argument("--from-json", action="store_true", help="only rewrite the section from benchmarks/out/")
-    args = parser.parse_args()
-    count, repeats = (100, 3) if args.quick else (1000, 5)
-    saved = HERE / "out" / "control.json"
-    if args.from_json:  # rewrite section and figure from the last run's numbers
-        res = json.loads(saved.read_text())
-    else:
-        res = study(count, repeats, with_control=not args.no_control)
-        res["load"] = os.getloadavg()
-        saved.parent.mkdir(exist_ok=True)
-        saved.write_text(json.dumps(res))
-    plot(res)
-    write_section(res, args.quick)
+    publish(options(parser, "control").parse_args(), "control", "20_control", measure, view)
     return 0
 
 

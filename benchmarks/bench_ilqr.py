@@ -2,8 +2,10 @@
 
     python benchmarks/bench_ilqr.py            # 5 timed repeats per solver
     python benchmarks/bench_ilqr.py --quick    # 2 repeats
+    python benchmarks/bench_ilqr.py --from-json  # re-render the section only
 
-Writes benchmarks/sections/22_ilqr.md, benchmarks/figures/ilqr_swing_up.png and benchmarks/out/ilqr.json.
+Writes benchmarks/results/ilqr.json, then benchmarks/sections/22_ilqr.md (from benchmarks/templates/22_ilqr.md)
+and benchmarks/figures/ilqr_swing_up.png.
 
 Problem: minimize the total cost ``-sum_t r(x_t, u_t)`` of a T-step open-loop action sequence from the
 hanging rest state, actions in the system's box. The peer is what a SciPy user writes: single shooting,
@@ -18,9 +20,6 @@ the first call (tracing and XLA compilation included) is reported on its own.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -29,13 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import pathwise as pw
-from pathwise.checkpoint import atomic_save_figure, atomic_write_text
 from pathwise.control.solution import as_problem, total_cost
 
-HERE = Path(__file__).resolve().parent
-SECTION = HERE / "sections" / "22_ilqr.md"
-FIGURE = HERE / "figures" / "ilqr_swing_up.png"
-SAVED = HERE / "out" / "ilqr.json"
+from common import finished, machine, options, publish, save_figure  # benchmarks/common.py
+
+FIGURE = "ilqr_swing_up.png"
+ILQR, SCIPY = "pathwise ilqr", "scipy L-BFGS-B (exact JAX gradient)"
 MAX_ITERATIONS = {"ilqr": 200, "shooting": 2000, "scipy": 2000}
 
 
@@ -91,8 +89,7 @@ def scipy_solver(system, x0, horizon: int):
 
 
 def run_problem(name: str, system, x0, horizon: int, guesses, repeats: int) -> dict:
-    solvers = {"pathwise ilqr": solve_ilqr, "pathwise shooting (L-BFGS)": solve_shooting,
-               "scipy L-BFGS-B (exact JAX gradient)": scipy_solver(system, x0, horizon)}
+    solvers = {ILQR: solve_ilqr, "pathwise shooting (L-BFGS)": solve_shooting, SCIPY: scipy_solver(system, x0, horizon)}
     inits = [jnp.full((horizon, system.action_dim), g, jnp.float32) for g in guesses]
     out = {}
     for label, solve in solvers.items():  # first calls: tracing and compilation included
@@ -133,37 +130,41 @@ def upright(states: list, angle: int) -> float:
     return float(abs(np.arctan2(np.sin(theta), np.cos(theta))))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--from-json", action="store_true", help="only rewrite the section from benchmarks/out/")
-    args = parser.parse_args()
-    if args.from_json:
-        saved = json.loads(SAVED.read_text())
-    else:
-        load0 = os.getloadavg()[0]
-        repeats = 2 if args.quick else 5
-        saved = {"problems": {name: run_problem(name, *spec[:4], repeats) for name, spec in problems().items()},
-                 "quick": args.quick, "repeats": repeats, "load": [load0, os.getloadavg()[0]],
-                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        atomic_write_text(SAVED, json.dumps(saved))
-    plot(saved)
-    write_section(saved)
-
-
 def best(entry: dict) -> dict:
     return min(entry["per_guess"], key=lambda g: g["cost"])
 
 
-def plot(saved: dict) -> None:
+def summarize(name: str, res: dict) -> dict:
+    """One problem's numbers as the section shows them (best guess of each solver; no trajectories)."""
+    angle, solvers = problems()[name][4], []
+    for label, entry in res["solvers"].items():
+        g = best(entry)
+        solvers.append({"label": label, "cost": g["cost"], "iterations": g["iterations"], "converged": g["converged"],
+                        "gymnasium_cost": gymnasium_cost(g["actions"]) if name.startswith("Pendulum") else None,
+                        "upright": upright(g["states"], angle), "time_s": float(np.median(entry["times"])),
+                        "first_s": entry["first_s"],
+                        "per_guess": [{"guess": p["guess"], "cost": p["cost"]} for p in entry["per_guess"]]})
+    return {"name": name, "horizon": res["horizon"], "guesses": res["guesses"], "solvers": solvers}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    facts = machine("scipy")
+    repeats = 2 if args.quick else 5
+    raw = {name: run_problem(name, *spec[:4], repeats) for name, spec in problems().items()}
+    plot(raw, args.out)
+    return {"machine": finished(facts), "quick": args.quick, "repeats": repeats, "max_iterations": MAX_ITERATIONS,
+            "problems": [summarize(name, res) for name, res in raw.items()]}
+
+
+def plot(raw: dict, out: Path | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     specs = problems()
-    fig, axes = plt.subplots(1, len(saved["problems"]), figsize=(6 * len(saved["problems"]), 4), squeeze=False)
-    for ax, (name, res) in zip(axes[0], saved["problems"].items()):
+    fig, axes = plt.subplots(1, len(raw), figsize=(6 * len(raw), 4), squeeze=False)
+    for ax, (name, res) in zip(axes[0], raw.items()):
         angle = specs[name][4]
         for label, entry in res["solvers"].items():
             g = best(entry)
@@ -174,67 +175,29 @@ def plot(saved: dict) -> None:
                title=f"{name}, T = {res['horizon']}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    atomic_save_figure(fig, FIGURE, dpi=110)
+    save_figure(fig, FIGURE, out)
 
 
-def write_section(saved: dict) -> None:
-    import scipy
+def view(results: dict) -> dict:
+    """Per problem: the table rows, and iLQR against SciPy (cost, which is lower, time ratio, lowest of all)."""
+    shown = []
+    for p in results["problems"]:
+        solvers = [{**s, "has_gymnasium": s["gymnasium_cost"] is not None,
+                    "per_guess_text": ", ".join(f"{g['guess']:+g}: {g['cost']:.1f}" for g in s["per_guess"])}
+                   for s in p["solvers"]]
+        by = {s["label"]: s for s in solvers}
+        ours, peer = by[ILQR], by[SCIPY]
+        shown.append({**p, "solvers": solvers, "ilqr_cost": ours["cost"], "scipy_cost": peer["cost"],
+                          "lower": "iLQR" if ours["cost"] < peer["cost"] else "SciPy",
+                          "time_vs_scipy": ours["time_s"] / peer["time_s"],
+                          "winner": min(solvers, key=lambda s: s["cost"])["label"]})
+    return {**results, "problems": shown}
 
-    specs = problems()
-    load = saved["load"]
-    lines = [
-        "## iLQR swing-ups (Pendulum, CartPole): `pathwise.control.ilqr` vs SciPy L-BFGS-B",
-        "",
-        f"Command: `python benchmarks/bench_ilqr.py{' --quick' if saved['quick'] else ''}`  ",
-        f"Date: {saved['date']}  ",
-        f"Machine: 2-core CPU container, no GPU; {'shared with other jobs' if load[0] > 1.0 else 'no other jobs'} "
-        f"(1-min load average {load[0]:.1f} before the run, {load[1]:.1f} at its end)  ",
-        f"Versions: python {platform.python_version()}, jax {jax.__version__}, scipy {scipy.__version__}",
-        "",
-        "Minimize the total cost −Σ_t r(x_t, u_t) of a T-step open-loop action sequence from the hanging rest "
-        "state, actions in the system's box (Pendulum: torque in [−2, 2], T = 100 steps of 0.05 s; "
-        "CartPoleSwingUp: force fraction in [−1, 1], T = 200 steps of 0.02 s, reward cos θ − 0.1 x² − 0.01 u²). "
-        "The peer is what a SciPy user writes: `scipy.optimize.minimize(method='L-BFGS-B', bounds=box)` on the "
-        "same rollout cost, given its exact gradient by `jax.jit(jax.value_and_grad)` (compiled before timing). "
-        "Every solver starts from the same constant initial guesses and keeps its best result; the cost of each "
-        f"solver's actions is recomputed by one function. Iteration limits: iLQR {MAX_ITERATIONS['ilqr']}, "
-        f"shooting {MAX_ITERATIONS['shooting']}, SciPy {MAX_ITERATIONS['scipy']}. Time: all guesses of one "
-        f"solver, compiled, median over {saved['repeats']} interleaved rounds; first call = tracing and XLA "
-        "compilation included (SciPy's: the gradient's compilation).",
-        "",
-        "| problem | solver | best cost | the same actions in Gymnasium | final angle to upright (rad) | "
-        "iterations (best guess) | converged | time, all guesses (s) | first call (s) | cost per guess |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    verdict = []
-    for name, res in saved["problems"].items():
-        angle = specs[name][4]
-        costs = {}
-        for label, entry in res["solvers"].items():
-            g = best(entry)
-            costs[label] = (g["cost"], float(np.median(entry["times"])))
-            per = ", ".join(f"{p['guess']:+g}: {p['cost']:.1f}" for p in entry["per_guess"])
-            gym_cost = f"{gymnasium_cost(g['actions']):.2f}" if name.startswith("Pendulum") else "– (no Gymnasium env)"
-            lines.append(f"| {name} (T = {res['horizon']}) | {label} | {g['cost']:.2f} | {gym_cost} | "
-                         f"{upright(g['states'], angle):.3f} | {g['iterations']} | {g['converged']} | "
-                         f"{costs[label][1]:.3f} | {entry['first_s']:.1f} | {per} |")
-        ours, peer = costs["pathwise ilqr"], costs["scipy L-BFGS-B (exact JAX gradient)"]
-        winner = min(costs, key=lambda k: costs[k][0])
-        verdict.append(f"**{name}**: iLQR's cost {ours[0]:.1f} vs SciPy's {peer[0]:.1f} (lower is better; "
-                       f"{'iLQR lower' if ours[0] < peer[0] else 'SciPy lower'}), in {ours[1] / peer[1]:.2f}× SciPy's "
-                       f"time; lowest cost of the three: {winner}")
-    lines += ["", *[f"- {v}." for v in verdict], "",
-              "Both problems are non-convex and every solver returns a local optimum of its starting guess (the "
-              "last column), so a lower best cost says which basin a solver's steps lead to from these guesses "
-              "more than how good the solver is. Stopping rules differ: iLQR stops when an iteration improves the "
-              "cost, or its quadratic model predicts an improvement, of less than 1e-6 relative; SciPy's L-BFGS-B "
-              "when the relative cost reduction "
-              "falls below 2.2e-9 (its default `ftol`), which a float32 cost reaches early; pathwise's shooting "
-              "only at a projected-gradient norm of 1e-6 relative or its iteration limit, hence its long runs. "
-              "The Pendulum plans are replayed in Gymnasium's own `Pendulum-v1`, an independent check of the "
-              "costs.", "", f"![iLQR swing-ups](../figures/{FIGURE.name})", ""]
-    atomic_write_text(SECTION, "\n".join(lines))
-    print(f"wrote {SECTION}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    publish(options(parser, "ilqr").parse_args(), "ilqr", "22_ilqr", measure, view)
 
 
 if __name__ == "__main__":

@@ -19,36 +19,32 @@ shared; drift hits every row alike).
 
     python benchmarks/bench_throughput.py            # full: ~1-2 minutes
     python benchmarks/bench_throughput.py --quick    # fewer steps/repeats
+    python benchmarks/bench_throughput.py --from-json  # re-render the section only
 
-Writes benchmarks/sections/10_throughput.md, benchmarks/figures/throughput.png
-and benchmarks/out/throughput.json.
+Writes benchmarks/results/throughput.json, then benchmarks/sections/10_throughput.md
+(from benchmarks/templates/10_throughput.md) and benchmarks/figures/throughput.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Callable
 
-import equinox as eqx
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import pathwise.systems  # noqa: F401  (registers pathwise/Pendulum-v1)
-from pathwise.checkpoint import atomic_write_text
 from pathwise.rollout import rollout
 from pathwise.systems import Pendulum
 
-HERE = Path(__file__).resolve().parent
+from common import finished, machine, options, publish, save_figure  # benchmarks/common.py
+
 HORIZON = 200
 GAIN = np.array([-1.0, -0.5, -0.3], np.float32)  # torque = clip(GAIN . obs, -2, 2)
 
@@ -166,7 +162,7 @@ def gymnasium_cases(steps: int) -> list[tuple[str, int, Callable[[], int]]]:
 # ----------------------------------------------------------------------------- report
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], out: Path | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,86 +180,40 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("Pendulum environment steps per second (log scale, median of interleaved rounds)")
     ax.set_title("Pendulum throughput: pathwise (JAX, CPU) vs Gymnasium (NumPy)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, "throughput.png", out, dpi=120)
 
 
-def write_section(rows: list[dict], args: argparse.Namespace, path: Path) -> None:
+def measure(args: argparse.Namespace) -> dict:
+    facts = machine("equinox", "optax", "numpy")
+    sizes = [1, 64, 1024] if args.quick else [1, 64, 1024, 16384]
+    min_time = 0.1 if args.quick else 0.3
+    rows = interleaved_rates(pathwise_cases(sizes, min_time) + gymnasium_cases(2_000 if args.quick else 10_000),
+                             args.repeats)
+    plot(rows, args.out)
+    return {"machine": finished(facts), "quick": args.quick, "repeats": args.repeats, "horizon": HORIZON,
+            "min_time": min_time, "rows": rows}
+
+
+def view(results: dict) -> dict:
+    """The rows with time per step and ratio to Gymnasium's single env; the best rows of each kind."""
+    rows = results["rows"]
     base = next(r["steps_per_s"] for r in rows if r["backend"].startswith("Gymnasium") and r["envs"] == 1)
-    vec = max((r for r in rows if "SyncVectorEnv" in r["backend"]), key=lambda r: r["steps_per_s"])
-    best = max((r for r in rows if r["backend"].startswith("pathwise rollout (")), key=lambda r: r["steps_per_s"])
-    best_grad = max((r for r in rows if "backward" in r["backend"]), key=lambda r: r["steps_per_s"])
-    lines = [
-        "## Throughput: jitted, vmapped Pendulum vs Gymnasium",
-        "",
-        f"Command: `python benchmarks/bench_throughput.py{' --quick' if args.quick else ''}`  ",
-        f"Date: {args.date}  ",
-        f"Machine: 2-core CPU container, no GPU ({os.cpu_count()} cores visible); "
-        f"{'shared with other jobs during this run, ' if max(args.load_before, args.load) > 2 else 'no other jobs, '}"
-        f"load average {args.load_before:.1f} before it and {args.load:.1f} at its end (absolute numbers "
-        "are noisy; the rows were measured interleaved, so the ratios are the point)  ",
-        f"Versions: jax {jax.__version__}, equinox {eqx.__version__}, optax {optax.__version__}, "
-        f"gymnasium {gym.__version__}, numpy {np.__version__}",
-        "",
-        "Every row steps Pendulum-v1 dynamics, reward and observation under the same clipped linear torque law. "
-        f"pathwise rows: one `jax.jit` call runs N pendulums (`jax.vmap`) for {HORIZON} steps (`lax.scan`); "
-        "timed after compilation with `block_until_ready`, each timed run repeating the call until it lasts about "
-        f"{0.1 if args.quick else 0.3} s; '+ backward' also computes the gradient of the mean "
-        "return with respect to the policy parameters (BPTT's workload). Gymnasium rows step in a Python loop; "
-        "the vector rows use `SyncVectorEnv`. All rows are compiled / constructed first and then timed "
-        f"interleaved: {args.repeats} rounds, each round runs every row once (A, B, C, ..., A, B, C, ...); the "
-        "table gives each row's median over the rounds and its slowest-fastest range. Default XLA and NumPy "
-        "threading (both cores available to XLA).",
-        "",
-        "| backend | parallel envs | steps / s (median) | range over rounds | µs / step | vs Gymnasium single env |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        rate = r["steps_per_s"]
-        spread = f"{r['min']:,.0f}-{r['max']:,.0f}" if "min" in r else "—"
-        lines.append(f"| {r['backend']} | {r['envs']} | {rate:,.0f} | {spread} | {1e6 / rate:.3g} | "
-                     f"{rate / base:.3g}x |")
-    lines += ["", f"The fastest pathwise rollout (N={best['envs']}) steps {best['steps_per_s'] / vec['steps_per_s']:,.0f}x "
-              f"as many pendulums per second as Gymnasium's best vector row (SyncVectorEnv, N={vec['envs']}); with "
-              f"the backward pass (N={best_grad['envs']}) {best_grad['steps_per_s'] / vec['steps_per_s']:,.0f}x. "
-              "`SyncVectorEnv` steps its envs one after another in Python, so it is no faster per step than a single "
-              "env. Behind the Gymnasium API (`SystemEnv`) a pathwise system pays one jitted call, with its dispatch "
-              "and host-device copies, per step, which costs more than NumPy's few scalar operations: the "
-              "throughput comes from keeping the whole loop inside `jit` (the rollout rows), not from the per-step "
-              "API."]
-    lines += ["", "![throughput](../figures/throughput.png)", ""]
-    atomic_write_text(path, "\n".join(lines))
+    rows = [{**r, "us_per_step": 1e6 / r["steps_per_s"], "vs_gymnasium": r["steps_per_s"] / base} for r in rows]
+    fastest = lambda keep: max((r for r in rows if keep(r["backend"])), key=lambda r: r["steps_per_s"])
+    vector = fastest(lambda b: "SyncVectorEnv" in b)
+    best, best_grad = fastest(lambda b: b.startswith("pathwise rollout (")), fastest(lambda b: "backward" in b)
+    return {**results, "rows": rows, "vector": vector, "best": best, "best_grad": best_grad,
+            "best_vs_vector": best["steps_per_s"] / vector["steps_per_s"],
+            "grad_vs_vector": best_grad["steps_per_s"] / vector["steps_per_s"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (~30 s)")
-    parser.add_argument("--from-json", action="store_true", help="only rewrite the section from benchmarks/out/")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 5, quick 3)")
-    args = parser.parse_args()
+    args = options(parser, "throughput").parse_args()
     args.repeats = args.repeats or (3 if args.quick else 5)
-    sizes = [1, 64, 1024] if args.quick else [1, 64, 1024, 16384]
-    gym_steps = 2_000 if args.quick else 10_000
-    saved = HERE / "out" / "throughput.json"
-    if args.from_json:  # rewrite section and figure from the last run's numbers
-        data = json.loads(saved.read_text())
-        rows, args.load = data["rows"], data["load"]
-        args.load_before = data.get("load_before", args.load)
-        args.date = data.get("date", "unknown")
-        args.repeats, args.quick = data.get("repeats", args.repeats), data.get("quick", args.quick)
-    else:
-        args.load_before = os.getloadavg()[0]
-        rows = interleaved_rates(pathwise_cases(sizes, 0.1 if args.quick else 0.3) + gymnasium_cases(gym_steps),
-                                 args.repeats)
-        args.load = os.getloadavg()[0]
-        args.date = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-        atomic_write_text(saved, json.dumps({"rows": rows, "load": args.load, "load_before": args.load_before,
-                                             "date": args.date, "repeats": args.repeats, "quick": args.quick},
-                                            indent=1))
-    plot(rows, HERE / "figures" / "throughput.png")
-    write_section(rows, args, HERE / "sections" / "10_throughput.md")
-    print(f"wrote {HERE / 'sections' / '10_throughput.md'}")
+    publish(args, "throughput", "10_throughput", measure, view)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,16 @@ seeded resets) already in their replay buffers, with the same network sizes
 set to match), batch 256, and one update = what each library calls one:
 
 - DDPG: one critic step, one actor step through the updated critic, a Polyak
-  step of both targets (pathwise ``ddpg.update_step``; SB3 ``DDPG.train`` with
+  step of both targets (pathwise ``ddpg.update``; SB3 ``DDPG.train`` with
   ``policy_delay=1``).
 - pathwise SVG(0) vs SB3 SAC (SVG(0) with twin critics and the tuned entropy
   bonus is SAC's closest relative): one critic step, one actor step, one
   entropy-coefficient step, a Polyak step of the target critics.
 
-pathwise is timed through the jitted call its learner makes once per episode
-(``ddpg.learn`` / ``svg0.learn``: store an episode, here of length 0, then a
-``fori_loop`` of ``n_updates`` updates), compiled once by a call with
+pathwise is timed through the jitted call its replay loop makes once per episode
+(``pathwise.loops.replay.store_and_update``: store an episode, here of length 0,
+then a ``fori_loop`` of ``n_updates`` calls of the algorithm's
+``update(state, buffer, key, config)``), compiled once by a call with
 ``n_updates=0`` (reported as the compile time) and then timed in blocks of N
 updates, checking that no block recompiles. SB3 is timed through
 ``model.train(gradient_steps=N, batch_size=256)``. The four cases run
@@ -24,34 +25,45 @@ reports the median of the repeats. Each thread count runs in its own process
 
     python benchmarks/bench_updates.py              # full: 1 and 2 threads, a few minutes
     python benchmarks/bench_updates.py --quick      # 1 thread, small blocks (< 1 min)
-    python benchmarks/bench_updates.py --from-json  # rewrite the section from benchmarks/out/updates.json
+    python benchmarks/bench_updates.py --from-json  # re-render the section only
 
-Writes benchmarks/sections/11_updates.md, benchmarks/figures/updates.png and
-benchmarks/out/updates.json. Needs the `bench` extra (stable-baselines3, torch).
+Writes benchmarks/results/updates.json, then benchmarks/sections/11_updates.md (from
+benchmarks/templates/11_updates.md) and benchmarks/figures/updates.png. Needs the `bench` extra
+(stable-baselines3, torch).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__" and "--worker" in sys.argv:  # the thread limits go before jax and torch start
+    from bench_sb3 import limit_threads
 
-HERE = Path(__file__).resolve().parent
+    limit_threads(int(sys.argv[sys.argv.index("--worker") + 1]))
+
+import numpy as np  # noqa: E402
+
+from common import finished, machine, options, publish, save_figure, separated  # noqa: E402  (benchmarks/common.py)
+
 ENV = "Pendulum-v1"
 BATCH = 256
 BUFFER = 200_000
+TRANSITIONS = 10_000
 CASES = ["pathwise ddpg", "SB3 DDPG", "pathwise svg0", "SB3 SAC"]
-PAIRS = [("pathwise ddpg", "SB3 DDPG"), ("pathwise svg0", "SB3 SAC")]
+PAIRS = {"pathwise ddpg": "SB3 DDPG", "pathwise svg0": "SB3 SAC"}
 NETS = {"pathwise ddpg": "actor [400, 300], critic [400, 300]", "SB3 DDPG": "actor [400, 300], critic [400, 300]",
         "pathwise svg0": "actor [256, 256], 2 critics [256, 256]", "SB3 SAC": "actor [256, 256], 2 critics [256, 256]"}
+#: pathwise's configs, set to SB3's network sizes (DDPG: [400, 300]; SAC: [256, 256], 2 critics, tuned entropy)
+CONFIGS = {"ddpg": dict(hidden=(400, 300), critic_hidden=(400, 300), n_critics=1),
+           "svg0": dict(hidden=(256, 256), critic_hidden=(256, 256), n_critics=2, auto_entropy=True)}
 
 
 # ----------------------------------------------------------------------------- data
@@ -85,44 +97,37 @@ def random_transitions(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def pathwise_case(algo: str, data: dict[str, np.ndarray], n_updates: int):
-    """A ``run()`` that does one timed block of ``n_updates`` through the learner's jitted ``learn``.
+    """A ``run()`` that does one timed block of ``n_updates`` updates through the replay loop's jitted call.
 
-    Returns ``(run, compile_s, cache_size)``: ``cache_size()`` counts ``learn``'s compiled versions.
+    Returns ``(run, compile_s, compilations, counter)``: the compilations this case added, and ``counter()``,
+    the compilations of the call so far (the call is one for every algorithm).
     """
     import jax
     import jax.numpy as jnp
 
-    from pathwise import replay
-    from pathwise.algorithms import ddpg, svg0
+    from common import update_block
+    from pathwise import algorithms, replay, spec
+    from pathwise.loops.replay import ReplayItem, example_item
     from pathwise.types import Transition
 
-    low, high = np.array([-2.0], np.float32), np.array([2.0], np.float32)
-    if algo == "ddpg":
-        module = ddpg
-        config = ddpg.DDPGConfig(hidden=(400, 300), critic_hidden=(400, 300), n_critics=1, batch_size=BATCH,
-                                 buffer_size=BUFFER)
-    else:
-        module = svg0
-        config = svg0.SVG0Config(hidden=(256, 256), critic_hidden=(256, 256), n_critics=2, batch_size=BATCH,
-                                 buffer_size=BUFFER, auto_entropy=True)
-    state = module.init(jax.random.key(0), 3, 1, low, high, config)
+    algorithm, env_spec = algorithms.get(algo), spec.from_env(ENV)
+    config = algorithm.Config(**CONFIGS[algo], batch_size=BATCH, buffer_size=BUFFER)
     stored = Transition(*(jnp.asarray(data[k]) for k in Transition._fields))
-    state = state._replace(buffer=replay.add_batch(state.buffer, stored))
-    # the learner passes one padded episode per call; a length-0 episode stores nothing
-    episode = jax.tree.map(lambda x: jnp.zeros((200, *x.shape[1:]), x.dtype), stored)
-    length = jnp.asarray(0, jnp.int32)
-    box = {"state": state, "key": jax.random.key(1)}
+    buffer = replay.add_batch(replay.init(example_item(env_spec), BUFFER),
+                              ReplayItem(stored, jnp.zeros(len(data["obs"]))))
+    call = update_block(algorithm, env_spec, config)
+    box = {"state": algorithm.init(jax.random.key(0), env_spec, config), "key": jax.random.key(1)}
 
-    def call(n: int) -> None:
+    def block(n: int) -> None:
         box["key"], key = jax.random.split(box["key"])
-        box["state"], metrics = module.learn(box["state"], episode, length, jnp.asarray(n, jnp.int32), key, config)
+        box["state"], metrics = call(box["state"], buffer, n, key)
         jax.block_until_ready((box["state"], metrics))
 
-    t0 = time.perf_counter()
-    call(0)  # n_updates is traced: this compiles the call every block reuses, and runs no update
+    before, t0 = call.compiled_versions(), time.perf_counter()
+    block(0)  # n is traced: this compiles the call every block reuses, and runs no update
     compile_s = time.perf_counter() - t0
-    call(n_updates)  # warm-up block
-    return (lambda: call(n_updates)), compile_s, module.learn._cache_size
+    block(n_updates)  # warm-up block
+    return (lambda: block(n_updates)), compile_s, call.compiled_versions() - before, call.compiled_versions
 
 
 # ----------------------------------------------------------------------------- SB3
@@ -163,30 +168,28 @@ def sb3_case(algo: str, data: dict[str, np.ndarray], n_updates: int):
 # ----------------------------------------------------------------------------- one process per thread count
 
 
-def worker(threads: int, n_updates: int, repeats: int, budget_s: float, out: Path) -> None:
-    sys.path.insert(0, str(HERE))
-    from bench_sb3 import limit_threads
-
-    limit_threads(threads)  # before jax and torch are imported
-    import jax
-    import stable_baselines3
-    import torch
-
+def build_cases(threads: int, n_updates: int) -> tuple[dict, dict, dict]:
+    """Every case's timed block; pathwise's compile times and compilations, and the compilation counter."""
     t0 = time.perf_counter()
-    data = random_transitions(10_000)
-    runs, compile_s, caches = {}, {}, {}
+    data = random_transitions(TRANSITIONS)
+    runs, compile_s, compilations, counter = {}, {}, {}, None
     setup = {"data": time.perf_counter() - t0}
     for name in CASES:
         t0 = time.perf_counter()
         algo = name.split()[-1].lower()
         if name.startswith("pathwise"):
-            runs[name], compile_s[name], caches[name] = pathwise_case(algo, data, n_updates)
+            runs[name], compile_s[name], compilations[name], counter = pathwise_case(algo, data, n_updates)
         else:
             runs[name] = sb3_case(algo, data, n_updates)
         setup[name] = time.perf_counter() - t0
     print(f"[{threads} thread(s)] setup (s): " + ", ".join(f"{k} {v:.1f}" for k, v in setup.items()) +
           " (pathwise: compile + a warm-up block; SB3: model + a warm-up block)", flush=True)
-    before = {name: cache() for name, cache in caches.items()}
+    return runs, compile_s, compilations, counter
+
+
+def worker(threads: int, n_updates: int, repeats: int, budget_s: float, out: Path) -> None:
+    runs, compile_s, compilations, counter = build_cases(threads, n_updates)
+    before = counter()
     times = {name: [] for name in CASES}
     start = time.perf_counter()
     for r in range(repeats):  # interleaved: every case once per round
@@ -199,43 +202,57 @@ def worker(threads: int, n_updates: int, repeats: int, budget_s: float, out: Pat
             times[name].append(time.perf_counter() - t0)
         print(f"[{threads} thread(s)] round {r + 1}/{repeats}: " +
               ", ".join(f"{name} {n_updates / times[name][-1]:.0f}/s" for name in CASES), flush=True)
-    recompiles = {name: cache() - before[name] for name, cache in caches.items()}
-    if any(recompiles.values()):
-        print(f"WARNING: pathwise recompiled during the timed blocks: {recompiles}", file=sys.stderr)
-    result = {"threads": threads, "n_updates": n_updates, "repeats": len(times[CASES[0]]), "times": times,
-              "compile_s": compile_s, "compiled_versions": {n: c() for n, c in caches.items()},
-              "recompiles_during_timing": recompiles, "load": os.getloadavg()[0],
-              "versions": {"jax": jax.__version__, "torch": torch.__version__,
-                           "stable-baselines3": stable_baselines3.__version__}}
-    out.write_text(json.dumps(result, indent=1))
+    recompiles = counter() - before
+    if recompiles:
+        print(f"WARNING: pathwise recompiled {recompiles} time(s) during the timed blocks", file=sys.stderr)
+    out.write_text(json.dumps({"threads": threads, "n_updates": n_updates, "times": times, "compile_s": compile_s,
+                               "compiled_versions": compilations, "recompiles": recompiles,
+                               "load": os.getloadavg()[0]}))
 
 
-# ----------------------------------------------------------------------------- report
+# ----------------------------------------------------------------------------- the parent process
 
 
 def summarize(run: dict) -> dict:
+    """One thread count: median rate per case, the paired per-round ratios pathwise / SB3 (median, range), and
+    the updates after which pathwise's compile time is paid back by its faster updates (where it is faster)."""
     n = run["n_updates"]
     rates = {name: [n / t for t in ts] for name, ts in run["times"].items()}
-    med = {name: statistics.median(r) for name, r in rates.items()}
-    paired = {}
-    for a, b in PAIRS:  # per round: both measured back to back
-        ratios = [x / y for x, y in zip(rates[a], rates[b])]
-        paired[a] = (statistics.median(ratios), min(ratios), max(ratios))
-    return {"median": med, "paired": paired}
+    cases = []
+    for name in CASES:
+        case = {"name": name, "rate": statistics.median(rates[name]), "ratio": None, "compile_s": None,
+                "compiled_versions": None, "paid_back_after": None}
+        if name in PAIRS:  # per round: both measured back to back
+            ratios = [x / y for x, y in zip(rates[name], rates[PAIRS[name]])]
+            saved = 1.0 / statistics.median(rates[PAIRS[name]]) - 1.0 / case["rate"]
+            case.update(ratio={"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
+                        compile_s=run["compile_s"][name], compiled_versions=run["compiled_versions"][name],
+                        paid_back_after=run["compile_s"][name] / saved if saved > 0 else None)
+        cases.append(case)
+    return {"threads": run["threads"], "repeats": len(run["times"][CASES[0]]), "load": run["load"],
+            "recompiles": run["recompiles"], "cases": cases}
 
 
-def break_even(run: dict) -> dict[str, float]:
-    """Updates after which pathwise's compile time is recovered by its faster updates (pairs where it is faster)."""
-    med = summarize(run)["median"]
-    out = {}
-    for a, b in PAIRS:
-        saved = 1.0 / med[b] - 1.0 / med[a]
-        if saved > 0:
-            out[a] = run["compile_s"][a] / saved
-    return out
+def thread_count(threads: int, n_updates: int, repeats: int, budget: float) -> dict:
+    """One thread count's measurements, in a fresh interpreter."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run.json"
+        subprocess.check_call([sys.executable, __file__, "--worker", str(threads), "--worker-out", str(out),
+                               "--updates", str(n_updates), "--repeats", str(repeats), "--budget", str(budget)])
+        return summarize(json.loads(out.read_text()))
 
 
-def plot(runs: list[dict], path: Path) -> None:
+def measure(args: argparse.Namespace) -> dict:
+    facts = machine("torch", "stable-baselines3")
+    n_updates, repeats, budget = settings(args)
+    threads = [int(t) for t in (args.threads or ("1" if args.quick else "1,2")).split(",")]
+    runs = [thread_count(t, n_updates, repeats, budget) for t in threads]
+    plot(runs, args.out)
+    return {"machine": finished(facts), "quick": args.quick, "n_updates": n_updates, "batch": BATCH,
+            "buffer": BUFFER, "transitions": TRANSITIONS, "runs": runs}
+
+
+def plot(runs: list[dict], out: Path | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,9 +262,8 @@ def plot(runs: list[dict], path: Path) -> None:
     width = 0.8 / len(runs)
     colors = {"pathwise ddpg": "tab:blue", "SB3 DDPG": "tab:gray", "pathwise svg0": "tab:blue", "SB3 SAC": "tab:gray"}
     for i, run in enumerate(runs):
-        med = summarize(run)["median"]
         xs = np.arange(len(CASES)) + (i - (len(runs) - 1) / 2) * width
-        bars = ax.bar(xs, [med[c] for c in CASES], width, color=[colors[c] for c in CASES],
+        bars = ax.bar(xs, [c["rate"] for c in run["cases"]], width, color=[colors[c] for c in CASES],
                       alpha=1.0 if i == 0 else 0.55, edgecolor="black", linewidth=0.5)
         for x, bar in zip(xs, bars):
             ax.text(x, bar.get_height(), f"{run['threads']}t", ha="center", va="bottom", fontsize=7)
@@ -255,87 +271,35 @@ def plot(runs: list[dict], path: Path) -> None:
     ax.set_ylabel("gradient updates / s (median)")
     ax.set_title(f"Updates/s at batch {BATCH} on Pendulum-shaped data (labels: threads)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, "updates.png", out, dpi=120)
 
 
-def write_section(saved: dict, path: Path) -> None:
-    runs = saved["runs"]
-    v = runs[0]["versions"]
-    first = runs[0]
-    lines = [
-        "## Gradient updates per second: pathwise DDPG / SVG(0) vs Stable-Baselines3",
-        "",
-        f"Command: `{saved['command']}`  ",
-        f"Date: {saved['date']}  ",
-        f"Machine: 2-core CPU container, no GPU ({saved['nproc']} cores visible); "
-        + ("shared with other jobs during this run, " if max([saved['load_before']] + [r['load'] for r in runs]) > 2
-           else "no other jobs, ")
-        + f"load average {saved['load_before']:.1f} before it and "
-        + ", ".join(f"{r['load']:.1f} after the {r['threads']}-thread part" for r in runs)
-        + " (absolute rates are noisy; the interleaved ratios are the point)  ",
-        f"Versions: jax {v['jax']}, torch {v['torch']}, stable-baselines3 {v['stable-baselines3']}",
-        "",
-        "Both sides train on the same 10,000 Pendulum-v1 transitions (uniformly random actions, seeded resets) "
-        f"in a {BUFFER:,}-slot replay buffer, batch {BATCH}, Adam, the same network sizes (SB3's defaults: "
-        "[400, 300] for DDPG, [256, 256] for SAC; pathwise's configs set to match). One update is what each "
-        "library calls one: DDPG = critic step, actor step, Polyak step of both targets; SVG(0) / SAC = critic "
-        "step (twin critics), actor step, entropy-coefficient step, Polyak step of the target critics. pathwise "
-        "is timed through the jitted call its learner makes once per episode (`ddpg.learn` / `svg0.learn`: a "
-        "`fori_loop` of N updates), SB3 through `model.train(gradient_steps=N, batch_size=256)`. Blocks of "
-        f"N = {first['n_updates']} updates after a warm-up block; the four cases run interleaved (A, B, C, D, A, "
-        f"B, ...), " + ", ".join(f"{r['repeats']} rounds at {r['threads']} thread(s)" for r in runs) +
-        ", medians. Each thread count is its own process: 1 thread = "
-        "`torch.set_num_threads(1)` and XLA's `--xla_cpu_multi_thread_eigen=false` (as the SB3 section); "
-        "2 threads = both libraries' pools at 2.",
-        "",
-        "| threads | implementation | networks | updates / s | ms / update | pathwise / SB3 (paired rounds: median, range) |",
-        "|---:|---|---|---:|---:|---:|",
-    ]
-    for run in runs:
-        s = summarize(run)
-        for name in CASES:
-            rate = s["median"][name]
-            ratio = ""
-            if name in s["paired"]:
-                m, lo, hi = s["paired"][name]
-                ratio = f"**{m:.2f}x** ({lo:.2f}-{hi:.2f})"
-            lines.append(f"| {run['threads']} | {name} | {NETS[name]} | {rate:,.0f} | {1e3 / rate:.2f} | {ratio} |")
-    for run in runs:
-        s = summarize(run)
-        (d, _, _), (v, _, _) = s["paired"]["pathwise ddpg"], s["paired"]["pathwise svg0"]
-        lines += ["", f"At {run['threads']} thread(s), pathwise ddpg ran **{d:.2f}x** SB3 DDPG's updates per second and "
-                  f"pathwise svg0 **{v:.2f}x** SB3 SAC's (median over the interleaved rounds of the per-round ratio)."]
-    lines += ["", "Compilation (pathwise; once per run, before the first update, not in the rates above): " +
-              "; ".join(f"{r['threads']} thread(s): " + ", ".join(f"{k} {t:.1f} s" for k, t in r["compile_s"].items())
-                        for r in runs) + ". Compiled versions of `learn` after the timed blocks: " +
-              "; ".join(", ".join(f"{k} {c}" for k, c in r["compiled_versions"].items()) for r in runs) +
-              " (recompilations during the timed blocks: " +
-              ", ".join(str(sum(r["recompiles_during_timing"].values())) for r in runs) + ")." + "".join(
-                  f" At {r['threads']} thread(s) the compilation is paid back after " + ", ".join(
-                      f"{even:,.0f} {a.split()[-1]} updates" for a, even in break_even(r).items()) + "."
-                  for r in runs if break_even(r))]
-    lines += ["", "Notes: pathwise's DDPG actor uses tanh hidden units (SB3's ReLU); same layer sizes, so the same "
-              "matrix-multiply work. An SB3 update pays Python and PyTorch dispatch for every layer, optimizer and "
-              "`.item()` call; a pathwise block of N updates is one XLA call (fused, no Python between updates), "
-              "so its per-update cost is the arithmetic. The learner's 200,000-slot replay buffer rides through "
-              "the loop without being copied per update (a separate check under load: the same rate with a "
-              "10,000-slot buffer, and with the state donated to the call)."]
-    if any(r["threads"] > 1 for r in runs):
-        lines += ["", "With 2 threads each library's thread pool needs both cores at the same moment: on a machine "
-                  "shared with other jobs this is the most fragile row (during development, at load average 12, "
-                  "SB3 fell to ~1 update/s at 2 threads), so trust it only from an idle machine."]
-    lines += ["", "![updates](../figures/updates.png)", ""]
-    from pathwise.checkpoint import atomic_write_text  # jax is imported only after the thread limits are set
+def run_view(run: dict) -> dict:
+    """A thread count's rows with their networks and ms per update; its pathwise cases on their own."""
+    cases = [{**c, "networks": NETS[c["name"]], "algo": c["name"].split()[-1], "ms": 1e3 / c["rate"]}
+             for c in run["cases"]]
+    ours = [c for c in cases if c["name"] in PAIRS]
+    by = {c["name"]: c for c in cases}
+    return {**run, "cases": cases, "compiled": separated(ours), "ddpg": by["pathwise ddpg"],
+            "svg0": by["pathwise svg0"], "paid_back": separated([c for c in ours if c["paid_back_after"] is not None]),
+            "any_paid_back": any(c["paid_back_after"] is not None for c in ours)}
 
-    atomic_write_text(path, "\n".join(lines))
+
+def view(results: dict) -> dict:
+    runs = separated([run_view(r) for r in results["runs"]])
+    return {**results, "runs": runs, "runs_semicolon": separated(runs, "; "),
+            "multi_thread": any(r["threads"] > 1 for r in runs)}
+
+
+def settings(args: argparse.Namespace) -> tuple[int, int, float]:
+    """Updates per timed block, interleaved rounds and the seconds after which no new round starts."""
+    return (args.updates or (10 if args.quick else 100), args.repeats or (3 if args.quick else 7),
+            args.budget or (30.0 if args.quick else 240.0))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 thread, N=10, 3 rounds (< 1 min)")
-    parser.add_argument("--from-json", action="store_true", help="only rewrite the section from benchmarks/out/")
     parser.add_argument("--threads", default=None, help="comma-separated thread counts (default 1,2; quick 1)")
     parser.add_argument("--updates", type=int, default=None, help="updates per timed block (default 100; quick 10)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 7; quick 3)")
@@ -345,37 +309,11 @@ def main() -> int:
                              "down 10-30x")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    n_updates = args.updates or (10 if args.quick else 100)
-    repeats = args.repeats or (3 if args.quick else 7)
-    budget = args.budget or (30.0 if args.quick else 240.0)
+    args = options(parser, "updates").parse_args()
     if args.worker is not None:
-        worker(args.worker, n_updates, repeats, budget, Path(args.worker_out))
+        worker(args.worker, *settings(args), Path(args.worker_out))
         return 0
-    saved_path = HERE / "out" / "updates.json"
-    if args.from_json:
-        saved = json.loads(saved_path.read_text())
-    else:
-        threads = [int(t) for t in (args.threads or ("1" if args.quick else "1,2")).split(",")]
-        command = "python benchmarks/bench_updates.py" + (" --quick" if args.quick else "") + "".join(
-            f" --{k} {v}" for k, v in (("threads", args.threads), ("updates", args.updates),
-                                       ("repeats", args.repeats), ("budget", args.budget)) if v is not None)
-        saved = {"command": command, "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-                 "nproc": os.cpu_count(), "load_before": os.getloadavg()[0], "runs": []}
-        saved_path.parent.mkdir(exist_ok=True)
-        for t in threads:
-            out = saved_path.with_name(f"updates_{t}threads.json")
-            subprocess.check_call([sys.executable, __file__, "--worker", str(t), "--worker-out", str(out),
-                                   "--updates", str(n_updates), "--repeats", str(repeats), "--budget", str(budget)])
-            saved["runs"].append(json.loads(out.read_text()))
-            out.unlink()
-            from pathwise.checkpoint import atomic_write_text
-
-            # after every thread count: an interrupted run keeps its rows
-            atomic_write_text(saved_path, json.dumps(saved, indent=1))
-    plot(saved["runs"], HERE / "figures" / "updates.png")
-    write_section(saved, HERE / "sections" / "11_updates.md")
-    print(f"wrote {HERE / 'sections' / '11_updates.md'}")
+    publish(args, "updates", "11_updates", measure, view)
     return 0
 
 

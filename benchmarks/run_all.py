@@ -40,6 +40,7 @@ SCRIPTS = [
     ("mujoco", "bench_mujoco.py", ("mujoco",)),
     ("apg", "bench_apg.py", ("brax",)),
     ("sb3", "bench_sb3.py", ("stable_baselines3", "torch")),
+    ("learners", "bench_learners.py", ()),
 ]
 
 #: how to get what a script needs
