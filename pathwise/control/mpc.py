@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise.control.ilqr import ilqr
+from pathwise.control.multistart import initial_guesses, multistart
 from pathwise.control.solution import Problem, as_problem, clip_actions, kkt_residual
 from pathwise.systems.base import System
 from pathwise.types import Array
@@ -51,7 +51,8 @@ class MPC(eqx.Module):
     """Receding-horizon control over ``system`` (a ``System`` or a ``Problem``).
 
     ``restarts=True`` re-solves every step from the constant initial guesses as well as from the
-    warm start and keeps the cheapest plan (3-4x the work; escapes iLQR's local minima).
+    warm start and keeps the cheapest plan (``pathwise.control.multistart``: one vmapped solve of
+    all starts; about as many times the work as there are starts; escapes iLQR's local minima).
     """
 
     system: System | Problem
@@ -81,25 +82,19 @@ class MPC(eqx.Module):
         self.init_iterations, self.solver, self.action_dim = int(init_iterations), solver, int(action_dim)
         self.restarts = bool(restarts)
 
-    def _solve(self, state: Array, actions: Array, iterations: int):
-        if self.solver == "ilqr":
-            return ilqr(self.system, state, actions, max_iterations=iterations)
-        from pathwise.control.shooting import shooting
+    def _solve(self, state: Array, starts: Array, iterations: int):
+        """Solve from every action sequence in ``starts`` in parallel (``multistart``); the cheapest solution.
 
-        return shooting(self.system, state, actions, max_iterations=iterations)
-
-    def _best_solve(self, state: Array, starts: Array, iterations: int):
-        """Solve from every action sequence in ``starts`` (in parallel); the solution of lowest finite cost."""
-        sols = jax.vmap(lambda a: self._solve(state, a, iterations))(starts)
-        best = jnp.argmin(jnp.where(jnp.isfinite(sols.cost), sols.cost, jnp.inf))
-        return jax.tree.map(lambda x: x[best], sols)
+        The cheapest, converged or not: a warm-started step runs few iterations and rarely converges, and its
+        plan is applied regardless.
+        """
+        return multistart(self.system, state, starts, solver=self.solver, max_iterations=iterations).best
 
     def _plan(self, state: Array, actions: Array, iterations: int) -> tuple[Plan, Array]:
+        starts = actions[None]
         if self.restarts:  # also re-solve from the constant initial guesses; keep the cheapest plan
-            starts = jnp.concatenate([actions[None], self.initial_guesses(actions.dtype)])
-            sol = self._best_solve(state, starts, iterations)
-        else:
-            sol = self._solve(state, actions, iterations)
+            starts = jnp.concatenate([starts, self.initial_guesses(actions.dtype)])
+        sol = self._solve(state, starts, iterations)
         action = clip_actions(as_problem(self.system), sol.actions[:1])[0]
         shifted = jnp.concatenate([sol.actions[1:], sol.actions[-1:]])
         return Plan(shifted, sol.states[1], sol.cost, sol.converged, self._residual(state, sol)), action
@@ -114,20 +109,15 @@ class MPC(eqx.Module):
         """A plan found from scratch (the best from ``initial_guesses``, ``init_iterations`` iterations each)."""
         state = jnp.asarray(state)
         guesses = self.initial_guesses(jnp.result_type(state.dtype, jnp.float32))
-        sol = self._best_solve(state, guesses, self.init_iterations)
+        sol = self._solve(state, guesses, self.init_iterations)
         return Plan(sol.actions, state, sol.cost, sol.converged, self._residual(state, sol))
 
     def initial_guesses(self, dtype=jnp.float32) -> Array:
-        """Constant action sequences the first plan starts from, solved in parallel, best kept:
-        zero and, in a bounded box, ±half the bound (iLQR is local; a swing-up from rest needs a push)."""
-        zeros = jnp.zeros((1, self.horizon, self.action_dim), dtype)
-        problem = as_problem(self.system)
-        if problem.action_low is None:
-            return zeros
-        half = 0.5 * (problem.action_high - problem.action_low)
-        mid = 0.5 * (problem.action_high + problem.action_low)
-        pushes = jnp.stack([mid + half * 0.5, mid - half * 0.5]).astype(dtype)
-        return jnp.concatenate([zeros, jnp.broadcast_to(pushes[:, None, :], (2, self.horizon, self.action_dim))])
+        """Constant action sequences the first plan starts from, solved in parallel, best kept: the box midpoint
+        (zero without a box) and, in a box, midpoint ± half the half-width (iLQR is local; a swing-up from rest
+        needs a push). ``pathwise.control.initial_guesses`` with its defaults."""
+        return initial_guesses(self.system, self.horizon, action_dim=self.action_dim, dtype=dtype,
+                               pushes=(0.5,) if as_problem(self.system).action_low is not None else ())
 
     def step(self, plan: Plan, state: Array) -> tuple[Plan, Array]:
         """Warm-started re-plan from ``state``: the new plan and the action to apply now."""

@@ -12,7 +12,11 @@ so early actions have far larger (or far smaller) gradients than late ones:
 the "poor conditioning" slides, measured in ``pathwise.diagnostics``.
 
 Optimizers: Adam (any optax ``GradientTransformation``) or L-BFGS with optax's
-zoom line search. Action bounds are kept by projection: the iterate is clipped
+zoom line search. L-BFGS stops by default as SciPy's L-BFGS-B does, when one
+step lowers the cost by less than ``LBFGS_COST_TOL`` relative (SciPy's
+``ftol = factr · eps`` with its default ``factr = 1e7``): without it a float32
+run keeps stepping long after its cost has stopped changing, because the
+gradient test cannot be met through rounding. Action bounds are kept by projection: the iterate is clipped
 into the box after every step, the cost seen by the line search is that of
 the clipped actions, and convergence is judged on the projected gradient
 ``‖u − clip(u − ∇J)‖``. (Projected L-BFGS is a heuristic; iLQR with box-QP is
@@ -25,6 +29,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pathwise.control.solution import (Problem, Solution, as_problem, check_inputs, simulate,
@@ -33,6 +38,23 @@ from pathwise.systems.base import System
 from pathwise.types import Array
 
 DEFAULT_LEARNING_RATE = {"adam": 0.05, "lbfgs": None}
+
+#: L-BFGS's default ``cost_tol``: SciPy L-BFGS-B's default ``ftol``, ``factr · eps`` with ``factr = 1e7`` and the
+#: float64 machine epsilon.
+LBFGS_COST_TOL = 1e7 * float(np.finfo(np.float64).eps)
+
+
+def default_cost_tol(optimizer: str | optax.GradientTransformation) -> float:
+    """``LBFGS_COST_TOL`` for ``"lbfgs"``; 0 (no cost-based stop) for Adam and for a given optax transformation.
+
+    Adam's steps have a fixed scale rather than a line search, so a small cost change there does not mean
+    that the iterate stopped moving; a given transformation is the caller's to judge.
+    """
+    return LBFGS_COST_TOL if _is_lbfgs(optimizer) else 0.0
+
+
+def _is_lbfgs(optimizer: str | optax.GradientTransformation) -> bool:
+    return isinstance(optimizer, str) and optimizer == "lbfgs"
 
 
 class _Carry(NamedTuple):
@@ -106,7 +128,7 @@ def shooting(
     learning_rate: float | None = None,
     max_iterations: int = 500,
     tol: float = 1e-6,
-    cost_tol: float = 0.0,
+    cost_tol: float | None = None,
     bounds: str | tuple | None = "system",
     monotone: bool | None = None,
 ) -> Solution:
@@ -120,8 +142,12 @@ def shooting(
       learning_rate: Adam's step size (default 0.05); for L-BFGS ``None`` lets the line search choose.
       max_iterations: optimizer steps at most (static: it sizes ``cost_history``).
       tol: stop when the projected gradient norm ``‖u − clip(u − ∇J)‖ <= tol · max(1, |J|)``.
-      cost_tol: also stop (converged) when one step changes the cost by at most ``cost_tol · max(1, |J|)``
-        (0 disables it; the actions are then only about ``sqrt(cost_tol)`` accurate).
+      cost_tol: also stop (converged) when one step changes the cost by at most
+        ``cost_tol · max(|J_k|, |J_k+1|, 1)``, SciPy L-BFGS-B's ``ftol`` test. Default (None):
+        ``LBFGS_COST_TOL`` for ``"lbfgs"``, 0 (disabled) otherwise (``default_cost_tol``). Near such a
+        stop the actions are only about ``sqrt(cost_tol)`` accurate; in float32, whose rounding of the cost
+        is coarser than the default, the test is met by an accepted step that leaves the cost (nearly)
+        unchanged, often a failed line search. ``cost_tol=0`` runs to the gradient test or ``max_iterations``.
       bounds: ``"system"`` or ``True`` (the problem's action box, if any), ``None`` or ``False``
         (unbounded), or a ``(low, high)`` pair of scalars or (m,) arrays.
       monotone: reject steps that raise the cost (default: only for L-BFGS, a line-search method).
@@ -135,12 +161,12 @@ def shooting(
     """
     x0, actions0 = check_inputs("shooting", problem, x0, actions0)
     problem = as_problem(problem)
+    cost_tol = default_cost_tol(optimizer) if cost_tol is None else cost_tol
     m = actions0.shape[1]
     opt = make_optimizer(optimizer, learning_rate)
     box = _box(problem, bounds, m, actions0.dtype)
     _check_counts(max_iterations, tol, cost_tol)
-    if monotone is None:
-        monotone = isinstance(optimizer, str) and optimizer == "lbfgs"  # a raised cost = a failed line search
+    monotone = _is_lbfgs(optimizer) if monotone is None else monotone  # for L-BFGS a raised cost = a failed search
     rules = _make_rules(problem, x0, actions0.dtype, box, opt, optimizer == "lbfgs" and box is None, monotone, tol,
                         cost_tol, max_iterations)
     project, value_and_grad, stationary = rules.project, rules.value_and_grad, rules.stationary
@@ -198,7 +224,8 @@ def _step(r: _Rules, c: _Carry) -> _Carry:
         cost, grad = r.value_and_grad(actions)
     finite = jnp.isfinite(cost) & jnp.all(jnp.isfinite(grad))
     # optax's zoom line search returns a step even when it fails; such a step can raise the cost
-    small_change = jnp.abs(c.cost - cost) <= r.cost_tol * jnp.maximum(1.0, jnp.abs(cost))
+    scale = jnp.maximum(jnp.maximum(jnp.abs(c.cost), jnp.abs(cost)), 1.0)
+    small_change = jnp.abs(c.cost - cost) <= r.cost_tol * scale  # SciPy's ftol test
     done = r.stationary(actions, cost, grad) | ((r.cost_tol > 0) & small_change)
     # equal (to rounding) is fine: near the optimum float32 costs stop changing while the actions still improve
     worse = r.monotone & ~(cost <= c.cost + r.rounding * jnp.maximum(1.0, jnp.abs(c.cost)))
