@@ -28,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (finished, machine, options, render, results_path, saved_results, separated,  # noqa: I001
-                    update_saved, write_section)  # benchmarks/common.py
+from common import (finished, machine, median_or_none, options, render, results_path, saved_results,  # noqa: I001
+                    separated, update_saved, write_section)  # benchmarks/common.py
 
 HERE = Path(__file__).resolve().parent
 ENV, SOLVED = "Pendulum-v1", -200.0
@@ -99,7 +99,7 @@ def seed_view(seed: int, runs: tuple[dict | None, dict | None], every: int, tags
     return {"seed": seed, "old": a, "new": b, "old_ran": runs[0] is not None, "new_ran": runs[1] is not None,
             "measured": None not in runs, "intervals": (b - a) / every if both else None, "only": only,
             "solver": tags[0] if a is not None else tags[1], "at": a if a is not None else b,
-            "missed": abs(b - a) > every if both else only}
+            "missed": b - a > every if both else (a is not None and b is None)}  # the second tag slower
 
 
 def learner_view(name: str, tags: tuple[str, str], data: dict) -> dict:
@@ -109,8 +109,13 @@ def learner_view(name: str, tags: tuple[str, str], data: dict) -> dict:
              for s in sorted(set(rows[0]) | set(rows[1]))]
     misses = [s for s in seeds if s["measured"] and s["missed"]]
     measured = bool(seeds) and all(s["measured"] for s in seeds)
+    both = [s for s in seeds if s["measured"]]
     return {"name": name, "env": LEARNERS[name][0], **every, "widened": every["interval"] != every["eval_every"],
-            "seeds": seeds, "measured": measured, "same": measured and not misses, "misses": separated(misses, "; ")}
+            "seeds": seeds, "measured": measured, "same": measured and not misses, "misses": separated(misses, "; "),
+            "n_seeds": len(both), "solved_old": sum(s["old"] is not None for s in both),
+            "solved_new": sum(s["new"] is not None for s in both),
+            "median_old": median_or_none([s["old"] for s in both]),
+            "median_new": median_or_none([s["new"] for s in both])}
 
 
 def view(data: dict, tags: tuple[str, str]) -> dict:

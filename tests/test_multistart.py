@@ -105,7 +105,7 @@ def test_best_index_skips_non_finite_costs_and_can_prefer_converged():
 def test_mpc_restarts_plan_through_multistart(pendulum):
     mpc = MPC(pendulum, horizon=15, iterations=2, init_iterations=20, restarts=True)
     assert mpc.initial_guesses().shape == (3, 15, 1)
-    states, actions, rewards = jax.jit(lambda s: mpc.rollout(s, 5))(jnp.array([0.3, 0.0]))
+    _, actions, rewards = jax.jit(lambda s: mpc.rollout(s, 5))(jnp.array([0.3, 0.0]))
     assert bool(jnp.all(jnp.isfinite(rewards))) and float(jnp.max(jnp.abs(actions))) <= 2.0 + 1e-6
 
 

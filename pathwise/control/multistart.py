@@ -31,7 +31,8 @@ start from another solver, e.g. the actions of an L-BFGS shooting multi-start::
 from __future__ import annotations
 
 import inspect
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
