@@ -41,10 +41,11 @@ METHODS = ("lqr", "ilqr", "shooting", "mpc", "conditioning")
 class SolveArgs:
     """Options of ``pathwise solve``."""
 
-    system: str = "pendulum"
-    """System: a pathwise id or short name (pendulum, cartpoleswingup, acrobotcontinuous, doubleintegrator)."""
+    system: str | None = None
+    """System: a pathwise id or short name (pendulum, cartpoleswingup, acrobotcontinuous, doubleintegrator);
+    default pendulum, and for lqr doubleintegrator (LQR needs a LinearSystem)."""
     horizon: int | None = None
-    """Planning horizon T (steps); default 100, and for lqr the infinite horizon."""
+    """Planning horizon T >= 1 (steps); default 100, and for lqr the infinite horizon."""
     x0: tuple[float, ...] | None = None
     """Initial state; default: Pendulum hanging at rest (θ = π), otherwise system.reset(seed)."""
     seed: int = 0
@@ -82,8 +83,7 @@ def _x0(system, args: SolveArgs):
     if args.x0 is not None:
         x0 = jnp.asarray(args.x0, jnp.float32)
         if x0.shape != (system.state_dim,):
-            raise SystemExit(f"pathwise solve: --x0 needs {system.state_dim} numbers for {system.name}, "
-                             f"got {len(args.x0)}.")
+            raise ValueError(f"--x0 needs {system.state_dim} numbers for {system.name}, got {len(args.x0)}.")
         return x0
     if system.name == "Pendulum":
         return jnp.array([jnp.pi, 0.0])
@@ -148,13 +148,13 @@ def solve_lqr(args: SolveArgs) -> int:
     from pathwise import control
     from pathwise.systems import LinearSystem
 
-    system = _system(args.system if args.system != "pendulum" else "doubleintegrator")
+    system = _system(args.system)
     if not isinstance(system, LinearSystem):
-        raise SystemExit(f"pathwise solve lqr: {system.name} is not a LinearSystem; LQR needs linear dynamics "
-                         "(use ilqr for nonlinear systems).")
+        raise ValueError(f"--system {args.system}: {system.name} is not a LinearSystem; LQR needs linear dynamics "
+                         "(use --system doubleintegrator, or ilqr for nonlinear systems).")
     A, B, Q, R = system.A, system.B, system.Q, system.R
     t0 = time.perf_counter()
-    if args.horizon is None or args.horizon <= 0:
+    if args.horizon is None:
         sol = control.lqr(A, B, Q, R)
         print(f"infinite-horizon LQR on {system.name} (u = -K x):\nK =\n{np.asarray(sol.K)}\nP =\n{np.asarray(sol.P)}")
         summary = {"method": "lqr", "system": system.name, "K": np.asarray(sol.K).tolist(),
@@ -217,12 +217,12 @@ def solve_mpc(args: SolveArgs) -> int:
 
         gym_id = system.gym_id
         if gym_id is None:
-            raise SystemExit(f"pathwise solve mpc: {system.name} reproduces no Gymnasium env; drop --episodes.")
+            raise ValueError(f"{system.name} reproduces no Gymnasium env; drop --episodes.")
         try:
             policy = control.MPCPolicy(mpc)
             result = evaluate(policy, gym_id, episodes=args.episodes, seed=args.seed)
         except NotImplementedError as err:
-            raise SystemExit(f"pathwise solve mpc: {err} MPC on Gymnasium needs the state from the observation.")
+            raise ValueError(f"{err} MPC on Gymnasium needs the state from the observation.") from None
         summary.update(gym_id=gym_id, gym_mean=result.mean, gym_std=result.std, gym_returns=result.returns.tolist())
         print(f"on Gymnasium {gym_id}: mean return {result.mean:.2f} ± {result.std:.2f} over {args.episodes} "
               f"episodes (seeds {args.seed}..{args.seed + args.episodes - 1})")
@@ -263,6 +263,19 @@ def solve_conditioning(args: SolveArgs) -> int:
     return 0
 
 
+def _check_counts(args: SolveArgs) -> None:
+    """Counts that must be positive (or zero where zero means a default), refused before any work."""
+    if args.horizon is not None and args.horizon < 1:
+        raise ValueError(f"--horizon {args.horizon}: the horizon is a number of steps >= 1 (omit it for lqr's "
+                         "infinite horizon).")
+    for name in ("iterations", "mpc_horizon", "mpc_iterations"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1.")
+    for name in ("steps", "episodes"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} {getattr(args, name)}: must be >= 0 (0: the default).")
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -277,9 +290,12 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     args = tyro.cli(SolveArgs, args=rest, prog=f"pathwise solve {method}")
+    if args.system is None:
+        args = dataclasses.replace(args, system="doubleintegrator" if method == "lqr" else "pendulum")
     if method != "lqr" and args.horizon is None:
         args = dataclasses.replace(args, horizon=100)
     try:
+        _check_counts(args)
         if method == "lqr":
             return solve_lqr(args)
         if method in ("ilqr", "shooting"):

@@ -41,9 +41,23 @@ def test_shooting_mpc_and_conditioning_run(capsys):
 def test_bad_input_is_named(capsys):
     assert main(["lqg"]) == 2
     assert "Did you mean 'lqr'" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--x0 needs 2 numbers"):
-        main(["ilqr", "--x0", "1", "2", "3"])
-    with pytest.raises(SystemExit, match="not a LinearSystem"):
-        main(["lqr", "--system", "cartpoleswingup"])
     assert main(["ilqr", "--system", "cartpole", "--horizon", "5"]) == 2
     assert "discrete actions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ilqr", "--x0", "1", "2", "3"], "pathwise solve ilqr: --x0 needs 2 numbers for Pendulum, got 3"),
+    (["lqr", "--system", "cartpoleswingup"], "not a LinearSystem"),
+    (["lqr", "--system", "pendulum"], "--system pendulum: Pendulum is not a LinearSystem"),  # was: the double integrator
+    (["lqr", "--horizon", "-5"], "--horizon -5: the horizon is a number of steps >= 1"),  # was: infinite horizon
+    (["ilqr", "--horizon", "0"], "--horizon 0"),
+    (["shooting", "--iterations", "0"], "--iterations 0: must be >= 1"),
+    (["mpc", "--mpc-horizon", "0"], "--mpc-horizon 0: must be >= 1"),
+    (["mpc", "--episodes", "-1"], "--episodes -1: must be >= 0"),
+    (["mpc", "--system", "doubleintegrator", "--episodes", "1", "--steps", "2", "--mpc-horizon", "2",
+      "--iterations", "2"], "reproduces no Gymnasium env; drop --episodes"),
+])
+def test_errors_are_printed_not_swallowed(argv, message, capsys):
+    """Every refusal reaches the user as text on stderr with exit code 2 (not a silent SystemExit)."""
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

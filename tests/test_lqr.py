@@ -146,3 +146,25 @@ def test_bad_input_and_unstabilizable_system():
     # an unstable mode the input cannot reach: no finite-cost controller exists
     with jax.enable_x64(True), pytest.raises(ValueError, match="did not converge.*stabilizable"):
         lqr(np.diag([1.5, 0.5]), np.array([[0.0], [1.0]]), np.eye(2), np.eye(1))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"R": np.zeros((1, 1)), "horizon": 5, "Qf": np.zeros((2, 2))}, "Q_uu = R \\+ B'P B is singular"),
+    ({"Q": np.diag([1.0, -1.0])}, "Q must be positive semidefinite"),
+    ({"R": np.zeros((1, 1))}, "R must be positive definite"),  # infinite horizon: every action must cost
+    ({"Q": np.array([[1.0, 0.5], [0.0, 1.0]])}, "Q must be symmetric"),
+    ({"A": np.array([[np.nan, 0.0], [0.0, 1.0]])}, "A contains NaN or inf"),
+    ({"horizon": 4, "x0": np.array([np.inf, 0.0])}, "x0 contains NaN or inf"),
+    ({"horizon": 4, "Qf": -np.eye(2)}, "Qf must be positive semidefinite"),
+])
+def test_cost_matrices_and_values_are_checked(kwargs, message):
+    """Indefinite costs, a singular Q_uu and non-finite entries are refused by name, not returned as NaN gains."""
+    args = {"A": np.array([[1.0, 0.1], [0.0, 1.0]]), "B": np.array([[0.0], [0.1]]), "Q": np.eye(2),
+            "R": np.eye(1), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        lqr(args.pop("A"), args.pop("B"), args.pop("Q"), args.pop("R"), **args)
+
+
+def test_a_finite_horizon_with_zero_action_cost_but_a_terminal_cost_is_fine():
+    sol = lqr(np.eye(2), np.array([[0.0], [1.0]]), np.eye(2), np.zeros((1, 1)), horizon=3, Qf=np.eye(2))
+    assert np.all(np.isfinite(np.asarray(sol.K)))

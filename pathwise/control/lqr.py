@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pathwise.types import Array
 
@@ -66,6 +67,30 @@ def _check(A, B, Q, R, N=None, time_varying=False):
     if N is not None and N.shape[-2:] != (n, m):
         raise ValueError(f"lqr: the cross term N must have shape ({n}, {m}), got {N.shape}.")
     return n, m
+
+
+def _check_values(named: dict, psd: tuple[str, ...], pd: tuple[str, ...] = ()) -> None:
+    """Concrete inputs only: every entry finite; the matrices in ``psd`` symmetric positive semidefinite and those
+    in ``pd`` positive definite (to a relative tolerance), each error naming the matrix and the fix."""
+    if _is_traced(*[x for x in named.values() if x is not None]):
+        return
+    for name, x in named.items():
+        if x is not None and not np.all(np.isfinite(np.asarray(x))):
+            raise ValueError(f"lqr: {name} contains NaN or inf; every entry must be finite.")
+    for name in psd + pd:
+        if named[name] is None:
+            continue
+        M = np.asarray(named[name], np.float64)
+        scale = max(1.0, float(np.max(np.abs(M))))
+        if not np.allclose(M, np.swapaxes(M, -1, -2), atol=1e-6 * scale):
+            raise ValueError(f"lqr: {name} must be symmetric (the cost is x'{name}x); use ({name} + {name}.T) / 2.")
+        low = float(np.min(np.linalg.eigvalsh(0.5 * (M + np.swapaxes(M, -1, -2)))))
+        if name in pd and low <= 1e-12 * scale:
+            raise ValueError(f"lqr: {name} must be positive definite (smallest eigenvalue {low:.3g}): every action "
+                             "must cost something for the optimal gain to be unique; add a small multiple of I.")
+        if low < -1e-6 * scale:
+            raise ValueError(f"lqr: {name} must be positive semidefinite (smallest eigenvalue {low:.3g}); an "
+                             "indefinite cost has no minimum.")
 
 
 def _sym(P: Array) -> Array:
@@ -195,6 +220,7 @@ def lqr(A, B, Q, R, *, N=None, horizon: int | None = None, Qf=None, c=None, q=No
         if any(x is not None for x in (Qf, c, q, r, qf, x0)):
             raise ValueError("lqr: Qf, affine terms and x0 need a finite horizon (pass horizon=T).")
         _check(A, B, Q, R, N)
+        _check_values({"A": A, "B": B, "Q": Q, "R": R, "N": N}, psd=("Q",), pd=("R",))
         sol = _infinite(A, B, Q, R, N, tol, max_iterations)
         if not _is_traced(A, B, Q, R, sol.converged) and not bool(sol.converged):
             raise ValueError(
@@ -206,4 +232,10 @@ def lqr(A, B, Q, R, *, N=None, horizon: int | None = None, Qf=None, c=None, q=No
     if T < 1:
         raise ValueError(f"lqr: horizon must be >= 1, got {horizon}.")
     _check(A, B, Q, R, N, time_varying=A.ndim == 3)
-    return _finite(A, B, Q, R, N, Qf, c, q, r, qf, T, x0)
+    _check_values({"A": A, "B": B, "Q": Q, "R": R, "N": N, "Qf": Qf, "c": c, "q": q, "r": r, "qf": qf, "x0": x0},
+                  psd=("Q", "R") + (("Qf",) if Qf is not None else ()))
+    sol = _finite(A, B, Q, R, N, Qf, c, q, r, qf, T, x0)
+    if not _is_traced(A, B, Q, R, sol.K) and not np.all(np.isfinite(np.asarray(sol.K))):
+        raise ValueError("lqr: the gains are not finite: Q_uu = R + B'P B is singular at some step (e.g. R = 0 "
+                         "with Qf = 0). Make R positive definite, or Qf large enough that B'P B is.")
+    return sol
