@@ -28,6 +28,7 @@ SCRIPTS = [
     ("control", "bench_control.py", ()),
     ("ilqr", "bench_ilqr.py", ()),
     ("ceiling", "bench_ceiling.py", ()),
+    ("gap", "bench_gap.py", ()),
     ("conditioning", "bench_conditioning.py", ()),
     ("estimators", "bench_estimators.py", ()),
     ("bptt", "bench_bptt.py", ()),

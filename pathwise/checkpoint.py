@@ -53,6 +53,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def remove_stale_temporaries(directory: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) that an interrupted :func:`atomic_write_bytes` of one of
+    ``names`` left in ``directory``: a killed process cannot remove its own. Only the writer of a run may call
+    this (another writer's file in flight would go too). Returns the paths removed."""
+    directory, removed = Path(directory), []
+    if not directory.is_dir():
+        return removed
+    for name in names:
+        for path in directory.glob(f".{name}.*.tmp"):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if s.get("ceiling") is not None:
         gap = (s["final_return_mean"] - s["ceiling"]) / abs(s["ceiling"])
         where = "above" if gap >= 0 else "below"
-        print(f"optimal-control ceiling (MPC on the true model): {s['ceiling']:.1f}; this policy is "
+        print(f"optimal-control ceiling on the same episodes (true model): {s['ceiling']:.1f}; this policy is "
               f"{100 * abs(gap):.1f}% {where} it (summary.json: final_over_ceiling)")
     print(f"learning curve: {args.out}/learning_curve.png; evaluate again with `pathwise evaluate {args.out}`")
     return 0

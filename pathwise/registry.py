@@ -4,7 +4,7 @@ An :class:`EnvRecord` holds, for one Gymnasium id, the differentiable ``System``
 for step (if any), its reward and termination as JAX functions of observations (what model-based
 learners plan through), the return at which it counts as solved, which observation entries are
 unwrapped angles, and the id of its twin (``Pendulum-v1`` and ``pathwise/Pendulum-v1`` are the same task:
-they share presets and the optimal-control ceiling). Presets and the ceiling are read through the
+they share presets and the mean optimal-control ceiling). Presets and the ceiling are read through the
 record (:meth:`EnvRecord.preset`, :attr:`EnvRecord.ceiling`).
 
 Records are built on first use (building a system would start JAX's backend at import). A Gymnasium id
@@ -69,14 +69,20 @@ class EnvRecord:
 
     @property
     def ceiling(self) -> float | None:
-        """Mean Gymnasium return of the measured optimal-control reference (``ceilings.json``), if any."""
+        """Mean Gymnasium return of the measured optimal-control ceiling over its episodes (``ceilings.json``),
+        if any; :meth:`episode_ceilings` gives it per evaluation episode."""
         from pathwise import ceilings
 
-        table = ceilings.table()
-        for env_id in (self.id, self.twin):
-            if env_id in table:
-                return float(table[env_id]["mean"])
-        return None
+        found = ceilings.entry(self.id, self.twin)
+        return None if found is None else float(found["mean"])
+
+    def episode_ceilings(self, seed: int, episodes: int):
+        """Per-episode ceilings of the evaluation episodes ``reset(seed=seed + i)``, i < ``episodes``, or None
+        when they were not measured (``pathwise.ceilings.episode_ceilings``). Not shared with a twin: the same
+        seed resets a twin to another start state."""
+        from pathwise import ceilings
+
+        return ceilings.episode_ceilings(self.id, seed, episodes)
 
 
 _USER: dict[str, dict[str, Any]] = {}  # what register() added, applied over the built-in records

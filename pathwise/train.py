@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise import algorithms, loops, registry
+from pathwise import algorithms, ceilings, loops, registry
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise import spec as spec_mod
@@ -183,8 +183,9 @@ class Trainer:
         self.run, self.env_id = run, run.env_id
         self.out = Path(out) if out is not None else None
         self.eval_every, self.eval_episodes = int(eval_every), int(eval_episodes)
-        # Evaluation episodes use seeds disjoint from training resets and fixed for the run.
-        self.eval_seed = int(eval_seed) if eval_seed is not None else 10_000 + 1_000 * run.seed
+        # Evaluation episodes: the same for every run by default (ceilings.EVALUATION_SEED + i), the episodes whose
+        # optimal-control ceilings ceilings.json holds, so summary.json compares a policy with them on the same starts
+        self.eval_seed = int(eval_seed) if eval_seed is not None else ceilings.EVALUATION_SEED
         self.quiet = quiet_default() if quiet is None else quiet
         self.counters = Counters(next_eval=self.eval_every)
         self.history: list[dict[str, float]] = []
@@ -214,6 +215,9 @@ class Trainer:
         """
         if total_steps <= 0:
             raise ValueError(f"steps must be positive, got {total_steps}.")
+        if self.out is not None:  # this process now writes the run: what a killed writer left half-written goes
+            ckpt.remove_stale_temporaries(self.out, RUN_FILES)
+            ckpt.remove_stale_temporaries(self.out / "checkpoints", ("last.npz", "best.npz"))
         bar = self._progress_bar(total_steps, progress_bar)
         try:
             while self.run.env_steps < total_steps:
@@ -374,8 +378,8 @@ class Trainer:
         ax = fig.add_subplot()
         ax.plot(steps, mean, marker="o", label=f"{self.run.name} (seed {self.run.seed})")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-        if self.record.ceiling is not None:
-            ax.axhline(self.record.ceiling, color="k", ls="--", lw=1, label="optimal-control ceiling")
+        if self.ceiling() is not None:
+            ax.axhline(self.ceiling(), color="k", ls="--", lw=1, label="optimal-control ceiling (same episodes)")
         if self.record.solved_at is not None:
             ax.axhline(self.record.solved_at, color="g", ls=":", lw=1, label=f"solved ({self.record.solved_at:g})")
         ax.set_xlabel(self.run.loop.env_steps_are)
@@ -385,9 +389,14 @@ class Trainer:
         fig.tight_layout()
         ckpt.atomic_save_figure(fig, self.out / "learning_curve.png")
 
+    def ceiling(self) -> float | None:
+        """Mean optimal-control ceiling over this run's evaluation episodes (``pathwise.ceilings``), or None
+        when those episodes were not measured (another ``eval_seed``, more episodes, another environment)."""
+        per_episode = self.record.episode_ceilings(self.eval_seed, self.eval_episodes)
+        return None if per_episode is None else float(np.mean(per_episode))
+
     def summary(self) -> dict[str, Any]:
-        c, ceiling = self.counters, self.record.ceiling
-        final = self.evals[-1] if self.evals else None
+        c, final, ceiling = self.counters, (self.evals[-1] if self.evals else None), self.ceiling()
         out = {
             "algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,
             "env_steps": c.env_steps, "iterations": c.iterations, "train_time_s": round(c.train_time, 3),
@@ -418,6 +427,10 @@ class Trainer:
         self.evals = list(meta.get("evals", []))
 
 
+#: The files a run writes at the top of its directory (besides checkpoints/ and tb/).
+RUN_FILES = ("config.json", "metrics.csv", "eval.csv", "summary.json", "learning_curve.png")
+
+
 def _claim_run_directory(out: Path, overwrite: bool) -> None:
     """Refuse to train into an existing run directory (its model would be lost), unless ``overwrite``."""
     if not (out / "config.json").exists():
@@ -429,7 +442,7 @@ def _claim_run_directory(out: Path, overwrite: bool) -> None:
 
     for name in ("checkpoints", "tb"):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("config.json", "metrics.csv", "eval.csv", "summary.json", "learning_curve.png"):
+    for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
 
 
@@ -507,9 +520,15 @@ def open_run(run_dir: str | os.PathLike, *, which: str = "last", quiet: bool | N
         info = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{cfg_path} is not valid JSON ({exc}); the run directory is damaged.") from exc
+    checkpoint = run_dir / "checkpoints" / f"{which}.npz"
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} holds a run but no checkpoints/{which}.npz: it stopped before its first checkpoint (one is "
+            f"written at every evaluation). Nothing to continue from; train it again with `--out {run_dir} "
+            "--overwrite`." if which == "last" else f"{run_dir} has no checkpoints/{which}.npz.")
     trainer = trainer_from_meta(info, out=None, quiet=quiet, source=str(cfg_path))
     trainer.out = run_dir
-    trainer.load_checkpoint(run_dir / "checkpoints" / f"{which}.npz")
+    trainer.load_checkpoint(checkpoint)
     return trainer
 
 

@@ -147,9 +147,9 @@ def test_evaluate_with_episodes_and_render(runs, tmp_path, capsys):
     png = tmp_path / "frames.png"
     assert main(["evaluate", str(pendulum), "--episodes", "2", "--render", str(png)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"ddpg on Pendulum-v1: mean return -?\d+\.\d+ ± \d+\.\d+ over 2 episodes from seed 11000 "
-                     r"\(mean length 200\)", out), out  # the run's own evaluation seeds (seed 1: 11000)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"rendered episode (seed 11000) to {png}" in out
+    assert re.search(r"ddpg on Pendulum-v1: mean return -?\d+\.\d+ ± \d+\.\d+ over 2 episodes from seed 10000 "
+                     r"\(mean length 200\)", out), out  # the run's own evaluation episodes (every run: 10000 + i)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"rendered episode (seed 10000) to {png}" in out
     # with no options it repeats the run's own last evaluation: same seeds, same number of episodes
     assert main(["evaluate", str(pendulum), "--checkpoint", "last"]) == 0
     last = _rows(pendulum / "eval.csv")[-1]
@@ -379,9 +379,10 @@ def test_missing_and_corrupt_checkpoints(runs, tmp_path, capsys):
     (run / "checkpoints" / "last.npz").write_bytes(b"PK\x03\x04 truncated")
     assert main(["train", "--resume", str(run), "--quiet"]) == 1
     assert re.search(r"last\.npz is corrupt or truncated.*retrain", capsys.readouterr().err)
-    (run / "checkpoints" / "last.npz").unlink()
-    assert main(["train", "--resume", str(run), "--quiet"]) == 1
-    assert re.search(r"Checkpoint .*last\.npz does not exist", capsys.readouterr().err)
+    (run / "checkpoints" / "last.npz").unlink()  # as if killed before its first checkpoint
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    assert re.search(r"holds a run but no checkpoints/last\.npz: it stopped before its first checkpoint.*--overwrite",
+                     capsys.readouterr().err)
     # a checkpoint of another algorithm in the run directory
     shutil.copy(runs("qac") / "checkpoints" / "last.npz", run / "checkpoints" / "last.npz")
     assert main(["train", "--resume", str(run), "--quiet"]) == 1

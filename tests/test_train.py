@@ -16,7 +16,7 @@ import pytest
 import pathwise as pw
 from pathwise import checkpoint as ckpt
 from pathwise.cli import main
-from pathwise.train import NonFiniteError, Trainer, make_run, resume, train
+from pathwise.train import NonFiniteError, Trainer, make_run, open_run, resume, train
 
 ENV = "CartPole-v1"
 SMALL = {"num_envs": 2, "hidden": (16,), "value_hidden": (16,), "value_steps": 2}
@@ -58,7 +58,12 @@ def test_resume_equals_uninterrupted_run(full_run, tmp_path):
     half = tmp_path / "half"
     train("reinforce", ENV, STEPS // 2, seed=3, overrides=SMALL, out=half, eval_every=EVAL_EVERY, eval_episodes=2,
           quiet=True)
+    # what a writer killed mid-write leaves: half-written temporaries; resuming removes them, nothing else
+    stale = [half / "checkpoints" / ".last.npz.k1ll3d.tmp", half / ".metrics.csv.x9.tmp"]
+    for path in stale + [half / "notes.tmp"]:
+        path.write_bytes(b"partial")
     _, resumed = resume(half, STEPS, quiet=True)
+    assert not any(p.exists() for p in stale) and (half / "notes.tmp").exists()
     assert _rows(half / "metrics.csv") == _rows(out / "metrics.csv")
     assert _rows(half / "eval.csv") == _rows(out / "eval.csv")
     assert resumed["final_return_mean"] == summary["final_return_mean"]
@@ -197,3 +202,12 @@ def test_predict_refuses_non_finite_observations_and_learn_refuses_fractions(ful
         agent.predict(np.array([0.0, np.nan, 0.0, 0.0], np.float32))
     with pytest.raises(ValueError, match="positive whole number, got 0.5"):
         agent.learn(0.5)
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_so(full_run, tmp_path):
+    out, _, _ = full_run
+    (tmp_path / "config.json").write_text((out / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="stopped before its first checkpoint.*--overwrite"):
+        resume(tmp_path, quiet=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoints/best.npz"):
+        open_run(tmp_path, which="best")
