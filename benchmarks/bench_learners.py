@@ -126,6 +126,7 @@ def view(data: dict, tags: tuple[str, str]) -> dict:
             "rows": [{**s, "name": v["name"], "env": v["env"], "interval": v["interval"]} for v in learners
                      for s in v["seeds"]],
             "tags": [{"tag": t, "facts": facts.get(t), "runs": len(data.get(t, []))} for t in tags],
+            "extra": [{"name": k, **v} for k, v in data.get("_extra", {}).items()],
             "widened": separated([v for v in learners if v["widened"]]),
             "any_widened": any(v["widened"] for v in learners),
             "n_same": sum(v["same"] for v in learners), "n_learners": len(learners)}

@@ -68,7 +68,8 @@ def limit_threads(threads: int, torch_too: bool = True) -> None:
 
 
 def eval_seed(seed: int) -> int:
-    # the same episodes pathwise.train.Trainer evaluates on
+    # per-seed evaluation episodes, as pathwise.train.Trainer chose them before 0.2 (it now uses the same episodes,
+    # pathwise.ceilings.EVALUATION_SEED, for every seed); kept so that reruns compare with the saved results
     return 10_000 + 1_000 * seed
 
 
