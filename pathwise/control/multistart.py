@@ -162,6 +162,8 @@ def multistart(
         raise ValueError("multistart: guesses contain NaN or inf.")
     x0, first = check_inputs("multistart", problem, x0, guesses[0])
     _check_screening(function, options, keep, screen_iterations)
+    if isinstance(problem, System):  # its action box read now, while concrete (a learned model's is an array
+        problem = as_problem(problem)  # leaf); the solvers apply their own ``bounds`` option to the Problem
     return _program_jit(problem, x0, guesses.astype(first.dtype), solver, tuple(sorted(options.items())),
                         bool(prefer_converged), None if keep is None else int(keep), int(screen_iterations))
 
