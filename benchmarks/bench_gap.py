@@ -9,7 +9,7 @@
 Writes benchmarks/results/gap.json, then benchmarks/sections/16_gap.md (from benchmarks/templates/16_gap.md).
 
 Each learner trains through ``pathwise.train.train`` with its shipped preset and the preset's budget (the
-twin-system learner ``svgk-system`` for ``BUDGETS`` simulated steps), then its deterministic policy plays
+twin-system learner ``svgk-system`` for the simulated steps ``LEARNERS`` gives), then its deterministic policy plays
 the 100 episodes whose ceilings ``pathwise/ceilings.json`` holds (``reset(seed=EVALUATION_SEED + i)``,
 written by ``benchmarks/bench_ceiling.py``). Per learner: mean return, mean gap to the ceiling on the same
 episodes, and on how many episodes the policy's return is *above* its ceiling (by more than a rounding
