@@ -378,8 +378,9 @@ class Trainer:
         ax = fig.add_subplot()
         ax.plot(steps, mean, marker="o", label=f"{self.run.name} (seed {self.run.seed})")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-        if self.ceiling() is not None:
-            ax.axhline(self.ceiling(), color="k", ls="--", lw=1, label="optimal-control ceiling (same episodes)")
+        ceiling = self.ceiling()  # reads ceilings.json: once per plot
+        if ceiling is not None:
+            ax.axhline(ceiling, color="k", ls="--", lw=1, label="optimal-control ceiling (same episodes)")
         if self.record.solved_at is not None:
             ax.axhline(self.record.solved_at, color="g", ls=":", lw=1, label=f"solved ({self.record.solved_at:g})")
         ax.set_xlabel(self.run.loop.env_steps_are)
