@@ -2,7 +2,8 @@
 
 An :class:`EnvRecord` holds, for one Gymnasium id, the differentiable ``System`` that reproduces it step
 for step (if any), its reward and termination as JAX functions of observations (what model-based
-learners plan through), the return at which it counts as solved, which observation entries are
+learners plan through), the return at which it counts as solved, the return below which an episode failed
+badly and the highest return possible, the names of its start state's entries, which observation entries are
 unwrapped angles, and the id of its twin (``Pendulum-v1`` and ``pathwise/Pendulum-v1`` are the same task:
 they share presets and the mean optimal-control ceiling). Presets and the ceiling are read through the
 record (:meth:`EnvRecord.preset`, :attr:`EnvRecord.ceiling`).
@@ -47,6 +48,15 @@ class EnvRecord:
     """Observation entries that are unwrapped angles (networks see them as cos/sin)."""
     twin: str | None = None
     """The other id of the same task (a pathwise system and the Gymnasium id it reproduces)."""
+    failure_below: float | None = None
+    """An evaluation episode whose return is below this failed badly (``summary.json``'s
+    ``failed_episode_fraction``, ``pathwise evaluate``'s per-start report); None: no clear line."""
+    max_return: float | None = None
+    """The highest return an episode can reach under the default time limit (the learning curve's band is
+    clipped to it); None: not known."""
+    state_names: tuple[str, ...] = ()
+    """Names of the entries of the start state ``env.unwrapped.state`` holds after ``reset`` (``pathwise evaluate``
+    reports each episode's start by them); empty: no per-start report."""
 
     @property
     def env_id(self) -> str:
@@ -93,7 +103,6 @@ def _builtin() -> dict[str, EnvRecord]:
     """The built-in records (built once, on first use)."""
     from pathwise import rewards, systems
 
-    solved = {"Pendulum-v1": -200.0, "CartPole-v1": 475.0, "MountainCarContinuous-v0": 90.0, "Acrobot-v1": -100.0}
     angles = {"pathwise/CartPoleSwingUp-v0": (2,)}
     out: dict[str, EnvRecord] = {}
     for env_id, factory in systems.REGISTRY.items():  # built lazily: a system's arrays would start JAX's backend
@@ -101,18 +110,38 @@ def _builtin() -> dict[str, EnvRecord]:
         reward = rewards.reward_from_system(factory) if known or not isinstance(factory, type) else None
         terminated = rewards.termination_from_system(factory) if reward is not None else None
         twin = getattr(factory, "gym_id", None)
-        out[env_id] = EnvRecord(env_id, factory, reward, terminated, solved.get(twin or ""),
-                                angles.get(env_id, ()), twin)
+        out[env_id] = EnvRecord(env_id, factory, reward, terminated, angles=angles.get(env_id, ()), twin=twin,
+                                **_TASK.get(twin or "", {}))
         if twin is not None:
-            out[twin] = EnvRecord(twin, factory, reward, terminated, solved.get(twin), angles.get(env_id, ()), env_id)
+            out[twin] = dataclasses.replace(out[env_id], id=twin, twin=env_id)
     out["Pendulum-v1"] = dataclasses.replace(out["Pendulum-v1"], reward=rewards.pendulum_reward)
     out["MountainCarContinuous-v0"] = dataclasses.replace(out["MountainCarContinuous-v0"],
                                                           reward=rewards.mountain_car_continuous_reward)
     for version in ("v4", "v5"):  # MuJoCo (the mujoco extra): reward and termination known on observations
         env_id = f"InvertedPendulum-{version}"
         out[env_id] = EnvRecord(env_id, reward=rewards.inverted_pendulum_reward,
-                                terminated=rewards.inverted_pendulum_terminated, solved_at=1000.0)
+                                terminated=rewards.inverted_pendulum_terminated, solved_at=1000.0, max_return=1000.0)
     return out
+
+
+#: What is known of a Gymnasium task's returns (shared with its pathwise twin, which has the same rewards and time
+#: limit). ``failure_below``, where a clear line exists: Pendulum-v1 -400, 100 below the worst of the 100 measured
+#: optimal-control ceilings (-298, ``ceilings.json``), so only a policy that swings up late, off-centre or not at all
+#: falls under it; CartPole-v1 195 (a return is the episode's length: the pole fell before 195 of the 500 steps,
+#: CartPole-v0's solved line); MountainCarContinuous-v0 0.05 (the goal was not reached: without it a return is
+#: at most 0, with it at least 100 - 0.1 * 999 = 0.1 for actions in the box); Acrobot-v1 -499.5 (never swung up:
+#: exactly -500, any swing-up within the limit -499 or more). ``max_return``: rewards are at most 0 (Pendulum,
+#: Acrobot), 1 per step for 500 steps (CartPole), the 100 goal bonus minus a non-negative energy cost (MountainCar).
+#: ``state_names``: classic-control starts that differ in a way a policy can fail on (CartPole's and Acrobot's are
+#: all within 0.05 / 0.1 of upright / hanging).
+_TASK: dict[str, dict[str, Any]] = {
+    "Pendulum-v1": {"solved_at": -200.0, "failure_below": -400.0, "max_return": 0.0,
+                    "state_names": ("theta", "theta_dot")},
+    "CartPole-v1": {"solved_at": 475.0, "failure_below": 195.0, "max_return": 500.0},
+    "MountainCarContinuous-v0": {"solved_at": 90.0, "failure_below": 0.05, "max_return": 100.0,
+                                 "state_names": ("position", "velocity")},
+    "Acrobot-v1": {"solved_at": -100.0, "failure_below": -499.5, "max_return": 0.0},
+}
 
 
 def record(env_id: str) -> EnvRecord:
@@ -133,6 +162,14 @@ def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecor
     for name in ("system", "reward", "terminated"):
         if fields.get(name) is not None and not callable(fields[name]):
             raise ValueError(f"register({env_id!r}): {name} must be callable, got {fields[name]!r}.")
+    for name in ("solved_at", "failure_below", "max_return"):
+        value = fields.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value):
+            raise ValueError(f"register({env_id!r}): {name} must be a return (a number) or None, got {value!r}; "
+                             f"e.g. {name}=-400.0.")
+    if isinstance(fields.get("state_names"), str):
+        raise ValueError(f"register({env_id!r}): state_names must be a tuple of names, got the string "
+                         f"{fields['state_names']!r}; e.g. state_names=('theta', 'theta_dot').")
     current = record(env_id)
     taken = [n for n, v in fields.items() if v is not None and getattr(current, n) not in (None, ())]
     if taken and not overwrite:
