@@ -260,10 +260,23 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
             f"± {summary['final_return_std']:.1f}, best {summary['best_return_mean']:.1f}")
     if summary.get("steps_to_solve") is not None:
         line += f", solved ({summary['solved_threshold']:g}) at {summary['steps_to_solve']} steps"
+        line += _held(summary)
+    if summary.get("failed_episode_fraction") is not None:
+        line += f", {summary['failed_episode_fraction']:.0%} of the final episodes below {summary['failure_below']:g}"
     if summary.get("ceiling") is not None:
         line += f", ceiling {summary['ceiling']:.1f}"
     print(line)
     print(f"run directory: {out}")
+
+
+def _held(summary: dict[str, Any]) -> str:
+    """How the run kept the solve it reached (``summary.json``'s stability keys) in words."""
+    if summary.get("solved_fraction_after_first") is None:
+        return ""
+    held = summary.get("stably_solved_at")
+    words = f", solved from {held} steps on" if held is not None else ", not solved at the end"
+    return words + (f" ({summary['solved_fraction_after_first']:.0%} of the evaluations since solved, worst "
+                    f"{summary['worst_return_after_solved']:.1f})")
 
 
 def cmd_evaluate(argv: list[str]) -> int:

@@ -12,10 +12,10 @@ Run directory layout::
 
     RUN_DIR/config.json          algorithm, env, seed, budget, full algorithm config
     RUN_DIR/metrics.csv          one row per training iteration
-    RUN_DIR/eval.csv             one row per evaluation
+    RUN_DIR/eval.csv             one row per evaluation (each episode's return is kept in the checkpoints' evals)
     RUN_DIR/tb/                  TensorBoard events
-    RUN_DIR/learning_curve.png
-    RUN_DIR/summary.json
+    RUN_DIR/learning_curve.png   with the first solve, the point from which it stayed solved, the failure line
+    RUN_DIR/summary.json         final/best return, first solve and whether it held (:func:`stability`)
     RUN_DIR/checkpoints/{last,best}.npz
 """
 
@@ -44,6 +44,8 @@ from pathwise import spec as spec_mod
 DEFAULT_STEPS = 20_000
 DEFAULT_EVAL_EVERY = 1000
 DEFAULT_EVAL_EPISODES = 10
+#: Key of each evaluation record (``Trainer.evals``, checkpoint meta) holding the episodes' returns; not in eval.csv.
+EPISODE_RETURNS = "eval_returns"
 MAX_CONSECUTIVE_NONFINITE = 3
 NONFINITE_HINT = ("Lower the learning rates (`pathwise train ALGO --help` lists them), shorten the horizon or enable "
                   "gradient clipping, or run in float64 (--set float64=true).")
@@ -170,6 +172,49 @@ class Counters:
     skipped_env_steps: int = 0
 
 
+#: The keys :func:`stability` adds to ``summary.json``.
+STABILITY_KEYS = ("stably_solved_at", "solved_fraction_after_first", "worst_return_after_solved", "ends_solved",
+                  "failed_episode_fraction")
+
+
+def stability(evals: list[dict[str, Any]], solved_at: float | None, failure_below: float | None = None
+              ) -> dict[str, Any]:
+    """Whether a run stays solved, from its evaluations (``Trainer.evals``, in the order they ran).
+
+    An evaluation is *solved* when its mean return is at least ``solved_at``. With ``first`` the first solved one:
+
+    - ``stably_solved_at``: the env steps of the first evaluation from which every evaluation, that one included,
+      is solved (None when the last evaluation is not solved);
+    - ``solved_fraction_after_first``: the fraction of the evaluations from ``first`` on (``first`` included) that
+      are solved;
+    - ``worst_return_after_solved``: the lowest mean return among those evaluations;
+    - ``ends_solved``: whether the last evaluation is solved;
+    - ``failed_episode_fraction``: the fraction of the last evaluation's episodes whose return is below
+      ``failure_below``.
+
+    The first three are None when no evaluation is solved, the first four when there is no threshold or no
+    evaluation, the last when there is no failure line or the last evaluation kept no per-episode returns
+    (checkpoints written before they were kept).
+    """
+    out: dict[str, Any] = dict.fromkeys(STABILITY_KEYS)
+    if evals and failure_below is not None and evals[-1].get(EPISODE_RETURNS):
+        out["failed_episode_fraction"] = float(np.mean(np.asarray(evals[-1][EPISODE_RETURNS]) < failure_below))
+    if not evals or solved_at is None:
+        return out
+    means = [float(e["eval_return_mean"]) for e in evals]
+    solved = [m >= solved_at for m in means]
+    out["ends_solved"] = solved[-1]
+    if not any(solved):
+        return out
+    first = solved.index(True)
+    out["solved_fraction_after_first"] = sum(solved[first:]) / (len(solved) - first)
+    out["worst_return_after_solved"] = min(means[first:])
+    stable = 1 + max((i for i, ok in enumerate(solved) if not ok), default=-1)
+    if stable < len(evals):
+        out["stably_solved_at"] = int(evals[stable]["env_steps"])
+    return out
+
+
 class Trainer:
     """Runs one :class:`Run`, evaluating, logging and checkpointing into ``out`` (or nowhere if ``out`` is None)."""
 
@@ -198,13 +243,21 @@ class Trainer:
             self.write_config()
 
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """Mean/std return of the deterministic policy over seeded episodes of the Gymnasium env."""
+        """Mean/std return of the deterministic policy over seeded episodes of the Gymnasium env (and, where the
+        environment has a failure line, ``eval_failed_episodes``: how many returns fell below it)."""
+        return self._evaluate_episodes(episodes)[0]
+
+    def _evaluate_episodes(self, episodes: int | None = None) -> tuple[dict[str, float], list[float]]:
+        """:meth:`evaluate`'s numbers and each episode's return."""
         from pathwise.envs import evaluate
 
         res = evaluate(lambda obs: self.run.act(obs, deterministic=True), self.env_id,
                        episodes=episodes or self.eval_episodes, seed=self.eval_seed)
-        return {"eval_return_mean": float(res.mean), "eval_return_std": float(res.std),
-                "eval_length_mean": float(np.mean(res.lengths))}
+        ev = {"eval_return_mean": float(res.mean), "eval_return_std": float(res.std),
+              "eval_length_mean": float(np.mean(res.lengths))}
+        if self.record.failure_below is not None:
+            ev["eval_failed_episodes"] = int(np.sum(res.returns < self.record.failure_below))
+        return ev, [float(r) for r in res.returns]
 
     def train(self, total_steps: int, *, callback: Callable[[dict[str, Any]], bool | None] | None = None,
               progress_bar: bool | None = None) -> dict[str, Any]:
@@ -314,11 +367,11 @@ class Trainer:
         """Evaluate now; update best/solved counters; write checkpoints and logs."""
         c = self.counters
         t0 = time.perf_counter()
-        ev = self.evaluate()
+        ev, returns = self._evaluate_episodes()
         c.eval_time += time.perf_counter() - t0
         while c.next_eval <= c.env_steps:  # after the evaluation: an interrupted one is redone on resume
             c.next_eval += self.eval_every
-        self.evals.append({"env_steps": c.env_steps, "time": round(c.train_time, 4), **ev})
+        self.evals.append({"env_steps": c.env_steps, "time": round(c.train_time, 4), **ev, EPISODE_RETURNS: returns})
         self._log_scalars("eval", ev, c.env_steps)
         mean, solved_at = ev["eval_return_mean"], self.record.solved_at
         improved = mean > c.best_return
@@ -353,7 +406,7 @@ class Trainer:
 
     def write_logs(self) -> None:
         _write_csv(self.out / "metrics.csv", self.history)
-        _write_csv(self.out / "eval.csv", self.evals)
+        _write_csv(self.out / "eval.csv", [{k: v for k, v in r.items() if k != EPISODE_RETURNS} for r in self.evals])
         self._plot()
         ckpt.atomic_write_text(self.out / "summary.json", json.dumps(self.summary(), indent=2) + "\n")
 
@@ -371,24 +424,42 @@ class Trainer:
     def _plot(self) -> None:
         from matplotlib.figure import Figure
 
-        steps = [r["env_steps"] for r in self.evals]
+        steps = np.array([r["env_steps"] for r in self.evals])
         mean = np.array([r["eval_return_mean"] for r in self.evals])
         std = np.array([r["eval_return_std"] for r in self.evals])
         fig = Figure(figsize=(6, 4))
         ax = fig.add_subplot()
         ax.plot(steps, mean, marker="o", label=f"{self.run.name} (seed {self.run.seed})")
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        top, band = self.record.max_return, f"±1 std over {self.eval_episodes} evaluation episodes"
+        if top is not None:  # no episode returns more: the band would show returns that cannot happen
+            band += f", clipped at the maximum return ({top:g})"
+        ax.fill_between(steps, mean - std, mean + std if top is None else np.minimum(mean + std, top), alpha=0.2,
+                        label=band)
         ceiling = self.ceiling()  # reads ceilings.json: once per plot
         if ceiling is not None:
             ax.axhline(ceiling, color="k", ls="--", lw=1, label="optimal-control ceiling (same episodes)")
         if self.record.solved_at is not None:
             ax.axhline(self.record.solved_at, color="g", ls=":", lw=1, label=f"solved ({self.record.solved_at:g})")
+            self._mark_solves(ax, steps, mean)
+        if self.record.failure_below is not None:
+            ax.axhline(self.record.failure_below, color="r", ls=":", lw=1,
+                       label=f"an episode below {self.record.failure_below:g} failed")
         ax.set_xlabel(self.run.loop.env_steps_are)
         ax.set_ylabel(f"mean return ({self.eval_episodes} episodes)")
         ax.set_title(self.env_id)
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize="x-small")
         fig.tight_layout()
         ckpt.atomic_save_figure(fig, self.out / "learning_curve.png")
+
+    def _mark_solves(self, ax: Any, steps: np.ndarray, mean: np.ndarray) -> None:
+        """The first evaluation that solved (a star) and the one from which every evaluation stayed solved (a line)."""
+        first = int(np.argmax(mean >= self.record.solved_at)) if np.any(mean >= self.record.solved_at) else None
+        if first is not None:
+            ax.plot(steps[first], mean[first], "*", color="g", ms=12, zorder=3,
+                    label=f"first solved ({steps[first]:,} steps)")
+        stable = stability(self.evals, self.record.solved_at)["stably_solved_at"]
+        if stable is not None:
+            ax.axvline(stable, color="g", lw=1.5, alpha=0.6, label=f"solved from here on ({stable:,} steps)")
 
     def ceiling(self) -> float | None:
         """Mean optimal-control ceiling over this run's evaluation episodes (``pathwise.ceilings``), or None
@@ -408,6 +479,8 @@ class Trainer:
             "solved_threshold": self.record.solved_at,
             "steps_to_solve": c.solved_step if c.solved_step >= 0 else None,
             "time_to_solve_s": round(c.solved_time, 3) if c.solved_step >= 0 else None,
+            **stability(self.evals, self.record.solved_at, self.record.failure_below),
+            "failure_below": self.record.failure_below,
             "ceiling": ceiling,
             "final_over_ceiling": (final["eval_return_mean"] / ceiling) if (final and ceiling) else None,
             "nonfinite_iterations": c.nonfinite_iterations,
@@ -553,5 +626,5 @@ def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, qu
                    eval_episodes=info.get("eval_episodes", DEFAULT_EVAL_EPISODES), eval_seed=info.get("eval_seed"))
 
 
-__all__ = ["Counters", "NonFiniteError", "Run", "Trainer", "make_run", "make_trainer", "open_run", "resume", "train",
-           "trainer_from_meta"]
+__all__ = ["Counters", "EPISODE_RETURNS", "NonFiniteError", "Run", "STABILITY_KEYS", "Trainer", "make_run",
+           "make_trainer", "open_run", "resume", "stability", "train", "trainer_from_meta"]

@@ -211,3 +211,37 @@ def test_a_run_killed_before_its_first_checkpoint_says_so(full_run, tmp_path):
         resume(tmp_path, quiet=True)
     with pytest.raises(FileNotFoundError, match="no checkpoints/best.npz"):
         open_run(tmp_path, which="best")
+
+
+def test_summary_reports_stability_and_checkpoints_without_episode_returns_still_load(full_run, tmp_path):
+    import shutil
+
+    from pathwise.train import EPISODE_RETURNS, STABILITY_KEYS
+
+    out, trainer, _ = full_run
+    s = json.loads((out / "summary.json").read_text())
+    assert set(STABILITY_KEYS) <= set(s) and s["failure_below"] == 195.0 and s["steps_to_solve"] is None
+    final = trainer.evals[-1][EPISODE_RETURNS]  # every evaluation keeps its episodes' returns (2 here)
+    assert len(final) == 2 and s["failed_episode_fraction"] == float(np.mean(np.array(final) < 195.0))
+    assert s["ends_solved"] is (s["final_return_mean"] >= 475.0) and s["stably_solved_at"] is None
+    with open(out / "eval.csv") as f:
+        header = next(csv.reader(f))
+    assert "eval_failed_episodes" in header and EPISODE_RETURNS not in header  # eval.csv: summary columns only
+    assert ckpt.read(out / "checkpoints" / "last.npz")[0]["evals"][-1][EPISODE_RETURNS] == final
+    # a checkpoint written before per-episode returns were kept loads; what needs them is None
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    t = open_run(old)
+    t.evals = [{k: v for k, v in e.items() if k != EPISODE_RETURNS} for e in t.evals]
+    t.save("last")
+    reopened = open_run(old)
+    assert reopened.summary()["failed_episode_fraction"] is None
+    assert reopened.summary()["ends_solved"] is s["ends_solved"]
+    # a run that solves, falls and holds again: summary and figure show it
+    reopened.evals = [{"env_steps": 80 * (i + 1), "time": 0.0, "eval_return_mean": m, "eval_return_std": 20.0,
+                       EPISODE_RETURNS: [m, m]} for i, m in enumerate([100.0, 480.0, 150.0, 490.0, 500.0])]
+    reopened.write_logs()
+    s = json.loads((old / "summary.json").read_text())
+    assert (s["stably_solved_at"], s["worst_return_after_solved"], s["ends_solved"]) == (320, 150.0, True)
+    assert s["solved_fraction_after_first"] == 0.75 and s["failed_episode_fraction"] == 0.0
+    assert (old / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

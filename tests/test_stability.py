@@ -1,0 +1,88 @@
+"""Summaries that tell the truth: stability of a run after it first solves, computed from hand-written
+evaluation lists (``pathwise.train.stability``), and the registry's per-task failure lines."""
+
+import math
+
+import pytest
+
+from pathwise import registry
+from pathwise.train import EPISODE_RETURNS, STABILITY_KEYS, stability
+
+
+def _evals(means, returns=None, every=1000):
+    rows = [{"env_steps": every * (i + 1), "eval_return_mean": m, "eval_return_std": 0.0} for i, m in enumerate(means)]
+    if returns is not None:
+        rows[-1][EPISODE_RETURNS] = returns
+    return rows
+
+
+def test_solved_then_falls_then_recovers():
+    # Pendulum-like: solves at 4000, falls to -464..-756, recovers from 7000 on
+    evals = _evals([-1200, -800, -400, -190, -464, -756, -180, -150, -160], returns=[-120, -150, -410, -130])
+    s = stability(evals, -200.0, -400.0)
+    assert set(s) == set(STABILITY_KEYS)
+    assert s["stably_solved_at"] == 7000  # the first evaluation after which (it included) all are solved
+    assert s["solved_fraction_after_first"] == pytest.approx(4 / 6)  # from 4000 on: 4000, 7000, 8000, 9000 of 6
+    assert s["worst_return_after_solved"] == -756
+    assert s["ends_solved"] is True
+    assert s["failed_episode_fraction"] == 0.25  # one of the last evaluation's four episodes below -400
+
+
+def test_solved_at_the_first_crossing_and_held():
+    s = stability(_evals([100, 480, 500, 490]), 475.0)
+    assert s["stably_solved_at"] == 2000 and s["solved_fraction_after_first"] == 1.0
+    assert s["worst_return_after_solved"] == 480 and s["ends_solved"] is True
+    assert s["failed_episode_fraction"] is None  # no failure line given
+
+
+def test_solved_then_lost_at_the_end():
+    s = stability(_evals([100, 480, 500, 132], returns=[132, 90, 300]), 475.0, 195.0)
+    assert s["stably_solved_at"] is None and s["ends_solved"] is False
+    assert s["solved_fraction_after_first"] == pytest.approx(2 / 3) and s["worst_return_after_solved"] == 132
+    assert s["failed_episode_fraction"] == pytest.approx(2 / 3)
+
+
+def test_solved_only_at_the_last_evaluation_and_exactly_at_the_threshold():
+    s = stability(_evals([-900, -300, -200.0]), -200.0)
+    assert s["stably_solved_at"] == 3000 and s["solved_fraction_after_first"] == 1.0
+    assert s["worst_return_after_solved"] == -200.0 and s["ends_solved"] is True
+
+
+def test_never_solved():
+    s = stability(_evals([-900, -300], returns=[-300, -1200]), -200.0, -400.0)
+    assert s == {"stably_solved_at": None, "solved_fraction_after_first": None, "worst_return_after_solved": None,
+                 "ends_solved": False, "failed_episode_fraction": 0.5}
+
+
+def test_no_threshold_no_evaluations_and_old_records():
+    assert stability([], -200.0, -400.0) == dict.fromkeys(STABILITY_KEYS)
+    s = stability(_evals([10, 20], returns=[5.0, -1.0]), None, 0.0)  # an env with a failure line but no threshold
+    assert s["ends_solved"] is None and s["stably_solved_at"] is None and s["failed_episode_fraction"] == 0.5
+    old = stability(_evals([-900, -150]), -200.0, -400.0)  # written before per-episode returns were kept
+    assert old["failed_episode_fraction"] is None and old["stably_solved_at"] == 2000 and old["ends_solved"] is True
+
+
+def test_registry_failure_lines_and_maximum_returns():
+    for env_id, failure, top in (("Pendulum-v1", -400.0, 0.0), ("pathwise/Pendulum-v1", -400.0, 0.0),
+                                 ("CartPole-v1", 195.0, 500.0), ("pathwise/CartPole-v1", 195.0, 500.0),
+                                 ("MountainCarContinuous-v0", 0.05, 100.0), ("Acrobot-v1", -499.5, 0.0)):
+        r = registry.record(env_id)
+        assert (r.failure_below, r.max_return) == (failure, top), env_id
+        assert r.solved_at is not None and r.failure_below < r.solved_at <= r.max_return, env_id
+    assert registry.record("Pendulum-v1").state_names == ("theta", "theta_dot")
+    assert registry.record("pathwise/CartPoleSwingUp-v0").failure_below is None
+    assert registry.record("Unknown-v0").failure_below is None and registry.record("Unknown-v0").state_names == ()
+
+
+def test_register_refuses_a_failure_line_that_is_not_a_number():
+    try:
+        with pytest.raises(ValueError, match=r"failure_below must be a return \(a number\) or None, got '-400'"):
+            registry.register("pathwise-test/Stab-v0", failure_below="-400")
+        with pytest.raises(ValueError, match="max_return must be a return"):
+            registry.register("pathwise-test/Stab-v0", max_return=math.nan)
+        with pytest.raises(ValueError, match="state_names must be a tuple of names, got the string 'theta'"):
+            registry.register("pathwise-test/Stab-v0", state_names="theta")
+        r = registry.register("pathwise-test/Stab-v0", failure_below=-10, max_return=0.0, state_names=("x",))
+        assert (r.failure_below, r.max_return, r.state_names) == (-10, 0.0, ("x",))
+    finally:
+        registry.unregister("pathwise-test/Stab-v0")
