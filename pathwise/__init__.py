@@ -9,7 +9,8 @@ __version__ = "0.2.0"
 
 
 _LAZY = ("algorithms", "checkpoint", "config", "control", "diagnostics", "distributions", "envs", "estimators",
-         "loops", "models", "networks", "optim", "presets", "registry", "replay", "rewards", "seeds", "spec", "train")
+         "loops", "models", "networks", "optim", "presets", "registry", "replay", "rewards", "seeds", "spec", "starts",
+         "train")
 
 
 def __getattr__(name: str):

@@ -4,6 +4,7 @@
     pathwise train ddpg --env Pendulum-v1 --lr 3e-4 --set tau=0.01
     pathwise train --resume runs/svg-inf-Pendulum-v1-s0-...
     pathwise evaluate runs/svg-inf-Pendulum-v1-s0-... --episodes 20 --render pendulum.gif
+    pathwise evaluate runs/svg-inf-Pendulum-v1-s0-... --episodes 100 --per-start-csv starts.csv
     pathwise solve ilqr --system pendulum
     pathwise estimators gaussian
     pathwise list
@@ -33,7 +34,7 @@ End-to-end policy optimization through backpropagation (JAX).
 
 commands:
   train ALGO --env ID   train an algorithm (pathwise list shows them); --resume RUN_DIR continues a run
-  evaluate RUN_DIR      evaluate a trained run on its environment, optionally render it
+  evaluate RUN_DIR      evaluate a trained run on its environment (per start state where known), render it
   solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
   estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
   list                  algorithms, systems, environments with known rewards, presets
@@ -105,6 +106,9 @@ class EvaluateArgs:
     """Which checkpoint of a run directory to evaluate."""
     render: str | None = None
     """Render the first episode to this file: .gif, .mp4 (needs ffmpeg) or .png (a strip of frames)."""
+    per_start_csv: str | None = None
+    """Write one row per episode to this .csv file: its seed, start state (where the environment's is known, e.g.
+    Pendulum-v1's theta0, theta_dot0), return, length and whether it is below the task's failure line."""
 
 
 def _tyro_help(cls: type, prog: str, default: Any = None, description: str | None = None) -> str:
@@ -293,6 +297,10 @@ def cmd_evaluate(argv: list[str]) -> int:
         if suffix == ".mp4" and shutil.which("ffmpeg") is None:
             raise ValueError(f"--render {args.render}: writing .mp4 needs ffmpeg on PATH; install it or render to "
                              ".gif (animation) or .png (a strip of frames) instead.")
+    if args.per_start_csv and (Path(args.per_start_csv).suffix.lower() != ".csv" or Path(args.per_start_csv).is_dir()):
+        what = "is a directory" if Path(args.per_start_csv).is_dir() else "does not end in .csv"
+        raise ValueError(f"--per-start-csv {args.per_start_csv}: {what}; the report is written as CSV, so pass a file "
+                         "name ending in .csv, e.g. --per-start-csv starts.csv.")
     path = Path(args.run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: pass a run directory written by `pathwise train` (its --out) "
@@ -315,6 +323,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     res = evaluate(lambda o: agent.run.act(o, deterministic=True), agent.env_id, episodes=episodes, seed=seed)
     print(f"{agent.run.name} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
           f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
+    _per_start_report(agent.env_id, res, seed, args.per_start_csv)
     if args.render:
         from pathwise.render import render_episode
 
@@ -322,6 +331,22 @@ def cmd_evaluate(argv: list[str]) -> int:
                                  args.render, seed=seed)
         print(f"rendered episode (seed {seed}) to {written}")
     return 0
+
+
+def _per_start_report(env_id: str, res: Any, seed: int, csv_path: str | None) -> None:
+    """Each episode's start state beside its return, printed where the environment's start state is known (which
+    starts fail shows a local optimum) and written to ``csv_path`` if given."""
+    from pathwise import starts
+
+    known = bool(registry.record(env_id).state_names)
+    if not known and csv_path is None:
+        return
+    rows = starts.per_start(env_id, res.returns, res.lengths, seed)
+    if known:
+        print(starts.format_table(rows, env_id))
+    if csv_path is not None:
+        starts.write_csv(rows, csv_path)
+        print(f"per-start report ({len(rows)} episodes) written to {csv_path}")
 
 
 def cmd_list(argv: list[str]) -> int:

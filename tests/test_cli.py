@@ -181,6 +181,36 @@ def test_evaluate_render_errors(runs, tmp_path, capsys):
         assert "writing .mp4 needs ffmpeg on PATH" in capsys.readouterr().err
 
 
+def test_evaluate_reports_each_start_state_and_writes_it_as_csv(runs, tmp_path, capsys):
+    from pathwise.envs import reset_states
+
+    pendulum, table = runs("ddpg"), tmp_path / "starts.csv"
+    assert main(["evaluate", str(pendulum), "--episodes", "3", "--per-start-csv", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert "per start state (Pendulum-v1, return below -400 fails):" in out
+    assert re.search(r"seed +theta0 +theta_dot0 +return", out) and f"(3 episodes) written to {table}" in out
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["seed"] for r in rows] == ["10000", "10001", "10002"]  # the run's own evaluation episodes
+    assert np.allclose([[float(r["theta0"]), float(r["theta_dot0"])] for r in rows],
+                       reset_states("Pendulum-v1", 3, 10_000))
+    mean = float(re.search(r"mean return (-?\d+\.\d+)", out).group(1))
+    assert round(float(np.mean([float(r["return"]) for r in rows])), 2) == mean
+    failed = [r["failed"] == "True" for r in rows]
+    assert failed == [float(r["return"]) < -400 for r in rows]
+    assert (f"failing starts: {sum(failed)} of 3 episodes below -400" if any(failed) else
+            "failing starts: none of 3 episodes below -400") in out
+    # a name that is not a .csv file is refused before anything runs
+    assert main(["evaluate", str(pendulum), "--per-start-csv", str(tmp_path / "starts.txt")]) == 2
+    assert "starts.txt: does not end in .csv; the report is written as CSV" in capsys.readouterr().err
+    # no known start state (CartPole): no table, but the CSV has each episode's seed, return and failure
+    cartpole = runs("reinforce")
+    assert main(["evaluate", str(cartpole), "--episodes", "2", "--per-start-csv", str(tmp_path / "cp.csv")]) == 0
+    assert "per start state" not in capsys.readouterr().out
+    with open(tmp_path / "cp.csv") as f:
+        assert next(csv.reader(f)) == ["episode", "seed", "return", "length", "failed"]
+
+
 def test_resume_extends_a_finished_run_like_an_uninterrupted_one(runs, tmp_path):
     algo = "svg0"  # replay buffer, two critics, entropy tuning: the whole state must survive
     half = tmp_path / "half"
