@@ -59,7 +59,8 @@ def format_table(rows: list[dict[str, Any]], env_id: str) -> str:
         head = head[:-1] + (f": the {len(failing)} failing of {len(rows)} episodes{' by ' + names[0] if names else ''}"
                             " (every episode: --per-start-csv FILE)")
     widths = [max(len(n), 7) for n in names]
-    out = [head, "  " + "  ".join([f"{'seed':>6}", *(f"{n:>{w}}" for n, w in zip(names, widths)), f"{'return':>9}"])]
+    out = [head] + (["  " + "  ".join([f"{'seed':>6}", *(f"{n:>{w}}" for n, w in zip(names, widths)),
+                                       f"{'return':>9}"])] if shown else [])
     for r in shown:
         cells = [f"{r['seed']:>6}", *(f"{r[n]:>+{w}.3f}" for n, w in zip(names, widths)), f"{r['return']:>9.1f}"]
         out.append("  " + "  ".join(cells) + ("  FAIL" if r.get("failed") else ""))
