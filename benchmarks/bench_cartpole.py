@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from common import (evaluation_curve, finished, load_results, machine, median_or_none, options,  # noqa: I001
-                    publish, save_figure)  # benchmarks/common.py
+                    publish, save_figure, stability_columns)  # benchmarks/common.py
 
 ENV = "CartPole-v1"
 THRESHOLD = 475.0
@@ -53,7 +53,7 @@ def curve(algo: str, seed: int, budget: int, stop: bool, overrides: dict | None 
 def summary(c: dict) -> dict:
     """A run's numbers: when it first reached the threshold, its best and last evaluation, steps run."""
     return {"solved_step": c["solved_step"], "solved_time": c["solved_time"], "best": max(c["returns"]),
-            "last": c["returns"][-1], "steps_run": c["steps"][-1]}
+            "last": c["returns"][-1], "steps_run": c["steps"][-1], **stability_columns(c.get("stability"))}
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -9,9 +9,14 @@ compare their behaviour on the same seeds and evaluation schedule::
         PYTHONPATH=/tmp/pathwise-old python benchmarks/bench_learners.py --tag old --no-section
     python benchmarks/bench_learners.py --from-json          # renders the section comparing the tags
     python benchmarks/bench_learners.py --quick              # smoke run: imitation, seed 0, into a temporary folder
+    python benchmarks/bench_learners.py --tag new-full --full-budget --seeds 7 8 9 10 11   # does the solve hold?
 
 Each run trains with the preset's evaluation interval and stops at the first evaluation that reaches
--200 (the solved threshold) or at the budget. Every finished run is added to
+-200 (the solved threshold) or at the budget; with ``--full-budget`` it runs the whole budget and its row also
+holds ``summary.json``'s stability columns (``common.STABILITY_COLUMNS``: the step from which every evaluation
+stayed solved, the fraction solved after the first solve, the worst return after it, whether it ends solved, the
+fraction of final episodes below -400; None for a run stopped at its first solve or an older pathwise). Give
+full-budget runs their own tag: a row replaces the tag's row of the same learner and seed. Every finished run is added to
 benchmarks/results/learners.json under its tag (``{tag: [row, ...]}``, the tag's machine facts under
 ``_machine``); the section (benchmarks/sections/72_learners.md, from benchmarks/templates/72_learners.md)
 sets two tags side by side (``--compare old new``): per learner and seed the steps to -200 and their
@@ -29,7 +34,8 @@ import time
 from pathlib import Path
 
 from common import (finished, machine, median_or_none, options, render, results_path, saved_results,  # noqa: I001
-                    separated, update_saved, write_section)  # benchmarks/common.py
+                    separated, stability_columns, stability_over_seeds, update_saved,
+                    write_section)  # benchmarks/common.py
 
 HERE = Path(__file__).resolve().parent
 ENV, SOLVED = "Pendulum-v1", -200.0
@@ -40,8 +46,9 @@ LEARNERS = {"bptt": ("Pendulum-v1", 9_600_000), "imitation": ("Pendulum-v1", 25_
             "svgk-system": ("pathwise/Pendulum-v1", 9_600_000)}
 
 
-def measure(name: str, seed: int) -> dict:
-    """One run: steps, training seconds and return at the first evaluation that reaches -200."""
+def measure(name: str, seed: int, full_budget: bool = False) -> dict:
+    """One run: steps, training seconds and return at the first evaluation that reaches -200 (``full_budget``: at
+    the end of the budget, with the stability columns)."""
     from pathwise.train import train
 
     algo = name.split("-system")[0]
@@ -51,10 +58,11 @@ def measure(name: str, seed: int) -> dict:
     def stop_when_solved(info: dict) -> bool:
         return not ("eval_return_mean" in info and info["eval_return_mean"] >= SOLVED)
 
-    _, summary = train(algo, env, budget, seed=seed, quiet=True, callback=stop_when_solved)
+    _, summary = train(algo, env, budget, seed=seed, quiet=True, callback=None if full_budget else stop_when_solved)
     return {"algorithm": name, "env_id": env, "seed": seed, "steps_to_solve": summary["steps_to_solve"],
             "env_steps": summary["env_steps"], "final_return": summary["final_return_mean"],
-            "train_time_s": summary["train_time_s"], "wall_s": round(time.perf_counter() - start, 1)}
+            "train_time_s": summary["train_time_s"], "wall_s": round(time.perf_counter() - start, 1),
+            "full_budget": full_budget, **stability_columns(summary if full_budget else None)}
 
 
 def add(tag: str, row: dict, facts: dict):
@@ -115,7 +123,9 @@ def learner_view(name: str, tags: tuple[str, str], data: dict) -> dict:
             "n_seeds": len(both), "solved_old": sum(s["old"] is not None for s in both),
             "solved_new": sum(s["new"] is not None for s in both),
             "median_old": median_or_none([s["old"] for s in both]),
-            "median_new": median_or_none([s["new"] for s in both])}
+            "median_new": median_or_none([s["new"] for s in both]),
+            "stability_old": stability_over_seeds(list(rows[0].values())),
+            "stability_new": stability_over_seeds(list(rows[1].values()))}
 
 
 def view(data: dict, tags: tuple[str, str]) -> dict:
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the two tags the section sets side by side")
     parser.add_argument("--quick", action="store_true", help="imitation, seed 0, into a temporary folder")
     parser.add_argument("--no-section", action="store_true", help="measure only (e.g. on an older pathwise)")
+    parser.add_argument("--full-budget", action="store_true",
+                        help="run the whole budget (no stop at the first solve) and record the stability columns")
     args = options(parser, "learners").parse_args(argv)
     if args.quick and not args.from_json:
         args.seeds, args.algos = [0], ["imitation"]
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine()
         for name in args.algos:
             for seed in args.seeds:
-                row = measure(name, seed)
+                row = measure(name, seed, args.full_budget)
                 update_saved(results_path("learners", args.results), add(args.tag, row, facts))
                 print(json.dumps(row), flush=True)
     if not args.no_section:

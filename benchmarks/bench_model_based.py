@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import (evaluation_curve, finished, machine, merge_runs, options, publish, results_path,  # noqa: I001
-                    save_figure, separated, settings, update_saved)  # benchmarks/common.py
+                    save_figure, separated, settings, stability_columns, update_saved)  # benchmarks/common.py
 
 HERE = Path(__file__).resolve().parent
 ENV = "Pendulum-v1"
@@ -53,7 +53,8 @@ def run(algo: str, seed: int, budget: int, overrides: dict) -> tuple[dict, dict]
             if solved is not None and s > solved and r < THRESHOLD]
     row = {"algo": algo, "seed": seed, "budget": budget, "overrides": overrides, "solved_step": solved,
            "solved_s": curve["solved_time"], "final": curve["returns"][-1], "final_std": curve["stds"][-1],
-           "train_s": curve["times"][-1], "load": os.getloadavg()[0], "dips": dips}
+           "train_s": curve["times"][-1], "load": os.getloadavg()[0], "dips": dips,
+           **stability_columns(curve.get("stability"))}
     return row, curve
 
 

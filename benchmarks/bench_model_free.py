@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from common import (evaluation_curve, finished, load_results, machine, median_or_none, options, publish,  # noqa: I001
-                    save_figure, separated, update_block)  # benchmarks/common.py
+                    save_figure, separated, stability_columns, update_block)  # benchmarks/common.py
 
 ENV = "Pendulum-v1"
 THRESHOLD = -200.0
@@ -56,7 +56,7 @@ def at(curve: dict, step: int) -> float | None:
 def seed_row(seed: int, curve: dict) -> dict:
     return {"seed": seed, "solved_step": curve["solved_step"], "solved_time": curve["solved_time"],
             "stays_from": stays_solved_from(curve), "at": [at(curve, s) for s in REPORT_AT],
-            "final": curve["returns"][-1]}
+            "final": curve["returns"][-1], **stability_columns(curve.get("stability"))}
 
 
 def update_timing(algos: list[str]) -> list[dict]:

@@ -42,7 +42,9 @@ inline, with its separators), :func:`median_or_none`, :func:`vs_ceiling`; for me
 (the registry's measured optimal-control ceiling), :func:`simulated_returns` (a policy's episodes through a
 ``System``, one jitted batch), :func:`timed_iterations` (a ``Run``'s iterations against training
 wall-clock, with an evaluation after each), :func:`evaluation_curve` (a preset ``Trainer`` run with periodic
-Gymnasium evaluations, stopping when solved) and :func:`update_block` (N updates of a replay-loop algorithm
+Gymnasium evaluations, stopping when solved or running the whole budget and reporting whether the solve held),
+:func:`stability_columns` / :func:`stability_over_seeds` (``summary.json``'s stability keys per run and over
+seeds) and :func:`update_block` (N updates of a replay-loop algorithm
 as the loop runs them, for timing).
 
 Results built run by run (seeds run one process at a time, or in parallel): :func:`saved_results` (the saved
@@ -288,6 +290,35 @@ def separated(items: list, sep: str = ", ", last: str | None = None) -> list[dic
              "sep": "" if i == 0 else (last if last is not None and i == n - 1 else sep)} for i, x in enumerate(items)]
 
 
+#: A run's stability columns: ``summary.json``'s keys of that name (``pathwise.train.stability``). Listed here, not
+#: imported, so that a script measuring an older pathwise (without them) still runs: its columns are None.
+STABILITY_COLUMNS = ("stably_solved_at", "solved_fraction_after_first", "worst_return_after_solved", "ends_solved",
+                     "failed_episode_fraction")
+
+
+def stability_columns(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The stability columns of one run from its summary (each None where the summary lacks it, or no summary)."""
+    return {k: (summary or {}).get(k) for k in STABILITY_COLUMNS}
+
+
+def stability_over_seeds(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The stability columns of several seeds' rows in one: ``seeds`` (rows that have the columns), ``ends_solved``
+    (how many of them end solved), the lowest ``solved_fraction_after_first``, the lowest
+    ``worst_return_after_solved``, the highest ``failed_episode_fraction``, and ``stably_solved_at`` as the median
+    over the seeds that end solved (None where no row has a value)."""
+    measured = [r for r in rows if r.get("ends_solved") is not None]
+
+    def values(key: str) -> list:
+        return [r[key] for r in measured if r.get(key) is not None]
+
+    low, high = (lambda v: min(v) if v else None), (lambda v: max(v) if v else None)
+    return {"seeds": len(measured), "ends_solved": sum(bool(r["ends_solved"]) for r in measured),
+            "solved_fraction_after_first": low(values("solved_fraction_after_first")),
+            "worst_return_after_solved": low(values("worst_return_after_solved")),
+            "failed_episode_fraction": high(values("failed_episode_fraction")),
+            "stably_solved_at": median_or_none(values("stably_solved_at"))}
+
+
 def median_or_none(values: list) -> float | None:
     """The median of the values that are not None (None if there are none)."""
     kept = [v for v in values if v is not None]
@@ -365,9 +396,11 @@ def evaluation_curve(algo: str, env_id: str, seed: int, budget: int, every: int,
     the curve starts with one of the untrained policy. Training stops at ``budget`` steps, or (``stop``)
     at the first evaluation whose mean is at least ``threshold``. Returns the curve (``steps``,
     ``returns``, ``stds``: the episodes' standard deviation, ``times``: training wall-clock, compilation
-    included, evaluations excluded) and ``solved_step`` / ``solved_time`` (None if never solved).
+    included, evaluations excluded), ``solved_step`` / ``solved_time`` (None if never solved) and ``stability``
+    (:data:`STABILITY_COLUMNS` with ``threshold`` as the solved line; None when ``stop`` ended the run at its first
+    solve, which shows nothing of whether it would have held).
     """
-    from pathwise.train import make_trainer
+    from pathwise.train import make_trainer, stability
 
     trainer, _ = make_trainer(algo, env_id, seed, overrides=overrides, steps=budget, eval_every=every,
                               eval_episodes=episodes, quiet=True)
@@ -392,6 +425,8 @@ def evaluation_curve(algo: str, env_id: str, seed: int, budget: int, every: int,
 
     trainer.train(budget, callback=record, progress_bar=False)
     trainer.run.loop.close()
+    stopped = stop and curve["solved_step"] is not None
+    curve["stability"] = None if stopped else stability(trainer.evals, threshold, trainer.record.failure_below)
     return curve
 
 
