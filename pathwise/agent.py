@@ -55,8 +55,8 @@ class Agent:
         """
         if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, float, np.integer)) or \
                 not math.isfinite(total_timesteps) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
-            raise ValueError(f"learn: total_timesteps must be a positive whole number of environment steps, got "
-                             f"{total_timesteps!r}; e.g. agent.learn(2_000).")
+            raise ValueError(f"learn: total_timesteps must be a positive whole number, got {total_timesteps!r}: the "
+                             "environment steps to train for; e.g. agent.learn(2_000).")
         start = 0 if reset_num_timesteps else self.num_timesteps
         self._trainer.train(start + int(total_timesteps), callback=callback, progress_bar=progress_bar)
         return self

@@ -333,10 +333,10 @@ API_CASES = [
      r"already holds a run; continue it"),
     # agent.learn / predict / evaluate / save
     ("learn-fraction", lambda c, t: c["agent"].learn(0.5), ValueError,
-     r"learn: total_timesteps must be a positive whole number of environment steps, got 0\.5; e\.g\. "
-     r"agent\.learn\(2_000\)"),
+     r"learn: total_timesteps must be a positive whole number, got 0\.5: the environment steps to train for; "
+     r"e\.g\. agent\.learn\(2_000\)"),
     ("learn-zero", lambda c, t: c["agent"].learn(0), ValueError, r"total_timesteps must be a positive whole number, "
-                                                                 r"got 0|got 0;"),
+                                                                 r"got 0:"),
     ("learn-negative", lambda c, t: c["agent"].learn(-3), ValueError, r"total_timesteps .* got -3"),
     ("learn-none", lambda c, t: c["agent"].learn(None), ValueError, r"total_timesteps .* got None"),
     ("learn-nan", lambda c, t: c["agent"].learn(float("nan")), ValueError, r"total_timesteps .* got nan"),
