@@ -13,6 +13,7 @@ observation or a batch), so code written for SB3 policies works unchanged.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -52,8 +53,10 @@ class Agent:
 
         ``callback(info)`` gets each iteration's metrics; returning ``False`` stops training.
         """
-        if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
-            raise ValueError(f"total_timesteps must be a positive whole number, got {total_timesteps!r}.")
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, float, np.integer)) or \
+                not math.isfinite(total_timesteps) or int(total_timesteps) != total_timesteps or total_timesteps <= 0:
+            raise ValueError(f"learn: total_timesteps must be a positive whole number, got {total_timesteps!r}: the "
+                             "environment steps to train for; e.g. agent.learn(2_000).")
         start = 0 if reset_num_timesteps else self.num_timesteps
         self._trainer.train(start + int(total_timesteps), callback=callback, progress_bar=progress_bar)
         return self
@@ -64,7 +67,13 @@ class Agent:
 
     def predict(self, observation: Any, deterministic: bool = True) -> tuple[np.ndarray | int, None]:
         """``(action, None)`` for one observation, or ``(actions, None)`` for a batch (one jitted call)."""
-        obs = np.asarray(observation, dtype=np.float32)
+        if not isinstance(deterministic, (bool, np.bool_)):
+            raise ValueError(f"predict: deterministic must be True or False, got {deterministic!r}.")
+        try:
+            obs = np.asarray(observation, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"predict: the observation must be numbers of shape ({self.run.spec.obs_dim},) or a batch "
+                             f"of them for {self.env_id}, got {str(observation)[:60]!r} ({exc}).") from None
         shape = (self.run.spec.obs_dim,)
         if obs.shape != shape and obs.shape[1:] != shape:
             raise ValueError(f"predict: observation has shape {obs.shape}, expected {shape} or (batch, *{shape}) "
@@ -84,6 +93,7 @@ class Agent:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
+        ckpt.check_writable(path, "save:")
         ckpt.save(path, self.run.carry, self._trainer.meta())
         return path
 

@@ -10,11 +10,13 @@ raises ``CheckpointError`` saying what is wrong and what to do. Arrays load with
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +34,60 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, corrupt, or does not fit the algorithm/config."""
 
 
+class WriteError(OSError):
+    """A file could not be written: a read-only folder, a full disk, a file where a folder should be."""
+
+
+DAMAGED = "the file is damaged or was not written by pathwise; use checkpoints/best.npz or an earlier copy, or retrain"
+
+
+def check_writable(path: str | os.PathLike, what: str, *, directory: bool = False) -> None:
+    """Refuse, before any work, a ``path`` that cannot be written (``directory``: created as a folder).
+
+    Nothing is created: the nearest existing ancestor must be a writable folder, and ``path`` itself, if it
+    exists, must be a folder (``directory``) or a file.
+    """
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            raise WriteError(f"{what} {path} is a file, not a folder; choose a folder path.")
+        if not directory and path.is_dir():
+            raise WriteError(f"{what} {path} is a folder; give a file name inside it.")
+    parent = path if directory and path.exists() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WriteError(f"{what} {path}: {parent} is a file, so nothing can be written under it; choose another "
+                         "path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise WriteError(f"{what} {path}: the folder {parent} is not writable (permission denied); choose a writable "
+                         "path or change its permissions.")
+
+
 # -- atomic files -----------------------------------------------------------------------------------------------
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            full = " (the disk is full: free space)" if exc.errno == errno.ENOSPC else ""
+            raise WriteError(f"cannot write {path}: {exc.strerror or exc}{full}; the previous version of the file, if "
+                             "any, is intact. Check that its folder is writable and has free space, or choose another "
+                             "path.") from exc
         raise
 
 
@@ -145,17 +183,37 @@ def save(path: str | os.PathLike, tree: Any, meta: dict[str, Any]) -> None:
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """A checkpoint's meta record and its arrays by name (structure not checked yet)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {path} is a folder; pass a run directory to pw.load / `pathwise evaluate`, "
+                              "or its checkpoints/last.npz here.")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist. Point at a run directory's checkpoints/last.npz "
                               "or pass the run directory itself.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK":  # every .npz is a zip archive
+        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated, or not a pathwise checkpoint at all: it "
+                              f"is not an .npz (zip) archive (it starts with {head!r}). Pass a file written by agent.save() or a run directory's "
+                              "checkpoints/last.npz.")
     try:
         with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["__meta__"]).decode())
+            if not isinstance(data, np.lib.npyio.NpzFile) or "__meta__" not in data.files:
+                raise CheckpointError(f"Checkpoint {path} has no __meta__ record, so it was not written by pathwise "
+                                      "(agent.save() or `pathwise train` write one); pass one of their files.")
+            raw = data["__meta__"]
+            if raw.dtype != np.uint8:
+                raise CheckpointError(f"Checkpoint {path}: its __meta__ record has dtype {raw.dtype}, not the JSON "
+                                      f"bytes pathwise writes; {DAMAGED}.")
+            meta = json.loads(bytes(raw).decode())
             version = meta.get("format_version") if isinstance(meta, dict) else None
             arrays = {k: data[k] for k in data.files if k != "__meta__"} if version == FORMAT_VERSION else {}
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated, or not a pathwise checkpoint at all "
-                              f"({type(exc).__name__}: {exc}). Use checkpoints/best.npz or an earlier copy, or "
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, ValueError, KeyError, EOFError, OSError, UnicodeDecodeError,
+            RuntimeError) as exc:
+        what = ("holds pickled Python objects, which pathwise never writes and never loads (allow_pickle=False)"
+                if "pickle" in str(exc).lower() else f"is corrupt or truncated ({type(exc).__name__}: {exc})")
+        raise CheckpointError(f"Checkpoint {path} {what}. Use checkpoints/best.npz or an earlier copy, or "
                               "retrain.") from exc
     if not isinstance(meta, dict) or version != FORMAT_VERSION:
         old = " (written by pathwise 0.1, whose checkpoints hold unnamed arrays)" if version == 1 else ""
@@ -175,6 +233,15 @@ def restore(template: Any, meta: dict[str, Any], arrays: dict[str, np.ndarray], 
             f"{missing[:3]}{' ...' if len(missing) > 3 else ''} and has unexpected {extra[:3]}"
             f"{' ...' if len(extra) > 3 else ''}. Was it written by another algorithm, config or pathwise version?")
     keys, buffers = meta.get("key_leaves", {}), meta.get("buffers", {})
+    for field, table, kind in (("key_leaves", keys, str), ("buffers", buffers, int)):
+        if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, kind) and not isinstance(v, bool)
+                                                  for k, v in table.items()):
+            raise CheckpointError(f"{source}: its meta record's {field} is {str(table)[:80]!r}, not a table of "
+                                  f"names to {kind.__name__}s; {DAMAGED}.")
+    for name, a in arrays.items():
+        if name.startswith("algo/") and np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
+            raise CheckpointError(f"{source} holds NaN in {name}: pathwise never saves NaN parameters, so the file is "
+                                  "damaged or was edited; use checkpoints/best.npz or an earlier copy, or retrain.")
     out = []
     for p, x in paths:
         name = name_of(p)
@@ -190,8 +257,16 @@ def _restore_leaf(t: Any, a: np.ndarray, impl: str | None, name: str, source: st
     if a.shape != tuple(want):
         raise CheckpointError(f"{source} is incompatible: {name} has shape {a.shape}, expected {tuple(want)} for "
                               "this algorithm and config.")
+    if _is_key(t) != (impl is not None):
+        raise CheckpointError(f"{source}: {name} is {'a PRNG key' if _is_key(t) else 'an array'} in this algorithm "
+                              f"but its meta record's key_leaves says {'nothing' if impl is None else repr(impl)}; "
+                              f"{DAMAGED}.")
     if impl is not None:
-        return jax.random.wrap_key_data(jnp.asarray(a), impl=impl)
+        try:
+            return jax.random.wrap_key_data(jnp.asarray(a), impl=impl)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{source}: the PRNG key {name} has implementation {impl!r}, which JAX cannot "
+                                  f"rebuild ({exc}); {DAMAGED}.") from None
     dtype = np.asarray(t).dtype
     if a.dtype != dtype:
         raise CheckpointError(f"{source} is incompatible: {name} has dtype {a.dtype}, expected {dtype}.")
@@ -202,5 +277,5 @@ def _restore_leaf(t: Any, a: np.ndarray, impl: str | None, name: str, source: st
     return np.asarray(a)
 
 
-__all__ = ["CheckpointError", "FORMAT_VERSION", "atomic_save_figure", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["CheckpointError", "FORMAT_VERSION", "WriteError", "check_writable", "atomic_save_figure", "atomic_write_bytes", "atomic_write_text",
            "name_of", "named_leaves", "read", "restore", "save", "to_arrays"]

@@ -176,9 +176,27 @@ def _parse_train(argv: list[str]):
         return None
     cfg = tyro.cli(algorithm.Config, args=unknown, default=base, prog=f"pathwise train {algorithm.name}")
     cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, config_mod.parse_set(args.set))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds {args.seeds}: train at least one seed.")
+    _check_train_options(args)
     return algorithm, env, cfg, args, settings
+
+
+def _check_train_options(args: TrainArgs) -> None:
+    """The run options, refused with the option's name before anything is built or written."""
+    from pathwise.checkpoint import check_writable
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds}: train at least one seed (e.g. --seeds 4).")
+    if not 0 <= args.seed or args.seed + args.seeds > 2**31 - 10_000:
+        raise ValueError(f"--seed {args.seed}: seeds must be whole numbers in [0, 2**31 - 10000) (a seed seeds JAX "
+                         "and the Gymnasium resets); e.g. --seed 0.")
+    for name in ("eval_every", "eval_episodes", "host_devices"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {value}: must be >= 1 (omit it for the default).")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps {args.steps}: the budget must be a positive number of environment steps.")
+    if args.out is not None:
+        check_writable(args.out, "--out", directory=True)
 
 
 def _refuse_existing_runs(out_root: Path, args: TrainArgs) -> None:
@@ -197,10 +215,10 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
         out = out_root if args.seeds == 1 else out_root / f"seed_{seed}"
         return tr.Trainer(tr.Run(algorithm, env, cfg, seed), out=out, quiet=quiet, run_info={"steps": steps, **info},
                           overwrite=args.overwrite,
-                          eval_every=int(args.eval_every if args.eval_every is not None else
-                                         settings.get("eval_every", tr.DEFAULT_EVAL_EVERY)),
-                          eval_episodes=int(args.eval_episodes if args.eval_episodes is not None else
-                                            settings.get("eval_episodes", tr.DEFAULT_EVAL_EPISODES)))
+                          eval_every=args.eval_every if args.eval_every is not None else
+                          settings.get("eval_every", tr.DEFAULT_EVAL_EVERY),
+                          eval_episodes=args.eval_episodes if args.eval_episodes is not None else
+                          settings.get("eval_episodes", tr.DEFAULT_EVAL_EPISODES))
 
     def sequential() -> list[dict[str, Any]]:
         summaries = []
@@ -297,6 +315,14 @@ def cmd_evaluate(argv: list[str]) -> int:
         if suffix == ".mp4" and shutil.which("ffmpeg") is None:
             raise ValueError(f"--render {args.render}: writing .mp4 needs ffmpeg on PATH; install it or render to "
                              ".gif (animation) or .png (a strip of frames) instead.")
+        from pathwise.checkpoint import check_writable
+
+        check_writable(args.render, "--render")
+    if args.episodes is not None and args.episodes < 1:
+        raise ValueError(f"--episodes {args.episodes}: evaluate at least one episode (e.g. --episodes 10).")
+    if args.seed is not None and not 0 <= args.seed < 2**31 - 10_000:
+        raise ValueError(f"--seed {args.seed}: the first episode's seed must be a whole number in [0, 2**31 - 10000); "
+                         "e.g. --seed 0.")
     if args.per_start_csv and (Path(args.per_start_csv).suffix.lower() != ".csv" or Path(args.per_start_csv).is_dir()):
         what = "is a directory" if Path(args.per_start_csv).is_dir() else "does not end in .csv"
         raise ValueError(f"--per-start-csv {args.per_start_csv}: {what}; the report is written as CSV, so pass a file "
@@ -308,6 +334,9 @@ def cmd_evaluate(argv: list[str]) -> int:
     if path.is_dir():
         from pathwise.train import open_run
 
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a pathwise run directory (no config.json): pass the --out directory "
+                                    "of a `pathwise train` run or an agent .npz file saved with agent.save().")
         ckpt_file = path / "checkpoints" / f"{args.checkpoint}.npz"
         if not ckpt_file.exists():
             raise FileNotFoundError(f"{ckpt_file} does not exist; is {path} a finished `pathwise train` run?")
@@ -355,6 +384,8 @@ def cmd_list(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("usage: pathwise list\n\nList algorithms, systems, environments with known rewards, and presets.")
         return 0
+    if argv:
+        raise ValueError(f"list takes no arguments, got {' '.join(argv)!r}; run `pathwise list`.")
     print("algorithms:")
     for name in algorithms.available():
         info = algorithms.get(name).info
@@ -391,7 +422,10 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "solve": cmd_solve, "e
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; bad input and environmental faults are one line on stderr (``--debug``: the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         print(HELP)
         return 0 if argv else 2
@@ -409,16 +443,37 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # tyro's --help (0) and usage errors (2): a return code, as for every command
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        if debug:
+            raise
         print(f"pathwise {cmd}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # clear message for known failure types, traceback otherwise
-        from pathwise.checkpoint import CheckpointError
-        from pathwise.train import NonFiniteError
+        message = _fault_message(exc)
+        if message is None or debug:
+            raise
+        print(f"pathwise {cmd}: error: {message}", file=sys.stderr)
+        return 1
 
-        if isinstance(exc, (CheckpointError, NonFiniteError)):
-            print(f"pathwise {cmd}: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+
+def _fault_message(exc: Exception) -> str | None:
+    """One line for a known fault (a damaged checkpoint, diverged training, an unwritable or full disk, a missing
+    optional dependency); None for a bug, whose traceback is shown."""
+    from pathwise.checkpoint import CheckpointError
+    from pathwise.train import NonFiniteError
+
+    if isinstance(exc, (CheckpointError, NonFiniteError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) and str(exc.filename) not in str(exc) else ""
+        return (f"{exc}{where}" if type(exc).__name__ == "WriteError" else
+                f"{exc.strerror or exc}{where}; check that the path exists and is writable and that the disk has free "
+                "space (`--debug` shows the traceback).")
+    optional = ("mujoco", "Box2D", "box2d", "brax", "shimmy", "dm_control", "pygame", "moviepy", "imageio")
+    if type(exc).__name__ == "DependencyNotInstalled" or (
+            isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in optional):
+        return (f"a missing optional dependency: {exc} Install the extra it names (e.g. pip install "
+                "\"pathwise[mujoco]\" for MuJoCo environments).")
+    return None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -68,8 +69,9 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def from_dict(cls: type, values: dict[str, Any], source: str = "config") -> Any:
-    """Build ``cls`` from ``values``, coercing each value to its field's type; unknown keys are refused."""
+def from_dict(cls: type, values: dict[str, Any], source: str = "config", complete: bool = False) -> Any:
+    """Build ``cls`` from ``values``, coercing each value to its field's type; unknown keys are refused, and with
+    ``complete`` (a run's own record) so are missing ones: a default would silently replace what the run used."""
     if not isinstance(values, dict):
         raise ValueError(f"{source} must be a table of KEY = VALUE pairs, got {type(values).__name__}.")
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -77,6 +79,11 @@ def from_dict(cls: type, values: dict[str, Any], source: str = "config") -> Any:
     if unknown:
         raise ValueError(f"Unknown {source} key(s) {unknown} for {cls.__module__}.{cls.__qualname__}. "
                          f"Valid keys: {', '.join(sorted(fields))}.")
+    missing = sorted(fields - set(values)) if complete else []
+    if missing:
+        raise ValueError(f"{source} lacks the key(s) {missing}: it is damaged or was written by another pathwise "
+                         "version; restore the file from the run's checkpoints (their meta record holds the config) "
+                         "or retrain.")
     hints = typing.get_type_hints(cls)
     return cls(**{k: coerce(hints[k], v, k) for k, v in values.items()})
 
@@ -101,13 +108,20 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a list of values such as 64,64 (on the command line) or (64, 64)")
         return tuple(_coerce(args[0] if args else str, v, name) for v in value)
     if tp is bool:
         return _coerce_bool(value)
     if tp is int:
         return _coerce_int(value)
     if tp is float:
-        return float(value)
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
+        return number
     if tp is str:
         return str(value)
     return value
@@ -143,8 +157,12 @@ def _coerce_int(value: Any) -> int:
         raise ValueError("must be an integer")
     if isinstance(value, str):
         value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite whole number")
     if isinstance(value, float) and not value.is_integer():
         raise ValueError("must be an integer")
+    if not isinstance(value, (int, float)) and not (hasattr(value, "__index__") and not isinstance(value, str)):
+        raise ValueError(f"must be an integer, not {type(value).__name__}")
     return int(value)
 
 

@@ -178,9 +178,42 @@ def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecor
     return record(env_id)
 
 
+def check_functions(rec: EnvRecord, obs_dim: int, action_dim: int) -> None:
+    """Trace a record's reward and termination once on a sample transition (no compilation) and refuse, naming
+    the function and the fix, one that JAX cannot trace or that does not return one scalar."""
+    import jax
+    import jax.numpy as jnp
+
+    obs = jax.ShapeDtypeStruct((obs_dim,), jnp.float32)
+    action = jax.ShapeDtypeStruct((action_dim,), jnp.float32)
+    for name, fn, args, kind in (("reward", rec.reward, (obs, action, obs), "fn(obs, action, next_obs) -> scalar"),
+                                 ("terminated", rec.terminated, (obs,), "fn(obs) -> bool scalar")):
+        if fn is None:
+            continue
+        try:
+            out = jax.eval_shape(fn, *args)
+        except Exception as exc:  # a user's function: whatever it raises is reported with the fix
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(f"The {name} function of {rec.id!r} fails on a sample transition (obs shape ({obs_dim},), "
+                             f"action shape ({action_dim},)): {type(exc).__name__}: {first[:200]}. It must be "
+                             f"{kind} written with jax.numpy on unbatched arrays (no float(), int(), NumPy calls or "
+                             f"`if` on array values); fix it and register it again with overwrite=True.") from None
+        shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
+        numeric = dtype is not None and (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_)
+        if shape != () or not numeric:
+            raise ValueError(f"The {name} function of {rec.id!r} returns {'shape ' + str(shape) if shape != () else ''}"
+                             f"{'' if numeric else ' dtype ' + str(dtype)} on one transition; it must be {kind} (e.g. "
+                             f"jnp.sum(...) or x[0]); fix it and register it again with overwrite=True.")
+
+
 def unregister(env_id: str) -> None:
     """Forget what :func:`register` added for ``env_id`` (built-in knowledge stays)."""
     _USER.pop(env_id, None)
+
+
+def user_registered() -> frozenset[str]:
+    """The ids :func:`register` added knowledge to."""
+    return frozenset(_USER)
 
 
 def known_rewards() -> list[str]:
@@ -218,5 +251,5 @@ def check_id(env_id: Any) -> str:
                      "installed Gymnasium id works (see gymnasium.pprint_registry()).")
 
 
-__all__ = ["EnvRecord", "NAMESPACE", "RewardFn", "TerminationFn", "canonical_id", "check_id", "known_rewards",
+__all__ = ["EnvRecord", "NAMESPACE", "RewardFn", "TerminationFn", "canonical_id", "check_functions", "check_id", "user_registered", "known_rewards",
            "record", "register", "unregister"]

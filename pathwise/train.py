@@ -51,6 +51,25 @@ NONFINITE_HINT = ("Lower the learning rates (`pathwise train ALGO --help` lists 
                   "gradient clipping, or run in float64 (--set float64=true).")
 
 
+def nonfinite_hint(config: Any) -> str:
+    """What to try after non-finite updates, naming the learning-rate options this algorithm's config has."""
+    names = [f.name for f in dataclasses.fields(config) if f.name == "lr" or f.name.endswith(("_lr", "learning_rate"))]
+    if not names:
+        return NONFINITE_HINT
+    rates = " ".join(f"{n}={getattr(config, n):g}" for n in names)
+    return (f"Lower the learning rates (now {rates}; e.g. --set {names[0]}={getattr(config, names[0]) / 10:g}), "
+            "shorten the horizon or enable gradient clipping, or run in float64 (--set float64=true). If the "
+            "environment's reward or observations can be NaN, fix them first.")
+
+
+def check_count(value: Any, name: str, example: int) -> int:
+    """``value`` as a positive whole number, else a ``ValueError`` naming ``name``, the value and an example."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or \
+            (isinstance(value, float) and not value.is_integer()) or not value >= 1:
+        raise ValueError(f"{name}={value!r} must be a whole number >= 1; e.g. {name}={example}.")
+    return int(value)
+
+
 class NonFiniteError(RuntimeError):
     """Training produced NaN/inf parameters or kept producing non-finite metrics."""
 
@@ -72,7 +91,7 @@ class Run:
     """One algorithm on one environment with one seed: its spec, its loop and the loop's carry."""
 
     def __init__(self, algorithm: algorithms.Algorithm, env_id: str, config: Any, seed: int):
-        if isinstance(seed, bool) or int(seed) != seed or not 0 <= int(seed) < 2**31 - 10_000:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**31 - 10_000:
             raise ValueError(f"seed={seed!r} must be a whole number in [0, 2**31 - 10000) (it seeds JAX and the "
                              "Gymnasium resets).")
         self.algorithm, self.env_id, self.config, self.seed = algorithm, env_id, config, int(seed)
@@ -80,6 +99,8 @@ class Run:
         if getattr(config, "float64", False):
             jax.config.update("jax_enable_x64", True)
         self.spec = spec_mod.from_env(env_id)
+        if not self.spec.discrete and env_id in registry.user_registered():  # a user's functions, traced once
+            registry.check_functions(registry.record(env_id), self.spec.obs_dim, self.spec.action_dim)
         self.loop = loops.make(algorithm, self.spec, config)
         self.carry = self.loop.init(jax.random.key(self.seed))
         self._act_key = jax.random.key(self.seed + 1)  # only for act(deterministic=False): never the carry's
@@ -221,8 +242,11 @@ class Trainer:
     def __init__(self, run: Run, *, out: str | os.PathLike | None = None, eval_every: int = DEFAULT_EVAL_EVERY,
                  eval_episodes: int = DEFAULT_EVAL_EPISODES, eval_seed: int | None = None, quiet: bool | None = None,
                  run_info: dict[str, Any] | None = None, overwrite: bool = False):
-        if eval_every <= 0 or eval_episodes <= 0:
-            raise ValueError(f"eval_every ({eval_every}) and eval_episodes ({eval_episodes}) must be positive.")
+        eval_every = check_count(eval_every, "eval_every", DEFAULT_EVAL_EVERY)
+        eval_episodes = check_count(eval_episodes, "eval_episodes", DEFAULT_EVAL_EPISODES)
+        if eval_seed is not None and (isinstance(eval_seed, bool) or not isinstance(eval_seed, (int, np.integer))
+                                      or not 0 <= eval_seed < 2**31):
+            raise ValueError(f"eval_seed={eval_seed!r} must be a whole number in [0, 2**31) or None.")
         if out is not None:
             _claim_run_directory(Path(out), overwrite)
         self.run, self.env_id = run, run.env_id
@@ -251,8 +275,9 @@ class Trainer:
         """:meth:`evaluate`'s numbers and each episode's return."""
         from pathwise.envs import evaluate
 
+        episodes = self.eval_episodes if episodes is None else check_count(episodes, "episodes", 10)
         res = evaluate(lambda obs: self.run.act(obs, deterministic=True), self.env_id,
-                       episodes=episodes or self.eval_episodes, seed=self.eval_seed)
+                       episodes=episodes, seed=self.eval_seed)
         ev = {"eval_return_mean": float(res.mean), "eval_return_std": float(res.std),
               "eval_length_mean": float(np.mean(res.lengths))}
         if self.record.failure_below is not None:
@@ -359,7 +384,7 @@ class Trainer:
             raise NonFiniteError(
                 f"{self.run.name} on {self.env_id}: {what} in {c.consecutive_nonfinite} consecutive iterations "
                 f"at env step {c.env_steps}; each was skipped and retried, and the run was stopped with the last "
-                "finite state kept (nothing NaN was saved). " + NONFINITE_HINT)
+                "finite state kept (nothing NaN was saved). " + nonfinite_hint(self.run.config))
         self.run.carry = _perturb_keys(snapshot, c.nonfinite_iterations)
         return False
 
@@ -495,10 +520,34 @@ class Trainer:
         if meta.get("algorithm") != self.run.name:
             raise ckpt.CheckpointError(f"Checkpoint {path} was written by algorithm {meta.get('algorithm')!r}, "
                                        f"not {self.run.name!r}.")
+        counters = _check_counters(meta.get("counters"), f"Checkpoint {path}")
+        for field in ("history", "evals"):
+            rows = meta.get(field, [])
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ckpt.CheckpointError(f"Checkpoint {path}: {field}={rows!r:.60} is not a list of rows; "
+                                           f"{ckpt.DAMAGED}.")
         self.run.carry = ckpt.restore(self.run.carry, meta, arrays, source=f"checkpoint {path}")
-        self.counters = Counters(**meta["counters"])
+        self.counters = counters
         self.history = list(meta.get("history", []))
         self.evals = list(meta.get("evals", []))
+
+
+def _check_counters(values: Any, source: str) -> Counters:
+    """The driver counters of a meta record, refused (naming the field) unless every one is there and a number."""
+    names = [f.name for f in dataclasses.fields(Counters)]
+    if not isinstance(values, dict):
+        raise ckpt.CheckpointError(f"{source}: counters={values!r:.60} is not a table; {ckpt.DAMAGED}.")
+    wrong = sorted(set(values) ^ set(names))
+    if wrong:
+        raise ckpt.CheckpointError(f"{source}: its counters lack or add {wrong}; {ckpt.DAMAGED}.")
+    for name in names:
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ckpt.CheckpointError(f"{source}: counter {name}={v!r} is not a number; {ckpt.DAMAGED}.")
+    if values["env_steps"] < 0 or values["iterations"] < 0:
+        raise ckpt.CheckpointError(f"{source}: negative counters (env_steps={values['env_steps']}, "
+                                   f"iterations={values['iterations']}); {ckpt.DAMAGED}.")
+    return Counters(**values)
 
 
 #: The files a run writes at the top of its directory (besides checkpoints/ and tb/).
@@ -541,17 +590,23 @@ def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, over
                  eval_every: int | None = None, eval_episodes: int | None = None, quiet: bool | None = None,
                  overwrite: bool = False) -> tuple[Trainer, int]:
     """A trainer for a fresh run and its step budget (``steps``, else the preset's, else 20,000)."""
-    if out is not None and not overwrite:
-        _claim_run_directory(Path(out), overwrite)  # before building anything
+    for name, value, example in (("eval_every", eval_every, DEFAULT_EVAL_EVERY),
+                                 ("eval_episodes", eval_episodes, DEFAULT_EVAL_EPISODES), ("steps", steps, DEFAULT_STEPS)):
+        if value is not None:
+            check_count(value, name, example)  # before building anything
+    if out is not None:
+        ckpt.check_writable(out, "out", directory=True)
+        if not overwrite:
+            _claim_run_directory(Path(out), overwrite)
     run, settings = make_run(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset)
     steps = int(steps if steps is not None else settings.get("steps", DEFAULT_STEPS))
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}.")
     trainer = Trainer(run, out=out, quiet=quiet, run_info={"steps": steps}, overwrite=overwrite,
-                      eval_every=int(eval_every if eval_every is not None else settings.get("eval_every",
-                                                                                            DEFAULT_EVAL_EVERY)),
-                      eval_episodes=int(eval_episodes if eval_episodes is not None else
-                                        settings.get("eval_episodes", DEFAULT_EVAL_EPISODES)))
+                      eval_every=eval_every if eval_every is not None else settings.get("eval_every",
+                                                                                        DEFAULT_EVAL_EVERY),
+                      eval_episodes=eval_episodes if eval_episodes is not None else
+                      settings.get("eval_episodes", DEFAULT_EVAL_EPISODES))
     return trainer, steps
 
 
@@ -614,16 +669,27 @@ _RECORD_KEYS = ("algorithm", "env_id", "seed", "config", "eval_every", "eval_epi
 def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, quiet: bool | None,
                       source: str) -> Trainer:
     """A trainer rebuilt from a ``config.json`` or a checkpoint's meta record (no state restored yet)."""
+    if not isinstance(info, dict):
+        raise ckpt.CheckpointError(f"{source} is not a pathwise run record (a {type(info).__name__}, not a table).")
     missing = [k for k in ("algorithm", "env_id", "seed", "config") if k not in info]
     if missing:
         raise ckpt.CheckpointError(f"{source} is not a pathwise run record (it has no {', '.join(missing)}).")
-    algorithm = algorithms.get(info["algorithm"])
-    config = cfg_mod.from_dict(algorithm.Config, info["config"], source=f"config in {source}")
-    run = Run(algorithm, info["env_id"], config, info["seed"])
-    extra = {k: v for k, v in info.items() if k not in _RECORD_KEYS}
-    return Trainer(run, out=out, quiet=quiet, run_info=extra,
-                   eval_every=info.get("eval_every", DEFAULT_EVAL_EVERY),
-                   eval_episodes=info.get("eval_episodes", DEFAULT_EVAL_EPISODES), eval_seed=info.get("eval_seed"))
+    try:  # what the record says is checked like user input, but the message names the file
+        algorithm = algorithms.get(info["algorithm"])
+        registry.check_id(info["env_id"])
+        config = cfg_mod.from_dict(algorithm.Config, info["config"], source="its config", complete=True)
+        for k in ("steps",):
+            if k in info:
+                check_count(info[k], k, DEFAULT_STEPS)
+        run = Run(algorithm, info["env_id"], config, info["seed"])
+        extra = {k: v for k, v in info.items() if k not in _RECORD_KEYS}
+        return Trainer(run, out=out, quiet=quiet, run_info=extra,
+                       eval_every=info.get("eval_every", DEFAULT_EVAL_EVERY),
+                       eval_episodes=info.get("eval_episodes", DEFAULT_EVAL_EPISODES), eval_seed=info.get("eval_seed"))
+    except (ValueError, TypeError) as exc:
+        raise ckpt.CheckpointError(f"{source} holds a run record pathwise cannot use: {exc} The file is damaged or "
+                                   "was edited; restore it (a checkpoint's meta record holds the same values) or "
+                                   "retrain.") from None
 
 
 __all__ = ["Counters", "EPISODE_RETURNS", "NonFiniteError", "Run", "STABILITY_KEYS", "Trainer", "make_run",

@@ -48,6 +48,19 @@ class LQRSolution(NamedTuple):
     residual: Array | None = None
 
 
+def _as_float(x, name: str) -> Array:
+    """A matrix argument as a floating-point array (integer matrices are promoted, not refused)."""
+    try:
+        x = jnp.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"lqr: {name} must be a numeric matrix, got {x!r} ({exc}).") from None
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    if not (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_):
+        raise ValueError(f"lqr: {name} must be a numeric matrix, got dtype {x.dtype}.")
+    return x.astype(jnp.result_type(float))
+
+
 def _is_traced(*xs) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in xs)
 
@@ -214,8 +227,11 @@ def lqr(A, B, Q, R, *, N=None, horizon: int | None = None, Qf=None, c=None, q=No
     ``K[t]``, ``k[t]`` with ``u_t = −K[t] x_t − k[t]``; with ``x0`` also the optimal
     trajectory and its cost.
     """
-    A, B, Q, R = (jnp.asarray(x) for x in (A, B, Q, R))
-    N = None if N is None else jnp.asarray(N)
+    A, B, Q, R = (_as_float(x, name) for x, name in ((A, "A"), (B, "B"), (Q, "Q"), (R, "R")))
+    N = None if N is None else _as_float(N, "N")
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer))):
+        raise ValueError(f"lqr: horizon must be a whole number of steps >= 1 (or None for the infinite horizon), got "
+                         f"{horizon!r}.")
     if horizon is None:
         if any(x is not None for x in (Qf, c, q, r, qf, x0)):
             raise ValueError("lqr: Qf, affine terms and x0 need a finite horizon (pass horizon=T).")

@@ -66,6 +66,9 @@ class MPC(eqx.Module):
     def __init__(self, system: System | Problem, horizon: int = 40, iterations: int = 5,
                  init_iterations: int = 100, solver: Literal["ilqr", "shooting"] = "ilqr",
                  action_dim: int | None = None, restarts: bool = False):
+        for name, value in (("horizon", horizon), ("iterations", iterations), ("init_iterations", init_iterations)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"MPC: {name} must be a whole number >= 1, got {value!r}; e.g. {name}=30.")
         if horizon < 1:
             raise ValueError(f"MPC: horizon must be >= 1, got {horizon}.")
         if iterations < 1 or init_iterations < 1:

@@ -25,6 +25,8 @@ the principled bounded solver.)
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, NamedTuple
 
 import jax
@@ -74,6 +76,10 @@ def make_optimizer(optimizer: str | optax.GradientTransformation, learning_rate:
     """``"adam"`` / ``"lbfgs"`` (optax, with the given or default step size) or an optax transformation as is."""
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
+    if learning_rate is not None and (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
+                                      or not math.isfinite(learning_rate) or learning_rate <= 0):
+        raise ValueError(f"shooting: learning_rate must be a finite number > 0 (or None for the default), got "
+                         f"{learning_rate!r}; e.g. learning_rate=0.05.")
     if optimizer == "adam":
         return optax.adam(DEFAULT_LEARNING_RATE["adam"] if learning_rate is None else learning_rate)
     if optimizer == "lbfgs":

@@ -113,6 +113,11 @@ def check_inputs(name: str, problem: System | Problem, x0: Array, actions: Array
     ``actions`` may be a horizon T for a ``System`` (zeros of its action size); a
     ``System`` also fixes the shapes of ``x0`` and of each action.
     """
+    if isinstance(actions, (float, np.floating)) or isinstance(actions, (bool, np.bool_)):
+        raise ValueError(f"{name}: the horizon must be a whole number of steps >= 1 (or actions0 an array of shape "
+                         f"(T, m)), got {actions!r}; e.g. {name}(system, x0, 100).")
+    if isinstance(actions, np.integer):
+        actions = int(actions)
     if isinstance(actions, int):
         if not isinstance(problem, System):
             raise ValueError(f"{name}: give actions0 of shape (T, m) for a Problem (a horizon alone does not say m).")

@@ -40,11 +40,16 @@ def make(name: str, **kwargs) -> System:
     ``make("Pendulum-v1")``, ``make("pathwise/Pendulum-v1", g=9.81)`` and
     ``make("pendulum")`` all give ``Pendulum``.
     """
+    if not isinstance(name, str):
+        raise ValueError(f"systems.make: name must be a system id or short name such as 'pendulum', got {name!r}.")
     env_id = name if name in REGISTRY else ALIASES.get(name) or ALIASES.get(name.lower())
     if env_id is None:
         known = ", ".join(sorted(REGISTRY))
         raise ValueError(f"Unknown system {name!r}. Known systems: {known} (or their short names, e.g. 'pendulum').")
-    return REGISTRY[env_id](**kwargs)
+    try:
+        return REGISTRY[env_id](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"systems.make({name!r}, ...): {exc}; pass only the system's own parameters.") from None
 
 
 register_systems(REGISTRY)

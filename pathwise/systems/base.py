@@ -49,6 +49,7 @@ class System(eqx.Module):
     action_dim: ClassVar[int] = 1  # continuous: size of the action vector
     num_actions: ClassVar[int] = 0  # discrete: number of actions (0 = continuous)
     episode_length: ClassVar[int] = 200  # Gymnasium's TimeLimit
+    positive_parameters: ClassVar[tuple[str, ...]] = ()  # physical parameters that must be > 0 (masses, lengths)
 
     # -- abstract physics -------------------------------------------------
     def initial_state(self, key: PRNGKey) -> Array:
@@ -98,7 +99,34 @@ class System(eqx.Module):
     # -- the public contract ---------------------------------------------------
     def reset(self, key: PRNGKey) -> Array:
         """Initial state, drawn as Gymnasium's ``reset`` draws it."""
+        if not isinstance(key, jax.Array) or not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                                  or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))):
+            raise ValueError(f"{self.name}.reset: key must be a JAX PRNG key such as jax.random.key(0), got "
+                             f"{key!r}; a seed goes through the key: system.reset(jax.random.key(seed)).")
         return self.initial_state(key)
+
+    def __check_init__(self) -> None:
+        """Refuse physical parameters that are not finite numbers (and a negative ``noise_std``) at construction.
+
+        Only concrete Python numbers are checked: traced values (a system built inside ``jit``/``grad`` to
+        differentiate with respect to its physics) pass through.
+        """
+        import dataclasses
+
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name, None)
+            if isinstance(value, str) or (isinstance(value, float) and not np.isfinite(value)):
+                example = "" if field.default is dataclasses.MISSING else \
+                    f"; e.g. {type(self).__name__}({field.name}={field.default!r})"
+                raise ValueError(f"{self.name}: parameter {field.name}={value!r} must be a finite number{example}.")
+        std = getattr(self, "noise_std", 0.0)
+        if isinstance(std, (int, float)) and std < 0:
+            raise ValueError(f"{self.name}: noise_std={std!r} must be >= 0 (the standard deviation of the process "
+                             "noise; 0 for deterministic dynamics).")
+        for name in self.positive_parameters:
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not value > 0:
+                raise ValueError(f"{self.name}: {name}={value!r} must be > 0.")
 
     def step(self, state: Array, action: Array, noise: Array | None = None) -> Array:
         """Next state ``f(s, a) (+ noise)``; pure and differentiable in ``state`` and ``action``."""

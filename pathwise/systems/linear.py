@@ -52,6 +52,15 @@ class LinearSystem(System):
             raise ValueError(f"LinearSystem: Q must have shape ({n}, {n}), got {Q.shape}.")
         if R.shape != (m, m):
             raise ValueError(f"LinearSystem: R must have shape ({m}, {m}), got {R.shape}.")
+        for name, x in (("A", A), ("B", B), ("Q", Q), ("R", R)):
+            if not isinstance(x, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x))):
+                raise ValueError(f"LinearSystem: {name} contains NaN or inf; every entry must be finite.")
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ValueError(f"LinearSystem: horizon={horizon!r} must be a whole number of steps >= 1 (the episode "
+                             f"length; default {DEFAULT_HORIZON}).")
+        if isinstance(init_scale, (int, float)) and not init_scale >= 0:
+            raise ValueError(f"LinearSystem: init_scale={init_scale!r} must be >= 0 (initial states are uniform in "
+                             "[-init_scale, init_scale]).")
         self.A, self.B, self.Q, self.R = A, B, Q, R
         self.init_scale, self.noise_std = init_scale, noise_std
         self.horizon, self.action_bound = horizon, action_bound

@@ -47,6 +47,7 @@ class Pendulum(System):
     dt: ClassVar[float] = 0.05
     max_speed: ClassVar[float] = 8.0
     max_torque: ClassVar[float] = 2.0
+    positive_parameters: ClassVar[tuple[str, ...]] = ("m", "l")
 
     @property
     def action_low(self) -> np.ndarray:
