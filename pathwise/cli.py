@@ -247,6 +247,7 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
 
     from pathwise import seeds as pw_seeds, spec as spec_mod
     from pathwise.loops import simulated
+    from pathwise.train import precision
 
     spec = spec_mod.from_env(env)
     per_iteration = cfg.updates_per_iteration * algorithm.hook("steps_per_update")(spec, cfg)
@@ -256,14 +257,16 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
     print(f"training {args.seeds} seeds of {algorithm.name} as one vmapped program, {where} ({iterations} "
           f"iterations each)", flush=True)
     t0 = time.perf_counter()
-    carries, metrics = simulated.train_seeds(algorithm, spec, cfg, args.seeds, iterations, first_seed=args.seed)
-    jax.block_until_ready(carries)
+    with precision(cfg):
+        carries, metrics = simulated.train_seeds(algorithm, spec, cfg, args.seeds, iterations, first_seed=args.seed)
+        jax.block_until_ready(carries)
     elapsed = time.perf_counter() - t0
     metrics = {k: np.asarray(v) for k, v in metrics.items()}  # one transfer, not one per seed and iteration
     summaries = []
     for i in range(args.seeds):
         t = trainer(args.seed + i, True, {"vmapped_seeds": args.seeds, "seed_devices": pw_seeds.devices_of(carries)})
-        t.run.carry = jax.tree.map(lambda x: x[i], carries)
+        with precision(cfg):  # a float64 run's arrays stay float64
+            t.run.carry = jax.tree.map(lambda x: x[i], carries)
         t.history = [{"iteration": it + 1, "env_steps": (it + 1) * per_iteration,
                       **{k: float(v[i, it]) for k, v in metrics.items()}} for it in range(iterations)]
         c = t.counters

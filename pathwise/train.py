@@ -96,14 +96,20 @@ class Run:
                              "Gymnasium resets).")
         self.algorithm, self.env_id, self.config, self.seed = algorithm, env_id, config, int(seed)
         loops.precheck(algorithm, registry.record(env_id))
-        if getattr(config, "float64", False):
-            jax.config.update("jax_enable_x64", True)
         self.spec = spec_mod.from_env(env_id)
         if not self.spec.discrete and env_id in registry.user_registered():  # a user's functions, traced once
             registry.check_functions(registry.record(env_id), self.spec.obs_dim, self.spec.action_dim)
-        self.loop = loops.make(algorithm, self.spec, config)
-        self.carry = self.loop.init(jax.random.key(self.seed))
+        with self.precision():
+            self.loop = loops.make(algorithm, self.spec, config)
+            self.carry = self.loop.init(jax.random.key(self.seed))
         self._act_key = jax.random.key(self.seed + 1)  # only for act(deterministic=False): never the carry's
+
+    def precision(self):
+        """The run's floating-point precision as a context: JAX's x64 mode on for ``config.float64``, off otherwise,
+        whatever the process default (``jax.enable_x64`` is thread-local), so a float64 run never changes
+        another run's dtypes. Every method of the run enters it; enter it too around anything that makes or
+        restores the run's arrays outside them (a checkpoint, a vmapped program over seeds)."""
+        return precision(self.config)
 
     @property
     def name(self) -> str:
@@ -115,20 +121,25 @@ class Run:
 
     def iteration(self) -> dict[str, float]:
         """One iteration of the loop (it consumes environment steps); returns its metrics."""
-        self.carry, metrics = self.loop.iteration(self.carry)
+        with self.precision():
+            self.carry, metrics = self.loop.iteration(self.carry)
         return metrics
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> Any:
         """The action for one observation (an int for discrete actions), as Gymnasium takes it."""
         key = self._next_key(deterministic)
         obs = jnp.asarray(obs, jnp.float32).reshape(self.spec.obs_dim)
-        return self._to_env(np.asarray(loops.act_once(self.algorithm.act, self.carry.algo, obs, key, deterministic)))
+        with self.precision():
+            action = loops.act_once(self.algorithm.act, self.carry.algo, obs, key, deterministic)
+        return self._to_env(np.asarray(action))
 
     def act_batch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of observations, in one jitted call."""
         key = self._next_key(deterministic)
         obs = jnp.asarray(obs, jnp.float32).reshape(len(obs), self.spec.obs_dim)
-        return self._to_env(np.asarray(_act_many(self.algorithm.act, self.carry.algo, obs, key, deterministic)))
+        with self.precision():
+            actions = _act_many(self.algorithm.act, self.carry.algo, obs, key, deterministic)
+        return self._to_env(np.asarray(actions))
 
     def _next_key(self, deterministic: bool) -> jax.Array:
         if deterministic:
@@ -143,7 +154,13 @@ class Run:
         return np.clip(action, low, high).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return self.loop.describe(self.carry)
+        with self.precision():
+            return self.loop.describe(self.carry)
+
+
+def precision(config: Any):
+    """``jax.enable_x64(config.float64)``: the context a run with ``config`` computes in (:meth:`Run.precision`)."""
+    return jax.enable_x64(bool(getattr(config, "float64", False)))
 
 
 def make_run(algo: str, env: str, seed: int = 0, *, config: Any = None, overrides: dict[str, Any] | None = None,
@@ -526,7 +543,8 @@ class Trainer:
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise ckpt.CheckpointError(f"Checkpoint {path}: {field}={rows!r:.60} is not a list of rows; "
                                            f"{ckpt.DAMAGED}.")
-        self.run.carry = ckpt.restore(self.run.carry, meta, arrays, source=f"checkpoint {path}")
+        with self.run.precision():  # float64 arrays stay float64
+            self.run.carry = ckpt.restore(self.run.carry, meta, arrays, source=f"checkpoint {path}")
         self.counters = counters
         self.history = list(meta.get("history", []))
         self.evals = list(meta.get("evals", []))
@@ -693,4 +711,4 @@ def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, qu
 
 
 __all__ = ["Counters", "EPISODE_RETURNS", "NonFiniteError", "Run", "STABILITY_KEYS", "Trainer", "make_run",
-           "make_trainer", "open_run", "resume", "stability", "train", "trainer_from_meta"]
+           "make_trainer", "open_run", "precision", "resume", "stability", "train", "trainer_from_meta"]

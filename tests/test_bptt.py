@@ -248,3 +248,27 @@ def test_cartpole_swingup_preset_swings_up_and_balances():
     upright = np.cos(np.asarray(traj.final_state[:, 2])) > 0.95
     assert upright.mean() >= 0.9, (upright.mean(), returns.mean())
     assert returns.mean() > 300, returns.mean()  # max 500; hanging for the whole episode gives about -500
+
+
+def test_float64_is_scoped_to_its_run(tmp_path):
+    """A float64 run computes in float64 (after iterations and after a checkpoint round trip) and leaves the
+    process as it found it: a float32 run made afterwards has float32 parameters."""
+    from pathwise import train
+
+    def float_dtypes(run):
+        leaves = jax.tree.leaves(eqx.filter(run.carry.algo, eqx.is_inexact_array))
+        return {str(x.dtype) for x in leaves}
+
+    before = bool(jax.config.jax_enable_x64)
+    overrides = {f.name: getattr(TINY, f.name) for f in dataclasses.fields(TINY)}
+    wide = train.Trainer(train.make_run("bptt", "Pendulum-v1", 0, overrides={**overrides, "float64": True})[0],
+                         out=tmp_path / "wide", eval_every=400, eval_episodes=1)
+    wide.train(400)
+    assert float_dtypes(wide.run) == {"float64"} and bool(jax.config.jax_enable_x64) == before
+    narrow = train.make_run("bptt", "Pendulum-v1", 0, overrides=overrides)[0]
+    narrow.iteration()
+    assert float_dtypes(narrow) == {"float32"}
+    reopened = train.open_run(tmp_path / "wide", quiet=True)
+    assert float_dtypes(reopened.run) == {"float64"}
+    obs = np.array([1.0, 0.0, 0.0], np.float32)
+    assert reopened.run.act(obs) == pytest.approx(wide.run.act(obs), abs=0.0)
