@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise import algorithms, ceilings, loops, registry
+from pathwise import algorithms, ceilings, loops, registry, tblog
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise import spec as spec_mod
@@ -261,7 +261,7 @@ class Trainer:
         self.evals: list[dict[str, float]] = []
         self.run_info = dict(run_info or {})
         self.record = registry.record(self.env_id)
-        self._tb = None
+        self._tb: tblog.EventLog | None = None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             self.write_config()
@@ -296,6 +296,7 @@ class Trainer:
         if self.out is not None:  # this process now writes the run: what a killed writer left half-written goes
             ckpt.remove_stale_temporaries(self.out, RUN_FILES)
             ckpt.remove_stale_temporaries(self.out / "checkpoints", ("last.npz", "best.npz"))
+            self._open_events()
         bar = self._progress_bar(total_steps, progress_bar)
         try:
             while self.run.env_steps < total_steps:
@@ -309,6 +310,7 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             if self.out is not None:
+                self._tb.flush()
                 self.save("last")
                 self.write_logs()
             raise
@@ -391,6 +393,7 @@ class Trainer:
     def evaluate_and_save(self) -> dict[str, float]:
         """Evaluate now; update best/solved counters; write checkpoints and logs."""
         c = self.counters
+        self._open_events()
         t0 = time.perf_counter()
         ev, returns = self._evaluate_episodes()
         c.eval_time += time.perf_counter() - t0
@@ -405,6 +408,7 @@ class Trainer:
         if solved_at is not None and c.solved_step < 0 and mean >= solved_at:
             c.solved_step, c.solved_time = c.env_steps, c.train_time
         if self.out is not None:
+            self._tb.flush()  # the events up to this checkpoint are on disk before it
             if improved:
                 self.save("best")
             self.save("last")
@@ -435,16 +439,17 @@ class Trainer:
         self._plot()
         ckpt.atomic_write_text(self.out / "summary.json", json.dumps(self.summary(), indent=2) + "\n")
 
-    def _log_scalars(self, prefix: str, row: dict[str, float], step: int) -> None:
-        if self.out is None:
-            return
-        if self._tb is None:
-            from tensorboardX import SummaryWriter
+    def _open_events(self) -> None:
+        """This process's TensorBoard event file; what a stopped one logged after this state is discarded
+        (:mod:`pathwise.tblog`)."""
+        if self._tb is None and self.out is not None:
+            self._tb = tblog.EventLog(self.out / "tb", purge_from=self.counters.env_steps + 1)
 
-            self._tb = SummaryWriter(str(self.out / "tb"))
-        for k, v in row.items():
-            if k not in ("iteration", "env_steps") and isinstance(v, (int, float)) and math.isfinite(v):
-                self._tb.add_scalar(f"{prefix}/{k}", v, step)
+    def _log_scalars(self, prefix: str, row: dict[str, float], step: int) -> None:
+        if self._tb is None:  # no run directory, or not training (train() opens the event file)
+            return
+        self._tb.scalars({f"{prefix}/{k}": v for k, v in row.items() if k not in ("iteration", "env_steps") and
+                          isinstance(v, (int, float)) and math.isfinite(v)}, step)
 
     def _plot(self) -> None:
         from matplotlib.figure import Figure
