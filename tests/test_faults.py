@@ -162,3 +162,86 @@ def test_a_restart_marker_hides_what_a_stopped_process_logged_after_its_checkpoi
     want = [("train/loss", 1, 1.0), ("train/loss", 2, 2.0), ("eval/return", 1, -1.0), ("eval/return", 2, -2.0)] + \
         [("train/loss", s, 10.0 * s) for s in range(3, 7)]
     assert sorted(tensorboard_view(tmp_path)) == sorted(want)  # ... shown once, with the resumed value
+
+
+# --------------------------------------------------------------------------- Ctrl-C, in-process
+
+
+def _interrupting_evaluate(monkeypatch, nth: int) -> None:
+    """Ctrl-C in the ``nth`` evaluation, in its first episode."""
+    import pathwise.envs
+
+    evaluate, calls = pathwise.envs.evaluate, [0]
+
+    def faulty(act, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] < nth:
+            return evaluate(act, *args, **kwargs)
+        steps = [0]
+
+        def act_then_interrupt(obs):
+            steps[0] += 1
+            if steps[0] == 5:
+                raise KeyboardInterrupt
+            return act(obs)
+
+        return evaluate(act_then_interrupt, *args, **kwargs)
+
+    monkeypatch.setattr(pathwise.envs, "evaluate", faulty)
+
+
+@pytest.mark.parametrize("nth", [2, 4], ids=["mid-run", "final"])
+def test_ctrl_c_in_an_evaluation_resumes_to_the_uninterrupted_run(reference, tmp_path, monkeypatch, nth):
+    run = tmp_path / "run"
+    _interrupting_evaluate(monkeypatch, nth)
+    with pytest.raises(KeyboardInterrupt):
+        train("reinforce", ENV, STEPS, seed=SEED, overrides=SMALL, out=run, eval_every=EVAL_EVERY,
+              eval_episodes=EPISODES, quiet=True)
+    monkeypatch.undo()
+    meta, _ = ckpt.read(run / "checkpoints" / "last.npz")
+    c = meta["counters"]
+    assert len(meta["evals"]) == nth - 1 and c["env_steps"] >= c["next_eval"], "the evaluation is still due"
+    assert len(meta["history"]) == c["iterations"]
+    resume(run, quiet=True)
+    assert_same_run(run, reference)
+
+
+@pytest.mark.parametrize("where", ["saving best.npz", "logging an iteration"])
+def test_ctrl_c_in_the_bookkeeping_waits_for_its_end_then_resumes_exactly(reference, tmp_path, monkeypatch, where):
+    """A real SIGINT, delivered where a bare KeyboardInterrupt would leave best.npz stale or an iteration
+    counted but not in TensorBoard."""
+    run, calls = tmp_path / "run", [0]
+    if where == "saving best.npz":
+        save = ckpt.save
+
+        def interrupting(path, *args, **kwargs):
+            if Path(path).name == "best.npz":
+                calls[0] += 1
+                if calls[0] == 2:
+                    os.kill(os.getpid(), signal.SIGINT)
+            return save(path, *args, **kwargs)
+
+        monkeypatch.setattr(ckpt, "save", interrupting)
+    else:
+        scalars = tblog.EventLog.scalars
+
+        def interrupting(self, values, step):
+            if any(tag.startswith("train/") for tag in values):
+                calls[0] += 1
+                if calls[0] == 3:
+                    os.kill(os.getpid(), signal.SIGINT)
+            return scalars(self, values, step)
+
+        monkeypatch.setattr(tblog.EventLog, "scalars", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train("reinforce", ENV, STEPS, seed=SEED, overrides=SMALL, out=run, eval_every=EVAL_EVERY,
+              eval_episodes=EPISODES, quiet=True)
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    meta, _ = ckpt.read(run / "checkpoints" / "last.npz")
+    assert len(meta["history"]) == meta["counters"]["iterations"] >= 1
+    if where == "saving best.npz":
+        best, _ = ckpt.read(run / "checkpoints" / "best.npz")
+        assert best["counters"]["best_step"] == meta["counters"]["best_step"], "best.npz is not stale"
+    resume(run, quiet=True)
+    assert_same_run(run, reference)
