@@ -5,7 +5,8 @@ a ``SessionLog.START`` event at the step after the state it starts from (the che
 A stopped process may have logged steps past its last checkpoint; the resumed one logs them again, and
 TensorBoard, reading the files in name (= start) order, discards at a ``START`` marker every event at that
 step or later from the files before it (``EventAccumulator``'s purge of orphaned data; the Rust data server
-reaches the same by discarding, per series, the points at and after a step that is logged again). So
+reaches the same by discarding, per series, the points at and after a step that is logged again, as a
+resumed run does for every series when it repeats the iterations and evaluations after its checkpoint). So
 TensorBoard shows each (tag, step) once, with the value the finished run has. This is TensorBoard's own
 mechanism (tensorboardX's ``SummaryWriter(purge_step=...)`` writes the same marker); a tool that reads the
 raw files without it sees the purged points too.

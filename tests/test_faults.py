@@ -114,6 +114,14 @@ def _tensorboard(run: Path) -> dict[tuple[str, int], float]:
     twice = [k for k, n in counts.items() if n > 1]
     assert not twice, f"{run}: TensorBoard shows these (tag, step) more than once: {twice[:5]}"
     assert sorted(view) == sorted(data_server_view(run))  # both readers of TensorBoard agree
+    try:  # and TensorBoard itself, where it is installed (it is not a dependency)
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        pass
+    else:
+        acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert sorted(view) == sorted((t, e.step, e.value) for t in acc.Tags()["scalars"] for e in acc.Scalars(t))
     return {(tag, step): x for tag, step, x in view if tag not in TB_TIMING}
 
 
@@ -162,6 +170,16 @@ def test_a_restart_marker_hides_what_a_stopped_process_logged_after_its_checkpoi
     want = [("train/loss", 1, 1.0), ("train/loss", 2, 2.0), ("eval/return", 1, -1.0), ("eval/return", 2, -2.0)] + \
         [("train/loss", s, 10.0 * s) for s in range(3, 7)]
     assert sorted(tensorboard_view(tmp_path)) == sorted(want)  # ... shown once, with the resumed value
+
+
+def test_tensorboard_itself_shows_each_step_once(tmp_path):
+    """TensorBoard's own reader, where it is installed (it is not a dependency), agrees with tensorboard_view."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    test_a_restart_marker_hides_what_a_stopped_process_logged_after_its_checkpoint(tmp_path)
+    acc = accumulator.EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    got = [(tag, e.step, e.value) for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)]
+    assert sorted(got) == sorted(tensorboard_view(tmp_path))
 
 
 # --------------------------------------------------------------------------- Ctrl-C, in-process
@@ -245,3 +263,118 @@ def test_ctrl_c_in_the_bookkeeping_waits_for_its_end_then_resumes_exactly(refere
         assert best["counters"]["best_step"] == meta["counters"]["best_step"], "best.npz is not stale"
     resume(run, quiet=True)
     assert_same_run(run, reference)
+
+
+# --------------------------------------------------------------------------- SIGKILL, subprocesses
+
+
+def _argv(run: Path, steps: int = STEPS) -> list[str]:
+    return ["train", "reinforce", "--env", ENV, "--steps", str(steps), "--seed", str(SEED), "--out", str(run),
+            "--quiet", "--eval-every", str(EVAL_EVERY), "--eval-episodes", str(EPISODES), "--set", *CLI_SET]
+
+
+class Killer:
+    """Runs ``pathwise train`` (fresh or ``--resume``) in subprocesses that die by SIGKILL, and counts them."""
+
+    def __init__(self, tmp_path: Path):
+        self.log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would block the child
+        self.env = {**os.environ, "PATHWISE_QUIET": "1", "PYTHONUNBUFFERED": "1",
+                    "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+                    # the children compile the same programs: compile once (the same executables, bit for bit)
+                    "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+                    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+        self.kills: list[str] = []
+
+    def start(self, run: Path, fault: str, steps: int = STEPS) -> subprocess.Popen:
+        fresh = not (run / "config.json").exists()
+        argv = _argv(run, steps) if fresh else ["train", "--resume", str(run), "--quiet"]
+        with open(self.log, "ab") as err:
+            return subprocess.Popen([sys.executable, str(ROOT / "tests" / "faulty_cli.py"), fault, *argv],
+                                    env=self.env, stdout=subprocess.DEVNULL, stderr=err)
+
+    def finish(self, proc: subprocess.Popen, fault: str, timeout: float = 600) -> int:
+        try:
+            rc = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if rc == -signal.SIGKILL:
+            self.kills.append(fault)
+        else:
+            assert rc == 0, f"{fault}: exit status {rc}\n{self.log.read_text()[-3000:]}"
+        return rc
+
+    def targeted(self, run: Path, fault: str, steps: int = STEPS) -> int:
+        """A process that kills itself at the fault point, or finishes the run first (exit status 0)."""
+        return self.finish(self.start(run, fault, steps), fault)
+
+    def at_random(self, run: Path, rng: random.Random, within_s: float) -> int:
+        """A process killed at a random time in the ``within_s`` seconds after it opened its event file
+        (imports done; it may be compiling, training, evaluating or writing); it may finish first."""
+        before = len(event_files(run))
+        proc, deadline = self.start(run, "none"), time.monotonic() + 600
+        while len(event_files(run)) == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, within_s))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        return self.finish(proc, f"random (run at {_progress(run)} steps)")
+
+
+def _progress(run: Path) -> int:
+    return ckpt.read(run / "checkpoints" / "last.npz")[0]["counters"]["env_steps"]
+
+
+def test_sigkill_in_an_evaluation_and_in_checkpoint_writes_then_resume(reference, tmp_path):
+    """Three kills: in an evaluation (the steps since the checkpoint are in TensorBoard twice), in the write
+    of a checkpoint (a stale temporary stays) and between two writes; each resumed with `--resume`."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tests/faulty_cli.py finds a write's file through /proc")
+    run, killer = tmp_path / "run", Killer(tmp_path)
+    for fault in ("eval:2", "write:2", "renamed:1"):
+        assert killer.targeted(run, fault) == -signal.SIGKILL, f"{fault} was not reached"
+        if fault == "eval:2":  # after the first checkpoint, in the second evaluation
+            assert _progress(run) >= EVAL_EVERY
+            assert max(collections.Counter(raw_points(run)).values()) == 1  # (one process: no step twice yet)
+        if fault == "write:2":
+            assert list(run.rglob(".*.tmp")), "the kill landed mid-write"
+    assert len(killer.kills) == 3
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert max(collections.Counter(raw_points(run)).values()) > 1, "no step was logged twice: nothing was tested"
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_twenty_sigkills_at_random_times_and_in_writes_and_evaluations(tmp_path):
+    """20 SIGKILLs of a 12-evaluation run: 9 at chosen points (in evaluations, in checkpoint writes, between
+    writes), the rest at random times; every run, resumed with `--resume` until done, ends as the
+    uninterrupted run. Where a run finishes before the 20th kill, the next kills hit a new one."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tests/faulty_cli.py finds a write's file through /proc")
+    steps = 12 * EVAL_EVERY
+    reference = tmp_path / "reference"
+    train("reinforce", ENV, steps, seed=SEED, overrides=SMALL, out=reference, eval_every=EVAL_EVERY,
+          eval_episodes=EPISODES, quiet=True)
+    rng, killer = random.Random(13), Killer(tmp_path)
+    targeted = ["eval:1", "write:1", "renamed:1", "write:3", "renamed:2", "eval:2", "write:5", "renamed:4",
+                "write:7"]
+    runs: list[Path] = []
+    run = None
+    while len(killer.kills) < 20:
+        if run is None:  # a fresh run, killed after its first checkpoint so that it can resume
+            run = tmp_path / f"run{len(runs)}"
+            runs.append(run)
+            assert killer.targeted(run, "eval:2", steps) == -signal.SIGKILL
+            continue
+        fault = targeted[0] if targeted else None
+        rc = killer.targeted(run, fault) if fault else killer.at_random(run, rng, within_s=4.0)
+        if rc == 0:  # it finished before the fault: the next kills hit a new run
+            run = None
+        elif fault:
+            targeted.pop(0)
+    for r in runs:
+        assert main(["train", "--resume", str(r), "--quiet"]) == 0  # finishes it, or changes nothing
+        assert_same_run(r, reference)
+    print(f"{len(killer.kills)} kills over {len(runs)} runs:", killer.kills)
+    assert len(killer.kills) >= 20 and not targeted, killer.kills
