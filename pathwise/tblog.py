@@ -17,9 +17,12 @@ was logged up to a checkpoint is on disk when the checkpoint is, and survives a 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from pathlib import Path
+
+from pathwise import checkpoint as ckpt
 
 #: Seconds between flushes while training (a checkpoint always flushes).
 FLUSH_EVERY_S = 30.0
@@ -32,22 +35,32 @@ class EventLog:
         from tensorboardX.proto.event_pb2 import Event, SessionLog
         from tensorboardX.record_writer import RecordWriter
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         # TensorBoard orders a run's files by name: whole seconds first, then nanoseconds, so two processes that
         # start in the same second get two files (tensorboardX's own name would be the same, the second
         # truncating the first), in start order
         now = time.time_ns()
-        name = f"events.out.tfevents.{now // 10**9:010d}.{socket.gethostname()}.{now:020d}"
-        self.path = directory / name
-        self._writer = RecordWriter(str(self.path))
+        self.path = Path(directory) / f"events.out.tfevents.{now // 10**9:010d}.{socket.gethostname()}.{now:020d}"
+        with self._io():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = RecordWriter(str(self.path))
         self._write(Event(wall_time=now / 1e9, file_version="brain.Event:2"))
         self._write(Event(wall_time=now / 1e9, step=int(purge_from),
                           session_log=SessionLog(status=SessionLog.START)))
         self.flush()
 
+    @contextlib.contextmanager
+    def _io(self):
+        """A failed write (full disk, read-only folder) is one line naming the event file."""
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, ckpt.WriteError):
+                raise
+            raise ckpt.write_error(self.path, exc, "the events logged before it are intact") from exc
+
     def _write(self, event) -> None:
-        self._writer.write(event.SerializeToString())
+        with self._io():
+            self._writer.write(event.SerializeToString())
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         """Log ``{tag: value}`` at ``step``."""
@@ -61,12 +74,14 @@ class EventLog:
 
     def flush(self) -> None:
         """Everything logged so far to disk (before a checkpoint is written)."""
-        self._writer.flush()
+        with self._io():
+            self._writer.flush()
         self._flushed = time.monotonic()
 
     def close(self) -> None:
         self.flush()
-        self._writer.close()
+        with self._io():
+            self._writer.close()
 
 
 __all__ = ["EventLog", "FLUSH_EVERY_S"]
