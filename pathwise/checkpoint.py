@@ -84,11 +84,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):
-            full = " (the disk is full: free space)" if exc.errno == errno.ENOSPC else ""
-            raise WriteError(f"cannot write {path}: {exc.strerror or exc}{full}; the previous version of the file, if "
-                             "any, is intact. Check that its folder is writable and has free space, or choose another "
-                             "path.") from exc
+            raise write_error(path, exc, "the previous version of the file, if any, is intact") from exc
         raise
+
+
+def write_error(path: str | os.PathLike, exc: OSError, kept: str) -> WriteError:
+    """The one-line error for a failed write of ``path``; ``kept`` says what is still intact."""
+    full = " (the disk is full: free space)" if exc.errno == errno.ENOSPC else ""
+    return WriteError(f"cannot write {path}: {exc.strerror or exc}{full}; {kept}. Check that its folder is writable "
+                      "and has free space, or choose another path.")
 
 
 def remove_stale_temporaries(directory: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:

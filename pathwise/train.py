@@ -21,12 +21,14 @@ Run directory layout::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise import algorithms, ceilings, loops, registry
+from pathwise import algorithms, ceilings, loops, registry, tblog
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise import spec as spec_mod
@@ -194,6 +196,28 @@ def _perturb_keys(tree: Any, n: int) -> Any:
     return jax.tree.map(fold, tree)
 
 
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it: the block's bookkeeping is never half done.
+
+    Outside the main thread (where Python never receives SIGINT) it does nothing.
+    """
+    pending: list[int] = []
+    try:
+        if signal.getsignal(signal.SIGINT) is None:  # a handler not set from Python: it could not be put back
+            raise ValueError
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        signal.raise_signal(signal.SIGINT)  # to the handler that was there: KeyboardInterrupt by default
+
+
 @dataclasses.dataclass
 class Counters:
     iterations: int = 0
@@ -278,7 +302,8 @@ class Trainer:
         self.evals: list[dict[str, float]] = []
         self.run_info = dict(run_info or {})
         self.record = registry.record(self.env_id)
-        self._tb = None
+        self._tb: tblog.EventLog | None = None
+        self._logs_at: tuple[int, int] | None = None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             self.write_config()
@@ -313,8 +338,11 @@ class Trainer:
         if self.out is not None:  # this process now writes the run: what a killed writer left half-written goes
             ckpt.remove_stale_temporaries(self.out, RUN_FILES)
             ckpt.remove_stale_temporaries(self.out / "checkpoints", ("last.npz", "best.npz"))
+            self._open_events()
         bar = self._progress_bar(total_steps, progress_bar)
         try:
+            if self.counters.env_steps >= self.counters.next_eval:  # it stopped in an evaluation: redo it first
+                self.evaluate_and_save()
             while self.run.env_steps < total_steps:
                 info = self._one_iteration(total_steps)
                 if info is None:
@@ -325,7 +353,8 @@ class Trainer:
                 if callback is not None and callback(info) is False:
                     break
         except KeyboardInterrupt:
-            if self.out is not None:
+            if self.out is not None:  # the state is whole (see _one_iteration, evaluate_and_save): keep it
+                self._tb.flush()
                 self.save("last")
                 self.write_logs()
             raise
@@ -336,6 +365,8 @@ class Trainer:
                 self._tb.flush()
         if not self.evals or self.evals[-1]["env_steps"] != self.counters.env_steps:
             self.evaluate_and_save()
+        elif self.out is not None and self._logs_at != self._log_state():
+            self.write_logs()  # a process killed after the last checkpoint, before its logs: write them now
         return self.summary()
 
     def _progress_bar(self, total_steps: int, progress_bar: bool | None):
@@ -353,26 +384,35 @@ class Trainer:
         return post
 
     def _one_iteration(self, total_steps: int) -> dict[str, Any] | None:
-        """One iteration with its bookkeeping; None when it was rolled back as non-finite."""
+        """One iteration with its bookkeeping; None when it was rolled back as non-finite.
+
+        Ctrl-C during the iteration rolls the carry back; during the bookkeeping it waits for its end. Either
+        way the state the interrupt handler saves is one the run passes through: exact resume.
+        """
         c, snapshot, before = self.counters, self.run.carry, self.run.env_steps
+        committed = False
         t0 = time.perf_counter()
         try:
             metrics = self.run.iteration()
             jax.block_until_ready(self.run.carry)
+            with _interrupts_deferred():
+                dt = time.perf_counter() - t0
+                if self.run.env_steps <= before:
+                    raise RuntimeError(f"{self.run.name}: an iteration did not advance env_steps ({before}); every "
+                                       "iteration must consume environment steps.")
+                if not self._check_finite(metrics, snapshot):
+                    committed = True  # the retry's perturbed carry is the state to keep
+                    return None
+                c.iterations, c.env_steps, c.train_time = c.iterations + 1, self.run.env_steps, c.train_time + dt
+                row = {"iteration": c.iterations, "env_steps": c.env_steps, "time": round(c.train_time, 4),
+                       "steps_per_s": (c.env_steps - before) / max(dt, 1e-9), **metrics}
+                self.history.append(row)
+                self._log_scalars("train", row, c.env_steps)
+                committed = True
         except KeyboardInterrupt:
-            self.run.carry = snapshot  # the last consistent state
+            if not committed:
+                self.run.carry = snapshot  # the last consistent state
             raise
-        dt = time.perf_counter() - t0
-        if self.run.env_steps <= before:
-            raise RuntimeError(f"{self.run.name}: an iteration did not advance env_steps ({before}); every iteration "
-                               "must consume environment steps.")
-        if not self._check_finite(metrics, snapshot):
-            return None
-        c.iterations, c.env_steps, c.train_time = c.iterations + 1, self.run.env_steps, c.train_time + dt
-        row = {"iteration": c.iterations, "env_steps": c.env_steps, "time": round(c.train_time, 4),
-               "steps_per_s": (c.env_steps - before) / max(dt, 1e-9), **metrics}
-        self.history.append(row)
-        self._log_scalars("train", row, c.env_steps)
         info = dict(row)
         if c.env_steps >= c.next_eval or c.env_steps >= total_steps:
             info.update(self.evaluate_and_save())
@@ -406,26 +446,34 @@ class Trainer:
         return False
 
     def evaluate_and_save(self) -> dict[str, float]:
-        """Evaluate now; update best/solved counters; write checkpoints and logs."""
+        """Evaluate now; update best/solved counters; write checkpoints and logs.
+
+        Ctrl-C (or a kill) during the evaluation leaves the state as it was before it, and training resumes
+        with this evaluation; after it, the interrupt waits until the checkpoints and logs are written.
+        """
         c = self.counters
+        self._open_events()
         t0 = time.perf_counter()
         ev, returns = self._evaluate_episodes()
-        c.eval_time += time.perf_counter() - t0
-        while c.next_eval <= c.env_steps:  # after the evaluation: an interrupted one is redone on resume
-            c.next_eval += self.eval_every
-        self.evals.append({"env_steps": c.env_steps, "time": round(c.train_time, 4), **ev, EPISODE_RETURNS: returns})
-        self._log_scalars("eval", ev, c.env_steps)
-        mean, solved_at = ev["eval_return_mean"], self.record.solved_at
-        improved = mean > c.best_return
-        if improved:
-            c.best_return, c.best_step = mean, c.env_steps
-        if solved_at is not None and c.solved_step < 0 and mean >= solved_at:
-            c.solved_step, c.solved_time = c.env_steps, c.train_time
-        if self.out is not None:
+        with _interrupts_deferred():
+            c.eval_time += time.perf_counter() - t0
+            while c.next_eval <= c.env_steps:
+                c.next_eval += self.eval_every
+            self.evals.append({"env_steps": c.env_steps, "time": round(c.train_time, 4), **ev,
+                               EPISODE_RETURNS: returns})
+            self._log_scalars("eval", ev, c.env_steps)
+            mean, solved_at = ev["eval_return_mean"], self.record.solved_at
+            improved = mean > c.best_return
             if improved:
-                self.save("best")
-            self.save("last")
-            self.write_logs()
+                c.best_return, c.best_step = mean, c.env_steps
+            if solved_at is not None and c.solved_step < 0 and mean >= solved_at:
+                c.solved_step, c.solved_time = c.env_steps, c.train_time
+            if self.out is not None:
+                self._tb.flush()  # the events up to this checkpoint are on disk before it
+                if improved:
+                    self.save("best")
+                self.save("last")
+                self.write_logs()
         return ev
 
     # -- files ----------------------------------------------------------------------------------------------
@@ -451,17 +499,22 @@ class Trainer:
         _write_csv(self.out / "eval.csv", [{k: v for k, v in r.items() if k != EPISODE_RETURNS} for r in self.evals])
         self._plot()
         ckpt.atomic_write_text(self.out / "summary.json", json.dumps(self.summary(), indent=2) + "\n")
+        self._logs_at = self._log_state()
+
+    def _open_events(self) -> None:
+        """This process's TensorBoard event file; what a stopped one logged after this state is discarded
+        (:mod:`pathwise.tblog`)."""
+        if self._tb is None and self.out is not None:
+            self._tb = tblog.EventLog(self.out / "tb", purge_from=self.counters.env_steps + 1)
+
+    def _log_state(self) -> tuple[int, int]:
+        return self.counters.iterations, len(self.evals)
 
     def _log_scalars(self, prefix: str, row: dict[str, float], step: int) -> None:
-        if self.out is None:
+        if self._tb is None:  # no run directory, or not training (train() opens the event file)
             return
-        if self._tb is None:
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.out / "tb"))
-        for k, v in row.items():
-            if k not in ("iteration", "env_steps") and isinstance(v, (int, float)) and math.isfinite(v):
-                self._tb.add_scalar(f"{prefix}/{k}", v, step)
+        self._tb.scalars({f"{prefix}/{k}": v for k, v in row.items() if k not in ("iteration", "env_steps") and
+                          isinstance(v, (int, float)) and math.isfinite(v)}, step)
 
     def _plot(self) -> None:
         from matplotlib.figure import Figure
