@@ -56,8 +56,9 @@ def format_table(rows: list[dict[str, Any]], env_id: str) -> str:
     head, shown = f"per start state ({env_id}, {line}):", rows
     if len(rows) > MAX_TABLE_ROWS:  # the failing ones, ordered by their start so that a cluster shows
         shown = sorted(failing, key=lambda r: tuple(r[n] for n in names))
-        head = head[:-1] + (f": the {len(failing)} failing of {len(rows)} episodes{' by ' + names[0] if names else ''}"
-                            " (every episode: --per-start-csv FILE)")
+        listed = (f"the {len(failing)} failing of {len(rows)} episodes{' by ' + names[0] if names else ''}" if failing
+                  else f"{len(rows)} episodes")
+        head = head[:-1] + f": {listed} (every episode: --per-start-csv FILE)"
     widths = [max(len(n), 7) for n in names]
     out = [head] + (["  " + "  ".join([f"{'seed':>6}", *(f"{n:>{w}}" for n, w in zip(names, widths)),
                                        f"{'return':>9}"])] if shown else [])
