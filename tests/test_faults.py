@@ -251,11 +251,17 @@ def test_ctrl_c_in_the_bookkeeping_waits_for_its_end_then_resumes_exactly(refere
             return scalars(self, values, step)
 
         monkeypatch.setattr(tblog.EventLog, "scalars", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        train("reinforce", ENV, STEPS, seed=SEED, overrides=SMALL, out=run, eval_every=EVAL_EVERY,
-              eval_episodes=EPISODES, quiet=True)
+    # Python's own Ctrl-C handler, as in a terminal (a pytest-xdist worker ignores SIGINT, and a process that
+    # ignores it rightly never gets KeyboardInterrupt)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train("reinforce", ENV, STEPS, seed=SEED, overrides=SMALL, out=run, eval_every=EVAL_EVERY,
+                  eval_episodes=EPISODES, quiet=True)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     meta, _ = ckpt.read(run / "checkpoints" / "last.npz")
     assert len(meta["history"]) == meta["counters"]["iterations"] >= 1
     if where == "saving best.npz":
