@@ -9,8 +9,8 @@ minibatch index and every standard-normal draw comes from NumPy generators seede
 (``replay.sample`` and ``jax.random.normal`` replaced in both processes). If the update is unchanged, the final
 parameters agree to float32 rounding.
 
-    git worktree add /tmp/pathwise-old bbe9baf
-    python benchmarks/ab_svg1_update.py --old /tmp/pathwise-old
+    git worktree add ../pathwise-old bbe9baf
+    python benchmarks/ab_svg1_update.py --old ../pathwise-old
 
 Prints the largest absolute difference over all parameters of the policy, the value function and the model.
 """
