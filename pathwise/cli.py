@@ -183,10 +183,11 @@ def _parse_train(argv: list[str]):
 def _check_train_options(args: TrainArgs) -> None:
     """The run options, refused with the option's name before anything is built or written."""
     from pathwise.checkpoint import check_writable
+    from pathwise.train import SEED_LIMIT
 
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds}: train at least one seed (e.g. --seeds 4).")
-    if not 0 <= args.seed or args.seed + args.seeds > 2**31 - 10_000:
+    if not 0 <= args.seed or args.seed + args.seeds > SEED_LIMIT:
         raise ValueError(f"--seed {args.seed}: seeds must be whole numbers in [0, 2**31 - 10000) (a seed seeds JAX "
                          "and the Gymnasium resets); e.g. --seed 0.")
     for name in ("eval_every", "eval_episodes", "host_devices"):
@@ -306,6 +307,7 @@ def _held(summary: dict[str, Any]) -> str:
 
 def cmd_evaluate(argv: list[str]) -> int:
     from pathwise.agent import load
+    from pathwise.train import SEED_LIMIT
     from pathwise.envs import evaluate
 
     args = tyro.cli(EvaluateArgs, args=argv, prog="pathwise evaluate")
@@ -323,7 +325,7 @@ def cmd_evaluate(argv: list[str]) -> int:
         check_writable(args.render, "--render")
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: evaluate at least one episode (e.g. --episodes 10).")
-    if args.seed is not None and not 0 <= args.seed < 2**31 - 10_000:
+    if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
         raise ValueError(f"--seed {args.seed}: the first episode's seed must be a whole number in [0, 2**31 - 10000); "
                          "e.g. --seed 0.")
     if args.per_start_csv and (Path(args.per_start_csv).suffix.lower() != ".csv" or Path(args.per_start_csv).is_dir()):

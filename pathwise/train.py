@@ -64,6 +64,11 @@ def nonfinite_hint(config: Any) -> str:
             "environment's reward or observations can be NaN, fix them first.")
 
 
+#: Seeds are whole numbers below this bound: a run's evaluation episodes and resets add up to 10,000 to its seed,
+#: and Gymnasium's and NumPy's seeds must stay below 2**31.
+SEED_LIMIT = 2**31 - 10_000
+
+
 def check_count(value: Any, name: str, example: int) -> int:
     """``value`` as a positive whole number, else a ``ValueError`` naming ``name``, the value and an example."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or \
@@ -93,7 +98,7 @@ class Run:
     """One algorithm on one environment with one seed: its spec, its loop and the loop's carry."""
 
     def __init__(self, algorithm: algorithms.Algorithm, env_id: str, config: Any, seed: int):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**31 - 10_000:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
             raise ValueError(f"seed={seed!r} must be a whole number in [0, 2**31 - 10000) (it seeds JAX and the "
                              "Gymnasium resets).")
         self.algorithm, self.env_id, self.config, self.seed = algorithm, env_id, config, int(seed)
@@ -764,4 +769,4 @@ def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, qu
 
 
 __all__ = ["Counters", "EPISODE_RETURNS", "NonFiniteError", "Run", "STABILITY_KEYS", "Trainer", "make_run",
-           "make_trainer", "open_run", "precision", "resume", "stability", "train", "trainer_from_meta"]
+           "SEED_LIMIT", "make_trainer", "open_run", "precision", "resume", "stability", "train", "trainer_from_meta"]
