@@ -3,6 +3,8 @@
     pathwise train svg-inf --env Pendulum-v1 --steps 2000 --seed 0
     pathwise train ddpg --env Pendulum-v1 --lr 3e-4 --set tau=0.01
     pathwise train --resume runs/svg-inf-Pendulum-v1-s0-...
+    pathwise train reinforce --env mypkg.envs:make              # your own gymnasium.Env
+    pathwise train bptt --system mypkg.dynamics:MySystem        # your own differentiable System
     pathwise evaluate runs/svg-inf-Pendulum-v1-s0-... --episodes 20 --render pendulum.gif
     pathwise evaluate runs/svg-inf-Pendulum-v1-s0-... --episodes 100 --per-start-csv starts.csv
     pathwise solve ilqr --system pendulum
@@ -33,7 +35,8 @@ HELP = """usage: pathwise {train,evaluate,solve,estimators,list} ...
 End-to-end policy optimization through backpropagation (JAX).
 
 commands:
-  train ALGO --env ID   train an algorithm (pathwise list shows them); --resume RUN_DIR continues a run
+  train ALGO --env ID   train an algorithm (pathwise list shows them); --env/--system pkg.mod:name: your own;
+                        --resume RUN_DIR continues a run
   evaluate RUN_DIR      evaluate a trained run on its environment (per start state where known), render it
   solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
   estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
@@ -47,8 +50,13 @@ Run `pathwise COMMAND --help` for the options of a command.
 class TrainArgs:
     """Train ALGO on an environment; algorithm options follow (see below) or go in --set/--config."""
 
-    env: str = "Pendulum-v1"
-    """Environment: a Gymnasium id (Pendulum-v1, CartPole-v1) or a pathwise system (pathwise/Pendulum-v1, pendulum)."""
+    env: str | None = None
+    """Environment (default Pendulum-v1): a Gymnasium id (Pendulum-v1, CartPole-v1), a pathwise system
+    (pathwise/Pendulum-v1, pendulum), or your own as package.module:name, a function or class that builds a
+    gymnasium.Env (or a System) with no arguments."""
+    system: str | None = None
+    """A differentiable system instead of --env: a pathwise id (pendulum) or your own System as
+    package.module:Class (a subclass of pathwise.systems.System, or a function returning one)."""
     steps: int | None = None
     """Budget in environment steps (default: the preset's, else 20000)."""
     seed: int = 0
@@ -163,7 +171,7 @@ def _parse_train(argv: list[str]):
     wants_help = any(a in ("-h", "--help") for a in rest)
     args, unknown = tyro.cli(TrainArgs, args=[a for a in rest if a not in ("-h", "--help")],
                              prog=f"pathwise train {algorithm.name}", return_unknown_args=True)
-    env = registry.check_id(registry.canonical_id(args.env))
+    env = _problem_id(args)
     preset, settings = registry.record(env).preset(algorithm.name) if not args.no_preset else ({}, {})
     file_values = config_mod.load_file(args.config) if args.config else None
     base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values)
@@ -178,6 +186,18 @@ def _parse_train(argv: list[str]):
     cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, config_mod.parse_set(args.set))
     _check_train_options(args)
     return algorithm, env, cfg, args, settings
+
+
+def _problem_id(args: TrainArgs) -> str:
+    """The id of --env or --system (a user's own is imported and registered here: pathwise.problems)."""
+    from pathwise import problems
+
+    if args.env is not None and args.system is not None:
+        raise ValueError(f"--env {args.env} and --system {args.system}: pass one of them (--system for a "
+                         "differentiable System, --env for any environment).")
+    if args.system is not None:
+        return problems.system_id(args.system, option="--system")
+    return problems.env_id(args.env if args.env is not None else "Pendulum-v1", option="--env")
 
 
 def _check_train_options(args: TrainArgs) -> None:
