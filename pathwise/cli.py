@@ -38,6 +38,7 @@ commands:
   solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
   estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
   list                  algorithms, systems, environments with known rewards, presets
+  tune ALGO --env ID    hyperparameter search with Optuna (workers on one --storage share a study)
 
 Run `pathwise COMMAND --help` for the options of a command.
 """
@@ -71,6 +72,9 @@ class TrainArgs:
     """Algorithm options as KEY=VALUE (applied last), e.g. --set lr=3e-4 hidden=64,64."""
     no_preset: bool = False
     """Ignore the tuned preset for (ALGO, ENV) and start from the algorithm's defaults."""
+    preset_file: str | None = None
+    """A preset file (the format of pathwise/presets/*.toml; `pathwise tune` writes one): its table for --env
+    replaces the shipped preset, run settings (steps, eval_every, eval_episodes) included."""
     eval_every: int | None = None
     """Evaluate every this many environment steps (default: the preset's, else 1000)."""
     eval_episodes: int | None = None
@@ -164,7 +168,7 @@ def _parse_train(argv: list[str]):
     args, unknown = tyro.cli(TrainArgs, args=[a for a in rest if a not in ("-h", "--help")],
                              prog=f"pathwise train {algorithm.name}", return_unknown_args=True)
     env = registry.check_id(registry.canonical_id(args.env))
-    preset, settings = registry.record(env).preset(algorithm.name) if not args.no_preset else ({}, {})
+    preset, settings = _preset(algorithm.name, env, args)
     file_values = config_mod.load_file(args.config) if args.config else None
     base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values)
     if wants_help:
@@ -178,6 +182,17 @@ def _parse_train(argv: list[str]):
     cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, config_mod.parse_set(args.set))
     _check_train_options(args)
     return algorithm, env, cfg, args, settings
+
+
+def _preset(algo: str, env: str, args: TrainArgs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The preset's ``(config values, run settings)``: from --preset-file, else the shipped one, else none."""
+    from pathwise import presets
+
+    if args.preset_file is not None and args.no_preset:
+        raise ValueError("--preset-file and --no-preset contradict each other; pass one of them.")
+    if args.preset_file is not None:
+        return presets.load_file(args.preset_file, env, registry.record(env).twin)
+    return registry.record(env).preset(algo) if not args.no_preset else ({}, {})
 
 
 def _check_train_options(args: TrainArgs) -> None:
@@ -416,6 +431,12 @@ def cmd_solve(argv: list[str]) -> int:
     return solve_main(argv)
 
 
+def cmd_tune(argv: list[str]) -> int:
+    from pathwise.tune import cmd_tune as tune_main
+
+    return tune_main(argv)
+
+
 def cmd_estimators(argv: list[str]) -> int:
     from pathwise.cli_estimators import main as estimators_main
 
@@ -423,7 +444,7 @@ def cmd_estimators(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "solve": cmd_solve, "estimators": cmd_estimators,
-            "list": cmd_list}
+            "list": cmd_list, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:
