@@ -201,9 +201,9 @@ def tune(algo: str, env: str, *, trials: int, steps: int | None = None, storage:
     from pathwise.train import DEFAULT_STEPS, SEED_LIMIT
 
     algorithm = algorithms.get(algo)
-    params = space(algorithm)
     env = registry.check_id(registry.canonical_id(env))
     loops.precheck(algorithm, registry.record(env))  # an algorithm that cannot run here fails now, not in a trial
+    params = space(algorithm)
     for name, value in (("trials", trials), ("eval-episodes", eval_episodes), ("evaluations", evaluations),
                         ("steps", 1 if steps is None else steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -259,8 +259,8 @@ def open_study(storage: str, study_name: str, steps: int) -> Any:
             return optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", pruner=pruner,
                                        load_if_exists=True)
         except ImportError as exc:  # the database driver (psycopg2 for postgresql://) is not installed
-            raise ValueError(f"--storage {storage}: {exc.__cause__ or exc}; install the driver its scheme needs "
-                             "(pip install psycopg2-binary for postgresql://).") from None
+            raise ValueError(f"--storage {storage}: {exc.__cause__ or exc}; install that database driver (for "
+                             "postgresql:// with SQLAlchemy 2.1: pip install \"psycopg[binary]\").") from None
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             racing = sqlite and any(s in str(exc) for s in ("locked", "already exists", "UNIQUE constraint"))
             if racing and attempt + 1 < OPEN_ATTEMPTS:  # another worker is creating the same schema right now
