@@ -62,6 +62,7 @@ def _tune_argv(db, out) -> list[str]:
             "--quiet", "--set", *TINY_DDPG]
 
 
+@pytest.mark.slow  # two fresh interpreters that each compile, then a run: ~25 s of CPU, a minute on a busy machine
 def test_two_workers_share_one_sqlite_study_and_the_best_config_trains_from_its_preset(tmp_path, capsys):
     optuna = pytest.importorskip("optuna", reason="pathwise tune needs the tune extra (optuna)")
     db, out = tmp_path / "study.db", tmp_path / "tune"
