@@ -266,9 +266,10 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
             return lambda: _train_vmapped_seeds(algorithm, env, cfg, args, steps, trainer)
     if args.num_processes > 1:
         why = ("one seed cannot be shared; pass --seeds N" if args.seeds == 1 else "--no-vmap-seeds trains the seeds "
-               "one after another" if not args.vmap_seeds else f"only seeds trained as one vmapped program (bptt; svgk "
-               f"on a pathwise System) are shared, and {algorithm.name} on {env} does not train that way; run "
-               "`pathwise train ... --seed K` for different seeds on each machine instead")
+               "one after another" if not args.vmap_seeds else f"only seeds trained as one vmapped program (an "
+               f"algorithm of the simulated loop on a pathwise System) are shared, and "
+               f"{algorithm.name} on {env} does not train that way; run `pathwise train ... --seed K` for different "
+               "seeds on each machine instead")
         raise ValueError(f"--num-processes {args.num_processes}: {why}.")
     return sequential
 
