@@ -41,6 +41,7 @@ commands:
   solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
   estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
   list                  algorithms, systems, environments with known rewards, presets
+  tune ALGO --env ID    hyperparameter search with Optuna (workers on one --storage share a study)
 
 Run `pathwise COMMAND --help` for the options of a command.
 """
@@ -69,6 +70,15 @@ class TrainArgs:
     host_devices: int | None = None
     """With vmapped seeds on a machine without an accelerator: split the CPU into this many XLA devices and shard
     the seeds over them, so they train in parallel (default: one per core; 1 = a single device)."""
+    num_processes: int = 1
+    """With vmapped seeds: processes (one per machine, or several on one) that train the --seeds together, each
+    running this command with its own --process-id; the seeds are sharded over the devices of all of them and
+    each process evaluates and saves the seeds on its own devices."""
+    process_id: int = 0
+    """This process's index in [0, --num-processes) (0 on the machine --coordinator names)."""
+    coordinator: str | None = None
+    """With --num-processes > 1: HOST:PORT where process 0 listens, the same on every process (default:
+    $JAX_COORDINATOR_ADDRESS)."""
     out: str | None = None
     """Run directory (default: runs/ALGO-ENV-sSEED-TIMESTAMP); an existing run there is refused (see --overwrite)."""
     overwrite: bool = False
@@ -79,6 +89,9 @@ class TrainArgs:
     """Algorithm options as KEY=VALUE (applied last), e.g. --set lr=3e-4 hidden=64,64."""
     no_preset: bool = False
     """Ignore the tuned preset for (ALGO, ENV) and start from the algorithm's defaults."""
+    preset_file: str | None = None
+    """A preset file (the format of pathwise/presets/*.toml; `pathwise tune` writes one): its table for --env
+    replaces the shipped preset, run settings (steps, eval_every, eval_episodes) included."""
     eval_every: int | None = None
     """Evaluate every this many environment steps (default: the preset's, else 1000)."""
     eval_episodes: int | None = None
@@ -156,7 +169,7 @@ def cmd_train(argv: list[str]) -> int:
     summaries = _seed_runs(algorithm, env, cfg, args, steps, out_root, settings)()
     if args.seeds > 1:
         finals = [s["final_return_mean"] for s in summaries]
-        print(f"{args.seeds} seeds: final return {sum(finals) / len(finals):.1f} "
+        print(f"{len(summaries)} seeds: final return {sum(finals) / len(finals):.1f} "
               f"(min {min(finals):.1f}, max {max(finals):.1f})")
     return 0
 
@@ -172,7 +185,7 @@ def _parse_train(argv: list[str]):
     args, unknown = tyro.cli(TrainArgs, args=[a for a in rest if a not in ("-h", "--help")],
                              prog=f"pathwise train {algorithm.name}", return_unknown_args=True)
     env = _problem_id(args)
-    preset, settings = registry.record(env).preset(algorithm.name) if not args.no_preset else ({}, {})
+    preset, settings = _preset(algorithm.name, env, args)
     file_values = config_mod.load_file(args.config) if args.config else None
     base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values)
     if wants_help:
@@ -200,6 +213,17 @@ def _problem_id(args: TrainArgs) -> str:
     return problems.env_id(args.env if args.env is not None else "Pendulum-v1", option="--env")
 
 
+def _preset(algo: str, env: str, args: TrainArgs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The preset's ``(config values, run settings)``: from --preset-file, else the shipped one, else none."""
+    from pathwise import presets
+
+    if args.preset_file is not None and args.no_preset:
+        raise ValueError("--preset-file and --no-preset contradict each other; pass one of them.")
+    if args.preset_file is not None:
+        return presets.load_file(args.preset_file, env, registry.record(env).twin)
+    return registry.record(env).preset(algo) if not args.no_preset else ({}, {})
+
+
 def _check_train_options(args: TrainArgs) -> None:
     """The run options, refused with the option's name before anything is built or written."""
     from pathwise.checkpoint import check_writable
@@ -218,6 +242,9 @@ def _check_train_options(args: TrainArgs) -> None:
         raise ValueError(f"--steps {args.steps}: the budget must be a positive number of environment steps.")
     if args.out is not None:
         check_writable(args.out, "--out", directory=True)
+    from pathwise.seeds import check_processes
+
+    check_processes(args.coordinator, args.num_processes, args.process_id)
 
 
 def _refuse_existing_runs(out_root: Path, args: TrainArgs) -> None:
@@ -255,7 +282,15 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
             from pathwise import seeds as pw_seeds
 
             pw_seeds.use_host_devices(args.host_devices)  # before JAX starts: the device count is fixed after that
+            pw_seeds.start_processes(args.coordinator, args.num_processes, args.process_id)  # so is the group
             return lambda: _train_vmapped_seeds(algorithm, env, cfg, args, steps, trainer)
+    if args.num_processes > 1:
+        why = ("one seed cannot be shared; pass --seeds N" if args.seeds == 1 else "--no-vmap-seeds trains the seeds "
+               "one after another" if not args.vmap_seeds else f"only seeds trained as one vmapped program (an "
+               f"algorithm of the simulated loop on a pathwise System) are shared, and "
+               f"{algorithm.name} on {env} does not train that way; run `pathwise train ... --seed K` for different "
+               "seeds on each machine instead")
+        raise ValueError(f"--num-processes {args.num_processes}: {why}.")
     return sequential
 
 
@@ -282,21 +317,24 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
         carries, metrics = simulated.train_seeds(algorithm, spec, cfg, args.seeds, iterations, first_seed=args.seed)
         jax.block_until_ready(carries)
     elapsed = time.perf_counter() - t0
-    metrics = {k: np.asarray(v) for k, v in metrics.items()}  # one transfer, not one per seed and iteration
+    with precision(cfg):  # in a group of processes: the seeds on this process's devices
+        held = pw_seeds.local_seed_rows((carries, metrics))
     summaries = []
-    for i in range(args.seeds):
+    for i, (carry, seed_metrics) in held.items():
         t = trainer(args.seed + i, True, {"vmapped_seeds": args.seeds, "seed_devices": pw_seeds.devices_of(carries)})
         with precision(cfg):  # a float64 run's arrays stay float64
-            t.run.carry = jax.tree.map(lambda x: x[i], carries)
+            t.run.carry = carry
+        seed_metrics = {k: np.asarray(v) for k, v in seed_metrics.items()}  # one transfer per seed
         t.history = [{"iteration": it + 1, "env_steps": (it + 1) * per_iteration,
-                      **{k: float(v[i, it]) for k, v in metrics.items()}} for it in range(iterations)]
+                      **{k: float(v[it]) for k, v in seed_metrics.items()}} for it in range(iterations)]
         c = t.counters
         c.iterations, c.env_steps, c.train_time = iterations, t.run.env_steps, elapsed / args.seeds
         c.next_eval = c.env_steps
         t.evaluate_and_save()
         summaries.append(t.summary())
         _print_summary(summaries[-1], t.out)
-    print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program, {where})")
+    group = f", process {args.process_id} of {args.num_processes} saved {len(held)}" if args.num_processes > 1 else ""
+    print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program, {where}{group})")
     return summaries
 
 
@@ -436,6 +474,12 @@ def cmd_solve(argv: list[str]) -> int:
     return solve_main(argv)
 
 
+def cmd_tune(argv: list[str]) -> int:
+    from pathwise.tune import cmd_tune as tune_main
+
+    return tune_main(argv)
+
+
 def cmd_estimators(argv: list[str]) -> int:
     from pathwise.cli_estimators import main as estimators_main
 
@@ -443,7 +487,7 @@ def cmd_estimators(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "solve": cmd_solve, "estimators": cmd_estimators,
-            "list": cmd_list}
+            "list": cmd_list, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:
