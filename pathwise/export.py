@@ -69,8 +69,8 @@ def policy_fields(run: Any, deterministic: bool = True) -> tuple[str, ...]:
                           f"{run.spec.env_id}'s observations.")
     needed = tuple(f for f in state._fields if not runs_with(tuple(g for g in state._fields if g != f)))
     if not needed or not runs_with(needed):
-        raise ExportError(f"{run.name}'s act() does not act through separable parts of its state, so its policy "
-                          "cannot be exported on its own.")
+        what = "none" if not needed else "no separable set"
+        raise ExportError(f"{run.name} has no policy to export: its act() reads {what} of its state's fields.")
     return needed
 
 
@@ -195,8 +195,8 @@ def policy_arrays(run: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     deterministic action (``pathwise.policy_file``)."""
     fields = policy_fields(run, True)
     if len(fields) != 1:
-        raise ExportError(f"{run.name}'s deterministic act() uses {len(fields)} parts of its state ({', '.join(fields)}),"
-                          " not one policy network; export it with --format onnx instead.")
+        raise ExportError(f"{run.name}'s deterministic act() uses {len(fields)} parts of its state "
+                          f"({', '.join(fields)}), not one policy network; export it with --format onnx instead.")
     field = fields[0]
     policy = getattr(run.carry.algo, field)
     arrays = {f"{field}.{ckpt.name_of(path).replace('/', '.')}": np.asarray(x)
@@ -261,18 +261,28 @@ def _onnx_bytes(run: Any, probes: np.ndarray, want: np.ndarray) -> bytes:
     fn, params = inference_fn(run, True)
     meta = {"format": "pathwise-onnx", "algorithm": run.name, "env_id": run.env_id, "obs_dim": run.spec.obs_dim,
             "discrete": run.spec.discrete}
-    with run.precision():
-        model = jax2onnx.to_onnx(lambda obs: fn(params, obs), [("B", run.spec.obs_dim)], model_name="pathwise_policy",
-                                 input_names=["obs"], output_names=["action"], return_mode="proto",
-                                 enable_double_precision=bool(getattr(run.config, "float64", False)))
+    try:
+        with run.precision():
+            model = jax2onnx.to_onnx(lambda obs: fn(params, obs), [("B", run.spec.obs_dim)],
+                                     model_name="pathwise_policy", input_names=["obs"], output_names=["action"],
+                                     return_mode="proto",
+                                     enable_double_precision=bool(getattr(run.config, "float64", False)))
+    except Exception as exc:  # an operation jax2onnx cannot convert
+        raise ExportError(f"jax2onnx cannot convert {run.name}'s policy ({type(exc).__name__}: {str(exc)[:200]}); "
+                          "nothing was written. Export it with --format npz instead.") from exc
     onnx.helper.set_model_props(model, {"pathwise": json.dumps(meta)})
     data = model.SerializeToString()
     try:
         import onnxruntime
     except ModuleNotFoundError:
         return data  # nothing to check it with
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    _check_same("ONNX model", session.run(["action"], {"obs": probes})[0], want, run.spec.discrete)
+    try:
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        got = session.run(["action"], {"obs": probes})[0]
+    except Exception as exc:  # onnxruntime's own error types
+        raise ExportError(f"the exported ONNX model fails in onnxruntime ({str(exc)[:200]}); nothing was written. "
+                          "Please report this (a converter bug); --format npz exports the policy meanwhile.") from exc
+    _check_same("ONNX model", got, want, run.spec.discrete)
     return data
 
 

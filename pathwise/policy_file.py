@@ -92,7 +92,8 @@ class Policy:
         if op == "clip":
             return np.clip(x, np.asarray(step["low"], self.dtype), np.asarray(step["high"], self.dtype)).astype(
                 np.float32)
-        raise ValueError(f"unknown step {op!r}: this file was written by a newer pathwise; update pathwise.policy_file.")
+        raise ValueError(f"unknown step {op!r}: this file was written by a newer pathwise; update "
+                         "pathwise/policy_file.py.")
 
 
 def load(path: str | Path) -> Policy:
@@ -100,10 +101,11 @@ def load(path: str | Path) -> Policy:
     path = Path(path)
     if path.suffix == ".safetensors":
         try:
-            from safetensors.numpy import load_file
             from safetensors import safe_open
+            from safetensors.numpy import load_file
         except ModuleNotFoundError:
-            raise ModuleNotFoundError(f"reading {path} needs the safetensors package: pip install safetensors") from None
+            raise ModuleNotFoundError(f"reading {path} needs the safetensors package: pip install "
+                                      "safetensors") from None
         with safe_open(str(path), framework="numpy") as f:
             meta = json.loads((f.metadata() or {}).get("pathwise", "{}"))
         return Policy(load_file(str(path)), meta)

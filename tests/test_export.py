@@ -1,10 +1,13 @@
 """Policies that leave pathwise: `pathwise export` to ONNX (run by onnxruntime), npz/safetensors (run by NumPy
 alone), the pure inference function, batched predict, and the errors of bad exports."""
 
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -174,6 +177,27 @@ def test_bad_exports_are_refused_with_the_reason(agents, tmp_path, monkeypatch, 
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing half-written
+
+
+def test_an_export_that_would_differ_from_the_policy_is_not_written(agents, tmp_path, monkeypatch):
+    agent, _, _ = agents["ddpg"]
+    monkeypatch.setattr(ex.policy_file.Policy, "_apply", lambda self, step, x: x[..., :1] if step["op"] == "clip"
+                        else x)  # a runner that skips every step: not the policy
+    with pytest.raises(ex.ExportError, match="differs from the policy by up to .* nothing was written"):
+        agent.export(tmp_path / "p.npz")
+    assert not (tmp_path / "p.npz").exists()
+
+
+class _PlannerState(NamedTuple):
+    plan: jax.Array
+
+
+def test_an_algorithm_whose_act_reads_no_policy_is_refused():
+    planner = SimpleNamespace(name="planner", carry=SimpleNamespace(algo=_PlannerState(jnp.zeros((5, 1)))),
+                              algorithm=SimpleNamespace(act=lambda state, obs, key, deterministic: jnp.zeros(1)),
+                              spec=SimpleNamespace(obs_dim=3), precision=contextlib.nullcontext)
+    with pytest.raises(ex.ExportError, match="planner has no policy to export: its act\\(\\) reads none of its state"):
+        ex.inference_fn(planner)
 
 
 ALL = [("bptt", "Pendulum-v1"), ("imitation", "Pendulum-v1"), ("reinforce", "Pendulum-v1"),
