@@ -216,9 +216,10 @@ def probe_observations(run: Any, n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     shape = (n, run.spec.obs_dim)
     try:
-        space = gym.make(run.env_id).observation_space
-        low, high = np.broadcast_to(space.low, shape[1:]), np.broadcast_to(space.high, shape[1:])
-    except Exception:  # a user's environment that cannot be built here: no bounds known
+        env = gym.make(run.env_id)
+        low, high = (np.broadcast_to(getattr(env.observation_space, b), shape[1:]) for b in ("low", "high"))
+        env.close()
+    except (gym.error.Error, ImportError, AttributeError, TypeError, ValueError):  # not buildable here, or no Box
         low = high = np.full(shape[1:], np.inf)
     finite = np.isfinite(low) & np.isfinite(high)
     uniform = rng.uniform(np.where(finite, low, 0), np.where(finite, high, 1), shape)
