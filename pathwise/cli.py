@@ -25,22 +25,24 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from pathwise import algorithms, registry
+from pathwise import algorithms, helptext, registry
 from pathwise import config as config_mod
 
-HELP = """usage: pathwise {train,evaluate,solve,estimators,list} ...
+#: The commands of the top-level help, in its order.
+COMMAND_SUMMARIES = (
+    ("train ALGO --env ID", "train an algorithm (pathwise list shows them); --resume RUN_DIR continues a run"),
+    ("evaluate RUN_DIR", "evaluate a trained run on its environment (per start state where known), render it"),
+    ("solve METHOD", "trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system"),
+    ("estimators STUDY", "gradient-estimator variance studies (gaussian, pendulum)"),
+    ("list", "algorithms, systems, environments with known rewards, presets"),
+)
 
-End-to-end policy optimization through backpropagation (JAX).
 
-commands:
-  train ALGO --env ID   train an algorithm (pathwise list shows them); --resume RUN_DIR continues a run
-  evaluate RUN_DIR      evaluate a trained run on its environment (per start state where known), render it
-  solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
-  estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
-  list                  algorithms, systems, environments with known rewards, presets
-
-Run `pathwise COMMAND --help` for the options of a command.
-"""
+def top_help() -> str:
+    return helptext.page("pathwise COMMAND [options]",
+                         "End-to-end policy optimization through backpropagation (JAX).",
+                         [helptext.section("commands", COMMAND_SUMMARIES)],
+                         "Run 'pathwise COMMAND --help' for the options of a command.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +113,15 @@ class EvaluateArgs:
     Pendulum-v1's theta0, theta_dot0), return, length and whether it is below the task's failure line."""
 
 
-def _tyro_help(cls: type, prog: str, default: Any = None, description: str | None = None) -> str:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
-        tyro.cli(cls, args=["--help"], prog=prog, default=default, description=description)
-    return buf.getvalue()
+#: How the values of the options that name things are written in the help.
+METAVARS = {"env": "ID", "out": "DIR", "config": "FILE", "set": "KEY=VALUE [KEY=VALUE ...]", "resume": "RUN_DIR",
+            "run_dir": "RUN_DIR", "render": "FILE", "per_start_csv": "FILE"}
+
+
+def _help(cls: type, usage: str, description: str | None = None, **options: Any) -> str:
+    """The help page of a command whose options are the fields of dataclass ``cls``."""
+    return helptext.page(usage, description or (cls.__doc__ or ""),
+                         [helptext.section("options", helptext.options(cls, metavars=METAVARS, **options))])
 
 
 def _default_out(algo: str, env: str, seed: int) -> Path:
@@ -127,14 +133,19 @@ def cmd_train(argv: list[str]) -> int:
     from pathwise import train as tr
 
     if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
+        if helptext.has_help(argv):
+            print(_help(ResumeArgs, "pathwise train --resume RUN_DIR [options]"), end="")
+            return 0
         args = tyro.cli(ResumeArgs, args=argv, prog="pathwise train --resume")
         _, summary = tr.resume(args.resume, args.steps, quiet=args.quiet or None)
         _print_summary(summary, args.resume)
         return 0
     if not argv or argv[0].startswith("-"):
-        print("usage: pathwise train ALGO --env ID [options]   |   pathwise train --resume RUN_DIR\n")
-        print("algorithms: " + ", ".join(algorithms.available()))
-        print("\nRun `pathwise train ALGO --help` for an algorithm's options.")
+        print(helptext.page("pathwise train ALGO --env ID [options]  |  pathwise train --resume RUN_DIR [options]",
+                            "Train an algorithm on an environment, or continue a run from its last checkpoint.",
+                            [helptext.section("algorithms", ((name, algorithms.get(name).info.summary)
+                                                             for name in algorithms.available()))],
+                            "Run 'pathwise train ALGO --help' for an algorithm's options."), end="")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     parsed = _parse_train(argv)
     if parsed is None:  # --help was printed
@@ -160,24 +171,53 @@ def _parse_train(argv: list[str]):
     """
     algorithm = algorithms.get(argv[0])
     rest = argv[1:]
-    wants_help = any(a in ("-h", "--help") for a in rest)
+    wants_help = helptext.has_help(rest)
     args, unknown = tyro.cli(TrainArgs, args=[a for a in rest if a not in ("-h", "--help")],
                              prog=f"pathwise train {algorithm.name}", return_unknown_args=True)
     env = registry.check_id(registry.canonical_id(args.env))
     preset, settings = registry.record(env).preset(algorithm.name) if not args.no_preset else ({}, {})
     file_values = config_mod.load_file(args.config) if args.config else None
     base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values)
-    if wants_help:
-        print(_tyro_help(TrainArgs, f"pathwise train {algorithm.name}"))
-        print(_tyro_help(algorithm.Config, f"pathwise train {algorithm.name} [train options]", default=base,
-                         description=f"{algorithm.name} options ({algorithm.module.__name__}.Config); defaults "
-                                     f"shown include the preset for {env}. Pass them as flags or with --set "
-                                     "KEY=VALUE."))
-        return None
     cfg = tyro.cli(algorithm.Config, args=unknown, default=base, prog=f"pathwise train {algorithm.name}")
-    cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, config_mod.parse_set(args.set))
+    set_values = config_mod.parse_set(args.set)
+    cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, set_values)
+    if wants_help:
+        sources = {}
+        for name in (f.name for f in dataclasses.fields(algorithm.Config)):
+            flag = "--" + name.replace("_", "-")
+            if name in set_values:
+                sources[name] = "--set"
+            elif any(a in (flag, "--no-" + flag[2:]) or a.startswith(flag + "=") for a in unknown):
+                sources[name] = "the command line"
+            elif file_values and name in file_values:
+                sources[name] = f"--config {args.config}"
+            elif name in preset:
+                sources[name] = f"the {env} preset"
+        print(_train_help(algorithm, env, args, settings, cfg, sources), end="")
+        return None
     _check_train_options(args)
     return algorithm, env, cfg, args, settings
+
+
+def _train_help(algorithm, env: str, args: TrainArgs, settings: dict, cfg: Any, sources: dict[str, str]) -> str:
+    """``pathwise train ALGO --help``: the run options and the algorithm's, each with the value this command line
+    would use and, where it is not the default, where that value comes from."""
+    run_sources = {f.name: "the command line" for f in dataclasses.fields(TrainArgs)
+                   if getattr(args, f.name) != f.default}
+    run_sources.update({k: f"the {env} preset" for k in ("steps", "eval_every", "eval_episodes")
+                        if getattr(args, k) is None and k in settings})
+    run_values = dataclasses.replace(args, **{k: settings[k] for k in settings if k in run_sources})
+    preset_note = (f"Values marked 'from the {env} preset' are the tuned preset's (--no-preset drops them)."
+                   if any("preset" in v for v in (*sources.values(), *run_sources.values())) else
+                   f"No preset applies to {algorithm.name} on {env}.")
+    return helptext.page(
+        f"pathwise train {algorithm.name} --env ID [options] [{algorithm.name} options]",
+        f"Train {algorithm.name} on --env. {algorithm.info.summary} Algorithm options are flags (--hidden 64 64) or --set KEY=VALUE pairs; both apply after --config.",
+        [helptext.section("run options", helptext.options(TrainArgs, run_values, sources=run_sources,
+                                                          metavars=METAVARS)),
+         helptext.section(f"{algorithm.name} options (the values this command line would use)",
+                          helptext.options(algorithm.Config, cfg, sources=sources))],
+        preset_note)
 
 
 def _check_train_options(args: TrainArgs) -> None:
@@ -310,6 +350,9 @@ def cmd_evaluate(argv: list[str]) -> int:
     from pathwise.train import SEED_LIMIT
     from pathwise.envs import evaluate
 
+    if helptext.has_help(argv):
+        print(_help(EvaluateArgs, "pathwise evaluate RUN_DIR [options]", positional=("run_dir",)), end="")
+        return 0
     args = tyro.cli(EvaluateArgs, args=argv, prog="pathwise evaluate")
     if args.render:  # refuse a render target that cannot be written before evaluating
         import shutil
@@ -387,7 +430,9 @@ def cmd_list(argv: list[str]) -> int:
     from pathwise import presets, systems
 
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: pathwise list\n\nList algorithms, systems, environments with known rewards, and presets.")
+        print(helptext.page("pathwise list", "List the algorithms (one line each: action spaces, what they need, "
+                            "what they do), the differentiable systems, the environments with known rewards, and "
+                            "the presets.", []), end="")
         return 0
     if argv:
         raise ValueError(f"list takes no arguments, got {' '.join(argv)!r}; run `pathwise list`.")
@@ -432,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
-        print(HELP)
+        print(top_help(), end="")
         return 0 if argv else 2
     if argv[0] == "--version":
         from pathwise import __version__

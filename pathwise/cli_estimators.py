@@ -9,14 +9,17 @@ from typing import Literal
 
 import tyro
 
-USAGE = """usage: pathwise estimators {gaussian,pendulum} [options]
+from pathwise import helptext
 
-Variance of gradient estimators at equal sample budgets (table + plot):
-  gaussian   d/dmu E[f(x)], x ~ N(mu, sigma^2): score function vs pathwise vs finite differences as sigma -> 0
-  pendulum   gradient of a Pendulum policy's return through the true dynamics, sweeping sigma or the horizon
+STUDY_SUMMARIES = (
+    ("gaussian", "d/dmu E[f(x)], x ~ N(mu, sigma^2): score function vs pathwise vs finite differences as sigma -> 0"),
+    ("pendulum", "gradient of a Pendulum policy's return through the true dynamics, sweeping sigma or the horizon"),
+)
 
-Run `pathwise estimators STUDY --help` for a study's options.
-"""
+USAGE = helptext.page("pathwise estimators STUDY [options]",
+                      "Variance of gradient estimators at equal sample budgets (table + plot).",
+                      [helptext.section("studies", STUDY_SUMMARIES)],
+                      "Run 'pathwise estimators STUDY --help' for a study's options.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +79,17 @@ def _print(rows: list[dict], param: str) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(USAGE, end="")
         return 0 if argv else 2
     study, rest = argv[0], argv[1:]
     from pathwise.estimators import studies
 
+    studies_args = {"gaussian": GaussianArgs, "pendulum": PendulumArgs}
+    if study in studies_args and helptext.has_help(rest):
+        cls = studies_args[study]
+        print(helptext.page(f"pathwise estimators {study} [options]", cls.__doc__ or "",
+                            [helptext.section("options", helptext.options(cls))]), end="")
+        return 0
     if study == "gaussian":
         a = tyro.cli(GaussianArgs, args=rest, prog="pathwise estimators gaussian")
         rows = studies.gaussian_study(a.out, mu=a.mu, sigmas=a.sigmas, f_name=a.f, n_samples=a.n_samples,

@@ -23,23 +23,27 @@ from typing import Literal
 import numpy as np
 import tyro
 
-USAGE = """usage: pathwise solve {lqr,ilqr,shooting,mpc,conditioning} [--system NAME] [options]
+from pathwise import helptext
 
-  lqr            LQR on a LinearSystem (default: the double integrator); --horizon T for finite horizon
-  ilqr           iLQR (or DDP with --second-order) from --x0 (default: the system's hardest start)
-  shooting       gradient descent on the open-loop actions (--optimizer adam|lbfgs)
-  mpc            receding-horizon iLQR, closed loop for --steps; --episodes N also runs it on Gymnasium
-  conditioning   gradient norms of the return vs horizon, and shooting vs iLQR cost per iteration
+METHOD_SUMMARIES = (
+    ("lqr", "LQR on a LinearSystem (default: the double integrator); --horizon T for finite horizon"),
+    ("ilqr", "iLQR (or DDP with --second-order) from --x0 (default: the system's hardest start)"),
+    ("shooting", "gradient descent on the open-loop actions (--optimizer adam|lbfgs)"),
+    ("mpc", "receding-horizon iLQR, closed loop for --steps; --episodes N also runs it on Gymnasium"),
+    ("conditioning", "gradient norms of the return vs horizon, and shooting vs iLQR cost per iteration"),
+)
 
-Run `pathwise solve METHOD --help` for the options.
-"""
+USAGE = helptext.page("pathwise solve METHOD [--system NAME] [options]",
+                      "Trajectory optimization on a differentiable system; --out DIR writes the solution, a summary "
+                      "and a plot.", [helptext.section("methods", METHOD_SUMMARIES)],
+                      "Run 'pathwise solve METHOD --help' for the options.")
 
 METHODS = ("lqr", "ilqr", "shooting", "mpc", "conditioning")
 
 
 @dataclasses.dataclass(frozen=True)
 class SolveArgs:
-    """Options of ``pathwise solve``."""
+    """Solve a trajectory-optimization problem on a system (the options below say which methods use them)."""
 
     system: str | None = None
     """System: a pathwise id or short name (pendulum, cartpoleswingup, acrobotcontinuous, doubleintegrator);
@@ -278,7 +282,7 @@ def _check_counts(args: SolveArgs) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(USAGE, end="")
         return 0 if argv else 2
     method, rest = argv[0], argv[1:]
     if method not in METHODS:
@@ -289,6 +293,11 @@ def main(argv: list[str]) -> int:
         print(f"pathwise solve: unknown method {method!r}; choose one of {', '.join(METHODS)}.{hint}",
               file=sys.stderr)
         return 2
+    if helptext.has_help(rest):
+        summary = dict(METHOD_SUMMARIES)[method]
+        print(helptext.page(f"pathwise solve {method} [options]", f"{method}: {summary}.",
+                            [helptext.section("options", helptext.options(SolveArgs))]), end="")
+        return 0
     args = tyro.cli(SolveArgs, args=rest, prog=f"pathwise solve {method}")
     if args.system is None:
         args = dataclasses.replace(args, system="doubleintegrator" if method == "lqr" else "pendulum")
