@@ -264,7 +264,10 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
     def sequential() -> list[dict[str, Any]]:
         summaries = []
         for seed in range(args.seed, args.seed + args.seeds):
-            summaries.append(trainer(seed, args.quiet or None, {}).train(steps))
+            t = trainer(seed, args.quiet or None, {})
+            if seed == args.seed and t.budget_note(steps):  # said before the run, not found in its summary
+                print(t.budget_note(steps), flush=True)
+            summaries.append(t.train(steps))
             _print_summary(summaries[-1], out_root if args.seeds == 1 else out_root / f"seed_{seed}")
         return summaries
 
@@ -293,6 +296,10 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
     spec = spec_mod.from_env(env)
     per_iteration = cfg.updates_per_iteration * algorithm.hook("steps_per_update")(spec, cfg)
     iterations = max(1, math.ceil(steps / per_iteration))
+    if iterations * per_iteration > steps:
+        print(f"note: {algorithm.name} trains in whole iterations of {per_iteration:,} simulated steps "
+              f"(updates_per_iteration={cfg.updates_per_iteration}); the budget of {steps:,} becomes "
+              f"{iterations * per_iteration:,} simulated steps.", flush=True)
     devices = pw_seeds.shard_count(args.seeds, len(jax.devices()))  # what train_seeds shards over
     where = f"sharded over {devices} devices" if devices > 1 else "on one device"
     print(f"training {args.seeds} seeds of {algorithm.name} as one vmapped program, {where} ({iterations} "

@@ -353,8 +353,8 @@ class Trainer:
                 if info is None:
                     continue
                 if bar is not None:
-                    bar.update(min(self.counters.env_steps, total_steps) - bar.n)
-                    bar.set_postfix(self._postfix(info))
+                    status = {"return": self.evals[-1]["eval_return_mean"]} if self.evals else {}
+                    (bar.event if "eval_return_mean" in info else bar.update)(self.counters.env_steps, **status)
                 if callback is not None and callback(info) is False:
                     break
         except KeyboardInterrupt:
@@ -375,18 +375,39 @@ class Trainer:
         return self.summary()
 
     def _progress_bar(self, total_steps: int, progress_bar: bool | None):
+        """A :class:`pathwise.progress.Progress` in env steps (simulated steps for the simulated loop): a bar on a
+        terminal, a plain line per tenth of the budget and per evaluation otherwise; None when quiet."""
         if not ((not self.quiet) if progress_bar is None else progress_bar):
             return None
-        from tqdm.auto import tqdm
+        from pathwise.progress import Progress
 
-        return tqdm(total=int(total_steps), initial=min(self.counters.env_steps, total_steps), unit="step",
-                    desc=f"{self.run.name} {self.env_id}", dynamic_ncols=True)
+        return Progress(max(total_steps, self.planned_steps(total_steps) or 0), initial=self.counters.env_steps, desc=f"{self.run.name} {self.env_id}",
+                        unit=self.step_unit)
 
-    def _postfix(self, info: dict[str, Any]) -> dict[str, str]:
-        post = {"sps": f"{info['steps_per_s']:.0f}"}
-        if self.evals:
-            post["return"] = f"{self.evals[-1]['eval_return_mean']:.1f}"
-        return post
+    def planned_steps(self, total_steps: int) -> int | None:
+        """The env steps the run will have taken when ``train(total_steps)`` returns, where every iteration takes
+        the same number (the simulated loop; None otherwise): training stops after the iteration that reaches the
+        budget, so a budget that is not a multiple of an iteration is rounded up to one."""
+        per = self.run.loop.steps_per_iteration()
+        if per is None:
+            return None
+        done = self.counters.env_steps
+        return done + max(0, math.ceil((total_steps - done) / per)) * per
+
+    def budget_note(self, total_steps: int) -> str | None:
+        """One line saying how far past ``total_steps`` whole iterations will take the run, or None if not."""
+        planned = self.planned_steps(total_steps)
+        if planned is None or planned <= total_steps:
+            return None
+        per = self.run.loop.steps_per_iteration()
+        return (f"note: {self.run.name} trains in whole iterations of {per:,} {self.step_unit} (updates_per_iteration="
+                f"{self.run.config.updates_per_iteration}); the budget of {total_steps:,} becomes {planned:,} "
+                f"{self.step_unit}.")
+
+    @property
+    def step_unit(self) -> str:
+        """What the run's steps are: "simulated steps" (through a known System) or "env steps" (real ones)."""
+        return "simulated steps" if self.run.loop.kind == "simulated" else "env steps"
 
     def _one_iteration(self, total_steps: int) -> dict[str, Any] | None:
         """One iteration with its bookkeeping; None when it was rolled back as non-finite.
