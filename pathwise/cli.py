@@ -161,7 +161,28 @@ def cmd_train(argv: list[str]) -> int:
         finals = [s["final_return_mean"] for s in summaries]
         print(f"{args.seeds} seeds: final return {sum(finals) / len(finals):.1f} "
               f"(min {min(finals):.1f}, max {max(finals):.1f})")
+        _write_aggregate(out_root, algorithm.name, env, args, summaries)
     return 0
+
+
+def _write_aggregate(out_root: Path, algo: str, env: str, args: TrainArgs, summaries: list[dict[str, Any]]) -> None:
+    """The seeds' aggregate curve (IQM, bootstrap 95% CI) beside their directories; a note if rliable is missing."""
+    from pathwise import plots
+
+    record = registry.record(env)
+    simulated = "simulated" in str(summaries[0].get("learner", {}).get("env_steps_are", ""))
+    try:
+        path = plots.aggregate_seeds(out_root, [out_root / f"seed_{s}" for s in range(args.seed, args.seed + args.seeds)],
+                                     label=f"{algo} on {env}, {args.seeds} seeds",
+                                     step_unit="simulated steps" if simulated else "environment steps",
+                                     solved_at=record.solved_at, max_return=record.max_return)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in ("rliable", "arch", "scipy", "pandas", "seaborn"):
+            raise
+        print(f"note: no aggregate curve: {plots.RLIABLE_MISSING if exc.name != 'rliable' else exc}")
+        return
+    print(f"aggregate over {args.seeds} seeds (IQM with a 95% bootstrap confidence interval): {path}, "
+          f"{out_root / 'aggregate.csv'}")
 
 
 def _parse_train(argv: list[str]):

@@ -112,26 +112,12 @@ def _write(out: str | None, summary: dict, arrays: dict, plot) -> None:
     print(f"wrote {folder}/solution.npz, summary.json" + (", plot.png" if plot is not None else ""))
 
 
-def _plot_solution(sol, title: str):
+def _plot_solution(system, states, actions, title: str, **extra):
+    """``plot(path)``: states (angles wrapped), actions with their bounds, cost per iteration or reward per step."""
     def plot(path: Path) -> None:
-        import matplotlib
+        from pathwise.plots import save_solution
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from pathwise.checkpoint import atomic_save_figure
-
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-        axes[0].plot(np.asarray(sol.states))
-        axes[0].set(title="states", xlabel="t")
-        axes[1].step(np.arange(sol.actions.shape[0]), np.asarray(sol.actions), where="post")
-        axes[1].set(title="actions", xlabel="t")
-        hist = np.asarray(sol.cost_history)[: int(sol.iterations) + 1]
-        axes[2].plot(hist, marker=".")
-        axes[2].set(title="cost per iteration", xlabel="iteration", yscale="log" if np.all(hist > 0) else "linear")
-        fig.suptitle(title)
-        fig.tight_layout()
-        atomic_save_figure(fig, path)
+        save_solution(path, system, states, actions, title, **extra)
 
     return plot
 
@@ -173,7 +159,9 @@ def solve_lqr(args: SolveArgs) -> int:
           f"({seconds:.2f} s)")
     summary = {"method": "lqr", "system": system.name, "horizon": args.horizon, "cost": float(sol.cost),
                "K0": np.asarray(sol.K[0]).tolist(), "seconds": round(seconds, 3)}
-    _write(args.out, summary, {"states": sol.states, "actions": sol.actions, "K": sol.K, "P": sol.P}, None)
+    _write(args.out, summary, {"states": sol.states, "actions": sol.actions, "K": sol.K, "P": sol.P},
+           _plot_solution(system, sol.states, sol.actions, f"finite-horizon LQR on {system.name}, T = {args.horizon}, "
+                          f"cost {float(sol.cost):.4g}"))
     return 0
 
 
@@ -193,7 +181,9 @@ def solve_trajectory(args: SolveArgs, method: str) -> int:
     sol.cost.block_until_ready()
     summary = _report(sol, method, system, time.perf_counter() - t0)
     arrays = {"states": sol.states, "actions": sol.actions, "K": sol.K, "k": sol.k, "cost_history": sol.cost_history}
-    _write(args.out, summary, arrays, _plot_solution(sol, f"{method} on {system.name}"))
+    _write(args.out, summary, arrays, _plot_solution(system, sol.states, sol.actions, f"{method} on {system.name}, "
+                                                     f"cost {float(sol.cost):.4g}", cost_history=sol.cost_history,
+                                                     iterations=int(sol.iterations)))
     return 0
 
 
@@ -230,7 +220,9 @@ def solve_mpc(args: SolveArgs) -> int:
         summary.update(gym_id=gym_id, gym_mean=result.mean, gym_std=result.std, gym_returns=result.returns.tolist())
         print(f"on Gymnasium {gym_id}: mean return {result.mean:.2f} ± {result.std:.2f} over {args.episodes} "
               f"episodes (seeds {args.seed}..{args.seed + args.episodes - 1})")
-    _write(args.out, summary, {"states": states, "actions": actions, "rewards": rewards}, None)
+    _write(args.out, summary, {"states": states, "actions": actions, "rewards": rewards},
+           _plot_solution(system, states, actions, f"MPC (iLQR, horizon {args.mpc_horizon}) on {system.name}",
+                          rewards=rewards))
     return 0
 
 

@@ -543,44 +543,14 @@ class Trainer:
                           isinstance(v, (int, float)) and math.isfinite(v)}, step)
 
     def _plot(self) -> None:
-        from matplotlib.figure import Figure
+        from pathwise.plots import learning_curve
 
-        steps = np.array([r["env_steps"] for r in self.evals])
-        mean = np.array([r["eval_return_mean"] for r in self.evals])
-        std = np.array([r["eval_return_std"] for r in self.evals])
-        fig = Figure(figsize=(6, 4))
-        ax = fig.add_subplot()
-        ax.plot(steps, mean, marker="o", label=f"{self.run.name} (seed {self.run.seed})")
-        top, band = self.record.max_return, f"±1 std over {self.eval_episodes} evaluation episodes"
-        if top is not None:  # no episode returns more: the band would show returns that cannot happen
-            band += f", clipped at the maximum return ({top:g})"
-        ax.fill_between(steps, mean - std, mean + std if top is None else np.minimum(mean + std, top), alpha=0.2,
-                        label=band)
-        ceiling = self.ceiling()  # reads ceilings.json: once per plot
-        if ceiling is not None:
-            ax.axhline(ceiling, color="k", ls="--", lw=1, label="optimal-control ceiling (same episodes)")
-        if self.record.solved_at is not None:
-            ax.axhline(self.record.solved_at, color="g", ls=":", lw=1, label=f"solved ({self.record.solved_at:g})")
-            self._mark_solves(ax, steps, mean)
-        if self.record.failure_below is not None:
-            ax.axhline(self.record.failure_below, color="r", ls=":", lw=1,
-                       label=f"an episode below {self.record.failure_below:g} failed")
-        ax.set_xlabel(self.run.loop.env_steps_are)
-        ax.set_ylabel(f"mean return ({self.eval_episodes} episodes)")
-        ax.set_title(self.env_id)
-        ax.legend(loc="lower right", fontsize="x-small")
-        fig.tight_layout()
+        fig = learning_curve(self.evals, title=f"{self.run.name} on {self.env_id} (seed {self.run.seed})",
+                             step_unit=self.run.loop.env_steps_are, episodes=self.eval_episodes,
+                             max_return=self.record.max_return, ceiling=self.ceiling(),
+                             solved_at=self.record.solved_at, failure_below=self.record.failure_below,
+                             stably_solved_at=stability(self.evals, self.record.solved_at)["stably_solved_at"])
         ckpt.atomic_save_figure(fig, self.out / "learning_curve.png")
-
-    def _mark_solves(self, ax: Any, steps: np.ndarray, mean: np.ndarray) -> None:
-        """The first evaluation that solved (a star) and the one from which every evaluation stayed solved (a line)."""
-        first = int(np.argmax(mean >= self.record.solved_at)) if np.any(mean >= self.record.solved_at) else None
-        if first is not None:
-            ax.plot(steps[first], mean[first], "*", color="g", ms=12, zorder=3,
-                    label=f"first solved ({steps[first]:,} steps)")
-        stable = stability(self.evals, self.record.solved_at)["stably_solved_at"]
-        if stable is not None:
-            ax.axvline(stable, color="g", lw=1.5, alpha=0.6, label=f"solved from here on ({stable:,} steps)")
 
     def ceiling(self) -> float | None:
         """Mean optimal-control ceiling over this run's evaluation episodes (``pathwise.ceilings``), or None
