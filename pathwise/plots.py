@@ -68,7 +68,9 @@ def learning_curve(evals: Sequence[dict[str, Any]], *, title: str, step_unit: st
     band += f", clipped at the maximum return {max_return:g}" if max_return is not None else ""
     fig = Figure(figsize=(7, 4.4))
     ax = fig.add_subplot()
-    if len(steps) < 3:  # a band needs a few points to be seen
+    if len(steps) == 0:  # logs written before the first evaluation (an interrupted run)
+        ax.text(0.5, 0.5, "no evaluation yet", transform=ax.transAxes, ha="center", color="0.4")
+    elif len(steps) < 3:  # a band needs a few points to be seen
         ax.errorbar(steps, mean, yerr=[std, high - mean], fmt="o", capsize=6, label=band)
         ax.set_xlim(steps[0] - max(1.0, 0.05 * steps[-1]), steps[-1] + max(1.0, 0.05 * steps[-1]))
         ax.text(0.02, 0.02, f"{len(steps)} evaluation{'s' if len(steps) != 1 else ''}: a smaller --eval-every "
@@ -92,7 +94,8 @@ def learning_curve(evals: Sequence[dict[str, Any]], *, title: str, step_unit: st
         ax.axhline(failure_below, color="r", ls=":", lw=1, label=f"an episode below {failure_below:g} failed")
     ax.set(xlabel=step_unit, ylabel=f"evaluation return ({episodes} episode{'s' if episodes != 1 else ''})",
            title=title)
-    ax.legend(loc="best", fontsize="x-small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="x-small")
     fig.tight_layout()
     return fig
 

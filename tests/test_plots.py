@@ -40,6 +40,11 @@ def test_learning_curve_band_is_labelled_and_clipped_at_the_maximum_return(tmp_p
     assert (tmp_path / "curve.png").read_bytes()[:8] == PNG
 
 
+def test_a_curve_without_evaluations_is_still_written(tmp_path):
+    fig = plots.learning_curve([], title="t", step_unit="env steps", episodes=10, solved_at=-200.0)
+    assert any(t.get_text() == "no evaluation yet" for t in fig.axes[0].texts)
+
+
 def test_a_single_evaluation_is_drawn_with_error_bars_and_a_hint():
     fig = plots.learning_curve(_evals([-900.0], [40.0]), title="t", step_unit="env steps", episodes=1)
     ax = fig.axes[0]
