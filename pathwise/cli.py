@@ -176,10 +176,10 @@ def _write_aggregate(out_root: Path, algo: str, env: str, args: TrainArgs, summa
                                      label=f"{algo} on {env}, {args.seeds} seeds",
                                      step_unit="simulated steps" if simulated else "environment steps",
                                      solved_at=record.solved_at, max_return=record.max_return)
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in ("rliable", "arch", "scipy", "pandas", "seaborn"):
+    except ImportError as exc:
+        if exc.name != "rliable":
             raise
-        print(f"note: no aggregate curve: {plots.RLIABLE_MISSING if exc.name != 'rliable' else exc}")
+        print(f"note: no aggregate curve: {exc}")
         return
     print(f"aggregate over {args.seeds} seeds (IQM with a 95% bootstrap confidence interval): {path}, "
           f"{out_root / 'aggregate.csv'}")
@@ -425,7 +425,11 @@ def cmd_evaluate(argv: list[str]) -> int:
     episodes = args.episodes if args.episodes is not None else agent._trainer.eval_episodes
     if episodes < 1:
         raise ValueError(f"--episodes {episodes}: evaluate at least one episode.")
-    res = evaluate(lambda o: agent.run.act(o, deterministic=True), agent.env_id, episodes=episodes, seed=seed)
+    from pathwise.progress import Progress
+
+    with Progress(episodes, desc=f"evaluate {agent.env_id}", unit="episodes") as bar:
+        res = evaluate(lambda o: agent.run.act(o, deterministic=True), agent.env_id, episodes=episodes, seed=seed,
+                       progress=bar.update)
     print(f"{agent.run.name} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
           f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
     _per_start_report(agent.env_id, res, seed, args.per_start_csv)

@@ -170,6 +170,8 @@ def solve_trajectory(args: SolveArgs, method: str) -> int:
 
     system = _system(args.system)
     x0 = _x0(system, args)
+    print(f"{method} on {system.name}, horizon {args.horizon}: compiling, then up to {args.iterations} iterations "
+          "in one jitted call ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     if method == "ilqr":
         sol = control.ilqr(system, x0, args.horizon, max_iterations=args.iterations, second_order=args.second_order)
@@ -197,6 +199,8 @@ def solve_mpc(args: SolveArgs) -> int:
     mpc = control.MPC(system, horizon=args.mpc_horizon, iterations=args.mpc_iterations,
                       init_iterations=args.iterations)
     steps = args.steps or system.episode_length
+    print(f"MPC on {system.name}: compiling, then {steps} closed-loop steps in one jitted call ...", file=sys.stderr,
+          flush=True)
     t0 = time.perf_counter()
     states, actions, rewards = jax.jit(lambda s: mpc.rollout(s, steps))(x0)
     rewards.block_until_ready()
@@ -213,8 +217,11 @@ def solve_mpc(args: SolveArgs) -> int:
         if gym_id is None:
             raise ValueError(f"{system.name} reproduces no Gymnasium env; drop --episodes.")
         try:
+            from pathwise.progress import Progress
+
             policy = control.MPCPolicy(mpc)
-            result = evaluate(policy, gym_id, episodes=args.episodes, seed=args.seed)
+            with Progress(args.episodes, desc=f"MPC on {gym_id}", unit="episodes") as bar:
+                result = evaluate(policy, gym_id, episodes=args.episodes, seed=args.seed, progress=bar.update)
         except NotImplementedError as err:
             raise ValueError(f"{err} MPC on Gymnasium needs the state from the observation.") from None
         summary.update(gym_id=gym_id, gym_mean=result.mean, gym_std=result.std, gym_returns=result.returns.tolist())

@@ -240,12 +240,16 @@ def aggregate_seeds(root: str | os.PathLike, run_dirs: Sequence[str | os.PathLik
     """Write ``root/aggregate_curve.png`` and ``root/aggregate.csv``: the IQM over the seeds in ``run_dirs`` and
     its bootstrap 95% confidence interval at each evaluation, with every seed's own curve faintly behind.
 
-    Raises ``ModuleNotFoundError`` with :data:`RLIABLE_MISSING`'s advice when ``rliable`` is not installed.
+    Raises ``ImportError`` (``name="rliable"``) with :data:`RLIABLE_MISSING`'s advice when ``rliable`` is not
+    installed or does not import.
     """
     try:
-        import rliable  # noqa: F401
+        from rliable import library  # noqa: F401
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(RLIABLE_MISSING, name="rliable") from exc
+    except Exception as exc:  # installed, but its dependencies do not import (arch 7 under pandas 3)
+        raise ImportError(f"rliable is installed but does not import ({type(exc).__name__}: {exc}); "
+                          + RLIABLE_MISSING, name="rliable") from exc
     from matplotlib.figure import Figure
 
     root = Path(root)
