@@ -170,11 +170,10 @@ def _write_aggregate(out_root: Path, algo: str, env: str, args: TrainArgs, summa
     from pathwise import plots
 
     record = registry.record(env)
-    simulated = "simulated" in str(summaries[0].get("learner", {}).get("env_steps_are", ""))
     try:
         path = plots.aggregate_seeds(out_root, [out_root / f"seed_{s}" for s in range(args.seed, args.seed + args.seeds)],
                                      label=f"{algo} on {env}, {args.seeds} seeds",
-                                     step_unit="simulated steps" if simulated else "environment steps",
+                                     step_unit=_step_unit(summaries[0]),
                                      solved_at=record.solved_at, max_return=record.max_return)
     except ImportError as exc:
         if exc.name != "rliable":
@@ -350,7 +349,7 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
 
 def _print_summary(summary: dict[str, Any], out: Any) -> None:
     line = (f"{summary['algorithm']} on {summary['env_id']} (seed {summary['seed']}): "
-            f"{summary['env_steps']} steps, final return {summary['final_return_mean']:.1f} "
+            f"{summary['env_steps']:,} {_step_unit(summary)}, final return {summary['final_return_mean']:.1f} "
             f"± {summary['final_return_std']:.1f}, best {summary['best_return_mean']:.1f}")
     if summary.get("steps_to_solve") is not None:
         line += f", solved ({summary['solved_threshold']:g}) at {summary['steps_to_solve']} steps"
@@ -361,6 +360,12 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
         line += f", ceiling {summary['ceiling']:.1f}"
     print(line)
     print(f"run directory: {out}")
+
+
+def _step_unit(summary: dict[str, Any]) -> str:
+    """What a run's steps are: simulated (through a known System) or real environment steps."""
+    simulated = "simulated" in str(summary.get("learner", {}).get("env_steps_are", ""))
+    return "simulated steps" if simulated else "env steps"
 
 
 def _held(summary: dict[str, Any]) -> str:
