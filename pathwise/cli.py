@@ -388,17 +388,7 @@ def cmd_evaluate(argv: list[str]) -> int:
         return 0
     args = tyro.cli(EvaluateArgs, args=argv, prog="pathwise evaluate")
     if args.render:  # refuse a render target that cannot be written before evaluating
-        import shutil
-
-        suffix = Path(args.render).suffix.lower()
-        if suffix not in (".gif", ".mp4", ".png"):
-            raise ValueError(f"--render {args.render}: use a .gif, .mp4 or .png file name.")
-        if suffix == ".mp4" and shutil.which("ffmpeg") is None:
-            raise ValueError(f"--render {args.render}: writing .mp4 needs ffmpeg on PATH; install it or render to "
-                             ".gif (animation) or .png (a strip of frames) instead.")
-        from pathwise.checkpoint import check_writable
-
-        check_writable(args.render, "--render")
+        _check_render(args.render)
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: evaluate at least one episode (e.g. --episodes 10).")
     if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
@@ -445,6 +435,21 @@ def cmd_evaluate(argv: list[str]) -> int:
                                  args.render, seed=seed)
         print(f"rendered episode (seed {seed}) to {written}")
     return 0
+
+
+def _check_render(render: str) -> None:
+    """Refuse a --render file that cannot be written (wrong suffix, no ffmpeg for .mp4, unwritable)."""
+    import shutil
+
+    suffix = Path(render).suffix.lower()
+    if suffix not in (".gif", ".mp4", ".png"):
+        raise ValueError(f"--render {render}: use a .gif, .mp4 or .png file name.")
+    if suffix == ".mp4" and shutil.which("ffmpeg") is None:
+        raise ValueError(f"--render {render}: writing .mp4 needs ffmpeg on PATH; install it or render to "
+                         ".gif (animation) or .png (a strip of frames) instead.")
+    from pathwise.checkpoint import check_writable
+
+    check_writable(render, "--render")
 
 
 def _per_start_report(env_id: str, res: Any, seed: int, csv_path: str | None) -> None:
