@@ -2,7 +2,7 @@
 
 On a terminal a bar redraws itself in place with carriage returns; written to a file or a pipe those
 returns pile up into one unreadable line. So :class:`Progress` draws a tqdm bar only when its stream
-is a terminal and otherwise prints one plain line at each tenth of the work and at each event the
+is a terminal (or a notebook, where tqdm draws a widget) and otherwise prints one plain line at each tenth of the work and at each event the
 caller reports (an evaluation). Either way it shows one rate, named by its unit (``env steps/s``).
 """
 
@@ -37,7 +37,7 @@ class Progress:
         self.status: dict[str, str] = {}
         self._bar = None
         self._next_line = self._next_mark(self.n)
-        if is_terminal(self.stream):
+        if is_terminal(self.stream) or (stream is None and "ipykernel" in sys.modules):  # a notebook: a widget
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=self.total, initial=min(self.n, self.total), unit=f" {unit}", unit_scale=True,
