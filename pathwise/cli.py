@@ -27,25 +27,27 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from pathwise import algorithms, registry
+from pathwise import algorithms, helptext, registry
 from pathwise import config as config_mod
 
-HELP = """usage: pathwise {train,evaluate,export,solve,estimators,list} ...
+#: The commands of the top-level help, in its order.
+COMMAND_SUMMARIES = (
+    ("train ALGO --env ID", "train an algorithm (pathwise list shows them); --env/--system pkg.mod:name: your own; "
+                            "--resume RUN_DIR continues a run"),
+    ("evaluate RUN_DIR", "evaluate a trained run on its environment (per start state where known), render it"),
+    ("export RUN --out FILE", "the policy alone as ONNX, npz or safetensors (runs without pathwise)"),
+    ("solve METHOD", "trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system"),
+    ("estimators STUDY", "gradient-estimator variance studies (gaussian, pendulum)"),
+    ("list", "algorithms, systems, environments with known rewards, presets"),
+    ("tune ALGO --env ID", "hyperparameter search with Optuna (workers on one --storage share a study)"),
+)
 
-End-to-end policy optimization through backpropagation (JAX).
 
-commands:
-  train ALGO --env ID   train an algorithm (pathwise list shows them); --env/--system pkg.mod:name: your own;
-                        --resume RUN_DIR continues a run
-  evaluate RUN_DIR      evaluate a trained run on its environment (per start state where known), render it
-  export RUN --out FILE the policy alone as ONNX, npz or safetensors (runs without pathwise)
-  solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
-  estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
-  list                  algorithms, systems, environments with known rewards, presets
-  tune ALGO --env ID    hyperparameter search with Optuna (workers on one --storage share a study)
-
-Run `pathwise COMMAND --help` for the options of a command.
-"""
+def top_help() -> str:
+    return helptext.page("pathwise COMMAND [options]",
+                         "End-to-end policy optimization through backpropagation (JAX).",
+                         [helptext.section("commands", COMMAND_SUMMARIES)],
+                         "Run 'pathwise COMMAND --help' for the options of a command.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,11 +135,15 @@ class EvaluateArgs:
     Pendulum-v1's theta0, theta_dot0), return, length and whether it is below the task's failure line."""
 
 
-def _tyro_help(cls: type, prog: str, default: Any = None, description: str | None = None) -> str:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
-        tyro.cli(cls, args=["--help"], prog=prog, default=default, description=description)
-    return buf.getvalue()
+#: How the values of the options that name things are written in the help.
+METAVARS = {"env": "ID", "out": "DIR", "config": "FILE", "set": "KEY=VALUE [KEY=VALUE ...]", "resume": "RUN_DIR",
+            "run_dir": "RUN_DIR", "render": "FILE", "per_start_csv": "FILE"}
+
+
+def _help(cls: type, usage: str, description: str | None = None, **options: Any) -> str:
+    """The help page of a command whose options are the fields of dataclass ``cls``."""
+    return helptext.page(usage, description or (cls.__doc__ or ""),
+                         [helptext.section("options", helptext.options(cls, metavars=METAVARS, **options))])
 
 
 def _default_out(algo: str, env: str, seed: int) -> Path:
@@ -149,14 +155,19 @@ def cmd_train(argv: list[str]) -> int:
     from pathwise import train as tr
 
     if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
+        if helptext.has_help(argv):
+            print(_help(ResumeArgs, "pathwise train --resume RUN_DIR [options]"), end="")
+            return 0
         args = tyro.cli(ResumeArgs, args=argv, prog="pathwise train --resume")
         _, summary = tr.resume(args.resume, args.steps, quiet=args.quiet or None)
         _print_summary(summary, args.resume)
         return 0
     if not argv or argv[0].startswith("-"):
-        print("usage: pathwise train ALGO --env ID [options]   |   pathwise train --resume RUN_DIR\n")
-        print("algorithms: " + ", ".join(algorithms.available()))
-        print("\nRun `pathwise train ALGO --help` for an algorithm's options.")
+        print(helptext.page("pathwise train ALGO --env ID [options]  |  pathwise train --resume RUN_DIR [options]",
+                            "Train an algorithm on an environment, or continue a run from its last checkpoint.",
+                            [helptext.section("algorithms", ((name, algorithms.get(name).info.summary)
+                                                             for name in algorithms.available()))],
+                            "Run 'pathwise train ALGO --help' for an algorithm's options."), end="")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     parsed = _parse_train(argv)
     if parsed is None:  # --help was printed
@@ -172,7 +183,27 @@ def cmd_train(argv: list[str]) -> int:
         finals = [s["final_return_mean"] for s in summaries]
         print(f"{len(summaries)} seeds: final return {sum(finals) / len(finals):.1f} "
               f"(min {min(finals):.1f}, max {max(finals):.1f})")
+        _write_aggregate(out_root, algorithm.name, env, args, summaries)
     return 0
+
+
+def _write_aggregate(out_root: Path, algo: str, env: str, args: TrainArgs, summaries: list[dict[str, Any]]) -> None:
+    """The seeds' aggregate curve (IQM, bootstrap 95% CI) beside their directories; a note if rliable is missing."""
+    from pathwise import plots
+
+    record = registry.record(env)
+    try:
+        path = plots.aggregate_seeds(out_root, [out_root / f"seed_{s}" for s in range(args.seed, args.seed + args.seeds)],
+                                     label=f"{algo} on {env}, {args.seeds} seeds",
+                                     step_unit=_step_unit(summaries[0]),
+                                     solved_at=record.solved_at, max_return=record.max_return)
+    except ImportError as exc:
+        if exc.name != "rliable":
+            raise
+        print(f"note: no aggregate curve: {exc}")
+        return
+    print(f"aggregate over {args.seeds} seeds (IQM with a 95% bootstrap confidence interval): {path}, "
+          f"{out_root / 'aggregate.csv'}")
 
 
 def _parse_train(argv: list[str]):
@@ -182,22 +213,30 @@ def _parse_train(argv: list[str]):
     """
     algorithm = algorithms.get(argv[0])
     rest = argv[1:]
-    wants_help = any(a in ("-h", "--help") for a in rest)
+    wants_help = helptext.has_help(rest)
     args, unknown = tyro.cli(TrainArgs, args=[a for a in rest if a not in ("-h", "--help")],
                              prog=f"pathwise train {algorithm.name}", return_unknown_args=True)
     env = _problem_id(args)
     preset, settings = _preset(algorithm.name, env, args)
     file_values = config_mod.load_file(args.config) if args.config else None
     base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values)
-    if wants_help:
-        print(_tyro_help(TrainArgs, f"pathwise train {algorithm.name}"))
-        print(_tyro_help(algorithm.Config, f"pathwise train {algorithm.name} [train options]", default=base,
-                         description=f"{algorithm.name} options ({algorithm.module.__name__}.Config); defaults "
-                                     f"shown include the preset for {env}. Pass them as flags or with --set "
-                                     "KEY=VALUE."))
-        return None
     cfg = tyro.cli(algorithm.Config, args=unknown, default=base, prog=f"pathwise train {algorithm.name}")
-    cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, config_mod.parse_set(args.set))
+    set_values = config_mod.parse_set(args.set)
+    cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, set_values)
+    if wants_help:
+        sources = {}
+        for name in (f.name for f in dataclasses.fields(algorithm.Config)):
+            flag = "--" + name.replace("_", "-")
+            if name in set_values:
+                sources[name] = "--set"
+            elif any(a in (flag, "--no-" + flag[2:]) or a.startswith(flag + "=") for a in unknown):
+                sources[name] = "the command line"
+            elif file_values and name in file_values:
+                sources[name] = f"--config {args.config}"
+            elif name in preset:
+                sources[name] = f"the {env} preset"
+        print(_train_help(algorithm, env, args, settings, cfg, sources), end="")
+        return None
     _check_train_options(args)
     return algorithm, env, cfg, args, settings
 
@@ -223,6 +262,27 @@ def _preset(algo: str, env: str, args: TrainArgs) -> tuple[dict[str, Any], dict[
     if args.preset_file is not None:
         return presets.load_file(args.preset_file, env, registry.record(env).twin)
     return registry.record(env).preset(algo) if not args.no_preset else ({}, {})
+
+
+def _train_help(algorithm, env: str, args: TrainArgs, settings: dict, cfg: Any, sources: dict[str, str]) -> str:
+    """``pathwise train ALGO --help``: the run options and the algorithm's, each with the value this command line
+    would use and, where it is not the default, where that value comes from."""
+    run_sources = {f.name: "the command line" for f in dataclasses.fields(TrainArgs)
+                   if getattr(args, f.name) != f.default}
+    run_sources.update({k: f"the {env} preset" for k in ("steps", "eval_every", "eval_episodes")
+                        if getattr(args, k) is None and k in settings})
+    run_values = dataclasses.replace(args, **{k: settings[k] for k in settings if k in run_sources})
+    preset_note = (f"Values marked 'from the {env} preset' are the tuned preset's (--no-preset drops them)."
+                   if any("preset" in v for v in (*sources.values(), *run_sources.values())) else
+                   f"No preset applies to {algorithm.name} on {env}.")
+    return helptext.page(
+        f"pathwise train {algorithm.name} --env ID [options] [{algorithm.name} options]",
+        f"Train {algorithm.name} on --env. {algorithm.info.summary} Algorithm options are flags (--hidden 64 64) or --set KEY=VALUE pairs; both apply after --config.",
+        [helptext.section("run options", helptext.options(TrainArgs, run_values, sources=run_sources,
+                                                          metavars=METAVARS)),
+         helptext.section(f"{algorithm.name} options (the values this command line would use)",
+                          helptext.options(algorithm.Config, cfg, sources=sources))],
+        preset_note)
 
 
 def _check_train_options(args: TrainArgs) -> None:
@@ -272,7 +332,10 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
     def sequential() -> list[dict[str, Any]]:
         summaries = []
         for seed in range(args.seed, args.seed + args.seeds):
-            summaries.append(trainer(seed, args.quiet or None, {}).train(steps))
+            t = trainer(seed, args.quiet or None, {})
+            if seed == args.seed and t.budget_note(steps):  # said before the run, not found in its summary
+                print(t.budget_note(steps), flush=True)
+            summaries.append(t.train(steps))
             _print_summary(summaries[-1], out_root if args.seeds == 1 else out_root / f"seed_{seed}")
         return summaries
 
@@ -309,6 +372,10 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
     spec = spec_mod.from_env(env)
     per_iteration = cfg.updates_per_iteration * algorithm.hook("steps_per_update")(spec, cfg)
     iterations = max(1, math.ceil(steps / per_iteration))
+    if iterations * per_iteration > steps:
+        print(f"note: {algorithm.name} trains in whole iterations of {per_iteration:,} simulated steps "
+              f"(updates_per_iteration={cfg.updates_per_iteration}); the budget of {steps:,} becomes "
+              f"{iterations * per_iteration:,} simulated steps.", flush=True)
     devices = pw_seeds.shard_count(args.seeds, len(jax.devices()))  # what train_seeds shards over
     where = f"sharded over {devices} devices" if devices > 1 else "on one device"
     print(f"training {args.seeds} seeds of {algorithm.name} as one vmapped program, {where} ({iterations} "
@@ -341,7 +408,7 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
 
 def _print_summary(summary: dict[str, Any], out: Any) -> None:
     line = (f"{summary['algorithm']} on {summary['env_id']} (seed {summary['seed']}): "
-            f"{summary['env_steps']} steps, final return {summary['final_return_mean']:.1f} "
+            f"{summary['env_steps']:,} {_step_unit(summary)}, final return {summary['final_return_mean']:.1f} "
             f"± {summary['final_return_std']:.1f}, best {summary['best_return_mean']:.1f}")
     if summary.get("steps_to_solve") is not None:
         line += f", solved ({summary['solved_threshold']:g}) at {summary['steps_to_solve']} steps"
@@ -352,6 +419,12 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
         line += f", ceiling {summary['ceiling']:.1f}"
     print(line)
     print(f"run directory: {out}")
+
+
+def _step_unit(summary: dict[str, Any]) -> str:
+    """What a run's steps are: simulated (through a known System) or real environment steps."""
+    simulated = "simulated" in str(summary.get("learner", {}).get("env_steps_are", ""))
+    return "simulated steps" if simulated else "env steps"
 
 
 def _held(summary: dict[str, Any]) -> str:
@@ -369,19 +442,12 @@ def cmd_evaluate(argv: list[str]) -> int:
     from pathwise.train import SEED_LIMIT
     from pathwise.envs import evaluate
 
+    if helptext.has_help(argv):
+        print(_help(EvaluateArgs, "pathwise evaluate RUN_DIR [options]", positional=("run_dir",)), end="")
+        return 0
     args = tyro.cli(EvaluateArgs, args=argv, prog="pathwise evaluate")
     if args.render:  # refuse a render target that cannot be written before evaluating
-        import shutil
-
-        suffix = Path(args.render).suffix.lower()
-        if suffix not in (".gif", ".mp4", ".png"):
-            raise ValueError(f"--render {args.render}: use a .gif, .mp4 or .png file name.")
-        if suffix == ".mp4" and shutil.which("ffmpeg") is None:
-            raise ValueError(f"--render {args.render}: writing .mp4 needs ffmpeg on PATH; install it or render to "
-                             ".gif (animation) or .png (a strip of frames) instead.")
-        from pathwise.checkpoint import check_writable
-
-        check_writable(args.render, "--render")
+        _check_render(args.render)
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: evaluate at least one episode (e.g. --episodes 10).")
     if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
@@ -413,7 +479,11 @@ def cmd_evaluate(argv: list[str]) -> int:
     episodes = args.episodes if args.episodes is not None else agent._trainer.eval_episodes
     if episodes < 1:
         raise ValueError(f"--episodes {episodes}: evaluate at least one episode.")
-    res = evaluate(lambda o: agent.run.act(o, deterministic=True), agent.env_id, episodes=episodes, seed=seed)
+    from pathwise.progress import Progress
+
+    with Progress(episodes, desc=f"evaluate {agent.env_id}", unit="episodes") as bar:
+        res = evaluate(lambda o: agent.run.act(o, deterministic=True), agent.env_id, episodes=episodes, seed=seed,
+                       progress=bar.update)
     print(f"{agent.run.name} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
           f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
     _per_start_report(agent.env_id, res, seed, args.per_start_csv)
@@ -424,6 +494,21 @@ def cmd_evaluate(argv: list[str]) -> int:
                                  args.render, seed=seed)
         print(f"rendered episode (seed {seed}) to {written}")
     return 0
+
+
+def _check_render(render: str) -> None:
+    """Refuse a --render file that cannot be written (wrong suffix, no ffmpeg for .mp4, unwritable)."""
+    import shutil
+
+    suffix = Path(render).suffix.lower()
+    if suffix not in (".gif", ".mp4", ".png"):
+        raise ValueError(f"--render {render}: use a .gif, .mp4 or .png file name.")
+    if suffix == ".mp4" and shutil.which("ffmpeg") is None:
+        raise ValueError(f"--render {render}: writing .mp4 needs ffmpeg on PATH; install it or render to "
+                         ".gif (animation) or .png (a strip of frames) instead.")
+    from pathwise.checkpoint import check_writable
+
+    check_writable(render, "--render")
 
 
 def _per_start_report(env_id: str, res: Any, seed: int, csv_path: str | None) -> None:
@@ -452,7 +537,9 @@ def cmd_list(argv: list[str]) -> int:
     from pathwise import presets, systems
 
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: pathwise list\n\nList algorithms, systems, environments with known rewards, and presets.")
+        print(helptext.page("pathwise list", "List the algorithms (one line each: action spaces, what they need, "
+                            "what they do), the differentiable systems, the environments with known rewards, and "
+                            "the presets.", []), end="")
         return 0
     if argv:
         raise ValueError(f"list takes no arguments, got {' '.join(argv)!r}; run `pathwise list`.")
@@ -503,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
-        print(HELP)
+        print(top_help(), end="")
         return 0 if argv else 2
     if argv[0] == "--version":
         from pathwise import __version__

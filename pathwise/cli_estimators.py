@@ -9,14 +9,17 @@ from typing import Literal
 
 import tyro
 
-USAGE = """usage: pathwise estimators {gaussian,pendulum} [options]
+from pathwise import helptext
 
-Variance of gradient estimators at equal sample budgets (table + plot):
-  gaussian   d/dmu E[f(x)], x ~ N(mu, sigma^2): score function vs pathwise vs finite differences as sigma -> 0
-  pendulum   gradient of a Pendulum policy's return through the true dynamics, sweeping sigma or the horizon
+STUDY_SUMMARIES = (
+    ("gaussian", "d/dmu E[f(x)], x ~ N(mu, sigma^2): score function vs pathwise vs finite differences as sigma -> 0"),
+    ("pendulum", "gradient of a Pendulum policy's return through the true dynamics, sweeping sigma or the horizon"),
+)
 
-Run `pathwise estimators STUDY --help` for a study's options.
-"""
+USAGE = helptext.page("pathwise estimators STUDY [options]",
+                      "Variance of gradient estimators at equal sample budgets (table + plot).",
+                      [helptext.section("studies", STUDY_SUMMARIES)],
+                      "Run 'pathwise estimators STUDY --help' for a study's options.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,25 +77,43 @@ def _print(rows: list[dict], param: str) -> None:
         print("  ".join(f"{c:>19.4g}" if isinstance(c, float) else f"{str(c):>19s}" for c in cells))
 
 
+def _progress(study: str, count: int, unit: str):
+    """The study's progress, one step per swept value (each compiles and runs every estimator)."""
+    from pathwise.progress import Progress
+
+    print(f"estimators {study}: {count} {unit}, each compiled and run for every estimator", flush=True)
+    return Progress(count, desc=f"estimators {study}", unit=unit)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(USAGE, end="")
         return 0 if argv else 2
     study, rest = argv[0], argv[1:]
     from pathwise.estimators import studies
 
+    studies_args = {"gaussian": GaussianArgs, "pendulum": PendulumArgs}
+    if study in studies_args and helptext.has_help(rest):
+        cls = studies_args[study]
+        print(helptext.page(f"pathwise estimators {study} [options]", cls.__doc__ or "",
+                            [helptext.section("options", helptext.options(cls))]), end="")
+        return 0
     if study == "gaussian":
         a = tyro.cli(GaussianArgs, args=rest, prog="pathwise estimators gaussian")
-        rows = studies.gaussian_study(a.out, mu=a.mu, sigmas=a.sigmas, f_name=a.f, n_samples=a.n_samples,
-                                      n_repeats=a.n_repeats, seed=a.seed)
+        with _progress("gaussian", len(a.sigmas), "sigma values") as bar:
+            rows = studies.gaussian_study(a.out, mu=a.mu, sigmas=a.sigmas, f_name=a.f, n_samples=a.n_samples,
+                                          n_repeats=a.n_repeats, seed=a.seed, progress=lambda i, n: bar.update(i))
         _print(rows, "sigma")
         print(f"score-function variance vs sigma: log-log slope {rows[0]['score_slope']:.2f} (theory: -2)")
         stem = Path(a.out) / "estimators_gaussian"
     elif study == "pendulum":
         a = tyro.cli(PendulumArgs, args=rest, prog="pathwise estimators pendulum")
-        rows = studies.pendulum_study(a.out, sweep_over=a.sweep, values=a.values, sigma=a.sigma, horizon=a.horizon,
-                                      n_samples=a.n_samples, n_repeats=a.n_repeats,
-                                      reference_samples=a.reference_samples, seed=a.seed)
+        count = len(a.values) if a.values is not None else (4 if a.sweep == "sigma" else 5)  # the study's defaults
+        with _progress(f"pendulum ({a.sweep})", count, f"{a.sweep} values") as bar:
+            rows = studies.pendulum_study(a.out, sweep_over=a.sweep, values=a.values, sigma=a.sigma,
+                                          horizon=a.horizon, n_samples=a.n_samples, n_repeats=a.n_repeats,
+                                          reference_samples=a.reference_samples, seed=a.seed,
+                                          progress=lambda i, n: bar.event(i))
         _print(rows, a.sweep)
         stem = Path(a.out) / f"estimators_pendulum_{a.sweep}"
     else:

@@ -15,7 +15,7 @@ class ExportArgs:
     """Write a run's deterministic policy (what agent.predict returns) to a file that runs without pathwise."""
 
     run: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN")]
-    """Run directory written by `pathwise train` (or an agent .npz file saved with agent.save())."""
+    """Run directory written by pathwise train (or an agent .npz file saved with agent.save())."""
     out: str
     """File to write (.onnx, .npz or .safetensors)."""
     format: Literal["onnx", "npz", "safetensors"] | None = None
@@ -29,6 +29,13 @@ def main(argv: list[str]) -> int:
     from pathwise import export
     from pathwise.checkpoint import check_writable
 
+    from pathwise import helptext
+
+    if helptext.has_help(argv):
+        print(helptext.page("pathwise export RUN --out FILE [options]", ExportArgs.__doc__ or "",
+                            [helptext.section("options", helptext.options(
+                                ExportArgs, positional=("run",), metavars={"run": "RUN", "out": "FILE"}))]), end="")
+        return 0
     args = tyro.cli(ExportArgs, args=argv, prog="pathwise export")
     fmt = args.format
     if fmt is None:

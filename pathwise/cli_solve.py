@@ -23,23 +23,27 @@ from typing import Literal
 import numpy as np
 import tyro
 
-USAGE = """usage: pathwise solve {lqr,ilqr,shooting,mpc,conditioning} [--system NAME] [options]
+from pathwise import helptext
 
-  lqr            LQR on a LinearSystem (default: the double integrator); --horizon T for finite horizon
-  ilqr           iLQR (or DDP with --second-order) from --x0 (default: the system's hardest start)
-  shooting       gradient descent on the open-loop actions (--optimizer adam|lbfgs)
-  mpc            receding-horizon iLQR, closed loop for --steps; --episodes N also runs it on Gymnasium
-  conditioning   gradient norms of the return vs horizon, and shooting vs iLQR cost per iteration
+METHOD_SUMMARIES = (
+    ("lqr", "LQR on a LinearSystem (default: the double integrator); --horizon T for finite horizon"),
+    ("ilqr", "iLQR (or DDP with --second-order) from --x0 (default: the system's hardest start)"),
+    ("shooting", "gradient descent on the open-loop actions (--optimizer adam|lbfgs)"),
+    ("mpc", "receding-horizon iLQR, closed loop for --steps; --episodes N also runs it on Gymnasium"),
+    ("conditioning", "gradient norms of the return vs horizon, and shooting vs iLQR cost per iteration"),
+)
 
-Run `pathwise solve METHOD --help` for the options.
-"""
+USAGE = helptext.page("pathwise solve METHOD [--system NAME] [options]",
+                      "Trajectory optimization on a differentiable system; --out DIR writes the solution, a summary "
+                      "and a plot.", [helptext.section("methods", METHOD_SUMMARIES)],
+                      "Run 'pathwise solve METHOD --help' for the options.")
 
 METHODS = ("lqr", "ilqr", "shooting", "mpc", "conditioning")
 
 
 @dataclasses.dataclass(frozen=True)
 class SolveArgs:
-    """Options of ``pathwise solve``."""
+    """Solve a trajectory-optimization problem on a system (the options below say which methods use them)."""
 
     system: str | None = None
     """System: a pathwise id or short name (pendulum, cartpoleswingup, acrobotcontinuous, doubleintegrator);
@@ -108,26 +112,12 @@ def _write(out: str | None, summary: dict, arrays: dict, plot) -> None:
     print(f"wrote {folder}/solution.npz, summary.json" + (", plot.png" if plot is not None else ""))
 
 
-def _plot_solution(sol, title: str):
+def _plot_solution(system, states, actions, title: str, **extra):
+    """``plot(path)``: states (angles wrapped), actions with their bounds, cost per iteration or reward per step."""
     def plot(path: Path) -> None:
-        import matplotlib
+        from pathwise.plots import save_solution
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from pathwise.checkpoint import atomic_save_figure
-
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-        axes[0].plot(np.asarray(sol.states))
-        axes[0].set(title="states", xlabel="t")
-        axes[1].step(np.arange(sol.actions.shape[0]), np.asarray(sol.actions), where="post")
-        axes[1].set(title="actions", xlabel="t")
-        hist = np.asarray(sol.cost_history)[: int(sol.iterations) + 1]
-        axes[2].plot(hist, marker=".")
-        axes[2].set(title="cost per iteration", xlabel="iteration", yscale="log" if np.all(hist > 0) else "linear")
-        fig.suptitle(title)
-        fig.tight_layout()
-        atomic_save_figure(fig, path)
+        save_solution(path, system, states, actions, title, **extra)
 
     return plot
 
@@ -169,7 +159,9 @@ def solve_lqr(args: SolveArgs) -> int:
           f"({seconds:.2f} s)")
     summary = {"method": "lqr", "system": system.name, "horizon": args.horizon, "cost": float(sol.cost),
                "K0": np.asarray(sol.K[0]).tolist(), "seconds": round(seconds, 3)}
-    _write(args.out, summary, {"states": sol.states, "actions": sol.actions, "K": sol.K, "P": sol.P}, None)
+    _write(args.out, summary, {"states": sol.states, "actions": sol.actions, "K": sol.K, "P": sol.P},
+           _plot_solution(system, sol.states, sol.actions, f"finite-horizon LQR on {system.name}, T = {args.horizon}, "
+                          f"cost {float(sol.cost):.4g}"))
     return 0
 
 
@@ -178,6 +170,8 @@ def solve_trajectory(args: SolveArgs, method: str) -> int:
 
     system = _system(args.system)
     x0 = _x0(system, args)
+    print(f"{method} on {system.name}, horizon {args.horizon}: compiling, then up to {args.iterations} iterations "
+          "in one jitted call ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     if method == "ilqr":
         sol = control.ilqr(system, x0, args.horizon, max_iterations=args.iterations, second_order=args.second_order)
@@ -189,7 +183,9 @@ def solve_trajectory(args: SolveArgs, method: str) -> int:
     sol.cost.block_until_ready()
     summary = _report(sol, method, system, time.perf_counter() - t0)
     arrays = {"states": sol.states, "actions": sol.actions, "K": sol.K, "k": sol.k, "cost_history": sol.cost_history}
-    _write(args.out, summary, arrays, _plot_solution(sol, f"{method} on {system.name}"))
+    _write(args.out, summary, arrays, _plot_solution(system, sol.states, sol.actions, f"{method} on {system.name}, "
+                                                     f"cost {float(sol.cost):.4g}", cost_history=sol.cost_history,
+                                                     iterations=int(sol.iterations)))
     return 0
 
 
@@ -203,6 +199,8 @@ def solve_mpc(args: SolveArgs) -> int:
     mpc = control.MPC(system, horizon=args.mpc_horizon, iterations=args.mpc_iterations,
                       init_iterations=args.iterations)
     steps = args.steps or system.episode_length
+    print(f"MPC on {system.name}: compiling, then {steps} closed-loop steps in one jitted call ...", file=sys.stderr,
+          flush=True)
     t0 = time.perf_counter()
     states, actions, rewards = jax.jit(lambda s: mpc.rollout(s, steps))(x0)
     rewards.block_until_ready()
@@ -219,14 +217,19 @@ def solve_mpc(args: SolveArgs) -> int:
         if gym_id is None:
             raise ValueError(f"{system.name} reproduces no Gymnasium env; drop --episodes.")
         try:
+            from pathwise.progress import Progress
+
             policy = control.MPCPolicy(mpc)
-            result = evaluate(policy, gym_id, episodes=args.episodes, seed=args.seed)
+            with Progress(args.episodes, desc=f"MPC on {gym_id}", unit="episodes") as bar:
+                result = evaluate(policy, gym_id, episodes=args.episodes, seed=args.seed, progress=bar.update)
         except NotImplementedError as err:
             raise ValueError(f"{err} MPC on Gymnasium needs the state from the observation.") from None
         summary.update(gym_id=gym_id, gym_mean=result.mean, gym_std=result.std, gym_returns=result.returns.tolist())
         print(f"on Gymnasium {gym_id}: mean return {result.mean:.2f} ± {result.std:.2f} over {args.episodes} "
               f"episodes (seeds {args.seed}..{args.seed + args.episodes - 1})")
-    _write(args.out, summary, {"states": states, "actions": actions, "rewards": rewards}, None)
+    _write(args.out, summary, {"states": states, "actions": actions, "rewards": rewards},
+           _plot_solution(system, states, actions, f"MPC (iLQR, horizon {args.mpc_horizon}) on {system.name}",
+                          rewards=rewards))
     return 0
 
 
@@ -278,7 +281,7 @@ def _check_counts(args: SolveArgs) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(USAGE, end="")
         return 0 if argv else 2
     method, rest = argv[0], argv[1:]
     if method not in METHODS:
@@ -289,6 +292,11 @@ def main(argv: list[str]) -> int:
         print(f"pathwise solve: unknown method {method!r}; choose one of {', '.join(METHODS)}.{hint}",
               file=sys.stderr)
         return 2
+    if helptext.has_help(rest):
+        summary = dict(METHOD_SUMMARIES)[method]
+        print(helptext.page(f"pathwise solve {method} [options]", f"{method}: {summary}.",
+                            [helptext.section("options", helptext.options(SolveArgs))]), end="")
+        return 0
     args = tyro.cli(SolveArgs, args=rest, prog=f"pathwise solve {method}")
     if args.system is None:
         args = dataclasses.replace(args, system="doubleintegrator" if method == "lqr" else "pendulum")

@@ -17,6 +17,13 @@ from pathwise.checkpoint import atomic_save_figure, atomic_write_bytes
 def collect_frames(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int = 0,
                    max_steps: int | None = None) -> tuple[list[np.ndarray], float]:
     """RGB frames of one seeded episode and its return."""
+    frames, rewards = collect_episode(act, env_id, seed, max_steps)
+    return frames, float(sum(rewards))
+
+
+def collect_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int = 0,
+                    max_steps: int | None = None) -> tuple[list[np.ndarray], list[float]]:
+    """RGB frames of one seeded episode (the reset's, then one per step) and each step's reward."""
     import gymnasium as gym
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -26,28 +33,33 @@ def collect_frames(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: i
         raise ValueError(f"Cannot render {env_id!r} ({exc}). Render the Gymnasium id it reproduces instead "
                          "(e.g. Pendulum-v1 rather than pathwise/Pendulum-v1).") from exc
     obs, _ = env.reset(seed=seed)
-    frames, total, t = [env.render()], 0.0, 0
+    frames, rewards, t = [env.render()], [], 0
     while True:
         obs, reward, terminated, truncated, _ = env.step(act(obs))
         frames.append(env.render())
-        total += float(reward)
+        rewards.append(float(reward))
         t += 1
         if terminated or truncated or (max_steps is not None and t >= max_steps):
             break
     env.close()
     if frames[0] is None:
         raise ValueError(f"{env_id} returned no frames in rgb_array mode; it cannot be rendered.")
-    return frames, total
+    return frames, rewards
 
 
 def render_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, path: str | os.PathLike,
-                   seed: int = 0, fps: int = 30) -> Path:
-    """Write one episode to ``path`` (.gif, .mp4 or .png) atomically and return the path."""
+                   seed: int = 0, fps: int = 30, max_steps: int | None = None) -> Path:
+    """Write one episode to ``path`` (.gif, .mp4 or .png) atomically and return the path; every frame shows its
+    step and the return so far (:func:`pathwise.plots.annotate_frames`). ``max_steps`` ends the episode early."""
+    from pathwise.plots import annotate_frames
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".gif", ".mp4", ".png"):
         raise ValueError(f"--render {path}: use a .gif, .mp4 or .png file name.")
-    frames, total = collect_frames(act, env_id, seed=seed)
+    raw, rewards = collect_episode(act, env_id, seed=seed, max_steps=max_steps)
+    frames, total = annotate_frames(raw, rewards), float(sum(rewards))
+    so_far = np.concatenate([[0.0], np.cumsum(rewards)])
     if suffix == ".gif":
         from PIL import Image
 
@@ -64,8 +76,8 @@ def render_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, path: s
         picks = np.linspace(0, len(frames) - 1, num=min(8, len(frames))).astype(int)
         fig, axes = plt.subplots(1, len(picks), figsize=(2 * len(picks), 2.2))
         for ax, i in zip(np.atleast_1d(axes), picks):
-            ax.imshow(frames[i])
-            ax.set_title(f"t={i}", fontsize=8)
+            ax.imshow(raw[i])  # a strip's frames are small: the step and return go in the titles instead
+            ax.set_title(f"step {i}, return {so_far[i]:.1f}", fontsize=8)
             ax.axis("off")
         fig.suptitle(f"{env_id}, seed {seed}, return {total:.1f}", fontsize=9)
         atomic_save_figure(fig, path)

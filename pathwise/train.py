@@ -356,8 +356,8 @@ class Trainer:
                 if info is None:
                     continue
                 if bar is not None:
-                    bar.update(min(self.counters.env_steps, total_steps) - bar.n)
-                    bar.set_postfix(self._postfix(info))
+                    status = {"return": self.evals[-1]["eval_return_mean"]} if self.evals else {}
+                    (bar.event if "eval_return_mean" in info else bar.update)(self.counters.env_steps, **status)
                 if callback is not None and callback(info) is False:
                     break
         except KeyboardInterrupt:
@@ -378,18 +378,39 @@ class Trainer:
         return self.summary()
 
     def _progress_bar(self, total_steps: int, progress_bar: bool | None):
+        """A :class:`pathwise.progress.Progress` in env steps (simulated steps for the simulated loop): a bar on a
+        terminal, a plain line per tenth of the budget and per evaluation otherwise; None when quiet."""
         if not ((not self.quiet) if progress_bar is None else progress_bar):
             return None
-        from tqdm.auto import tqdm
+        from pathwise.progress import Progress
 
-        return tqdm(total=int(total_steps), initial=min(self.counters.env_steps, total_steps), unit="step",
-                    desc=f"{self.run.name} {self.env_id}", dynamic_ncols=True)
+        return Progress(max(total_steps, self.planned_steps(total_steps) or 0), initial=self.counters.env_steps, desc=f"{self.run.name} {self.env_id}",
+                        unit=self.step_unit)
 
-    def _postfix(self, info: dict[str, Any]) -> dict[str, str]:
-        post = {"sps": f"{info['steps_per_s']:.0f}"}
-        if self.evals:
-            post["return"] = f"{self.evals[-1]['eval_return_mean']:.1f}"
-        return post
+    def planned_steps(self, total_steps: int) -> int | None:
+        """The env steps the run will have taken when ``train(total_steps)`` returns, where every iteration takes
+        the same number (the simulated loop; None otherwise): training stops after the iteration that reaches the
+        budget, so a budget that is not a multiple of an iteration is rounded up to one."""
+        per = self.run.loop.steps_per_iteration()
+        if per is None:
+            return None
+        done = self.counters.env_steps
+        return done + max(0, math.ceil((total_steps - done) / per)) * per
+
+    def budget_note(self, total_steps: int) -> str | None:
+        """One line saying how far past ``total_steps`` whole iterations will take the run, or None if not."""
+        planned = self.planned_steps(total_steps)
+        if planned is None or planned <= total_steps:
+            return None
+        per = self.run.loop.steps_per_iteration()
+        return (f"note: {self.run.name} trains in whole iterations of {per:,} {self.step_unit} (updates_per_iteration="
+                f"{self.run.config.updates_per_iteration}); the budget of {total_steps:,} becomes {planned:,} "
+                f"{self.step_unit}.")
+
+    @property
+    def step_unit(self) -> str:
+        """What the run's steps are: "simulated steps" (through a known System) or "env steps" (real ones)."""
+        return "simulated steps" if self.run.loop.kind == "simulated" else "env steps"
 
     def _one_iteration(self, total_steps: int) -> dict[str, Any] | None:
         """One iteration with its bookkeeping; None when it was rolled back as non-finite.
@@ -531,44 +552,14 @@ class Trainer:
                           isinstance(v, (int, float)) and math.isfinite(v)}, step)
 
     def _plot(self) -> None:
-        from matplotlib.figure import Figure
+        from pathwise.plots import learning_curve
 
-        steps = np.array([r["env_steps"] for r in self.evals])
-        mean = np.array([r["eval_return_mean"] for r in self.evals])
-        std = np.array([r["eval_return_std"] for r in self.evals])
-        fig = Figure(figsize=(6, 4))
-        ax = fig.add_subplot()
-        ax.plot(steps, mean, marker="o", label=f"{self.run.name} (seed {self.run.seed})")
-        top, band = self.record.max_return, f"±1 std over {self.eval_episodes} evaluation episodes"
-        if top is not None:  # no episode returns more: the band would show returns that cannot happen
-            band += f", clipped at the maximum return ({top:g})"
-        ax.fill_between(steps, mean - std, mean + std if top is None else np.minimum(mean + std, top), alpha=0.2,
-                        label=band)
-        ceiling = self.ceiling()  # reads ceilings.json: once per plot
-        if ceiling is not None:
-            ax.axhline(ceiling, color="k", ls="--", lw=1, label="optimal-control ceiling (same episodes)")
-        if self.record.solved_at is not None:
-            ax.axhline(self.record.solved_at, color="g", ls=":", lw=1, label=f"solved ({self.record.solved_at:g})")
-            self._mark_solves(ax, steps, mean)
-        if self.record.failure_below is not None:
-            ax.axhline(self.record.failure_below, color="r", ls=":", lw=1,
-                       label=f"an episode below {self.record.failure_below:g} failed")
-        ax.set_xlabel(self.run.loop.env_steps_are)
-        ax.set_ylabel(f"mean return ({self.eval_episodes} episodes)")
-        ax.set_title(self.env_id)
-        ax.legend(loc="lower right", fontsize="x-small")
-        fig.tight_layout()
+        fig = learning_curve(self.evals, title=f"{self.run.name} on {self.env_id} (seed {self.run.seed})",
+                             step_unit=self.run.loop.env_steps_are, episodes=self.eval_episodes,
+                             max_return=self.record.max_return, ceiling=self.ceiling(),
+                             solved_at=self.record.solved_at, failure_below=self.record.failure_below,
+                             stably_solved_at=stability(self.evals, self.record.solved_at)["stably_solved_at"])
         ckpt.atomic_save_figure(fig, self.out / "learning_curve.png")
-
-    def _mark_solves(self, ax: Any, steps: np.ndarray, mean: np.ndarray) -> None:
-        """The first evaluation that solved (a star) and the one from which every evaluation stayed solved (a line)."""
-        first = int(np.argmax(mean >= self.record.solved_at)) if np.any(mean >= self.record.solved_at) else None
-        if first is not None:
-            ax.plot(steps[first], mean[first], "*", color="g", ms=12, zorder=3,
-                    label=f"first solved ({steps[first]:,} steps)")
-        stable = stability(self.evals, self.record.solved_at)["stably_solved_at"]
-        if stable is not None:
-            ax.axvline(stable, color="g", lw=1.5, alpha=0.6, label=f"solved from here on ({stable:,} steps)")
 
     def ceiling(self) -> float | None:
         """Mean optimal-control ceiling over this run's evaluation episodes (``pathwise.ceilings``), or None

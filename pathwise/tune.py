@@ -139,7 +139,7 @@ class TuneArgs:
     run one study."""
 
     env: str = "Pendulum-v1"
-    """Environment: a Gymnasium id or a pathwise system (as for `pathwise train`)."""
+    """Environment: a Gymnasium id or a pathwise system (as for pathwise train)."""
     trials: int = 20
     """Trials this worker runs (each worker of a study runs its own)."""
     steps: int | None = None
@@ -170,12 +170,21 @@ def cmd_tune(argv: list[str]) -> int:
     from pathwise import algorithms
     from pathwise import config as config_mod
 
+    from pathwise import helptext
+
+    usage = "pathwise tune ALGO --env ID --trials N --steps S --storage URL --study-name NAME"
     if not argv or argv[0].startswith("-"):
-        print("usage: pathwise tune ALGO --env ID --trials N --steps S --storage URL --study-name NAME\n")
-        print("tunable algorithms: " + ", ".join(a for a in SPACES if a in algorithms.available()))
-        print("\nRun `pathwise tune ALGO --help` for the options.")
+        print(helptext.page(usage, TuneArgs.__doc__ or "", [helptext.section("tunable algorithms", (
+            (name, algorithms.get(name).info.summary) for name in SPACES if name in algorithms.available()))],
+            "Run 'pathwise tune ALGO --help' for the options."), end="")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     algorithm = algorithms.get(argv[0])
+    if helptext.has_help(argv[1:]):
+        print(helptext.page(usage.replace("ALGO", algorithm.name), TuneArgs.__doc__ or "",
+                            [helptext.section("options", helptext.options(
+                                TuneArgs, metavars={"env": "ID", "storage": "URL", "study_name": "NAME",
+                                                    "out": "DIR", "set": "KEY=VALUE [KEY=VALUE ...]"}))]), end="")
+        return 0
     args = tyro.cli(TuneArgs, args=argv[1:], prog=f"pathwise tune {algorithm.name}")
     study, best = tune(algorithm.name, args.env, trials=args.trials, steps=args.steps, storage=args.storage,
                  study_name=args.study_name, out=args.out, seed=args.seed, eval_episodes=args.eval_episodes,

@@ -255,7 +255,11 @@ def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsy
     assert main(train_argv("reinforce", out, seed=1, extra=["--seeds", "2"])) == 0
     printed = capsys.readouterr().out
     assert "2 seeds: final return" in printed and "vmapped" not in printed
-    assert sorted(p.name for p in out.iterdir()) == ["seed_1", "seed_2"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["seed_1", "seed_2"]
+    import importlib.util
+
+    aggregate = ["aggregate.csv", "aggregate_curve.png"] if importlib.util.find_spec("rliable") else []
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == aggregate  # the seeds' IQM curve beside them
     # seed 1 of the pair is the same run as the single seed-1 run
     assert _rows(out / "seed_1" / "metrics.csv") == _rows(runs("reinforce") / "metrics.csv")
 

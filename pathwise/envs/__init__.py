@@ -139,18 +139,23 @@ def pad_episode(episode: Transition, length: int) -> Transition:
 
 
 def evaluate(
-    act: Act, env_id: str | gym.Env, episodes: int = 10, seed: int = 0, max_steps: int | None = None
+    act: Act, env_id: str | gym.Env, episodes: int = 10, seed: int = 0, max_steps: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Return statistics of ``act`` over ``episodes`` episodes; episode ``i`` uses ``reset(seed=seed + i)``.
 
     ``env_id`` is an id (a fresh env is made and closed) or an existing env.
-    ``act`` should be deterministic for a reproducible result.
+    ``act`` should be deterministic for a reproducible result. ``progress(done)`` is called after each episode.
     """
     if episodes < 1:
         raise ValueError(f"evaluate: episodes must be >= 1, got {episodes}.")
     env = make_env(env_id) if isinstance(env_id, str) else env_id
     try:
-        results = [run_episode(env, act, seed=seed + i, max_steps=max_steps)[1:] for i in range(episodes)]
+        results = []
+        for i in range(episodes):
+            results.append(run_episode(env, act, seed=seed + i, max_steps=max_steps)[1:])
+            if progress is not None:
+                progress(i + 1)
     finally:
         if isinstance(env_id, str):
             env.close()

@@ -99,13 +99,18 @@ def compare(objective: StochasticObjective, params: PyTree, estimators: Sequence
 
 
 def sweep(param_name: str, values: Sequence[float], build: Callable[[float], tuple[StochasticObjective, PyTree,
-          PyTree | None]], **compare_kwargs) -> list[dict[str, Any]]:
-    """``compare`` at each value of a setting; ``build(value) -> (objective, params, reference or None)``."""
+          PyTree | None]], progress: Callable[[int, int], None] | None = None,
+          **compare_kwargs) -> list[dict[str, Any]]:
+    """``compare`` at each value of a setting; ``build(value) -> (objective, params, reference or None)``.
+
+    ``progress(done, total)`` is called after each value (a command's progress display)."""
     rows = []
-    for value in values:
+    for i, value in enumerate(values):
         objective, params, reference = build(value)
         for row in compare(objective, params, reference=reference, **compare_kwargs):
             rows.append({param_name: float(value), **row})
+        if progress is not None:
+            progress(i + 1, len(values))
     return rows
 
 

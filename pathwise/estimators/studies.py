@@ -17,7 +17,7 @@ Each study returns the table rows and writes ``<out_dir>/estimators_<name>.{csv,
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,8 @@ def gaussian_objective(sigma: float, f_name: str = "square") -> StochasticObject
 
 def gaussian_study(out_dir: str, *, mu: float = 1.0, sigmas: Sequence[float] = tuple(np.logspace(-3, 0, 10)),
                    f_name: str = "square", n_samples: int = 16, n_repeats: int = 400, slope_below: float = 0.1,
-                   estimators: Sequence[str] = GAUSSIAN_ESTIMATORS, seed: int = 0) -> list[dict[str, Any]]:
+                   estimators: Sequence[str] = GAUSSIAN_ESTIMATORS, seed: int = 0,
+                   progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Variance of ∂/∂μ estimates against σ; the score slope is fitted on σ ≤ ``slope_below``."""
     if f_name not in GAUSSIAN_FUNCTIONS:
         raise ValueError(f"gaussian_study: unknown f {f_name!r}; choose one of {sorted(GAUSSIAN_FUNCTIONS)}.")
@@ -56,7 +57,7 @@ def gaussian_study(out_dir: str, *, mu: float = 1.0, sigmas: Sequence[float] = t
     grad_mu = GAUSSIAN_FUNCTIONS[f_name][1]
     build = lambda s: (gaussian_objective(s, f_name), jnp.array(mu), jnp.array([grad_mu(mu, s)]))
     rows = sweep("sigma", sigmas, build, estimators=estimators, n_samples=n_samples,
-                 n_repeats=n_repeats, key=jax.random.PRNGKey(seed))
+                 n_repeats=n_repeats, key=jax.random.PRNGKey(seed), progress=progress)
     small = [r for r in rows if r["estimator"] == "score" and r["sigma"] <= slope_below]
     slope = loglog_slope([r["sigma"] for r in small], [r["variance_per_sample"] for r in small])
     for r in rows:
@@ -109,7 +110,7 @@ def pendulum_params(seed: int = 0, scale: float = 0.5) -> dict[str, jax.Array]:
 def pendulum_study(out_dir: str, *, sweep_over: str = "sigma", values: Sequence[float] | None = None,
                    sigma: float = 0.3, horizon: int = 30, n_samples: int = 32, n_repeats: int = 100,
                    reference_samples: int = 20_000, estimators: Sequence[str] = PENDULUM_ESTIMATORS,
-                   seed: int = 0) -> list[dict[str, Any]]:
+                   seed: int = 0, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Score function vs pathwise vs finite differences for a Pendulum policy, sweeping σ or the horizon."""
     if sweep_over not in ("sigma", "horizon"):
         raise ValueError(f"pendulum_study: sweep_over must be 'sigma' or 'horizon', got {sweep_over!r}.")
@@ -123,7 +124,7 @@ def pendulum_study(out_dir: str, *, sweep_over: str = "sigma", values: Sequence[
     else:
         build = lambda h: (pendulum_objective(sigma, int(h)), params, None)
     rows = sweep(sweep_over, values, build, estimators=estimators, n_samples=n_samples, n_repeats=n_repeats,
-                 reference_samples=reference_samples, key=jax.random.PRNGKey(seed))
+                 reference_samples=reference_samples, key=jax.random.PRNGKey(seed), progress=progress)
     stem = os.path.join(out_dir, f"estimators_pendulum_{sweep_over}")
     write_table(rows, stem)
     fixed = f"H={horizon}" if sweep_over == "sigma" else f"σ={sigma}"

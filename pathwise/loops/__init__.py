@@ -50,6 +50,10 @@ class Loop(abc.ABC):
     def iteration(self, carry: Any) -> tuple[Any, dict[str, float]]:
         """One chunk of interaction and updates; returns the next carry and scalar metrics."""
 
+    def steps_per_iteration(self) -> int | None:
+        """The env steps every iteration takes, where that is fixed (None: it varies, e.g. with episode lengths)."""
+        return None
+
     def describe(self, carry: Any) -> dict[str, Any]:
         """Extra facts for ``summary.json`` (e.g. the model's error)."""
         del carry

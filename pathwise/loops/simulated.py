@@ -116,6 +116,9 @@ class SimulatedLoop(Loop):
     def init(self, key: PRNGKey) -> SimCarry:
         return init_carry(self.algorithm, self.spec, self.config, key)
 
+    def steps_per_iteration(self) -> int:
+        return self.config.updates_per_iteration * self.algorithm.hook("steps_per_update")(self.spec, self.config)
+
     def iteration(self, carry: SimCarry) -> tuple[SimCarry, dict[str, float]]:
         carry, metrics = _iterate(self.algorithm, carry, self.spec, self.config)
         return carry, to_floats(metrics)
