@@ -99,6 +99,9 @@ class TrainArgs:
     """Evaluate every this many environment steps (default: the preset's, else 1000)."""
     eval_episodes: int | None = None
     """Episodes per evaluation (default 10)."""
+    video_every: int | None = None
+    """Record the first episode of every N-th evaluation (the first evaluation included) as
+    OUT/videos/eval_STEP.gif, with a step and return overlay (default: no videos)."""
     quiet: bool = False
     """No progress bar."""
 
@@ -295,7 +298,7 @@ def _check_train_options(args: TrainArgs) -> None:
     if not 0 <= args.seed or args.seed + args.seeds > SEED_LIMIT:
         raise ValueError(f"--seed {args.seed}: seeds must be whole numbers in [0, 2**31 - 10000) (a seed seeds JAX "
                          "and the Gymnasium resets); e.g. --seed 0.")
-    for name in ("eval_every", "eval_episodes", "host_devices"):
+    for name in ("eval_every", "eval_episodes", "host_devices", "video_every"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} {value}: must be >= 1 (omit it for the default).")
@@ -322,7 +325,9 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
 
     def trainer(seed: int, quiet: bool, info: dict) -> tr.Trainer:
         out = out_root if args.seeds == 1 else out_root / f"seed_{seed}"
-        return tr.Trainer(tr.Run(algorithm, env, cfg, seed), out=out, quiet=quiet, run_info={"steps": steps, **info},
+        video = {} if args.video_every is None else {"video_every": args.video_every}
+        return tr.Trainer(tr.Run(algorithm, env, cfg, seed), out=out, quiet=quiet,
+                          run_info={"steps": steps, **video, **info},
                           overwrite=args.overwrite,
                           eval_every=args.eval_every if args.eval_every is not None else
                           settings.get("eval_every", tr.DEFAULT_EVAL_EVERY),

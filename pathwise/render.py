@@ -21,6 +21,19 @@ def collect_frames(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: i
     return frames, float(sum(rewards))
 
 
+def check_renderable(env_id: str) -> None:
+    """Refuse, naming the fix, an environment that gives no RGB frames (before a run relies on them)."""
+    import gymnasium as gym
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+    except (gym.error.Error, TypeError, ValueError) as exc:
+        raise ValueError(f"{env_id} cannot be rendered ({exc}); videos need an environment with "
+                         "render_mode='rgb_array'.") from None
+    env.close()
+
+
 def collect_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int = 0,
                     max_steps: int | None = None) -> tuple[list[np.ndarray], list[float]]:
     """RGB frames of one seeded episode (the reset's, then one per step) and each step's reward."""

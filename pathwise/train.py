@@ -310,11 +310,40 @@ class Trainer:
         self.evals: list[dict[str, float]] = []
         self.run_info = dict(run_info or {})
         self.record = registry.record(self.env_id)
+        self.video_every = self._check_video_every(self.run_info.get("video_every"))
         self._tb: tblog.EventLog | None = None
         self._logs_at: tuple[int, int] | None = None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             self.write_config()
+
+    def _check_video_every(self, video_every: Any) -> int | None:
+        """``video_every`` (a run setting): None, or a count >= 1 for a renderable env (videos are written only
+        where the run has a directory)."""
+        if video_every is None:
+            return None
+        video_every = check_count(video_every, "video_every", 5)
+        from pathwise.render import check_renderable
+
+        check_renderable(self.render_id)
+        return int(video_every)
+
+    @property
+    def render_id(self) -> str:
+        """The environment the videos show: the run's own, or for a simulated twin (``pathwise/Pendulum-v1``, which
+        draws no frames) the Gymnasium environment it reproduces, reset with the same seed (whose start state is
+        not the twin's)."""
+        return self.record.twin if self.record.twin and self.env_id.startswith("pathwise/") else self.env_id
+
+    def record_video(self) -> Path:
+        """The first evaluation episode (seed ``eval_seed``) played by the deterministic policy, as
+        ``videos/eval_STEP.gif`` in the run directory, with a step and return overlay."""
+        from pathwise.render import render_episode
+
+        path = self.out / "videos" / f"eval_{self.counters.env_steps:09d}.gif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return render_episode(lambda obs: self.run.act(obs, deterministic=True), self.render_id, path,
+                              seed=self.eval_seed)
 
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         """Mean/std return of the deterministic policy over seeded episodes of the Gymnasium env (and, where the
@@ -498,6 +527,8 @@ class Trainer:
             if solved_at is not None and c.solved_step < 0 and mean >= solved_at:
                 c.solved_step, c.solved_time = c.env_steps, c.train_time
             if self.out is not None:
+                if self.video_every is not None and (len(self.evals) - 1) % self.video_every == 0:
+                    self.record_video()  # evaluations 1, 1 + N, 1 + 2N, ...; redone with its evaluation on resume
                 self._tb.flush()  # the events up to this checkpoint are on disk before it
                 if improved:
                     self.save("best")
@@ -664,12 +695,15 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, overrides: dict[str, Any] | None = None,
                  use_preset: bool = True, out: str | os.PathLike | None = None, steps: int | None = None,
                  eval_every: int | None = None, eval_episodes: int | None = None, quiet: bool | None = None,
-                 overwrite: bool = False) -> tuple[Trainer, int]:
+                 overwrite: bool = False, video_every: int | None = None) -> tuple[Trainer, int]:
     """A trainer for a fresh run and its step budget (``steps``, else the preset's, else 20,000)."""
     for name, value, example in (("eval_every", eval_every, DEFAULT_EVAL_EVERY),
                                  ("eval_episodes", eval_episodes, DEFAULT_EVAL_EPISODES), ("steps", steps, DEFAULT_STEPS)):
         if value is not None:
             check_count(value, name, example)  # before building anything
+    if video_every is not None and out is None:
+        raise ValueError("video_every records evaluation episodes into the run directory; give the run one "
+                         "(out=... / --out DIR) or drop video_every.")
     if out is not None:
         ckpt.check_writable(out, "out", directory=True)
         if not overwrite:
@@ -678,7 +712,8 @@ def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, over
     steps = int(steps if steps is not None else settings.get("steps", DEFAULT_STEPS))
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}.")
-    trainer = Trainer(run, out=out, quiet=quiet, run_info={"steps": steps}, overwrite=overwrite,
+    info = {"steps": steps} if video_every is None else {"steps": steps, "video_every": video_every}
+    trainer = Trainer(run, out=out, quiet=quiet, run_info=info, overwrite=overwrite,
                       eval_every=eval_every if eval_every is not None else settings.get("eval_every",
                                                                                         DEFAULT_EVAL_EVERY),
                       eval_episodes=eval_episodes if eval_episodes is not None else
@@ -689,15 +724,18 @@ def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, over
 def train(algo: str, env: str, steps: int | None = None, *, seed: int = 0, config: Any = None,
           overrides: dict[str, Any] | None = None, use_preset: bool = True, out: str | os.PathLike | None = None,
           eval_every: int | None = None, eval_episodes: int | None = None, quiet: bool | None = None,
-          callback: Callable | None = None, overwrite: bool = False) -> tuple[Trainer, dict[str, Any]]:
+          callback: Callable | None = None, overwrite: bool = False,
+          video_every: int | None = None) -> tuple[Trainer, dict[str, Any]]:
     """Train ``algo`` on ``env`` and return ``(trainer, summary)``.
 
     ``steps``/``eval_every``/``eval_episodes`` default to the preset's run settings, else 20,000 steps /
-    every 1,000 / 10 episodes. An existing run directory ``out`` is refused unless ``overwrite``.
+    every 1,000 / 10 episodes. An existing run directory ``out`` is refused unless ``overwrite``. With
+    ``video_every=N`` (and ``out``) the first episode of every N-th evaluation, starting with the first, is
+    recorded as ``out/videos/eval_STEP.gif``.
     """
     trainer, steps = make_trainer(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset,
                                   out=out, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes, quiet=quiet,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, video_every=video_every)
     return trainer, trainer.train(steps, callback=callback)
 
 
