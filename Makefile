@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,tune,export,safetensors,plots]"
+	$(BIN)/python -m pip install --quiet -e ".[test,tune,export,safetensors,plots,wandb]"
 	touch $@ $(STAMP)
 
 demo: $(STAMP)

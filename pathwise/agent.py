@@ -119,7 +119,7 @@ class Agent:
 def make(algo: str, env: Any = None, seed: int = 0, *, system: Any = None, config: Any = None,
          use_preset: bool = True, out: str | os.PathLike | None = None, eval_every: int | None = None,
          eval_episodes: int | None = None, quiet: bool | None = None, overwrite: bool = False,
-         video_every: int | None = None, **overrides: Any) -> Agent:
+         video_every: int | None = None, wandb_project: str | None = None, **overrides: Any) -> Agent:
     """Build an agent: ``pw.make("ddpg", env="Pendulum-v1", seed=0, actor_lr=1e-3)``.
 
     ``env`` is a Gymnasium id, a ``gymnasium.Env``, a zero-argument function or class returning one, a
@@ -131,7 +131,8 @@ def make(algo: str, env: Any = None, seed: int = 0, *, system: Any = None, confi
     Keyword arguments not listed are algorithm config keys (they override the preset for ``(algo, env)``
     and ``config``). With ``out`` the agent writes a run directory (metrics, TensorBoard, plots,
     checkpoints) as ``pathwise train`` does; a run already there is refused unless ``overwrite``. With
-    ``video_every=N`` it also records the first episode of every N-th evaluation as ``out/videos/eval_STEP.gif``.
+    ``video_every=N`` it also records the first episode of every N-th evaluation as ``out/videos/eval_STEP.gif``;
+    with ``wandb_project`` it also logs to Weights & Biases.
     """
     from pathwise import problems
 
@@ -142,7 +143,7 @@ def make(algo: str, env: Any = None, seed: int = 0, *, system: Any = None, confi
     env = problems.env_id(env) if system is None else problems.system_id(system)
     trainer, _ = _train.make_trainer(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset,
                                      out=out, eval_every=eval_every, eval_episodes=eval_episodes, quiet=quiet,
-                                     overwrite=overwrite, video_every=video_every)
+                                     overwrite=overwrite, video_every=video_every, wandb_project=wandb_project)
     return Agent(trainer)
 
 

@@ -102,6 +102,9 @@ class TrainArgs:
     video_every: int | None = None
     """Record the first episode of every N-th evaluation (the first evaluation included) as
     OUT/videos/eval_STEP.gif, with a step and return overlay (default: no videos)."""
+    wandb_project: str | None = None
+    """Also log to this Weights & Biases project (the wandb extra; WANDB_MODE=offline logs without an account into
+    OUT/wandb); --resume continues the same W&B run."""
     quiet: bool = False
     """No progress bar."""
 
@@ -306,6 +309,10 @@ def _check_train_options(args: TrainArgs) -> None:
         raise ValueError(f"--steps {args.steps}: the budget must be a positive number of environment steps.")
     if args.out is not None:
         check_writable(args.out, "--out", directory=True)
+    if args.wandb_project is not None:
+        from pathwise.train import check_wandb
+
+        check_wandb(args.wandb_project, "--out")  # the CLI always writes a run directory
     from pathwise.seeds import check_processes
 
     check_processes(args.coordinator, args.num_processes, args.process_id)
@@ -326,6 +333,7 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
     def trainer(seed: int, quiet: bool, info: dict) -> tr.Trainer:
         out = out_root if args.seeds == 1 else out_root / f"seed_{seed}"
         video = {} if args.video_every is None else {"video_every": args.video_every}
+        video.update(tr.wandb_info(args.wandb_project))
         return tr.Trainer(tr.Run(algorithm, env, cfg, seed), out=out, quiet=quiet,
                           run_info={"steps": steps, **video, **info},
                           overwrite=args.overwrite,
@@ -636,7 +644,7 @@ def _fault_message(exc: Exception) -> str | None:
         return (f"{exc}{where}" if type(exc).__name__ == "WriteError" else
                 f"{exc.strerror or exc}{where}; check that the path exists and is writable and that the disk has free "
                 "space (`--debug` shows the traceback).")
-    optional = ("mujoco", "Box2D", "box2d", "brax", "shimmy", "dm_control", "pygame", "moviepy", "imageio")
+    optional = ("mujoco", "Box2D", "box2d", "brax", "shimmy", "dm_control", "pygame", "moviepy", "imageio", "wandb")
     if type(exc).__name__ == "DependencyNotInstalled" or (
             isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in optional):
         return (f"a missing optional dependency: {exc} Install the extra it names (e.g. pip install "

@@ -312,6 +312,7 @@ class Trainer:
         self.record = registry.record(self.env_id)
         self.video_every = self._check_video_every(self.run_info.get("video_every"))
         self._tb: tblog.EventLog | None = None
+        self._wandb: Any = None
         self._logs_at: tuple[int, int] | None = None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -394,16 +395,20 @@ class Trainer:
                 self._tb.flush()
                 self.save("last")
                 self.write_logs()
+            self._close_wandb()
             raise
         finally:
             if bar is not None:
                 bar.close()
             if self._tb is not None:
                 self._tb.flush()
-        if not self.evals or self.evals[-1]["env_steps"] != self.counters.env_steps:
-            self.evaluate_and_save()
-        elif self.out is not None and self._logs_at != self._log_state():
-            self.write_logs()  # a process killed after the last checkpoint, before its logs: write them now
+        try:
+            if not self.evals or self.evals[-1]["env_steps"] != self.counters.env_steps:
+                self.evaluate_and_save()
+            elif self.out is not None and self._logs_at != self._log_state():
+                self.write_logs()  # a process killed after the last checkpoint, before its logs: write them now
+        finally:
+            self._close_wandb()
         return self.summary()
 
     def _progress_bar(self, total_steps: int, progress_bar: bool | None):
@@ -572,6 +577,18 @@ class Trainer:
         (:mod:`pathwise.tblog`)."""
         if self._tb is None and self.out is not None:
             self._tb = tblog.EventLog(self.out / "tb", purge_from=self.counters.env_steps + 1)
+        if self._wandb is None and self.out is not None and self.run_info.get("wandb_project"):
+            from pathwise.wandb_log import WandbLog
+
+            self._wandb = WandbLog(self.run_info["wandb_project"], self.run_info["wandb_id"], self.out,
+                                   f"{self.run.name}-{self.env_id.replace('/', '_')}-s{self.run.seed}",
+                                   {"algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,
+                                    "config": cfg_mod.to_dict(self.run.config)})
+
+    def _close_wandb(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
 
     def _log_state(self) -> tuple[int, int]:
         return self.counters.iterations, len(self.evals)
@@ -579,8 +596,11 @@ class Trainer:
     def _log_scalars(self, prefix: str, row: dict[str, float], step: int) -> None:
         if self._tb is None:  # no run directory, or not training (train() opens the event file)
             return
-        self._tb.scalars({f"{prefix}/{k}": v for k, v in row.items() if k not in ("iteration", "env_steps") and
-                          isinstance(v, (int, float)) and math.isfinite(v)}, step)
+        values = {f"{prefix}/{k}": v for k, v in row.items() if k not in ("iteration", "env_steps") and
+                  isinstance(v, (int, float)) and math.isfinite(v)}
+        self._tb.scalars(values, step)
+        if self._wandb is not None:
+            self._wandb.scalars(values, step)
 
     def _plot(self) -> None:
         from pathwise.plots import learning_curve
@@ -695,7 +715,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, overrides: dict[str, Any] | None = None,
                  use_preset: bool = True, out: str | os.PathLike | None = None, steps: int | None = None,
                  eval_every: int | None = None, eval_episodes: int | None = None, quiet: bool | None = None,
-                 overwrite: bool = False, video_every: int | None = None) -> tuple[Trainer, int]:
+                 overwrite: bool = False, video_every: int | None = None,
+                 wandb_project: str | None = None) -> tuple[Trainer, int]:
     """A trainer for a fresh run and its step budget (``steps``, else the preset's, else 20,000)."""
     for name, value, example in (("eval_every", eval_every, DEFAULT_EVAL_EVERY),
                                  ("eval_episodes", eval_episodes, DEFAULT_EVAL_EPISODES), ("steps", steps, DEFAULT_STEPS)):
@@ -704,6 +725,8 @@ def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, over
     if video_every is not None and out is None:
         raise ValueError("video_every records evaluation episodes into the run directory; give the run one "
                          "(out=... / --out DIR) or drop video_every.")
+    if wandb_project is not None:
+        check_wandb(wandb_project, out)
     if out is not None:
         ckpt.check_writable(out, "out", directory=True)
         if not overwrite:
@@ -712,7 +735,8 @@ def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, over
     steps = int(steps if steps is not None else settings.get("steps", DEFAULT_STEPS))
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}.")
-    info = {"steps": steps} if video_every is None else {"steps": steps, "video_every": video_every}
+    info = {"steps": steps, **({} if video_every is None else {"video_every": video_every}),
+            **wandb_info(wandb_project)}
     trainer = Trainer(run, out=out, quiet=quiet, run_info=info, overwrite=overwrite,
                       eval_every=eval_every if eval_every is not None else settings.get("eval_every",
                                                                                         DEFAULT_EVAL_EVERY),
@@ -721,21 +745,43 @@ def make_trainer(algo: str, env: str, seed: int = 0, *, config: Any = None, over
     return trainer, steps
 
 
+def check_wandb(project: Any, out: Any) -> None:
+    """Refuse, before anything runs, a W&B project that cannot be logged to."""
+    if not isinstance(project, str) or not project.strip():
+        raise ValueError(f"wandb_project must be a W&B project name, got {project!r}.")
+    if out is None:
+        raise ValueError("wandb_project logs a run with a directory (its W&B run id is kept in config.json); give "
+                         "the run one (out=... / --out DIR) or drop wandb_project.")
+    from pathwise.wandb_log import require
+
+    require()
+
+
+def wandb_info(project: str | None) -> dict[str, str]:
+    """The run-record entries of a run logged to W&B: the project and a new W&B run id."""
+    if project is None:
+        return {}
+    from pathwise.wandb_log import new_id
+
+    return {"wandb_project": project, "wandb_id": new_id()}
+
+
 def train(algo: str, env: str, steps: int | None = None, *, seed: int = 0, config: Any = None,
           overrides: dict[str, Any] | None = None, use_preset: bool = True, out: str | os.PathLike | None = None,
           eval_every: int | None = None, eval_episodes: int | None = None, quiet: bool | None = None,
-          callback: Callable | None = None, overwrite: bool = False,
-          video_every: int | None = None) -> tuple[Trainer, dict[str, Any]]:
+          callback: Callable | None = None, overwrite: bool = False, video_every: int | None = None,
+          wandb_project: str | None = None) -> tuple[Trainer, dict[str, Any]]:
     """Train ``algo`` on ``env`` and return ``(trainer, summary)``.
 
     ``steps``/``eval_every``/``eval_episodes`` default to the preset's run settings, else 20,000 steps /
     every 1,000 / 10 episodes. An existing run directory ``out`` is refused unless ``overwrite``. With
     ``video_every=N`` (and ``out``) the first episode of every N-th evaluation, starting with the first, is
-    recorded as ``out/videos/eval_STEP.gif``.
+    recorded as ``out/videos/eval_STEP.gif``; with ``wandb_project`` (and ``out``) the run also logs to Weights &
+    Biases (:mod:`pathwise.wandb_log`).
     """
     trainer, steps = make_trainer(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset,
                                   out=out, steps=steps, eval_every=eval_every, eval_episodes=eval_episodes, quiet=quiet,
-                                  overwrite=overwrite, video_every=video_every)
+                                  overwrite=overwrite, video_every=video_every, wandb_project=wandb_project)
     return trainer, trainer.train(steps, callback=callback)
 
 
