@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     bptt = pw.algorithms.get("bptt")
     updates = 3 if args.quick else args.updates
     config = bptt.Config(hidden=(8,) if args.quick else (32, 32), horizon=system.episode_length, carry_state=False,
-                         batch_size=8 if args.quick else 64, learning_rate=1e-2, schedule="constant",
+                         batch_size=8 if args.quick else 64, lr=1e-2, schedule="constant",
                          updates_per_iteration=updates)
     carry, metrics = simulated.train_seed(bptt, pw.spec.from_system(system), config, seed=0, iterations=1)
     policy = carry.algo.policy

@@ -753,7 +753,9 @@ def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, qu
     try:  # what the record says is checked like user input, but the message names the file
         algorithm = algorithms.get(info["algorithm"])
         registry.check_id(info["env_id"])
-        config = cfg_mod.from_dict(algorithm.Config, info["config"], source="its config", complete=True)
+        stored = info["config"] if not isinstance(info["config"], dict) else \
+            cfg_mod.upgrade(algorithm.Config, info["config"])  # a run of 0.2 reads with today's option names
+        config = cfg_mod.from_dict(algorithm.Config, stored, source="its config", complete=True)
         for k in ("steps",):
             if k in info:
                 check_count(info[k], k, DEFAULT_STEPS)
