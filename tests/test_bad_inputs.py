@@ -143,7 +143,7 @@ CLI_CASES = [
     ("set-float64-number", [*REINFORCE, "--out", "{tmp}/out", *TINY, "float64=2"], 2,
      r"'float64': cannot use '2' \(must be true or false\)"),
     ("set-unknown-key", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lrr=1"], 2,
-     r"Unknown reinforce config key\(s\) \['lrr'\].*Valid keys:.*\blr\b"),
+     r"Unknown reinforce config key\(s\) \['lrr'\].*Valid keys:.*\bactor_lr\b"),
     ("set-key-of-another-algorithm", [*REINFORCE, "--out", "{tmp}/out", *TINY, "batch_size=8"], 2,
      r"Unknown reinforce config key\(s\) \['batch_size'\]"),
     ("set-no-equals", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr"], 2, r"--set expects KEY=VALUE, got 'lr'"),

@@ -273,7 +273,7 @@ def test_list_shows_algorithms_systems_rewards_and_presets(capsys):
         assert ("continuous" in line) == info.continuous and ("discrete" in line) == info.discrete
         needs_reward = info.needs_reward or info.loops == ("model_based",)
         assert ("needs a known reward" in line) == needs_reward
-        assert line.endswith(info.summary) and len(info.summary) > 10, f"{name} has no description"
+        assert info.summary in line and len(info.summary) > 10, f"{name} has no description"
     for env_id in systems.REGISTRY:
         assert f"  {env_id}\n" in out
     assert registry.known_rewards() and all(f"  {env_id}\n" in out for env_id in registry.known_rewards())
@@ -376,7 +376,7 @@ def test_help_at_every_level_is_complete(capsys):
     (["train", "reinforce", "--env", "CartPole-v1", "--set", "baseline=magic"], 2,
      r"Config key 'baseline': cannot use 'magic' \(must be one of"),
     (["train", "reinforce", "--env", "CartPole-v1", "--set", "lrr=1"], 2,
-     r"Unknown reinforce config key\(s\) \['lrr'\].*Valid keys:.*\blr\b"),
+     r"Unknown reinforce config key\(s\) \['lrr'\].*Valid keys:.*\bactor_lr\b"),
     (["train", "reinforce", "--env", "CartPole-v1", "--config", "no_such.toml"], 2, r"--config no_such\.toml: no such"),
     (["evaluate", "no/such/run"], 2, r"no/such/run does not exist: pass a run directory"),
     (["train", "--resume", "no/such/run"], 2, r"no/such/run is not a pathwise run directory"),
