@@ -110,14 +110,12 @@ def _write(out: str | None, summary: dict, arrays: dict, plot) -> None:
 
 def _plot_solution(sol, title: str):
     def plot(path: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         from pathwise.checkpoint import atomic_save_figure
 
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        fig = Figure(figsize=(13, 3.4))  # not pyplot: the user's backend stays as it is
+        axes = fig.subplots(1, 3)
         axes[0].plot(np.asarray(sol.states))
         axes[0].set(title="states", xlabel="t")
         axes[1].step(np.arange(sol.actions.shape[0]), np.asarray(sol.actions), where="post")
