@@ -12,7 +12,8 @@ Problem: minimize the total cost ``-sum_t r(x_t, u_t)`` of a T-step open-loop ac
 hanging rest state, actions in the system's box. Every solver gets the same guesses: constant sequences
 (the box midpoint and pushes to either side) and ``RANDOM`` sequences drawn uniformly in the box (key 0),
 and keeps its best answer. pathwise solves all guesses as one vmapped program
-(``pw.control.multistart``: iLQR, iLQR screened with ``keep``/``screen_iterations``, L-BFGS shooting). The peers: what a SciPy user writes, single
+(``pw.control.multistart``: iLQR, iLQR screened with ``keep``/``screen_iterations`` in one stage and in
+successive-halving stages, L-BFGS shooting). The peers: what a SciPy user writes, single
 shooting with ``scipy.optimize.minimize(method="L-BFGS-B", bounds=box)`` given the exact cost and gradient
 of the same rollout (``jax.jit(jax.value_and_grad)``, compiled before timing), one guess after the other;
 and trajax (github.com/google/trajax, Google's; not the unrelated ``trajax`` on PyPI, which needs Python
@@ -42,6 +43,9 @@ FIGURE = "ilqr_swing_up.png"
 ILQR, SHOOTING = "pathwise ilqr (multi-start)", "pathwise shooting L-BFGS (multi-start)"
 KEEP, SCREEN = 4, 30  # screened multi-start: every guess SCREEN iterations, the KEEP cheapest on to the end
 SCREENED = f"pathwise ilqr (multi-start, screened: {SCREEN} iterations, best {KEEP} go on)"
+HALVING_KEEP = (8, 4, 2, 1)  # successive halving (halving factor 2): SCREEN iterations per stage, then half go on
+HALVING = f"pathwise ilqr (multi-start, successive halving: best {', '.join(map(str, HALVING_KEEP))} after " \
+          f"each {SCREEN} iterations)"
 SCIPY, TRAJAX = "scipy L-BFGS-B (exact JAX gradient)", "trajax constrained_ilqr (vmapped)"
 MAX_ITERATIONS = {"ilqr": 200, "shooting": 2000, "scipy": 2000, "trajax": 100}
 RANDOM = 16  # random guesses per problem, besides the constants
@@ -131,6 +135,8 @@ def run_problem(name: str, system, x0, horizon: int, pushes, repeats: int) -> di
     solvers = {ILQR: multistart_solver("ilqr", max_iterations=MAX_ITERATIONS["ilqr"]),
                SCREENED: multistart_solver("ilqr", max_iterations=MAX_ITERATIONS["ilqr"], keep=KEEP,
                                            screen_iterations=SCREEN),
+               HALVING: multistart_solver("ilqr", max_iterations=MAX_ITERATIONS["ilqr"], keep=HALVING_KEEP,
+                                          screen_iterations=SCREEN),
                SHOOTING: multistart_solver("shooting", optimizer="lbfgs", max_iterations=MAX_ITERATIONS["shooting"]),
                SCIPY: scipy_solver(system, x0, horizon), TRAJAX: trajax_solver(system, x0, horizon)}
     solvers = {k: v for k, v in solvers.items() if v is not None}
@@ -207,7 +213,8 @@ def measure(args: argparse.Namespace) -> dict:
     raw = {name: run_problem(name, *spec[:4], repeats) for name, spec in problems().items()}
     plot(raw, args.out)
     return {"machine": finished(facts), "quick": args.quick, "repeats": repeats, "max_iterations": MAX_ITERATIONS,
-            "random": RANDOM, "keep": KEEP, "screen": SCREEN, "problems": [summarize(name, res) for name, res in raw.items()]}
+            "random": RANDOM, "keep": KEEP, "screen": SCREEN,
+            "halving_keep": list(HALVING_KEEP), "problems": [summarize(name, res) for name, res in raw.items()]}
 
 
 def plot(raw: dict, out: Path | None) -> None:
@@ -252,11 +259,14 @@ def view(results: dict) -> dict:
         peer = by[SCIPY]
         versus = [{"label": label, "cost": by[label]["cost"], "cost_met": by[label]["cost"] <= peer["cost"],
                    "time_vs_scipy": by[label]["time_s"] / peer["time_s"],
-                   "time_met": by[label]["time_s"] <= peer["time_s"]} for label in (ILQR, SCREENED) if label in by]
+                   "time_met": by[label]["time_s"] <= peer["time_s"]} for label in (ILQR, SCREENED, HALVING)
+                  if label in by]
         solvers = [{**s, "has_gymnasium": s["gymnasium_cost"] is not None} for s in p["solvers"]]
         shown.append({**p, "solvers": solvers, "scipy_cost": peer["cost"], "versus": versus,
                       "winner": min(solvers, key=lambda s: s["cost"])["label"]})
-    return {**results, "problems": shown, "has_trajax": any(TRAJAX in [s["label"] for s in p["solvers"]]
+    halving = results.get("halving_keep")
+    return {**results, "problems": shown, "halving_keep_text": f"({', '.join(map(str, halving))})" if halving else "–",
+            "has_trajax": any(TRAJAX in [s["label"] for s in p["solvers"]]
                                                            for p in results["problems"])}
 
 

@@ -101,17 +101,29 @@ class Agent:
         return f"Agent({self.run.name!r}, env={self.env_id!r}, seed={self.run.seed}, steps={self.num_timesteps})"
 
 
-def make(algo: str, env: str, seed: int = 0, *, config: Any = None, use_preset: bool = True,
-         out: str | os.PathLike | None = None, eval_every: int | None = None, eval_episodes: int | None = None,
-         quiet: bool | None = None, overwrite: bool = False, **overrides: Any) -> Agent:
+def make(algo: str, env: Any = None, seed: int = 0, *, system: Any = None, config: Any = None,
+         use_preset: bool = True, out: str | os.PathLike | None = None, eval_every: int | None = None,
+         eval_episodes: int | None = None, quiet: bool | None = None, overwrite: bool = False,
+         **overrides: Any) -> Agent:
     """Build an agent: ``pw.make("ddpg", env="Pendulum-v1", seed=0, actor_lr=1e-3)``.
+
+    ``env`` is a Gymnasium id, a ``gymnasium.Env``, a zero-argument function or class returning one, a
+    ``System``, or ``"package.module:name"`` of one of these; ``system`` (instead of ``env``) a differentiable
+    ``System``: a pathwise id, an instance, its class or factory, or ``"package.module:Class"``
+    (:mod:`pathwise.problems`). A run of an importable string resumes in any process; one of an object only
+    in this one.
 
     Keyword arguments not listed are algorithm config keys (they override the preset for ``(algo, env)``
     and ``config``). With ``out`` the agent writes a run directory (metrics, TensorBoard, plots,
     checkpoints) as ``pathwise train`` does; a run already there is refused unless ``overwrite``.
     """
-    if not isinstance(env, str):
-        raise ValueError(f"env must be an environment id such as 'Pendulum-v1', got {env!r}.")
+    from pathwise import problems
+
+    if (env is None) == (system is None):
+        raise ValueError("make: pass the environment as env= (a Gymnasium id, a gymnasium.Env or a factory of one) "
+                         "or a differentiable system as system= (a pathwise System, its class, or "
+                         f"'package.module:Class'), exactly one of them; got env={env!r:.60}, system={system!r:.60}.")
+    env = problems.env_id(env) if system is None else problems.system_id(system)
     trainer, _ = _train.make_trainer(algo, env, seed, config=config, overrides=overrides, use_preset=use_preset,
                                      out=out, eval_every=eval_every, eval_episodes=eval_episodes, quiet=quiet,
                                      overwrite=overwrite)

@@ -3,6 +3,8 @@
     pathwise train svg-inf --env Pendulum-v1 --steps 2000 --seed 0
     pathwise train ddpg --env Pendulum-v1 --actor-lr 3e-4 --set tau=0.01
     pathwise train --resume runs/svg-inf-Pendulum-v1-s0-...
+    pathwise train reinforce --env mypkg.envs:make              # your own gymnasium.Env
+    pathwise train bptt --system mypkg.dynamics:MySystem        # your own differentiable System
     pathwise evaluate runs/svg-inf-Pendulum-v1-s0-... --episodes 20 --render pendulum.gif
     pathwise evaluate runs/svg-inf-Pendulum-v1-s0-... --episodes 100 --per-start-csv starts.csv
     pathwise solve ilqr --system pendulum
@@ -33,11 +35,13 @@ HELP = """usage: pathwise {train,evaluate,solve,estimators,list} ...
 End-to-end policy optimization through backpropagation (JAX).
 
 commands:
-  train ALGO --env ID   train an algorithm (pathwise list shows them); --resume RUN_DIR continues a run
+  train ALGO --env ID   train an algorithm (pathwise list shows them); --env/--system pkg.mod:name: your own;
+                        --resume RUN_DIR continues a run
   evaluate RUN_DIR      evaluate a trained run on its environment (per start state where known), render it
   solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
   estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
   list                  algorithms, systems, environments with known rewards, presets
+  tune ALGO --env ID    hyperparameter search with Optuna (workers on one --storage share a study)
 
 Run `pathwise COMMAND --help` for the options of a command.
 """
@@ -47,8 +51,13 @@ Run `pathwise COMMAND --help` for the options of a command.
 class TrainArgs:
     """Train ALGO on an environment; algorithm options follow (see below) or go in --set/--config."""
 
-    env: str = "Pendulum-v1"
-    """Environment: a Gymnasium id (Pendulum-v1, CartPole-v1) or a pathwise system (pathwise/Pendulum-v1, pendulum)."""
+    env: str | None = None
+    """Environment (default Pendulum-v1): a Gymnasium id (Pendulum-v1, CartPole-v1), a pathwise system
+    (pathwise/Pendulum-v1, pendulum), or your own as package.module:name, a function or class that builds a
+    gymnasium.Env (or a System) with no arguments."""
+    system: str | None = None
+    """A differentiable system instead of --env: a pathwise id (pendulum) or your own System as
+    package.module:Class (a subclass of pathwise.systems.System, or a function returning one)."""
     steps: int | None = None
     """Budget in environment steps (default: the preset's, else 20000)."""
     seed: int = 0
@@ -61,6 +70,15 @@ class TrainArgs:
     host_devices: int | None = None
     """With vmapped seeds on a machine without an accelerator: split the CPU into this many XLA devices and shard
     the seeds over them, so they train in parallel (default: one per core; 1 = a single device)."""
+    num_processes: int = 1
+    """With vmapped seeds: processes (one per machine, or several on one) that train the --seeds together, each
+    running this command with its own --process-id; the seeds are sharded over the devices of all of them and
+    each process evaluates and saves the seeds on its own devices."""
+    process_id: int = 0
+    """This process's index in [0, --num-processes) (0 on the machine --coordinator names)."""
+    coordinator: str | None = None
+    """With --num-processes > 1: HOST:PORT where process 0 listens, the same on every process (default:
+    $JAX_COORDINATOR_ADDRESS)."""
     out: str | None = None
     """Run directory (default: runs/ALGO-ENV-sSEED-TIMESTAMP); an existing run there is refused (see --overwrite)."""
     overwrite: bool = False
@@ -72,6 +90,9 @@ class TrainArgs:
     algorithm has one optimizer; `pathwise list` names each algorithm's step sizes)."""
     no_preset: bool = False
     """Ignore the tuned preset for (ALGO, ENV) and start from the algorithm's defaults."""
+    preset_file: str | None = None
+    """A preset file (the format of pathwise/presets/*.toml; `pathwise tune` writes one): its table for --env
+    replaces the shipped preset, run settings (steps, eval_every, eval_episodes) included."""
     eval_every: int | None = None
     """Evaluate every this many environment steps (default: the preset's, else 1000)."""
     eval_episodes: int | None = None
@@ -149,7 +170,7 @@ def cmd_train(argv: list[str]) -> int:
     summaries = _seed_runs(algorithm, env, cfg, args, steps, out_root, settings)()
     if args.seeds > 1:
         finals = [s["final_return_mean"] for s in summaries]
-        print(f"{args.seeds} seeds: final return {sum(finals) / len(finals):.1f} "
+        print(f"{len(summaries)} seeds: final return {sum(finals) / len(finals):.1f} "
               f"(min {min(finals):.1f}, max {max(finals):.1f})")
     return 0
 
@@ -164,8 +185,8 @@ def _parse_train(argv: list[str]):
     wants_help = any(a in ("-h", "--help") for a in rest)
     args, unknown = tyro.cli(TrainArgs, args=[a for a in rest if a not in ("-h", "--help")],
                              prog=f"pathwise train {algorithm.name}", return_unknown_args=True)
-    env = registry.check_id(registry.canonical_id(args.env))
-    preset, settings = registry.record(env).preset(algorithm.name) if not args.no_preset else ({}, {})
+    env = _problem_id(args)
+    preset, settings = _preset(algorithm.name, env, args)
     file_values = config_mod.load_file(args.config) if args.config else None
     base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values,
                             config_usage=f"{{}} = ... in {args.config}")
@@ -187,6 +208,29 @@ def _parse_train(argv: list[str]):
     return algorithm, env, cfg, args, settings
 
 
+def _problem_id(args: TrainArgs) -> str:
+    """The id of --env or --system (a user's own is imported and registered here: pathwise.problems)."""
+    from pathwise import problems
+
+    if args.env is not None and args.system is not None:
+        raise ValueError(f"--env {args.env} and --system {args.system}: pass one of them (--system for a "
+                         "differentiable System, --env for any environment).")
+    if args.system is not None:
+        return problems.system_id(args.system, option="--system")
+    return problems.env_id(args.env if args.env is not None else "Pendulum-v1", option="--env")
+
+
+def _preset(algo: str, env: str, args: TrainArgs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The preset's ``(config values, run settings)``: from --preset-file, else the shipped one, else none."""
+    from pathwise import presets
+
+    if args.preset_file is not None and args.no_preset:
+        raise ValueError("--preset-file and --no-preset contradict each other; pass one of them.")
+    if args.preset_file is not None:
+        return presets.load_file(args.preset_file, env, registry.record(env).twin)
+    return registry.record(env).preset(algo) if not args.no_preset else ({}, {})
+
+
 def _check_train_options(args: TrainArgs) -> None:
     """The run options, refused with the option's name before anything is built or written."""
     from pathwise.checkpoint import check_writable
@@ -205,6 +249,9 @@ def _check_train_options(args: TrainArgs) -> None:
         raise ValueError(f"--steps {args.steps}: the budget must be a positive number of environment steps.")
     if args.out is not None:
         check_writable(args.out, "--out", directory=True)
+    from pathwise.seeds import check_processes
+
+    check_processes(args.coordinator, args.num_processes, args.process_id)
 
 
 def _refuse_existing_runs(out_root: Path, args: TrainArgs) -> None:
@@ -242,7 +289,15 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
             from pathwise import seeds as pw_seeds
 
             pw_seeds.use_host_devices(args.host_devices)  # before JAX starts: the device count is fixed after that
+            pw_seeds.start_processes(args.coordinator, args.num_processes, args.process_id)  # so is the group
             return lambda: _train_vmapped_seeds(algorithm, env, cfg, args, steps, trainer)
+    if args.num_processes > 1:
+        why = ("one seed cannot be shared; pass --seeds N" if args.seeds == 1 else "--no-vmap-seeds trains the seeds "
+               "one after another" if not args.vmap_seeds else f"only seeds trained as one vmapped program (an "
+               f"algorithm of the simulated loop on a pathwise System) are shared, and "
+               f"{algorithm.name} on {env} does not train that way; run `pathwise train ... --seed K` for different "
+               "seeds on each machine instead")
+        raise ValueError(f"--num-processes {args.num_processes}: {why}.")
     return sequential
 
 
@@ -269,21 +324,24 @@ def _train_vmapped_seeds(algorithm, env: str, cfg: Any, args: TrainArgs, steps: 
         carries, metrics = simulated.train_seeds(algorithm, spec, cfg, args.seeds, iterations, first_seed=args.seed)
         jax.block_until_ready(carries)
     elapsed = time.perf_counter() - t0
-    metrics = {k: np.asarray(v) for k, v in metrics.items()}  # one transfer, not one per seed and iteration
+    with precision(cfg):  # in a group of processes: the seeds on this process's devices
+        held = pw_seeds.local_seed_rows((carries, metrics))
     summaries = []
-    for i in range(args.seeds):
+    for i, (carry, seed_metrics) in held.items():
         t = trainer(args.seed + i, True, {"vmapped_seeds": args.seeds, "seed_devices": pw_seeds.devices_of(carries)})
         with precision(cfg):  # a float64 run's arrays stay float64
-            t.run.carry = jax.tree.map(lambda x: x[i], carries)
+            t.run.carry = carry
+        seed_metrics = {k: np.asarray(v) for k, v in seed_metrics.items()}  # one transfer per seed
         t.history = [{"iteration": it + 1, "env_steps": (it + 1) * per_iteration,
-                      **{k: float(v[i, it]) for k, v in metrics.items()}} for it in range(iterations)]
+                      **{k: float(v[it]) for k, v in seed_metrics.items()}} for it in range(iterations)]
         c = t.counters
         c.iterations, c.env_steps, c.train_time = iterations, t.run.env_steps, elapsed / args.seeds
         c.next_eval = c.env_steps
         t.evaluate_and_save()
         summaries.append(t.summary())
         _print_summary(summaries[-1], t.out)
-    print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program, {where})")
+    group = f", process {args.process_id} of {args.num_processes} saved {len(held)}" if args.num_processes > 1 else ""
+    print(f"{args.seeds} seeds trained in {elapsed:.1f} s (one program, {where}{group})")
     return summaries
 
 
@@ -424,6 +482,12 @@ def cmd_solve(argv: list[str]) -> int:
     return solve_main(argv)
 
 
+def cmd_tune(argv: list[str]) -> int:
+    from pathwise.tune import cmd_tune as tune_main
+
+    return tune_main(argv)
+
+
 def cmd_estimators(argv: list[str]) -> int:
     from pathwise.cli_estimators import main as estimators_main
 
@@ -431,7 +495,7 @@ def cmd_estimators(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "solve": cmd_solve, "estimators": cmd_estimators,
-            "list": cmd_list}
+            "list": cmd_list, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

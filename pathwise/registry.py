@@ -54,6 +54,9 @@ class EnvRecord:
     max_return: float | None = None
     """The highest return an episode can reach under the default time limit (the learning curve's band is
     clipped to it); None: not known."""
+    own_system: bool = False
+    """A user's ``System`` behind the Gymnasium API (:mod:`pathwise.problems`): the environment *is* it, as for a
+    ``pathwise/`` id."""
     state_names: tuple[str, ...] = ()
     """Names of the entries of the start state ``env.unwrapped.state`` holds after ``reset`` (``pathwise evaluate``
     reports each episode's start by them); empty: no per-start report."""
@@ -66,7 +69,7 @@ class EnvRecord:
     @property
     def native(self) -> bool:
         """Whether the environment *is* a pathwise ``System`` behind the Gymnasium API (a ``pathwise/`` id)."""
-        return self.id.startswith(NAMESPACE)
+        return self.id.startswith(NAMESPACE) or self.own_system
 
     def preset(self, algo: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(config values, run settings)`` of the tuned preset for ``algo`` here (or for the twin)."""
@@ -96,6 +99,7 @@ class EnvRecord:
 
 
 _USER: dict[str, dict[str, Any]] = {}  # what register() added, applied over the built-in records
+_OWN: dict[str, EnvRecord] = {}  # users' own environments and systems (pathwise.problems), by id
 
 
 @functools.lru_cache(maxsize=1)
@@ -146,7 +150,7 @@ _TASK: dict[str, dict[str, Any]] = {
 
 def record(env_id: str) -> EnvRecord:
     """The record of ``env_id`` (an empty one for an id pathwise knows nothing about)."""
-    base = _builtin().get(env_id, EnvRecord(env_id))
+    base = _OWN.get(env_id) or _builtin().get(env_id, EnvRecord(env_id))
     return dataclasses.replace(base, **_USER[env_id]) if env_id in _USER else base
 
 
@@ -155,7 +159,7 @@ def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecor
 
     A field that is already known is replaced only with ``overwrite=True``. Returns the new record.
     """
-    names = {f.name for f in dataclasses.fields(EnvRecord)} - {"id"}
+    names = {f.name for f in dataclasses.fields(EnvRecord)} - {"id", "own_system"}
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ValueError(f"register({env_id!r}): unknown field(s) {unknown}; known: {', '.join(sorted(names))}.")
@@ -206,6 +210,16 @@ def check_functions(rec: EnvRecord, obs_dim: int, action_dim: int) -> None:
                              f"jnp.sum(...) or x[0]); fix it and register it again with overwrite=True.")
 
 
+def add_own(rec: EnvRecord) -> None:
+    """The record of a user's own environment or system (``pathwise.problems`` registers them)."""
+    _OWN[rec.id] = rec
+
+
+def is_own(env_id: str) -> bool:
+    """Whether ``env_id`` is a user's own environment or system registered in this process."""
+    return env_id in _OWN
+
+
 def unregister(env_id: str) -> None:
     """Forget what :func:`register` added for ``env_id`` (built-in knowledge stays)."""
     _USER.pop(env_id, None)
@@ -251,5 +265,5 @@ def check_id(env_id: Any) -> str:
                      "installed Gymnasium id works (see gymnasium.pprint_registry()).")
 
 
-__all__ = ["EnvRecord", "NAMESPACE", "RewardFn", "TerminationFn", "canonical_id", "check_functions", "check_id", "user_registered", "known_rewards",
+__all__ = ["EnvRecord", "NAMESPACE", "add_own", "is_own", "RewardFn", "TerminationFn", "canonical_id", "check_functions", "check_id", "user_registered", "known_rewards",
            "record", "register", "unregister"]

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise import algorithms, ceilings, loops, registry, tblog
+from pathwise import algorithms, ceilings, loops, problems, registry, tblog
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise import spec as spec_mod
@@ -104,7 +104,8 @@ class Run:
         self.algorithm, self.env_id, self.config, self.seed = algorithm, env_id, config, int(seed)
         loops.precheck(algorithm, registry.record(env_id))
         self.spec = spec_mod.from_env(env_id)
-        if not self.spec.discrete and env_id in registry.user_registered():  # a user's functions, traced once
+        if not self.spec.discrete and (env_id in registry.user_registered() or registry.is_own(env_id)):
+            # a user's functions (registered, or its own System's reward on observations), traced once
             registry.check_functions(registry.record(env_id), self.spec.obs_dim, self.spec.action_dim)
         with self.precision():
             self.loop = loops.make(algorithm, self.spec, config)
@@ -170,14 +171,16 @@ def precision(config: Any):
     return jax.enable_x64(bool(getattr(config, "float64", False)))
 
 
-def make_run(algo: str, env: str, seed: int = 0, *, config: Any = None, overrides: dict[str, Any] | None = None,
+def make_run(algo: str, env: Any, seed: int = 0, *, config: Any = None, overrides: dict[str, Any] | None = None,
              use_preset: bool = True) -> tuple[Run, dict[str, Any]]:
     """A fresh :class:`Run` and the preset's run settings (``steps``, ``eval_every``, ``eval_episodes``).
 
-    The config is built as defaults < preset for ``(algo, env)`` < ``config`` < ``overrides``.
+    ``env`` is any form :func:`pathwise.problems.env_id` takes (an id, a ``gymnasium.Env``, a factory, a
+    ``System``, ``"package.module:name"``). The config is built as defaults < preset for ``(algo, env)`` <
+    ``config`` < ``overrides``.
     """
     algorithm = algorithms.get(algo)
-    env = registry.check_id(registry.canonical_id(env))
+    env = problems.env_id(env)
     preset, run = registry.record(env).preset(algorithm.name) if use_preset else ({}, {})
     config = cfg_mod.build(algorithm.Config, algorithm.name, preset, config, overrides)
     return Run(algorithm, env, config, seed), run
@@ -485,7 +488,7 @@ class Trainer:
 
     def meta(self) -> dict[str, Any]:
         """What a checkpoint records besides the carry."""
-        return {"algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,
+        return {"algorithm": self.run.name, "env_id": self.env_id, **self._env_source(), "seed": self.run.seed,
                 "config": cfg_mod.to_dict(self.run.config), "counters": dataclasses.asdict(self.counters),
                 "history": self.history, "evals": self.evals, "eval_every": self.eval_every,
                 "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed}
@@ -493,8 +496,14 @@ class Trainer:
     def save(self, which: str) -> None:
         ckpt.save(self.out / "checkpoints" / f"{which}.npz", self.run.carry, self.meta())
 
+    def _env_source(self) -> dict[str, str]:
+        """``{"env_source": "package.module:name"}`` for a user's environment given by an importable string (what
+        rebuilds it in another process), else nothing."""
+        found = problems.source(self.env_id)
+        return {} if found is None else {"env_source": found}
+
     def write_config(self) -> None:
-        info = {"algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,
+        info = {"algorithm": self.run.name, "env_id": self.env_id, **self._env_source(), "seed": self.run.seed,
                 "eval_every": self.eval_every, "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed,
                 "config": cfg_mod.to_dict(self.run.config), **self.run_info}
         ckpt.atomic_write_text(self.out / "config.json", json.dumps(info, indent=2) + "\n")
@@ -738,8 +747,24 @@ def open_run(run_dir: str | os.PathLike, *, which: str = "last", quiet: bool | N
 
 
 #: Keys of config.json and checkpoint meta records that are not extra run information.
-_RECORD_KEYS = ("algorithm", "env_id", "seed", "config", "eval_every", "eval_episodes", "eval_seed", "counters",
+_RECORD_KEYS = ("algorithm", "env_id", "env_source", "seed", "config", "eval_every", "eval_episodes", "eval_seed", "counters",
                 "history", "evals", "format_version", "key_leaves")
+
+
+def _rebuild_own_env(info: dict[str, Any], source: str) -> None:
+    """Register the user's environment of a run record again in this process (from its importable ``env_source``),
+    or refuse, naming the fix, a run of an object that this process does not hold."""
+    env_id, env_source = info["env_id"], info.get("env_source")
+    if env_source is not None:
+        if not problems.is_import_path(env_source):
+            raise ckpt.CheckpointError(f"{source}: env_source={env_source!r:.80} is not 'package.module:name'; "
+                                       f"{ckpt.DAMAGED}.")
+        found = problems.env_id(env_source)
+        if found != env_id:
+            raise ckpt.CheckpointError(f"{source}: env_source {env_source!r} is registered as {found!r} in this "
+                                       f"process, not as the run's {env_id!r}; {ckpt.DAMAGED}.")
+    elif problems.is_own(env_id) and not registry.is_own(env_id):
+        raise problems.not_resumable(env_id, source)
 
 
 def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, quiet: bool | None,
@@ -750,6 +775,7 @@ def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, qu
     missing = [k for k in ("algorithm", "env_id", "seed", "config") if k not in info]
     if missing:
         raise ckpt.CheckpointError(f"{source} is not a pathwise run record (it has no {', '.join(missing)}).")
+    _rebuild_own_env(info, source)
     try:  # what the record says is checked like user input, but the message names the file
         algorithm = algorithms.get(info["algorithm"])
         registry.check_id(info["env_id"])

@@ -294,9 +294,10 @@ EYE2, B21, EYE1 = jnp.eye(2), jnp.ones((2, 1)), jnp.eye(1)
 #: (id, call(ctx, tmp), exception type, regex of the message).
 API_CASES = [
     # pw.make
-    ("make-env-none", lambda c, t: pw.make("reinforce", env=None), ValueError, r"env must be an environment id such "
-                                                                               r"as 'Pendulum-v1', got None"),
-    ("make-env-number", lambda c, t: pw.make("reinforce", env=5), ValueError, r"env must be an environment id.*got 5"),
+    ("make-env-none", lambda c, t: pw.make("reinforce", env=None), ValueError, r"pass the environment as env= \(a "
+                                                                               r"Gymnasium id.*got env=None"),
+    ("make-env-number", lambda c, t: pw.make("reinforce", env=5), ValueError, r"env=5: an environment must be a "
+                                                                             r"Gymnasium id such as 'Pendulum-v1'"),
     ("make-env-typo", lambda c, t: pw.make("reinforce", env="CartPol-v1"), ValueError, r"Did you mean CartPole-v1"),
     ("make-algo-none", lambda c, t: pw.make(None, env="CartPole-v1"), ValueError, r"Unknown algorithm None\. "
                                                                                   r"Available"),

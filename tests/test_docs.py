@@ -3,10 +3,10 @@
 A fenced block runs by its language; an HTML comment on the line just before the fence,
 ``<!-- doc-test: WORDS -->``, says how:
 
-* ``steps=N``: the one change the test makes to what is written. A ``pathwise train`` command's ``--steps V``
-  becomes ``V * N / M``, M being the block's first ``--steps`` (so a resume still continues past the run it
-  resumes), and a ``pathwise train ALGO`` command without ``--steps`` gets ``--steps N``; in a Python block
-  every ``agent.learn(n)`` learns ``min(n, N)`` steps. Nothing else (networks, presets, episodes) changes.
+* ``steps=N``: the one change the test makes to what is written. A ``pathwise train`` (or ``tune``) command's
+  ``--steps V`` becomes ``V * N / M``, M being the block's first ``--steps`` (so a resume still continues past
+  the run it resumes), and such a command without ``--steps`` gets ``--steps N``; in a Python block every
+  ``agent.learn(n)`` learns ``min(n, N)`` steps. Nothing else (networks, presets, episodes, trials) changes.
 * ``slow``: the block takes minutes; it runs under ``make test-slow``. The default suite checks it without
   training: each ``pathwise train ALGO`` command is parsed and validated as the CLI does before it builds
   anything (options, values, env id, preset), each other command's flags must be in its ``--help``, and a Python
@@ -16,6 +16,8 @@ A fenced block runs by its language; an HTML comment on the line just before the
   shows is in its ``--help``.
 * ``preset=ALGO``: a TOML block in the form of ``pathwise/presets/ALGO.toml``: it parses, and each table builds
   ALGO's config for its environment id.
+* ``checked``: a block that cannot run inside a test (several machines, a database server, workers started in the
+  background by a shell loop); its ``pathwise`` commands are checked as a ``slow`` block's are.
 * ``make``: a bash block of ``make TARGET`` lines: each target is in the Makefile and ``make -n TARGET``
   succeeds (running ``make test`` from inside the test suite would run the suite in itself).
 
@@ -48,7 +50,7 @@ from pathwise.cli import COMMANDS, main
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGUAGES = {"python", "bash", "console", "toml", "text", ""}
-WORDS = {"slow", "run", "synopsis", "make"}
+WORDS = {"slow", "run", "synopsis", "make", "checked"}
 
 
 @dataclasses.dataclass
@@ -86,18 +88,38 @@ BLOCKS = [b for p in DOCS for b in parse(p)]
 CODE = [b for b in BLOCKS if b.lang not in ("", "text")]
 
 
-def commands(block: Block) -> list[list[str]]:
-    """The command lines of a bash or console block, as argv lists (comments dropped)."""
-    lines = block.body.splitlines()
+SHELL = {"for", "do", "done", "wait", "then", "fi", "if"}
+
+
+def commands(block: Block, shell: bool = False) -> list[list[str]]:
+    """The command lines of a bash or console block, as argv lists: comments dropped, ``\\`` continuations joined,
+    ``;``/``&&``/``&`` separated commands split. Shell control words (``for``, ``done``, ``wait``) and ``$i`` are
+    only allowed with ``shell`` (a ``checked`` block: ``$i`` reads as 0)."""
+    text = block.body.replace("\\\n", " ")
+    lines = text.splitlines()
     if block.lang == "console":
         lines = [ln[2:] for ln in lines if ln.startswith("$ ")]
-    return [argv for ln in lines if (argv := shlex.split(ln, comments=True))]
+    out = []
+    for line in lines:
+        for part in re.split(r"\s*(?:;|&&|&)\s*", line.split(" #", 1)[0] if not line.startswith("#") else ""):
+            argv = shlex.split(part, comments=True)
+            if argv and argv[0] in ("do", "then"):
+                argv = argv[1:]
+            if not argv:
+                continue
+            if argv[0] in SHELL or any("$" in a for a in argv):
+                assert shell, f"{block.id}: `{part}` is shell control; mark the block `checked` or write commands"
+                if argv[0] in SHELL:
+                    continue
+                argv = [a.replace("$i", "0") for a in argv]
+            out.append(argv)
+    return out
 
 
 def scaled(argv: list[str], block: Block) -> list[str]:
     """A ``pathwise`` argv with the block's ``steps=N`` applied (module docstring)."""
     n = block.steps
-    if n is None or argv[:2] != ["pathwise", "train"]:
+    if n is None or argv[:2] not in (["pathwise", "train"], ["pathwise", "tune"]):  # tune: --steps per trial
         return argv
     firsts = [int(float(c[c.index("--steps") + 1])) for c in commands(block) if "--steps" in c]
     argv = list(argv)
@@ -126,7 +148,7 @@ def help_of(argv: list[str]) -> str:
     if cmd == "train":
         prefix = ["train", "--resume", "x"] if "--resume" in argv else ["train", words[1]]
     else:
-        prefix = [cmd, words[1]] if cmd in ("solve", "estimators") else [cmd]
+        prefix = [cmd, words[1]] if cmd in ("solve", "estimators", "tune") else [cmd]
     return run_cli(["pathwise", *prefix, "--help"])
 
 
@@ -143,6 +165,10 @@ def check_command(argv: list[str]) -> None:
     if argv[1:2] == ["train"] and "--resume" not in argv and "--help" not in argv:
         from pathwise.cli import _parse_train
 
+        if "--preset-file" in argv and not Path(argv[argv.index("--preset-file") + 1]).exists():
+            check_flags(argv)  # the file comes from an earlier command of the block (which the slow suite runs)
+            i = argv.index("--preset-file")
+            argv = argv[:i] + argv[i + 2:]
         assert _parse_train(argv[2:]) is not None
     else:
         check_flags(argv)
@@ -208,11 +234,14 @@ def check(block: Block) -> None:
     elif block.lang == "python":
         check_python(block)
     else:
-        for argv in commands(block):
-            check_command(scaled(argv, block))
+        for argv in commands(block, shell="checked" in block.words):
+            if argv[0] == "pathwise" or "checked" not in block.words:  # `createdb` etc. of a checked block: not ours
+                check_command(scaled(argv, block))
 
 
 def execute(block: Block, monkeypatch) -> None:
+    if any(argv[:2] == ["pathwise", "tune"] for argv in (commands(block) if block.lang != "python" else [])):
+        pytest.importorskip("optuna", reason="pathwise tune needs the tune extra (optuna)")
     if block.lang == "python":
         run_python(block, monkeypatch)
     else:
@@ -221,7 +250,7 @@ def execute(block: Block, monkeypatch) -> None:
 
 
 def _runs_by_default(block: Block) -> bool:
-    return "slow" not in block.words and not ({"make", "synopsis"} & block.words) and "preset" not in block.options
+    return not ({"slow", "make", "synopsis", "checked"} & block.words) and "preset" not in block.options
 
 
 @pytest.fixture

@@ -84,6 +84,24 @@ def test_screening_continues_only_the_cheapest_starts(pendulum, guesses, result)
     assert float(screened.best.cost) <= float(result.best.cost) * 1.01  # as good as running all to the end here
 
 
+def test_staged_screening_halves_the_starts_in_turn(pendulum, guesses):
+    staged = multistart(pendulum, HANG, guesses, max_iterations=60, keep=(4, 2), screen_iterations=(10, 5))
+    first = multistart(pendulum, HANG, guesses, max_iterations=10)  # stage 1: every guess
+    four = np.argsort(np.asarray(first.costs), kind="stable")[:4]
+    second = multistart(pendulum, HANG, first.solutions.actions[four], max_iterations=5)  # stage 2: the best 4
+    two = np.argsort(np.asarray(second.costs), kind="stable")[:2]
+    last = multistart(pendulum, HANG, second.solutions.actions[two], max_iterations=60)  # the best 2 to the end
+    out1 = np.setdiff1d(np.arange(guesses.shape[0]), four)
+    np.testing.assert_allclose(staged.costs[out1], first.costs[out1], rtol=1e-5)
+    np.testing.assert_allclose(staged.costs[four[np.setdiff1d(np.arange(4), two)]],
+                               second.costs[np.setdiff1d(np.arange(4), two)], rtol=1e-4)
+    np.testing.assert_allclose(staged.costs[four[two]], last.costs, rtol=1e-4)
+    np.testing.assert_array_equal(staged.iterations[four[two]],
+                                  last.iterations + second.iterations[two] + first.iterations[four[two]])
+    assert staged.solutions.cost_history.shape == (guesses.shape[0], 61)
+    assert int(staged.index) in four[two]
+
+
 def test_shooting_and_ddp_multistarts(pendulum):
     starts = initial_guesses(pendulum, 20, pushes=(0.5,))
     ddp = multistart(pendulum, HANG, starts, solver="ddp", max_iterations=20)
@@ -122,6 +140,10 @@ def test_bad_inputs_are_refused_with_the_fix(pendulum, guesses):
         multistart(pendulum, HANG, guesses, keep=2, screen_iterations=100)  # ilqr's default max_iterations=100
     with pytest.raises(ValueError, match="keep must be a number of starts"):
         multistart(pendulum, HANG, guesses, keep=0)
+    with pytest.raises(ValueError, match="fewer starts each time"):
+        multistart(pendulum, HANG, guesses, keep=(2, 4))
+    with pytest.raises(ValueError, match="one number for every stage or one per stage"):
+        multistart(pendulum, HANG, guesses, keep=(4, 2), screen_iterations=(10, 10, 10))
     with pytest.raises(ValueError, match="random guesses need a key"):
         initial_guesses(pendulum, T, random=2)
     with pytest.raises(ValueError, match="give action_dim"):

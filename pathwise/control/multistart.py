@@ -88,24 +88,41 @@ def _solve_all(problem: System | Problem, x0: Array, guesses: Array, solver: str
 
 
 def _program(problem: System | Problem, x0: Array, guesses: Array, solver: str, options: tuple,
-             prefer_converged: bool, keep: int | None, screen_iterations: int) -> MultiStart:
+             prefer_converged: bool, keep: tuple[int, ...], screen_iterations: tuple[int, ...]) -> MultiStart:
     """Solve from every guess (``jax.vmap`` of the solver) and pick the best start; with ``keep``, screen first:
-    every guess for ``screen_iterations``, then only the ``keep`` cheapest on, from where they stopped."""
+    stage i runs the starts still in for ``screen_iterations[i]`` iterations, then only the ``keep[i]`` cheapest
+    go on, from where they stopped; the last stage runs the survivors with the full ``max_iterations``."""
     kwargs = dict(options)
-    if keep is None or keep >= guesses.shape[0]:
-        sols = _solve_all(problem, x0, guesses, solver, kwargs)
-    else:
-        screened = _solve_all(problem, x0, guesses, solver, {**kwargs, "max_iterations": screen_iterations})
-        kept = jnp.argsort(jnp.where(jnp.isfinite(screened.cost), screened.cost, jnp.inf))[:keep]
-        more = _solve_all(problem, x0, screened.actions[kept], solver, kwargs)
-        more = more._replace(iterations=more.iterations + screened.iterations[kept])
-        length = more.cost_history.shape[1]  # a screened-out start's history padded with its final cost
-        padded = jnp.concatenate([screened.cost_history, jnp.repeat(screened.cost[:, None],
-                                                                    length - screen_iterations - 1, axis=1)], axis=1)
-        sols = jax.tree.map(lambda a, b: a.at[kept].set(b), screened._replace(cost_history=padded), more)
+    sols = None
+    alive = jnp.arange(guesses.shape[0])
+    actions = guesses
+    for count, iterations in zip(keep, screen_iterations):
+        if count >= actions.shape[0]:  # keeps every start: no screening at this stage
+            continue
+        stage = _solve_all(problem, x0, actions, solver, {**kwargs, "max_iterations": iterations})
+        sols = _merge(sols, alive, stage)
+        order = jnp.argsort(jnp.where(jnp.isfinite(stage.cost), stage.cost, jnp.inf))[:count]
+        alive, actions = alive[order], stage.actions[order]
+    sols = _merge(sols, alive, _solve_all(problem, x0, actions, solver, kwargs))
     index = best_index(sols.cost, sols.converged, prefer_converged)
     best = jax.tree.map(lambda a: a[index], sols)
     return MultiStart(best, index, sols.cost, sols.converged, sols.iterations, sols)
+
+
+def _merge(sols: Solution | None, alive: Array, stage: Solution) -> Solution:
+    """Write a stage's solutions into the rows ``alive`` of every start's: iterations add up, the cost history is
+    the latest stage's, and a start screened out earlier keeps its history padded with its final cost."""
+    if sols is None:
+        return stage
+    stage = stage._replace(iterations=stage.iterations + sols.iterations[alive])
+    length, have = stage.cost_history.shape[1], sols.cost_history.shape[1]
+    if length > have:
+        sols = sols._replace(cost_history=jnp.concatenate(
+            [sols.cost_history, jnp.repeat(sols.cost[:, None], length - have, axis=1)], axis=1))
+    elif length < have:
+        stage = stage._replace(cost_history=jnp.concatenate(
+            [stage.cost_history, jnp.repeat(stage.cost[:, None], have - length, axis=1)], axis=1))
+    return jax.tree.map(lambda a, b: a.at[alive].set(b), sols, stage)
 
 
 _program_jit = eqx.filter_jit(_program)
@@ -118,8 +135,8 @@ def multistart(
     *,
     solver: str = "ilqr",
     prefer_converged: bool = False,
-    keep: int | None = None,
-    screen_iterations: int = 30,
+    keep: int | Sequence[int] | None = None,
+    screen_iterations: int | Sequence[int] = 30,
     **options: Any,
 ) -> MultiStart:
     """Solve from every initial action sequence in ``guesses`` in one vmapped, jitted program; keep the best.
@@ -131,12 +148,15 @@ def multistart(
       solver: ``"ilqr"``, ``"ddp"`` (iLQR with ``second_order=True``) or ``"shooting"``.
       prefer_converged: keep the cheapest *converged* start when there is one (see ``best_index``);
         by default the cheapest start, converged or not.
-      keep: screen first (successive halving): run every guess for ``screen_iterations`` iterations, then
-        solve on only the ``keep`` cheapest, from where they stopped (a restart: iLQR's regularization and
-        L-BFGS's memory begin afresh), with the full ``max_iterations``. Starts advance in lockstep, so
-        without screening the program runs as long as its slowest start; screening stops the slow, costly
-        ones early. None (default): every guess runs to the end.
-      screen_iterations: the screening stage's iteration limit (less than the solver's ``max_iterations``).
+      keep: screen first: run every guess for ``screen_iterations`` iterations, then solve on only the
+        ``keep`` cheapest, from where they stopped (a restart: iLQR's regularization and L-BFGS's memory
+        begin afresh), with the full ``max_iterations``. Starts advance in lockstep, so without screening
+        the program runs as long as its slowest start; screening stops the slow, costly ones early. A
+        decreasing sequence screens in stages (successive halving, e.g. ``keep=(8, 4, 2, 1)``): stage i
+        runs the starts still in for ``screen_iterations`` (or its i-th entry) more iterations and keeps
+        the ``keep[i]`` cheapest. None (default): every guess runs to the end.
+      screen_iterations: each screening stage's iteration limit (less than the solver's ``max_iterations``);
+        one number for every stage or one per stage.
       **options: passed to the solver (``pw.control.ilqr`` or ``pw.control.shooting``), e.g.
         ``max_iterations``, ``tol``, ``optimizer="lbfgs"``; the same for every start.
 
@@ -161,22 +181,35 @@ def multistart(
     if not isinstance(guesses, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(guesses))):
         raise ValueError("multistart: guesses contain NaN or inf.")
     x0, first = check_inputs("multistart", problem, x0, guesses[0])
-    _check_screening(function, options, keep, screen_iterations)
+    keep, screen_iterations = _check_screening(function, options, keep, screen_iterations)
     if isinstance(problem, System):  # its action box read now, while concrete (a learned model's is an array
         problem = as_problem(problem)  # leaf); the solvers apply their own ``bounds`` option to the Problem
     return _program_jit(problem, x0, guesses.astype(first.dtype), solver, tuple(sorted(options.items())),
-                        bool(prefer_converged), None if keep is None else int(keep), int(screen_iterations))
+                        bool(prefer_converged), keep, screen_iterations)
 
 
-def _check_screening(function, options: dict, keep: int | None, screen_iterations: int) -> None:
+def _check_screening(function, options: dict, keep, screen_iterations) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``keep`` and ``screen_iterations`` as one tuple entry per screening stage (empty: no screening)."""
     if keep is None:
-        return
+        return (), ()
     limit = options.get("max_iterations", inspect.signature(function).parameters["max_iterations"].default)
-    if not (isinstance(keep, (int, np.integer)) and keep >= 1):
-        raise ValueError(f"multistart: keep must be a number of starts >= 1 (or None: no screening), got {keep!r}.")
-    if not 1 <= screen_iterations < limit:
-        raise ValueError(f"multistart: screen_iterations must be in [1, max_iterations={limit}), got "
-                         f"{screen_iterations}; raise max_iterations or lower screen_iterations.")
+    stages = tuple(keep) if isinstance(keep, (tuple, list)) else (keep,)
+    if not stages or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1
+                             for k in stages):
+        raise ValueError(f"multistart: keep must be a number of starts >= 1, a decreasing sequence of them, "
+                         f"or None (no screening), got {keep!r}.")
+    if any(b >= a for a, b in zip(stages, stages[1:])):
+        raise ValueError(f"multistart: keep's stages must keep fewer starts each time, got {keep!r}.")
+    its = tuple(screen_iterations) if isinstance(screen_iterations, (tuple, list)) else \
+        (screen_iterations,) * len(stages)
+    if len(its) != len(stages):
+        raise ValueError(f"multistart: screen_iterations gives {len(its)} stages, keep {len(stages)}; give one "
+                         f"number for every stage or one per stage.")
+    for it in its:
+        if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or not 1 <= it < limit:
+            raise ValueError(f"multistart: screen_iterations must be in [1, max_iterations={limit}), got "
+                             f"{screen_iterations}; raise max_iterations or lower screen_iterations.")
+    return tuple(int(k) for k in stages), tuple(int(i) for i in its)
 
 
 def _box(problem: Problem, action_dim: int, scale: float, dtype) -> tuple[Array, Array]:

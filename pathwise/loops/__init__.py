@@ -69,9 +69,10 @@ def precheck(algorithm: Algorithm, record: Any) -> None:
         raise ValueError(_NO_REWARD.format(name=algorithm.name, env_id=record.id))
 
 
-_NO_SYSTEM = ("{name} differentiates through known dynamics and needs a pathwise System, but {env_id!r} has none. "
-              "Use one of `pathwise list`'s systems, or a model-based algorithm (mbrl, svg-inf) that learns the "
-              "dynamics.")
+_NO_SYSTEM = ("{name} differentiates through known dynamics and needs a pathwise System, but {env_id!r} has none "
+              "(a Gymnasium environment is a black box). Use one of `pathwise list`'s systems or your own System "
+              "(pw.make(..., system=MySystem()), --system mypkg.dynamics:MySystem), or a model-based algorithm "
+              "(mbrl, svg-inf) that learns the dynamics.")
 _NO_REWARD = ("{name} needs the reward function of {env_id!r} to differentiate through it, and none is known. "
               "Register one with pathwise.rewards.register(env_id, fn), or use a model-free algorithm (svg0, ddpg, "
               "reinforce).")
@@ -104,8 +105,10 @@ def check(algorithm: Algorithm, spec: EnvSpec, kind: str) -> None:
         raise ValueError(f"{info.name} needs discrete actions, but {spec.env_id} has a continuous (Box) action "
                          "space; use reinforce, ddpg or svg0 for continuous actions.")
     if not spec.discrete and not all(np.isfinite(spec.action_low + spec.action_high)) and kind != "on_policy":
-        raise ValueError(f"{info.name} squashes actions into a bounded box, but {spec.env_id} has unbounded actions; "
-                         "wrap it with gymnasium.wrappers.ClipAction/RescaleAction.")
+        raise ValueError(f"{info.name} squashes actions into a bounded box, but {spec.env_id} has unbounded actions "
+                         f"(low={list(spec.action_low)}, high={list(spec.action_high)}); declare finite bounds in its "
+                         "action space (e.g. spaces.Box(-1.0, 1.0, (n,), np.float32), clipping in step()), or use "
+                         "reinforce (on-policy), whose Gaussian actions need no bounds.")
     if (kind == "model_based" or info.needs_reward) and spec.reward is None:
         raise ValueError(_NO_REWARD.format(name=info.name, env_id=spec.env_id))
 
