@@ -55,7 +55,7 @@ NONFINITE_HINT = ("Lower the learning rates (`pathwise train ALGO --help` lists 
 
 def nonfinite_hint(config: Any) -> str:
     """What to try after non-finite updates, naming the learning-rate options this algorithm's config has."""
-    names = [f.name for f in dataclasses.fields(config) if f.name == "lr" or f.name.endswith(("_lr", "learning_rate"))]
+    names = cfg_mod.rate_options(config)  # lr, or actor_lr first and one per other network
     if not names:
         return NONFINITE_HINT
     rates = " ".join(f"{n}={getattr(config, n):g}" for n in names)
