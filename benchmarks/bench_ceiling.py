@@ -3,6 +3,7 @@
     python benchmarks/bench_ceiling.py            # 100 evaluation episodes; rewrites pathwise/ceilings.json
     python benchmarks/bench_ceiling.py --quick    # 5 episodes, into a temporary folder (unless --out/--results)
     python benchmarks/bench_ceiling.py --variants # also the MPC settings comparison (minutes)
+    python benchmarks/bench_ceiling.py --plays    # also start from every learned policy's play (bench_gap.py's)
     python benchmarks/bench_ceiling.py --from-json  # re-render the section only
 
 Writes benchmarks/results/ceiling.json, then benchmarks/sections/15_ceiling.md (from
@@ -18,6 +19,10 @@ state, with the true model (``pw.systems.Pendulum``, equal to Gymnasium step for
 2. full-horizon trajectory optimization: ``pw.control.multistart`` iLQR over all 200 steps from the MPC
    trajectory's actions, the box midpoint, constant pushes ±0.5 and 16 uniform random sequences, screened
    (``keep=4, screen_iterations=30``), ``max_iterations=200``.
+
+With ``--plays`` (benchmarks/results/gap_plays.npz, written by ``benchmarks/bench_gap.py``), every learned
+policy's actions on the episode are guesses too: a trajectory some method found is a start trajectory
+optimization can refine, and a ceiling must be at least as good as every trajectory known from that state.
 
 iLQR starts from the MPC actions among its guesses and only lowers a start's cost, so its best trajectory is
 never worse than MPC's in simulation. That trajectory is tracked in Gymnasium's own environment from the
@@ -54,9 +59,10 @@ RANDOM, KEEP, SCREEN, MAX_ITERATIONS = 16, 10, 30, 400
 ILQR_GUESSES = (0.0, 1.0, -1.0)  # constant initial torques of the swing-up from rest
 
 
-def method() -> str:
+def method(plays: list[str] | None = None) -> str:
+    also = f", the plays of the learned policies {', '.join(plays)} (benchmarks/bench_gap.py)" if plays else ""
     return (f"multi-start iLQR over the whole episode from the trajectories of MPC(iLQR, horizon={MPC_HORIZON}, "
-            f"{MPC_ITERATIONS} iterations/step, restarts) and MPC(horizon={SECOND_MPC[0]}), {2 * len(PUSHES)} "
+            f"{MPC_ITERATIONS} iterations/step, restarts) and MPC(horizon={SECOND_MPC[0]}){also}, {2 * len(PUSHES)} "
             f"full-torque pushes either way for {', '.join(map(str, PUSHES))} steps, 3 constant and {RANDOM} random "
             f"guesses (best {KEEP} after {SCREEN} iterations solved on, {MAX_ITERATIONS} iterations), true model; "
             "never worse than that MPC in simulation; tracked in Gymnasium with its feedback gains")
@@ -70,8 +76,9 @@ def push_guesses(horizon: int) -> jnp.ndarray:
     return jnp.concatenate([one_way, -one_way]).astype(jnp.float32)
 
 
-def optimize(starts: jnp.ndarray) -> dict:
-    """MPC and multi-start full-horizon iLQR from every start state, one vmapped program each."""
+def optimize(starts: jnp.ndarray, plays: jnp.ndarray | None = None) -> dict:
+    """MPC and multi-start full-horizon iLQR from every start state, one vmapped program each; ``plays``
+    (episodes, P, T, m): more guesses per episode (learned policies' actions)."""
     system = pw.systems.Pendulum()
     horizon = system.episode_length
     mpc = pw.control.MPC(system, horizon=MPC_HORIZON, iterations=MPC_ITERATIONS, restarts=MPC_RESTARTS)
@@ -83,13 +90,16 @@ def optimize(starts: jnp.ndarray) -> dict:
     base = jnp.concatenate([push_guesses(horizon), pw.control.initial_guesses(
         system, horizon, pushes=(0.5,), random=RANDOM, key=jax.random.key(0))])
 
-    def solve(x0, plan, other):
-        guesses = jnp.concatenate([plan[None], other[None], base])
+    if plays is None:
+        plays = jnp.zeros((starts.shape[0], 0, horizon, system.action_dim), jnp.float32)
+
+    def solve(x0, plan, other, more):
+        guesses = jnp.concatenate([plan[None], other[None], more, base])
         return pw.control.multistart(system, x0, guesses, keep=KEEP, screen_iterations=SCREEN,
                                      max_iterations=MAX_ITERATIONS)
 
     t0 = time.perf_counter()
-    res = jax.block_until_ready(jax.jit(jax.vmap(solve))(starts, mpc_actions, second_actions))
+    res = jax.block_until_ready(jax.jit(jax.vmap(solve))(starts, mpc_actions, second_actions, plays))
     return {"mpc_actions": np.asarray(mpc_actions), "mpc_returns": np.asarray(mpc_rewards.sum(-1)),
             "mpc_seconds": mpc_seconds, "ilqr_actions": np.asarray(res.best.actions),
             "ilqr_states": np.asarray(res.best.states), "ilqr_gains": np.asarray(res.best.K),
@@ -116,11 +126,24 @@ def gymnasium_return(actions: np.ndarray, states: np.ndarray, gains: np.ndarray,
     return total
 
 
-def per_episode(episodes: int) -> dict:
+def load_plays(path: Path, episodes: int) -> tuple[list[str], jnp.ndarray]:
+    """The learned policies' actions from ``bench_gap.py``'s npz: their names and (episodes, P, T, m)."""
+    if not path.is_file():
+        raise SystemExit(f"--plays: {path} does not exist; run benchmarks/bench_gap.py first (it writes it).")
+    with np.load(path, allow_pickle=False) as data:
+        names = sorted(data.files)
+        arrays = [data[n] for n in names]
+    short = [n for n, a in zip(names, arrays) if a.shape[0] < episodes]
+    if short:
+        raise SystemExit(f"--plays: {', '.join(short)} in {path} hold fewer than {episodes} episodes.")
+    return names, jnp.asarray(np.stack([a[:episodes] for a in arrays], axis=1), jnp.float32)
+
+
+def per_episode(episodes: int, plays: jnp.ndarray | None = None) -> dict:
     """Every episode's ceiling: the Gymnasium return of the multi-start iLQR trajectory (whose guesses include the
     MPC trajectory, so it is never worse than MPC in simulation), tracked with its feedback gains."""
     starts = jnp.asarray(pw.envs.reset_states(ENV, episodes, seed=EVALUATION_SEED))
-    found = optimize(starts)
+    found = optimize(starts, plays)
     returns = np.array([gymnasium_return(found["ilqr_actions"][i], found["ilqr_states"][i], found["ilqr_gains"][i],
                                          EVALUATION_SEED + i) for i in range(episodes)])
     return {"returns": returns, "simulated": found["ilqr_returns"], "mpc": found["mpc_returns"],
@@ -202,12 +225,12 @@ def plot(found: dict, sol, out: Path | None) -> None:
     save_figure(fig, "ceiling_pendulum.png", out)
 
 
-def save_ceiling(facts: dict, found: dict, episodes: int) -> None:
+def save_ceiling(facts: dict, found: dict, episodes: int, plays: list[str] | None) -> None:
     """Record the per-episode ceilings in ``pathwise/ceilings.json`` (what ``pathwise.ceilings`` reads)."""
     data = pw.ceilings.table()
     returns = found["returns"]
     data[ENV] = {"seed": EVALUATION_SEED, "episodes": episodes, "returns": [round(float(r), 4) for r in returns],
-                 "mean": round(float(returns.mean()), 3), "std": round(float(returns.std()), 3), "method": method(),
+                 "mean": round(float(returns.mean()), 3), "std": round(float(returns.std()), 3), "method": method(plays),
                  "command": facts["command"], "date": facts["date"][:10]}
     atomic_write_text(CEILINGS_JSON, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
@@ -216,17 +239,18 @@ def measure(args: argparse.Namespace) -> dict:
     facts = machine()
     episodes = args.episodes or (5 if args.quick else 100)
     sol, ilqr_seconds, ilqr_gym_return = ilqr_swing_up()
-    found = per_episode(episodes)
+    names, plays = load_plays(args.plays, episodes) if args.plays else (None, None)
+    found = per_episode(episodes, plays)
     returns, previous = found["returns"], pw.ceilings.entry(ENV)
     print(f"ceiling on {ENV}: {returns.mean():.2f} ± {returns.std():.2f} over {episodes} episodes (MPC alone "
           f"{found['mpc'].mean():.2f}); Gymnasium vs simulated: max |diff| "
           f"{np.abs(returns - found['simulated']).max():.2e}", flush=True)
     if not args.quick:
-        save_ceiling(facts, found, episodes)
+        save_ceiling(facts, found, episodes, names)
     variants = mpc_variants(episodes) if args.variants else []
     plot(found, sol, args.out)
     return {"machine": finished(facts), "quick": args.quick, "episodes": episodes, "seed": EVALUATION_SEED,
-            "method": method(),
+            "method": method(names), "plays": names,
             "ceiling": {"mean": float(returns.mean()), "std": float(returns.std()), "worst": float(returns.min()),
                         "best": float(returns.max()), "returns": returns.tolist()},
             "mpc": {"mean": float(found["mpc"].mean()), "seconds": found["mpc_seconds"]},
@@ -251,6 +275,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--episodes", type=int, default=None)
     parser.add_argument("--variants", action="store_true", help="also compare MPC settings (minutes)")
+    parser.add_argument("--plays", type=Path, nargs="?", const=HERE / "results" / "gap_plays.npz", default=None,
+                        help="also start from the learned policies' actions (default file: benchmarks/results/"
+                             "gap_plays.npz, written by bench_gap.py)")
     args = options(parser, "ceiling").parse_args()
     if args.quick and not args.from_json and args.out is None:  # a quick run leaves the reference's files alone
         args.out = Path(tempfile.mkdtemp(prefix="pathwise_ceiling_"))

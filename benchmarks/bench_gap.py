@@ -6,7 +6,9 @@
     python benchmarks/bench_gap.py --rescore       # the saved returns against re-measured ceilings (no training)
     python benchmarks/bench_gap.py --from-json     # re-render the section only
 
-Writes benchmarks/results/gap.json, then benchmarks/sections/16_gap.md (from benchmarks/templates/16_gap.md).
+Writes benchmarks/results/gap.json, then benchmarks/sections/16_gap.md (from benchmarks/templates/16_gap.md),
+and every policy's actions on every episode, played in the simulated twin, to benchmarks/results/gap_plays.npz (beside the results file):
+``benchmarks/bench_ceiling.py --plays`` starts its trajectory optimization from them too.
 
 Each learner trains through ``pathwise.train.train`` with its shipped preset and the preset's budget (the
 twin-system learner ``svgk-system`` for the simulated steps ``LEARNERS`` gives), then its deterministic policy plays
@@ -46,6 +48,43 @@ def policy_returns(trainer, seed: int, episodes: int) -> np.ndarray:
     return np.asarray(result.returns, np.float64)
 
 
+def twin_plays(trainer, seed: int, episodes: int) -> np.ndarray:
+    """The policy's actions (episodes, T, m) played closed loop in the simulated twin (``pw.systems.Pendulum``,
+    float32) from the same start states. These, not the Gymnasium plays, are what trajectory optimization can
+    start from: replayed open loop in the twin they give the same trajectory, while Gymnasium's float64
+    actions replayed open loop drift off the unstable upright within seconds."""
+    import jax
+    import jax.numpy as jnp
+
+    import pathwise as pw
+
+    system = pw.systems.Pendulum()
+    observe, step = jax.jit(jax.vmap(system.observe)), jax.jit(jax.vmap(system.dynamics))
+    states = jnp.asarray(pw.envs.reset_states(ENV, episodes, seed=seed))
+    actions = []
+    for _ in range(system.episode_length):
+        u = np.clip(trainer.run.act_batch(np.asarray(observe(states)), deterministic=True),
+                    system.action_low, system.action_high).astype(np.float32)
+        actions.append(u)
+        states = step(states, jnp.asarray(u))
+    return np.stack(actions, axis=1)
+
+
+def save_plays(plays: dict[str, np.ndarray], results: Path | None) -> Path:
+    """The policies' actions, ``{"<algorithm>_s<seed>": (episodes, T, m)}``, atomically beside the results file."""
+    import io
+
+    from pathwise.checkpoint import atomic_write_bytes
+
+    from common import results_path
+
+    path = results_path("gap", results).with_name("gap_plays.npz")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **plays)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def score(row: dict, ceilings: np.ndarray) -> dict:
     """``row`` (with its per-episode ``returns``) measured against ``ceilings`` of the same episodes."""
     returns = np.asarray(row["returns"], np.float64)
@@ -55,7 +94,7 @@ def score(row: dict, ceilings: np.ndarray) -> dict:
             "beats": int(np.sum(excess > TOLERANCE)), "max_excess": float(excess.max())}
 
 
-def measure_one(name: str, seed: int, ceilings: np.ndarray) -> dict:
+def measure_one(name: str, seed: int, ceilings: np.ndarray, plays: dict) -> dict:
     from pathwise.ceilings import EVALUATION_SEED
     from pathwise.train import train
 
@@ -63,6 +102,7 @@ def measure_one(name: str, seed: int, ceilings: np.ndarray) -> dict:
     t0 = time.perf_counter()
     trainer, summary = train(name.split("-system")[0], env, budget, seed=seed, quiet=True)
     returns = policy_returns(trainer, EVALUATION_SEED, ceilings.size)
+    plays[f"{name}_s{seed}"] = twin_plays(trainer, EVALUATION_SEED, ceilings.size)
     row = score({"algorithm": name, "env_id": env, "seed": seed, "env_steps": summary["env_steps"],
                  "returns": returns.round(4).tolist(), "wall_s": round(time.perf_counter() - t0, 1)}, ceilings)
     print({k: v for k, v in row.items() if k != "returns"}, flush=True)
@@ -104,7 +144,9 @@ def measure(args: argparse.Namespace) -> dict:
     facts = machine()
     ceilings = shipped_ceilings()
     names = ["bptt", "imitation"] if args.quick else args.algos
-    rows = [measure_one(name, seed, ceilings) for seed in args.seeds for name in names]
+    plays: dict[str, np.ndarray] = {}
+    rows = [measure_one(name, seed, ceilings, plays) for seed in args.seeds for name in names]
+    print(f"plays written to {save_plays(plays, args.results)}", flush=True)
     return {"machine": finished(facts), "episodes": EPISODES, "seed": EVALUATION_SEED, "tolerance": TOLERANCE,
             "ceiling": ceiling_facts(), "rows": rows}
 

@@ -9,8 +9,8 @@ __version__ = "0.2.0"
 
 
 _LAZY = ("algorithms", "checkpoint", "config", "control", "diagnostics", "distributions", "envs", "estimators",
-         "loops", "models", "networks", "optim", "presets", "registry", "replay", "rewards", "seeds", "spec", "starts",
-         "train")
+         "export", "loops", "models", "networks", "optim", "presets", "registry", "replay", "rewards", "seeds", "spec",
+         "starts", "train")
 
 
 def __getattr__(name: str):
@@ -22,6 +22,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'pathwise' has no attribute {name!r}")
 
 
+def make_inference_fn(agent: Agent):
+    """``(make_policy, params)`` in Brax's shape: ``make_policy(params, deterministic=True)(obs, key)`` returns
+    ``(action, extras)`` as ``agent.predict`` computes it, pure and jittable (``pathwise.export``)."""
+    from pathwise.export import make_inference_fn as make
+
+    return make(agent)
+
+
 def enable_x64(enabled: bool = True) -> None:
     """Switch JAX to float64 (call before creating arrays); the default is float32."""
     import jax
@@ -29,5 +37,5 @@ def enable_x64(enabled: bool = True) -> None:
     jax.config.update("jax_enable_x64", enabled)
 
 
-__all__ = ["Agent", "Trajectory", "Transition", "batch_rollout", "enable_x64", "load", "make", "rollout", "systems",
-           "types"]
+__all__ = ["Agent", "Trajectory", "Transition", "batch_rollout", "enable_x64", "load", "make", "make_inference_fn",
+           "rollout", "systems", "types"]

@@ -6,6 +6,7 @@
     action, _ = agent.predict(obs, deterministic=True)
     agent.save("pendulum.npz")
     agent = pw.load("pendulum.npz")
+    agent.export("pendulum.onnx")         # the policy alone: onnx, npz or safetensors
 
 ``predict`` follows Stable-Baselines3 (returns ``(action, None)``, accepts one
 observation or a batch), so code written for SB3 policies works unchanged.
@@ -96,6 +97,20 @@ class Agent:
         ckpt.check_writable(path, "save:")
         ckpt.save(path, self.run.carry, self._trainer.meta())
         return path
+
+    def export(self, path: str | os.PathLike, format: str | None = None) -> Path:
+        """Write the deterministic policy (what ``predict(obs, deterministic=True)`` returns) to ``path`` as
+        ``onnx``, ``npz`` or ``safetensors`` (default: from the suffix); see :mod:`pathwise.export`."""
+        from pathwise import export
+
+        return export.export(self.run, path, format)
+
+    def inference_fn(self, deterministic: bool = True) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """``(fn, params)``: ``fn(params, obs)`` is ``predict``'s action as a pure, jittable function of the policy's
+        parameters, batched over the leading axes of ``obs`` (``fn(params, obs, key)`` when not deterministic)."""
+        from pathwise import export
+
+        return export.inference_fn(self.run, deterministic)
 
     def __repr__(self) -> str:
         return f"Agent({self.run.name!r}, env={self.env_id!r}, seed={self.run.seed}, steps={self.num_timesteps})"

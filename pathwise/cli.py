@@ -30,7 +30,7 @@ import tyro
 from pathwise import algorithms, registry
 from pathwise import config as config_mod
 
-HELP = """usage: pathwise {train,evaluate,solve,estimators,list} ...
+HELP = """usage: pathwise {train,evaluate,export,solve,estimators,list} ...
 
 End-to-end policy optimization through backpropagation (JAX).
 
@@ -38,6 +38,7 @@ commands:
   train ALGO --env ID   train an algorithm (pathwise list shows them); --env/--system pkg.mod:name: your own;
                         --resume RUN_DIR continues a run
   evaluate RUN_DIR      evaluate a trained run on its environment (per start state where known), render it
+  export RUN --out FILE the policy alone as ONNX, npz or safetensors (runs without pathwise)
   solve METHOD          trajectory optimization (lqr, ilqr, shooting, mpc; conditioning) on a system
   estimators STUDY      gradient-estimator variance studies (gaussian, pendulum)
   list                  algorithms, systems, environments with known rewards, presets
@@ -448,6 +449,12 @@ def _per_start_report(env_id: str, res: Any, seed: int, csv_path: str | None) ->
         print(f"per-start report ({len(rows)} episodes) written to {csv_path}")
 
 
+def cmd_export(argv: list[str]) -> int:
+    from pathwise.cli_export import main as export_main
+
+    return export_main(argv)
+
+
 def cmd_list(argv: list[str]) -> int:
     from pathwise import presets, systems
 
@@ -495,7 +502,7 @@ def cmd_estimators(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "solve": cmd_solve, "estimators": cmd_estimators,
-            "list": cmd_list, "tune": cmd_tune}
+            "list": cmd_list, "tune": cmd_tune, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

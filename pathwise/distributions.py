@@ -246,7 +246,9 @@ class Categorical(eqx.Module):
         return -jnp.sum(self.probs * self.log_probs)
 
     def mode(self) -> Array:
-        return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)
+        # a non-negative axis: jax2onnx 0.17's batching rule for argmax shifts axis=-1 to 0 under vmap, so an
+        # exported policy (pathwise.export) would take the argmax over the batch
+        return jnp.argmax(self.logits, axis=self.logits.ndim - 1).astype(jnp.int32)
 
 
 class Bernoulli(eqx.Module):
