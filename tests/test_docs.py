@@ -18,11 +18,14 @@ A fenced block runs by its language; an HTML comment on the line just before the
   ALGO's config for its environment id.
 * ``checked``: a block that cannot run inside a test (several machines, a database server, workers started in the
   background by a shell loop); its ``pathwise`` commands are checked as a ``slow`` block's are.
+* ``session=NAME``: the blocks of one session run in order in one working directory and one Python namespace,
+  as a user reads a section top to bottom (a later block uses what an earlier one made).
 * ``make``: a bash block of ``make TARGET`` lines: each target is in the Makefile and ``make -n TARGET``
   succeeds (running ``make test`` from inside the test suite would run the suite in itself).
 
 ``bash`` blocks run their ``pathwise ...`` lines in-process (``pathwise.cli.main``); ``console`` blocks their
-``$ pathwise ...`` lines (the other lines are the output shown). Blocks without a language are text (file
+``$ pathwise ...`` lines (the other lines are the output shown); a ``pip install "pathwise[EXTRA]"`` line must name
+an extra of pyproject.toml (the test does not install anything). Blocks without a language are text (file
 layouts, diagrams) and may not hold a command. Each block runs in a fresh temporary working directory.
 """
 
@@ -161,6 +164,8 @@ def check_flags(argv: list[str]) -> None:
 
 def check_command(argv: list[str]) -> None:
     """What the CLI checks before it trains: every option and value of a ``train`` command; else the flags."""
+    if argv[:2] == ["pip", "install"]:
+        return check_pip(argv)
     assert argv[0] == "pathwise", f"`{shlex.join(argv)}`: teach tests/test_docs.py to check this command"
     if argv[1:2] == ["train"] and "--resume" not in argv and "--help" not in argv:
         from pathwise.cli import _parse_train
@@ -174,8 +179,18 @@ def check_command(argv: list[str]) -> None:
         check_flags(argv)
 
 
+def check_pip(argv: list[str]) -> None:
+    """``pip install "pathwise[EXTRA]"``: the extra exists (nothing is installed)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for arg in argv[2:]:
+        m = re.fullmatch(r"pathwise\[([\w,-]+)\]", arg)
+        assert m and set(m.group(1).split(",")) <= set(extras), f"`{shlex.join(argv)}`: no such extra"
+
+
 def run_command(argv: list[str]) -> None:
-    if argv[0] == "pathwise":
+    if argv[:2] == ["pip", "install"]:
+        check_pip(argv)
+    elif argv[0] == "pathwise":
         run_cli(argv)
     else:
         raise AssertionError(f"`{shlex.join(argv)}`: teach tests/test_docs.py to run this command")
@@ -191,14 +206,16 @@ def check_python(block: Block) -> None:
             obj = getattr(obj, part)
 
 
-def run_python(block: Block, monkeypatch) -> None:
+def run_python(block: Block, monkeypatch, namespace: dict | None = None) -> None:
     if block.steps is not None:
         learn, n = pw.Agent.learn, block.steps
         monkeypatch.setattr(pw.Agent, "learn", lambda self, total, *a, **k: learn(self, min(int(total), n), *a, **k))
     monkeypatch.setattr(registry, "_USER", {})  # a block that registers an environment leaves no trace
-    module = types.ModuleType("doc_block")  # a module of its own, as a script is (dataclasses look it up)
-    monkeypatch.setitem(sys.modules, "doc_block", module)
-    exec(compile(block.body, str(block.path), "exec"), module.__dict__)
+    if namespace is None:
+        module = types.ModuleType("doc_block")  # a module of its own, as a script is (dataclasses look it up)
+        monkeypatch.setitem(sys.modules, "doc_block", module)
+        namespace = module.__dict__
+    exec(compile(block.body, str(block.path), "exec"), namespace)
 
 
 def check_preset(block: Block) -> None:
@@ -239,11 +256,14 @@ def check(block: Block) -> None:
                 check_command(scaled(argv, block))
 
 
-def execute(block: Block, monkeypatch) -> None:
+def execute(block: Block, monkeypatch, namespace: dict | None = None) -> None:
     if any(argv[:2] == ["pathwise", "tune"] for argv in (commands(block) if block.lang != "python" else [])):
         pytest.importorskip("optuna", reason="pathwise tune needs the tune extra (optuna)")
+    if re.search(r"onnx|--format onnx", block.body):
+        pytest.importorskip("jax2onnx", reason="ONNX export needs the export extra")
+        pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra")
     if block.lang == "python":
-        run_python(block, monkeypatch)
+        run_python(block, monkeypatch, namespace)
     else:
         for argv in commands(block):
             run_command(scaled(argv, block))
@@ -263,7 +283,7 @@ def test_every_block_says_how_it_is_tested():
     assert CODE, "README.md and docs/*.md have code blocks"
     for b in BLOCKS:
         assert b.lang in LANGUAGES, f"{b.id}: unknown language {b.lang!r}; teach tests/test_docs.py to run it"
-        assert b.words <= WORDS and set(b.options) <= {"steps", "preset"}, f"{b.id}: unknown doc-test words"
+        assert b.words <= WORDS and set(b.options) <= {"steps", "preset", "session"}, f"{b.id}: unknown doc-test words"
         if b.lang in ("", "text"):
             assert not re.search(r"^(\$ |pathwise |python |>>> )", b.body, flags=re.M), \
                 f"{b.id}: a block without a language holds a command; give it one so it runs"
@@ -271,7 +291,10 @@ def test_every_block_says_how_it_is_tested():
             assert "preset" in b.options, f"{b.id}: say which algorithm's preset the TOML block is (preset=ALGO)"
 
 
-@pytest.mark.parametrize("block", CODE, ids=[b.id for b in CODE])
+ALONE = [b for b in CODE if "session" not in b.options]
+
+
+@pytest.mark.parametrize("block", ALONE, ids=[b.id for b in ALONE])
 def test_doc_block(block, in_tmp, monkeypatch):
     """Runs a block (default suite) or checks one that runs in the slow suite."""
     if _runs_by_default(block):
@@ -280,13 +303,41 @@ def test_doc_block(block, in_tmp, monkeypatch):
         check(block)
 
 
-SLOW = [b for b in CODE if "slow" in b.words]
+SLOW = [b for b in CODE if "slow" in b.words and "session" not in b.options]
+SESSIONS = sorted({b.options["session"] for b in CODE if "session" in b.options})
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", SLOW, ids=[b.id for b in SLOW])
 def test_slow_doc_block(block, in_tmp, monkeypatch):
     execute(block, monkeypatch)
+
+
+def _session(name: str) -> list[Block]:
+    return [b for b in CODE if b.options.get("session") == name]
+
+
+@pytest.mark.parametrize("name", SESSIONS)
+def test_doc_session(name, in_tmp, monkeypatch):
+    """A session's blocks in order, sharing the working directory and a namespace (checked where one is slow)."""
+    blocks = _session(name)
+    if any("slow" in b.words for b in blocks):
+        for block in blocks:
+            check(block)
+        return
+    module = types.ModuleType("doc_session")
+    monkeypatch.setitem(sys.modules, "doc_session", module)
+    for block in blocks:
+        execute(block, monkeypatch, module.__dict__)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in SESSIONS if any("slow" in b.words for b in _session(n))])
+def test_slow_doc_session(name, in_tmp, monkeypatch):
+    module = types.ModuleType("doc_session")
+    monkeypatch.setitem(sys.modules, "doc_session", module)
+    for block in _session(name):
+        execute(block, monkeypatch, module.__dict__)
 
 
 def test_a_broken_block_fails(tmp_path, monkeypatch):
