@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: demo test test-slow bench bench-full clean
+.PHONY: demo test test-slow bench bench-full docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +20,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,tune,export,safetensors,plots,wandb]"
 	touch $@ $(STAMP)
 
+$(DOCS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@ $(STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python -m pathwise.demo
 
@@ -28,6 +33,10 @@ test: $(TEST_STAMP)
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# the documentation site (MkDocs Material + mkdocstrings API reference) into site/; any warning fails it
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run_all.py --quick
 
@@ -35,4 +44,4 @@ bench-full: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs
+	rm -rf $(VENV) build *.egg-info runs site

@@ -56,7 +56,7 @@ ABLATIONS = [
 # The working swing-up config (also pathwise/presets/bptt.toml, ["pathwise/CartPoleSwingUp-v0"]): 100-step
 # carried windows, Adam 3e-3 cosine-decayed over 3000 updates, and training episodes that start anywhere in
 # a broad box (every pole angle, |x| <= 1, |x_dot| <= 1, |theta_dot| <= 3) instead of hanging only.
-CARTPOLE = Config(horizon=100, learning_rate=3e-3, schedule_updates=3000, start_spread=(1.0, 1.0, 3.1416, 3.0))
+CARTPOLE = Config(horizon=100, lr=3e-3, schedule_updates=3000, start_spread=(1.0, 1.0, 3.1416, 3.0))
 CARTPOLE_VARIANTS = [("start_spread (this config)", {}), ("hanging starts only (no start_spread)",
                                                          dict(start_spread=None))]
 
@@ -177,12 +177,12 @@ def measure(args: argparse.Namespace) -> dict:
     plot(curves, c, cp_curves, args.out)
     per_call = Config().updates_per_iteration
     return {"machine": finished(facts), "quick": args.quick, "ceiling": c, "target_seconds": TARGET_SECONDS,
-            "config": config_facts(Config(), "hidden", "batch_size", "horizon", "learning_rate", "schedule_updates",
+            "config": config_facts(Config(), "hidden", "batch_size", "horizon", "lr", "schedule_updates",
                                    "max_grad_norm", "updates_per_iteration"),
             "pendulum": {"updates": ITERATIONS * per_call, "seeds": seeds},
             "ablation": {"updates": ABLATION_ITERATIONS * per_call, "rows": ablation_rows} if ablation_rows else None,
             "cartpole": {"updates": cp_iterations * CARTPOLE.updates_per_iteration, "upright_cos": UPRIGHT_COS,
-                         "config": config_facts(CARTPOLE, "horizon", "batch_size", "learning_rate", "schedule_updates",
+                         "config": config_facts(CARTPOLE, "horizon", "batch_size", "lr", "schedule_updates",
                                                 "max_grad_norm", "start_spread"), "rows": cp_rows}}
 
 

@@ -48,7 +48,7 @@ METHODS = {
     "dagger": "DAgger (MPC labels the policy's states)",
     "joint": "joint: iLQR with penalty ρ‖u − π(x)‖², then fit (GPS-style)",
 }
-CONFIG_FIELDS = ("expert_horizon", "expert_iterations", "rollouts_per_round", "rounds", "fit_steps", "learning_rate",
+CONFIG_FIELDS = ("expert_horizon", "expert_iterations", "rollouts_per_round", "rounds", "fit_steps", "lr",
                  "fit_batch", "hidden", "rho0", "rho_growth")
 
 

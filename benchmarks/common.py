@@ -195,8 +195,11 @@ def write_section(name: str, text: str, out: str | os.PathLike | None = None) ->
 
 def save_figure(fig: Any, name: str, out: str | os.PathLike | None = None, dpi: int = 110) -> Path:
     """Save a matplotlib figure to ``OUT/figures/NAME`` atomically and close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(out or HERE) / "figures" / name
     atomic_save_figure(fig, path, dpi=dpi)
+    plt.close(fig)  # the scripts draw with pyplot; pathwise's own figures never touch it
     return path
 
 

@@ -120,12 +120,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> None:
-    """Save a matplotlib figure as a PNG via :func:`atomic_write_bytes` (no half-written file), then close it."""
-    import matplotlib.pyplot as plt
+    """Save a matplotlib figure as a PNG via :func:`atomic_write_bytes` (no half-written file).
 
+    ``fig`` is a ``matplotlib.figure.Figure`` made without pyplot, so nothing here touches pyplot's figure
+    manager or the user's backend; it is freed when it goes out of scope.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -1,7 +1,7 @@
 """The ``pathwise`` command line: train, evaluate, solve, estimators, list.
 
     pathwise train svg-inf --env Pendulum-v1 --steps 2000 --seed 0
-    pathwise train ddpg --env Pendulum-v1 --lr 3e-4 --set tau=0.01
+    pathwise train ddpg --env Pendulum-v1 --actor-lr 3e-4 --set tau=0.01
     pathwise train --resume runs/svg-inf-Pendulum-v1-s0-...
     pathwise train reinforce --env mypkg.envs:make              # your own gymnasium.Env
     pathwise train bptt --system mypkg.dynamics:MySystem        # your own differentiable System
@@ -89,7 +89,8 @@ class TrainArgs:
     config: str | None = None
     """A TOML or JSON file of algorithm options (applied after the preset)."""
     set: tuple[str, ...] = ()
-    """Algorithm options as KEY=VALUE (applied last), e.g. --set lr=3e-4 hidden=64,64."""
+    """Algorithm options as KEY=VALUE (applied last), e.g. --set actor_lr=3e-4 hidden=64,64 (`lr` where the
+    algorithm has one optimizer; `pathwise list` names each algorithm's step sizes)."""
     no_preset: bool = False
     """Ignore the tuned preset for (ALGO, ENV) and start from the algorithm's defaults."""
     preset_file: str | None = None
@@ -225,10 +226,15 @@ def _parse_train(argv: list[str]):
     env = _problem_id(args)
     preset, settings = _preset(algorithm.name, env, args)
     file_values = config_mod.load_file(args.config) if args.config else None
-    base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values)
+    base = config_mod.build(algorithm.Config, algorithm.name, preset, file_values,
+                            config_usage=f"{{}} = ... in {args.config}")
+    flags = [a[2:].split("=", 1)[0].replace("-", "_") for a in unknown if a.startswith("--")]
+    flag = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+    config_mod.check_keys(algorithm.Config, flags, lambda name: f"{flag(name)} ...", f"pathwise train {algorithm.name}",
+                          spell=flag)  # tyro would only say "unrecognized"
     cfg = tyro.cli(algorithm.Config, args=unknown, default=base, prog=f"pathwise train {algorithm.name}")
     set_values = config_mod.parse_set(args.set)
-    cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, set_values)
+    cfg = config_mod.build(algorithm.Config, algorithm.name, {}, cfg, set_values, overrides_usage="--set {}=...")
     if wants_help:
         sources = {}
         for name in (f.name for f in dataclasses.fields(algorithm.Config)):
@@ -562,7 +568,8 @@ def cmd_list(argv: list[str]) -> int:
         kinds = "/".join(k for k, ok in (("continuous", info.continuous), ("discrete", info.discrete)) if ok)
         needs = ", needs a known reward" if info.needs_reward or info.loops == ("model_based",) else ""
         needs += ", needs a pathwise system" if info.loops == ("simulated",) else ""
-        print(f"  {name:14s} {kinds}{needs}. {info.summary}")
+        rates = ", ".join(config_mod.rate_options(algorithms.get(name).Config))
+        print(f"  {name:14s} {kinds}{needs}. {info.summary} Step sizes: {rates}.")
     print("\nsystems (differentiable; also Gymnasium ids):")
     for env_id in systems.REGISTRY:
         print(f"  {env_id}")

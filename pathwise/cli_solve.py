@@ -126,9 +126,14 @@ def _report(sol, name: str, system, seconds: float) -> dict:
     summary = {"method": name, "system": system.name, "cost": float(sol.cost), "return": -float(sol.cost),
                "converged": bool(sol.converged), "iterations": int(sol.iterations),
                "final_state": np.asarray(sol.states[-1]).tolist(), "seconds": round(seconds, 3)}
+    final = np.asarray(sol.states[-1], np.float64).copy()
+    angles = list(getattr(system, "angle_entries", ()))
+    final[angles] = (final[angles] + np.pi) % (2 * np.pi) - np.pi  # -6.19 rad is upright: printed as 0.09
+    summary["final_state_wrapped"] = final.tolist()
     print(f"{name} on {system.name}, horizon {sol.actions.shape[0]}: cost {summary['cost']:.4f} "
           f"(return {summary['return']:.4f}), converged {summary['converged']} after {summary['iterations']} "
-          f"iterations, {seconds:.2f} s incl. compile; final state {np.round(summary['final_state'], 4).tolist()}")
+          f"iterations, {seconds:.2f} s incl. compile; final state {np.round(final, 4).tolist()}"
+          + (" (angles wrapped to [-pi, pi))" if angles else ""))
     return summary
 
 

@@ -18,12 +18,16 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
     """Base of every config: validation on construction (``checks``), nothing else."""
+
+    RENAMED: ClassVar[dict[str, str]] = {}
+    """Options renamed since an earlier release, ``old name -> new name``: a run record written then is read
+    with the new names (:func:`upgrade`); a user who passes an old name is told the new one."""
 
     def checks(self) -> list[tuple[bool, str]]:
         """``(condition, message)`` pairs that must hold; subclasses extend ``super().checks()``."""
@@ -69,13 +73,60 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def from_dict(cls: type, values: dict[str, Any], source: str = "config", complete: bool = False) -> Any:
+#: The release that renamed the learning-rate options to one scheme (``lr``, or ``actor_lr`` and one per network).
+RENAMED_IN = "0.3"
+
+
+def rate_options(cls: Any) -> list[str]:
+    """The step-size options of a config class or instance: ``lr`` (one optimizer), or ``actor_lr`` (the policy's)
+    first and then one per other network (``critic_lr``, ``value_lr``, ``model_lr``, ``alpha_lr``)."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name == "lr" or f.name.endswith("_lr")]
+    return sorted(names, key=lambda n: n != "actor_lr")
+
+
+def upgrade(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """A stored run record's config with the names of today: each old name in ``cls.RENAMED`` becomes its new one."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    renamed = {old: new for old, new in getattr(cls, "RENAMED", {}).items() if old in values and old not in fields
+               and new not in values}
+    return {renamed.get(k, k): v for k, v in values.items()}
+
+
+def check_keys(cls: type, keys: Any, usage: str | typing.Callable[[str], str] = "{}=...",
+               source: str = "config", spell: typing.Callable[[str], str] = str) -> None:
+    """Refuse a renamed option (naming its new name) and a step size the algorithm does not have (naming those it has).
+
+    ``usage`` shows how the user passes an option where ``keys`` came from: a template such as ``"--set {}=..."``
+    or a function of the option's name; ``spell`` writes a name as the user typed it (``--learning-rate``). Other
+    unknown keys are left to :func:`from_dict`.
+    """
+    if isinstance(usage, str):
+        usage = usage.format
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in keys:
+        if key in fields:
+            continue
+        if key in getattr(cls, "RENAMED", {}):
+            new = cls.RENAMED[key]
+            raise ValueError(f"{source}: `{spell(key)}` was renamed `{spell(new)}` in {RENAMED_IN} "
+                             f"(use {usage(new)}).")
+        rates = rate_options(cls)
+        if rates and (key in ("lr", "learning_rate") or key.endswith(("_lr", "learning_rate"))):
+            kind = ("one optimizer: its step size is" if rates == ["lr"] else
+                    "one optimizer per network, each with its own step size:")
+            raise ValueError(f"{source}: there is no `{spell(key)}`; the algorithm has {kind} "
+                             f"{', '.join(spell(r) for r in rates)} (use {usage(rates[0])}).")
+
+
+def from_dict(cls: type, values: dict[str, Any], source: str = "config", complete: bool = False,
+              usage: str = "{}=...") -> Any:
     """Build ``cls`` from ``values``, coercing each value to its field's type; unknown keys are refused, and with
     ``complete`` (a run's own record) so are missing ones: a default would silently replace what the run used."""
     if not isinstance(values, dict):
         raise ValueError(f"{source} must be a table of KEY = VALUE pairs, got {type(values).__name__}.")
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
+    check_keys(cls, unknown, usage, source)
     if unknown:
         raise ValueError(f"Unknown {source} key(s) {unknown} for {cls.__module__}.{cls.__qualname__}. "
                          f"Valid keys: {', '.join(sorted(fields))}.")
@@ -205,18 +256,25 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 
 def build(cls: type, name: str, preset: dict[str, Any], config: Any = None,
-          overrides: dict[str, Any] | None = None) -> Any:
-    """``cls`` from defaults < ``preset`` < ``config`` (an instance of ``cls``, a dict or None) < ``overrides``."""
+          overrides: dict[str, Any] | None = None, *, config_usage: str = "config={{'{}': ...}}",
+          overrides_usage: str = "{}=...") -> Any:
+    """``cls`` from defaults < ``preset`` < ``config`` (an instance of ``cls``, a dict or None) < ``overrides``.
+
+    ``config_usage`` and ``overrides_usage`` say how the user passes an option in ``config`` and ``overrides``
+    (``"--set {}=..."`` on the command line), for the message that names a renamed option's new name.
+    """
     values = dict(preset)
     if isinstance(config, cls):
         values.update(dataclasses.asdict(config))
     elif isinstance(config, dict):
+        check_keys(cls, config, config_usage, f"{name} config")
         values.update(config)
     elif config is not None:
         raise TypeError(f"config must be a {name} Config, a dict or None, got {type(config).__name__}.")
+    check_keys(cls, overrides or {}, overrides_usage, f"{name} config")
     values.update(overrides or {})
     return from_dict(cls, values, source=f"{name} config")
 
 
-__all__ = ["Options", "at_least", "build", "coerce", "from_dict", "load_file", "one_of", "parse_set", "positive",
-           "to_dict", "unit_interval"]
+__all__ = ["Options", "RENAMED_IN", "at_least", "build", "check_keys", "coerce", "from_dict", "load_file", "one_of",
+           "parse_set", "positive", "rate_options", "to_dict", "unit_interval", "upgrade"]

@@ -81,13 +81,11 @@ def render_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, path: s
         images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
         atomic_write_bytes(path, buf.getvalue())
     elif suffix == ".png":
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
 
         picks = np.linspace(0, len(frames) - 1, num=min(8, len(frames))).astype(int)
-        fig, axes = plt.subplots(1, len(picks), figsize=(2 * len(picks), 2.2))
+        fig = Figure(figsize=(2 * len(picks), 2.2))  # not pyplot: the user's backend stays as it is
+        axes = fig.subplots(1, len(picks))
         for ax, i in zip(np.atleast_1d(axes), picks):
             ax.imshow(raw[i])  # a strip's frames are small: the step and return go in the titles instead
             ax.set_title(f"step {i}, return {so_far[i]:.1f}", fontsize=8)
@@ -97,19 +95,18 @@ def render_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, path: s
     else:
         if shutil.which("ffmpeg") is None:
             raise ValueError("Writing .mp4 needs ffmpeg on PATH; install it or render to .gif instead.")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         from matplotlib import animation
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-        fig, ax = plt.subplots()
+        fig = Figure()
+        FigureCanvasAgg(fig)  # draws without pyplot or a backend switch
+        ax = fig.subplots()
         ax.axis("off")
         im = ax.imshow(frames[0])
         anim = animation.FuncAnimation(fig, lambda i: [im.set_data(frames[i])], frames=len(frames))
         with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as tmp:
             tmp_file = Path(tmp) / path.name
             anim.save(str(tmp_file), writer=animation.FFMpegWriter(fps=fps))
-            plt.close(fig)
             atomic_write_bytes(path, tmp_file.read_bytes())
     return path

@@ -55,7 +55,7 @@ NONFINITE_HINT = ("Lower the learning rates (`pathwise train ALGO --help` lists 
 
 def nonfinite_hint(config: Any) -> str:
     """What to try after non-finite updates, naming the learning-rate options this algorithm's config has."""
-    names = [f.name for f in dataclasses.fields(config) if f.name == "lr" or f.name.endswith(("_lr", "learning_rate"))]
+    names = cfg_mod.rate_options(config)  # lr, or actor_lr first and one per other network
     if not names:
         return NONFINITE_HINT
     rates = " ".join(f"{n}={getattr(config, n):g}" for n in names)
@@ -854,7 +854,9 @@ def trainer_from_meta(info: dict[str, Any], *, out: str | os.PathLike | None, qu
     try:  # what the record says is checked like user input, but the message names the file
         algorithm = algorithms.get(info["algorithm"])
         registry.check_id(info["env_id"])
-        config = cfg_mod.from_dict(algorithm.Config, info["config"], source="its config", complete=True)
+        stored = info["config"] if not isinstance(info["config"], dict) else \
+            cfg_mod.upgrade(algorithm.Config, info["config"])  # a run of 0.2 reads with today's option names
+        config = cfg_mod.from_dict(algorithm.Config, stored, source="its config", complete=True)
         for k in ("steps",):
             if k in info:
                 check_count(info[k], k, DEFAULT_STEPS)

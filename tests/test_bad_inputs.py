@@ -118,15 +118,15 @@ CLI_CASES = [
     ("set-int-zero", [*DDPG, "--out", "{tmp}/out", "--set", "batch_size=0"], 2, r"batch_size=0 must be >= 1"),
     ("set-int-word", [*REINFORCE, "--out", "{tmp}/out", *TINY, "num_envs=two"], 2, r"Config key 'num_envs': cannot "
                                                                                    r"use 'two'"),
-    ("set-float-inf", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr=inf"], 2, r"Config key 'lr': cannot use 'inf' "
+    ("set-float-inf", [*REINFORCE, "--out", "{tmp}/out", *TINY, "actor_lr=inf"], 2, r"Config key 'actor_lr': cannot use 'inf' "
                                                                               r"\(must be a finite number\)"),
-    ("set-float-minus-inf", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr=-inf"], 2, r"'lr': cannot use '-inf'"),
-    ("set-float-nan", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr=nan"], 2, r"'lr': cannot use 'nan' \(must be a "
+    ("set-float-minus-inf", [*REINFORCE, "--out", "{tmp}/out", *TINY, "actor_lr=-inf"], 2, r"'actor_lr': cannot use '-inf'"),
+    ("set-float-nan", [*REINFORCE, "--out", "{tmp}/out", *TINY, "actor_lr=nan"], 2, r"'actor_lr': cannot use 'nan' \(must be a "
                                                                               r"finite number\)"),
-    ("set-float-overflow", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr=1e400"], 2, r"'lr': cannot use '1e400'"),
-    ("set-float-negative", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr=-1"], 2, r"lr=-1\.0 must be > 0"),
+    ("set-float-overflow", [*REINFORCE, "--out", "{tmp}/out", *TINY, "actor_lr=1e400"], 2, r"'actor_lr': cannot use '1e400'"),
+    ("set-float-negative", [*REINFORCE, "--out", "{tmp}/out", *TINY, "actor_lr=-1"], 2, r"actor_lr=-1\.0 must be > 0"),
     ("set-float-zero", [*REINFORCE, "--out", "{tmp}/out", *TINY, "value_lr=0"], 2, r"value_lr=0\.0 must be > 0"),
-    ("set-float-word", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr=fast"], 2, r"'lr': cannot use 'fast'"),
+    ("set-float-word", [*REINFORCE, "--out", "{tmp}/out", *TINY, "actor_lr=fast"], 2, r"'actor_lr': cannot use 'fast'"),
     ("set-log-std-inf", [*REINFORCE, "--out", "{tmp}/out", *TINY, "log_std_init=inf"], 2, r"'log_std_init': "
                                                                                            r"cannot use 'inf'"),
     ("set-gamma-above-one", [*REINFORCE, "--out", "{tmp}/out", *TINY, "gamma=2"], 2, r"gamma=2\.0 must be in "
@@ -143,13 +143,13 @@ CLI_CASES = [
     ("set-float64-number", [*REINFORCE, "--out", "{tmp}/out", *TINY, "float64=2"], 2,
      r"'float64': cannot use '2' \(must be true or false\)"),
     ("set-unknown-key", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lrr=1"], 2,
-     r"Unknown reinforce config key\(s\) \['lrr'\].*Valid keys:.*\blr\b"),
+     r"Unknown reinforce config key\(s\) \['lrr'\].*Valid keys:.*\bactor_lr\b"),
     ("set-key-of-another-algorithm", [*REINFORCE, "--out", "{tmp}/out", *TINY, "batch_size=8"], 2,
      r"Unknown reinforce config key\(s\) \['batch_size'\]"),
     ("set-no-equals", [*REINFORCE, "--out", "{tmp}/out", *TINY, "lr"], 2, r"--set expects KEY=VALUE, got 'lr'"),
     ("set-empty-key", [*REINFORCE, "--out", "{tmp}/out", *TINY, "=5"], 2, r"Unknown reinforce config key\(s\) \[''\]"),
-    ("flag-unknown-option", [*REINFORCE, "--out", "{tmp}/out", *TINY, "--learning-rate", "3"], 2, r"learning-rate"),
-    ("flag-bad-value", [*REINFORCE, "--out", "{tmp}/out", "--lr", "fast", *TINY], 2, r"--lr"),
+    ("flag-unknown-option", [*REINFORCE, "--out", "{tmp}/out", *TINY, "--hiden", "3"], 2, r"hiden"),
+    ("flag-bad-value", [*REINFORCE, "--out", "{tmp}/out", "--actor-lr", "fast", *TINY], 2, r"--actor-lr"),
     # --config
     ("config-missing", [*REINFORCE, "--config", "{tmp}/no_such.toml", "--out", "{tmp}/out", *TINY], 2,
      r"--config .*no_such\.toml: no such file"),
@@ -235,17 +235,17 @@ CONFIG_FILES = [
     ("json-malformed", "c.json", "{bad", r"--config .*c\.json is not valid JSON \(Expecting property name"),
     ("json-truncated", "c.json", '{"lr": 0.1', r"--config .*c\.json is not valid JSON"),
     ("json-empty", "c.json", "", r"--config .*c\.json is not valid JSON"),
-    ("json-unknown-key", "c.json", '{"learning_rate": 0.1}', r"Unknown reinforce config key\(s\) \['learning_rate'\]"),
+    ("json-unknown-key", "c.json", '{"learning_rate": 0.1}', r"there is no `learning_rate`; the algorithm has one optimizer per network.*actor_lr, value_lr \(use actor_lr = \.\.\. in .*c\.json\)"),
     ("json-wrong-type", "c.json", '{"hidden": "x"}', r"Config key 'hidden': cannot use 'x'"),
     ("json-hidden-number", "c.json", '{"hidden": 8}', r"Config key 'hidden': cannot use 8 \(must be a list of values"),
     ("json-float-for-int", "c.json", '{"num_envs": 2.5}', r"Config key 'num_envs': cannot use 2\.5 \(must be an "
                                                           r"integer\)"),
     ("json-bool-for-int", "c.json", '{"num_envs": true}', r"Config key 'num_envs': cannot use True"),
-    ("json-bool-for-float", "c.json", '{"lr": true}', r"Config key 'lr': cannot use True \(must be a number, not a "
+    ("json-bool-for-float", "c.json", '{"actor_lr": true}', r"Config key 'actor_lr': cannot use True \(must be a number, not a "
                                                       r"boolean\)"),
-    ("json-nan", "c.json", '{"lr": NaN}', r"Config key 'lr': cannot use nan \(must be a finite number\)"),
-    ("json-infinity", "c.json", '{"lr": Infinity}', r"Config key 'lr': cannot use inf"),
-    ("json-nested", "c.json", '{"lr": {"value": 1}}', r"Config key 'lr': cannot use \{'value': 1\}"),
+    ("json-nan", "c.json", '{"actor_lr": NaN}', r"Config key 'actor_lr': cannot use nan \(must be a finite number\)"),
+    ("json-infinity", "c.json", '{"actor_lr": Infinity}', r"Config key 'actor_lr': cannot use inf"),
+    ("json-nested", "c.json", '{"actor_lr": {"value": 1}}', r"Config key 'actor_lr': cannot use \{'value': 1\}"),
     ("json-hidden-nested", "c.json", '{"hidden": [[8]]}', r"Config key 'hidden': cannot use \[\[8\]\]"),
     ("json-invalid-value", "c.json", '{"gamma": 1.5}', r"gamma=1\.5 must be in \(0, 1\]"),
     ("toml-malformed", "c.toml", "hidden = [8\n", r"--config .*c\.toml is not valid TOML.*use KEY = VALUE lines"),
@@ -316,10 +316,10 @@ API_CASES = [
      r"Config key 'hidden': cannot use 0 \(must be a list of values such as 64,64"),
     ("make-hidden-fraction", lambda c, t: pw.make("reinforce", env="CartPole-v1", hidden=(8.5,)), ValueError,
      r"Config key 'hidden': cannot use \(8\.5,\) \(must be an integer\)"),
-    ("make-lr-text", lambda c, t: pw.make("reinforce", env="CartPole-v1", lr="fast"), ValueError,
-     r"Config key 'lr': cannot use 'fast'"),
-    ("make-lr-nan", lambda c, t: pw.make("reinforce", env="CartPole-v1", lr=float("nan")), ValueError,
-     r"Config key 'lr': cannot use nan \(must be a finite number\)"),
+    ("make-lr-text", lambda c, t: pw.make("reinforce", env="CartPole-v1", actor_lr="fast"), ValueError,
+     r"Config key 'actor_lr': cannot use 'fast'"),
+    ("make-lr-nan", lambda c, t: pw.make("reinforce", env="CartPole-v1", actor_lr=float("nan")), ValueError,
+     r"Config key 'actor_lr': cannot use nan \(must be a finite number\)"),
     ("make-eval-every-zero", lambda c, t: pw.make("reinforce", env="CartPole-v1", eval_every=0), ValueError,
      r"eval_every=0 must be a whole number >= 1; e\.g\. eval_every=1000"),
     ("make-eval-every-fraction", lambda c, t: pw.make("reinforce", env="CartPole-v1", eval_every=1.5), ValueError,
@@ -559,7 +559,7 @@ TAMPERED = [
     ("seed-text", _set("seed", "x"), r"\.npz holds a run record pathwise cannot use: seed='x' must be a whole number"),
     ("seed-negative", _set("seed", -4), r"seed=-4 must be a whole number"),
     ("config-list", _set("config", [1]), r"its config must be a table of KEY = VALUE pairs, got list"),
-    ("config-missing-key", _edit_meta(lambda m: m["config"].pop("lr")), r"its config lacks the key\(s\) \['lr'\]"),
+    ("config-missing-key", _edit_meta(lambda m: m["config"].pop("actor_lr")), r"its config lacks the key\(s\) \['actor_lr'\]"),
     ("config-unknown-key", _edit_meta(lambda m: m["config"].__setitem__("lrr", 1)), r"Unknown its config key\(s\) "
                                                                                     r"\['lrr'\]"),
     ("config-bad-value", _edit_meta(lambda m: m["config"].__setitem__("gamma", 7)), r"gamma=7\.0 must be in"),
@@ -684,9 +684,9 @@ DAMAGED_RUNS = [
                                                                        r"\(a list, not a table\)"),
     ("config-missing-config", _edit_config(lambda i: i.pop("config")), r"config\.json is not a pathwise run record "
                                                                        r"\(it has no config\)"),
-    ("config-missing-key", _edit_config(lambda i: i["config"].pop("lr")), r"config\.json holds a run record pathwise "
+    ("config-missing-key", _edit_config(lambda i: i["config"].pop("actor_lr")), r"config\.json holds a run record pathwise "
                                                                           r"cannot use: its config lacks the key\(s\) "
-                                                                          r"\['lr'\]"),
+                                                                          r"\['actor_lr'\]"),
     ("config-unknown-algorithm", _edit_config(lambda i: i.__setitem__("algorithm", "ppo")),
      r"config\.json holds a run record pathwise cannot use: Unknown algorithm 'ppo'"),
     ("config-bad-steps", _edit_config(lambda i: i.__setitem__("steps", -5)), r"config\.json holds a run record "
@@ -771,7 +771,7 @@ def test_the_nonfinite_hint_names_the_algorithms_own_learning_rates():
     assert "actor_lr=" in hint and "critic_lr=" in hint and "--set actor_lr=" in hint
     assert "--set lr=" not in hint
     reinforce = nonfinite_hint(pw.algorithms.get("reinforce").Config())
-    assert "--set lr=0.0003" in reinforce and "reward or observations can be NaN" in reinforce
+    assert "--set actor_lr=0.0003" in reinforce and "reward or observations can be NaN" in reinforce
 
 
 def test_a_valid_registered_reward_is_accepted():

@@ -38,7 +38,7 @@ def linear_system():
     return pw.systems.LinearSystem(A, B, Q, R, horizon=40)
 
 
-TINY = bptt.Config(hidden=(8,), horizon=10, batch_size=8, learning_rate=1e-2, schedule="constant",
+TINY = bptt.Config(hidden=(8,), horizon=10, batch_size=8, lr=1e-2, schedule="constant",
                    updates_per_iteration=5)
 
 
@@ -81,7 +81,7 @@ def test_gradient_matches_finite_differences():
 def test_linear_policy_approaches_lqr_gain():
     # Clipping matters: the first gradients (~1e4, K = 0 is unstable) would otherwise inflate Adam's
     # second-moment estimate and stall the later steps.
-    config = bptt.Config(linear_policy=True, carry_state=False, horizon=40, batch_size=64, learning_rate=0.05,
+    config = bptt.Config(linear_policy=True, carry_state=False, horizon=40, batch_size=64, lr=0.05,
                          schedule="cosine", schedule_updates=300, max_grad_norm=1.0, updates_per_iteration=300)
     loop, carry = make_loop(linear_system(), config)
     carry, metrics = loop.iteration(carry)

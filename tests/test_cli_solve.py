@@ -30,6 +30,19 @@ def test_ilqr_writes_solution_summary_and_plot(capsys, tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 0
 
 
+def test_the_final_angle_is_printed_wrapped(capsys, tmp_path):
+    """A swing-up that ends a full turn away from upright (theta = -2 pi + 0.09) is upright: it is printed as 0.09."""
+    import re
+
+    assert main(["ilqr", "--horizon", "20", "--iterations", "3", "--x0", "-6.0", "0.0", "--out", str(tmp_path)]) == 0
+    printed = re.search(r"final state \[(\S+), (\S+)\] \(angles wrapped to \[-pi, pi\)\)", capsys.readouterr().out)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    theta, wrapped = summary["final_state"][0], float(printed.group(1))
+    assert -np.pi <= wrapped < np.pi and summary["final_state_wrapped"][0] == pytest.approx(wrapped, abs=1e-4)
+    assert np.cos(theta) == pytest.approx(np.cos(wrapped), abs=1e-3) and np.sin(theta) == pytest.approx(
+        np.sin(wrapped), abs=1e-3)
+
+
 def test_shooting_mpc_and_conditioning_run(capsys):
     assert main(["shooting", "--horizon", "10", "--iterations", "5", "--x0", "0.5", "0.0"]) == 0
     assert main(["mpc", "--steps", "5", "--mpc-horizon", "5", "--iterations", "5", "--x0", "0.2", "0.0"]) == 0

@@ -28,7 +28,7 @@ SYSTEM = pw.systems.LinearSystem(A, B, Q, R, horizon=20)
 SPEC = spec_mod.from_system(SYSTEM)
 # The LQR controller as a (memoryless) expert: the optimal policy, known in closed form.
 LQR_EXPERT = im.Expert(init=lambda s: jnp.zeros(()), step=lambda c, s: (c, -K @ s))
-TINY = im.Config(rollouts_per_round=4, rounds=3, fit_steps=300, fit_batch=64, learning_rate=3e-3, hidden=(16,))
+TINY = im.Config(rollouts_per_round=4, rounds=3, fit_steps=300, fit_batch=64, lr=3e-3, hidden=(16,))
 ROUND = eqx.filter_jit(im.train_round)  # one round with a given expert, as one jitted call
 
 

@@ -21,7 +21,7 @@ from pathwise.loops import simulated
 
 BPTT = algorithms.get("bptt")
 SVGK = algorithms.get("svgk")
-TINY = BPTT.Config(hidden=(8,), horizon=10, batch_size=4, learning_rate=1e-2, schedule="constant",
+TINY = BPTT.Config(hidden=(8,), horizon=10, batch_size=4, lr=1e-2, schedule="constant",
                    updates_per_iteration=2)
 SPEC = spec_mod.from_system(pw.systems.Pendulum())
 
@@ -106,7 +106,7 @@ SHARDED = textwrap.dedent("""
     from pathwise.loops import simulated
     assert len(jax.devices()) == 2, jax.devices()
     bptt = algorithms.get("bptt")
-    config = bptt.Config(hidden=(8,), horizon=10, batch_size=4, learning_rate=1e-2, schedule="constant",
+    config = bptt.Config(hidden=(8,), horizon=10, batch_size=4, lr=1e-2, schedule="constant",
                          updates_per_iteration=3)
     s = spec.from_system(pw.systems.Pendulum())
     sharded, m_sharded = simulated.train_seeds(bptt, s, config, seeds=4, iterations=1)  # shards by default

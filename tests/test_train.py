@@ -145,8 +145,8 @@ def test_cli_train_evaluate_list_and_help(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "reinforce", "--env", "CartPol-v1"], "Unknown environment id 'CartPol-v1'. Did you mean CartPole-v1"),
     (["train", "reinforcee", "--env", ENV], "Unknown algorithm 'reinforcee'"),
-    (["train", "reinforce", "--env", ENV, "--set", "lr=fast"], "Config key 'lr': cannot use 'fast'"),
-    (["train", "reinforce", "--env", ENV, "--set", "learning_rate=1"], r"Unknown reinforce config key\(s\) \['learning_rate'\]"),
+    (["train", "reinforce", "--env", ENV, "--set", "actor_lr=fast"], "Config key 'actor_lr': cannot use 'fast'"),
+    (["train", "reinforce", "--env", ENV, "--set", "learnin_rate=1"], r"Unknown reinforce config key\(s\) \['learnin_rate'\]"),
     (["train", "reinforce", "--env", ENV, "--set", "lr"], "--set expects KEY=VALUE"),
     (["train", "reinforce", "--env", ENV, "--set", "num_envs=0"], "Invalid reinforce config: num_envs=0 must be >= 1"),
     (["train", "reinforce", "--env", ENV, "--seeds", "0"], "--seeds 0: train at least one seed"),

@@ -17,27 +17,16 @@ from pathwise import config as config_mod
 from pathwise.cli import main
 from pathwise.tune import SPACES, sample
 
-# The learning-rate options are being renamed in a parallel change (lr for one optimizer, else actor_lr, ...);
-# SPACES already uses the new names. Until that change lands, a new name may still be spelled the old way in the
-# Config: this map says which, and is used only where the new name is absent. Delete it once the rename is merged.
-PENDING_RENAMES = {("bptt", "lr"): "learning_rate", ("imitation", "lr"): "learning_rate",
-                   ("reinforce", "actor_lr"): "lr", ("qac", "actor_lr"): "lr", ("mbrl", "actor_lr"): "learning_rate",
-                   ("svg-inf", "actor_lr"): "learning_rate", ("svgk", "actor_lr"): "learning_rate"}
-
 #: A fast-compiling ddpg on Pendulum-v1 (as tests/test_cli.py's TINY): the structure is held fixed, the rest searched.
 TINY_DDPG = ["hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=200", "learning_starts=20",
              "max_episode_steps=30"]
-
-
-def _current_name(algo: str, name: str, fields: set[str]) -> str:
-    return name if name in fields else PENDING_RENAMES.get((algo, name), name)
 
 
 def test_every_algorithm_has_a_space_and_every_searched_name_is_a_config_field():
     assert set(SPACES) == set(algorithms.available())
     for algo, space in SPACES.items():
         fields = {f.name for f in dataclasses.fields(algorithms.get(algo).Config)}
-        unknown = [n for n in space if _current_name(algo, n, fields) not in fields]
+        unknown = [n for n in space if n not in fields]
         assert not unknown, f"{algo}: searched names {unknown} are not fields of its Config"
 
 
@@ -47,12 +36,10 @@ def test_every_sample_builds_a_valid_config():
     for algo, space in SPACES.items():
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         algorithm = algorithms.get(algo)
-        fields = {f.name for f in dataclasses.fields(algorithm.Config)}
         env = "CartPole-v1" if algo == "svg0-discrete" else "Pendulum-v1"
         preset = registry.record(env).preset(algo)[0]
         for _ in range(3):
             values = sample(study.ask(), space)
-            values = {_current_name(algo, k, fields): v for k, v in values.items()}
             config_mod.build(algorithm.Config, algo, preset, values)  # raises on an invalid combination
 
 

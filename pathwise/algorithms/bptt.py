@@ -24,7 +24,7 @@ vmapped, sharded program.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -51,13 +51,15 @@ Policy = DeterministicPolicy | LinearPolicy | AngleFeaturePolicy
 class Config(CommonConfig, SimulatedOptions):
     """Options of BPTT; the defaults train a Pendulum-v1 swing-up policy in well under a minute on 2 CPU cores."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr"}  # before 0.3
+
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the tanh MLP policy."""
     horizon: int = 50
     """Steps unrolled (and backpropagated through) per update: a window if carry_state, else whole rollouts."""
     batch_size: int = 128
     """Initial states (parallel rollouts) per update; the loss is the mean over them."""
-    learning_rate: float = 3e-3
+    lr: float = 3e-3
     """Peak Adam learning rate."""
     schedule: Literal["constant", "cosine", "warmup"] = "cosine"
     """Learning-rate schedule: constant; cosine decay to final_lr_fraction over schedule_updates; or linear
@@ -67,7 +69,7 @@ class Config(CommonConfig, SimulatedOptions):
     warmup_updates: int = 50
     """Linear warmup length (schedule='warmup' only)."""
     final_lr_fraction: float = 0.05
-    """Learning rate at the end of the cosine decay, as a fraction of learning_rate."""
+    """Learning rate at the end of the cosine decay, as a fraction of lr."""
     max_grad_norm: float = 1.0
     """Global-norm gradient clipping threshold (0 disables); the metrics log the raw norm before clipping."""
     truncate_every: int = 0
@@ -94,7 +96,7 @@ class Config(CommonConfig, SimulatedOptions):
     the optimal policy class of LQR problems."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + positive(self, "horizon", "batch_size", "learning_rate", "schedule_updates") + \
+        return super().checks() + positive(self, "horizon", "batch_size", "lr", "schedule_updates") + \
             one_of(self, "schedule", ("constant", "cosine", "warmup")) + \
             at_least(self, 0, "max_grad_norm", "truncate_every", "warmup_updates") + \
             unit_interval(self, "discount") + \
@@ -138,7 +140,7 @@ def bptt_loss(policy: Policy, system: System, states0: Array, noise_keys: PRNGKe
 
 def optimizer(config: Config) -> optax.GradientTransformation:
     """Adam with the configured schedule behind global-norm clipping (skipping non-finite steps)."""
-    return optim.adam(config.learning_rate, config.max_grad_norm, *_schedule_args(config))
+    return optim.adam(config.lr, config.max_grad_norm, *_schedule_args(config))
 
 
 def make_policy(key: PRNGKey, spec: EnvSpec, config: Config) -> Policy:
@@ -216,7 +218,7 @@ def update(state: State, system: System, key: PRNGKey, config: Config) -> tuple[
     finals = jnp.where(jnp.all(jnp.isfinite(finals), axis=-1, keepdims=True), finals, starts)
     applied = 1 - optim.last_skipped(opt_state)
     new = State(policy, opt_state, jax.lax.stop_gradient(finals), steps + config.horizon, state.updates + applied)
-    lr = optim.schedule(config.learning_rate, *_schedule_args(config))
+    lr = optim.schedule(config.lr, *_schedule_args(config))
     metrics = {"loss": loss, "mean_return": mean_return, "grad_norm": optax.tree.norm(optim.params(grads)),
                "lr": lr(state.updates) if callable(lr) else jnp.asarray(lr), "skipped_total": optim.skipped(opt_state)}
     return new, metrics

@@ -23,7 +23,7 @@ Everything is simulated through the known ``System``: it runs in the simulated l
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Callable, ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -49,6 +49,8 @@ INFO = AlgorithmInfo("imitation", loops=("simulated",),
 class Config(CommonConfig, SimulatedOptions):
     """Options of the imitation learners; defaults are for Pendulum-v1 with an iLQR-MPC expert."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "lr"}  # before 0.3
+
     mode: Literal["bc", "dagger", "joint"] = "dagger"
     """bc: clone expert demonstrations; dagger: expert labels the policy's states; joint: iLQR with a
     policy penalty alternated with policy fits (GPS-style)."""
@@ -67,7 +69,7 @@ class Config(CommonConfig, SimulatedOptions):
     """Adam steps of the supervised fit after each round (minibatches from the aggregated data)."""
     fit_batch: int = 256
     """Minibatch size of the supervised fit."""
-    learning_rate: float = 1e-3
+    lr: float = 1e-3
     """Adam learning rate of the supervised fit."""
     expert_horizon: int = 30
     """Planning horizon of the MPC expert (bc, dagger)."""
@@ -91,7 +93,7 @@ class Config(CommonConfig, SimulatedOptions):
         return super().checks() + one_of(self, "mode", ("bc", "dagger", "joint")) + \
             at_least(self, 1, "rollouts_per_round", "rounds", "fit_steps", "fit_batch", "expert_horizon",
                      "expert_iterations", "joint_iterations") + \
-            at_least(self, 0, "horizon") + positive(self, "learning_rate", "rho0") + at_least(self, 1, "rho_growth")
+            at_least(self, 0, "horizon") + positive(self, "lr", "rho0") + at_least(self, 1, "rho_growth")
 
 
 class State(NamedTuple):
@@ -115,7 +117,7 @@ def bc_loss(policy: eqx.Module, observations: Array, actions: Array) -> Array:
 def fit_policy(policy: eqx.Module, opt_state: PyTree, data: replay.ReplayBuffer, key: PRNGKey,
                config: Config) -> tuple[eqx.Module, PyTree, Array]:
     """``config.fit_steps`` Adam steps on :func:`bc_loss` over minibatches of the dataset; returns the last loss."""
-    optimizer = optim.adam(config.learning_rate)
+    optimizer = optim.adam(config.lr)
 
     def step(carry, k):
         policy, opt_state = carry
@@ -221,7 +223,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     policy = make_policy(key, spec, config)
     example = (jnp.zeros(spec.obs_dim), jnp.zeros(spec.action_dim))
     capacity = config.rounds * config.rollouts_per_round * episode_horizon(spec.system, config)
-    return State(policy, optim.init(optim.adam(config.learning_rate), policy), replay.init(example, capacity),
+    return State(policy, optim.init(optim.adam(config.lr), policy), replay.init(example, capacity),
                  jnp.zeros((), jnp.int32), jnp.asarray(config.rho0, jnp.float32))
 
 

@@ -17,7 +17,7 @@ reward (and termination) is known (``pathwise.registry``); the environment is a 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -42,6 +42,8 @@ INFO = AlgorithmInfo("mbrl", loops=("model_based",),
 class Config(CommonConfig, ModelOptions):
     """MBRL options (defaults for Pendulum-v1)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
+
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the deterministic tanh policy."""
     horizon: int = 50
@@ -60,14 +62,14 @@ class Config(CommonConfig, ModelOptions):
     chunks)."""
     explore_std: float = 0.1
     """Std of the Gaussian exploration noise on real actions, as a fraction of the action range."""
-    learning_rate: float = 1e-3
+    actor_lr: float = 1e-3
     """Adam step size of the policy."""
     max_grad_norm: float = 10.0
     """Global gradient-norm clip of the policy update (0 disables)."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "horizon", "num_starts", "policy_steps", "policy_chunk",
-                                           "learning_rate") + \
+                                           "actor_lr") + \
             at_least(self, 0, "policy_tol", "explore_std", "max_grad_norm") + unit_interval(self, "gamma")
 
 
@@ -103,7 +105,7 @@ def explore(policy: DeterministicPolicy, obs: Array, key: PRNGKey, explore_std: 
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:
-    return optim.adam(config.learning_rate, config.max_grad_norm)
+    return optim.adam(config.actor_lr, config.max_grad_norm)
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:

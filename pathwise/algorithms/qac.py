@@ -23,7 +23,7 @@ network); ``"td"`` is G_t − V(s_t). Discrete actions only: the critic outputs 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -46,6 +46,8 @@ INFO = AlgorithmInfo("qac", loops=("on_policy",), continuous=False, discrete=Tru
 class Config(CommonConfig, OnPolicyOptions):
     """QAC options; the defaults are tuned for CartPole-v1."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
+
     num_envs: int = 8
     """Environments run in lockstep; each update sees ``n_steps × num_envs`` transitions."""
     n_steps: int = 8
@@ -56,7 +58,7 @@ class Config(CommonConfig, OnPolicyOptions):
     """Actor weight: Q_w(s,a) (lecture), Q_w(s,a) − Σ_b π(b|s) Q_w(s,b), or G_t − V(s_t). The first two rank
     the actions by the critic alone, so a critic error larger than the gap between two actions' values steers
     the policy away from an action it then never tries again; "td" weights by the sampled n-step return."""
-    lr: float = 1e-3
+    actor_lr: float = 1e-3
     """Adam step size of the actor (α)."""
     critic_lr: float = 1e-3
     """Adam step size of the critic (β)."""
@@ -69,7 +71,7 @@ class Config(CommonConfig, OnPolicyOptions):
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + at_least(self, 1, "n_steps") + unit_interval(self, "gamma") + \
-            one_of(self, "advantage", ("q", "q_minus_v", "td")) + positive(self, "lr", "critic_lr") + \
+            one_of(self, "advantage", ("q", "q_minus_v", "td")) + positive(self, "actor_lr", "critic_lr") + \
             at_least(self, 0, "entropy_coef", "max_grad_norm") + \
             [(len(self.critic_hidden) > 0 and all(h >= 1 for h in self.critic_hidden),
               f"critic_hidden={self.critic_hidden} must list one or more layer sizes >= 1")]
@@ -164,7 +166,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     k_policy, k_critic = jax.random.split(key)
     policy = CategoricalPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=k_policy)
     critic = DiscreteQ(spec.obs_dim, spec.action_dim, config.critic_hidden, key=k_critic)
-    return State(policy, critic, optim.init(optim.adam(config.lr, config.max_grad_norm), policy),
+    return State(policy, critic, optim.init(optim.adam(config.actor_lr, config.max_grad_norm), policy),
                  optim.init(optim.adam(config.critic_lr, config.max_grad_norm), critic))
 
 
@@ -177,7 +179,7 @@ def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tupl
     c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(state.critic, segment.obs, segment.actions, targets,
                                                              segment.mask)
     policy, policy_opt = optim.apply(state.policy, a_grads, state.policy_opt,
-                                     optim.adam(config.lr, config.max_grad_norm))
+                                     optim.adam(config.actor_lr, config.max_grad_norm))
     critic, critic_opt = optim.apply(state.critic, c_grads, state.critic_opt,
                                      optim.adam(config.critic_lr, config.max_grad_norm))
     target_mean = jnp.sum(targets * segment.mask) / jnp.maximum(segment.mask.sum(), 1.0)

@@ -24,7 +24,7 @@ environment; the log-likelihood is that of the unclipped sample).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -50,13 +50,15 @@ Policy = CategoricalPolicy | GaussianPolicy
 class Config(CommonConfig, OnPolicyOptions):
     """REINFORCE options; the defaults are tuned for CartPole-v1."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
+
     num_envs: int = 8
     """Episodes per update (m in the lecture's ĝ), run in lockstep."""
     gamma: float = 0.99
     """Discount of the reward-to-go."""
     baseline: Literal["none", "mean", "value"] = "value"
     """b(s_t): none, a running mean of G_t per time index, or a learned value V(s_t)."""
-    lr: float = 3e-3
+    actor_lr: float = 3e-3
     """Adam step size of the policy."""
     value_lr: float = 3e-3
     """Adam step size of the value baseline."""
@@ -77,7 +79,7 @@ class Config(CommonConfig, OnPolicyOptions):
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + unit_interval(self, "gamma") + one_of(self, "baseline", ("none", "mean", "value")) \
-            + positive(self, "lr", "value_lr") + at_least(self, 1, "value_steps") \
+            + positive(self, "actor_lr", "value_lr") + at_least(self, 1, "value_steps") \
             + unit_interval(self, "mean_decay", closed_low=True) + at_least(self, 0, "entropy_coef", "max_grad_norm") \
             + [(len(self.value_hidden) > 0 and all(h >= 1 for h in self.value_hidden),
                 f"value_hidden={self.value_hidden} must list one or more layer sizes >= 1")]
@@ -189,7 +191,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     k_policy, k_value = jax.random.split(key)
     policy = make_policy(k_policy, spec, config)
     value = VCritic(spec.obs_dim, config.value_hidden, key=k_value, act="tanh")
-    return State(policy, value, optim.init(optim.adam(config.lr, config.max_grad_norm), policy),
+    return State(policy, value, optim.init(optim.adam(config.actor_lr, config.max_grad_norm), policy),
                  optim.init(optim.adam(config.value_lr), value), jnp.zeros(spec.max_steps(config)))
 
 
@@ -199,7 +201,7 @@ def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tupl
     g, adv = returns_and_advantages(state, segment, config)
     loss, grads = eqx.filter_value_and_grad(reinforce_loss)(state.policy, segment.obs, segment.actions, adv,
                                                              segment.mask, config.entropy_coef)
-    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt, optim.adam(config.lr, config.max_grad_norm))
+    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt, optim.adam(config.actor_lr, config.max_grad_norm))
     value, value_opt, v_loss = state.value, state.value_opt, jnp.zeros(())
     if config.baseline == "value":
         value, value_opt, v_loss = fit_value(state, segment, g, config)

@@ -39,7 +39,7 @@ What the defaults (= the Pendulum-v1 preset) add to that, each optional, and why
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -64,6 +64,8 @@ INFO = AlgorithmInfo("svg-inf", loops=("model_based",),
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig, ModelOptions):
     """SVG(∞) options (defaults for Pendulum-v1)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the tanh-Gaussian policy."""
@@ -99,13 +101,13 @@ class Config(CommonConfig, ModelOptions):
     sees the same action gradient and keeps pushing the policy the same way (the pre-squash mean can run
     into saturation within a few episodes); frozen noises make the replay move with θ.
     """
-    learning_rate: float = 1e-3
+    actor_lr: float = 1e-3
     """Adam step size of the policy."""
     max_grad_norm: float = 10.0
     """Global gradient-norm clip of the policy update (0 disables)."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + positive(self, "grad_steps", "num_segments", "learning_rate") + \
+        return super().checks() + positive(self, "grad_steps", "num_segments", "actor_lr") + \
             at_least(self, 0, "truncate_every", "segment_length", "mean_penalty", "policy_noise_clip",
                      "max_grad_norm") + unit_interval(self, "gamma")
 
@@ -169,7 +171,7 @@ def sample_segments(episodes: PyTree, lengths: Array, filled: Array, key: PRNGKe
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:
-    return optim.adam(config.learning_rate, config.max_grad_norm)
+    return optim.adam(config.actor_lr, config.max_grad_norm)
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:

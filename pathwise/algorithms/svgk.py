@@ -26,7 +26,7 @@ k = 1 is SVG(1) on imagined transitions and k = episode length with V = 0 is BPT
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -54,6 +54,8 @@ INFO = AlgorithmInfo("svgk", loops=("simulated", "model_based"),
 class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """SVG(k) options; defaults tuned for Pendulum-v1 (the model-fitting ones are used only on a learned model)."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
+
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian)."""
     critic_hidden: tuple[int, ...] = (64, 64)
@@ -66,7 +68,7 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """Discount factor."""
     lam: float = 0.95
     """lambda of the TD(lambda) value targets (0: one-step TD, 1: k-step return + bootstrap)."""
-    learning_rate: float = 2e-3
+    actor_lr: float = 2e-3
     """Adam learning rate of the policy."""
     critic_lr: float = 2e-3
     """Adam learning rate of the value network."""
@@ -90,7 +92,7 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """Differentiate through the pathwise System of the env id (SHAC) even if the id is a Gymnasium one."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + positive(self, "horizon", "n_envs", "learning_rate", "critic_lr",
+        return super().checks() + positive(self, "horizon", "n_envs", "actor_lr", "critic_lr",
                                            "critic_iterations", "critic_minibatches", "updates_per_episode") + \
             unit_interval(self, "gamma", "target_tau") + unit_interval(self, "lam", closed_low=True) + \
             at_least(self, 0, "max_grad_norm") + \
@@ -112,7 +114,7 @@ class State(NamedTuple):
 
 
 def actor_optimizer(config: Config) -> optax.GradientTransformation:
-    return optim.adam(config.learning_rate, config.max_grad_norm)
+    return optim.adam(config.actor_lr, config.max_grad_norm)
 
 
 def critic_optimizer(config: Config) -> optax.GradientTransformation:

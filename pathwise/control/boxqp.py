@@ -137,7 +137,8 @@ def boxqp(H: Array, g: Array, lower: Array, upper: Array, x0: Array | None = Non
     Args:
       H: (m, m) symmetric, positive definite on the free subspace of the solution.
       g: (m,) linear term.
-      lower, upper: (m,) bounds (``-inf``/``inf`` for an unbounded side), ``lower ≤ upper``.
+      lower: (m,) lower bounds (``-inf`` for an unbounded side), ``lower ≤ upper``.
+      upper: (m,) upper bounds (``inf`` for an unbounded side).
       x0: warm start (clipped into the box); default zeros.
       max_iterations: Newton steps at most.
       tol: relative free-gradient tolerance, ``‖∇_f‖ ≤ tol·(‖g‖ + ‖Hx‖)``; default ``eps**0.75`` of the dtype.

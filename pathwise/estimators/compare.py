@@ -142,13 +142,11 @@ def write_table(rows: Sequence[dict[str, Any]], path_stem: str) -> tuple[str, st
 def plot_sweep(rows: Sequence[dict[str, Any]], param_name: str, path: str, title: str = "",
                extra_lines: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> str:
     """Two panels against ``param_name`` (log x): variance per sample (log y) and cosine to the reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.figure import Figure
 
-    fig, (ax_v, ax_c) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))  # not pyplot: the user's backend stays as it is
+    ax_v, ax_c = fig.subplots(1, 2)
     for name in dict.fromkeys(r["estimator"] for r in rows):
         sel = [r for r in rows if r["estimator"] == name]
         x = [r[param_name] for r in sel]
@@ -170,5 +168,4 @@ def plot_sweep(rows: Sequence[dict[str, Any]], param_name: str, path: str, title
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

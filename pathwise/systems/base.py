@@ -5,7 +5,11 @@ A system is an immutable ``equinox.Module``. Its numeric constructor parameters
 into ``jax.jit`` and even differentiated with respect to its physics. Shapes and
 discrete structure are class-level constants, static under ``jit``.
 
-Contract (``../DESIGN.md``)::
+What a subclass writes: ``initial_state(key)``, ``dynamics(state, action)`` (the deterministic part of a
+step), ``reward(state, action, next_state=None)``, ``observe(state)``, where they apply ``terminated(state)``
+and ``state_from_obs(obs)``, and the class constants below (``state_dim``, ``obs_dim``, ``action_dim`` or
+``num_actions``, ``episode_length``). What the base class gives everything else (docs/guide.md, "Your own
+system")::
 
     s  = sys.reset(key)              # initial state (a flat array for built-ins)
     s2 = sys.step(s, a)              # deterministic dynamics
@@ -50,6 +54,7 @@ class System(eqx.Module):
     num_actions: ClassVar[int] = 0  # discrete: number of actions (0 = continuous)
     episode_length: ClassVar[int] = 200  # Gymnasium's TimeLimit
     positive_parameters: ClassVar[tuple[str, ...]] = ()  # physical parameters that must be > 0 (masses, lengths)
+    angle_entries: ClassVar[tuple[int, ...]] = ()  # state entries that are angles (reported wrapped to [-pi, pi))
 
     # -- abstract physics -------------------------------------------------
     def initial_state(self, key: PRNGKey) -> Array:

@@ -24,6 +24,7 @@ class _CartPolePhysics(System):
 
     state_dim: ClassVar[int] = 4
     obs_dim: ClassVar[int] = 4
+    angle_entries: ClassVar[tuple[int, ...]] = (2,)
     tau: ClassVar[float] = 0.02
     x_threshold: ClassVar[float] = 2.4
     theta_threshold: ClassVar[float] = 12 * 2 * np.pi / 360

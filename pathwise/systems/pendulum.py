@@ -48,6 +48,7 @@ class Pendulum(System):
     max_speed: ClassVar[float] = 8.0
     max_torque: ClassVar[float] = 2.0
     positive_parameters: ClassVar[tuple[str, ...]] = ("m", "l")
+    angle_entries: ClassVar[tuple[int, ...]] = (0,)
 
     @property
     def action_low(self) -> np.ndarray:
