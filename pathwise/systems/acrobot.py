@@ -48,6 +48,7 @@ class _AcrobotPhysics(System):
         return -high, high
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """``[theta1, theta2, theta1_dot, theta2_dot]`` each uniform in [-0.1, 0.1], as ``Acrobot-v1.reset``."""
         return jax.random.uniform(key, (4,), minval=-0.1, maxval=0.1)
 
     def _dsdt(self, s: Array, torque: Array) -> Array:
@@ -70,6 +71,12 @@ class _AcrobotPhysics(System):
         return jnp.stack([dtheta1, dtheta2, ddtheta1, ddtheta2])
 
     def integrate(self, s: Array, torque: Array) -> Array:
+        """One RK4 step (dt = 0.2 s) of the "book" equations of motion under ``torque`` on the second joint.
+
+        The derivative ``[theta1_dot, theta2_dot, theta1_acc, theta2_acc]`` is Gymnasium's ``_dsdt`` (Sutton and
+        Barto's acrobot, g = 9.8, the torque held constant over the step); afterwards the angles are wrapped to
+        [-pi, pi] and the velocities clipped to [-4 pi, 4 pi] and [-9 pi, 9 pi].
+        """
         dt, dt2 = self.dt, self.dt / 2.0
         k1 = self._dsdt(s, torque)
         k2 = self._dsdt(s + dt2 * k1, torque)
@@ -86,12 +93,15 @@ class _AcrobotPhysics(System):
         )
 
     def tip_height(self, state: Array) -> Array:
+        """Height of the tip above the pivot in link lengths, ``-cos(theta1) - cos(theta1 + theta2)``, in [-2, 2]."""
         return -jnp.cos(state[0]) - jnp.cos(state[1] + state[0])
 
     def terminated(self, state: Array) -> Array:
+        """The tip is above the bar: ``tip_height(state) > 1``."""
         return self.tip_height(state) > 1.0
 
     def observe(self, state: Array) -> Array:
+        """``[cos theta1, sin theta1, cos theta2, sin theta2, theta1_dot, theta2_dot]``, shape ``(6,)``."""
         s = state
         return jnp.stack([jnp.cos(s[0]), jnp.sin(s[0]), jnp.cos(s[1]), jnp.sin(s[1]), s[2], s[3]])
 
@@ -115,9 +125,14 @@ class Acrobot(_AcrobotPhysics):
     num_actions: ClassVar[int] = 3
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """``integrate`` under the torque ``[-1, 0, +1][action]``, or the weighted mean for a weight vector."""
         return self.integrate(state, self.discrete_value(action, jnp.array([-1.0, 0.0, 1.0])))
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """0 on the step that reaches the bar (``terminated(next_state)``), else -1, as Gymnasium.
+
+        ``next_state`` defaults to ``dynamics(state, action)``.
+        """
         action = self.check_action(action)
         if next_state is None:
             next_state = self.dynamics(state, action)
@@ -136,9 +151,11 @@ class AcrobotContinuous(_AcrobotPhysics):
     name: ClassVar[str] = "AcrobotContinuous"
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """``integrate`` under the torque ``clip(u, -1, 1)``."""
         return self.integrate(state, jnp.clip(action[0], -1.0, 1.0))
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """``tip_height(next_state) - 0.01 u^2``, u = clip(a, -1, 1); ``next_state`` defaults to ``dynamics``."""
         action = self.check_action(action)
         if next_state is None:
             next_state = self.dynamics(state, action)

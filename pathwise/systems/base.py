@@ -58,6 +58,11 @@ class System(eqx.Module):
 
     # -- abstract physics -------------------------------------------------
     def initial_state(self, key: PRNGKey) -> Array:
+        """Draw an initial state s0 ~ p(s0), shape ``(state_dim,)``, as the reproduced environment's ``reset`` does.
+
+        Subclasses implement this; users call ``reset(key)``, which checks the key and calls it. Make it a pure
+        function of ``key`` (same key, same state) so rollouts are reproducible and vmappable over keys.
+        """
         raise NotImplementedError
 
     def dynamics(self, state: Array, action: Array) -> Array:
@@ -65,12 +70,30 @@ class System(eqx.Module):
         raise NotImplementedError
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """Scalar reward r(s, a) of the transition from ``state`` (``(state_dim,)``) under ``action``.
+
+        Subclasses implement this as a differentiable function of ``state`` and ``action`` (the pathwise
+        gradient flows through it). Rewards that depend on where the step lands (a goal bonus) read
+        ``next_state`` and compute ``dynamics(state, action)`` themselves when it is ``None``. Returns a float
+        array of shape ``()``.
+        """
         raise NotImplementedError
 
     def observe(self, state: Array) -> Array:
+        """The observation o = h(s) of ``state``, shape ``(obs_dim,)``, exactly as the Gymnasium env returns it.
+
+        Subclasses implement this; it must be differentiable (policies act on observations, and the gradient of
+        the return reaches the state through it). Without noise it is the identity for fully observed systems.
+        """
         raise NotImplementedError
 
     def terminated(self, state: Array) -> Array:
+        """Whether ``state`` ends the episode (Gymnasium's ``terminated``, not the time limit): a bool array ``()``.
+
+        The default is never; systems whose task can end early (a pole that falls, a goal that is reached)
+        override it. It is a step function of the state, so it carries no gradient; rollouts use it to mask
+        the rewards after the end.
+        """
         del state
         return jnp.asarray(False)
 
@@ -151,14 +174,17 @@ class System(eqx.Module):
     # -- spaces ---------------------------------------------------------------
     @property
     def discrete(self) -> bool:
+        """True for a system with ``num_actions`` discrete actions, False for a continuous action vector."""
         return self.num_actions > 0
 
     @property
     def action_low(self) -> np.ndarray:
+        """Lower bound of the Gymnasium action space, float32 ``(action_dim,)``; -1 unless overridden."""
         return -np.ones(self.action_dim, np.float32)
 
     @property
     def action_high(self) -> np.ndarray:
+        """Upper bound of the Gymnasium action space, float32 ``(action_dim,)``; +1 unless overridden."""
         return np.ones(self.action_dim, np.float32)
 
     def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +194,11 @@ class System(eqx.Module):
 
     # -- validation -------------------------------------------------------------
     def check_state(self, state: Array) -> Array:
+        """Return ``state`` as an array after checking it has the shape ``(state_dim,)`` of one unbatched state.
+
+        Runs at trace time (shapes only, no cost under ``jit``); a batch raises a ``ValueError`` that says to
+        ``jax.vmap`` instead.
+        """
         state = jnp.asarray(state)
         if state.shape != (self.state_dim,):
             raise ValueError(
@@ -234,19 +265,25 @@ class SystemWrapper(System):
     stochastic = property(lambda self: self.base.stochastic)
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """The wrapped system's initial state, ``base.reset(key)``."""
         return self.base.reset(key)
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """The wrapped system's deterministic step, ``base.dynamics(state, action)``."""
         return self.base.dynamics(state, action)
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """The wrapped system's reward, ``base.reward(state, action, next_state)``; subclasses change it."""
         return self.base.reward(state, action, next_state)
 
     def observe(self, state: Array) -> Array:
+        """The wrapped system's observation, ``base.observe(state)``."""
         return self.base.observe(state)
 
     def terminated(self, state: Array) -> Array:
+        """The wrapped system's termination, ``base.terminated(state)``."""
         return self.base.terminated(state)
 
     def state_from_obs(self, obs: Array) -> Array:
+        """The wrapped system's inverse observation, ``base.state_from_obs(obs)``."""
         return self.base.state_from_obs(obs)

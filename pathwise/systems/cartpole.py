@@ -30,6 +30,15 @@ class _CartPolePhysics(System):
     theta_threshold: ClassVar[float] = 12 * 2 * np.pi / 360
 
     def accelerate(self, state: Array, force: Array) -> Array:
+        """One explicit Euler step (tau = 0.02 s) of the cart-pole under a horizontal ``force`` (N) on the cart.
+
+        With M = masscart + masspole, l = half the pole length and
+        ``temp = (F + m_p l theta_dot^2 sin theta) / M``:
+        ``theta_acc = (g sin theta - cos theta temp) / (l (4/3 - m_p cos^2 theta / M))``,
+        ``x_acc = temp - m_p l theta_acc cos theta / M``; then every coordinate of
+        ``[x, x_dot, theta, theta_dot]`` moves by tau times its derivative, velocities from the old values
+        (Gymnasium's "euler" integrator).
+        """
         x, x_dot, theta, theta_dot = state[0], state[1], state[2], state[3]
         total_mass = self.masspole + self.masscart
         polemass_length = self.masspole * self.length
@@ -44,9 +53,11 @@ class _CartPolePhysics(System):
         )
 
     def observe(self, state: Array) -> Array:
+        """The state itself, ``[x, x_dot, theta, theta_dot]`` (m, m/s, rad, rad/s)."""
         return state
 
     def state_from_obs(self, obs: Array) -> Array:
+        """The observation itself (``observe`` is the identity)."""
         return obs
 
 
@@ -73,16 +84,20 @@ class CartPole(_CartPolePhysics):
         return -high, high
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """Every coordinate uniform in [-0.05, 0.05], as ``CartPole-v1.reset``."""
         return jax.random.uniform(key, (4,), minval=-0.05, maxval=0.05)
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """``accelerate`` under the force ``[-10, +10][action]`` N, or the weighted mean for a weight vector."""
         force = self.discrete_value(action, jnp.array([-self.force_mag, self.force_mag]))
         return self.accelerate(state, force)
 
     def terminated(self, state: Array) -> Array:
+        """The pole fell or the cart left the track: |x| > 2.4 m or |theta| > 12 degrees."""
         return (jnp.abs(state[0]) > self.x_threshold) | (jnp.abs(state[2]) > self.theta_threshold)
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """1 on every step, the terminating one included (Gymnasium's default); its gradient is 0."""
         del next_state
         self.check_action(action)
         return jnp.ones((), jnp.result_type(state.dtype, jnp.float32))
@@ -108,15 +123,19 @@ class CartPoleSwingUp(_CartPolePhysics):
 
     @property
     def action_low(self) -> np.ndarray:
+        """``[-1]``: the force is ``force_mag * clip(u, -1, 1)``."""
         return -np.ones(1, np.float32)
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """Hanging: ``[0, 0, pi, 0]`` plus uniform noise in [-0.05, 0.05] on every coordinate."""
         return jax.random.uniform(key, (4,), minval=-0.05, maxval=0.05) + jnp.array([0.0, 0.0, jnp.pi, 0.0])
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """``accelerate`` under the force ``force_mag * clip(u, -1, 1)`` N."""
         return self.accelerate(state, self.force_mag * jnp.clip(action[0], -1.0, 1.0))
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """``cos(theta) - 0.1 x^2 - 0.01 u^2`` on the pre-step state, u = clip(a, -1, 1); ``next_state`` unused."""
         del next_state
         action = self.check_action(action)
         u = jnp.clip(action[0], -1.0, 1.0)

@@ -84,27 +84,34 @@ class LinearSystem(System):
 
     @property
     def action_low(self) -> np.ndarray:
+        """``-action_bound`` in every entry: the Gymnasium action space only; the dynamics do not clip."""
         return np.full(self.action_dim, -self.action_bound, np.float32)
 
     @property
     def action_high(self) -> np.ndarray:
+        """``+action_bound`` in every entry: the Gymnasium action space only; the dynamics do not clip."""
         return np.full(self.action_dim, self.action_bound, np.float32)
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """x0 uniform in ``[-init_scale, init_scale]^n``, shape ``(n,)``."""
         return jax.random.uniform(key, (self.state_dim,), minval=-1.0, maxval=1.0) * self.init_scale
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """``A x + B u``: state ``(n,)``, action ``(m,)``, unbounded."""
         return self.A @ state + self.B @ action
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """``-(x^T Q x + u^T R u)``, the negative LQR stage cost (``next_state`` is not used)."""
         del next_state
         action = self.check_action(action)
         return -(state @ self.Q @ state + action @ self.R @ action)
 
     def observe(self, state: Array) -> Array:
+        """The state itself: the system is fully observed."""
         return state
 
     def state_from_obs(self, obs: Array) -> Array:
+        """The observation itself (``observe`` is the identity)."""
         return obs
 
 

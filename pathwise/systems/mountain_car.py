@@ -52,10 +52,16 @@ class MountainCarContinuous(System):
         return low, high
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """``[position, 0]`` with position uniform in [-0.6, -0.4], as ``MountainCarContinuous-v0.reset``."""
         pos = jax.random.uniform(key, (), minval=-0.6, maxval=-0.4)
         return jnp.stack([pos, jnp.zeros_like(pos)])
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """Gymnasium's update, with F = clip(a, -1, 1):
+
+        ``v' = clip(v + F power - 0.0025 cos(3 x), -0.07, 0.07)``, ``x' = clip(x + v', -1.2, 0.6)``, and
+        ``v' = 0`` when ``x' = -1.2`` and ``v' < 0`` (the inelastic left wall).
+        """
         position, velocity = state[0], state[1]
         force = jnp.clip(action[0], -1.0, 1.0)
         velocity = velocity + force * self.power - 0.0025 * jnp.cos(3 * position)
@@ -66,9 +72,14 @@ class MountainCarContinuous(System):
         return jnp.stack([position, velocity])
 
     def terminated(self, state: Array) -> Array:
+        """At the goal: position >= 0.45 and velocity >= 0."""
         return (state[0] >= self.goal_position) & (state[1] >= self.goal_velocity)
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """``100 [next_state at the goal] - 0.1 a^2`` with the unclipped action, as Gymnasium.
+
+        ``next_state`` defaults to ``dynamics(state, action)``; the bonus has zero gradient.
+        """
         action = self.check_action(action)
         if next_state is None:
             next_state = self.dynamics(state, action)
@@ -76,7 +87,9 @@ class MountainCarContinuous(System):
         return bonus - 0.1 * action[0] ** 2
 
     def observe(self, state: Array) -> Array:
+        """The state itself, ``[position, velocity]``."""
         return state
 
     def state_from_obs(self, obs: Array) -> Array:
+        """The observation itself (``observe`` is the identity)."""
         return obs

@@ -52,10 +52,12 @@ class Pendulum(System):
 
     @property
     def action_low(self) -> np.ndarray:
+        """``[-max_torque]`` = ``[-2]`` N m."""
         return np.full(1, -self.max_torque, np.float32)
 
     @property
     def action_high(self) -> np.ndarray:
+        """``[max_torque]`` = ``[2]`` N m."""
         return np.full(1, self.max_torque, np.float32)
 
     def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -65,9 +67,16 @@ class Pendulum(System):
         return -high, high
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """``[theta, theta_dot]`` uniform in [-pi, pi] x [-1, 1] (rad, rad/s), as ``Pendulum-v1.reset``."""
         return jax.random.uniform(key, (2,), minval=-jnp.array([jnp.pi, 1.0]), maxval=jnp.array([jnp.pi, 1.0]))
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """One semi-implicit Euler step of Gymnasium's pendulum, dt = 0.05 s.
+
+        With u = clip(a, -2, 2):
+        ``theta_dot' = clip(theta_dot + (3 g / (2 l) sin(theta) + 3 u / (m l^2)) dt, -8, 8)`` and
+        ``theta' = theta + theta_dot' dt``. The angle is not wrapped (the reward and observation wrap it).
+        """
         th, thdot = state[0], state[1]
         u = jnp.clip(action[0], -self.max_torque, self.max_torque)
         acc = 3 * self.g / (2 * self.l) * jnp.sin(th) + 3.0 / (self.m * self.l**2) * u
@@ -76,6 +85,10 @@ class Pendulum(System):
         return jnp.stack([newth, newthdot])
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """``-(angle_normalize(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2)`` on the pre-step state, u = clip(a, -2, 2).
+
+        At most 0 (upright and still), at least about -16.27; ``next_state`` is not used.
+        """
         del next_state
         action = self.check_action(action)
         th, thdot = state[0], state[1]
@@ -83,6 +96,7 @@ class Pendulum(System):
         return -(angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * u**2)
 
     def observe(self, state: Array) -> Array:
+        """``[cos theta, sin theta, theta_dot]``, shape ``(3,)``."""
         return jnp.stack([jnp.cos(state[0]), jnp.sin(state[0]), state[1]])
 
     def state_from_obs(self, obs: Array) -> Array:
