@@ -33,14 +33,17 @@ class Agent:
 
     @property
     def run(self) -> _train.Run:
+        """The underlying :class:`pathwise.train.Run`: the functional state (``run.carry``), spec and loop."""
         return self._trainer.run
 
     @property
     def config(self) -> Any:
+        """The algorithm's frozen ``Config`` this agent was made with (preset and overrides applied)."""
         return self.run.config
 
     @property
     def env_id(self) -> str:
+        """The environment's id as pathwise registered it (a Gymnasium id, or the name given to a user's env)."""
         return self.run.env_id
 
     @property
@@ -87,6 +90,7 @@ class Agent:
 
     @property
     def summary(self) -> dict[str, Any]:
+        """The results so far, as ``summary.json`` holds them (:meth:`pathwise.train.Trainer.summary`)."""
         return self._trainer.summary()
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -116,6 +116,8 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically via :func:`atomic_write_bytes`: a reader sees the old file
+    or the whole new one, never a half-written one."""
     atomic_write_bytes(path, text.encode())
 
 

@@ -69,6 +69,7 @@ class Normal(eqx.Module):
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
+        """Shape of one noise draw ξ: the event shape, ``mean.shape``."""
         return self.mean.shape
 
     def sample_noise(self, key: PRNGKey) -> Array:
@@ -80,6 +81,7 @@ class Normal(eqx.Module):
         return self.mean + self.std * noise
 
     def sample(self, key: PRNGKey) -> Array:
+        """One sample of the event's shape: ``sample_from_noise(sample_noise(key))``."""
         return self.sample_from_noise(self.sample_noise(key))
 
     def infer_noise(self, x: Array) -> Array:
@@ -97,6 +99,7 @@ class Normal(eqx.Module):
         return jnp.sum(0.5 * (_LOG_2PI + 1.0) + jnp.log(self.std))
 
     def mode(self) -> Array:
+        """μ: the most likely value (the deterministic action of a Gaussian policy)."""
         return self.mean
 
 
@@ -126,6 +129,7 @@ class TanhNormal(eqx.Module):
 
     @classmethod
     def from_log_std(cls, mean, log_std, low=-1.0, high=1.0) -> "TanhNormal":
+        """u ~ N(mean, exp(log_std)²) squashed into [low, high]: the parameterization of a learned std."""
         return cls(mean, jnp.exp(jnp.asarray(log_std)), low, high)
 
     @property
@@ -135,9 +139,11 @@ class TanhNormal(eqx.Module):
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
+        """Shape of one noise draw ξ: the event shape, ``mean.shape``."""
         return self.mean.shape
 
     def squash(self, u: Array) -> Array:
+        """a = low + (tanh(u) + 1)/2 · (high − low): maps the pre-squash u (any real) into the open box."""
         return self.low + (jnp.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
 
     def unsquash(self, a: Array) -> Array:
@@ -146,6 +152,7 @@ class TanhNormal(eqx.Module):
         return jnp.arctanh(jnp.clip(y, -1.0 + self.eps, 1.0 - self.eps))
 
     def sample_noise(self, key: PRNGKey) -> Array:
+        """ξ ~ N(0, I) of shape ``noise_shape`` (the noise of the pre-squash Gaussian)."""
         return jax.random.normal(key, self.noise_shape, self.mean.dtype)
 
     def sample_from_noise(self, noise: Array) -> Array:
@@ -153,6 +160,7 @@ class TanhNormal(eqx.Module):
         return self.squash(self.mean + self.std * noise)
 
     def sample(self, key: PRNGKey) -> Array:
+        """One sample of the event's shape: ``sample_from_noise(sample_noise(key))``."""
         return self.sample_from_noise(self.sample_noise(key))
 
     def infer_noise(self, a: Array) -> Array:
@@ -210,18 +218,22 @@ class Categorical(eqx.Module):
 
     @property
     def num_classes(self) -> int:
+        """K, the size of the last (class) axis of ``logits``."""
         return self.logits.shape[-1]
 
     @property
     def log_probs(self) -> Array:
+        """log softmax(logits) over the class axis: the log-probability of every class, shape ``logits.shape``."""
         return jax.nn.log_softmax(self.logits, axis=-1)
 
     @property
     def probs(self) -> Array:
+        """softmax(logits) over the class axis, shape ``logits.shape``."""
         return jax.nn.softmax(self.logits, axis=-1)
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
+        """Shape of one noise draw: ``logits.shape`` (one noise value per class or per variable)."""
         return self.logits.shape
 
     def sample_noise(self, key: PRNGKey) -> Array:
@@ -233,6 +245,7 @@ class Categorical(eqx.Module):
         return jnp.argmax(jax.lax.stop_gradient(self.logits) + noise, axis=-1).astype(jnp.int32)
 
     def sample(self, key: PRNGKey) -> Array:
+        """One sample of the event's shape: ``sample_from_noise(sample_noise(key))``."""
         return self.sample_from_noise(self.sample_noise(key))
 
     def log_prob(self, x: Array) -> Array:
@@ -246,6 +259,7 @@ class Categorical(eqx.Module):
         return -jnp.sum(self.probs * self.log_probs)
 
     def mode(self) -> Array:
+        """argmax(logits) over the class axis as int32: the most likely class of each variable."""
         # a non-negative axis: jax2onnx 0.17's batching rule for argmax shifts axis=-1 to 0 under vmap, so an
         # exported policy (pathwise.export) would take the argmax over the batch
         return jnp.argmax(self.logits, axis=self.logits.ndim - 1).astype(jnp.int32)
@@ -265,10 +279,12 @@ class Bernoulli(eqx.Module):
 
     @property
     def probs(self) -> Array:
+        """P(x = 1) = sigmoid(logits), shape ``logits.shape``."""
         return jax.nn.sigmoid(self.logits)
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
+        """Shape of one noise draw: ``logits.shape`` (one noise value per class or per variable)."""
         return self.logits.shape
 
     def sample_noise(self, key: PRNGKey) -> Array:
@@ -276,9 +292,11 @@ class Bernoulli(eqx.Module):
         return jax.random.uniform(key, self.noise_shape, self.logits.dtype)
 
     def sample_from_noise(self, noise: Array) -> Array:
+        """x = [u < sigmoid(logits)] as 0./1. floats for uniform noise u (no gradient in the logits)."""
         return (noise < jax.nn.sigmoid(jax.lax.stop_gradient(self.logits))).astype(self.logits.dtype)
 
     def sample(self, key: PRNGKey) -> Array:
+        """One sample of the event's shape: ``sample_from_noise(sample_noise(key))``."""
         return self.sample_from_noise(self.sample_noise(key))
 
     def log_prob(self, x: Array) -> Array:
@@ -286,11 +304,13 @@ class Bernoulli(eqx.Module):
         return jnp.sum(x * jax.nn.log_sigmoid(self.logits) + (1.0 - x) * jax.nn.log_sigmoid(-self.logits))
 
     def entropy(self, key: PRNGKey | None = None) -> Array:
+        """Exact entropy −Σ [p log p + (1 − p) log(1 − p)] over the variables (``key`` unused)."""
         del key
         p = self.probs
         return -jnp.sum(p * jax.nn.log_sigmoid(self.logits) + (1.0 - p) * jax.nn.log_sigmoid(-self.logits))
 
     def mode(self) -> Array:
+        """1. where P(x = 1) > ½ (logits > 0), else 0."""
         return (self.logits > 0).astype(self.logits.dtype)
 
 
@@ -328,6 +348,11 @@ class GaussianPolicy(eqx.Module):
         self.action_dim, self.log_std_min, self.log_std_max = action_dim, log_std_min, log_std_max
 
     def mean_and_log_std(self, obs: Array) -> tuple[Array, Array]:
+        """(μ(obs), log σ), each ``(action_dim,)``, log σ clipped to [log_std_min, log_std_max].
+
+        For a squashed policy these are the parameters of the pre-squash Gaussian u; log σ is the MLP's second
+        half with ``state_dependent_std``, else the free parameter vector.
+        """
         out = self.net(obs)
         if self.log_std is None:
             mean, log_std = out[: self.action_dim], out[self.action_dim:]

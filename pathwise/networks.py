@@ -26,6 +26,8 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 
 
 def activation(name: str) -> Callable[[Array], Array]:
+    """The elementwise activation function called ``name`` (one of :data:`ACTIVATIONS`), or a ``ValueError``
+    listing them."""
     if name not in ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.")
     return ACTIVATIONS[name]

@@ -44,6 +44,9 @@ def wrap_angle(x: np.ndarray) -> np.ndarray:
 
 
 def state_layout(system: Any) -> tuple[list[str], tuple[int, ...]]:
+    """``(names, angle_entries)`` for plotting a system's state: a label per state entry (with its unit or
+    convention, e.g. "θ (0 = upright)") and the indices that are angles, for the built-in systems; ``x0, x1, ...``
+    and no angles for any other system (or one whose ``state_dim`` does not match)."""
     names, angles = STATE_LAYOUT.get(getattr(system, "name", ""), ((), ()))
     dim = int(getattr(system, "state_dim", len(names)))
     return ([*names] if len(names) == dim else [f"x{i}" for i in range(dim)]), (angles if len(names) == dim else ())
@@ -165,6 +168,8 @@ def _actions_panel(ax: Any, actions: np.ndarray, system: Any) -> None:
 
 
 def save_solution(path: str | os.PathLike, system: Any, states: Any, actions: Any, title: str, **extra: Any) -> None:
+    """Write :func:`solution_figure` of ``states`` ``(T + 1, state_dim)`` and ``actions`` ``(T, action_dim)``
+    as a PNG at ``path``, atomically; ``extra`` (``cost_history``, ``iterations``, ``rewards``) goes to it."""
     atomic_save_figure(solution_figure(system, states, actions, title, **extra), path)
 
 

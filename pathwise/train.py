@@ -121,10 +121,12 @@ class Run:
 
     @property
     def name(self) -> str:
+        """The algorithm's registered name (``"bptt"``, ``"svg-inf"``, ...)."""
         return self.algorithm.name
 
     @property
     def env_steps(self) -> int:
+        """Environment steps consumed so far, counted as the loop counts them (real or simulated steps)."""
         return int(self.carry.env_steps)
 
     def iteration(self) -> dict[str, float]:
@@ -162,6 +164,7 @@ class Run:
         return np.clip(action, low, high).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
+        """The loop's extra facts about this run for ``summary.json`` (e.g. a learned model's errors)."""
         with self.precision():
             return self.loop.describe(self.carry)
 
@@ -228,18 +231,35 @@ def _interrupts_deferred():
 
 @dataclasses.dataclass
 class Counters:
+    """What a :class:`Trainer` has counted so far; saved in every checkpoint and reported in ``summary.json``.
+
+    Times are wall-clock seconds; steps are environment steps; -1 means "not yet".
+    """
+
     iterations: int = 0
+    """Loop iterations done."""
     env_steps: int = 0
+    """Environment steps consumed."""
     train_time: float = 0.0
+    """Seconds spent training (evaluation excluded)."""
     eval_time: float = 0.0
+    """Seconds spent evaluating."""
     next_eval: int = 0
+    """The environment step at which the next evaluation is due."""
     best_return: float = -math.inf
+    """The best mean evaluation return so far."""
     best_step: int = -1
+    """The environment step of ``best_return``."""
     solved_step: int = -1
+    """The environment step of the first evaluation at or above the solved threshold."""
     solved_time: float = -1.0
+    """``train_time`` at ``solved_step``."""
     nonfinite_iterations: int = 0
+    """Iterations whose update was skipped because it was not finite."""
     consecutive_nonfinite: int = 0
+    """Non-finite iterations in a row (the run stops after too many)."""
     skipped_env_steps: int = 0
+    """Environment steps consumed by the skipped iterations."""
 
 
 #: The keys :func:`stability` adds to ``summary.json``.
@@ -551,6 +571,8 @@ class Trainer:
                 "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed}
 
     def save(self, which: str) -> None:
+        """Checkpoint the run as ``out/checkpoints/{which}.npz`` (``"last"`` or ``"best"``), atomically, with
+        :meth:`meta`; :meth:`load_checkpoint` or ``pathwise.load`` restore it."""
         ckpt.save(self.out / "checkpoints" / f"{which}.npz", self.run.carry, self.meta())
 
     def _env_source(self) -> dict[str, str]:
@@ -560,12 +582,16 @@ class Trainer:
         return {} if found is None else {"env_source": found}
 
     def write_config(self) -> None:
+        """Write ``out/config.json``: algorithm, environment (and where a user's comes from), seed, evaluation
+        settings and every config field, so that the run can be read and repeated."""
         info = {"algorithm": self.run.name, "env_id": self.env_id, **self._env_source(), "seed": self.run.seed,
                 "eval_every": self.eval_every, "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed,
                 "config": cfg_mod.to_dict(self.run.config), **self.run_info}
         ckpt.atomic_write_text(self.out / "config.json", json.dumps(info, indent=2) + "\n")
 
     def write_logs(self) -> None:
+        """Write ``metrics.csv`` (per iteration), ``eval.csv`` (per evaluation), the figures and ``summary.json``
+        into ``out``, each atomically."""
         _write_csv(self.out / "metrics.csv", self.history)
         _write_csv(self.out / "eval.csv", [{k: v for k, v in r.items() if k != EPISODE_RETURNS} for r in self.evals])
         self._plot()
@@ -619,6 +645,9 @@ class Trainer:
         return None if per_episode is None else float(np.mean(per_episode))
 
     def summary(self) -> dict[str, Any]:
+        """The run's results as ``summary.json`` holds them: steps, times, final and best evaluation returns,
+        steps and time to solve, stability after solving, the ceiling and the return as a fraction of it, skipped
+        non-finite iterations, and the loop's own facts under ``"learner"``."""
         c, final, ceiling = self.counters, (self.evals[-1] if self.evals else None), self.ceiling()
         out = {
             "algorithm": self.run.name, "env_id": self.env_id, "seed": self.run.seed,

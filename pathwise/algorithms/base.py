@@ -80,6 +80,7 @@ class Algorithm(NamedTuple):
 
     @property
     def name(self) -> str:
+        """The CLI name, ``info.name``."""
         return self.info.name
 
     def hook(self, name: str) -> Callable[..., Any] | None:
@@ -88,6 +89,8 @@ class Algorithm(NamedTuple):
 
     @classmethod
     def of(cls, module: ModuleType) -> "Algorithm":
+        """The algorithm a module defines through its ``INFO``, ``Config``, ``State``, ``init``, ``update`` and
+        ``act``; a ``TypeError`` naming what is missing if it lacks any."""
         missing = [n for n in ("INFO", "Config", "State", "init", "update", "act") if not hasattr(module, n)]
         if missing:
             raise TypeError(f"{module.__name__} is not a pathwise algorithm: it lacks {', '.join(missing)} "

@@ -176,6 +176,7 @@ class PolicyPenalizedSystem(SystemWrapper):
     name = "PolicyPenalized"
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """``r(x, u) - rho ||u - pi(observe(x))||^2``: the base reward minus the penalty for leaving the policy."""
         gap = action - self.policy(self.base.observe(state))
         return self.base.reward(state, action, next_state) - self.rho * jnp.sum(gap**2)
 

@@ -105,6 +105,7 @@ def explore(policy: DeterministicPolicy, obs: Array, key: PRNGKey, explore_std: 
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:
+    """The policy's optimizer: Adam at ``actor_lr``, gradients clipped to global norm ``max_grad_norm`` (if > 0)."""
     return optim.adam(config.actor_lr, config.max_grad_norm)
 
 

@@ -171,6 +171,7 @@ def sample_segments(episodes: PyTree, lengths: Array, filled: Array, key: PRNGKe
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:
+    """The policy's optimizer: Adam at ``actor_lr``, gradients clipped to global norm ``max_grad_norm`` (if > 0)."""
     return optim.adam(config.actor_lr, config.max_grad_norm)
 
 

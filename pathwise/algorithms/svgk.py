@@ -114,10 +114,12 @@ class State(NamedTuple):
 
 
 def actor_optimizer(config: Config) -> optax.GradientTransformation:
+    """The policy's optimizer: Adam at ``actor_lr``, gradients clipped to global norm ``max_grad_norm`` (if > 0)."""
     return optim.adam(config.actor_lr, config.max_grad_norm)
 
 
 def critic_optimizer(config: Config) -> optax.GradientTransformation:
+    """The value's optimizer: Adam at ``critic_lr``, gradients clipped to global norm ``max_grad_norm`` (if > 0)."""
     return optim.adam(config.critic_lr, config.max_grad_norm)
 
 

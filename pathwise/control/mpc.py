@@ -178,6 +178,7 @@ class MPCPolicy:
         self.plan: Plan | None = None
 
     def reset(self) -> None:
+        """Forget the current plan, so that the next call plans from scratch (call it at a new episode)."""
         self.plan = None
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:

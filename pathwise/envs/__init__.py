@@ -282,6 +282,7 @@ class Collector:
         return Transition(*(np.stack(field) for field in zip(*rows)))
 
     def close(self) -> None:
+        """Close the vector env and its sub-environments (worker processes, render windows)."""
         self.envs.close()
 
 

@@ -57,6 +57,8 @@ class RunningMean(NamedTuple):
 
 
 def running_mean_init(shape: tuple[int, ...] = ()) -> RunningMean:
+    """An empty running mean: ``mean`` zeros of ``shape`` (float32) and ``count`` 0, so that the first
+    ``running_mean_update`` sets the mean to its batch's mean rather than shrinking it towards 0."""
     return RunningMean(jnp.zeros(shape, jnp.float32), jnp.zeros((), jnp.int32))
 
 

@@ -34,6 +34,7 @@ class Normalizer(eqx.Module):
 
     @staticmethod
     def identity(dim: int) -> "Normalizer":
+        """The map that changes nothing: mean 0 and std 1 over ``dim`` entries (float32)."""
         return Normalizer(jnp.zeros(dim, jnp.float32), jnp.ones(dim, jnp.float32))
 
     @staticmethod
@@ -50,9 +51,11 @@ class Normalizer(eqx.Module):
         return Normalizer(x.mean(axis=0), jnp.maximum(x.std(axis=0), min_std))
 
     def normalize(self, x: Array) -> Array:
+        """z = (x − mean) / std, elementwise over the last axis (any leading batch axes broadcast)."""
         return (x - self.mean) / self.std
 
     def denormalize(self, z: Array) -> Array:
+        """x = z · std + mean, the inverse of ``normalize``."""
         return z * self.std + self.mean
 
 

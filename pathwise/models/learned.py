@@ -86,19 +86,28 @@ class LearnedModel(System):
 
     @property
     def action_low(self) -> np.ndarray:
+        """The ``action_low`` box given at construction, ``(action_dim,)``: actions are clipped into it."""
         return np.asarray(self.low)
 
     @property
     def action_high(self) -> np.ndarray:
+        """The ``action_high`` box given at construction, ``(action_dim,)``: actions are clipped into it."""
         return np.asarray(self.high)
 
     def initial_state(self, key: PRNGKey) -> Array:
+        """One of the ``initial_obs`` rows, drawn uniformly (the recorded first observations of real episodes)."""
         return self.initial_obs[jax.random.randint(key, (), 0, self.initial_obs.shape[0])]
 
     def dynamics(self, state: Array, action: Array) -> Array:
+        """The learned prediction ``o' = f_φ(o, clip(a, low, high))``, shape ``(obs_dim,)``; the state is the
+        observation. Differentiable in ``o``, ``a`` (inside the box) and the model's parameters φ."""
         return self.model(state, jnp.clip(action, self.low, self.high))
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
+        """``R(o, a, o')``: the known ``reward_fn``, else the learned ``reward_model``, on observations.
+
+        ``next_state`` defaults to the model's prediction ``dynamics(state, action)``.
+        """
         action = self.check_action(action)
         if next_state is None:
             next_state = self.dynamics(state, action)
@@ -106,9 +115,11 @@ class LearnedModel(System):
         return fn(state, action, next_state)
 
     def observe(self, state: Array) -> Array:
+        """The state itself: a learned model's state is the environment's observation."""
         return state
 
     def terminated(self, state: Array) -> Array:
+        """``terminal_fn(obs)`` under ``stop_gradient`` (the environment's termination rule), never if it is None."""
         if self.terminal_fn is None:
             return jnp.asarray(False)
         return jax.lax.stop_gradient(self.terminal_fn(state))

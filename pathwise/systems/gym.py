@@ -58,11 +58,21 @@ class SystemEnv(gym.Env):
         return np.asarray(self.np_random.integers(0, 2**31 - 1), np.uint32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Draw s0 = ``system.reset(key)`` with a key from ``np_random`` (seeded by ``seed`` if given).
+
+        Returns ``(observe(s0) as float32, {})``; ``options`` is accepted for the API and ignored.
+        """
         super().reset(seed=seed)
         self.state, obs = jax.device_get(self._reset(self._seed()))
         return np.asarray(obs, np.float32), {}
 
     def step(self, action):
+        """One transition s' = f(s, a) + zeta (zeta drawn from ``np_random`` for a stochastic system).
+
+        Returns ``(observe(s') as float32, reward(s, a, s'), terminated(s'), False, {})``: truncation is the
+        ``TimeLimit``'s job (``to_gymnasium``). ``action`` is an int for a discrete system, else a
+        ``(action_dim,)`` array; a wrong shape, a non-finite action or a non-finite next state raises ``ValueError``.
+        """
         if self.state is None:
             raise RuntimeError("Call reset() before step().")
         if self.system.discrete:
