@@ -22,7 +22,13 @@ MODULES = ["pathwise", "pathwise.control", "pathwise.systems", "pathwise.estimat
            "pathwise.registry", "pathwise.plots", "pathwise.tune", "pathwise.problems", "pathwise.seeds",
            "pathwise.ceilings", "pathwise.policy_file", "pathwise.render", "pathwise.diagnostics", "pathwise.models",
            "pathwise.distributions", "pathwise.rollout", "pathwise.loops", "pathwise.algorithms", "pathwise.types",
-           "pathwise.networks", "pathwise.replay", "pathwise.spec", *algorithms.ALGORITHMS.values()]
+           "pathwise.networks", "pathwise.replay", "pathwise.spec", "pathwise.config", "pathwise.optim",
+           "pathwise.starts", "pathwise.presets", *algorithms.ALGORITHMS.values(), "pathwise.algorithms.base",
+           "pathwise.algorithms.critics", "pathwise.algorithms.svg_core", "pathwise.loops.simulated",
+           "pathwise.loops.replay", "pathwise.loops.model_based", "pathwise.loops.on_policy", "pathwise.models.fit",
+           "pathwise.models.noise", "pathwise.control.solution", "pathwise.control.lqr", "pathwise.control.ilqr",
+           "pathwise.control.shooting", "pathwise.control.boxqp", "pathwise.control.multistart",
+           "pathwise.estimators.studies", "pathwise.estimators.compare"]
 
 # A System model's equations are what a user needs from it: an override of one of these in a pathwise System must
 # say what *it* computes, not inherit the contract's words.

@@ -148,6 +148,7 @@ def check_inputs(name: str, problem: System | Problem, x0: Array, actions: Array
 
 
 def clip_actions(problem: Problem, actions: Array) -> Array:
+    """``actions`` ``(T, action_dim)`` clipped into the problem's action box, unchanged if it has none."""
     if problem.action_low is None:
         return actions
     return jnp.clip(actions, problem.action_low, problem.action_high)

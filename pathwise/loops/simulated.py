@@ -48,6 +48,8 @@ class SimCarry(NamedTuple):
 
 
 def init_carry(algorithm: Algorithm, spec: EnvSpec, config: Any, key: PRNGKey) -> SimCarry:
+    """The simulated loop's first carry: ``algorithm.init`` on one half of ``key``, the other half kept for the
+    updates, and 0 environment steps."""
     k_algo, key = jax.random.split(key)
     return SimCarry(algorithm.init(k_algo, spec, config), key, jnp.zeros((), jnp.int32))
 

@@ -36,8 +36,8 @@ class _CartPolePhysics(System):
         ``temp = (F + m_p l theta_dot^2 sin theta) / M``:
         ``theta_acc = (g sin theta - cos theta temp) / (l (4/3 - m_p cos^2 theta / M))``,
         ``x_acc = temp - m_p l theta_acc cos theta / M``; then every coordinate of
-        ``[x, x_dot, theta, theta_dot]`` moves by tau times its derivative, velocities from the old values
-        (Gymnasium's "euler" integrator).
+        ``[x, x_dot, theta, theta_dot]`` moves by tau times its derivative at the old state (positions advance
+        with the old velocities: Gymnasium's "euler" integrator).
         """
         x, x_dot, theta, theta_dot = state[0], state[1], state[2], state[3]
         total_mass = self.masspole + self.masscart
