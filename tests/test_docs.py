@@ -157,7 +157,7 @@ def help_of(argv: list[str]) -> str:
 
 def check_flags(argv: list[str]) -> None:
     text = help_of(argv)
-    for flag in (a.split("=", 1)[0] for a in argv if a.startswith("--")):
+    for flag in (a.split("=", 1)[0] for a in argv if a.startswith("--") and a != "--help"):
         assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), f"`{shlex.join(argv)}`: {flag} is not " \
                                                                           "in its --help"
 
