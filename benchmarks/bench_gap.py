@@ -154,7 +154,7 @@ def measure(args: argparse.Namespace) -> dict:
 def view(results: dict) -> dict:
     rows = [{k: v for k, v in r.items() if k != "returns"} for r in results["rows"]]
     beaten = [r for r in rows if r["beats"]]
-    return {"rescored": None, **results, "rows": rows, "n_rows": len(rows), "n_beaten": len(beaten),
+    return {"rescored": None, "held_out": None, **results, "rows": rows, "n_rows": len(rows), "n_beaten": len(beaten),
             "none_beaten": not beaten, "closest": max(rows, key=lambda r: r["gap"]) if rows else None}
 
 
