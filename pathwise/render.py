@@ -21,30 +21,28 @@ def collect_frames(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: i
     return frames, float(sum(rewards))
 
 
-def check_renderable(env_id: str) -> None:
-    """Refuse, naming the fix, an environment that gives no RGB frames (before a run relies on them)."""
+def _render_env(env_id: str):
+    """``env_id`` made with ``render_mode="rgb_array"``, or an error naming the fix."""
     import gymnasium as gym
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        return gym.make(env_id, render_mode="rgb_array")
     except (gym.error.Error, TypeError, ValueError) as exc:
-        raise ValueError(f"{env_id} cannot be rendered ({exc}); videos need an environment with "
+        raise ValueError(f"Cannot render {env_id!r} ({exc}). Render the Gymnasium id it reproduces instead "
+                         "(e.g. Pendulum-v1 rather than pathwise/Pendulum-v1); videos need an environment with "
                          "render_mode='rgb_array'.") from None
-    env.close()
+
+
+def check_renderable(env_id: str) -> None:
+    """Refuse, naming the fix, an environment that gives no RGB frames (before a run relies on them)."""
+    _render_env(env_id).close()
 
 
 def collect_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int = 0,
                     max_steps: int | None = None) -> tuple[list[np.ndarray], list[float]]:
     """RGB frames of one seeded episode (the reset's, then one per step) and each step's reward."""
-    import gymnasium as gym
-
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    try:
-        env = gym.make(env_id, render_mode="rgb_array")
-    except (gym.error.Error, TypeError, ValueError) as exc:
-        raise ValueError(f"Cannot render {env_id!r} ({exc}). Render the Gymnasium id it reproduces instead "
-                         "(e.g. Pendulum-v1 rather than pathwise/Pendulum-v1).") from exc
+    env = _render_env(env_id)
     obs, _ = env.reset(seed=seed)
     frames, rewards, t = [env.render()], [], 0
     while True:
