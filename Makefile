@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,tune,export,safetensors,plots,wandb]"
+	$(BIN)/python -m pip install --quiet -e ".[test,tune,export,safetensors,plots,wandb,tensorboard]"
 	touch $@ $(STAMP)
 
 $(DOCS_STAMP): pyproject.toml | $(BIN)/python
