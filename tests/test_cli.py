@@ -28,6 +28,7 @@ from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise.cli import main
 from pathwise.config import parse_set
+from runfiles import assert_same_run, rows
 
 #: One fast-compiling configuration per registered algorithm: (env id, --steps, --set values).
 TINY: dict[str, tuple[str, int, list[str]]] = {
@@ -55,12 +56,6 @@ TINY: dict[str, tuple[str, int, list[str]]] = {
                                           "critic_iterations=1", "critic_minibatches=2", "updates_per_iteration=2"]),
 }
 
-DROP = ("time", "steps_per_s")  # wall-clock columns; everything else must be reproducible
-
-
-def _rows(path, drop=DROP):
-    with open(path) as f:
-        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
 
 
 def train_argv(algo: str, out, *, steps: int | None = None, seed: int = 1, extra=()) -> list[str]:
@@ -152,7 +147,7 @@ def test_evaluate_with_episodes_and_render(runs, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"rendered episode (seed 10000) to {png}" in out
     # with no options it repeats the run's own last evaluation: same seeds, same number of episodes
     assert main(["evaluate", str(pendulum), "--checkpoint", "last"]) == 0
-    last = _rows(pendulum / "eval.csv")[-1]
+    last = rows(pendulum / "eval.csv")[-1]
     mean = float(re.search(r"mean return (-?\d+\.\d+)", capsys.readouterr().out).group(1))
     assert mean == round(float(last["eval_return_mean"]), 2)
     cartpole = runs("reinforce")
@@ -218,8 +213,8 @@ def test_resume_extends_a_finished_run_like_an_uninterrupted_one(runs, tmp_path)
     assert main(train_argv(algo, half, steps=60, extra=["--eval-every", "30"])) == 0
     assert main(["train", "--resume", str(half), "--steps", "120", "--quiet"]) == 0
     assert main(train_argv(algo, full, steps=120, extra=["--eval-every", "30"])) == 0
-    assert _rows(half / "metrics.csv") == _rows(full / "metrics.csv")
-    assert _rows(half / "eval.csv") == _rows(full / "eval.csv")
+    assert rows(half / "metrics.csv") == rows(full / "metrics.csv")
+    assert rows(half / "eval.csv") == rows(full / "eval.csv")
     assert json.loads((half / "config.json").read_text())["steps"] == 120
 
 
@@ -245,7 +240,7 @@ def test_svgk_seeds_on_a_system_train_as_one_program(tmp_path, capsys):
     for seed in (2, 3):
         s = json.loads((out / f"seed_{seed}" / "summary.json").read_text())
         assert s["seed"] == seed and s["env_steps"] == 64  # 2 iterations of 2 updates of 4 simulations x 4 steps
-        assert len(_rows(out / f"seed_{seed}" / "metrics.csv")) == 2
+        assert len(rows(out / f"seed_{seed}" / "metrics.csv")) == 2
 
 
 def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsys):
@@ -261,7 +256,7 @@ def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsy
     aggregate = ["aggregate.csv", "aggregate_curve.png"] if importlib.util.find_spec("rliable") else []
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == aggregate  # the seeds' IQM curve beside them
     # seed 1 of the pair is the same run as the single seed-1 run
-    assert _rows(out / "seed_1" / "metrics.csv") == _rows(runs("reinforce") / "metrics.csv")
+    assert rows(out / "seed_1" / "metrics.csv") == rows(runs("reinforce") / "metrics.csv")
 
 
 def test_list_shows_algorithms_systems_rewards_and_presets(capsys):
@@ -483,9 +478,4 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     for key in ("env_steps", "iterations", "final_return_mean", "final_return_std", "best_return_mean",
                 "best_env_steps", "nonfinite_iterations"):
         assert a[key] == b[key], key
-    assert _rows(killed / "metrics.csv") == _rows(full / "metrics.csv")
-    assert _rows(killed / "eval.csv") == _rows(full / "eval.csv")
-    a_arrays, b_arrays = (ckpt.read(d / "checkpoints" / "last.npz")[1] for d in (killed, full))
-    assert sorted(a_arrays) == sorted(b_arrays)
-    for name in a_arrays:
-        np.testing.assert_array_equal(a_arrays[name], b_arrays[name])
+    assert_same_run(killed, full)

@@ -10,7 +10,6 @@ by a user is refused with the new one; an old name in a stored run record is rea
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import shutil
@@ -23,16 +22,12 @@ import pathwise as pw
 from pathwise import algorithms
 from pathwise import config as cfg_mod
 from pathwise.cli import main
+from runfiles import rows
 
 OLD_RUNS = Path(__file__).parent / "data" / "v0_2"
 #: algorithm -> (its 0.2 name, its 0.3 name) of the rate stored in tests/data/v0_2/ALGO (0.01 in both)
 STORED = {"bptt": ("learning_rate", "lr"), "reinforce": ("lr", "actor_lr")}
 OTHER_NETWORKS = {"critic_lr", "value_lr", "model_lr", "alpha_lr"}
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path) as f:
-        return [{k: v for k, v in r.items() if k not in ("time", "steps_per_s")} for r in csv.DictReader(f)]
 
 
 def _read_npz(path: Path) -> tuple[dict, dict]:
@@ -83,11 +78,11 @@ def test_a_run_written_by_0_2_resumes_under_the_new_names(algo, tmp_path):
     steps = json.loads((stored / "config.json").read_text())["steps"] * 2
     for run in (as_written, by_hand):
         assert main(["train", "--resume", str(run), "--steps", str(steps), "--quiet"]) == 0
-    resumed = _rows(as_written / "metrics.csv")
-    assert resumed[:len(_rows(stored / "metrics.csv"))] == _rows(stored / "metrics.csv")
-    assert len(resumed) > len(_rows(stored / "metrics.csv"))
-    assert resumed == _rows(by_hand / "metrics.csv")  # the old record reads exactly as its renamed twin
-    assert _rows(as_written / "eval.csv") == _rows(by_hand / "eval.csv")
+    resumed = rows(as_written / "metrics.csv")
+    assert resumed[:len(rows(stored / "metrics.csv"))] == rows(stored / "metrics.csv")
+    assert len(resumed) > len(rows(stored / "metrics.csv"))
+    assert resumed == rows(by_hand / "metrics.csv")  # the old record reads exactly as its renamed twin
+    assert rows(as_written / "eval.csv") == rows(by_hand / "eval.csv")
     config = json.loads((as_written / "config.json").read_text())["config"]
     assert config[new] == 0.01 and old not in config
 

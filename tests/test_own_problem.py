@@ -2,7 +2,6 @@
 tests/own_problem_pkg.py) train through ``pw.make`` and ``pathwise train --env/--system package.module:name`` with
 a run directory, evaluation and exact resume; what cannot be used is refused with the fix."""
 
-import csv
 import json
 import os
 import subprocess
@@ -15,9 +14,9 @@ import pytest
 
 import own_problem_pkg as P
 import pathwise as pw
-from pathwise import checkpoint as ckpt
 from pathwise import problems, registry
 from pathwise.cli import main
+from runfiles import assert_same_run, rows
 
 TESTS = Path(__file__).resolve().parent
 REINFORCE = ["hidden=8", "num_envs=2", "value_hidden=8", "value_steps=1"]  # 2 episodes of 20 steps per iteration
@@ -41,20 +40,6 @@ def fresh_registrations():
     forget_own_problems()
 
 
-def _rows(path):
-    with open(path) as f:
-        return [{k: v for k, v in r.items() if k not in ("time", "steps_per_s")} for r in csv.DictReader(f)]
-
-
-def _same_runs(a: Path, b: Path) -> None:
-    assert _rows(a / "metrics.csv") == _rows(b / "metrics.csv")
-    assert _rows(a / "eval.csv") == _rows(b / "eval.csv")
-    a_arrays, b_arrays = (ckpt.read(d / "checkpoints" / "last.npz")[1] for d in (a, b))
-    assert sorted(a_arrays) == sorted(b_arrays)
-    for name in a_arrays:
-        np.testing.assert_array_equal(a_arrays[name], b_arrays[name])
-
-
 RUN_FILES = ("config.json", "metrics.csv", "eval.csv", "summary.json", "learning_curve.png", "checkpoints/last.npz",
              "checkpoints/best.npz")
 
@@ -68,7 +53,7 @@ def test_own_env_instance_and_system_as_env_train_through_make_with_a_run_direct
         assert (tmp_path / "run" / name).is_file(), name
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["env_id"] == "own/Drive" and np.isfinite(summary["final_return_mean"])
-    assert [r["env_steps"] for r in _rows(tmp_path / "run" / "eval.csv")] == ["40", "80"]
+    assert [r["env_steps"] for r in rows(tmp_path / "run" / "eval.csv")] == ["40", "80"]
     assert "env_source" not in json.loads((tmp_path / "run" / "config.json").read_text())
     result = agent.evaluate(episodes=2)
     assert result["eval_length_mean"] == 20.0  # the instance's own TimeLimit
@@ -98,7 +83,7 @@ def test_own_env_through_the_cli_resumes_in_a_new_process_like_an_uninterrupted_
     forget_own_problems()  # as in a new process: the run record's env_source rebuilds the environment
     assert main(["train", "--resume", str(tmp_path / "half"), "--steps", "120", "--quiet"]) == 0
     assert train(tmp_path / "full", 120) == 0
-    _same_runs(tmp_path / "half", tmp_path / "full")
+    assert_same_run(tmp_path / "half", tmp_path / "full")
     for name in RUN_FILES:
         assert (tmp_path / "half" / name).is_file(), name
     forget_own_problems()
@@ -123,7 +108,7 @@ def test_own_system_through_make_and_the_cli_resumes_like_an_uninterrupted_run(t
     forget_own_problems()
     assert main(["train", "--resume", str(tmp_path / "half"), "--steps", "160", "--quiet"]) == 0
     assert train(tmp_path / "full", 160) == 0
-    _same_runs(tmp_path / "half", tmp_path / "full")
+    assert_same_run(tmp_path / "half", tmp_path / "full")
     summary = json.loads((tmp_path / "half" / "summary.json").read_text())
     assert summary["env_id"] == "own/own_problem_pkg.PointMass" and summary["env_steps"] == 160
     assert "simulated steps" in summary["learner"]["env_steps_are"]  # differentiated through, not sampled
@@ -205,4 +190,4 @@ def test_resume_in_another_process_imports_from_its_current_directory(tmp_path):
                            "--steps", "120", "--quiet"], cwd=TESTS, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert main([*argv, "--steps", "120", "--out", str(tmp_path / "full")]) == 0
-    _same_runs(tmp_path / "half", tmp_path / "full")
+    assert_same_run(tmp_path / "half", tmp_path / "full")

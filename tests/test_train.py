@@ -17,15 +17,11 @@ import pathwise as pw
 from pathwise import checkpoint as ckpt
 from pathwise.cli import main
 from pathwise.train import NonFiniteError, Trainer, make_run, open_run, resume, train
+from runfiles import rows
 
 ENV = "CartPole-v1"
 SMALL = {"num_envs": 2, "hidden": (16,), "value_hidden": (16,), "value_steps": 2}
 STEPS, EVAL_EVERY = 320, 80  # the half run stops on an evaluation boundary, as a checkpoint does
-
-
-def _rows(path, drop=("time", "steps_per_s")):
-    with open(path) as f:
-        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +41,7 @@ def test_run_directory_has_everything(full_run):
     s = json.loads((out / "summary.json").read_text())
     assert s == json.loads(json.dumps(summary))
     assert s["env_steps"] >= STEPS and s["algorithm"] == "reinforce" and s["solved_threshold"] == 475.0
-    evals = _rows(out / "eval.csv")
+    evals = rows(out / "eval.csv")
     assert len(evals) >= STEPS // EVAL_EVERY
     assert float(evals[-1]["eval_return_mean"]) == s["final_return_mean"]
     assert max(float(e["eval_return_mean"]) for e in evals) == s["best_return_mean"]
@@ -64,8 +60,8 @@ def test_resume_equals_uninterrupted_run(full_run, tmp_path):
         path.write_bytes(b"partial")
     _, resumed = resume(half, STEPS, quiet=True)
     assert not any(p.exists() for p in stale) and (half / "notes.tmp").exists()
-    assert _rows(half / "metrics.csv") == _rows(out / "metrics.csv")
-    assert _rows(half / "eval.csv") == _rows(out / "eval.csv")
+    assert rows(half / "metrics.csv") == rows(out / "metrics.csv")
+    assert rows(half / "eval.csv") == rows(out / "eval.csv")
     assert resumed["final_return_mean"] == summary["final_return_mean"]
     _, la = ckpt.read(out / "checkpoints" / "last.npz")
     _, lb = ckpt.read(half / "checkpoints" / "last.npz")
