@@ -165,6 +165,9 @@ def _step(mpc: MPC, plan: Plan, state: Array) -> tuple[Plan, Array]:
 class MPCPolicy:
     """MPC as a Gymnasium policy: ``action = policy(obs)``, for ``pathwise.envs.evaluate`` and friends.
 
+    ``mpc`` is an ``MPC`` or any receding-horizon planner over a ``System`` with the same ``init(state)``,
+    ``step(plan, state)`` and a plan's ``predicted`` state, such as ``pw.control.SamplingMPC`` (CEM, MPPI).
+
     The observation is turned into the model's state by ``system.state_from_obs``.
     The previous plan is reused (warm start) while the observed state is the one it
     predicted (within ``replan_tol``); a state it did not predict — a new episode, a
@@ -172,8 +175,8 @@ class MPCPolicy:
     """
 
     def __init__(self, mpc: MPC, replan_tol: float = 0.5):
-        if not isinstance(mpc.system, System):
-            raise TypeError("MPCPolicy needs an MPC over a System (it maps observations to states).")
+        if not isinstance(getattr(mpc, "system", None), System):
+            raise TypeError("MPCPolicy needs an MPC (or SamplingMPC) over a System (it maps observations to states).")
         self.mpc, self.replan_tol = mpc, float(replan_tol)
         self.plan: Plan | None = None
 
