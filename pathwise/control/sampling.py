@@ -16,7 +16,8 @@ terminal value of the observation) and refits the sampling distribution to the s
   ``λ``; ``σ`` stays fixed. (The control-cost term ``λ u'Σ⁻¹ε`` of the paper is left out, as in TD-MPC's MPPI:
   the system's reward already prices the actions.)
 
-The current mean is always sample 0, so a refit never loses the best plan it had. Process noise: by default
+The current mean is always sample 0 (a refit is scored before it is moved again), and the best sample of all
+iterations is kept beside the mean. Process noise: by default
 the rollouts use zero noise (planning on the mean dynamics); ``process_noise=True`` draws one noise sequence
 per sample from ``system.sample_noise``. Optionally (TD-MPC, Hansen et al. 2022) a fraction of the samples come
 from rolling a policy ``policy(obs, key) -> action`` through the system, with Gaussian noise ``policy_std``
