@@ -28,6 +28,7 @@ MODULES = ["pathwise", "pathwise.control", "pathwise.systems", "pathwise.estimat
            "pathwise.loops.replay", "pathwise.loops.model_based", "pathwise.loops.on_policy", "pathwise.models.fit",
            "pathwise.models.noise", "pathwise.control.solution", "pathwise.control.lqr", "pathwise.control.ilqr",
            "pathwise.control.shooting", "pathwise.control.boxqp", "pathwise.control.multistart",
+           "pathwise.control.sampling",
            "pathwise.estimators.studies", "pathwise.estimators.compare"]
 
 # A System model's equations are what a user needs from it: an override of one of these in a pathwise System must

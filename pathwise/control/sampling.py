@@ -163,7 +163,7 @@ def _box(system: System, dtype) -> tuple[Array, Array]:
     return problem.action_low.astype(dtype), problem.action_high.astype(dtype)
 
 
-def initial_std(system: System, config: SamplingConfig, dtype=jnp.float32) -> Array:
+def _initial_std(system: System, config: SamplingConfig, dtype=jnp.float32) -> Array:
     """σ of a fresh search, shape (m,): ``config.std``, else a quarter of the box's width (1 without a box)."""
     if config.std is not None:
         return jnp.full((system.action_dim,), config.std, dtype)
@@ -237,22 +237,32 @@ def _sample_and_score(search: _Search, mean: Array, std: Array, key: PRNGKey, co
     return actions, jnp.where(finite, returns, jnp.where(jnp.any(finite), -jnp.inf, 0.0))
 
 
+def _weights(returns: Array, config: SamplingConfig) -> Array:
+    """The samples' weights in the refit (they sum to 1): uniform over CEM's elites (the ``elites`` best; ties at
+    the threshold included), MPPI's ``softmax(J / λ)``."""
+    if isinstance(config, CEMConfig):
+        elite = returns >= jax.lax.top_k(returns, config.elites)[0][-1]
+        return elite / jnp.sum(elite)
+    return jax.nn.softmax((returns - returns.max()) / config.temperature)
+
+
 def _refit(mean: Array, std: Array, base_std: Array, actions: Array, returns: Array, config: SamplingConfig
            ) -> tuple[Array, Array]:
-    """The smoothed new (mean, std): CEM's elite statistics or MPPI's weighted average (fixed std)."""
+    """The smoothed new (mean, std): the weighted mean of the samples; CEM's std their weighted spread (floored at
+    ``min_std``), MPPI's fixed. Weighted sums rather than a gather of the elites: cheaper vmapped."""
+    weights = _weights(returns, config).astype(actions.dtype)
+    new_mean = jnp.tensordot(weights, actions, axes=1)
     if isinstance(config, CEMConfig):
-        elites = actions[jax.lax.top_k(returns, config.elites)[1]]
-        new_mean, new_std = elites.mean(0), elites.std(0)
+        new_std = jnp.sqrt(jnp.tensordot(weights, (actions - new_mean) ** 2, axes=1))
         std = jnp.maximum(config.smoothing * std + (1 - config.smoothing) * new_std, config.min_std)
     else:
-        weights = jax.nn.softmax((returns - returns.max()) / config.temperature)
-        new_mean, std = jnp.tensordot(weights, actions, axes=1), jnp.broadcast_to(base_std, std.shape)
+        std = jnp.broadcast_to(base_std, std.shape)
     return config.smoothing * mean + (1 - config.smoothing) * new_mean, std
 
 
 def _search(search: _Search, mean: Array, key: PRNGKey, config: SamplingConfig, iterations: int) -> SamplingResult:
     """``iterations`` refits from ``mean`` with the initial std, as one ``lax.scan``."""
-    base_std = jnp.broadcast_to(initial_std(search.system, config, mean.dtype), mean.shape)
+    base_std = jnp.broadcast_to(_initial_std(search.system, config, mean.dtype), mean.shape)
 
     def iteration(carry, k):
         mean, std, best_u, best_r = carry
@@ -417,4 +427,4 @@ class SamplingMPC(eqx.Module):
 
 
 __all__ = ["CEMConfig", "MPPIConfig", "SamplingConfig", "SamplingMPC", "SamplingPlan", "SamplingResult", "cem",
-           "initial_std", "mppi"]
+           "mppi"]
