@@ -41,7 +41,7 @@ def test_plans_reach_the_finite_horizon_lqr_optimum(solver, config, tolerance):
     result = solve(solver, DI, X0, jax.random.key(0), config)
     _, cost = pw.control.total_cost(DI, X0, result.actions)
     optimum = lqr_cost()
-    assert optimum <= float(cost) <= (1 + tolerance) * optimum, (float(cost), optimum)
+    assert optimum * (1 - 1e-6) <= float(cost) <= (1 + tolerance) * optimum, (float(cost), optimum)
     assert float(-result.best_return) >= optimum * (1 - 1e-6)  # no sample beats the optimum
     assert float(result.best_return) == float(jnp.max(result.history))  # the best of all iterations is kept
     _, zero = pw.control.total_cost(DI, X0, jnp.zeros((H, 1)))
@@ -208,13 +208,11 @@ def test_mpc_policy_runs_a_sampling_planner_in_gymnasium():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", [
-    CEMConfig(horizon=30, samples=400, elites=40, iterations=5),
-    MPPIConfig(horizon=30, samples=400, std=1.0, temperature=1.0, iterations=5),
-], ids=["cem", "mppi"])
+@pytest.mark.parametrize("config", [CEMConfig(), MPPIConfig()], ids=["cem", "mppi"])
 def test_pendulum_reaches_the_ceiling_neighbourhood(config):
-    """Receding-horizon CEM / MPPI on the true Pendulum System, from the starts of the ceiling's first 10 evaluation
-    episodes: the mean return is within 5% of the ceiling's mean on the same episodes."""
+    """Receding-horizon CEM / MPPI (default configs: horizon 30, 400 samples, 5 refits a step) on the true Pendulum
+    System, from the starts of the ceiling's first 10 evaluation episodes: the mean return is within 5% of the
+    ceiling's mean on the same episodes (measured: about 3.5% below it)."""
     from pathwise.ceilings import EVALUATION_SEED, episode_ceilings
 
     ceilings = episode_ceilings("Pendulum-v1", EVALUATION_SEED, 10)
