@@ -151,6 +151,22 @@ def test_process_noise_is_zero_unless_asked_for():
     assert not np.allclose(solve(cem, noisy, x, key, config).actions, zero.actions)
 
 
+def test_a_learned_model_is_planned_through_as_any_system():
+    """CEM on a (random) ``LearnedModel`` of Pendulum, passed into jit as an argument (its parameters and box
+    traced, as a model-based loop passes a refit model): the best return it reports is the return of its best
+    sequence replayed open loop through the model, and the plan keeps the model's action box."""
+    from pathwise.models import DynamicsModel, LearnedModel
+
+    model = DynamicsModel(3, 1, (16,), key=jax.random.key(0))
+    system = LearnedModel(model, pw.rewards.get("Pendulum-v1"), action_low=-2.0, action_high=2.0)
+    obs = jnp.array([-1.0, 0.0, 0.5])
+    result = solve(cem, system, obs, jax.random.key(3), CEMConfig(horizon=8, samples=32, elites=4, std=3.0,
+                                                                   init_iterations=2))
+    replayed = pw.rollout.rollout(system, lambda o, u: u, obs, 8, policy_noise=result.best_actions).rewards.sum()
+    np.testing.assert_allclose(result.best_return, replayed, rtol=1e-5)
+    assert float(jnp.max(jnp.abs(result.actions))) <= 2.0
+
+
 @pytest.mark.parametrize("make, match", [
     (lambda: CEMConfig(samples=0), "samples=0 must be >= 2"),
     (lambda: CEMConfig(samples=10, elites=20), "elites=20 must be <= samples=10"),

@@ -156,7 +156,16 @@ class _Search(NamedTuple):
 
 def _box(system: System, dtype) -> tuple[Array, Array]:
     """The system's action box, or ±inf where it has none."""
-    problem = as_problem(system)  # refuses discrete systems
+    try:
+        problem = as_problem(system)  # refuses discrete systems
+    except jax.errors.TracerArrayConversionError:
+        # a learned model passed into jit as an argument (new parameters, no recompilation): its box is traced
+        # too, and its action_low/high properties read it with NumPy; the box itself is its low/high leaves
+        if getattr(system, "low", None) is None:
+            raise ValueError(f"{system.name}: its action box is traced under jit; close over the system (or give it "
+                             "low/high array fields) instead.") from None
+        return jnp.broadcast_to(system.low, (system.action_dim,)).astype(dtype), \
+            jnp.broadcast_to(system.high, (system.action_dim,)).astype(dtype)
     if problem.action_low is None:
         inf = jnp.full((system.action_dim,), jnp.inf, dtype)
         return -inf, inf
