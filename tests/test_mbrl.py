@@ -164,12 +164,15 @@ def test_buffer_smaller_than_an_episode_is_refused():
         loops.make(ALGO, from_env(short_pendulum()), dataclasses.replace(TINY, buffer_size=45))
 
 
-def test_env_without_known_reward_is_refused():
+def test_env_without_known_reward_learns_it_unless_known_is_asked_for():
     env_id = "pathwise_test/NoKnownReward-v0"
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=lambda: SystemEnv(double_integrator()), max_episode_steps=20)
-    with pytest.raises(ValueError, match="needs the reward function"):
-        loops.make(ALGO, from_env(env_id), TINY)
+    loop = loops.make(ALGO, from_env(env_id), TINY)
+    assert (loop.learn_reward, loop.learn_termination) == (True, True)
+    with pytest.raises(ValueError, match="reward_source='known' but no reward of 'pathwise_test/NoKnownReward-v0' is "
+                                         "registered; register one .*or use reward_source='auto' or 'learned'"):
+        loops.make(ALGO, from_env(env_id), dataclasses.replace(TINY, reward_source="known"))
 
 
 @pytest.mark.slow

@@ -370,13 +370,15 @@ def test_learned_model_mode_counts_real_steps_resumes_and_compiles_once(tmp_path
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
 
 
-def test_learned_model_needs_a_known_reward_and_true_dynamics_a_system():
+def test_learned_model_learns_an_unknown_reward_and_true_dynamics_needs_a_system():
     env_id = "PathwiseTestNoRewardPendulum-v0"  # a Gymnasium env pathwise knows nothing about
     if env_id not in gym.registry:
         gym.register(env_id, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=20)
     registry.unregister(env_id)
-    with pytest.raises(ValueError, match="reward function of 'PathwiseTestNoRewardPendulum-v0'.*[Rr]egister"):
-        loops.make(ALGO, from_env(env_id), TINY_MODEL)
+    assert loops.make(ALGO, from_env(env_id), TINY_MODEL).learn_reward  # the model-based loop learns it
+    with pytest.raises(ValueError, match="reward_source='known' but no reward of 'PathwiseTestNoRewardPendulum-v0'.*"
+                                         "register"):
+        loops.make(ALGO, from_env(env_id), dataclasses.replace(TINY_MODEL, reward_source="known"))
     registry.register(env_id, reward=registry.record("Pendulum-v1").reward)
     try:
         with pytest.raises(ValueError, match="use_true_dynamics needs a pathwise System"):

@@ -81,20 +81,24 @@ class State(NamedTuple):
     explore_std: Array  # of the behaviour policy's Gaussian noise, as a fraction of the action range
 
 
-def imagined_return(policy: eqx.Module, system: System, starts: Array, horizon: int, gamma: float) -> Array:
+def imagined_return(policy: eqx.Module, system: System, starts: Array, horizon: int, gamma: float,
+                    key: PRNGKey | None = None) -> Array:
     """``J(θ) = 1/N Σ_i Σ_{t<H} γ^t r(x_t, π_θ(x_t))``, ``x_{t+1} = f_φ(x_t, π_θ(x_t))`` (lecture step 3, f_φ frozen).
 
     ``J_H`` of :func:`~pathwise.algorithms.svg_core.value_gradient_objective` with the zero bootstrap, no
-    model noise and a deterministic policy (policy noise of width 0).
+    model noise and a deterministic policy (policy noise of width 0). With ``key``, rollout ``i`` runs on
+    ``system.sample(k_i)`` (a learned ensemble's trajectory sampling, ``LearnedModel.sample``).
     """
     xis = jnp.zeros((horizon + 1, 0), starts.dtype)
     zetas = jnp.zeros((horizon, system.state_dim), starts.dtype)
 
-    def one(x0):
-        return value_gradient_objective(system, lambda obs, xi: policy(obs), zero_bootstrap, x0, xis, zetas,
+    def one(x0, k):
+        rollout_system = system if k is None else system.sample(k)
+        return value_gradient_objective(rollout_system, lambda obs, xi: policy(obs), zero_bootstrap, x0, xis, zetas,
                                         gamma).objective
 
-    return jax.vmap(one)(starts).mean()
+    keys = jax.random.split(key, starts.shape[0]) if key is not None and hasattr(system, "sample") else None
+    return jax.vmap(one)(starts, keys).mean()
 
 
 def explore(policy: DeterministicPolicy, obs: Array, key: PRNGKey, explore_std: float | Array) -> Array:
@@ -123,7 +127,7 @@ def _policy_step(data: ModelData, config: Config):
         policy, opt_state = carry
         starts = replay.sample(data.buffer, key, config.num_starts).obs
         value, grads = eqx.filter_value_and_grad(imagined_return)(policy, data.system, starts, config.horizon,
-                                                                  config.gamma)
+                                                                  config.gamma, jax.random.fold_in(key, 1))
         grads = jax.tree.map(jnp.negative, grads)  # ascend J
         policy, opt_state = optim.apply(policy, grads, opt_state, optimizer(config))
         return (policy, opt_state), (value, optax.tree.norm(optim.params(grads)))

@@ -213,12 +213,14 @@ def shac_update(state: State, system: System, key: PRNGKey, config: Config) -> t
 
 
 def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
-    """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states."""
+    """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states
+    (with an ensemble's trajectory sampling, all rollouts of one step share the sampled system)."""
 
     def body(state, k):
         k_start, k_step = jax.random.split(k)
         starts = replay.sample(data.buffer, k_start, config.n_envs).obs
-        state, _, metrics = actor_critic_step(state, data.system, starts, k_step, config)
+        system = data.system.sample(jax.random.fold_in(k, 1))
+        state, _, metrics = actor_critic_step(state, system, starts, k_step, config)
         return state, metrics
 
     state, metrics = jax.lax.scan(body, state, jax.random.split(key, config.updates_per_episode))

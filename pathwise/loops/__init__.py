@@ -68,8 +68,7 @@ def precheck(algorithm: Algorithm, record: Any) -> None:
     loops = algorithm.info.loops
     if loops == ("simulated",) and record.system is None:
         raise ValueError(_NO_SYSTEM.format(name=algorithm.name, env_id=record.id))
-    needs_reward = algorithm.info.needs_reward or "simulated" not in loops and "model_based" in loops
-    if needs_reward and record.reward is None:
+    if algorithm.info.needs_reward and record.reward is None:  # a model-based loop can learn the reward
         raise ValueError(_NO_REWARD.format(name=algorithm.name, env_id=record.id))
 
 
@@ -113,7 +112,7 @@ def check(algorithm: Algorithm, spec: EnvSpec, kind: str) -> None:
                          f"(low={list(spec.action_low)}, high={list(spec.action_high)}); declare finite bounds in its "
                          "action space (e.g. spaces.Box(-1.0, 1.0, (n,), np.float32), clipping in step()), or use "
                          "reinforce (on-policy), whose Gaussian actions need no bounds.")
-    if (kind == "model_based" or info.needs_reward) and spec.reward is None:
+    if info.needs_reward and spec.reward is None:  # the model-based loop learns a reward that is not registered
         raise ValueError(_NO_REWARD.format(name=info.name, env_id=spec.env_id))
 
 

@@ -7,13 +7,19 @@ One iteration (:meth:`ModelBasedLoop.iteration`):
 2. refit the dynamics ``f_φ`` on all of ``D``, minimizing ``Σ ||f_φ(x, u) − x'||²`` (warm-started,
    :func:`pathwise.models.fit`);
 3. improve the policy through the frozen ``f_φ``: ``update(state, ModelData(...), key, config)``, where
-   the learned model is a ``System`` over observations with the environment's known reward and
-   termination (:class:`pathwise.models.LearnedModel`);
+   the learned model is a ``System`` over observations with the environment's reward and termination
+   (:class:`pathwise.models.LearnedModel`): the registered ones where they exist, else (or with
+   ``reward_source``/``termination_source = "learned"``) heads of the model fitted on the observed rewards
+   and ``terminated`` flags in step 2;
 4. the next iteration runs the improved policy; repeat.
 
 Step 1 collects whole episodes until at least ``min_steps_per_iteration`` real steps were taken and ``D``
 holds enough transitions to fit (episodes of a falling pole can last a few steps). Besides ``D`` the loop
 keeps the ``recent_episodes`` most recent whole episodes (padded), which SVG(∞) replays.
+
+The model can be a probabilistic ensemble (``model_probabilistic``, ``model_ensemble``, ``model_elites``) whose
+imagined rollouts follow a random elite (``model_sampling``), with the members' disagreement as an optimism bonus
+(``exploration_bonus``); see :mod:`pathwise.models.dynamics`.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ import numpy as np
 
 from pathwise import envs, replay
 from pathwise.algorithms.base import Algorithm
-from pathwise.config import Options, at_least, positive
+from pathwise.config import Options, at_least, one_of, positive
 from pathwise.loops import Loop, act_once, episode_seed, to_floats, update_once
 from pathwise.models import Dataset, DynamicsModel, FitConfig, FitReport, LearnedModel, fit
+from pathwise.models.learned import SAMPLING
 from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
 from pathwise.types import Array, PRNGKey, Transition
 
@@ -66,19 +73,62 @@ class ModelOptions(Options):
     """Collect whole episodes until at least this many real steps per iteration (short episodes)."""
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
     """Episode cap for environments without a time limit of their own (counted as truncation)."""
+    model_probabilistic: bool = False
+    """Gaussian members (mean and soft-bounded log-variance, fitted by negative log-likelihood): with
+    model_ensemble > 1 a probabilistic ensemble (PETS)."""
+    model_elites: int = 0
+    """Members whose mean is the prediction, those of lowest held-out loss after each fit (0: every member)."""
+    model_sampling: str = "mean"
+    """How an imagined rollout uses the ensemble: 'mean' (the elites' mean), 'ts-inf' (one random elite per
+    rollout) or 'ts-1' (a random elite per step); trajectory sampling of Chua et al. (2018)."""
+    exploration_bonus: float = 0.0
+    """β of the optimism bonus: imagined rewards are r + β · disagreement (the variance of the members' predicted
+    means, normalized units); 0: none. Needs model_ensemble > 1."""
+    reward_source: str = "auto"
+    """The imagined reward: 'known' (the registered reward), 'learned' (a head of the model fitted on the observed
+    rewards) or 'auto' (known where registered, else learned)."""
+    termination_source: str = "auto"
+    """Imagined termination: 'known' (the registered rule), 'learned' (a logistic head fitted on the observed
+    terminated flags; a rollout ends where its probability exceeds 0.5) or 'auto' (known where registered, else
+    learned)."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "model_lr", "model_batch", "model_steps_per_epoch",
                                            "model_max_epochs", "model_patience", "recent_episodes",
                                            "model_ensemble", "max_episode_steps") + \
-            at_least(self, 0, "random_episodes", "min_steps_per_iteration", "model_steps_per_transition") + \
-            at_least(self, FitConfig().min_transitions, "buffer_size")  # D must grow big enough to fit
+            at_least(self, 0, "random_episodes", "min_steps_per_iteration", "model_steps_per_transition",
+                     "model_elites", "exploration_bonus") + \
+            at_least(self, FitConfig().min_transitions, "buffer_size") + \
+            one_of(self, "model_sampling", SAMPLING) + one_of(self, "reward_source", SOURCES) + \
+            one_of(self, "termination_source", SOURCES) + [
+                (self.model_elites <= self.model_ensemble,
+                 f"model_elites={self.model_elites} must be at most model_ensemble={self.model_ensemble}"),
+                (self.exploration_bonus == 0 or self.model_ensemble > 1,
+                 "exploration_bonus > 0 needs an ensemble to disagree: set model_ensemble > 1")]
+
+    def learns(self, spec: EnvSpec) -> tuple[bool, bool]:
+        """Whether the model learns the reward and the termination on ``spec`` (ValueError for 'known' where none
+        is registered)."""
+        out = []
+        for what, source, known in (("reward", self.reward_source, spec.reward),
+                                    ("termination", self.termination_source, spec.terminated)):
+            if source == "known" and known is None:
+                raise ValueError(f"{what}_source='known' but no {what} of {spec.env_id!r} is registered; register "
+                                 f"one (pathwise.registry.register({spec.env_id!r}, "
+                                 f"{'reward' if what == 'reward' else 'terminated'}=fn)) or use {what}_source='auto' "
+                                 "or 'learned' to learn it from the data.")
+            out.append(source == "learned" or (source == "auto" and known is None))
+        return out[0], out[1]
 
     def fit_config(self) -> FitConfig:
         """How step 2 fits the model."""
         return FitConfig(learning_rate=self.model_lr, batch_size=self.model_batch,
                          steps_per_epoch=self.model_steps_per_epoch, max_epochs=self.model_max_epochs,
                          patience=self.model_patience, steps_per_transition=self.model_steps_per_transition)
+
+
+#: Where the imagined reward and termination come from (``ModelOptions.reward_source``/``termination_source``).
+SOURCES = ("auto", "known", "learned")
 
 
 class ModelData(NamedTuple):
@@ -106,10 +156,18 @@ def frozen(module: Any) -> Any:
     return jax.tree.map(lambda x: jax.lax.stop_gradient(x) if eqx.is_inexact_array(x) else x, module)
 
 
-def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int) -> LearnedModel:
-    """The frozen model as a ``System`` with the environment's known reward and termination."""
-    return LearnedModel(frozen(model), spec.reward, terminal_fn=spec.terminated, action_low=spec.action_low,
-                        action_high=spec.action_high, horizon=horizon)
+def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int, options: ModelOptions | None = None
+                   ) -> LearnedModel:
+    """The frozen model as a ``System``: the environment's known reward and termination, or the model's learned
+    heads where it has them (it has them when ``options`` says to learn them); ``options`` also sets the
+    trajectory sampling and the optimism bonus."""
+    model = frozen(model)
+    options = ModelOptions() if options is None else options
+    return LearnedModel(model, None if model.reward_head is not None else spec.reward, reward_model=model.reward_head,
+                        terminal_fn=None if model.termination_head is not None else spec.terminated,
+                        termination_model=model.termination_head, action_low=spec.action_low,
+                        action_high=spec.action_high, horizon=horizon, sampling=options.model_sampling,
+                        bonus=options.exploration_bonus)
 
 
 def dataset(buffer: replay.ReplayBuffer) -> Dataset:
@@ -117,7 +175,7 @@ def dataset(buffer: replay.ReplayBuffer) -> Dataset:
     size, capacity = int(buffer.size), buffer.capacity  # ordered on the host: no program per data-set size
     idx = ((int(buffer.ptr) - size) % capacity + np.arange(size)) % capacity
     t = jax.tree.map(lambda s: np.asarray(s)[idx], buffer.storage)
-    return Dataset(t.obs, t.action, t.next_obs, t.terminated | t.truncated)
+    return Dataset(t.obs, t.action, t.next_obs, t.terminated | t.truncated, t.reward, t.terminated)
 
 
 @jax.jit
@@ -138,6 +196,7 @@ class ModelBasedLoop(Loop):
         if self.limit > config.buffer_size:
             raise ValueError(f"buffer_size={config.buffer_size} must hold at least one whole episode of "
                              f"{spec.env_id} ({self.limit} steps).")
+        self.learn_reward, self.learn_termination = config.learns(spec)
         self.env = envs.make_env(spec.env_id)
         self.last_fit: FitReport | None = None
 
@@ -148,7 +207,9 @@ class ModelBasedLoop(Loop):
                           np.zeros(spec.obs_dim, np.float32), False, False)
         episode = jax.tree.map(lambda x: np.zeros((self.limit, *np.shape(x)), np.asarray(x).dtype), item)
         model = DynamicsModel(spec.obs_dim, spec.action_dim, cfg.model_hidden, key=k_model,
-                              ensemble_size=cfg.model_ensemble)
+                              ensemble_size=cfg.model_ensemble, gaussian=cfg.model_probabilistic,
+                              num_elites=cfg.model_elites, learn_reward=self.learn_reward,
+                              learn_termination=self.learn_termination)
         zero = jnp.zeros((), jnp.int32)
         return ModelCarry(self.algorithm.init(k_algo, spec, cfg), model, replay.init(item, cfg.buffer_size),
                           replay.init((episode, np.int32(0)), cfg.recent_episodes), key, zero, zero)
@@ -157,7 +218,7 @@ class ModelBasedLoop(Loop):
         key, k_collect, k_fit, k_update = jax.random.split(carry.key, 4)
         carry, returns = self.collect(carry._replace(key=key), k_collect)  # 1. run the policy, append to D
         model, report = fit(carry.model, dataset(carry.buffer), self.config.fit_config(), k_fit)  # 2. fit f
-        data = ModelData(learned_system(model, self.spec, self.limit), carry.buffer, carry.recent)
+        data = ModelData(learned_system(model, self.spec, self.limit, self.config), carry.buffer, carry.recent)
         algo, metrics = update_once(self.algorithm.update, carry.algo, data, k_update, self.config)  # 3. improve
         self.last_fit = report
         out = {"episode_return": float(np.mean(returns)), "episodes_collected": float(len(returns)),
@@ -201,4 +262,5 @@ class ModelBasedLoop(Loop):
         self.env.close()
 
 
-__all__ = ["ModelBasedLoop", "ModelCarry", "ModelData", "ModelOptions", "dataset", "frozen", "learned_system"]
+__all__ = ["ModelBasedLoop", "ModelCarry", "ModelData", "ModelOptions", "SOURCES", "dataset", "frozen",
+           "learned_system"]

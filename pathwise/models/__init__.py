@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
-from pathwise.models.dynamics import DynamicsModel, Normalizer, gaussian_nll, model_loss, mse_loss
-from pathwise.models.fit import Dataset, FitConfig, FitReport, check_dataset, fit, open_loop_error
+from pathwise.models.dynamics import (DynamicsModel, Normalizer, gaussian_nll, member_errors, member_losses,
+                                      model_loss, mse_loss)
+from pathwise.models.fit import Dataset, FitConfig, FitReport, check_dataset, choose_elites, fit, open_loop_error
+from pathwise.models.heads import RewardHead, TerminationHead, reward_loss, termination_loss
 from pathwise.models.learned import LearnedModel
 from pathwise.models.noise import episode_trajectory, infer_noise, model_noise, policy_noise
 
@@ -20,14 +22,21 @@ __all__ = [
     "FitReport",
     "LearnedModel",
     "Normalizer",
+    "RewardHead",
+    "TerminationHead",
     "check_dataset",
+    "choose_elites",
     "episode_trajectory",
     "fit",
     "gaussian_nll",
     "infer_noise",
+    "member_errors",
+    "member_losses",
     "model_loss",
     "model_noise",
     "mse_loss",
     "open_loop_error",
     "policy_noise",
+    "reward_loss",
+    "termination_loss",
 ]

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pathwise.models.dynamics import DynamicsModel, model_loss
+from pathwise.models.dynamics import DynamicsModel, member_losses, model_loss, trainable
 from pathwise.types import Array, PRNGKey
 
 
@@ -36,12 +36,16 @@ class Dataset(NamedTuple):
 
     ``ends[i]`` is True when transition ``i`` is the last of its episode (so
     ``next_obs[i]`` is not ``obs[i + 1]``); multi-step errors never cross it.
+    ``rewards[i]`` and ``terminated[i]`` (the environment's ``terminated``, not a
+    truncation) are needed only by a model that learns them.
     """
 
     obs: Array
     actions: Array
     next_obs: Array
     ends: Array
+    rewards: Array | None = None
+    terminated: Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +93,7 @@ class FitReport(NamedTuple):
 
 def check_dataset(data: Dataset, min_transitions: int) -> None:
     """Raise ``ValueError`` for ragged, non-finite or too small data."""
-    obs, actions, next_obs, ends = (np.asarray(x) for x in data)
+    obs, actions, next_obs, ends = (np.asarray(x) for x in data[:4])
     n = obs.shape[0] if obs.ndim == 2 else -1
     if obs.ndim != 2 or next_obs.shape != obs.shape or actions.ndim != 2 or actions.shape[0] != n \
             or ends.shape != (n,):
@@ -97,7 +101,12 @@ def check_dataset(data: Dataset, min_transitions: int) -> None:
             f"Dataset: expected obs [N, d], actions [N, m], next_obs [N, d], ends [N]; got shapes "
             f"{obs.shape}, {actions.shape}, {next_obs.shape}, {ends.shape}."
         )
-    for name, x in (("obs", obs), ("actions", actions), ("next_obs", next_obs)):
+    for name in ("rewards", "terminated"):
+        x = getattr(data, name)
+        if x is not None and np.shape(x) != (n,):
+            raise ValueError(f"Dataset: {name} must have shape [N] = ({n},), got {np.shape(x)}.")
+    extra = () if data.rewards is None else (("rewards", np.asarray(data.rewards).reshape(-1, 1)),)
+    for name, x in (("obs", obs), ("actions", actions), ("next_obs", next_obs), *extra):
         if not np.all(np.isfinite(x)):
             rows = np.flatnonzero(~np.all(np.isfinite(x), axis=1))
             raise ValueError(f"Dataset: {name} contains NaN or inf at rows {rows[:5].tolist()}; "
@@ -144,39 +153,53 @@ def _init_optimizer(params, config: FitConfig):
     return _optimizer(config).init(params)  # jitted: one program instead of one small one per parameter shape
 
 
+def _rows(x: Array | None, idx: Array) -> Array | None:
+    return None if x is None else x[idx]
+
+
 @eqx.filter_jit
-def _epoch(model, opt_state, obs, actions, next_obs, count, key, steps, config: FitConfig):
-    """``steps`` (a traced int: no recompile when it changes) Adam steps on minibatches of the first ``count`` rows."""
+def _epoch(model, opt_state, batch: tuple, count, key, steps, config: FitConfig):
+    """``steps`` (a traced int: no recompile when it changes) Adam steps on minibatches of the first ``count`` rows
+    of ``batch = (obs, actions, next_obs, rewards or None, terminated or None)``."""
     optimizer = _optimizer(config)
     weights = jnp.ones(config.batch_size)
-
-    def step(i, carry):
-        nets, opt_state, total = carry
-        idx = jax.random.randint(jax.random.fold_in(key, i), (config.batch_size,), 0, count)
-        # Only the network is trained: the normalizers are data statistics, not parameters.
-        loss_fn = lambda n: model_loss(eqx.tree_at(lambda m: m.nets, model, n),
-                                       obs[idx], actions[idx], next_obs[idx], weights)
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(nets)
-        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(nets, eqx.is_inexact_array))
-        return eqx.apply_updates(nets, updates), opt_state, total + loss
-
-    params, static = eqx.partition(model.nets, eqx.is_inexact_array)
+    # Only the networks (and learned variance bounds) are trained: the normalizers are data statistics.
+    params, static = eqx.partition(model, trainable(model))
 
     def body(i, carry):
-        p, opt_state, total = carry
-        nets, opt_state, total = step(i, (eqx.combine(p, static), opt_state, total))
-        return eqx.filter(nets, eqx.is_inexact_array), opt_state, total
+        params, opt_state, total = carry
+        idx = jax.random.randint(jax.random.fold_in(key, i), (config.batch_size,), 0, count)
+        rows = [_rows(x, idx) for x in batch]
+        loss_fn = lambda p: model_loss(eqx.combine(p, static), *rows[:3], weights, *rows[3:])
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return eqx.apply_updates(params, updates), opt_state, total + loss
 
     params, opt_state, total = jax.lax.fori_loop(0, steps, body, (params, opt_state, jnp.zeros(())))
-    nets = eqx.combine(params, static)
-    return eqx.tree_at(lambda m: m.nets, model, nets), opt_state, total / jnp.maximum(steps, 1)
+    return eqx.combine(params, static), opt_state, total / jnp.maximum(steps, 1)
 
 
 @eqx.filter_jit
-def _validate(model, obs, actions, next_obs, weights):
-    loss = model_loss(model, obs, actions, next_obs, weights)
+def _validate(model, batch: tuple, weights):
+    obs, actions, next_obs = batch[:3]
+    loss = model_loss(model, obs, actions, next_obs, weights, *batch[3:])
     err = ((jax.vmap(model)(obs, actions) - next_obs) ** 2).mean(axis=-1)
     return loss, (err * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+@eqx.filter_jit
+def _member_losses(model, batch: tuple, weights):
+    return member_losses(model, *batch[:3], weights)
+
+
+def choose_elites(model: DynamicsModel, batch: tuple, weights: Array) -> DynamicsModel:
+    """``model`` with its ``num_elites`` members of lowest held-out loss as the elites (no-op without elites)."""
+    if model.elites is None:
+        return model
+    losses = np.asarray(_member_losses(model, batch, weights))
+    mask = np.zeros(model.ensemble_size, bool)
+    mask[np.argsort(losses, kind="stable")[: model.num_elites]] = True
+    return eqx.tree_at(lambda m: m.elites, model, jnp.asarray(mask))
 
 
 @eqx.filter_jit
@@ -199,7 +222,7 @@ def open_loop_error(model: DynamicsModel, obs_blocks: Array, action_blocks: Arra
 
 
 def _multi_step(model: DynamicsModel, data: Dataset, val: np.ndarray, block: int) -> float:
-    obs, actions, next_obs, ends = (np.asarray(x) for x in data)
+    obs, actions, next_obs, ends = (np.asarray(x) for x in data[:4])
     starts = val.reshape(-1, block)[:, 0]
     rows = starts[:, None] + np.arange(block)
     ok = ~ends[rows[:, :-1]].any(axis=1)  # no episode boundary inside the block
@@ -210,9 +233,7 @@ def _multi_step(model: DynamicsModel, data: Dataset, val: np.ndarray, block: int
     return float(open_loop_error(model, *blocks, _pad(ok.astype(np.float32), cap)))
 
 
-def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), key: PRNGKey | None = None
-        ) -> tuple[DynamicsModel, FitReport]:
-    """Fit ``model`` (warm-started from its current weights) to ``data``; return the best model and a report."""
+def _check_config(config: FitConfig) -> None:
     if config.min_transitions < 2 * config.multi_step:
         raise ValueError(f"FitConfig.min_transitions ({config.min_transitions}) must be at least "
                          f"2 * multi_step ({2 * config.multi_step}) so a block can be held out.")
@@ -220,29 +241,54 @@ def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), ke
         raise ValueError(f"FitConfig: min_capacity ({config.min_capacity}) and steps_per_epoch "
                          f"({config.steps_per_epoch}) must be >= 1 and steps_per_transition "
                          f"({config.steps_per_transition}) >= 0.")
+
+
+def _columns(model: DynamicsModel, data: Dataset) -> list[np.ndarray | None]:
+    """``[obs, actions, next_obs, rewards, terminated]`` as float32 (the last two None where nothing learns them)."""
+    for head, name, option in ((model.reward_head, "rewards", "learn_reward"),
+                               (model.termination_head, "terminated", "learn_termination")):
+        if head is not None and getattr(data, name) is None:
+            raise ValueError(f"fit: the model learns the {name.rstrip('s')} ({option}=True) but the Dataset has no "
+                             f"{name}; pass Dataset(..., {name}=...) from the recorded transitions.")
+    cols = [np.asarray(x, np.float32) for x in data[:3]]
+    cols.append(None if model.reward_head is None else np.asarray(data.rewards, np.float32).reshape(-1))
+    cols.append(None if model.termination_head is None else np.asarray(data.terminated, np.float32).reshape(-1))
+    return cols
+
+
+def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), key: PRNGKey | None = None
+        ) -> tuple[DynamicsModel, FitReport]:
+    """Fit ``model`` (warm-started from its current weights) to ``data``; return the best model and a report.
+
+    The best model is the one of lowest held-out loss; an ensemble with elites then takes as elites its
+    ``num_elites`` members of lowest held-out loss. Learned reward and termination heads train in the same steps.
+    """
+    _check_config(config)
     check_dataset(data, config.min_transitions)
     key = jax.random.key(0) if key is None else key
     k_split, k_train = jax.random.split(key)
-    obs, actions, next_obs = (np.asarray(x, np.float32) for x in data[:3])
-    train, val = split_blocks(len(obs), config.multi_step, config.val_fraction, k_split)
-    model = model.with_normalizers(obs[train], actions[train], next_obs[train])
+    cols = _columns(model, data)
+    train, val = split_blocks(len(cols[0]), config.multi_step, config.val_fraction, k_split)
+    model = model.with_normalizers(*(x[train] for x in cols[:3]), None if cols[3] is None else cols[3][train])
     cap_t, cap_v = _capacity(len(train), config.min_capacity), _capacity(len(val))
     steps = jnp.asarray(epoch_steps(config, len(train)), jnp.int32)
-    tr = [_pad(x[train], cap_t) for x in (obs, actions, next_obs)]
-    va = [_pad(x[val], cap_v) for x in (obs, actions, next_obs)] + [_pad(np.ones(len(val), np.float32), cap_v)]
-    opt_state = _init_optimizer(eqx.filter(model.nets, eqx.is_inexact_array), config)
+    tr = tuple(None if x is None else _pad(x[train], cap_t) for x in cols)
+    va = tuple(None if x is None else _pad(x[val], cap_v) for x in cols)
+    val_weights = _pad(np.ones(len(val), np.float32), cap_v)
+    opt_state = _init_optimizer(eqx.filter(model, trainable(model)), config)
     count = jnp.asarray(len(train), jnp.int32)
-    best, (best_loss, best_mse) = model, _validate(model, *va)
+    best, (best_loss, best_mse) = model, _validate(model, va, val_weights)
     train_loss, stale, epoch = float("nan"), 0, 0
     for epoch, k in enumerate(jax.random.split(k_train, config.max_epochs), start=1):
-        model, opt_state, train_loss = _epoch(model, opt_state, *tr, count, k, steps, config)
-        val_loss, val_mse = _validate(model, *va)
+        model, opt_state, train_loss = _epoch(model, opt_state, tr, count, k, steps, config)
+        val_loss, val_mse = _validate(model, va, val_weights)
         if float(val_loss) < float(best_loss):
             best, best_loss, best_mse, stale = model, val_loss, val_mse, 0
         else:
             stale += 1
             if stale >= config.patience:
                 break
+    best = choose_elites(best, va, val_weights)
     report = FitReport(epoch, float(train_loss), float(best_loss), float(best_mse),
                        _multi_step(best, data, val, config.multi_step), len(train), len(val))
     return best, report

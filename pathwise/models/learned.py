@@ -5,6 +5,17 @@ run on ``LearnedModel`` unchanged: ``step(o, a, ζ) = f_φ(o, clip(a)) + ζ`` an
 ``reward(o, a, o') = R(o, a, o')`` with a known differentiable reward
 (``pathwise.rewards``) or a learned reward model. ``reset`` draws one of the
 recorded initial observations.
+
+Termination is the environment's rule on observations or a learned
+``TerminationHead``; a learned one ends an imagined rollout where the predicted
+probability exceeds 0.5. That is a hard mask like a known rule (the rewards after
+it are zeroed, ``pathwise.rollout``) and, like a known rule, carries no gradient,
+so the gradients of the masked return stay finite.
+
+An ensemble model predicts the elites' mean unless a rollout samples a member
+(trajectory sampling, Chua et al., 2018): ``system.sample(key)`` is the system
+of one imagined rollout, following one random elite for the whole rollout
+(``sampling="ts-inf"``) or a fresh one at every step (``"ts-1"``).
 """
 
 from __future__ import annotations
@@ -22,6 +33,9 @@ from pathwise.types import Array, PRNGKey
 
 RewardFn = Callable[[Array, Array, Array], Array]
 
+#: How an imagined rollout uses an ensemble (see the module docstring).
+SAMPLING = ("mean", "ts-1", "ts-inf")
+
 
 class LearnedModel(System):
     """``o' = f_φ(o, clip(a, low, high)) (+ ζ)`` with reward ``R(o, a, o')``.
@@ -37,6 +51,10 @@ class LearnedModel(System):
       horizon: episode length.
       terminal_fn: ``fn(obs) -> bool``, the environment's termination on observations (imagined rollouts stop
         where the real environment would; no gradient flows through it). Never terminates if None.
+      termination_model: a learned ``fn(obs) -> bool`` module (``TerminationHead``: probability > 0.5), used when
+        ``terminal_fn`` is None.
+      sampling: ``"mean"`` (the elites' mean), ``"ts-inf"`` or ``"ts-1"`` (what ``sample(key)`` draws).
+      bonus: β of the optimism bonus: the reward is ``R + β · model.disagreement(o, a)`` (0: none).
     """
 
     model: DynamicsModel
@@ -45,18 +63,30 @@ class LearnedModel(System):
     initial_obs: Array
     noise_std: Array
     reward_model: eqx.Module | None
+    termination_model: eqx.Module | None
+    member: Array | None  # the ensemble member a ts-inf rollout follows
+    member_key: Array | None  # the key a ts-1 rollout draws its per-step members from
     reward_fn: RewardFn | None = eqx.field(static=True)
     terminal_fn: Callable[[Array], Array] | None = eqx.field(static=True)
     horizon: int = eqx.field(static=True)
+    sampling: str = eqx.field(static=True)
+    bonus: float = eqx.field(static=True)
 
     name = "LearnedModel"
 
     def __init__(self, model: DynamicsModel, reward_fn: RewardFn | None = None, *, action_low, action_high,
                  reward_model: eqx.Module | None = None, initial_obs=None, noise_std=0.0, horizon: int = 200,
-                 terminal_fn: Callable[[Array], Array] | None = None):
+                 terminal_fn: Callable[[Array], Array] | None = None, termination_model: eqx.Module | None = None,
+                 sampling: str = "mean", bonus: float = 0.0):
         if reward_fn is None and reward_model is None:
             raise ValueError("LearnedModel needs a reward: pass reward_fn (e.g. pathwise.rewards.get(env_id)) "
                              "or a learned reward_model.")
+        if sampling not in SAMPLING:
+            raise ValueError(f"LearnedModel: sampling={sampling!r} must be one of {', '.join(SAMPLING)}.")
+        if not bonus >= 0:
+            raise ValueError(f"LearnedModel: bonus={bonus!r} must be >= 0 (the weight of the disagreement bonus).")
+        self.termination_model, self.sampling, self.bonus = termination_model, sampling, float(bonus)
+        self.member, self.member_key = None, None
         self.model, self.reward_fn, self.reward_model = model, reward_fn, reward_model
         self.low = jnp.broadcast_to(jnp.asarray(action_low, jnp.float32), (model.action_dim,))
         self.high = jnp.broadcast_to(jnp.asarray(action_high, jnp.float32), (model.action_dim,))
@@ -98,13 +128,36 @@ class LearnedModel(System):
         """One of the ``initial_obs`` rows, drawn uniformly (the recorded first observations of real episodes)."""
         return self.initial_obs[jax.random.randint(key, (), 0, self.initial_obs.shape[0])]
 
+    def sample(self, key: PRNGKey) -> "LearnedModel":
+        """The system of one imagined rollout: with ``sampling="ts-inf"`` it follows one elite member drawn with
+        ``key``; with ``"ts-1"`` each step draws its own elite; with ``"mean"`` (or one member) it is ``self``."""
+        if self.sampling == "mean" or self.model.ensemble_size == 1:
+            return self
+        if self.sampling == "ts-inf":
+            return eqx.tree_at(lambda s: s.member, self, self.model.random_member(key), is_leaf=lambda x: x is None)
+        return eqx.tree_at(lambda s: s.member_key, self, key, is_leaf=lambda x: x is None)
+
+    def _step_member(self, obs: Array) -> Array:
+        """The ts-1 member of the step from ``obs``: drawn from the rollout's key folded with the observation's
+        bits, so a step stays a pure function of ``(o, a)`` and distinct steps draw independently."""
+        bits = jax.lax.bitcast_convert_type(jax.lax.stop_gradient(obs).astype(jnp.float32), jnp.uint32)
+        mixed = jnp.sum(bits * jnp.arange(1, bits.shape[0] + 1, dtype=jnp.uint32) * jnp.uint32(2654435761))
+        return self.model.random_member(jax.random.fold_in(self.member_key, mixed))
+
     def dynamics(self, state: Array, action: Array) -> Array:
         """The learned prediction ``o' = f_φ(o, clip(a, low, high))``, shape ``(obs_dim,)``; the state is the
-        observation. Differentiable in ``o``, ``a`` (inside the box) and the model's parameters φ."""
-        return self.model(state, jnp.clip(action, self.low, self.high))
+        observation. Differentiable in ``o``, ``a`` (inside the box) and the model's parameters φ. The elites'
+        mean, or the rollout's member (see ``sample``)."""
+        action = jnp.clip(action, self.low, self.high)
+        if self.member is not None:
+            return self.model.member_prediction(state, action, self.member)
+        if self.member_key is not None:
+            return self.model.member_prediction(state, action, self._step_member(state))
+        return self.model(state, action)
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
-        """``R(o, a, o')``: the known ``reward_fn``, else the learned ``reward_model``, on observations.
+        """``R(o, a, o')``: the known ``reward_fn``, else the learned ``reward_model``, on observations, plus
+        ``bonus · disagreement(o, a)`` when ``bonus > 0``.
 
         ``next_state`` defaults to the model's prediction ``dynamics(state, action)``.
         """
@@ -112,14 +165,19 @@ class LearnedModel(System):
         if next_state is None:
             next_state = self.dynamics(state, action)
         fn = self.reward_fn if self.reward_fn is not None else self.reward_model
-        return fn(state, action, next_state)
+        reward = fn(state, action, next_state)
+        if self.bonus > 0:
+            reward = reward + self.bonus * self.model.disagreement(state, jnp.clip(action, self.low, self.high))
+        return reward
 
     def observe(self, state: Array) -> Array:
         """The state itself: a learned model's state is the environment's observation."""
         return state
 
     def terminated(self, state: Array) -> Array:
-        """``terminal_fn(obs)`` under ``stop_gradient`` (the environment's termination rule), never if it is None."""
-        if self.terminal_fn is None:
+        """``terminal_fn(obs)`` (the environment's termination rule), else the learned ``termination_model``
+        (probability > 0.5), under ``stop_gradient``; never if both are None."""
+        fn = self.terminal_fn if self.terminal_fn is not None else self.termination_model
+        if fn is None:
             return jnp.asarray(False)
-        return jax.lax.stop_gradient(self.terminal_fn(state))
+        return jax.lax.stop_gradient(fn(state))

@@ -143,7 +143,8 @@ class System(eqx.Module):
 
         for field in dataclasses.fields(self):
             value = getattr(self, field.name, None)
-            if isinstance(value, str) or (isinstance(value, float) and not np.isfinite(value)):
+            structural = isinstance(value, str) and field.metadata.get("static", False)  # a mode, not a number
+            if (isinstance(value, str) and not structural) or (isinstance(value, float) and not np.isfinite(value)):
                 example = "" if field.default is dataclasses.MISSING else \
                     f"; e.g. {type(self).__name__}({field.name}={field.default!r})"
                 raise ValueError(f"{self.name}: parameter {field.name}={value!r} must be a finite number{example}.")
