@@ -99,7 +99,9 @@ def make_flat(make: Any, **kwargs: Any) -> gym.Env:
     env = make(**kwargs)
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = FlattenObservation(env)
-    return DtypeObservation(env, np.float32)
+    with warnings.catch_warnings():  # the bounds are +-inf, which float32 holds exactly: Gymnasium warns regardless
+        warnings.filterwarnings("ignore", message=".*precision lowered.*")
+        return DtypeObservation(env, np.float32)
 
 
 def observation_layout(env_id: str) -> dict[str, slice]:
