@@ -178,8 +178,20 @@ _TASK: dict[str, dict[str, Any]] = {
 
 def record(env_id: str) -> EnvRecord:
     """The record of ``env_id`` (an empty one for an id pathwise knows nothing about)."""
-    base = _OWN.get(env_id) or _builtin().get(env_id, EnvRecord(env_id))
+    base = _OWN.get(env_id) or _builtin().get(env_id) or _repeat_record(env_id) or EnvRecord(env_id)
     return dataclasses.replace(base, **_USER[env_id]) if env_id in _USER else base
+
+
+def _repeat_record(env_id: str) -> EnvRecord | None:
+    """The record of a Control Suite task with an action repeat (``...-repeat2-v0``): its task's, whose returns
+    it shares (the same rewards, summed over the repeats)."""
+    if not env_id.startswith(DMC_PREFIX):
+        return None
+    from pathwise.envs.dmc import split_repeat
+
+    base, repeat = split_repeat(env_id)
+    found = _builtin().get(base) if repeat > 1 else None
+    return None if found is None else dataclasses.replace(found, id=env_id)
 
 
 def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecord:

@@ -109,6 +109,38 @@ def test_records_of_the_issue_tasks():
     assert registry.record(ENV).solved_at == 800.0 and registry.record("dm_control/cheetah-run-v0").solved_at is None
 
 
+@needs_dmc
+def test_action_repeat_holds_each_action_and_sums_the_rewards():
+    """Reference: the task without repeat, stepped twice with each action by hand."""
+    import gymnasium as gym
+
+    from pathwise import spec as spec_mod
+
+    repeated_id = "dm_control/cartpole-swingup-repeat2-v0"
+    assert registry.check_id(repeated_id) == repeated_id and dmc.split_repeat(repeated_id) == (ENV, 2)
+    repeated, plain = gym.make(repeated_id), gym.make(ENV)
+    obs, _ = repeated.reset(seed=5)
+    np.testing.assert_array_equal(obs, plain.reset(seed=5)[0])
+    actions, decisions = np.random.default_rng(2).uniform(-1, 1, (600, 1)), 0
+    for action in actions:
+        obs, reward, terminated, truncated, _ = repeated.step(action)
+        first, second = plain.step(action), plain.step(action)
+        np.testing.assert_array_equal(obs, second[0])
+        assert reward == pytest.approx(first[1] + second[1], abs=1e-12) and not terminated
+        decisions += 1
+        if truncated:
+            assert second[3]  # the suite's own limit, 1000 control steps, is 500 decisions
+            break
+    assert decisions == 500 and spec_mod.from_env(repeated_id).episode_length == 500
+    rec = registry.record(repeated_id)
+    assert (rec.solved_at, rec.max_return, rec.terminated) == (800.0, 1000.0, registry.record(ENV).terminated)
+    for bad in ("dm_control/cartpole-swingup-repeat1-v0", "dm_control/cartpole-swingup-repeat0-v0"):
+        with pytest.raises(ValueError, match="must be 2 or more"):
+            registry.check_id(bad)
+    with pytest.raises(ValueError, match="integer >= 1"):
+        dmc.ActionRepeat(plain, 0)
+
+
 TINY = ["--set", "hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=3000", "learning_starts=200",
         "updates_per_step=0.1"]
 
