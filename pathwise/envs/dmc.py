@@ -36,13 +36,12 @@ from typing import Any
 
 import gymnasium as gym
 
-#: Namespace of the DeepMind Control Suite ids (Shimmy's).
-PREFIX = "dm_control/"
+from pathwise.registry import DMC_PREFIX as PREFIX  # the namespace of the suite's ids (Shimmy's)
 
 #: Control steps of a suite episode (the suite's own time limit, restated in the id's spec).
 EPISODE_STEPS = 1000
 
-_REPEAT = re.compile(r"(dm_control/\w+-\w+)-repeat(\d+)-v(\d+)")
+_REPEAT = re.compile(rf"({re.escape(PREFIX)}\w+-\w+)-repeat(\d+)-v(\d+)")
 
 #: The command that installs what the suite needs.
 INSTALL = "pip install 'pathwise[dmc]'"
@@ -186,5 +185,5 @@ def observation_layout(env_id: str) -> dict[str, slice]:
     return out
 
 
-__all__ = ["ActionRepeat", "EPISODE_STEPS", "INSTALL", "PREFIX", "check_dmc_id", "is_dmc_id", "make_flat", "observation_layout",
-           "split_repeat", "suite_ids"]
+__all__ = ["ActionRepeat", "EPISODE_STEPS", "INSTALL", "PREFIX", "check_dmc_id", "is_dmc_id", "make_flat",
+           "observation_layout", "split_repeat", "suite_ids"]
