@@ -115,7 +115,7 @@ def inverted_pendulum_reward(obs: Array, action: Array, next_obs: Array) -> Arra
 
 
 HOPPER_HEALTHY_Z = 0.7
-"""Gymnasium Hopper-v5's default ``healthy_z_range`` is ``(0.7, inf)``: the torso height ``z = obs[0]`` must exceed 0.7."""
+"""Gymnasium Hopper-v5's default ``healthy_z_range`` is ``(0.7, inf)``: the torso height ``obs[0]`` must exceed it."""
 
 HOPPER_HEALTHY_ANGLE = 0.2
 """Gymnasium Hopper-v5's default ``healthy_angle_range`` is ``(-0.2, 0.2)``: the torso angle ``obs[1]`` (rad)."""
