@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DOCS_STAMP := $(VENV)/.installed-docs
+ENVS_STAMP := $(VENV)/.installed-envs
 
-.PHONY: demo test test-slow bench bench-full docs clean
+.PHONY: demo test test-envs test-slow bench bench-full docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +21,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,tune,export,safetensors,plots,wandb,tensorboard]"
 	touch $@ $(STAMP)
 
+$(ENVS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,mujoco,dmc]"
+	touch $@ $(STAMP)
+
 $(DOCS_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
 	touch $@ $(STAMP)
@@ -29,6 +34,11 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# Gymnasium's MuJoCo tasks and the DeepMind Control Suite: installs the mujoco and dmc extras, then runs the tests
+# that `make test` skips without them
+test-envs: $(TEST_STAMP) $(ENVS_STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests/test_mujoco.py tests/test_dmc.py
 
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -655,7 +655,7 @@ def _fault_message(exc: Exception) -> str | None:
     if type(exc).__name__ == "DependencyNotInstalled" or (
             isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in optional):
         return (f"a missing optional dependency: {exc} Install the extra it names (e.g. pip install "
-                "\"pathwise[mujoco]\" for MuJoCo environments).")
+                "\"pathwise[mujoco]\" for MuJoCo environments, \"pathwise[dmc]\" for the DeepMind Control Suite).")
     return None
 
 

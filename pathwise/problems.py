@@ -105,7 +105,8 @@ def _adopt_system_env(found: str) -> str:
     from pathwise.systems import SystemEnv
 
     entry = gym.registry[found].entry_point
-    if registry.record(found).system is not None or (isinstance(entry, str) and entry.startswith("gymnasium.")):
+    if (registry.record(found).system is not None or (isinstance(entry, str) and entry.startswith("gymnasium."))
+            or found.startswith(registry.DMC_PREFIX)):  # Gymnasium's and the Control Suite's own: no System inside
         return found
     try:
         env = gym.make(found)

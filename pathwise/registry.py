@@ -29,6 +29,9 @@ TerminationFn = Callable[[Array], Array]
 #: Prefix of the Gymnasium ids under which pathwise registers its own systems.
 NAMESPACE = "pathwise/"
 
+#: Prefix of the DeepMind Control Suite ids (``pathwise.envs.dmc``, the ``dmc`` extra).
+DMC_PREFIX = "dm_control/"
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvRecord:
@@ -125,6 +128,31 @@ def _builtin() -> dict[str, EnvRecord]:
         env_id = f"InvertedPendulum-{version}"
         out[env_id] = EnvRecord(env_id, reward=rewards.inverted_pendulum_reward,
                                 terminated=rewards.inverted_pendulum_terminated, solved_at=1000.0, max_return=1000.0)
+    out.update(_termination_only(rewards))
+    return out
+
+
+#: DeepMind Control Suite tasks of issue 17 (the dmc extra) -> the mean return at which pathwise counts one solved.
+#: Rewards are in [0, 1] per step over 1000 steps, so ``max_return`` is 1000 (dm_control/suite/*.py). No standard
+#: "solved" line exists; these mark a policy that does the task for most of the episode. cartpole-swingup 800:
+#: hanging, the pole earns nothing ((cos + 1) / 2 times centring, control and velocity terms), so the swing-up costs
+#: steps and about 80% of the episode must be spent balanced; pendulum-swingup 800: the reward is 1 within 30 degrees
+#: of upright and 0 elsewhere, so 80% of the steps upright; reacher-easy 900: 1 while the fingertip touches the
+#: target, which takes a few dozen steps to reach. cheetah-run rewards speed linearly up to 10 m/s, with no point
+#: where the task is done: no solved line. TD-MPC2's returns after 100k steps, as quoted for issue 17 (839, 724,
+#: 937, 519 in this order), are targets to compare with, not a definition of solved.
+DMC_SOLVED: dict[str, float | None] = {"dm_control/cartpole-swingup-v0": 800.0, "dm_control/pendulum-swingup-v0": 800.0,
+                                       "dm_control/reacher-easy-v0": 900.0, "dm_control/cheetah-run-v0": None}
+
+
+def _termination_only(rewards: Any) -> dict[str, EnvRecord]:
+    """Records that know the termination (not the reward) on observations: Hopper-v5 and, never terminating,
+    HalfCheetah-v5 and the Control Suite tasks of :data:`DMC_SOLVED`. Hopper's and HalfCheetah's solved lines are
+    Gymnasium's ``reward_threshold`` for them (3800, 4800)."""
+    out = {"Hopper-v5": EnvRecord("Hopper-v5", terminated=rewards.hopper_terminated, solved_at=3800.0),
+           "HalfCheetah-v5": EnvRecord("HalfCheetah-v5", terminated=rewards.never_terminated, solved_at=4800.0)}
+    for env_id, solved in DMC_SOLVED.items():
+        out[env_id] = EnvRecord(env_id, terminated=rewards.never_terminated, solved_at=solved, max_return=1000.0)
     return out
 
 
@@ -150,8 +178,20 @@ _TASK: dict[str, dict[str, Any]] = {
 
 def record(env_id: str) -> EnvRecord:
     """The record of ``env_id`` (an empty one for an id pathwise knows nothing about)."""
-    base = _OWN.get(env_id) or _builtin().get(env_id, EnvRecord(env_id))
+    base = _OWN.get(env_id) or _builtin().get(env_id) or _repeat_record(env_id) or EnvRecord(env_id)
     return dataclasses.replace(base, **_USER[env_id]) if env_id in _USER else base
+
+
+def _repeat_record(env_id: str) -> EnvRecord | None:
+    """The record of a Control Suite task with an action repeat (``...-repeat2-v0``): its task's, whose returns
+    it shares (the same rewards, summed over the repeats)."""
+    if not env_id.startswith(DMC_PREFIX):
+        return None
+    from pathwise.envs.dmc import split_repeat
+
+    base, repeat = split_repeat(env_id)
+    found = _builtin().get(base) if repeat > 1 else None
+    return None if found is None else dataclasses.replace(found, id=env_id)
 
 
 def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecord:
@@ -257,13 +297,17 @@ def check_id(env_id: Any) -> str:
 
     if not isinstance(env_id, str):
         raise ValueError(f"env_id must be a string such as 'Pendulum-v1', got {type(env_id).__name__}.")
-    if env_id in gym.registry:
+    if env_id in gym.registry and not env_id.startswith(DMC_PREFIX):
         return env_id
+    if env_id.startswith(DMC_PREFIX):  # the DeepMind Control Suite: registered on first use (the dmc extra)
+        from pathwise.envs import dmc
+
+        return dmc.check_dmc_id(env_id)
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"Unknown environment id {env_id!r}.{hint} `pathwise list` shows the pathwise systems; any "
                      "installed Gymnasium id works (see gymnasium.pprint_registry()).")
 
 
-__all__ = ["EnvRecord", "NAMESPACE", "add_own", "is_own", "RewardFn", "TerminationFn", "canonical_id", "check_functions", "check_id", "user_registered", "known_rewards",
+__all__ = ["DMC_PREFIX", "DMC_SOLVED", "EnvRecord", "NAMESPACE", "add_own", "is_own", "RewardFn", "TerminationFn", "canonical_id", "check_functions", "check_id", "user_registered", "known_rewards",
            "record", "register", "unregister"]

@@ -14,7 +14,9 @@ recorded in ``pathwise.registry``: ``Pendulum-v1`` and ``MountainCarContinuous-v
 (written out from Gymnasium's source), every ``pathwise/...`` id whose observation
 determines the state and the Gymnasium id it reproduces (``reward_from_system``,
 ``termination_from_system``), and MuJoCo ``InvertedPendulum-v5``/``-v4`` (value exact,
-derivative of a smooth surrogate: see ``inverted_pendulum_reward``) with its termination.
+derivative of a smooth surrogate: see ``inverted_pendulum_reward``) with its termination. Terminations
+alone: ``Hopper-v5`` (``hopper_terminated``), and ``never_terminated`` for ``HalfCheetah-v5`` and the DeepMind
+Control Suite tasks.
 """
 
 from __future__ import annotations
@@ -112,6 +114,39 @@ def inverted_pendulum_reward(obs: Array, action: Array, next_obs: Array) -> Arra
     return alive + (surrogate - lax.stop_gradient(surrogate))  # exactly `alive` in value
 
 
+HOPPER_HEALTHY_Z = 0.7
+"""Gymnasium Hopper-v5's default ``healthy_z_range`` is ``(0.7, inf)``: the torso height ``obs[0]`` must exceed it."""
+
+HOPPER_HEALTHY_ANGLE = 0.2
+"""Gymnasium Hopper-v5's default ``healthy_angle_range`` is ``(-0.2, 0.2)``: the torso angle ``obs[1]`` (rad)."""
+
+HOPPER_HEALTHY_STATE = 100.0
+"""Gymnasium Hopper-v5's default ``healthy_state_range`` is ``(-100, 100)``, on ``state_vector()[2:]``."""
+
+
+def hopper_terminated(obs: Array) -> Array:
+    """Gymnasium Hopper-v5 termination (default options): the hopper is no longer healthy.
+
+    With ``exclude_current_positions_from_observation=True`` (the default) ``obs = [qpos[1:6], clip(qvel, -10,
+    10)]``: torso height ``z``, torso angle, thigh, leg and foot angles, then the six velocities. Gymnasium's
+    ``is_healthy`` asks ``0.7 < z``, ``-0.2 < angle < 0.2`` and every entry of ``state_vector()[2:]``
+    (``qpos[2:]`` and the unclipped ``qvel``) inside ``(-100, 100)``; here that last check is on ``obs[1:]``. The
+    observation clips velocities to 10, so a velocity beyond 100 (which Gymnasium would end the episode on) is
+    the one case this function cannot see. A non-finite observation terminates (every comparison with NaN fails).
+    """
+    z, angle, state = obs[0], obs[1], obs[1:]
+    healthy = (z > HOPPER_HEALTHY_Z) & (jnp.abs(angle) < HOPPER_HEALTHY_ANGLE)
+    healthy = healthy & jnp.all((state > -HOPPER_HEALTHY_STATE) & (state < HOPPER_HEALTHY_STATE))
+    return ~healthy
+
+
+def never_terminated(obs: Array) -> Array:
+    """The termination of a task that never terminates (HalfCheetah-v5, the Control Suite): always ``False``;
+    episodes end only by truncation at the time limit."""
+    del obs
+    return jnp.zeros((), bool)
+
+
 def reward_from_system(system: System | Callable[[], System]) -> RewardFn:
     """``system.reward`` expressed on observations, via ``system.state_from_obs``.
 
@@ -159,13 +194,18 @@ def observation_determines_state(system: System | type) -> bool:
 
 
 __all__ = [
+    "HOPPER_HEALTHY_ANGLE",
+    "HOPPER_HEALTHY_STATE",
+    "HOPPER_HEALTHY_Z",
     "INVERTED_PENDULUM_MAX_ANGLE",
     "RewardFn",
     "get",
     "has",
+    "hopper_terminated",
     "inverted_pendulum_reward",
     "inverted_pendulum_terminated",
     "mountain_car_continuous_reward",
+    "never_terminated",
     "observation_determines_state",
     "pendulum_reward",
     "register",

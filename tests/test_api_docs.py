@@ -18,8 +18,8 @@ import pathwise
 from pathwise import algorithms
 
 MODULES = ["pathwise", "pathwise.control", "pathwise.systems", "pathwise.estimators", "pathwise.train",
-           "pathwise.agent", "pathwise.export", "pathwise.checkpoint", "pathwise.envs", "pathwise.rewards",
-           "pathwise.registry", "pathwise.plots", "pathwise.tune", "pathwise.problems", "pathwise.seeds",
+           "pathwise.agent", "pathwise.export", "pathwise.checkpoint", "pathwise.envs", "pathwise.envs.dmc",
+           "pathwise.rewards", "pathwise.registry", "pathwise.plots", "pathwise.tune", "pathwise.problems", "pathwise.seeds",
            "pathwise.ceilings", "pathwise.policy_file", "pathwise.render", "pathwise.diagnostics", "pathwise.models",
            "pathwise.distributions", "pathwise.rollout", "pathwise.loops", "pathwise.algorithms", "pathwise.types",
            "pathwise.networks", "pathwise.replay", "pathwise.spec", "pathwise.config", "pathwise.optim",

@@ -239,8 +239,16 @@ def check_make(block: Block) -> None:
             assert done.returncode == 0, done.stderr
 
 
+def skip_without_extras(block: Block) -> None:
+    """Skip, naming the extra, a block on the DeepMind Control Suite when the ``dmc`` extra is not installed."""
+    if "dm_control/" in block.body and "make" not in block.words:
+        pytest.importorskip("shimmy", reason="DeepMind Control Suite ids need the dmc extra: pip install -e '.[dmc]'")
+        pytest.importorskip("dm_control", reason="DeepMind Control Suite ids need the dmc extra")
+
+
 def check(block: Block) -> None:
     """The default suite's check of a block that runs only in the slow suite (or cannot run: make, synopsis)."""
+    skip_without_extras(block)
     if "make" in block.words:
         check_make(block)
     elif "synopsis" in block.words:
@@ -257,6 +265,7 @@ def check(block: Block) -> None:
 
 
 def execute(block: Block, monkeypatch, namespace: dict | None = None) -> None:
+    skip_without_extras(block)
     if any(argv[:2] == ["pathwise", "tune"] for argv in (commands(block) if block.lang != "python" else [])):
         pytest.importorskip("optuna", reason="pathwise tune needs the tune extra (optuna)")
     if re.search(r"onnx|--format onnx", block.body):

@@ -1,4 +1,5 @@
-"""MuJoCo (the ``mujoco`` extra): InvertedPendulum-v5's known reward/termination, and svgk end to end on it."""
+"""MuJoCo (the ``mujoco`` extra): InvertedPendulum-v5's known reward/termination and svgk end to end on it; Hopper-v5's
+termination and HalfCheetah-v5's (none) against Gymnasium."""
 
 from __future__ import annotations
 
@@ -85,3 +86,43 @@ def test_imagined_rollouts_stop_at_the_termination():
     assert not bool(system.terminated(jnp.array([0.0, 0.1, 0.0, 0.0])))
     no_term = LearnedModel(model, RECORD.reward, action_low=-3.0, action_high=3.0, horizon=10)
     assert not bool(no_term.terminated(jnp.array([0.0, 0.3, 0.0, 0.0])))
+
+
+def _terminations(env_id, steps, seed=0):
+    """(registered termination on the next observation, Gymnasium's ``terminated``) over random-action steps."""
+    env, fn = gym.make(env_id), jax.jit(registry.record(env_id).terminated)
+    rng = np.random.default_rng(seed)
+    out, episode = [], 0
+    obs, _ = env.reset(seed=seed)
+    while len(out) < steps:
+        action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+        obs, _, terminated, truncated, _ = env.step(action)
+        out.append((bool(fn(jnp.asarray(obs, jnp.float32))), bool(terminated)))
+        if terminated or truncated:
+            episode += 1
+            obs, _ = env.reset(seed=seed + episode)
+    env.close()
+    return np.array(out)
+
+
+def test_hopper_termination_equals_gymnasium():
+    """Independent reference: Hopper-v5's own ``terminated`` (its healthy checks on the simulator state)."""
+    got = _terminations("Hopper-v5", 400)
+    np.testing.assert_array_equal(got[:, 0], got[:, 1])
+    assert 3 <= got[:, 1].sum() < len(got)  # random actions topple the hopper in several episodes
+
+
+def test_hopper_termination_on_each_healthy_bound():
+    """Closed form: obs = [z, angle, 3 joint angles, 6 velocities]; healthy iff z > 0.7, |angle| < 0.2 and every
+    entry after z within (-100, 100); NaN is unhealthy."""
+    fn = registry.record("Hopper-v5").terminated
+    healthy = jnp.array([1.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert not bool(fn(healthy))
+    for index, value in ((0, 0.69), (1, 0.21), (1, -0.21), (3, 100.5), (4, -100.5), (2, jnp.nan)):
+        assert bool(fn(healthy.at[index].set(value))), (index, value)
+    assert not bool(fn(healthy.at[0].set(150.0)))  # z has no upper bound and is not in the state range
+
+
+def test_half_cheetah_never_terminates():
+    got = _terminations("HalfCheetah-v5", 200)
+    assert not got.any()

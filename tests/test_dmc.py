@@ -1,0 +1,176 @@
+"""The DeepMind Control Suite (the ``dmc`` extra): ids made through Shimmy, flat float32 observations in the Dict's
+key order, 1000-step truncated episodes, determinism by seed, a CLI run with its summary, and exact resume.
+
+Without the extra every test but the first skips with the reason; the first checks the error that names the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from pathwise import registry
+from pathwise.envs import dmc
+
+try:
+    with warnings.catch_warnings():  # dm_control looks for a display at import
+        warnings.simplefilter("ignore")
+        import dm_control.suite  # noqa: F401
+        import shimmy  # noqa: F401
+    MISSING = None
+except ImportError as err:
+    MISSING = f"needs the dmc extra (pip install -e '.[dmc]'): {err}"
+
+needs_dmc = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+ENV = "dm_control/cartpole-swingup-v0"
+
+
+def test_missing_extra_is_an_error_naming_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "shimmy", None)  # `import shimmy` raises ImportError, as when not installed
+    dmc.suite_ids.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"pip install 'pathwise\[dmc\]'"):
+            registry.check_id(ENV)
+    finally:
+        dmc.suite_ids.cache_clear()
+    assert registry.check_id("Pendulum-v1") == "Pendulum-v1"  # other ids never ask for the extra
+
+
+@needs_dmc
+def test_unknown_suite_id_lists_the_closest_ones():
+    with pytest.raises(ValueError, match=r"Did you mean dm_control/cartpole-swingup-v0") as err:
+        registry.check_id("dm_control/cartpole-swing-v0")
+    assert "suite_ids()" in str(err.value)
+    with pytest.raises(ValueError, match="outside the Control Suite"):
+        registry.check_id("dm_control/compatibility-env-v0")
+    assert ENV in dmc.suite_ids() and "dm_control/cheetah-run-v0" in dmc.suite_ids()
+
+
+def _raw(env):
+    """Shimmy's environment under pathwise's wrappers (its observation is the suite's dictionary)."""
+    return env.unwrapped
+
+
+@needs_dmc
+def test_flat_observation_is_the_dictionary_in_key_order_over_a_truncated_episode():
+    import gymnasium as gym
+
+    from pathwise import spec as spec_mod
+
+    env = gym.make(ENV)
+    assert env.observation_space == gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
+    assert dmc.observation_layout(ENV) == {"position": slice(0, 3), "velocity": slice(3, 5)}
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    steps, term = 0, registry.record(ENV).terminated
+    while True:
+        raw = _raw(env)._env.physics  # the suite's own reading of the state, independent of the wrappers
+        expected = np.concatenate([raw.bounded_position(), raw.velocity()]).astype(np.float32)
+        np.testing.assert_array_equal(obs, expected)
+        assert obs.dtype == np.float32
+        obs, reward, terminated, truncated, _ = env.step(rng.uniform(-1, 1, (1,)))
+        steps += 1
+        assert 0.0 <= reward <= 1.0 and terminated == bool(term(obs)) == False  # noqa: E712
+        if truncated:
+            break
+    env.close()
+    assert steps == dmc.EPISODE_STEPS == 1000
+    spec = spec_mod.from_env(ENV)
+    assert (spec.obs_dim, spec.action_dim, spec.episode_length, spec.action_low) == (5, 1, 1000, (-1.0,))
+
+
+@needs_dmc
+def test_reset_and_step_are_deterministic_by_seed():
+    from pathwise.envs import make_env
+
+    def trajectory(seed):
+        env = make_env(ENV, seed=seed)
+        rows = [env.reset(seed=seed)[0]]
+        actions = np.random.default_rng(1).uniform(-1, 1, (40, 1))
+        rows += [env.step(a)[0] for a in actions]
+        env.close()
+        return np.stack(rows)
+
+    a, b, c = trajectory(7), trajectory(7), trajectory(8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[0], c[0])  # another seed, another start
+
+
+@needs_dmc
+def test_records_of_the_issue_tasks():
+    for env_id in registry.DMC_SOLVED:
+        rec = registry.record(env_id)
+        assert rec.max_return == 1000.0 and not bool(rec.terminated(np.zeros(3, np.float32)))
+        assert registry.check_id(env_id) == env_id
+    assert registry.record(ENV).solved_at == 800.0 and registry.record("dm_control/cheetah-run-v0").solved_at is None
+
+
+@needs_dmc
+def test_action_repeat_holds_each_action_and_sums_the_rewards():
+    """Reference: the task without repeat, stepped twice with each action by hand."""
+    import gymnasium as gym
+
+    from pathwise import spec as spec_mod
+
+    repeated_id = "dm_control/cartpole-swingup-repeat2-v0"
+    assert registry.check_id(repeated_id) == repeated_id and dmc.split_repeat(repeated_id) == (ENV, 2)
+    repeated, plain = gym.make(repeated_id), gym.make(ENV)
+    obs, _ = repeated.reset(seed=5)
+    np.testing.assert_array_equal(obs, plain.reset(seed=5)[0])
+    actions, decisions = np.random.default_rng(2).uniform(-1, 1, (600, 1)), 0
+    for action in actions:
+        obs, reward, terminated, truncated, _ = repeated.step(action)
+        first, second = plain.step(action), plain.step(action)
+        np.testing.assert_array_equal(obs, second[0])
+        assert reward == pytest.approx(first[1] + second[1], abs=1e-12) and not terminated
+        decisions += 1
+        if truncated:
+            assert second[3]  # the suite's own limit, 1000 control steps, is 500 decisions
+            break
+    assert decisions == 500 and spec_mod.from_env(repeated_id).episode_length == 500
+    rec = registry.record(repeated_id)
+    assert (rec.solved_at, rec.max_return, rec.terminated) == (800.0, 1000.0, registry.record(ENV).terminated)
+    for bad in ("dm_control/cartpole-swingup-repeat1-v0", "dm_control/cartpole-swingup-repeat0-v0"):
+        with pytest.raises(ValueError, match="must be 2 or more"):
+            registry.check_id(bad)
+    with pytest.raises(ValueError, match="integer >= 1"):
+        dmc.ActionRepeat(plain, 0)
+
+
+TINY = ["--set", "hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=3000", "learning_starts=200",
+        "updates_per_step=0.1"]
+
+
+@needs_dmc
+def test_cli_trains_ddpg_writes_a_summary_and_resumes(tmp_path):
+    from pathwise.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "ddpg", "--env", ENV, "--steps", "1000", "--out", str(run), "--quiet", "--eval-episodes", "1",
+            "--eval-every", "1000", "--no-preset", *TINY]
+    assert main(argv) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_id"] == ENV and summary["env_steps"] == 1000 and summary["solved_threshold"] == 800.0
+    assert 0.0 <= summary["final_return_mean"] <= 1000.0 and summary["nonfinite_iterations"] == 0
+    assert main(["train", "--resume", str(run), "--steps", "2000", "--quiet"]) == 0
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["env_steps"] == 2000 and len((run / "eval.csv").read_text().strip().splitlines()) == 3
+
+
+@needs_dmc
+def test_a_checkpoint_resumes_the_replay_loop_exactly(tmp_path):
+    import jax
+    from test_ddpg import check_exact_resume, make_loop
+
+    from pathwise.algorithms import ddpg
+
+    config = ddpg.Config(hidden=(8,), critic_hidden=(8,), batch_size=8, buffer_size=3000, learning_starts=200,
+                         updates_per_step=0.1)
+    loop = make_loop("ddpg", ENV, config)
+    carry, _ = loop.iteration(loop.init(jax.random.key(0)))
+    _, metrics = check_exact_resume(loop, carry, tmp_path)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
