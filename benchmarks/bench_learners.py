@@ -142,6 +142,28 @@ def view(data: dict, tags: tuple[str, str]) -> dict:
             "n_same": sum(v["same"] for v in learners), "n_learners": len(learners)}
 
 
+def stability_view(data: dict, tag: str) -> dict:
+    """The full-budget rows of ``tag``, and per learner whether every seed stays solved on >= 90% of the
+    evaluations after its first solve and ends solved (issue 16's criterion)."""
+    rows = sorted((r for r in data.get(tag, []) if r.get("full_budget")),
+                  key=lambda r: (list(LEARNERS).index(r["algorithm"]), r["seed"]))
+    learners = []
+    for name in dict.fromkeys(r["algorithm"] for r in rows):
+        mine = [r for r in rows if r["algorithm"] == name]
+        misses = [r for r in mine if not r["ends_solved"] or (r["solved_fraction_after_first"] or 0) < 0.9]
+        verdict = (f"met on {len(mine)}/{len(mine)} seeds" if not misses else "missed on seed " + "; seed ".join(
+            f"{r['seed']} ({(r['solved_fraction_after_first'] or 0):.0%} solved after the first solve, "
+            f"{'ends solved' if r['ends_solved'] else 'ends unsolved'})" for r in misses)
+            + f"; met on {len(mine) - len(misses)}/{len(mine)}")
+        learners.append({"name": name, "verdict": verdict, "met": not misses})
+    facts = data.get("_machine", {}).get(tag) or {}
+    return {"tag": tag, "rows": [{**r, "failed_episode_fraction": r.get("failed_episode_fraction") or 0.0}
+                                 for r in rows],
+            "seed_list": " ".join(str(s) for s in sorted({r["seed"] for r in rows})),
+            "facts": f"{facts.get('date', 'date not recorded')}, {facts.get('description', '')}",
+            "learners": learners, "n_met": sum(v["met"] for v in learners), "n_learners": len(learners)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="new", help="label of this version's results (e.g. old, new)")
@@ -153,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-section", action="store_true", help="measure only (e.g. on an older pathwise)")
     parser.add_argument("--full-budget", action="store_true",
                         help="run the whole budget (no stop at the first solve) and record the stability columns")
+    parser.add_argument("--stability-tag", default="untuned",
+                        help="the tag of full-budget runs whose stability section is rendered (if it has runs)")
     args = options(parser, "learners").parse_args(argv)
     if args.quick and not args.from_json:
         args.seeds, args.algos = [0], ["imitation"]
@@ -168,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_section:
         data = saved_results("learners", args.results) or {}
         write_section("72_learners", render("72_learners", view(data, tuple(args.compare))), args.out)
+        if data.get(args.stability_tag):
+            write_section("73_stability", render("73_stability", stability_view(data, args.stability_tag)), args.out)
     return 0
 
 
