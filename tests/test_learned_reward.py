@@ -153,6 +153,7 @@ def unknown_pendulum() -> str:
     return UNKNOWN
 
 
+@pytest.mark.slow  # a four-iteration mbrl run and its resume: minutes on 2 cores (make test-slow)
 def test_model_based_run_with_learned_reward_resumes_exactly(tmp_path):
     config = dataclasses.replace(TINY, model_ensemble=3, model_elites=2, model_probabilistic=True,
                                  model_sampling="ts-inf", exploration_bonus=0.1)

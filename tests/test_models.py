@@ -223,7 +223,10 @@ NO_REWARD = "PathwiseTestNoRewardPendulum-v0"  # a Gymnasium env that pathwise.r
 
 @pytest.mark.parametrize("algo", ["mbrl", "svg-inf", "svg1", "svgk"])
 def test_model_based_learners_refuse_an_env_without_a_known_reward(algo):
-    """No registered reward and no reward model: a clear error naming the env and the fix, before any training."""
+    """No registered reward and none to learn (svg1, or reward_source='known' for the model-based loop): a clear
+    error naming the env and the fix, before any training."""
+    import dataclasses
+
     import gymnasium as gym
 
     from pathwise import algorithms, loops, rewards, spec
@@ -233,12 +236,16 @@ def test_model_based_learners_refuse_an_env_without_a_known_reward(algo):
         gym.register(NO_REWARD, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
                      max_episode_steps=20)
     assert not rewards.has(NO_REWARD)
-    message = f"reward.*{NO_REWARD}.*pathwise.rewards.register"
-    with pytest.raises(ValueError, match=message):  # through the driver (pathwise train, pw.make)
-        make_run(algo, NO_REWARD)
     algorithm = algorithms.get(algo)
+    config, overrides = algorithm.Config(), None
+    message = f"reward.*{NO_REWARD}.*pathwise.rewards.register"
+    if algo != "svg1":  # the model-based loop learns the reward unless told to use a known one
+        config, overrides = dataclasses.replace(config, reward_source="known"), {"reward_source": "known"}
+        message = f"reward_source='known' but no reward of '{NO_REWARD}' is registered"
+    with pytest.raises(ValueError, match=message):  # through the driver (pathwise train, pw.make)
+        make_run(algo, NO_REWARD, overrides=overrides)
     with pytest.raises(ValueError, match=message):  # and building its loop directly
-        loops.make(algorithm, spec.from_env(NO_REWARD), algorithm.Config())
+        loops.make(algorithm, spec.from_env(NO_REWARD), config)
 
 
 class NaNAfterPendulum:
