@@ -157,8 +157,7 @@ def stability_view(data: dict, tag: str) -> dict:
             + f"; met on {len(mine) - len(misses)}/{len(mine)}")
         learners.append({"name": name, "verdict": verdict, "met": not misses})
     facts = data.get("_machine", {}).get(tag) or {}
-    return {"tag": tag, "rows": [{**r, "failed_episode_fraction": r.get("failed_episode_fraction") or 0.0}
-                                 for r in rows],
+    return {"tag": tag, "rows": [{**r, "has_failed": r.get("failed_episode_fraction") is not None} for r in rows],
             "seed_list": " ".join(str(s) for s in sorted({r["seed"] for r in rows})),
             "facts": f"{facts.get('date', 'date not recorded')}, {facts.get('description', '')}",
             "learners": learners, "n_met": sum(v["met"] for v in learners), "n_learners": len(learners)}
