@@ -5,12 +5,19 @@ The buffer is a pytree: ``storage`` has the structure of one stored item
 ``ptr`` is the next slot to write and ``size`` the number of filled slots.
 ``add``, ``add_batch`` and ``sample`` are pure and jittable; when the buffer
 is full the oldest entries are overwritten first.
+
+A :class:`MixedReplay` joins a buffer of real transitions and one of model-generated
+ones (MBPO's two buffers): ``sample`` draws a fixed fraction of every minibatch from
+each, so an algorithm that samples its data through ``sample`` trains on both unchanged.
 """
 
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -74,14 +81,59 @@ def add_batch(buffer: ReplayBuffer, batch: PyTree, count: Array | int | None = N
     return ReplayBuffer(storage, ptr, size)
 
 
-def sample(buffer: ReplayBuffer, key: PRNGKey, batch_size: int) -> PyTree:
-    """``batch_size`` items drawn uniformly with replacement from the filled slots.
+class MixedReplay(eqx.Module):
+    """Real transitions and model-generated ones, sampled in a fixed proportion (Janner et al. 2019, MBPO).
+
+    ``sample`` draws ``ceil(real_ratio * batch_size)`` rows of every minibatch from ``real`` and the rest from
+    ``model`` (all from ``real`` while ``model`` is empty). ``storage``, ``ptr``, ``size`` and ``capacity`` are
+    those of ``real``, so statistics of the data set (e.g. normalizers) see the real transitions only.
+    """
+
+    real: ReplayBuffer
+    model: ReplayBuffer
+    real_ratio: float = eqx.field(static=True)
+
+    @property
+    def storage(self) -> PyTree:
+        """The real buffer's storage."""
+        return self.real.storage
+
+    @property
+    def ptr(self) -> Array:
+        """The real buffer's next slot."""
+        return self.real.ptr
+
+    @property
+    def size(self) -> Array:
+        """The number of real transitions."""
+        return self.real.size
+
+    @property
+    def capacity(self) -> int:
+        """The real buffer's capacity."""
+        return self.real.capacity
+
+
+def sample(buffer: ReplayBuffer | MixedReplay, key: PRNGKey, batch_size: int) -> PyTree:
+    """``batch_size`` items drawn uniformly with replacement from the filled slots (of both buffers of a
+    :class:`MixedReplay`, in its proportion).
 
     Raises ``ValueError`` if the buffer is concretely empty; under ``jit`` an
     empty buffer returns zeros (slot 0), so check ``size`` before you trace.
     """
+    if isinstance(buffer, MixedReplay):
+        k_real, k_model = jax.random.split(key)
+        real, model = sample(buffer.real, k_real, batch_size), _draw(buffer.model, k_model, batch_size)
+        n_real = min(batch_size, math.ceil(buffer.real_ratio * batch_size))
+        use_model = (jnp.arange(batch_size) >= n_real) & (buffer.model.size > 0)
+        return jax.tree.map(lambda r, m: jnp.where(use_model.reshape((-1,) + (1,) * (r.ndim - 1)), m, r), real, model)
     if not isinstance(buffer.size, jax.core.Tracer) and int(buffer.size) == 0:
         raise ValueError("Cannot sample from an empty replay buffer; add transitions first (add / add_batch).")
+    return _draw(buffer, key, batch_size)
+
+
+def _draw(buffer: ReplayBuffer, key: PRNGKey, batch_size: int) -> PyTree:
+    """``batch_size`` rows drawn uniformly from the filled slots (slot 0 when empty)."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda s: s[idx], buffer.storage)
 
@@ -94,4 +146,4 @@ def ordered(buffer: ReplayBuffer) -> PyTree:
     return jax.tree.map(lambda s: s[idx], buffer.storage)
 
 
-__all__ = ["ReplayBuffer", "add", "add_batch", "init", "ordered", "sample"]
+__all__ = ["MixedReplay", "ReplayBuffer", "add", "add_batch", "init", "ordered", "sample"]

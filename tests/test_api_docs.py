@@ -25,7 +25,7 @@ MODULES = ["pathwise", "pathwise.control", "pathwise.systems", "pathwise.estimat
            "pathwise.networks", "pathwise.replay", "pathwise.spec", "pathwise.config", "pathwise.optim",
            "pathwise.starts", "pathwise.presets", *algorithms.ALGORITHMS.values(), "pathwise.algorithms.base",
            "pathwise.algorithms.critics", "pathwise.algorithms.svg_core", "pathwise.loops.simulated",
-           "pathwise.loops.replay", "pathwise.loops.model_based", "pathwise.loops.on_policy", "pathwise.models.fit",
+           "pathwise.loops.replay", "pathwise.loops.model_based", "pathwise.loops.branched", "pathwise.loops.on_policy", "pathwise.models.fit",
            "pathwise.models.noise", "pathwise.control.solution", "pathwise.control.lqr", "pathwise.control.ilqr",
            "pathwise.control.shooting", "pathwise.control.boxqp", "pathwise.control.multistart",
            "pathwise.control.sampling",

@@ -143,3 +143,27 @@ def test_ensemble_refit_is_one_program(ensemble):
     assert fit_module._epoch._cached._cache_size() == before  # a grown data set in the same capacity: no recompile
     with pytest.raises(ValueError, match="num_elites=6 must be between 1 and ensemble_size=5"):
         DynamicsModel(2, 1, (8,), key=jax.random.key(0), ensemble_size=5, num_elites=6)
+
+
+def test_svgk_imagines_each_rollout_through_its_own_member(ensemble):
+    from pathwise.algorithms import svgk
+    from pathwise.distributions import GaussianPolicy
+    from pathwise.networks import VCritic
+
+    model, _ = ensemble
+    system = LearnedModel(model, lambda o, a, o2: -o @ o, action_low=-np.ones(1), action_high=np.ones(1),
+                          sampling="ts-inf")
+    policy = GaussianPolicy(2, 1, (8,), key=jax.random.key(0), low=-np.ones(1), high=np.ones(1))
+    value = VCritic(2, (8,), key=jax.random.key(1))
+    n, k = 12, 4
+    starts, xis, zetas = jnp.tile(jnp.array([0.5, -0.5]), (n, 1)), jnp.zeros((n, k + 1, 1)), jnp.zeros((n, k, 2))
+    keys = jax.random.split(jax.random.key(2), n)
+    _, segments = jax.jit(svgk.actor_loss, static_argnums=(6, 7))(policy, value, system, starts, xis, zetas, 0.99,
+                                                                  1.0, keys)
+    members = [int(system.sample(key).member) for key in keys]
+    for i in (0, 5, 11):  # rollout i is the rollout through the member its key draws
+        x = starts[i]
+        for t in range(k):
+            np.testing.assert_allclose(segments.observations[i, t], x, rtol=1e-5, atol=1e-6)
+            x = model.member_prediction(x, policy.act(x, xis[i, t]), members[i])
+    assert len(set(members)) > 1 and len({round(float(o), 5) for o in segments.observations[:, -1, 0]}) > 1

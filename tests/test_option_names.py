@@ -114,10 +114,10 @@ def test_a_checkpoint_written_by_0_2_loads(algo, tmp_path, capsys):
      "`lr` was renamed `actor_lr` in 0.3 (use --set actor_lr=...)"),
     (["train", "ddpg", "--env", "Pendulum-v1", "--set", "lr=1e-3"],
      "there is no `lr`; the algorithm has one optimizer per network, each with its own step size: actor_lr, "
-     "critic_lr (use --set actor_lr=...)"),
+     "model_lr, critic_lr (use --set actor_lr=...)"),  # model_lr: the model of its optional branched rollouts
     (["train", "svg1", "--env", "Pendulum-v1", "--lr", "1e-3"],
      "there is no `--lr`; the algorithm has one optimizer per network, each with its own step size: --actor-lr, "
-     "--critic-lr, --model-lr (use --actor-lr ...)"),
+     "--model-lr, --critic-lr (use --actor-lr ...)"),
     (["train", "bptt", "--env", "pendulum", "--set", "critic_lr=1e-3"],
      "there is no `critic_lr`; the algorithm has one optimizer: its step size is lr (use --set lr=...)"),
 ])
@@ -140,7 +140,7 @@ def test_an_old_name_in_pw_make_names_the_new_one():
         pw.make("bptt", env="pendulum", learning_rate=1e-3)
     with pytest.raises(ValueError, match=r"`lr` was renamed `actor_lr` in 0\.3 \(use config=\{'actor_lr': \.\.\.\}\)"):
         pw.make("reinforce", env="CartPole-v1", config={"lr": 1e-3})
-    with pytest.raises(ValueError, match=r"there is no `lr`.*actor_lr, critic_lr, alpha_lr \(use actor_lr=\.\.\.\)"):
+    with pytest.raises(ValueError, match=r"there is no `lr`.*actor_lr, model_lr, critic_lr, alpha_lr \(use actor_lr=\.\.\.\)"):
         pw.make("svg0-discrete", env="CartPole-v1", lr=1e-3)
 
 

@@ -142,10 +142,21 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
 
 
 def actor_loss(policy: GaussianPolicy, value: VCritic, system: System, states: Array, xis: Array,
-               zetas: Array, gamma: float, reward_scale: float = 1.0):
-    """``-mean_i J_k(s_0^i) / k`` (lecture, SVG(k)); returns the segments for the critic as auxiliary data."""
-    segments = jax.vmap(lambda s, x, z: value_gradient_objective(system, policy.act, v_bootstrap(value), s, x, z,
-                                                                 gamma, reward_scale))(states, xis, zetas)
+               zetas: Array, gamma: float, reward_scale: float = 1.0, member_keys: Array | None = None):
+    """``-mean_i J_k(s_0^i) / k`` (lecture, SVG(k)); returns the segments for the critic as auxiliary data.
+
+    With ``member_keys`` (one per start state) rollout i runs through ``system.sample(member_keys[i])``: with an
+    ensemble's trajectory sampling every imagined rollout follows its own member.
+    """
+
+    def one(s, x, z, k):
+        rollout_system = system if k is None else system.sample(k)
+        return value_gradient_objective(rollout_system, policy.act, v_bootstrap(value), s, x, z, gamma, reward_scale)
+
+    if member_keys is None:
+        segments = jax.vmap(lambda s, x, z: one(s, x, z, None))(states, xis, zetas)
+    else:
+        segments = jax.vmap(one)(states, xis, zetas, member_keys)
     return -jnp.mean(segments.objective) / zetas.shape[1], segments
 
 
@@ -169,8 +180,10 @@ def fit_value(value: VCritic, opt_state: PyTree, observations: Array, targets: A
     return value, opt_state, losses.mean()
 
 
-def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey, config: Config):
-    """From ``starts`` roll k steps; one actor step on ``-J_k``; fit V to the segments' TD(lambda) targets.
+def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey, config: Config,
+                      member_keys: Array | None = None):
+    """From ``starts`` roll k steps (rollout i through ``system.sample(member_keys[i])`` where given); one actor step
+    on ``-J_k``; fit V to the segments' TD(lambda) targets.
 
     Returns the new state (its simulations untouched), the (gradient-free) segments and metrics.
     """
@@ -179,7 +192,7 @@ def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey,
     xis = jax.random.normal(k_xi, (n, k + 1, state.policy.action_dim))
     zetas = system.sample_noise(k_zeta, (n, k))
     (loss, segments), grads = eqx.filter_value_and_grad(actor_loss, has_aux=True)(
-        state.policy, state.value, system, starts, xis, zetas, config.gamma, config.reward_scale)
+        state.policy, state.value, system, starts, xis, zetas, config.gamma, config.reward_scale, member_keys)
     policy, actor_opt = optim.apply(state.policy, grads, state.actor_opt, actor_optimizer(config))
     segments = jax.lax.stop_gradient(segments)
     targets = jax.vmap(lambda seg: segment_targets(state.target_value, seg, config.gamma, config.lam))(segments)
@@ -214,13 +227,13 @@ def shac_update(state: State, system: System, key: PRNGKey, config: Config) -> t
 
 def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
     """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states
-    (with an ensemble's trajectory sampling, all rollouts of one step share the sampled system)."""
+    (with an ensemble's trajectory sampling, each imagined rollout follows its own sampled member)."""
 
     def body(state, k):
         k_start, k_step = jax.random.split(k)
         starts = replay.sample(data.buffer, k_start, config.n_envs).obs
-        system = data.system.sample(jax.random.fold_in(k, 1))
-        state, _, metrics = actor_critic_step(state, system, starts, k_step, config)
+        member_keys = jax.random.split(jax.random.fold_in(k, 1), config.n_envs)
+        state, _, metrics = actor_critic_step(state, data.system, starts, k_step, config, member_keys)
         return state, metrics
 
     state, metrics = jax.lax.scan(body, state, jax.random.split(key, config.updates_per_episode))

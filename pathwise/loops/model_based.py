@@ -43,8 +43,9 @@ from pathwise.types import Array, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelOptions(Options):
-    """Options of the model-based loop (data collection and the dynamics model)."""
+class ModelFitOptions(Options):
+    """Options of a learned dynamics model and its fit (the model-based loop's, and the replay loop's model
+    rollouts)."""
 
     model_hidden: tuple[int, ...] = (200, 200)
     """Hidden layer sizes of the dynamics model (predicts the normalized change of observation)."""
@@ -63,16 +64,6 @@ class ModelOptions(Options):
     model_steps_per_transition: float = 0.0
     """If > 0, a model-fit epoch is at most this many Adam steps per training transition (fewer passes over a
     small data set); 0 keeps model_steps_per_epoch."""
-    random_episodes: int = 1
-    """Episodes with uniformly random actions (the base policy π₀) before the learned policy acts."""
-    buffer_size: int = 100_000
-    """Capacity of the transition data set D (oldest overwritten first)."""
-    recent_episodes: int = 4
-    """Whole recent episodes kept for replay (SVG(∞))."""
-    min_steps_per_iteration: int = 0
-    """Collect whole episodes until at least this many real steps per iteration (short episodes)."""
-    max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
-    """Episode cap for environments without a time limit of their own (counted as truncation)."""
     model_probabilistic: bool = False
     """Gaussian members (mean and soft-bounded log-variance, fitted by negative log-likelihood): with
     model_ensemble > 1 a probabilistic ensemble (PETS)."""
@@ -81,9 +72,6 @@ class ModelOptions(Options):
     model_sampling: str = "mean"
     """How an imagined rollout uses the ensemble: 'mean' (the elites' mean), 'ts-inf' (one random elite per
     rollout) or 'ts-1' (a random elite per step); trajectory sampling of Chua et al. (2018)."""
-    exploration_bonus: float = 0.0
-    """β of the optimism bonus: imagined rewards are r + β · disagreement (the variance of the members' predicted
-    means, normalized units); 0: none. Needs model_ensemble > 1."""
     reward_source: str = "auto"
     """The imagined reward: 'known' (the registered reward), 'learned' (a head of the model fitted on the observed
     rewards) or 'auto' (known where registered, else learned)."""
@@ -94,17 +82,12 @@ class ModelOptions(Options):
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "model_lr", "model_batch", "model_steps_per_epoch",
-                                           "model_max_epochs", "model_patience", "recent_episodes",
-                                           "model_ensemble", "max_episode_steps") + \
-            at_least(self, 0, "random_episodes", "min_steps_per_iteration", "model_steps_per_transition",
-                     "model_elites", "exploration_bonus") + \
-            at_least(self, FitConfig().min_transitions, "buffer_size") + \
+                                           "model_max_epochs", "model_patience", "model_ensemble") + \
+            at_least(self, 0, "model_steps_per_transition", "model_elites") + \
             one_of(self, "model_sampling", SAMPLING) + one_of(self, "reward_source", SOURCES) + \
             one_of(self, "termination_source", SOURCES) + [
                 (self.model_elites <= self.model_ensemble,
-                 f"model_elites={self.model_elites} must be at most model_ensemble={self.model_ensemble}"),
-                (self.exploration_bonus == 0 or self.model_ensemble > 1,
-                 "exploration_bonus > 0 needs an ensemble to disagree: set model_ensemble > 1")]
+                 f"model_elites={self.model_elites} must be at most model_ensemble={self.model_ensemble}")]
 
     def learns(self, spec: EnvSpec) -> tuple[bool, bool]:
         """Whether the model learns the reward and the termination on ``spec`` (ValueError for 'known' where none
@@ -121,10 +104,44 @@ class ModelOptions(Options):
         return out[0], out[1]
 
     def fit_config(self) -> FitConfig:
-        """How step 2 fits the model."""
+        """How the model is fitted."""
         return FitConfig(learning_rate=self.model_lr, batch_size=self.model_batch,
                          steps_per_epoch=self.model_steps_per_epoch, max_epochs=self.model_max_epochs,
                          patience=self.model_patience, steps_per_transition=self.model_steps_per_transition)
+
+    def new_model(self, spec: EnvSpec, key: PRNGKey) -> DynamicsModel:
+        """An untrained model of ``spec`` as these options describe it (with the heads ``learns`` asks for)."""
+        learn_reward, learn_termination = self.learns(spec)
+        return DynamicsModel(spec.obs_dim, spec.action_dim, self.model_hidden, key=key,
+                             ensemble_size=self.model_ensemble, gaussian=self.model_probabilistic,
+                             num_elites=self.model_elites, learn_reward=learn_reward,
+                             learn_termination=learn_termination)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions(ModelFitOptions):
+    """Options of the model-based loop (data collection and the dynamics model)."""
+
+    random_episodes: int = 1
+    """Episodes with uniformly random actions (the base policy π₀) before the learned policy acts."""
+    buffer_size: int = 100_000
+    """Capacity of the transition data set D (oldest overwritten first)."""
+    recent_episodes: int = 4
+    """Whole recent episodes kept for replay (SVG(∞))."""
+    min_steps_per_iteration: int = 0
+    """Collect whole episodes until at least this many real steps per iteration (short episodes)."""
+    max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
+    """Episode cap for environments without a time limit of their own (counted as truncation)."""
+    exploration_bonus: float = 0.0
+    """β of the optimism bonus: imagined rewards are r + β · disagreement (the variance of the members' predicted
+    means, normalized units); 0: none. Needs model_ensemble > 1."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + positive(self, "recent_episodes", "max_episode_steps") + \
+            at_least(self, 0, "random_episodes", "min_steps_per_iteration", "exploration_bonus") + \
+            at_least(self, FitConfig().min_transitions, "buffer_size") + [
+                (self.exploration_bonus == 0 or self.model_ensemble > 1,
+                 "exploration_bonus > 0 needs an ensemble to disagree: set model_ensemble > 1")]
 
 
 #: Where the imagined reward and termination come from (``ModelOptions.reward_source``/``termination_source``).
@@ -156,18 +173,18 @@ def frozen(module: Any) -> Any:
     return jax.tree.map(lambda x: jax.lax.stop_gradient(x) if eqx.is_inexact_array(x) else x, module)
 
 
-def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int, options: ModelOptions | None = None
+def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int, options: ModelFitOptions | None = None
                    ) -> LearnedModel:
     """The frozen model as a ``System``: the environment's known reward and termination, or the model's learned
     heads where it has them (it has them when ``options`` says to learn them); ``options`` also sets the
-    trajectory sampling and the optimism bonus."""
+    trajectory sampling and (``ModelOptions``) the optimism bonus."""
     model = frozen(model)
     options = ModelOptions() if options is None else options
     return LearnedModel(model, None if model.reward_head is not None else spec.reward, reward_model=model.reward_head,
                         terminal_fn=None if model.termination_head is not None else spec.terminated,
                         termination_model=model.termination_head, action_low=spec.action_low,
                         action_high=spec.action_high, horizon=horizon, sampling=options.model_sampling,
-                        bonus=options.exploration_bonus)
+                        bonus=getattr(options, "exploration_bonus", 0.0))
 
 
 def dataset(buffer: replay.ReplayBuffer) -> Dataset:
@@ -206,10 +223,7 @@ class ModelBasedLoop(Loop):
         item = Transition(np.zeros(spec.obs_dim, np.float32), np.zeros(spec.action_dim, np.float32), np.float32(0),
                           np.zeros(spec.obs_dim, np.float32), False, False)
         episode = jax.tree.map(lambda x: np.zeros((self.limit, *np.shape(x)), np.asarray(x).dtype), item)
-        model = DynamicsModel(spec.obs_dim, spec.action_dim, cfg.model_hidden, key=k_model,
-                              ensemble_size=cfg.model_ensemble, gaussian=cfg.model_probabilistic,
-                              num_elites=cfg.model_elites, learn_reward=self.learn_reward,
-                              learn_termination=self.learn_termination)
+        model = cfg.new_model(spec, k_model)
         zero = jnp.zeros((), jnp.int32)
         return ModelCarry(self.algorithm.init(k_algo, spec, cfg), model, replay.init(item, cfg.buffer_size),
                           replay.init((episode, np.int32(0)), cfg.recent_episodes), key, zero, zero)
@@ -262,5 +276,5 @@ class ModelBasedLoop(Loop):
         self.env.close()
 
 
-__all__ = ["ModelBasedLoop", "ModelCarry", "ModelData", "ModelOptions", "SOURCES", "dataset", "frozen",
-           "learned_system"]
+__all__ = ["ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions", "SOURCES", "dataset",
+           "frozen", "learned_system"]

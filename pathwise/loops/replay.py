@@ -10,6 +10,10 @@ data an update sees by at most one episode and removes a Python round trip per s
 Each stored item is a :class:`ReplayItem`: the transition and the log-density of its action under the
 policy that took it (for algorithms that correct for off-policy data, ``behaviour_log_prob``; the
 uniform density during warm-up).
+
+With ``model_rollouts_per_step > 0`` each iteration also refits a dynamics model on the buffer and adds
+short branched model rollouts to a second buffer that the updates sample from too (MBPO,
+:mod:`pathwise.loops.branched`).
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ import numpy as np
 
 from pathwise import envs, replay
 from pathwise.algorithms.base import Algorithm
-from pathwise.config import Options, at_least
+from pathwise.config import at_least
 from pathwise.loops import Loop, episode_seed, to_floats
+from pathwise.loops.branched import BranchOptions, add_branches
+from pathwise.loops.model_based import dataset, learned_system
+from pathwise.models import fit
 from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
 from pathwise.types import Array, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplayOptions(Options):
-    """Options of the replay loop."""
+class ReplayOptions(BranchOptions):
+    """Options of the replay loop (and of its optional model rollouts, ``BranchOptions``)."""
 
     buffer_size: int = 200_000
     """Replay buffer capacity (transitions); the oldest are overwritten first."""
@@ -62,6 +69,8 @@ class ReplayCarry(NamedTuple):
     buffer: replay.ReplayBuffer
     key: PRNGKey
     env_steps: Array
+    model: Any = None  # the dynamics model of the branched rollouts (None without them)
+    model_buffer: replay.ReplayBuffer | None = None  # their transitions (None without them)
 
 
 def example_item(spec: EnvSpec) -> ReplayItem:
@@ -94,13 +103,9 @@ def _store(algorithm: Algorithm, state: Any, buffer: replay.ReplayBuffer, episod
     return replay.add_batch(buffer, ReplayItem(episode, log_prob), length)
 
 
-@eqx.filter_jit
-def store_and_update(algorithm: Algorithm, state: Any, buffer: replay.ReplayBuffer, episode: Transition,
-                     length: Array, random_rows: Array, n_updates: Array, key: PRNGKey, spec: EnvSpec, config: Any):
-    """Store the first ``length`` rows of ``episode``, then ``n_updates`` updates (a traced count: one
-    compilation for any number); metrics averaged over the updates."""
-    buffer = _store(algorithm, state, buffer, episode, length, random_rows, spec)
-    update = lambda s, k: algorithm.update(s, buffer, k, config)  # noqa: E731
+def _updates(algorithm: Algorithm, state: Any, data: Any, n_updates: Array, key: PRNGKey, config: Any):
+    """``n_updates`` (traced) updates on ``data`` in one loop; metrics averaged over them."""
+    update = lambda s, k: algorithm.update(s, data, k, config)  # noqa: E731
     shapes = jax.eval_shape(update, state, key)[1]
 
     def body(i, carry):
@@ -110,7 +115,30 @@ def store_and_update(algorithm: Algorithm, state: Any, buffer: replay.ReplayBuff
 
     zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
     state, sums = jax.lax.fori_loop(0, n_updates, body, (state, zeros))
-    return state, buffer, jax.tree.map(lambda s: s / jnp.maximum(n_updates, 1).astype(s.dtype), sums)
+    return state, jax.tree.map(lambda s: s / jnp.maximum(n_updates, 1).astype(s.dtype), sums)
+
+
+@eqx.filter_jit
+def store_and_update(algorithm: Algorithm, state: Any, buffer: replay.ReplayBuffer, episode: Transition,
+                     length: Array, random_rows: Array, n_updates: Array, key: PRNGKey, spec: EnvSpec, config: Any):
+    """Store the first ``length`` rows of ``episode``, then ``n_updates`` updates (a traced count: one
+    compilation for any number); metrics averaged over the updates."""
+    buffer = _store(algorithm, state, buffer, episode, length, random_rows, spec)
+    state, metrics = _updates(algorithm, state, buffer, n_updates, key, config)
+    return state, buffer, metrics
+
+
+@eqx.filter_jit
+def store(algorithm: Algorithm, state: Any, buffer: replay.ReplayBuffer, episode: Transition, length: Array,
+          random_rows: Array, spec: EnvSpec) -> replay.ReplayBuffer:
+    """Store the first ``length`` rows of ``episode`` (with their behaviour log-densities)."""
+    return _store(algorithm, state, buffer, episode, length, random_rows, spec)
+
+
+@eqx.filter_jit
+def run_updates(algorithm: Algorithm, state: Any, data: Any, n_updates: Array, key: PRNGKey, config: Any):
+    """``n_updates`` (traced) updates on ``data`` (e.g. a :class:`pathwise.replay.MixedReplay`) as one program."""
+    return _updates(algorithm, state, data, n_updates, key, config)
 
 
 class ReplayLoop(Loop):
@@ -120,17 +148,38 @@ class ReplayLoop(Loop):
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         super().__init__(algorithm, spec, config)
-        self.env = envs.make_env(spec.env_id)
         self.max_steps = spec.max_steps(config)
         if self.max_steps > config.buffer_size:
             raise ValueError(f"buffer_size={config.buffer_size} is smaller than one episode ({self.max_steps} "
                              "steps); raise buffer_size.")
+        self.branching = bool(config.branches)
+        self.last_fit = None
+        if self.branching:
+            self._check_branching(spec, config)
+        self.env = envs.make_env(spec.env_id)
+
+    def _check_branching(self, spec: EnvSpec, config: Any) -> None:
+        if spec.discrete:
+            raise ValueError(f"model_rollouts_per_step={config.model_rollouts_per_step}: model rollouts need a "
+                             f"dynamics model of continuous actions, but {spec.env_id} has discrete actions; set "
+                             "model_rollouts_per_step=0.")
+        config.learns(spec)  # a 'known' source without a registered function is refused here
+        rows = config.max_branches(self.max_steps) * config.model_horizon
+        if rows > config.model_buffer_size:
+            raise ValueError(f"model_buffer_size={config.model_buffer_size} cannot hold one episode's model rollouts "
+                             f"({config.max_branches(self.max_steps)} rollouts x model_horizon={config.model_horizon}"
+                             f" = {rows} transitions); raise model_buffer_size or lower model_rollouts_per_step.")
 
     def init(self, key: PRNGKey) -> ReplayCarry:
         k_algo, key = jax.random.split(key)
         buffer = replay.init(example_item(self.spec), self.config.buffer_size)
-        return ReplayCarry(self.algorithm.init(k_algo, self.spec, self.config), buffer, key,
-                           jnp.zeros((), jnp.int32))
+        carry = ReplayCarry(self.algorithm.init(k_algo, self.spec, self.config), buffer, key,
+                            jnp.zeros((), jnp.int32))
+        if not self.branching:
+            return carry
+        k_model, key = jax.random.split(key)
+        return carry._replace(key=key, model=self.config.new_model(self.spec, k_model),
+                              model_buffer=replay.init(example_item(self.spec), self.config.model_buffer_size))
 
     def _random_actions(self, key: PRNGKey) -> np.ndarray:
         if self.spec.discrete:
@@ -152,15 +201,48 @@ class ReplayLoop(Loop):
         episode, length, episode_return = envs.collect_padded(self.env, act, episode_seed(k_seed), self.max_steps)
         n_updates = int(round(self.config.updates_per_step * length)) if start + length >= warmup else 0
         random_rows = start + np.arange(self.max_steps) < warmup
-        algo, buffer, metrics = store_and_update(self.algorithm, carry.algo, carry.buffer, episode, np.int32(length),
-                                                 random_rows, np.int32(n_updates), k_update, self.spec, self.config)
-        carry = ReplayCarry(algo, buffer, key, carry.env_steps + length)
+        args = (episode, np.int32(length), random_rows)
+        if self.branching and n_updates > 0:
+            algo, carry, metrics = self._branch_and_update(carry, args, n_updates, k_update)
+        else:
+            algo, buffer, metrics = store_and_update(self.algorithm, carry.algo, carry.buffer, *args,
+                                                     np.int32(n_updates), k_update, self.spec, self.config)
+            carry = carry._replace(buffer=buffer)
+        carry = carry._replace(algo=algo, key=key, env_steps=carry.env_steps + length)
         return carry, {**to_floats(metrics), "episode_return": episode_return, "episode_length": float(length),
                        "updates": float(n_updates)}
+
+    def _branch_and_update(self, carry: ReplayCarry, args: tuple, n_updates: int, key: PRNGKey):
+        """Store the episode, refit the model, add its branched rollouts, then the updates on both buffers."""
+        cfg, spec = self.config, self.spec
+        k_fit, k_branch, k_update = jax.random.split(key, 3)
+        buffer = store(self.algorithm, carry.algo, carry.buffer, *args, spec)
+        real = buffer._replace(storage=buffer.storage.transition)
+        if int(buffer.size) < cfg.fit_config().min_transitions:  # too few real transitions to fit a model yet
+            algo, metrics = run_updates(self.algorithm, carry.algo, buffer, np.int32(n_updates), k_update, cfg)
+            return algo, carry._replace(buffer=buffer), metrics
+        model, self.last_fit = fit(carry.model, dataset(real), cfg.fit_config(), k_fit)
+        count = np.int32(round(cfg.model_rollouts_per_step * int(args[1])))
+        model_buffer, branch = add_branches(self.algorithm.act, self.algorithm.hook("behaviour_log_prob"), carry.algo,
+                                            learned_system(model, spec, self.max_steps, cfg), buffer,
+                                            carry.model_buffer, count, k_branch, cfg.max_branches(self.max_steps),
+                                            cfg.model_horizon, uniform_log_density(spec))
+        data = replay.MixedReplay(buffer, model_buffer, cfg.real_ratio)
+        algo, metrics = run_updates(self.algorithm, carry.algo, data, np.int32(n_updates), k_update, cfg)
+        metrics = {**metrics, **branch, "model_one_step_mse": self.last_fit.one_step_mse,
+                   "model_buffer_size": model_buffer.size}
+        return algo, carry._replace(buffer=buffer, model=model, model_buffer=model_buffer), metrics
+
+    def describe(self, carry: ReplayCarry) -> dict[str, Any]:
+        out = super().describe(carry)
+        if self.last_fit is not None:
+            out.update(model_one_step_mse=self.last_fit.one_step_mse,
+                       model_multi_step_mse=self.last_fit.multi_step_mse)
+        return out
 
     def close(self) -> None:
         self.env.close()
 
 
-__all__ = ["ReplayCarry", "ReplayItem", "ReplayLoop", "ReplayOptions", "example_item", "store_and_update",
-           "uniform_log_density"]
+__all__ = ["ReplayCarry", "ReplayItem", "ReplayLoop", "ReplayOptions", "example_item", "run_updates", "store",
+           "store_and_update", "uniform_log_density"]
