@@ -22,6 +22,7 @@ ALGORITHMS: dict[str, str] = {
     "svg-inf": "pathwise.algorithms.svg_inf",
     "svg1": "pathwise.algorithms.svg1",
     "svgk": "pathwise.algorithms.svgk",
+    "pets": "pathwise.algorithms.pets",
 }
 
 

@@ -46,6 +46,8 @@ class AlgorithmInfo:
     """Works with Discrete action spaces."""
     needs_reward: bool = False
     """Differentiates the environment's known reward even outside the model-based loop."""
+    planner: bool = False
+    """Acts by planning over a model at every step (no policy network: ``pathwise export`` refuses it)."""
 
     def __post_init__(self) -> None:
         bad = [loop for loop in self.loops if loop not in LOOPS]

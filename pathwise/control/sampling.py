@@ -21,7 +21,9 @@ iterations is kept beside the mean. Process noise: by default
 the rollouts use zero noise (planning on the mean dynamics); ``process_noise=True`` draws one noise sequence
 per sample from ``system.sample_noise``. Optionally (TD-MPC, Hansen et al. 2022) a fraction of the samples come
 from rolling a policy ``policy(obs, key) -> action`` through the system, with Gaussian noise ``policy_std``
-added to its actions.
+added to its actions. With ``particles = P > 0`` a sample's score is the mean of P rollouts, each through its own
+``system.sample(key)``: on a learned ensemble (``LearnedModel``, ``sampling="ts-inf"``) every particle follows a
+random elite, PETS's trajectory sampling (Chua et al. 2018, TS-∞; each member's mean, no aleatoric draw).
 
 ``cem`` and ``mppi`` are one jittable solve from one state. ``SamplingMPC`` re-plans over a receding horizon
 with the same interface as ``MPC`` (``init(state)``, ``step(plan, state)``, ``rollout(state0, steps)``), warm
@@ -79,10 +81,15 @@ class SamplingConfig(Options):
     """Fraction of the samples drawn by rolling ``policy`` through the system (TD-MPC); needs a policy."""
     policy_std: float = 0.1
     """Standard deviation of the Gaussian noise added to the policy's actions (action units)."""
+    particles: int = 0
+    """P: 0 scores each sample by one rollout of the system itself; P >= 1 by the mean return of P rollouts, each
+    through its own ``system.sample(key)`` (a learned ensemble's trajectory sampling: PETS's particles, Chua et al.
+    2018); needs a system with ``sample``."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        """Counts >= 1 (at least 2 samples), α in [0, 1), γ in (0, 1], fractions in [0, 1), stds > 0."""
-        return [*at_least(self, 1, "horizon", "iterations", "init_iterations"),
+        """Counts >= 1 (at least 2 samples), α in [0, 1), γ in (0, 1], fractions in [0, 1), stds > 0,
+        particles >= 0."""
+        return [*at_least(self, 1, "horizon", "iterations", "init_iterations"), *at_least(self, 0, "particles"),
                 (self.samples >= 2, f"samples={self.samples} must be >= 2 (the current mean is one of them); "
                                     "e.g. samples=400"),
                 (0 <= self.smoothing < 1, f"smoothing={self.smoothing} must be in [0, 1) (0 = no smoothing)"),
@@ -196,11 +203,20 @@ def _replay(obs: Array, action: Array) -> Array:
     return action
 
 
-def _open_loop_returns(search: _Search, actions: Array, noises: Array, config: SamplingConfig) -> Array:
-    """Scores (N,) of the action sequences (N, H, m), one vmapped ``rollout`` each."""
-    run = lambda u, z: _score(search, rollout(search.system, _replay, search.state, config.horizon, noises=z,
-                                              policy_noise=u), config)
-    return jax.vmap(run)(actions, noises)
+def _open_loop_returns(search: _Search, actions: Array, noises: Array, config: SamplingConfig,
+                       key: PRNGKey | None = None) -> Array:
+    """Scores (N,) of the action sequences (N, H, m), one vmapped ``rollout`` each; with ``config.particles = P``
+    the mean score of P rollouts per sequence, each on ``system.sample(k)`` (``key`` draws the ks)."""
+
+    def run(u, z, system=search.system):
+        traj = rollout(system, _replay, search.state, config.horizon, noises=z, policy_noise=u)
+        return _score(search._replace(system=system), traj, config)
+
+    if not config.particles:
+        return jax.vmap(run)(actions, noises)
+    keys = jax.random.split(key, (actions.shape[0], config.particles))
+    return jax.vmap(lambda u, z, ks: jax.vmap(lambda k: run(u, z, search.system.sample(k)))(ks).mean())(
+        actions, noises, keys)
 
 
 def _policy_samples(search: _Search, key: PRNGKey, noises: Array, config: SamplingConfig) -> tuple[Array, Array]:
@@ -230,17 +246,21 @@ def _sample_and_score(search: _Search, mean: Array, std: Array, key: PRNGKey, co
                       ) -> tuple[Array, Array]:
     """All N samples of one iteration (the mean first, then Gaussian, then the policy's) and their scores."""
     n_gauss, n_policy = _counts(config, search.policy)
-    k_eps, k_noise, k_policy = jax.random.split(key, 3)
+    k_eps, k_noise, k_policy, k_particles = jax.random.split(key, 4)
     eps = jax.random.normal(k_eps, (n_gauss, *mean.shape), mean.dtype)
     actions = jnp.concatenate([mean[None], jnp.clip(mean + std * eps, search.low, search.high)])
     noises = jnp.zeros((config.samples, config.horizon, search.system.state_dim), mean.dtype)
     if config.process_noise and search.system.stochastic:
         noises = search.system.sample_noise(k_noise, (config.samples, config.horizon)).astype(mean.dtype)
-    returns = _open_loop_returns(search, actions, noises[:n_gauss + 1], config)
     if n_policy:
         policy_actions, policy_returns = _policy_samples(search, k_policy, noises[n_gauss + 1:], config)
         actions = jnp.concatenate([actions, policy_actions.astype(mean.dtype)])
-        returns = jnp.concatenate([returns, policy_returns])
+    if config.particles:  # every sequence (the policy's too, open loop) scored over the same kind of particles
+        returns = _open_loop_returns(search, actions, noises, config, k_particles)
+    else:
+        returns = _open_loop_returns(search, actions[:n_gauss + 1], noises[:n_gauss + 1], config)
+        if n_policy:
+            returns = jnp.concatenate([returns, policy_returns])
     # a diverged rollout is the worst sample, never NaN in the refit (unless every one diverged)
     finite = jnp.isfinite(returns)
     return actions, jnp.where(finite, returns, jnp.where(jnp.any(finite), -jnp.inf, 0.0))
@@ -293,6 +313,9 @@ def _check(name: str, system: System, state: Array | None, actions0: Array | Non
     if not isinstance(system, System):
         raise TypeError(f"{name}: expected a pathwise System (true or learned), got {type(system).__name__}.")
     state = jnp.zeros(system.state_dim) if state is None else state
+    if config.particles and not callable(getattr(system, "sample", None)):
+        raise ValueError(f"{name}: particles={config.particles} scores samples on system.sample(key) (trajectory "
+                         f"sampling of a learned ensemble), but {system.name} has no sample method; set particles=0.")
     if config.policy_fraction > 0 and policy is None:
         raise ValueError(f"{name}: policy_fraction={config.policy_fraction} needs a policy(obs, key) -> action; "
                          "pass policy=... or set policy_fraction=0.")
