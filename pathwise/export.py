@@ -74,6 +74,16 @@ def policy_fields(run: Any, deterministic: bool = True) -> tuple[str, ...]:
     return needed
 
 
+def refuse_planner(run: Any) -> None:
+    """An ``ExportError`` if ``run``'s algorithm plans at every step (``AlgorithmInfo.planner``): there is no
+    network to write, only an optimization over its learned model."""
+    if getattr(run.algorithm.info, "planner", False):
+        raise ExportError(f"{run.name} has no policy network to export: it plans every action by an optimization over "
+                          "its learned model (CEM), which no network file can hold. Run it with pathwise (pathwise "
+                          "evaluate RUN_DIR, agent.predict), or train a policy network on the same model that exports "
+                          "(pathwise train mbrl or svg-inf).")
+
+
 def _box(run: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if run.spec.discrete:
         return None
@@ -304,6 +314,7 @@ def export(run: Any, path: str | os.PathLike, format: str | None = None) -> Path
     """Write ``run``'s deterministic policy to ``path`` as ``format`` (``onnx``, ``npz``, ``safetensors``; default:
     from the suffix), checked against the policy on 256 probe observations first; returns the path."""
     path = Path(path)
+    refuse_planner(run)
     if format is None:
         format = next((f for f, s in SUFFIXES.items() if path.suffix == s), None)
         if format is None:
@@ -328,4 +339,4 @@ def export(run: Any, path: str | os.PathLike, format: str | None = None) -> Path
 
 
 __all__ = ["ExportError", "FORMATS", "TOLERANCE", "describe", "export", "inference_fn", "make_inference_fn",
-           "policy_arrays", "policy_fields", "probe_observations", "require"]
+           "policy_arrays", "policy_fields", "probe_observations", "refuse_planner", "require"]

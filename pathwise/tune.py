@@ -102,6 +102,9 @@ SPACES: dict[str, dict[str, Param]] = {
     "svgk": {"actor_lr": LogUniform(1e-4, 1e-2), "critic_lr": LogUniform(1e-4, 1e-2), "model_lr": MODEL_LR,
              "horizon": Choice((8, 16, 32, 64)), "gamma": GAMMA, "lam": Choice((0.8, 0.9, 0.95, 0.99)),
              "target_tau": Choice((0.05, 0.1, 0.2, 0.5)), "hidden": SMALL_HIDDEN, "critic_hidden": SMALL_HIDDEN},
+    "pets": {"model_lr": MODEL_LR, "plan_horizon": Choice((15, 20, 30, 40)), "plan_samples": Choice((200, 400, 800)),
+             "plan_elites": Choice((10, 20, 40)), "plan_iterations": Choice((3, 5, 8)),
+             "plan_smoothing": Choice((0.0, 0.1, 0.25)), "model_ensemble": Choice((3, 5, 7))},
 }
 
 

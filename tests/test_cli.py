@@ -54,6 +54,9 @@ TINY: dict[str, tuple[str, int, list[str]]] = {
                                  "learning_starts=20", "updates_per_step=0.1", "max_episode_steps=30"]),
     "svgk": ("pathwise/Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "horizon=4", "n_envs=4",
                                           "critic_iterations=1", "critic_minibatches=2", "updates_per_iteration=2"]),
+    "pets": ("Pendulum-v1", 60, ["model_hidden=8", "model_ensemble=2", "model_steps_per_epoch=2", "model_max_epochs=1",
+                                 "model_batch=8", "plan_horizon=4", "plan_samples=8", "plan_elites=2",
+                                 "plan_iterations=1", "plan_starts=2", "max_episode_steps=30", "buffer_size=500"]),
 }
 
 

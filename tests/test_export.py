@@ -203,15 +203,37 @@ def test_an_algorithm_whose_act_reads_no_policy_is_refused():
 ALL = [("bptt", "Pendulum-v1"), ("imitation", "Pendulum-v1"), ("reinforce", "Pendulum-v1"),
        ("reinforce", "CartPole-v1"), ("qac", "CartPole-v1"), ("ddpg", "Pendulum-v1"), ("svg0", "Pendulum-v1"),
        ("svg0-discrete", "CartPole-v1"), ("mbrl", "Pendulum-v1"), ("svg-inf", "Pendulum-v1"), ("svg1", "Pendulum-v1"),
-       ("svgk", "Pendulum-v1")]
+       ("svgk", "Pendulum-v1"), ("pets", "Pendulum-v1")]
+#: The algorithms with a policy network (a planner has none: export refuses it).
+NETWORKS = [(a, e) for a, e in ALL if not pw.algorithms.get(a).info.planner]
 
 
 def test_the_all_list_covers_every_algorithm():
     assert {a for a, _ in ALL} == set(pw.algorithms.available())
+    assert [a for a, _ in ALL if (a, _) not in NETWORKS] == ["pets"]
+
+
+@pytest.mark.parametrize("fmt", ex.FORMATS)
+def test_a_planner_is_refused_with_the_reason_and_the_alternative(fmt, tmp_path, capsys):
+    """pets acts by CEM over its model (no network): every format is refused before anything is written, by the
+    API and the CLI, with what to do instead; predict still works."""
+    agent = pw.make("pets", env="Pendulum-v1", seed=0, quiet=True, model_hidden=(8,), model_ensemble=2,
+                    plan_horizon=3, plan_samples=8, plan_elites=2, plan_iterations=1)
+    action, _ = agent.predict(np.zeros(3, np.float32))
+    assert action.shape == (1,)
+    path = tmp_path / f"p{ex.SUFFIXES[fmt]}"
+    with pytest.raises(ex.ExportError, match="pets has no policy network to export: it plans every action .*"
+                                             "pathwise train mbrl or svg-inf"):
+        agent.export(path)
+    assert not path.exists()
+    if fmt == "npz":  # (the CLI refuses a missing onnx/safetensors extra before it opens the run)
+        saved = agent.save(tmp_path / "pets.npz")
+        assert cli(["export", str(saved), "--out", str(path)]) != 0
+        assert "no policy network to export" in capsys.readouterr().err and not path.exists()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo,env", ALL)
+@pytest.mark.parametrize("algo,env", NETWORKS)
 def test_every_algorithm_exports_its_policy(algo, env, tmp_path):
     agent = pw.make(algo, env=env, seed=0, quiet=True)
     obs = ex.probe_observations(agent.run, 500, seed=3)

@@ -47,13 +47,15 @@ def _rename_by_hand(run: Path, old: str, new: str) -> None:
 
 
 @pytest.mark.parametrize("algo", ["bptt", "imitation", "reinforce", "qac", "ddpg", "svg0", "svg0-discrete", "mbrl",
-                                  "svg-inf", "svg1", "svgk"])
+                                  "svg-inf", "svg1", "svgk", "pets"])
 def test_every_algorithm_names_its_step_sizes_by_one_scheme(algo):
     config = algorithms.get(algo).Config
     names = [f.name for f in dataclasses.fields(config)]
     rates = cfg_mod.rate_options(config)
     assert not [n for n in names if "learning_rate" in n]
-    if len(rates) == 1:
+    if algorithms.get(algo).info.planner:
+        assert rates == ["model_lr"]  # a planner's one optimizer is its model's, named as in every model-based config
+    elif len(rates) == 1:
         assert rates == ["lr"]
     else:
         assert rates[0] == "actor_lr" and set(rates[1:]) <= OTHER_NETWORKS, rates
@@ -63,7 +65,7 @@ def test_every_algorithm_names_its_step_sizes_by_one_scheme(algo):
 
 def test_every_algorithm_is_in_the_scheme_test():
     assert set(algorithms.ALGORITHMS) == {"bptt", "imitation", "reinforce", "qac", "ddpg", "svg0", "svg0-discrete",
-                                          "mbrl", "svg-inf", "svg1", "svgk"}
+                                          "mbrl", "svg-inf", "svg1", "svgk", "pets"}
 
 
 @pytest.mark.parametrize("algo", [pytest.param("bptt", marks=pytest.mark.slow), "reinforce"])  # ~10 s each
