@@ -186,3 +186,24 @@ def test_pets_swings_up_pendulum_within_its_preset_budget():
     _, summary = train("pets", "Pendulum-v1", seed=0, quiet=True,
                        callback=lambda info: "eval_return_mean" not in info or info["eval_return_mean"] < -200)
     assert summary["steps_to_solve"] is not None and summary["steps_to_solve"] <= 2000, summary
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """Train 200 steps, resume to 400: the metrics and evaluations equal one 400-step run's (the planner's model and
+    key survive the checkpoint)."""
+    from pathwise.cli import main
+    from runfiles import rows
+
+    sets = ["model_hidden=8", "model_ensemble=2", "model_steps_per_epoch=2", "model_max_epochs=1", "model_batch=8",
+            "plan_horizon=4", "plan_samples=8", "plan_elites=2", "plan_iterations=1", "plan_starts=2"]
+
+    def argv(out, steps):
+        return ["train", "pets", "--env", "Pendulum-v1", "--steps", str(steps), "--seed", "1", "--out", str(out),
+                "--quiet", "--eval-episodes", "1", "--eval-every", "200", "--no-preset", "--set", *sets]
+
+    half, full = tmp_path / "half", tmp_path / "full"
+    assert main(argv(half, 200)) == 0
+    assert main(["train", "--resume", str(half), "--steps", "400", "--quiet"]) == 0
+    assert main(argv(full, 400)) == 0
+    assert len(rows(full / "metrics.csv")) == 2 and rows(half / "metrics.csv") == rows(full / "metrics.csv")
+    assert rows(half / "eval.csv") == rows(full / "eval.csv")
