@@ -62,22 +62,16 @@ def test_the_planned_action_is_cems_over_the_model_and_solves_the_known_problem(
     state, metrics = update_once(pets.update, state, ModelData(system, buffer, buffer), jax.random.key(1), config)
     key = jax.random.key(2)
     action = act_once(pets.act, state, X0, key, False)
-    np.testing.assert_allclose(action, first_action(system, key, config.planner()), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(action, _plan(system, X0, key, config.planner())[0], rtol=0, atol=1e-6)
     np.testing.assert_allclose(act_once(pets.act, state, X0, key, True),
-                               first_action(system, jax.random.key(0), config.planner()), rtol=0, atol=1e-6)
-    true = first_action(DI, key, dataclasses.replace(config.planner(), particles=0))
+                               _plan(system, X0, jax.random.key(0), config.planner())[0], rtol=0, atol=1e-6)
+    true = _plan(DI, X0, key, dataclasses.replace(config.planner(), particles=0))[0]
     lqr = pw.control.lqr(DI.A, DI.B, DI.Q, DI.R, horizon=15, Qf=jnp.zeros((2, 2)))
     optimal = -lqr.K[0] @ X0
     assert abs(float(action[0] - true[0])) < 0.02 and abs(float(action[0] - optimal[0])) < 0.02, \
         (action, true, optimal)
     assert float(optimal[0]) < -1.0  # a real push, not the box's midpoint
     assert np.isfinite(float(metrics["planned_return"]))
-
-
-@eqx.filter_jit
-def first_action(system, key, config):
-    """The first action of ``cem(system, X0, key, config)``'s plan, compiled."""
-    return cem(system, X0, key, config).actions[0]
 
 
 def learned_system_like(system: LearnedModel) -> LearnedModel:
@@ -131,6 +125,7 @@ def test_particles_follow_the_sampled_elite(elite):
 
 @eqx.filter_jit
 def _plan(system, obs, key, config):
+    """The plan (mean action sequence) of ``cem(system, obs, key, config)``, compiled."""
     return cem(system, obs, key, config).actions
 
 
