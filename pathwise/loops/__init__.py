@@ -6,7 +6,7 @@ loop           what ``update(state, data, key, config)`` receives   algorithms
 simulated      the differentiable ``System`` (a ``lax.scan`` of      bptt, svgk, imitation
                updates; seeds vmapped and sharded)
 replay         the replay buffer of real transitions                 ddpg, svg0, svg0-discrete, svg1
-model_based    ``ModelData``: the frozen learned model as a          mbrl, svg-inf, svgk
+model_based    ``ModelData``: the frozen learned model as a          mbrl, svg-inf, svgk, pets
                ``System``, the data set D and recent episodes
 on_policy      a ``Segment`` of lockstep steps of N environments     reinforce, qac
 =============  ===================================================  ==============================
