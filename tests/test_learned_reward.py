@@ -44,6 +44,7 @@ def pendulum_transitions(n: int, seed: int) -> Dataset:
                    np.asarray(rewards, np.float32), np.zeros(n, bool))
 
 
+@pytest.mark.slow  # a fit to a stated error: a learning check (make test-slow)
 def test_reward_head_fits_pendulum_reward_on_held_out_data():
     model = DynamicsModel(3, 1, (64, 64), key=jax.random.key(0), learn_reward=True)
     model, _ = fit(model, pendulum_transitions(2000, seed=0), FAST, jax.random.key(1))
@@ -63,6 +64,7 @@ def _hopper_observations(n: int, rng) -> np.ndarray:
     return obs
 
 
+@pytest.mark.slow  # a fit to a stated error: a learning check (make test-slow)
 def test_termination_head_fits_hopper_termination_on_synthetic_observations():
     rng = np.random.default_rng(0)
     n = 3000
