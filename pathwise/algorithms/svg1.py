@@ -322,5 +322,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 
 __all__ = ["Config", "INFO", "State", "act", "actor_loss", "behaviour_log_prob", "critic_targets", "diagnostics",
-           "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init", "knows_termination", "masked_normalizer",
-           "model_critic_targets", "model_step", "replayed_continue", "update"]
+           "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init", "knows_termination",
+           "masked_normalizer", "model_critic_targets", "model_step", "replayed_continue", "update"]
