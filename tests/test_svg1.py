@@ -119,6 +119,32 @@ def test_model_critic_target_replays_the_transition_at_the_inferred_noise(setup)
                                                            batch.next_obs[5]), rtol=1e-5)  # terminal: no bootstrap
 
 
+def fast_spin(obs):
+    """A termination on observations for the tests: the angular velocity above 1."""
+    return obs[2] > 1.0
+
+
+def test_imagined_step_ends_where_its_own_next_state_terminates(setup):
+    """With a registered termination the k = 1 objective and the model critic target mask V where the *imagined*
+    next state terminates, whatever the replayed flag says (before, the replayed flag masked it: an action that
+    tipped the imagined state past the limit kept V there, and InvertedPendulum-v5 never balanced)."""
+    _, batch = setup
+    state = svg1.init(jax.random.key(0), dataclasses.replace(SPEC, terminated=fast_spin), TINY)
+    assert state.model.terminal_fn is fast_spin
+    spin = jnp.array([0.0, 0.0, 2.0])  # rows 0-2 land past the limit, rows 3-5 not; the replayed flags differ
+    batch = batch._replace(next_obs=batch.obs.at[:, 2].set(0.0) + jnp.where(jnp.arange(6)[:, None] < 3, spin, 0.0))
+    ends = jnp.array([True, True, True, False, False, False])
+    assert not np.array_equal(batch.terminated, ends)
+    weights = jnp.ones(6)
+    loss = svg1.actor_loss(state.policy, state.value, state.model, batch, weights, 0.9)
+    j1 = jax.vmap(state.model.reward)(batch.obs, batch.action, batch.next_obs) + \
+        0.9 * (1.0 - ends) * jax.vmap(state.value)(batch.next_obs)
+    np.testing.assert_allclose(loss, -j1.mean(), rtol=1e-4)
+    xi, _ = svg1.inferred_noise(state.policy, state.model, batch)
+    y = svg1.model_critic_targets(state.target_value, state.policy, state.model, batch, xi, 0.9)
+    np.testing.assert_allclose(y, j1, rtol=1e-4, atol=1e-4)  # V' = V at init: the replay target, masked alike
+
+
 def test_policy_delay_and_model_target(setup):
     """With policy_delay = 2 the actor steps on every second update only; model and critic step every time."""
     state, batch = setup

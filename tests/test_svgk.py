@@ -387,7 +387,7 @@ def test_learned_model_learns_an_unknown_reward_and_true_dynamics_needs_a_system
         registry.unregister(env_id)
 
 
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v5"])
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v5", "MountainCarContinuous-v0"])
 def test_presets_build_valid_configs(env_id):
     from pathwise import presets
 

@@ -128,7 +128,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
                             high=spec.action_high, init_log_std=config.init_log_std, log_std_min=config.log_std_min)
     value = VCritic(spec.obs_dim, config.critic_hidden, key=k_v)
     model = LearnedModel(DynamicsModel(spec.obs_dim, spec.action_dim, config.model_hidden, key=k_m), spec.reward,
-                         action_low=spec.action_low, action_high=spec.action_high)
+                         action_low=spec.action_low, action_high=spec.action_high, terminal_fn=spec.terminated)
     clip = config.max_grad_norm
     return State(policy, value, value, model, optim.init(optim.adam(config.actor_lr, clip), policy),
                  optim.init(optim.adam(config.critic_lr, clip), value),
@@ -157,6 +157,21 @@ def inferred_noise(policy: GaussianPolicy, system: LearnedModel, batch: Transiti
     return jax.lax.stop_gradient(xi), jax.lax.stop_gradient(zeta)
 
 
+def knows_termination(system: LearnedModel) -> bool:
+    """Whether ``system`` has a termination rule of its own (registered or learned): then an imagined step ends
+    where its *imagined* next state terminates, not where the replayed one did."""
+    return system.terminal_fn is not None or system.termination_model is not None
+
+
+def replayed_continue(system: LearnedModel, batch: Transition) -> Array:
+    """``1 - d`` of the replayed transitions where ``system`` knows no termination, else 1: the imagined step's
+    own termination then masks the bootstrap (``svg_core``), so an action that moves the state across the
+    termination boundary loses ``V`` there, and one that moves it back keeps it."""
+    if knows_termination(system):
+        return jnp.ones(batch.terminated.shape, jnp.float32)
+    return 1.0 - batch.terminated.astype(jnp.float32)
+
+
 def actor_loss(policy: GaussianPolicy, value: VCritic, system: LearnedModel, batch: Transition, weights: Array,
                gamma: float) -> Array:
     """``-sum w J_1 / sum w``, ``J_1 = r(s, pi(s, xi)) + gamma (1 - d) V(f(s, pi(s, xi)) + zeta)`` (lecture, SVG(1)).
@@ -164,7 +179,7 @@ def actor_loss(policy: GaussianPolicy, value: VCritic, system: LearnedModel, bat
     V is frozen by its bootstrap; freeze the model's parameters too (``jax.lax.stop_gradient(system)``).
     """
     xi, zeta = inferred_noise(policy, system, batch)
-    discount = gamma * (1.0 - batch.terminated.astype(jnp.float32))  # (gamma (1 - d))^1 for k = 1
+    discount = gamma * replayed_continue(system, batch)  # (gamma (1 - d))^1 for k = 1
 
     def j1(obs, x, z, g):
         xis = jnp.stack([x, jnp.zeros_like(x)])  # the second row would pick a bootstrap action; V ignores it
@@ -190,7 +205,8 @@ def model_critic_targets(target_value: VCritic, policy: GaussianPolicy, system: 
     action = jax.vmap(policy.act)(batch.obs, xi)
     next_obs = jax.vmap(system.step)(batch.obs, action, zeta)
     reward = jax.vmap(system.reward)(batch.obs, action, next_obs)
-    return jax.lax.stop_gradient(td_target(reward, batch.terminated, jax.vmap(target_value)(next_obs), gamma))
+    terminated = jax.vmap(system.terminated)(next_obs) if knows_termination(system) else batch.terminated
+    return jax.lax.stop_gradient(td_target(reward, terminated, jax.vmap(target_value)(next_obs), gamma))
 
 
 def masked_normalizer(x: Array, count: Array) -> Normalizer:
@@ -306,5 +322,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 
 __all__ = ["Config", "INFO", "State", "act", "actor_loss", "behaviour_log_prob", "critic_targets", "diagnostics",
-           "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init", "masked_normalizer",
-           "model_critic_targets", "model_step", "update"]
+           "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init", "knows_termination",
+           "masked_normalizer", "model_critic_targets", "model_step", "replayed_continue", "update"]

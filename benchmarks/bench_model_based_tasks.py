@@ -1,0 +1,188 @@
+"""Issue 17's task targets for the model-based learners, each (learner, task, seed) run with the shipped presets.
+
+    python benchmarks/bench_model_based_tasks.py                      # every task's learners, seeds 0 1 2
+    python benchmarks/bench_model_based_tasks.py --quick              # one seed, a fifth of each budget
+    python benchmarks/bench_model_based_tasks.py --tasks InvertedPendulum-v5 --algos svg1 --seeds 2
+    python benchmarks/bench_model_based_tasks.py --full-budget        # keep training after the target is reached
+    python benchmarks/bench_model_based_tasks.py --from-json          # re-render the section only
+
+Writes benchmarks/results/model_based_tasks.json, then benchmarks/sections/66_model_based_tasks.md (from
+benchmarks/templates/66_model_based_tasks.md) and benchmarks/figures/model_based_tasks.png; the runs' own
+directories go to benchmarks/out/model_based_tasks/. Rows of (task, learner, seed) already in the results file and
+not run again are kept, so seeds and learners can run one process at a time.
+
+Protocol: ``pathwise.train.train(algo, env, budget, seed=seed)`` with the learner's preset for the task
+(``pathwise/presets/<algo>.toml``, the table of the env id), i.e. ``pathwise train ALGO --env ENV --seed S``; a
+deterministic evaluation of ``eval_episodes`` Gymnasium episodes every ``eval_every`` real steps. A run stops at the
+first evaluation whose mean return reaches the task's target (``--full-budget``: it runs the whole budget), so
+"steps to target" is the real steps at that evaluation and "final" the last evaluation's mean return. A target is
+met on a task when every seed of every learner reached it within the budget. Besides, each row records the real
+steps after the first iteration whose (stochastic) training episodes reached the target on average (exploration
+finding the goal, before the deterministic policy does).
+
+The table ``TASKS`` holds every task of issue 17 (target, budget, evaluation, learners, the extra it needs); only
+those with ``run=True`` are run by default (the others need presets first), e.g. ``--tasks
+dm_control/cartpole-swingup-v0`` runs one once the learners have presets for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import time
+from pathlib import Path
+
+from common import (finished, machine, merge_runs, options, publish, save_figure, saved_results,  # noqa: I001
+                    separated, written_for)  # benchmarks/common.py
+
+HERE = Path(__file__).resolve().parent
+NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
+MODEL_BASED = ("mbrl", "svg-inf", "svgk", "svg1")
+#: the date of the run the template's hand-written notes describe
+NOTES_WRITTEN_FOR = "2026-12-03 03:24"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One target of issue 17: reach ``target`` (mean evaluation return) within ``budget`` real steps."""
+
+    env: str
+    target: float
+    budget: int
+    eval_every: int
+    eval_episodes: int
+    algos: tuple[str, ...]
+    needs: str = ""  # a module the environment needs (its extra), "" for none
+    run: bool = False  # run by default (the learners have presets for it)
+    claim: str = ""  # the target as issue 17 words it
+
+
+_DMC = "dm_control"
+TASKS = {t.env: t for t in (
+    Task("InvertedPendulum-v5", 1000.0, 5000, 250, 5, MODEL_BASED, "mujoco", True,
+         "every model-based learner reaches 1,000 (a whole balanced episode) on 3/3 seeds"),
+    Task("MountainCarContinuous-v0", 90.0, 10_000, 1000, 5, ("mbrl", "svgk"), "", True,
+         "reaches the goal (return ≥ 90) within 10,000 steps with the exploration bonus"),
+    Task("dm_control/cartpole-swingup-v0", 839.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
+         "≥ 839 (TD-MPC2 at 100k) within 20,000 control steps"),
+    Task("dm_control/pendulum-swingup-v0", 724.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
+         "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps"),
+    Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
+         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps"),
+    Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, MODEL_BASED, _DMC, False,
+         "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps"),
+)}
+
+
+def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path | None) -> dict:
+    """One preset run of ``algo`` on ``task``: its evaluation curve, steps to the target, final return, wall-clock."""
+    from pathwise.train import train
+
+    run_dir = Path(out or HERE) / "out" / NAME / task.env.replace("/", "_") / f"{algo}_seed{seed}"
+    start, episodes = time.perf_counter(), []
+
+    def stop_at_target(info: dict) -> bool:
+        episodes.append((info["env_steps"], info.get("episode_return", -float("inf"))))
+        return full or info.get("eval_return_mean", -float("inf")) < task.target
+
+    trainer, s = train(algo, task.env, budget, seed=seed, out=run_dir, eval_every=task.eval_every,
+                       eval_episodes=task.eval_episodes, quiet=True, overwrite=True, callback=stop_at_target)
+    evals = [{"step": e["env_steps"], "return": e["eval_return_mean"]} for e in trainer.evals]
+    reached = next((e["step"] for e in evals if e["return"] >= task.target), None)
+    explored = next((step for step, ret in episodes if ret >= task.target), None)
+    row = {"task": task.env, "algo": algo, "seed": seed, "budget": budget, "reached_at": reached,
+           "episode_reached_at": explored,
+           "final": evals[-1]["return"] if evals else None, "best": s["best_return_mean"],
+           "env_steps": s["env_steps"], "train_s": s["train_time_s"], "wall_s": time.perf_counter() - start,
+           "evals": evals}
+    print(f"{task.env} {algo} seed {seed}: target {task.target:g} reached at {reached}, final {row['final']}, "
+          f"{row['wall_s']:.0f} s", flush=True)
+    return row
+
+
+def chosen(args: argparse.Namespace) -> list[tuple[Task, str]]:
+    """The (task, learner) pairs to run: ``--tasks`` (default: those with ``run``), ``--algos`` (default: the
+    task's learners); ValueError for an unknown one, SystemExit where a task's extra is missing."""
+    names = args.tasks or [t.env for t in TASKS.values() if t.run]
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}: choose from {sorted(TASKS)} (or add one to TASKS)")
+    pairs = []
+    for task in (TASKS[n] for n in names):
+        if task.needs and importlib.util.find_spec(task.needs) is None:
+            raise SystemExit(f"{task.env} needs the {task.needs} module (its extra, see pyproject.toml)")
+        pairs += [(task, a) for a in (args.algos or task.algos) if a in task.algos]
+    return pairs
+
+
+def measure(args: argparse.Namespace) -> dict:
+    facts = machine("mujoco")
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    ran = [run_one(task, algo, seed, task.budget // 5 if args.quick else task.budget, args.full_budget, args.out)
+           for task, algo in chosen(args) for seed in seeds]
+    saved = saved_results(NAME, args.results) or {}
+    key = lambda r: (r["task"], r["algo"], r["seed"])  # noqa: E731
+    runs = sorted(merge_runs(saved.get("runs", []), ran, key=key), key=key)
+    results = {"machine": finished(facts), "quick": args.quick, "full_budget": args.full_budget, "runs": runs,
+               "tasks": [dataclasses.asdict(t) for t in TASKS.values()]}
+    plot(results, args.out)
+    return results
+
+
+def plot(results: dict, out: Path | None) -> None:
+    """One panel per task measured: every (learner, seed) evaluation curve and the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in results["tasks"] if any(r["task"] == t["env"] for r in results["runs"])]
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6 * max(len(tasks), 1), 4), squeeze=False)
+    colors = {a: f"C{i}" for i, a in enumerate(MODEL_BASED)}
+    for ax, task in zip(axes[0], tasks):
+        for r in (r for r in results["runs"] if r["task"] == task["env"]):
+            label = r["algo"] if r["seed"] == min(x["seed"] for x in results["runs"] if x["algo"] == r["algo"]
+                                                  and x["task"] == r["task"]) else None
+            ax.plot([e["step"] for e in r["evals"]], [e["return"] for e in r["evals"]], "o-", ms=3, alpha=0.8,
+                    color=colors.get(r["algo"], "k"), label=label)
+        ax.axhline(task["target"], color="gray", ls="--", lw=1, label=f"target {task['target']:g}")
+        ax.set(xlabel="real environment steps", ylabel="evaluation return", title=task["env"])
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, "model_based_tasks.png", out)
+
+
+def view(results: dict) -> dict:
+    """Per task: its rows and the verdict (met where every row reached the target within its budget)."""
+    tasks = []
+    for task in results["tasks"]:
+        rows = [r for r in results["runs"] if r["task"] == task["env"]]
+        if not rows:
+            continue
+        reached = [r for r in rows if r["reached_at"] is not None]
+        missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
+        tasks.append({**task, "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
+                                          "evals": separated(r["evals"])}
+                                        for r in rows],
+                      "met": not missed, "any_missed": bool(missed), "n_rows": len(rows), "n_reached": len(reached),
+                      "missed": separated(missed), "learners": separated(sorted({r["algo"] for r in rows}))})
+    not_run = [t["env"] for t in results["tasks"] if not any(r["task"] == t["env"] for r in results["runs"])]
+    return {**results, "measured": tasks, "not_run": separated(not_run), "any_not_run": bool(not_run),
+            "notes": written_for(results, NOTES_WRITTEN_FOR)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=None, help=f"env ids of TASKS (default: those run today: "
+                        f"{', '.join(t.env for t in TASKS.values() if t.run)})")
+    parser.add_argument("--algos", nargs="+", default=None, help="learners (default: each task's own)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: 0 1 2; --quick: 0)")
+    parser.add_argument("--quick", action="store_true", help="seed 0 only, a fifth of each budget")
+    parser.add_argument("--full-budget", action="store_true", help="train for the whole budget even after the "
+                        "target is reached (default: stop at the first evaluation that reaches it)")
+    publish(options(parser, NAME).parse_args(), NAME, SECTION, measure, view)
+
+
+if __name__ == "__main__":
+    main()

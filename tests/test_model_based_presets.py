@@ -1,0 +1,33 @@
+"""The model-based learners' presets of issue 17's tasks build valid configs with the values they state (measured by
+benchmarks/bench_model_based_tasks.py; the learning itself is that script's, too long for a test)."""
+
+import dataclasses
+
+import pytest
+
+from pathwise import config as cfg_mod
+from pathwise import presets, registry
+from pathwise.algorithms import get
+
+CASES = [("mbrl", "InvertedPendulum-v5"), ("svg-inf", "InvertedPendulum-v5"), ("svg1", "InvertedPendulum-v5"),
+         ("mbrl", "MountainCarContinuous-v0"), ("svgk", "MountainCarContinuous-v0")]
+
+
+@pytest.mark.parametrize("algo,env_id", CASES)
+def test_preset_builds_the_config_it_states(algo, env_id):
+    assert env_id in presets.available()[algo]
+    values, run = registry.record(env_id).preset(algo)
+    algorithm = get(algo)
+    config = cfg_mod.build(algorithm.Config, algo, values)
+    unknown = set(values) - {f.name for f in dataclasses.fields(config)}
+    assert not unknown, f"preset keys not in {algo}'s config: {unknown}"
+    for key, value in values.items():
+        assert (tuple(value) if isinstance(value, list) else value) == getattr(config, key), key
+    assert run["steps"] > 0 and run["eval_every"] > 0
+
+
+def test_mountain_car_presets_explore_with_an_ensemble_bonus():
+    """Issue 17's MountainCar target is 'with the exploration bonus': β > 0 needs an ensemble to disagree."""
+    for algo in ("mbrl", "svgk"):
+        values, _ = presets.load(algo, "MountainCarContinuous-v0")
+        assert values["exploration_bonus"] > 0 and values["model_ensemble"] > 1, algo
