@@ -55,9 +55,14 @@ class Loop(abc.ABC):
         return None
 
     def describe(self, carry: Any) -> dict[str, Any]:
-        """Extra facts for ``summary.json`` (e.g. the model's error)."""
+        """Extra facts for ``summary.json``: what an env step is, and the last model fit's errors where the loop
+        fits a model (its ``last_fit``, a ``pathwise.models.FitReport``)."""
         del carry
-        return {"env_steps_are": self.env_steps_are}
+        out: dict[str, Any] = {"env_steps_are": self.env_steps_are}
+        fit = getattr(self, "last_fit", None)
+        if fit is not None:
+            out.update(model_one_step_mse=fit.one_step_mse, model_multi_step_mse=fit.multi_step_mse)
+        return out
 
     def close(self) -> None:
         """Release environments the loop opened."""

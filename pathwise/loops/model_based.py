@@ -265,13 +265,6 @@ class ModelBasedLoop(Loop):
         return lambda obs, t: np.asarray(act_once(self.algorithm.act, carry.algo,
                                                   jnp.asarray(obs, jnp.float32).reshape(-1), keys[t], False))
 
-    def describe(self, carry: ModelCarry) -> dict[str, Any]:
-        out = super().describe(carry)
-        if self.last_fit is not None:
-            out.update(model_one_step_mse=self.last_fit.one_step_mse,
-                       model_multi_step_mse=self.last_fit.multi_step_mse)
-        return out
-
     def close(self) -> None:
         self.env.close()
 

@@ -233,13 +233,6 @@ class ReplayLoop(Loop):
                    "model_buffer_size": model_buffer.size}
         return algo, carry._replace(buffer=buffer, model=model, model_buffer=model_buffer), metrics
 
-    def describe(self, carry: ReplayCarry) -> dict[str, Any]:
-        out = super().describe(carry)
-        if self.last_fit is not None:
-            out.update(model_one_step_mse=self.last_fit.one_step_mse,
-                       model_multi_step_mse=self.last_fit.multi_step_mse)
-        return out
-
     def close(self) -> None:
         self.env.close()
 
