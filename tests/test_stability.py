@@ -86,3 +86,22 @@ def test_register_refuses_a_failure_line_that_is_not_a_number():
         assert (r.failure_below, r.max_return, r.state_names) == (-10, 0.0, ("x",))
     finally:
         registry.unregister("pathwise-test/Stab-v0")
+
+
+# Issue 16's criterion on untuned seeds, at the full preset budget: after the first evaluation that solves, at least
+# 90% of the evaluations stay solved, and the last one is solved. Read back from the run's own summary.json.
+UNTUNED = [("ddpg", 9), ("ddpg", 11), ("svg1", 8), ("svg1", 11)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("algo", "seed"), UNTUNED)
+def test_pendulum_learner_stays_solved_on_an_untuned_seed(algo, seed, tmp_path):
+    import json
+
+    from pathwise.train import train
+
+    train(algo, "Pendulum-v1", seed=seed, out=tmp_path / "run", quiet=True)  # the preset's whole budget
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps_to_solve"] is not None, summary
+    assert summary["ends_solved"] is True, summary
+    assert summary["solved_fraction_after_first"] >= 0.9, summary
