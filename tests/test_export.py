@@ -121,7 +121,7 @@ def test_safetensors_export_matches_predict_or_says_what_to_install(agents, tmp_
 def test_inference_fn_is_pure_jittable_batched_and_policy_only(agents):
     agent, _, obs = agents["ddpg"]
     fn, params = agent.inference_fn()
-    assert set(params) == {"actor"}  # no critics, targets, optimizer states or replay data
+    assert set(params) == {"policy"}  # no critics, targets, optimizer states or replay data
     batched = obs[:600].reshape(6, 100, -1)
     got = jax.jit(fn)(params, batched)
     assert got.shape == (6, 100, 1)
