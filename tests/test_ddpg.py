@@ -101,14 +101,19 @@ def test_td_target_bootstraps_on_truncation_not_on_termination():
     np.testing.assert_allclose(y, [10.0, 1.0, -2.6, 1.0], rtol=1e-6)
 
 
-def test_critic_target_uses_target_networks_and_terminal_flags():
+def target_setup(terminated, truncated):
+    """A target actor, one target critic and three transitions with rewards 0.5, -1, 2 (Pendulum's shapes)."""
     key = jax.random.key(0)
     actor = DeterministicPolicy(3, 1, -2.0, 2.0, (8,), key=key)
     critics = ac.make_critics(jax.random.key(1), 3, 1, TINY)
     next_obs = jax.random.normal(key, (3, 3))
     batch = Transition(obs=jnp.zeros((3, 3)), action=jnp.zeros((3, 1)), reward=jnp.array([0.5, -1.0, 2.0]),
-                       next_obs=next_obs, terminated=jnp.array([False, True, False]),
-                       truncated=jnp.array([False, False, True]))
+                       next_obs=next_obs, terminated=jnp.array(terminated), truncated=jnp.array(truncated))
+    return actor, critics, next_obs, batch
+
+
+def test_critic_target_uses_target_networks_and_terminal_flags():
+    actor, critics, next_obs, batch = target_setup([False, True, False], [False, False, True])
     y = ddpg.critic_target(actor, critics, batch, 0.98)
     single = jax.tree.map(lambda x: x[0], critics)  # the only member of the ensemble
     q_next = jax.vmap(lambda o: single(o, actor(o)))(next_obs)
@@ -168,12 +173,7 @@ def test_update_compiles_once_across_iterations(trained_once, compilations):
 
 def test_smoothed_target_action_is_clipped_noise_around_the_target_actor():
     """TD3's target policy smoothing: a' = clip(mu'(s') + clip(sigma n, -c, c) * half-width), then y as usual."""
-    key = jax.random.key(0)
-    actor = DeterministicPolicy(3, 1, -2.0, 2.0, (8,), key=key)
-    critics = ac.make_critics(jax.random.key(1), 3, 1, TINY)
-    next_obs = jax.random.normal(key, (3, 3))
-    batch = Transition(obs=jnp.zeros((3, 3)), action=jnp.zeros((3, 1)), reward=jnp.array([0.5, -1.0, 2.0]),
-                       next_obs=next_obs, terminated=jnp.zeros(3, bool), truncated=jnp.zeros(3, bool))
+    actor, critics, next_obs, batch = target_setup([False] * 3, [False] * 3)
     noise = jnp.array([[10.0], [-10.0], [0.5]])  # the first two hit the noise clip c = 0.5: +-0.5 * 2 = +-1
     y = ddpg.critic_target(actor, critics, batch, 0.98, noise, 0.2, 0.5)
     single = jax.tree.map(lambda x: x[0], critics)
