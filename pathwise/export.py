@@ -201,7 +201,7 @@ def _meta(run: Any, fields: tuple[str, ...], steps: list[dict[str, Any]], dtype:
 
 
 def policy_arrays(run: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The policy's parameters by name (``actor.net.layers.0.weight``) and the JSON record that rebuilds its
+    """The policy's parameters by name (``policy.net.layers.0.weight``) and the JSON record that rebuilds its
     deterministic action (``pathwise.policy_file``)."""
     fields = policy_fields(run, True)
     if len(fields) != 1:

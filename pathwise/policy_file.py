@@ -7,7 +7,7 @@ be copied next to an exported policy and used where neither JAX nor pathwise is 
     policy = load("pendulum.npz")
     action = policy(obs)                  # obs: (obs_dim,) or (..., obs_dim); what agent.predict(obs) returns
 
-An exported file holds the policy's parameters by name (``actor.net.layers.0.weight``) and a JSON record
+An exported file holds the policy's parameters by name (``policy.net.layers.0.weight``) and a JSON record
 (``__meta__`` in an ``.npz``, the ``pathwise`` metadata entry of a ``.safetensors`` file) whose ``steps`` say how
 to compute the deterministic action from them:
 

@@ -4,6 +4,8 @@ The helpers at the top (a replay loop for an algorithm, the checkpoint round tri
 compile-once checks) are shared by the other replay-loop tests (svg0, svg0-discrete, svg1).
 """
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -99,14 +101,19 @@ def test_td_target_bootstraps_on_truncation_not_on_termination():
     np.testing.assert_allclose(y, [10.0, 1.0, -2.6, 1.0], rtol=1e-6)
 
 
-def test_critic_target_uses_target_networks_and_terminal_flags():
+def target_setup(terminated, truncated):
+    """A target actor, one target critic and three transitions with rewards 0.5, -1, 2 (Pendulum's shapes)."""
     key = jax.random.key(0)
     actor = DeterministicPolicy(3, 1, -2.0, 2.0, (8,), key=key)
     critics = ac.make_critics(jax.random.key(1), 3, 1, TINY)
     next_obs = jax.random.normal(key, (3, 3))
     batch = Transition(obs=jnp.zeros((3, 3)), action=jnp.zeros((3, 1)), reward=jnp.array([0.5, -1.0, 2.0]),
-                       next_obs=next_obs, terminated=jnp.array([False, True, False]),
-                       truncated=jnp.array([False, False, True]))
+                       next_obs=next_obs, terminated=jnp.array(terminated), truncated=jnp.array(truncated))
+    return actor, critics, next_obs, batch
+
+
+def test_critic_target_uses_target_networks_and_terminal_flags():
+    actor, critics, next_obs, batch = target_setup([False, True, False], [False, False, True])
     y = ddpg.critic_target(actor, critics, batch, 0.98)
     single = jax.tree.map(lambda x: x[0], critics)  # the only member of the ensemble
     q_next = jax.vmap(lambda o: single(o, actor(o)))(next_obs)
@@ -164,11 +171,55 @@ def test_update_compiles_once_across_iterations(trained_once, compilations):
     assert metrics["updates"] == 200
 
 
+def test_smoothed_target_action_is_clipped_noise_around_the_target_actor():
+    """TD3's target policy smoothing: a' = clip(mu'(s') + clip(sigma n, -c, c) * half-width), then y as usual."""
+    actor, critics, next_obs, batch = target_setup([False] * 3, [False] * 3)
+    noise = jnp.array([[10.0], [-10.0], [0.5]])  # the first two hit the noise clip c = 0.5: +-0.5 * 2 = +-1
+    y = ddpg.critic_target(actor, critics, batch, 0.98, noise, 0.2, 0.5)
+    single = jax.tree.map(lambda x: x[0], critics)
+    mu = jax.vmap(actor)(next_obs)
+    smoothed = jnp.clip(mu + jnp.array([[1.0], [-1.0], [0.2]]), -2.0, 2.0)
+    want = batch.reward + 0.98 * jax.vmap(single)(next_obs, smoothed)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    plain = ddpg.critic_target(actor, critics, batch, 0.98)
+    assert float(jnp.max(jnp.abs(y - plain))) > 1e-4  # the smoothing moved the target
+    np.testing.assert_allclose(ddpg.critic_target(actor, critics, batch, 0.98, noise, 0.0, 0.5), plain, rtol=1e-6)
+
+
+def test_act_with_target_acts_with_the_polyak_averaged_actor(trained_once):
+    _, carry, _ = trained_once
+    obs, key = jnp.array([0.3, -0.9, 1.5]), jax.random.key(0)
+    for with_target in (True, False):
+        config = dataclasses.replace(TINY, act_with_target=with_target)
+        state, _ = jax.jit(lambda s: ddpg.update(s, carry.buffer, key, config))(carry.algo)
+        acting = state.target_actor if with_target else state.actor
+        np.testing.assert_array_equal(ddpg.act(state, obs, key, True), acting(obs))
+        noisy = ddpg.exploration_action(state.actor, obs, jax.random.normal(key, (1,)), state.exploration_std)
+        np.testing.assert_array_equal(ddpg.act(state, obs, key, False), noisy)  # exploration: the latest actor
+    assert float(jnp.abs(state.target_actor(obs) - state.actor(obs))[0]) > 1e-4  # the two differ after training
+
+
+def test_actor_learning_rate_decays_to_its_final_fraction(trained_once):
+    loop, carry, _ = trained_once
+    config = dataclasses.replace(TINY, actor_lr_decay_steps=3, actor_lr_final_fraction=0.0)
+    state = ddpg.init(jax.random.key(5), loop.spec, config)
+    step = jax.jit(lambda s, k: ddpg.update(s, carry.buffer, k, config)[0])
+    for i in range(3):
+        before, state = state, step(state, jax.random.key(i))
+        assert not eqx.tree_equal(before.actor, state.actor)  # a step while the rate is above 0
+    after = step(state, jax.random.key(9))  # past the decay: the rate is 0, the critic still learns
+    assert eqx.tree_equal(after.actor, state.actor) and not eqx.tree_equal(after.critics, state.critics)
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="gamma"):
         ddpg.Config(gamma=1.5)
     with pytest.raises(ValueError, match="exploration_std"):
         ddpg.Config(exploration_std=-0.1)
+    with pytest.raises(ValueError, match="target_noise="):
+        ddpg.Config(target_noise=-0.2)
+    with pytest.raises(ValueError, match="actor_lr_final_fraction"):
+        ddpg.Config(actor_lr_final_fraction=1.5)
     with pytest.raises(ValueError, match="continuous \\(Box\\) actions"):
         make_loop("ddpg", "CartPole-v1", TINY)
     with pytest.raises(ValueError, match="Unknown environment"):

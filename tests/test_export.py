@@ -94,7 +94,7 @@ def test_npz_export_rebuilds_predicts_actions_with_numpy_alone(agents, name, tmp
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(bytes(data["__meta__"]).decode())
         names = sorted(k for k in data.files if k != "__meta__")
-    field = "actor" if name == "ddpg" else "policy"
+    field = "policy"
     assert names == sorted(f"{field}.net.layers.{i}.{p}" for i in range(3) for p in ("weight", "bias"))
     assert meta["algorithm"] == agent.run.name and meta["env_id"] == agent.env_id and meta["hidden"] == [32, 32]
     assert meta["obs_dim"] == agent.run.spec.obs_dim and meta["activation"] == "tanh"
@@ -121,7 +121,7 @@ def test_safetensors_export_matches_predict_or_says_what_to_install(agents, tmp_
 def test_inference_fn_is_pure_jittable_batched_and_policy_only(agents):
     agent, _, obs = agents["ddpg"]
     fn, params = agent.inference_fn()
-    assert set(params) == {"actor"}  # no critics, targets, optimizer states or replay data
+    assert set(params) == {"policy"}  # no critics, targets, optimizer states or replay data
     batched = obs[:600].reshape(6, 100, -1)
     got = jax.jit(fn)(params, batched)
     assert got.shape == (6, 100, 1)

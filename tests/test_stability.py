@@ -1,12 +1,14 @@
 """Summaries that tell the truth: stability of a run after it first solves, computed from hand-written
-evaluation lists (``pathwise.train.stability``), and the registry's per-task failure lines."""
+evaluation lists (``pathwise.train.stability``), and the registry's per-task failure lines; and (slow) the learners
+that stay solved on untuned seeds, through their runs' own summaries (issue 16)."""
 
+import json
 import math
 
 import pytest
 
 from pathwise import registry
-from pathwise.train import EPISODE_RETURNS, STABILITY_KEYS, stability
+from pathwise.train import EPISODE_RETURNS, STABILITY_KEYS, stability, train
 
 
 def _evals(means, returns=None, every=1000):
@@ -86,3 +88,23 @@ def test_register_refuses_a_failure_line_that_is_not_a_number():
         assert (r.failure_below, r.max_return, r.state_names) == (-10, 0.0, ("x",))
     finally:
         registry.unregister("pathwise-test/Stab-v0")
+
+
+# Issue 16's criterion on untuned seeds, at the budget benchmarks/bench_learners.py --full-budget runs (20k steps for
+# ddpg, 10k for svg1, each with its preset's evaluations): after the first evaluation that solves, at least 90% of the
+# evaluations stay solved, and the last one is solved. Read back from the run's own summary.json.
+# svg1 still misses on both (85% and 87%; acting with a Polyak-averaged policy lifts seed 11 to 98% but lowers seed 8
+# to 77%): strict xfails, so a fix shows up as an unexpected pass.
+SVG1_MISSES = pytest.mark.xfail(strict=True, reason="issue 16: svg1 falls after its first solve on seeds 8 and 11")
+UNTUNED = [("ddpg", 9, 20_000), ("ddpg", 11, 20_000), pytest.param("svg1", 8, 10_000, marks=SVG1_MISSES),
+           pytest.param("svg1", 11, 10_000, marks=SVG1_MISSES)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("algo", "seed", "steps"), UNTUNED)
+def test_pendulum_learner_stays_solved_on_an_untuned_seed(algo, seed, steps, tmp_path):
+    train(algo, "Pendulum-v1", steps, seed=seed, out=tmp_path / "run", quiet=True)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["env_steps"] >= steps and summary["steps_to_solve"] is not None, summary
+    assert summary["ends_solved"] is True, summary
+    assert summary["solved_fraction_after_first"] >= 0.9, summary

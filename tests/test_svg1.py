@@ -14,6 +14,7 @@ from pathwise import algorithms, loops, replay
 from pathwise import spec as spec_mod
 from pathwise.algorithms import svg1
 from pathwise.loops.replay import ReplayItem
+from pathwise.networks import soft_update
 from pathwise.rewards import pendulum_reward
 from pathwise.types import Transition
 
@@ -160,6 +161,24 @@ def test_policy_delay_and_model_target(setup):
     assert same(off.model, on.model) and not same(off.model, state.model)  # the same model step
     assert int(off.updates) == 3 and int(on.updates) == 4
     assert np.isfinite(float(m_on["critic_loss"])) and 0.0 < float(m_on["weight_ess"]) <= 1.0
+
+
+def test_act_with_target_acts_with_a_polyak_average_of_the_policies(setup):
+    state, batch = setup
+    buffer = filled_buffer(batch, jnp.zeros(6))
+    obs, key = batch.obs[0], jax.random.key(0)
+    acting = {}
+    for with_target in (True, False):
+        cfg = dataclasses.replace(TINY, batch_size=4, act_with_target=with_target)
+        new, _ = jax.jit(lambda s: svg1.update(s, buffer, jax.random.key(3), cfg))(state)
+        want = soft_update(state.acting_policy, new.policy, cfg.tau) if with_target else new.policy
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), leaves(new.acting_policy),
+                     leaves(want))
+        np.testing.assert_allclose(svg1.act(new, obs, key, True), want(obs).mode(), rtol=1e-6)
+        sample = new.policy.act(obs, jax.random.normal(key, (1,), obs.dtype))
+        np.testing.assert_array_equal(svg1.act(new, obs, key, False), sample)  # exploration: the latest policy
+        acting[with_target] = new.acting_policy
+    assert same(acting[False], new.policy) and not same(acting[True], new.policy)  # the average lags the policy
 
 
 def test_first_update_fits_the_normalizers_once_and_pretrains(setup):

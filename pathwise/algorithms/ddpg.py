@@ -10,6 +10,16 @@ and the critic is fitted by deep Q learning with target networks (primes):
 
 Exploration adds Gaussian noise to mu(s). It runs in the replay loop (:mod:`pathwise.loops.replay`): one
 episode, then ``updates_per_step`` updates per collected step.
+
+Options against the falls that follow a first solve (``act_with_target`` is on by default, the others off):
+
+* ``n_critics=2`` with ``target_noise > 0``: TD3's clipped double Q and target policy smoothing (Fujimoto et
+  al. 2018, eq. 10 and 14), ``y = r + gamma (1 - d) min_i Q'_i(s', clip(mu'(s') + clip(eps, -c, c)))``,
+  ``eps ~ N(0, sigma^2)``: the target no longer exploits a narrow peak of an overestimated critic;
+* ``actor_lr_decay_steps``: the actor's Adam step decays (cosine) to ``actor_lr_final_fraction`` of
+  ``actor_lr`` over that many updates;
+* ``act_with_target``: the deterministic (evaluation) action is the target actor's, the Polyak average
+  ``mu'`` of the recent actors, not the latest actor step.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import jax.numpy as jnp
 from pathwise import optim, replay
 from pathwise.algorithms.base import AlgorithmInfo
 from pathwise.algorithms.critics import ActorCriticConfig, critic_loss, make_critics, min_q, sample, td_target
-from pathwise.config import at_least
+from pathwise.config import at_least, unit_interval
 from pathwise.networks import DeterministicPolicy, soft_update
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
@@ -39,9 +49,24 @@ class Config(ActorCriticConfig):
 
     exploration_std: float = 0.1
     """Std of the Gaussian exploration noise, as a fraction of the action box half-width."""
+    target_noise: float = 0.0
+    """Std sigma of the Gaussian noise added to the target action mu'(s') in the TD target, as a fraction of the
+    action box half-width (target policy smoothing, Fujimoto et al. 2018, eq. 14; TD3 uses 0.2); 0: none."""
+    target_noise_clip: float = 0.5
+    """Clip c of that noise, as a fraction of the action box half-width (TD3: 0.5)."""
+    actor_lr_decay_steps: int = 0
+    """Cosine decay of the actor's learning rate to ``actor_lr_final_fraction * actor_lr`` over this many
+    updates, constant after (``optax.cosine_decay_schedule``); 0: constant ``actor_lr``."""
+    actor_lr_final_fraction: float = 1.0
+    """The actor's learning rate at the end of ``actor_lr_decay_steps``, as a fraction of ``actor_lr``."""
+    act_with_target: bool = True
+    """Deterministic actions (evaluation, ``predict``) from the target actor mu', the Polyak average (rate
+    ``tau``) of the recent actors, instead of the latest one; exploration still follows the latest actor."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + at_least(self, 0, "exploration_std")
+        return super().checks() + at_least(self, 0, "exploration_std", "target_noise", "target_noise_clip",
+                                           "actor_lr_decay_steps") + \
+            unit_interval(self, "actor_lr_final_fraction", closed_low=True)
 
 
 class State(NamedTuple):
@@ -54,6 +79,13 @@ class State(NamedTuple):
     actor_opt: PyTree
     critic_opt: PyTree
     exploration_std: Array  # of the behaviour policy's Gaussian noise, as a fraction of the box half-width
+    policy: DeterministicPolicy  # what acts deterministically: target_actor with ``act_with_target``, else actor
+
+
+def actor_optimizer(config: Config):
+    """Adam at ``actor_lr``, decayed over ``actor_lr_decay_steps`` updates when that is > 0."""
+    return optim.adam(config.actor_lr, decay_steps=config.actor_lr_decay_steps,
+                      final_fraction=config.actor_lr_final_fraction)
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
@@ -62,20 +94,29 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     actor = DeterministicPolicy(spec.obs_dim, spec.action_dim, spec.action_low, spec.action_high, config.hidden,
                                 key=k_actor)
     critics = make_critics(k_critic, spec.obs_dim, spec.action_dim, config)
-    return State(actor, critics, actor, critics, optim.init(optim.adam(config.actor_lr), actor),
-                 optim.init(optim.adam(config.critic_lr), critics), jnp.asarray(config.exploration_std, jnp.float32))
+    return State(actor, critics, actor, critics, optim.init(actor_optimizer(config), actor),
+                 optim.init(optim.adam(config.critic_lr), critics), jnp.asarray(config.exploration_std, jnp.float32),
+                 actor)
 
 
-def exploration_action(actor: DeterministicPolicy, obs: Array, noise: Array, std: float | Array) -> Array:
-    """``clip(mu(s) + std * (high - low) / 2 * noise)`` with standard normal ``noise``."""
+def exploration_action(actor: DeterministicPolicy, obs: Array, noise: Array, std: float | Array,
+                       noise_clip: float | Array = jnp.inf) -> Array:
+    """``clip(mu(s) + clip(std * noise, -c, c) * (high - low) / 2)`` with standard normal ``noise`` and
+    ``c = noise_clip`` (no clip by default), kept in the action box."""
     low, high = actor.box()
-    return jnp.clip(actor(obs) + std * 0.5 * (high - low) * noise, low, high)
+    return jnp.clip(actor(obs) + jnp.clip(std * noise, -noise_clip, noise_clip) * 0.5 * (high - low), low, high)
 
 
 def critic_target(target_actor: DeterministicPolicy, target_critics: eqx.Module, batch: Transition,
-                  gamma: float) -> Array:
-    """``y = r + gamma * (1 - terminated) * min_i Q'_i(s', mu'(s'))`` (lecture: y_t with target networks)."""
-    next_action = jax.vmap(target_actor)(batch.next_obs)
+                  gamma: float, noise: Array | None = None, noise_std: float = 0.0, noise_clip: float = 0.5) -> Array:
+    """``y = r + gamma * (1 - terminated) * min_i Q'_i(s', a')`` (lecture: y_t with target networks), with
+    ``a' = mu'(s')``, or with standard normal ``noise`` (one row per transition) TD3's smoothed target action
+    ``a' = clip(mu'(s') + clip(noise_std * noise, -noise_clip, noise_clip))`` (Fujimoto et al. 2018, eq. 14)."""
+    if noise is None:
+        next_action = jax.vmap(target_actor)(batch.next_obs)
+    else:
+        next_action = jax.vmap(exploration_action, (None, 0, 0, None, None))(target_actor, batch.next_obs, noise,
+                                                                               noise_std, noise_clip)
     return td_target(batch.reward, batch.terminated, min_q(target_critics, batch.next_obs, next_action), gamma)
 
 
@@ -86,23 +127,29 @@ def actor_loss(actor: DeterministicPolicy, critics: eqx.Module, obs: Array) -> A
 
 def update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
     """One critic step, one actor step (through the updated critic) and a Polyak step of both targets."""
-    batch = sample(buffer, key, config.batch_size)
-    target = critic_target(state.target_actor, state.target_critics, batch, config.gamma)
+    k_batch, k_smooth = jax.random.split(key)
+    batch = sample(buffer, k_batch, config.batch_size)
+    noise = jax.random.normal(k_smooth, batch.action.shape) if config.target_noise > 0 else None
+    target = critic_target(state.target_actor, state.target_critics, batch, config.gamma, noise, config.target_noise,
+                           config.target_noise_clip)
     c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(state.critics, batch.obs, batch.action, target)
     critics, critic_opt = optim.apply(state.critics, c_grads, state.critic_opt, optim.adam(config.critic_lr))
     a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.actor, critics, batch.obs)
-    actor, actor_opt = optim.apply(state.actor, a_grads, state.actor_opt, optim.adam(config.actor_lr))
-    state = State(actor, critics, soft_update(state.target_actor, actor, config.tau),
-                  soft_update(state.target_critics, critics, config.tau), actor_opt, critic_opt, state.exploration_std)
+    actor, actor_opt = optim.apply(state.actor, a_grads, state.actor_opt, actor_optimizer(config))
+    target_actor = soft_update(state.target_actor, actor, config.tau)
+    state = State(actor, critics, target_actor, soft_update(state.target_critics, critics, config.tau), actor_opt,
+                  critic_opt, state.exploration_std, target_actor if config.act_with_target else actor)
     return state, {"critic_loss": c_loss, "actor_loss": a_loss, "q_mean": -a_loss}
 
 
 def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
-    """``mu(s)``, plus Gaussian exploration noise (``exploration_std``) when not ``deterministic``."""
+    """``mu(s)`` (``mu'(s)`` with ``act_with_target``), or the latest ``mu(s)`` plus Gaussian exploration noise
+    (``exploration_std``) when not ``deterministic``."""
     if deterministic:
-        return state.actor(obs)
+        return state.policy(obs)
     noise = jax.random.normal(key, (len(state.actor.low),))
     return exploration_action(state.actor, obs, noise, state.exploration_std)
 
 
-__all__ = ["Config", "INFO", "State", "act", "actor_loss", "critic_target", "exploration_action", "init", "update"]
+__all__ = ["Config", "INFO", "State", "act", "actor_loss", "actor_optimizer", "critic_target", "exploration_action",
+           "init", "update"]

@@ -38,6 +38,8 @@ Additions to the paper's algorithm (all options):
 * ``updates_per_step`` > 1 (the replay loop's update-to-data ratio).
 * ``policy_delay`` (one actor step every d updates) and ``model_pretrain_steps`` (model-only steps on the
   warm-up data at the first update).
+* ``act_with_target``: the deterministic (evaluation) action is the mode of a Polyak average (rate ``tau``) of
+  the recent policies, ``acting_policy``, rather than of the latest policy step; exploration samples the latest.
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ class Config(ActorCriticConfig):
     """TD(0) target of V: "replay" (r + gamma V'(s') on the recorded transition, importance weighted) or "model"
     (the current policy's action moved one model step with the inferred noise zeta, unweighted)."""
 
+    act_with_target: bool = False
+    """Deterministic actions (evaluation, ``predict``) from a Polyak average (rate ``tau``) of the recent policies
+    instead of the latest one; exploration still samples the latest policy."""
+
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "model_lr", "max_weight") + \
             at_least(self, 0, "max_grad_norm", "model_pretrain_steps") + at_least(self, 1, "policy_delay") + \
@@ -119,6 +125,7 @@ class State(NamedTuple):
     value_opt: PyTree
     model_opt: PyTree  # of the model's networks only (its normalizers are data statistics)
     updates: Array  # updates taken so far (0: the next one fits the normalizers; policy_delay counts them)
+    acting_policy: GaussianPolicy  # what acts deterministically: a Polyak average with ``act_with_target``, else policy
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
@@ -132,7 +139,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     clip = config.max_grad_norm
     return State(policy, value, value, model, optim.init(optim.adam(config.actor_lr, clip), policy),
                  optim.init(optim.adam(config.critic_lr, clip), value),
-                 optim.init(optim.adam(config.model_lr, clip), model.model.nets), jnp.zeros((), jnp.int32))
+                 optim.init(optim.adam(config.model_lr, clip), model.model.nets), jnp.zeros((), jnp.int32), policy)
 
 
 def behaviour_log_prob(state: State, obs: Array, action: Array) -> Array:
@@ -299,7 +306,9 @@ def update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Conf
     value, value_opt, v_loss = critic_step(state, batch, weights, k_critic, config)
     policy, policy_opt, a_loss = actor_step(state, value, batch, weights, config)
     state = state._replace(policy=policy, value=value, target_value=soft_update(state.target_value, value, config.tau),
-                           policy_opt=policy_opt, value_opt=value_opt, updates=state.updates + 1)
+                           policy_opt=policy_opt, value_opt=value_opt, updates=state.updates + 1,
+                           acting_policy=soft_update(state.acting_policy, policy, config.tau) if config.act_with_target
+                           else policy)
     return state, {"actor_loss": a_loss, "critic_loss": v_loss, "model_loss": m_loss,
                    **diagnostics(policy, batch.obs, weights)}
 
@@ -315,9 +324,10 @@ def diagnostics(policy: GaussianPolicy, obs: Array, weights: Array) -> dict[str,
 
 
 def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
-    """The mode ``box(tanh(mean(s)))``, or a sample of the policy when not ``deterministic``."""
+    """The mode ``box(tanh(mean(s)))`` of ``acting_policy`` (the latest policy, or with ``act_with_target`` a Polyak
+    average of the recent ones), or a sample of the latest policy when not ``deterministic``."""
     if deterministic:
-        return state.policy(obs).mode()
+        return state.acting_policy(obs).mode()
     return state.policy.act(obs, jax.random.normal(key, (state.policy.action_dim,), obs.dtype))
 
 
