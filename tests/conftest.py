@@ -1,4 +1,13 @@
-"""Shared pytest setup: float32 by default, quiet progress bars, and a compilation counter."""
+"""Shared pytest setup: float32 by default, quiet progress bars, XLA's cheap compilation for the default suite, and
+a compilation counter.
+
+The default suite (``-m 'not slow'``, what ``make test`` runs) compiles its programs with most of XLA's
+optimizations off (``jax_disable_most_optimizations``): its programs are small and run briefly, so compiling them
+costs far more than running them, and the unoptimized programs compute the same values up to floating-point
+rounding. Runs that select the slow learning checks (``make test-slow``, ``-m slow``) keep the optimizations, as a
+user's training does; ``PATHWISE_TEST_OPTIMIZE=1`` keeps them for any run. The setting reaches subprocesses that a
+test starts through the environment.
+"""
 
 import contextlib
 import os
@@ -8,6 +17,16 @@ os.environ.setdefault("PATHWISE_QUIET", "1")
 import pytest  # noqa: E402
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def pytest_configure(config):
+    """Turn most XLA optimizations off for the default suite (see the module docstring), before JAX compiles."""
+    fast_compile = "not slow" in (config.getoption("markexpr") or "") and os.environ.get("PATHWISE_TEST_OPTIMIZE") != "1"
+    if fast_compile:
+        os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+        import jax
+
+        jax.config.update("jax_disable_most_optimizations", True)
 
 
 @contextlib.contextmanager

@@ -194,8 +194,9 @@ def test_lambda_returns_match_forward_view(lam):
     c = np.array([1, 1, 1, 0, 0, 0], np.float32)  # terminal after step 3
     got = core.lambda_returns(jnp.asarray(r), jnp.asarray(v), jnp.asarray(c), 0.9, lam)
     np.testing.assert_allclose(got, forward_view_lambda_return(r, v, c, 0.9, lam), rtol=1e-5, atol=1e-5)
-    if lam == 0.0:
-        np.testing.assert_allclose(got, r + 0.9 * c * v, rtol=1e-6)
+    if lam == 0.0:  # the one-step target, from the float32 inputs lambda_returns saw
+        r32, v32 = r.astype(np.float32), v.astype(np.float32)
+        np.testing.assert_allclose(got, r32 + np.float32(0.9) * c * v32, rtol=1e-6)
 
 
 def test_value_loss_is_weighted_mse():
