@@ -5,10 +5,10 @@
     python benchmarks/bench_bptt_starts.py --quick                  # smoke run: g 5, seed 0, 2 iterations, temporary files
     python benchmarks/bench_bptt_starts.py --from-json              # re-render the section only
 
-Protocol: ``pathwise.train.train("bptt", ENV, STEPS, seed=s, overrides=PRESET | VARIANTS[v], use_preset=False)``
-with the shipped ``Pendulum-v1`` preset of bptt (its config and its run settings: budget, evaluation interval and
-episodes), on ``Pendulum-v1`` for g = 10 and on the user's system ``pw.systems.Pendulum(g=5.0)`` for g = 5 (the
-same preset applied by hand: a user's own system has no preset). ``preset`` is the shipped preset (training starts
+Protocol: ``pathwise.train.train("bptt", ENV, seed=s, overrides=VARIANTS[v])`` with the shipped ``Pendulum-v1``
+preset of bptt (its config and its run settings: budget, evaluation interval and episodes), on ``Pendulum-v1`` for
+g = 10 and on the user's system ``pw.systems.Pendulum(g=5.0)`` for g = 5 (a user's instance of a pathwise system
+class trains with that class's presets: ``EnvRecord.presets_of``). ``preset`` is the shipped preset (training starts
 spread over the pendulum's velocities, ``start_spread``); ``reset-starts`` the same with ``start_spread`` removed,
 so training windows start from the system's own reset (what the preset did before). Each trained policy then plays
 100 episodes of Gymnasium's own ``gymnasium.make("Pendulum-v1", g=g)``, deterministically, episode ``i`` from
@@ -73,12 +73,15 @@ def run(variant: str, g: float, seed: int, iterations: int | None, out: str | No
     from pathwise.envs import reset_states
     from pathwise.train import train
 
-    values, settings_ = preset()
-    steps = settings_["steps"] if iterations is None else iterations * 50 * values["batch_size"] * values["horizon"]
+    from pathwise import registry
+
+    values, _ = preset()
+    if registry.record(env_id(g)).preset("bptt")[0] != values:
+        raise SystemExit(f"bptt's {ENV} preset does not serve Pendulum(g={g}) in this version of pathwise.")
+    steps = None if iterations is None else iterations * 50 * values["batch_size"] * values["horizon"]
     start = time.perf_counter()
-    trainer, s = train("bptt", env_id(g), steps, seed=seed, overrides={**values, **VARIANTS[variant]},
-                       use_preset=False, eval_every=settings_["eval_every"], eval_episodes=settings_["eval_episodes"],
-                       quiet=True, overwrite=True, out=None if out is None else f"{out}/{variant}_g{g:g}_s{seed}")
+    trainer, s = train("bptt", env_id(g), steps, seed=seed, overrides=dict(VARIANTS[variant]), quiet=True,
+                       overwrite=True, out=None if out is None else f"{out}/{variant}_g{g:g}_s{seed}")
     train_s = time.perf_counter() - start
     returns, final = gymnasium_episodes(trainer.run.act, g)
     starts = reset_states(ENV, EPISODES, EVALUATION_SEED)

@@ -1,5 +1,6 @@
 """BPTT's Pendulum-v1 preset swings up from every start on untuned seeds, on g = 5 as on the default g = 10: fewer
-than 2% of 100 Gymnasium episodes below -400 (issue 16). benchmarks/bench_bptt_starts.py measures more seeds."""
+than 2% of 100 Gymnasium episodes below -400 (issue 16); a user's ``Pendulum(g=5.0)`` trains with that preset.
+benchmarks/bench_bptt_starts.py measures more seeds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import pathwise as pw
-from pathwise import algorithms, registry
+from pathwise import algorithms, problems, registry
 from pathwise import config as cfg_mod
 from pathwise import spec as spec_mod
 from pathwise.algorithms import bptt
@@ -38,6 +39,24 @@ def gymnasium_returns(policy, g: float) -> np.ndarray:
                for i in range(EPISODES)]
     env.close()
     return np.array(returns)
+
+
+class HeavierPendulum(pw.systems.Pendulum):
+    """A user's subclass: its dynamics may differ from the pendulum's, so no preset of Pendulum-v1 serves it."""
+
+
+def test_users_pendulum_with_other_parameters_trains_with_the_pendulum_preset():
+    from pathwise.train import make_run
+
+    expected = registry.record("Pendulum-v1").preset("bptt")
+    assert expected[0]["start_spread"] == [0.0, 7.0]
+    for system in (pw.systems.Pendulum(g=5.0), pw.systems.Pendulum):  # an instance or the class
+        env_id = problems.system_id(system)
+        assert env_id.startswith("own/") and registry.record(env_id).preset("bptt") == expected
+    run, settings = make_run("bptt", problems.system_id(pw.systems.Pendulum(g=5.0)), 0)
+    assert run.config.start_spread == (0.0, 7.0) and settings["steps"] == expected[1]["steps"]
+    assert run.spec.system.g == 5.0
+    assert registry.record(problems.system_id(HeavierPendulum(g=5.0))).preset("bptt") == ({}, {})
 
 
 @pytest.mark.slow
