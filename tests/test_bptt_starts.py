@@ -53,10 +53,12 @@ def test_users_pendulum_with_other_parameters_trains_with_the_pendulum_preset():
     for system in (pw.systems.Pendulum(g=5.0), pw.systems.Pendulum):  # an instance or the class
         env_id = problems.system_id(system)
         assert env_id.startswith("own/") and registry.record(env_id).preset("bptt") == expected
+        assert registry.record(env_id).state_names == ("theta", "theta_dot")  # pathwise evaluate's per-start report
     run, settings = make_run("bptt", problems.system_id(pw.systems.Pendulum(g=5.0)), 0)
     assert run.config.start_spread == (0.0, 7.0) and settings["steps"] == expected[1]["steps"]
     assert run.spec.system.g == 5.0
-    assert registry.record(problems.system_id(HeavierPendulum(g=5.0))).preset("bptt") == ({}, {})
+    heavier = registry.record(problems.system_id(HeavierPendulum(g=5.0)))
+    assert heavier.preset("bptt") == ({}, {}) and heavier.state_names == ()
 
 
 @pytest.mark.slow
