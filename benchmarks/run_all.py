@@ -32,6 +32,7 @@ SCRIPTS = [
     ("conditioning", "bench_conditioning.py", ()),
     ("estimators", "bench_estimators.py", ()),
     ("bptt", "bench_bptt.py", ()),
+    ("bptt_starts", "bench_bptt_starts.py", ()),
     ("imitation", "bench_imitation.py", ()),
     ("seeds", "bench_seeds.py", ()),
     ("model_free", "bench_model_free.py", ()),

@@ -235,9 +235,21 @@ def _register_system_record(env_id: str, system: Any, factory: Any) -> None:
 
     make = factory if factory is not None else (lambda: system)
     known = rewards.observation_determines_state(system if system is not None else factory)
+    task = _task_of_class(system if system is not None else factory)
     registry.add_own(registry.EnvRecord(env_id, system=make, own_system=True,
                                         reward=rewards.reward_from_system(make) if known else None,
-                                        terminated=rewards.termination_from_system(make) if known else None))
+                                        terminated=rewards.termination_from_system(make) if known else None,
+                                        presets_of=task, state_names=registry.record(task).state_names if task else ()))
+
+
+def _task_of_class(system: Any) -> str | None:
+    """The pathwise id of the system class of ``system`` (an instance or the class): ``pathwise/Pendulum-v1`` for
+    ``Pendulum(g=5.0)``, whose presets and start-state names (``pathwise evaluate``'s per-start report) then serve
+    the user's system; None for a class of the user's own (a subclass too: its dynamics may differ)."""
+    from pathwise import systems
+
+    cls = system if isinstance(system, type) else type(system)
+    return next((env_id for env_id, factory in systems.REGISTRY.items() if factory is cls), None)
 
 
 def _register_env(own: str, env: Any, factory: Any, what: str) -> None:

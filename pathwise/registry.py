@@ -63,6 +63,10 @@ class EnvRecord:
     state_names: tuple[str, ...] = ()
     """Names of the entries of the start state ``env.unwrapped.state`` holds after ``reset`` (``pathwise evaluate``
     reports each episode's start by them); empty: no per-start report."""
+    presets_of: str | None = None
+    """The id whose presets serve this one where it has none of its own (nor its twin): a user's instance of a
+    pathwise system class with other parameters (``Pendulum(g=5.0)``) takes those of that class's own id
+    (``pathwise/Pendulum-v1``, which shares ``Pendulum-v1``'s); None: none."""
 
     @property
     def env_id(self) -> str:
@@ -75,12 +79,15 @@ class EnvRecord:
         return self.id.startswith(NAMESPACE) or self.own_system
 
     def preset(self, algo: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(config values, run settings)`` of the tuned preset for ``algo`` here (or for the twin)."""
+        """``(config values, run settings)`` of the tuned preset for ``algo`` here (or for the twin, or for
+        ``presets_of``: the first of them that has one)."""
         from pathwise import presets
 
         values, run = presets.load(algo, self.id)
         if not values and not run and self.twin:
             values, run = presets.load(algo, self.twin)
+        if not values and not run and self.presets_of:
+            values, run = record(self.presets_of).preset(algo)
         return values, run
 
     @property
