@@ -208,6 +208,43 @@ def test_value_loss_is_weighted_mse():
 
 
 
+def test_value_bounds_are_the_discounted_range_of_the_valid_rewards():
+    rewards = jnp.array([-3.0, -0.5, 7.0, -9.0])  # the last two are not filled in (ring buffer past its size)
+    valid = jnp.array([True, True, False, False])
+    np.testing.assert_allclose(core.value_bounds(rewards, valid, 0.9, 0.1), [-3.0, -0.5], rtol=1e-6)
+    np.testing.assert_allclose(core.value_bounds(rewards, valid, 0.9, -1.0), [5.0, 30.0], rtol=1e-6)  # sorted
+
+
+def test_bounded_bootstrap_clips_and_gives_no_gradient_beyond_the_range():
+    def b(obs, action):
+        return jnp.sum(obs) + action[0]
+
+    clip = core.bounded(b, jnp.array([-1.0, 1.0]))
+    assert core.bounded(b, None) is b
+    assert float(clip(jnp.array([5.0]), jnp.array([0.0]))) == 1.0
+    assert float(clip(jnp.array([-5.0]), jnp.array([0.0]))) == -1.0
+    assert float(jax.grad(lambda a: clip(jnp.array([5.0]), a))(jnp.array([0.0]))[0]) == 0.0
+    assert float(jax.grad(lambda a: clip(jnp.array([0.2]), a))(jnp.array([0.1]))[0]) == 1.0
+
+
+def test_an_overestimated_value_is_clipped_in_targets_and_objective(pendulum_setup):
+    """V = +1000 everywhere on a task whose rewards are <= 0: with bounds every target is clipped to the range, and
+    the objective is the k-step return plus gamma^k times the upper end (no gradient from V)."""
+    system, _, s0, _, _ = pendulum_setup
+    state = svgk.init(jax.random.key(0), from_env("pathwise/Pendulum-v1"), TINY)
+    value = eqx.tree_at(lambda v: v.net.layers[-1].bias, state.value, jnp.array([1000.0]))
+    state = state._replace(value=value, target_value=value)
+    starts = jnp.tile(s0, (TINY.n_envs, 1))
+    bounds = jnp.array([-50.0, -1.0])
+    new, seg, metrics = svgk.actor_critic_step(state, system, starts, jax.random.key(1), TINY, bounds=bounds)
+    assert float(metrics["targets_clipped"]) == 1.0  # every target was above -1
+    k = TINY.horizon
+    expected = jnp.sum(TINY.gamma ** jnp.arange(k) * seg.rewards, axis=1) + TINY.gamma ** k * seg.final_continue * -1.0
+    np.testing.assert_allclose(seg.objective, expected, rtol=1e-5)
+    _, _, free = svgk.actor_critic_step(state, system, starts, jax.random.key(1), TINY)
+    assert float(free["targets_clipped"]) == 0.0 and float(free["actor_loss"]) < -100  # unbounded: V dominates J
+
+
 
 def test_k0_without_a_system_takes_the_observation(pendulum_setup):
     """system=None (SVG(0): no dynamics): J_0 = Q(s, pi(s, xi)) on the observation passed as the start state."""
