@@ -227,6 +227,15 @@ def test_bounded_bootstrap_clips_and_gives_no_gradient_beyond_the_range():
     assert float(jax.grad(lambda a: clip(jnp.array([0.2]), a))(jnp.array([0.1]))[0]) == 1.0
 
 
+def test_imagined_bounds_widen_the_range_of_the_data():
+    """The targets' range also covers the rewards imagined while alive (an imagined goal or bonus reaches V)."""
+    rewards, alive = jnp.array([[-1.0, 3.0, 50.0]]), jnp.array([[1.0, 1.0, 0.0]])  # 50 after the rollout ended
+    seg = core.Segment(*([jnp.zeros(())] * 2), rewards, *([jnp.zeros(())] * 2), alive, *([jnp.zeros(())] * 3))
+    imagined = svgk.imagined_bounds(seg, 0.5)
+    np.testing.assert_allclose(imagined, [-2.0, 6.0])
+    np.testing.assert_allclose(svgk.widest(jnp.array([-4.0, 0.0]), imagined), [-4.0, 6.0])
+
+
 def test_an_overestimated_value_is_clipped_in_targets_and_objective(pendulum_setup):
     """V = +1000 everywhere on a task whose rewards are <= 0: with bounds every target is clipped to the range, and
     the objective is the k-step return plus gamma^k times the upper end (no gradient from V)."""
