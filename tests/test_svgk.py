@@ -12,7 +12,7 @@ import pytest
 
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
-from pathwise import loops, registry
+from pathwise import loops, registry, replay
 from pathwise.algorithms import get, svgk
 from pathwise.algorithms import svg_core as core
 from pathwise.networks import QCritic, VCritic
@@ -20,6 +20,7 @@ from pathwise.rollout import rollout
 from pathwise.spec import from_env
 from pathwise.systems import LinearSystem, Pendulum
 from pathwise.systems.base import System
+from pathwise.types import Transition
 
 GAMMA = 0.9
 
@@ -227,13 +228,25 @@ def test_bounded_bootstrap_clips_and_gives_no_gradient_beyond_the_range():
     assert float(jax.grad(lambda a: clip(jnp.array([0.2]), a))(jnp.array([0.1]))[0]) == 1.0
 
 
-def test_imagined_bounds_widen_the_range_of_the_data():
-    """The targets' range also covers the rewards imagined while alive (an imagined goal or bonus reaches V)."""
-    rewards, alive = jnp.array([[-1.0, 3.0, 50.0]]), jnp.array([[1.0, 1.0, 0.0]])  # 50 after the rollout ended
-    seg = core.Segment(*([jnp.zeros(())] * 2), rewards, *([jnp.zeros(())] * 2), alive, *([jnp.zeros(())] * 3))
-    imagined = svgk.imagined_bounds(seg, 0.5)
-    np.testing.assert_allclose(imagined, [-2.0, 6.0])
-    np.testing.assert_allclose(svgk.widest(jnp.array([-4.0, 0.0]), imagined), [-4.0, 6.0])
+def test_imagined_and_data_bounds_hold_zero_where_an_episode_ends():
+    """The targets' range covers the imagined rewards (an imagined goal or bonus reaches V) and, past a termination,
+    the zeros that follow; D's range holds 0 once a real transition terminated (InvertedPendulum: every reward is 1,
+    yet a falling pole's value is near 0)."""
+    def segment(rewards):
+        return core.Segment(*([jnp.zeros(())] * 2), jnp.asarray(rewards), *([jnp.zeros(())] * 6))
+
+    np.testing.assert_allclose(svgk.imagined_bounds(segment([[-1.0, 3.0, 2.0]]), 0.5), [-2.0, 6.0])
+    np.testing.assert_allclose(svgk.imagined_bounds(segment([[1.0, 3.0, 0.0]]), 0.5), [0.0, 6.0])  # ended at step 2
+    np.testing.assert_allclose(svgk.widest(jnp.array([-4.0, 0.0]), jnp.array([-2.0, 6.0])), [-4.0, 6.0])
+    config = svgk.Config(gamma=0.5, reward_scale=1.0)
+    item = dict(obs=np.zeros(1, np.float32), action=np.zeros(1, np.float32), reward=np.float32(0),
+                next_obs=np.zeros(1, np.float32), terminated=False, truncated=False)
+    buffer = replay.init(Transition(**item), 8)
+    ones = Transition(**{k: np.stack([v] * 3) for k, v in item.items()})._replace(reward=np.ones(3, np.float32))
+    alive = replay.add_batch(buffer, ones, 3)
+    np.testing.assert_allclose(svgk.data_bounds(alive, config), [2.0, 2.0])  # unfilled slots are not rewards
+    ended = replay.add_batch(buffer, ones._replace(terminated=np.array([False, False, True])), 3)
+    np.testing.assert_allclose(svgk.data_bounds(ended, config), [0.0, 2.0])
 
 
 def test_an_overestimated_value_is_clipped_in_targets_and_objective(pendulum_setup):

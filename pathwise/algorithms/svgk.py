@@ -22,7 +22,8 @@ apart by what the loop delivers:
   ``value_bound`` (the default) V's TD(lambda) targets and the bootstrap ``V(s_k)`` of ``J_k`` are clipped to
   the discounted-return range ``reward_scale * [min r, max r] / (1 - gamma)`` of the rewards seen
   (``svg_core.value_bounds``): those of D and, as soon as they are imagined, those of the imagined rollouts
-  (an optimism bonus or a goal reached only in the model widens the range): without it the value could diverge
+  (an optimism bonus or a goal reached only in the model widens the range; where an episode ends, real or
+  imagined, the range holds 0, the value after the end): without it the value could diverge
   (on Pendulum-v1 seed 9 to V ~ +600 on average over D's states, with every reward <= 0), the actor chasing the
   overestimate through the model.
 
@@ -100,7 +101,7 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     value_bound: bool = True
     """Learned model only: clip V's TD(lambda) targets and the bootstrap V(s_k) of J_k to the discounted-return
     range reward_scale * [min r, max r] / (1 - gamma) of the rewards in D and of those imagined so far in this
-    improvement step; False: unclipped, as in 0.2."""
+    improvement step (0 among them where an episode can end); False: unclipped, as in 0.2."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "horizon", "n_envs", "actor_lr", "critic_lr",
@@ -231,8 +232,18 @@ def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey,
 
 
 def imagined_bounds(segments: Segment, gamma: float) -> Array:
-    """``svg_core.value_bounds`` of the segments' (already scaled) rewards while alive."""
-    return value_bounds(segments.rewards, segments.alive > 0, gamma)
+    """``svg_core.value_bounds`` of the segments' (already scaled) rewards, the zeros after a termination included
+    (past a terminal state every later reward is 0)."""
+    return value_bounds(segments.rewards, jnp.ones(segments.rewards.shape, bool), gamma)
+
+
+def data_bounds(buffer: replay.ReplayBuffer, config: Config) -> Array:
+    """``svg_core.value_bounds`` of D's rewards (scaled), widened to 0 where a transition of D terminated (the value
+    after it is 0)."""
+    valid = jnp.arange(buffer.capacity) < buffer.size
+    bounds = value_bounds(buffer.storage.reward, valid, config.gamma, config.reward_scale)
+    ends = jnp.any(valid & buffer.storage.terminated)
+    return jnp.where(ends, widest(bounds, jnp.zeros(2, bounds.dtype)), bounds)
 
 
 def widest(a: Array, b: Array) -> Array:
@@ -261,8 +272,7 @@ def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) ->
     """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states
     (with an ensemble's trajectory sampling, each imagined rollout follows its own sampled member; with
     ``value_bound``, V and its bootstrap clipped to the range of the rewards of D and of the imagined ones so far)."""
-    valid = jnp.arange(data.buffer.capacity) < data.buffer.size
-    seen = value_bounds(data.buffer.storage.reward, valid, config.gamma, config.reward_scale)
+    seen = data_bounds(data.buffer, config)
 
     def body(carry, k):
         state, bounds = carry
@@ -298,5 +308,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 
 __all__ = ["Config", "INFO", "State", "actor_critic_step", "actor_loss", "actor_optimizer", "critic_optimizer",
-           "fit_value", "imagined_bounds", "init", "model_update", "restart_finished", "shac_update", "steps_per_update",
-           "update", "widest"]
+           "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "restart_finished", "shac_update",
+           "steps_per_update", "update", "widest"]
