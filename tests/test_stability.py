@@ -91,13 +91,15 @@ def test_register_refuses_a_failure_line_that_is_not_a_number():
 
 
 # Issue 16's criterion on untuned seeds, at the budget benchmarks/bench_learners.py --full-budget runs (20k steps for
-# ddpg, 10k for svg1, each with its preset's evaluations): after the first evaluation that solves, at least 90% of the
+# ddpg, 10k for svg1 and svgk, each with its preset's evaluations): after the first evaluation that solves, at least 90% of the
 # evaluations stay solved, and the last one is solved. Read back from the run's own summary.json.
 # svg1 still misses on both (85% and 87%; acting with a Polyak-averaged policy lifts seed 11 to 98% but lowers seed 8
 # to 77%): strict xfails, so a fix shows up as an unexpected pass.
 SVG1_MISSES = pytest.mark.xfail(strict=True, reason="issue 16: svg1 falls after its first solve on seeds 8 and 11")
+# svgk on a learned model: seed 9 first solved at 8,400 and ended at -613 (20% solved after its first solve) before its
+# value and bootstrap were bounded by the range of the rewards seen (value_bound); with it, solved from 400 on (100%).
 UNTUNED = [("ddpg", 9, 20_000), ("ddpg", 11, 20_000), pytest.param("svg1", 8, 10_000, marks=SVG1_MISSES),
-           pytest.param("svg1", 11, 10_000, marks=SVG1_MISSES)]
+           pytest.param("svg1", 11, 10_000, marks=SVG1_MISSES), ("svgk", 9, 10_000), ("svgk", 10, 10_000)]
 
 
 @pytest.mark.slow

@@ -181,6 +181,21 @@ def test_act_with_target_acts_with_a_polyak_average_of_the_policies(setup):
     assert same(acting[False], new.policy) and not same(acting[True], new.policy)  # the average lags the policy
 
 
+def test_actor_learning_rate_decays_to_its_final_fraction(setup):
+    state, batch = setup
+    buffer = filled_buffer(batch, jnp.zeros(6))
+    cfg = dataclasses.replace(TINY, batch_size=4, actor_lr_decay_steps=2, actor_lr_final_fraction=0.0)
+    state = svg1.init(jax.random.key(0), SPEC, cfg)
+    step = jax.jit(lambda s, k: svg1.update(s, buffer, k, cfg)[0])
+    for i in range(2):
+        before, state = state, step(state, jax.random.key(i))
+        assert not same(before.policy, state.policy)  # a step while the rate is above 0
+    after = step(state, jax.random.key(9))  # past the decay: the rate is 0, the value still learns
+    assert same(after.policy, state.policy) and not same(after.value, state.value)
+    with pytest.raises(ValueError, match="actor_lr_final_fraction"):
+        dataclasses.replace(TINY, actor_lr_final_fraction=1.5)
+
+
 def test_first_update_fits_the_normalizers_once_and_pretrains(setup):
     state, batch = setup
     buffer = filled_buffer(batch, jnp.zeros(6))

@@ -12,7 +12,7 @@ import pytest
 
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
-from pathwise import loops, registry
+from pathwise import loops, registry, replay
 from pathwise.algorithms import get, svgk
 from pathwise.algorithms import svg_core as core
 from pathwise.networks import QCritic, VCritic
@@ -20,6 +20,7 @@ from pathwise.rollout import rollout
 from pathwise.spec import from_env
 from pathwise.systems import LinearSystem, Pendulum
 from pathwise.systems.base import System
+from pathwise.types import Transition
 
 GAMMA = 0.9
 
@@ -207,6 +208,64 @@ def test_value_loss_is_weighted_mse():
     expected = jnp.sum(weights * (pred - targets) ** 2) / weights.sum()
     np.testing.assert_allclose(core.value_loss(value, obs, targets, weights), expected, rtol=1e-6)
 
+
+
+def test_value_bounds_are_the_discounted_range_of_the_valid_rewards():
+    rewards = jnp.array([-3.0, -0.5, 7.0, -9.0])  # the last two are not filled in (ring buffer past its size)
+    valid = jnp.array([True, True, False, False])
+    np.testing.assert_allclose(core.value_bounds(rewards, valid, 0.9, 0.1), [-3.0, -0.5], rtol=1e-6)
+    np.testing.assert_allclose(core.value_bounds(rewards, valid, 0.9, -1.0), [5.0, 30.0], rtol=1e-6)  # sorted
+
+
+def test_bounded_bootstrap_clips_and_gives_no_gradient_beyond_the_range():
+    def b(obs, action):
+        return jnp.sum(obs) + action[0]
+
+    clip = core.bounded(b, jnp.array([-1.0, 1.0]))
+    assert core.bounded(b, None) is b
+    assert float(clip(jnp.array([5.0]), jnp.array([0.0]))) == 1.0
+    assert float(clip(jnp.array([-5.0]), jnp.array([0.0]))) == -1.0
+    assert float(jax.grad(lambda a: clip(jnp.array([5.0]), a))(jnp.array([0.0]))[0]) == 0.0
+    assert float(jax.grad(lambda a: clip(jnp.array([0.2]), a))(jnp.array([0.1]))[0]) == 1.0
+
+
+def test_imagined_and_data_bounds_hold_zero_where_an_episode_ends():
+    """The targets' range covers the imagined rewards (an imagined goal or bonus reaches V) and, past a termination,
+    the zeros that follow; D's range holds 0 once a real transition terminated (InvertedPendulum: every reward is 1,
+    yet a falling pole's value is near 0)."""
+    def segment(rewards):
+        return core.Segment(*([jnp.zeros(())] * 2), jnp.asarray(rewards), *([jnp.zeros(())] * 6))
+
+    np.testing.assert_allclose(svgk.imagined_bounds(segment([[-1.0, 3.0, 2.0]]), 0.5), [-2.0, 6.0])
+    np.testing.assert_allclose(svgk.imagined_bounds(segment([[1.0, 3.0, 0.0]]), 0.5), [0.0, 6.0])  # ended at step 2
+    np.testing.assert_allclose(svgk.widest(jnp.array([-4.0, 0.0]), jnp.array([-2.0, 6.0])), [-4.0, 6.0])
+    config = svgk.Config(gamma=0.5, reward_scale=1.0)
+    item = dict(obs=np.zeros(1, np.float32), action=np.zeros(1, np.float32), reward=np.float32(0),
+                next_obs=np.zeros(1, np.float32), terminated=False, truncated=False)
+    buffer = replay.init(Transition(**item), 8)
+    ones = Transition(**{k: np.stack([v] * 3) for k, v in item.items()})._replace(reward=np.ones(3, np.float32))
+    alive = replay.add_batch(buffer, ones, 3)
+    np.testing.assert_allclose(svgk.data_bounds(alive, config), [2.0, 2.0])  # unfilled slots are not rewards
+    ended = replay.add_batch(buffer, ones._replace(terminated=np.array([False, False, True])), 3)
+    np.testing.assert_allclose(svgk.data_bounds(ended, config), [0.0, 2.0])
+
+
+def test_an_overestimated_value_is_clipped_in_targets_and_objective(pendulum_setup):
+    """V = +1000 everywhere on a task whose rewards are <= 0: with bounds every target is clipped to the range, and
+    the objective is the k-step return plus gamma^k times the upper end (no gradient from V)."""
+    system, _, s0, _, _ = pendulum_setup
+    state = svgk.init(jax.random.key(0), from_env("pathwise/Pendulum-v1"), TINY)
+    value = eqx.tree_at(lambda v: v.net.layers[-1].bias, state.value, jnp.array([1000.0]))
+    state = state._replace(value=value, target_value=value)
+    starts = jnp.tile(s0, (TINY.n_envs, 1))
+    bounds = jnp.array([-50.0, -1.0])
+    new, seg, metrics = svgk.actor_critic_step(state, system, starts, jax.random.key(1), TINY, bounds=bounds)
+    assert float(metrics["targets_clipped"]) == 1.0  # every target was above -1
+    k = TINY.horizon
+    expected = jnp.sum(TINY.gamma ** jnp.arange(k) * seg.rewards, axis=1) + TINY.gamma ** k * seg.final_continue * -1.0
+    np.testing.assert_allclose(seg.objective, expected, rtol=1e-5)
+    _, _, free = svgk.actor_critic_step(state, system, starts, jax.random.key(1), TINY)
+    assert float(free["targets_clipped"]) == 0.0 and float(free["actor_loss"]) < -100  # unbounded: V dominates J
 
 
 

@@ -40,6 +40,8 @@ Additions to the paper's algorithm (all options):
   warm-up data at the first update).
 * ``act_with_target``: the deterministic (evaluation) action is the mode of a Polyak average (rate ``tau``) of
   the recent policies, ``acting_policy``, rather than of the latest policy step; exploration samples the latest.
+* ``actor_lr_decay_steps``: the policy's Adam step decays (cosine) to ``actor_lr_final_fraction`` of ``actor_lr``
+  over that many actor steps, as ddpg's does.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from pathwise import optim, replay
 from pathwise.algorithms.base import AlgorithmInfo
 from pathwise.algorithms.critics import ActorCriticConfig, td_target
 from pathwise.algorithms.svg_core import v_bootstrap, value_gradient_objective, value_loss
-from pathwise.config import at_least, one_of, positive
+from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import DynamicsModel, LearnedModel, Normalizer, model_loss, model_noise, policy_noise
 from pathwise.networks import VCritic, soft_update
@@ -106,10 +108,16 @@ class Config(ActorCriticConfig):
     act_with_target: bool = False
     """Deterministic actions (evaluation, ``predict``) from a Polyak average (rate ``tau``) of the recent policies
     instead of the latest one; exploration still samples the latest policy."""
+    actor_lr_decay_steps: int = 0
+    """Cosine decay of the policy's learning rate to ``actor_lr_final_fraction * actor_lr`` over this many actor
+    steps, constant after; 0: constant ``actor_lr``."""
+    actor_lr_final_fraction: float = 1.0
+    """The policy's learning rate at the end of ``actor_lr_decay_steps``, as a fraction of ``actor_lr``."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "model_lr", "max_weight") + \
-            at_least(self, 0, "max_grad_norm", "model_pretrain_steps") + at_least(self, 1, "policy_delay") + \
+            at_least(self, 0, "max_grad_norm", "model_pretrain_steps", "actor_lr_decay_steps") + \
+            at_least(self, 1, "policy_delay") + unit_interval(self, "actor_lr_final_fraction", closed_low=True) + \
             one_of(self, "critic_target", ("replay", "model")) + \
             [(self.log_std_min < math.log(1e3), f"log_std_min={self.log_std_min} is too large")]
 
@@ -128,6 +136,13 @@ class State(NamedTuple):
     acting_policy: GaussianPolicy  # what acts deterministically: a Polyak average with ``act_with_target``, else policy
 
 
+def actor_optimizer(config: Config):
+    """The policy's Adam at ``actor_lr`` (clipped to ``max_grad_norm``), decayed over ``actor_lr_decay_steps`` actor
+    steps when that is > 0."""
+    return optim.adam(config.actor_lr, config.max_grad_norm, decay_steps=config.actor_lr_decay_steps,
+                      final_fraction=config.actor_lr_final_fraction)
+
+
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     """Fresh policy, value (target = online), model with the spec's reward, and optimizer states."""
     k_pi, k_v, k_m = jax.random.split(key, 3)
@@ -137,7 +152,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     model = LearnedModel(DynamicsModel(spec.obs_dim, spec.action_dim, config.model_hidden, key=k_m), spec.reward,
                          action_low=spec.action_low, action_high=spec.action_high, terminal_fn=spec.terminated)
     clip = config.max_grad_norm
-    return State(policy, value, value, model, optim.init(optim.adam(config.actor_lr, clip), policy),
+    return State(policy, value, value, model, optim.init(actor_optimizer(config), policy),
                  optim.init(optim.adam(config.critic_lr, clip), value),
                  optim.init(optim.adam(config.model_lr, clip), model.model.nets), jnp.zeros((), jnp.int32), policy)
 
@@ -284,8 +299,7 @@ def actor_step(state: State, value: VCritic, batch: Transition, weights: Array, 
     updates (the policy and its optimizer state are unchanged otherwise)."""
     system = jax.lax.stop_gradient(state.model)
     a_loss, grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights, config.gamma)
-    opt = optim.adam(config.actor_lr, config.max_grad_norm)
-    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt, opt)
+    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt, actor_optimizer(config))
     actor_on = state.updates % config.policy_delay == config.policy_delay - 1
     policy, policy_opt = jax.tree.map(lambda new, old: jnp.where(actor_on, new, old), (policy, policy_opt),
                                       (state.policy, state.policy_opt))
@@ -331,6 +345,7 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     return state.policy.act(obs, jax.random.normal(key, (state.policy.action_dim,), obs.dtype))
 
 
-__all__ = ["Config", "INFO", "State", "act", "actor_loss", "behaviour_log_prob", "critic_targets", "diagnostics",
-           "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init", "knows_termination",
-           "masked_normalizer", "model_critic_targets", "model_step", "replayed_continue", "update"]
+__all__ = ["Config", "INFO", "State", "act", "actor_loss", "actor_optimizer", "behaviour_log_prob", "critic_targets",
+           "diagnostics", "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init",
+           "knows_termination", "masked_normalizer", "model_critic_targets", "model_step", "replayed_continue",
+           "update"]

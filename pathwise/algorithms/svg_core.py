@@ -23,6 +23,8 @@ The value that closes the horizon is learned by TD(lambda) on the same k-step se
     G_t = r_t + gamma c_{t+1} [(1 - lambda) V'(s_{t+1}) + lambda G_{t+1}],   G_{k-1} = r_{k-1} + gamma c_k V'(s_k),
 
 with ``V'`` a target network; ``value_loss`` regresses ``V(s_t)`` on ``G_t`` over the steps still alive.
+Where every reward lies in ``[r_lo, r_hi]``, so does ``(1 - gamma) V`` of every policy:
+``V in [r_lo / (1 - gamma), r_hi / (1 - gamma)]`` (``value_bounds``); ``bounded`` clips a bootstrap to such a range.
 Everything here works on one start state; ``jax.vmap`` over the batch outside.
 """
 
@@ -71,6 +73,23 @@ def zero_bootstrap(obs: Array, action: Array) -> Array:
     """``B = 0``: the objective is the plain k-step return."""
     del action
     return jnp.zeros((), obs.dtype)
+
+
+def bounded(bootstrap: Bootstrap, bounds: Array | None) -> Bootstrap:
+    """``B`` clipped to ``bounds = [lo, hi]`` (None: ``B`` itself): beyond the range the actor gets no gradient from
+    it, so it cannot steer rollouts towards states whose value is overestimated past what any return can be."""
+    if bounds is None:
+        return bootstrap
+    return lambda obs, action: jnp.clip(bootstrap(obs, action), bounds[0], bounds[1])
+
+
+def value_bounds(rewards: Array, valid: Array, gamma: float | Array, reward_scale: float | Array = 1.0) -> Array:
+    """``[lo, hi] = reward_scale * [min r, max r] / (1 - gamma)`` over the ``valid`` entries of ``rewards``: the
+    range of every discounted return (and so of every value) made of rewards in the range seen."""
+    lo = jnp.min(jnp.where(valid, rewards, jnp.inf))
+    hi = jnp.max(jnp.where(valid, rewards, -jnp.inf))
+    ends = reward_scale * jnp.stack([lo, hi]) / (1.0 - gamma)
+    return jnp.sort(ends)  # a negative reward_scale swaps them
 
 
 def value_gradient_objective(system: System | None, policy: Callable[[Array, Array], Array], bootstrap: Bootstrap,
@@ -152,5 +171,5 @@ def value_loss(value: eqx.Module, observations: Array, targets: Array, weights: 
     return jnp.sum(w * (pred - jax.lax.stop_gradient(targets)) ** 2) / jnp.maximum(jnp.sum(w), 1e-6)
 
 
-__all__ = ["Bootstrap", "Segment", "lambda_returns", "q_bootstrap", "segment_targets", "v_bootstrap",
-           "value_gradient_objective", "value_loss", "zero_bootstrap"]
+__all__ = ["Bootstrap", "Segment", "bounded", "lambda_returns", "q_bootstrap", "segment_targets", "v_bootstrap",
+           "value_bounds", "value_gradient_objective", "value_loss", "zero_bootstrap"]

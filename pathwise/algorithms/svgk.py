@@ -18,7 +18,14 @@ apart by what the loop delivers:
   with a known reward): after the loop's real episodes and model refit, ``updates_per_episode``
   actor-critic steps, each imagining k steps of the frozen model from ``n_envs`` real observations drawn
   from D. Where the environment's termination is known (its registry record, e.g. MuJoCo
-  InvertedPendulum), the imagined rollouts stop there too. ``env_steps`` counts real steps.
+  InvertedPendulum), the imagined rollouts stop there too. ``env_steps`` counts real steps. With
+  ``value_bound`` (the default) V's TD(lambda) targets and the bootstrap ``V(s_k)`` of ``J_k`` are clipped to
+  the discounted-return range ``reward_scale * [min r, max r] / (1 - gamma)`` of the rewards seen
+  (``svg_core.value_bounds``): those of D and, as soon as they are imagined, those of the imagined rollouts
+  (an optimism bonus or a goal reached only in the model widens the range; where an episode ends, real or
+  imagined, the range holds 0, the value after the end): without it the value could diverge
+  (on Pendulum-v1 seed 9 to V ~ +600 on average over D's states, with every reward <= 0), the actor chasing the
+  overestimate through the model.
 
 k = 1 is SVG(1) on imagined transitions and k = episode length with V = 0 is BPTT.
 """
@@ -35,7 +42,8 @@ import optax
 
 from pathwise import optim, replay
 from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
-from pathwise.algorithms.svg_core import segment_targets, v_bootstrap, value_gradient_objective, value_loss
+from pathwise.algorithms.svg_core import (Segment, bounded, segment_targets, v_bootstrap, value_bounds,
+                                          value_gradient_objective, value_loss)
 from pathwise.config import at_least, positive, unit_interval
 from pathwise.distributions import GaussianPolicy
 from pathwise.loops import summarize
@@ -90,6 +98,10 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """Updates per model-based iteration on a learned model (each from ``n_envs`` real observations of D)."""
     use_true_dynamics: bool = False
     """Differentiate through the pathwise System of the env id (SHAC) even if the id is a Gymnasium one."""
+    value_bound: bool = True
+    """Learned model only: clip V's TD(lambda) targets and the bootstrap V(s_k) of J_k to the discounted-return
+    range reward_scale * [min r, max r] / (1 - gamma) of the rewards in D and of those imagined so far in this
+    improvement step (0 among them where an episode can end); False: unclipped, as in 0.2."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "horizon", "n_envs", "actor_lr", "critic_lr",
@@ -142,16 +154,19 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
 
 
 def actor_loss(policy: GaussianPolicy, value: VCritic, system: System, states: Array, xis: Array,
-               zetas: Array, gamma: float, reward_scale: float = 1.0, member_keys: Array | None = None):
+               zetas: Array, gamma: float, reward_scale: float = 1.0, member_keys: Array | None = None,
+               bounds: Array | None = None):
     """``-mean_i J_k(s_0^i) / k`` (lecture, SVG(k)); returns the segments for the critic as auxiliary data.
 
     With ``member_keys`` (one per start state) rollout i runs through ``system.sample(member_keys[i])``: with an
-    ensemble's trajectory sampling every imagined rollout follows its own member.
+    ensemble's trajectory sampling every imagined rollout follows its own member. With ``bounds`` ``[lo, hi]``
+    the bootstrap ``V(s_k)`` is clipped to them (``svg_core.bounded``).
     """
+    bootstrap = bounded(v_bootstrap(value), bounds)
 
     def one(s, x, z, k):
         rollout_system = system if k is None else system.sample(k)
-        return value_gradient_objective(rollout_system, policy.act, v_bootstrap(value), s, x, z, gamma, reward_scale)
+        return value_gradient_objective(rollout_system, policy.act, bootstrap, s, x, z, gamma, reward_scale)
 
     if member_keys is None:
         segments = jax.vmap(lambda s, x, z: one(s, x, z, None))(states, xis, zetas)
@@ -181,9 +196,10 @@ def fit_value(value: VCritic, opt_state: PyTree, observations: Array, targets: A
 
 
 def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey, config: Config,
-                      member_keys: Array | None = None):
+                      member_keys: Array | None = None, bounds: Array | None = None):
     """From ``starts`` roll k steps (rollout i through ``system.sample(member_keys[i])`` where given); one actor step
-    on ``-J_k``; fit V to the segments' TD(lambda) targets.
+    on ``-J_k``; fit V to the segments' TD(lambda) targets. With ``bounds`` ``[lo, hi]`` the bootstrap is clipped to
+    them, and the targets to them widened by the range of this step's imagined rewards (``imagined_bounds``).
 
     Returns the new state (its simulations untouched), the (gradient-free) segments and metrics.
     """
@@ -192,10 +208,16 @@ def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey,
     xis = jax.random.normal(k_xi, (n, k + 1, state.policy.action_dim))
     zetas = system.sample_noise(k_zeta, (n, k))
     (loss, segments), grads = eqx.filter_value_and_grad(actor_loss, has_aux=True)(
-        state.policy, state.value, system, starts, xis, zetas, config.gamma, config.reward_scale, member_keys)
+        state.policy, state.value, system, starts, xis, zetas, config.gamma, config.reward_scale, member_keys,
+        bounds)
     policy, actor_opt = optim.apply(state.policy, grads, state.actor_opt, actor_optimizer(config))
     segments = jax.lax.stop_gradient(segments)
     targets = jax.vmap(lambda seg: segment_targets(state.target_value, seg, config.gamma, config.lam))(segments)
+    clipped = jnp.zeros(())
+    if bounds is not None:
+        bounds = widest(bounds, imagined_bounds(segments, config.gamma))
+        clipped = jnp.mean((targets < bounds[0]) | (targets > bounds[1]))
+        targets = jnp.clip(targets, bounds[0], bounds[1])
     value, critic_opt, v_loss = fit_value(state.value, state.critic_opt, segments.observations, targets,
                                           segments.alive, k_critic, config)
     state = state._replace(policy=policy, value=value, target_value=soft_update(state.target_value, value,
@@ -204,8 +226,29 @@ def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey,
     metrics = {"actor_loss": loss, "value_loss": v_loss,
                "imagined_reward": segments.rewards.mean() / config.reward_scale,
                "policy_std": jnp.exp(policy.log_std).mean(), "skipped_total": optim.skipped(actor_opt),
-               "critic_skipped_total": optim.skipped(critic_opt)}
+               "critic_skipped_total": optim.skipped(critic_opt),
+               "targets_clipped": clipped}
     return state, segments, metrics
+
+
+def imagined_bounds(segments: Segment, gamma: float) -> Array:
+    """``svg_core.value_bounds`` of the segments' (already scaled) rewards, the zeros after a termination included
+    (past a terminal state every later reward is 0)."""
+    return value_bounds(segments.rewards, jnp.ones(segments.rewards.shape, bool), gamma)
+
+
+def data_bounds(buffer: replay.ReplayBuffer, config: Config) -> Array:
+    """``svg_core.value_bounds`` of D's rewards (scaled), widened to 0 where a transition of D terminated (the value
+    after it is 0)."""
+    valid = jnp.arange(buffer.capacity) < buffer.size
+    bounds = value_bounds(buffer.storage.reward, valid, config.gamma, config.reward_scale)
+    ends = jnp.any(valid & buffer.storage.terminated)
+    return jnp.where(ends, widest(bounds, jnp.zeros(2, bounds.dtype)), bounds)
+
+
+def widest(a: Array, b: Array) -> Array:
+    """The smallest range ``[lo, hi]`` holding both ranges."""
+    return jnp.stack([jnp.minimum(a[0], b[0]), jnp.maximum(a[1], b[1])])
 
 
 def restart_finished(system: System, states: Array, time: Array, continues: Array, key: PRNGKey,
@@ -227,16 +270,20 @@ def shac_update(state: State, system: System, key: PRNGKey, config: Config) -> t
 
 def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
     """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states
-    (with an ensemble's trajectory sampling, each imagined rollout follows its own sampled member)."""
+    (with an ensemble's trajectory sampling, each imagined rollout follows its own sampled member; with
+    ``value_bound``, V and its bootstrap clipped to the range of the rewards of D and of the imagined ones so far)."""
+    seen = data_bounds(data.buffer, config)
 
-    def body(state, k):
+    def body(carry, k):
+        state, bounds = carry
         k_start, k_step = jax.random.split(k)
         starts = replay.sample(data.buffer, k_start, config.n_envs).obs
         member_keys = jax.random.split(jax.random.fold_in(k, 1), config.n_envs)
-        state, _, metrics = actor_critic_step(state, data.system, starts, k_step, config, member_keys)
-        return state, metrics
+        state, segments, metrics = actor_critic_step(state, data.system, starts, k_step, config, member_keys,
+                                                     bounds if config.value_bound else None)
+        return (state, widest(bounds, imagined_bounds(segments, config.gamma))), metrics
 
-    state, metrics = jax.lax.scan(body, state, jax.random.split(key, config.updates_per_episode))
+    (state, _), metrics = jax.lax.scan(body, (state, seen), jax.random.split(key, config.updates_per_episode))
     return state, summarize(metrics)
 
 
@@ -261,4 +308,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 
 __all__ = ["Config", "INFO", "State", "actor_critic_step", "actor_loss", "actor_optimizer", "critic_optimizer",
-           "fit_value", "init", "model_update", "restart_finished", "shac_update", "steps_per_update", "update"]
+           "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "restart_finished", "shac_update",
+           "steps_per_update", "update", "widest"]
