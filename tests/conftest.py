@@ -50,6 +50,25 @@ def count_compilations():
         monitoring.unregister_event_duration_listener(listener)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _optimized_module(request):
+    """A module whose ``OPTIMIZED = True`` compiles with XLA's optimizations even in the default suite (results
+    compared across differently batched programs over long chaotic solves, where the rounding matters)."""
+    if not getattr(request.module, "OPTIMIZED", False):
+        yield
+        return
+    import jax
+
+    before = os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS") == "1"
+    jax.config.update("jax_disable_most_optimizations", False)
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+        jax.clear_caches()
+
+
 @pytest.fixture
 def compilations():
     """The :func:`count_compilations` context manager, as a fixture."""
