@@ -1,10 +1,11 @@
 """The ``pathwise`` command line, end to end with tiny budgets.
 
 Every registered algorithm trains through ``pathwise train`` (in-process, via
-``pathwise.cli.main``), then ``evaluate`` (with --render png/gif), ``list``,
-``estimators``, ``--resume``, ``--config``, ``--set``, ``--seeds``, every
-``--help``, and each bad input's message. One subprocess run is killed with
-SIGKILL mid-way and resumed to the same final metrics as an uninterrupted run.
+``pathwise.cli.main``; the tiny configurations are tests/cli_tiny.py's), then
+``evaluate`` (with --render png/gif), ``list``, ``estimators``, ``--resume``,
+``--seeds`` of an algorithm that is not vmapped, every ``--help``, and each bad
+input's message. The other run options (preset precedence, vmapped ``--seeds``,
+the non-finite stop, SIGKILL and resume) are tests/test_cli_runs.py's.
 """
 
 import contextlib
@@ -12,59 +13,19 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cli_tiny import TINY, train_argv
 from pathwise import algorithms, presets, registry
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise.cli import main
 from pathwise.config import parse_set
-from runfiles import assert_same_run, rows
-
-#: One fast-compiling configuration per registered algorithm: (env id, --steps, --set values).
-TINY: dict[str, tuple[str, int, list[str]]] = {
-    "bptt": ("pathwise/Pendulum-v1", 80, ["hidden=8", "horizon=10", "batch_size=4", "updates_per_iteration=2",
-                                          "schedule=constant"]),
-    "imitation": ("pathwise/Pendulum-v1", 1, ["hidden=8", "rollouts_per_round=2", "rounds=1", "fit_steps=5",
-                                               "fit_batch=16", "expert_horizon=10", "expert_iterations=1"]),
-    "reinforce": ("CartPole-v1", 60, ["hidden=8", "num_envs=2", "value_hidden=8", "value_steps=1"]),
-    "qac": ("CartPole-v1", 60, ["hidden=8", "num_envs=2", "n_steps=4", "critic_hidden=8"]),
-    "ddpg": ("Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=200",
-                                 "learning_starts=20", "max_episode_steps=30"]),
-    "svg0": ("Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=200",
-                                 "learning_starts=20", "max_episode_steps=30"]),
-    "svg0-discrete": ("CartPole-v1", 60, ["hidden=8", "critic_hidden=8", "batch_size=8", "buffer_size=1000",
-                                          "learning_starts=20", "max_episode_steps=30"]),
-    "mbrl": ("Pendulum-v1", 60, ["hidden=8", "model_hidden=8", "model_steps_per_epoch=2", "model_max_epochs=1",
-                                 "model_batch=8", "horizon=4", "num_starts=4", "policy_steps=2",
-                                 "max_episode_steps=30", "buffer_size=500"]),
-    "svg-inf": ("Pendulum-v1", 60, ["hidden=8", "model_hidden=8", "model_steps_per_epoch=2", "model_max_epochs=1",
-                                    "model_batch=8", "grad_steps=2", "max_episode_steps=30", "buffer_size=500",
-                                    "segment_length=10", "num_segments=4"]),
-    "svg1": ("Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "model_hidden=8", "batch_size=8", "buffer_size=500",
-                                 "learning_starts=20", "updates_per_step=0.1", "max_episode_steps=30"]),
-    "svgk": ("pathwise/Pendulum-v1", 60, ["hidden=8", "critic_hidden=8", "horizon=4", "n_envs=4",
-                                          "critic_iterations=1", "critic_minibatches=2", "updates_per_iteration=2"]),
-    "pets": ("Pendulum-v1", 60, ["model_hidden=8", "model_ensemble=2", "model_steps_per_epoch=2", "model_max_epochs=1",
-                                 "model_batch=8", "plan_horizon=4", "plan_samples=8", "plan_elites=2",
-                                 "plan_iterations=1", "plan_starts=2", "max_episode_steps=30", "buffer_size=500"]),
-}
-
-
-
-def train_argv(algo: str, out, *, steps: int | None = None, seed: int = 1, extra=()) -> list[str]:
-    env, default_steps, sets = TINY[algo]
-    return ["train", algo, "--env", env, "--steps", str(steps or default_steps), "--seed", str(seed),
-            "--out", str(out), "--quiet", "--eval-episodes", "1", "--no-preset", *extra, "--set", *sets]
+from runfiles import rows
 
 
 @pytest.fixture(scope="module")
@@ -114,30 +75,6 @@ def test_train_every_algorithm(algo, runs, capsys):
     assert all(name.startswith(("algo/", "key", "env_steps", "buffer/", "model/", "recent/", "episodes"))
                for name in arrays), sorted(arrays)  # leaves named by key path
     assert all(np.all(np.isfinite(x)) for x in arrays.values() if np.issubdtype(x.dtype, np.floating))
-
-
-def test_preset_is_applied_and_overridden_by_config_then_set(tmp_path, capsys):
-    """defaults < preset < --config FILE < --set / flags, as documented."""
-    preset, _ = presets.load("bptt", "Pendulum-v1")
-    assert preset, "bptt ships a Pendulum-v1 preset"
-    cfg_file = tmp_path / "tiny.toml"
-    cfg_file.write_text('hidden = [8]\nhorizon = 10\nbatch_size = 4\nupdates_per_iteration = 2\n'
-                        'lr = 0.5\n')
-    out = tmp_path / "run"
-    rc = main(["train", "bptt", "--env", "pendulum", "--steps", "40", "--out", str(out), "--quiet",
-               "--eval-episodes", "1", "--config", str(cfg_file), "--set", "lr=0.01"])
-    assert rc == 0
-    info = json.loads((out / "config.json").read_text())
-    assert info["env_id"] == "pathwise/Pendulum-v1"  # the short name resolves to the system's id
-    config = info["config"]
-    assert config["lr"] == 0.01  # --set beats --config
-    assert config["hidden"] == [8] and config["horizon"] == 10  # --config beats the preset
-    assert config["schedule_updates"] == preset["schedule_updates"]  # the preset (twin id) fills the rest
-    # flags and --set are the same options
-    out2 = tmp_path / "run2"
-    assert main(["train", "bptt", "--env", "pendulum", "--steps", "40", "--out", str(out2), "--quiet",
-                 "--eval-episodes", "1", "--config", str(cfg_file), "--lr", "0.01"]) == 0
-    assert json.loads((out2 / "config.json").read_text())["config"] == config
 
 
 def test_evaluate_with_episodes_and_render(runs, tmp_path, capsys):
@@ -219,31 +156,6 @@ def test_resume_extends_a_finished_run_like_an_uninterrupted_one(runs, tmp_path)
     assert rows(half / "metrics.csv") == rows(full / "metrics.csv")
     assert rows(half / "eval.csv") == rows(full / "eval.csv")
     assert json.loads((half / "config.json").read_text())["steps"] == 120
-
-
-def test_bptt_seeds_trains_each_seed_into_its_own_run_directory(tmp_path, capsys):
-    out = tmp_path / "seeds"
-    assert main(train_argv("bptt", out, seed=4, extra=["--seeds", "2"])) == 0
-    printed = capsys.readouterr().out
-    assert "as one vmapped program" in printed and "2 seeds: final return" in printed
-    params = []
-    for seed in (4, 5):
-        s = json.loads((out / f"seed_{seed}" / "summary.json").read_text())
-        assert s["seed"] == seed and s["env_steps"] >= 80
-        params.append(ckpt.read(out / f"seed_{seed}" / "checkpoints" / "last.npz")[1])
-    assert sorted(params[0]) == sorted(params[1])
-    assert any(not np.array_equal(params[0][k], params[1][k]) for k in params[0] if params[0][k].dtype.kind == "f")
-
-
-def test_svgk_seeds_on_a_system_train_as_one_program(tmp_path, capsys):
-    out = tmp_path / "seeds"
-    assert main(train_argv("svgk", out, seed=2, extra=["--seeds", "2"])) == 0
-    printed = capsys.readouterr().out
-    assert "2 seeds of svgk as one vmapped program" in printed
-    for seed in (2, 3):
-        s = json.loads((out / f"seed_{seed}" / "summary.json").read_text())
-        assert s["seed"] == seed and s["env_steps"] == 64  # 2 iterations of 2 updates of 4 simulations x 4 steps
-        assert len(rows(out / f"seed_{seed}" / "metrics.csv")) == 2
 
 
 def test_seeds_of_other_algorithms_train_one_after_another(runs, tmp_path, capsys):
@@ -418,66 +330,3 @@ def test_missing_and_corrupt_checkpoints(runs, tmp_path, capsys):
     shutil.copy(runs("qac") / "checkpoints" / "last.npz", run / "checkpoints" / "last.npz")
     assert main(["train", "--resume", str(run), "--quiet"]) == 1
     assert "written by algorithm 'qac', not 'reinforce'" in capsys.readouterr().err
-
-
-def test_nonfinite_training_stops_with_a_clear_message(tmp_path, capsys, monkeypatch):
-    from pathwise.loops.on_policy import OnPolicyLoop
-
-    original = OnPolicyLoop.iteration
-    calls = []
-
-    def diverging(self, carry):  # the first iteration is fine, every later one reports a NaN loss
-        carry, metrics = original(self, carry)
-        calls.append(int(carry.env_steps))
-        return carry, ({**metrics, "loss": float("nan")} if len(calls) > 1 else metrics)
-
-    monkeypatch.setattr(OnPolicyLoop, "iteration", diverging)
-    out = tmp_path / "nan"
-    assert main(train_argv("reinforce", out, steps=400, extra=["--eval-every", "10"])) == 1
-    err = capsys.readouterr().err
-    assert re.search(r"non-finite \['loss'\] in 3 consecutive iterations.*nothing NaN was saved.*learning rates.*"
-                     r"float64", err), err
-    assert len(calls) == 4  # one good iteration, then three skipped retries
-    meta, arrays = ckpt.read(out / "checkpoints" / "last.npz")  # the good iteration's checkpoint
-    assert meta["counters"]["env_steps"] == calls[0] and meta["counters"]["iterations"] == 1
-    assert all(np.all(np.isfinite(x)) for x in arrays.values() if np.issubdtype(x.dtype, np.floating))
-
-
-# --------------------------------------------------------------------------- SIGKILL and resume
-
-
-def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
-    algo, steps, every = "ddpg", 300, 30  # a replay buffer, target networks and exploration noise to restore
-    killed, full = tmp_path / "killed", tmp_path / "full"
-    env = {**os.environ, "PATHWISE_QUIET": "1", "PYTHONUNBUFFERED": "1"}
-    log = tmp_path / "stderr.txt"  # a file, not a pipe: a full pipe would block the child
-    with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pathwise.cli",
-                                 *train_argv(algo, killed, steps=steps, extra=["--eval-every", str(every)])],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
-    last = killed / "checkpoints" / "last.npz"
-    deadline = time.monotonic() + 600  # generous: the shared test machine can be heavily loaded
-    try:
-        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert last.exists(), log.read_text() if proc.poll() is not None else "no checkpoint in 600 s"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    import pathwise as pw
-
-    agent = pw.load(last, quiet=True)  # the last checkpoint is whole and loads
-    stopped_at = agent.num_timesteps
-    assert every <= stopped_at < steps, "the kill did not land mid-run"
-    assert main(["train", "--resume", str(killed), "--quiet"]) == 0
-    assert main(train_argv(algo, full, steps=steps, extra=["--eval-every", str(every)])) == 0
-    a = json.loads((killed / "summary.json").read_text())
-    b = json.loads((full / "summary.json").read_text())
-    for key in ("env_steps", "iterations", "final_return_mean", "final_return_std", "best_return_mean",
-                "best_env_steps", "nonfinite_iterations"):
-        assert a[key] == b[key], key
-    assert_same_run(killed, full)
