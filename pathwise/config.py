@@ -28,6 +28,10 @@ class Options:
     RENAMED: ClassVar[dict[str, str]] = {}
     """Options renamed since an earlier release, ``old name -> new name``: a run record written then is read
     with the new names (:func:`upgrade`); a user who passes an old name is told the new one."""
+    ADDED: ClassVar[dict[str, Any]] = {}
+    """Options added since runs were first recorded, ``name -> the value that reproduces a run recorded before the
+    option existed``: :func:`upgrade` fills them into such a record, so that it resumes as it ran. Each class of a
+    config's bases keeps its own (they are merged along the MRO)."""
 
     def checks(self) -> list[tuple[bool, str]]:
         """``(condition, message)`` pairs that must hold; subclasses extend ``super().checks()``."""
@@ -84,12 +88,23 @@ def rate_options(cls: Any) -> list[str]:
     return sorted(names, key=lambda n: n != "actor_lr")
 
 
+def added(cls: type) -> dict[str, Any]:
+    """The options ``cls`` gained since runs were first recorded, with the values older runs ran with: the
+    ``ADDED`` tables of ``cls`` and its bases."""
+    out: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        out.update(vars(base).get("ADDED", {}))
+    return out
+
+
 def upgrade(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """A stored run record's config with the names of today: each old name in ``cls.RENAMED`` becomes its new one."""
+    """A stored run record's config with the names of today: each old name in ``cls.RENAMED`` becomes its new one,
+    and an option added since the record was written (:func:`added`) takes the value the run ran with."""
     fields = {f.name for f in dataclasses.fields(cls)}
     renamed = {old: new for old, new in getattr(cls, "RENAMED", {}).items() if old in values and old not in fields
                and new not in values}
-    return {renamed.get(k, k): v for k, v in values.items()}
+    out = {renamed.get(k, k): v for k, v in values.items()}
+    return {**{k: v for k, v in added(cls).items() if k in fields and k not in out}, **out}
 
 
 def check_keys(cls: type, keys: Any, usage: str | typing.Callable[[str], str] = "{}=...",
@@ -276,5 +291,5 @@ def build(cls: type, name: str, preset: dict[str, Any], config: Any = None,
     return from_dict(cls, values, source=f"{name} config")
 
 
-__all__ = ["Options", "RENAMED_IN", "at_least", "build", "check_keys", "coerce", "from_dict", "load_file", "one_of",
+__all__ = ["Options", "RENAMED_IN", "added", "at_least", "build", "check_keys", "coerce", "from_dict", "load_file", "one_of",
            "parse_set", "positive", "rate_options", "to_dict", "unit_interval", "upgrade"]

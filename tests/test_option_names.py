@@ -63,6 +63,22 @@ def test_every_algorithm_names_its_step_sizes_by_one_scheme(algo):
         assert old not in names and new in names
 
 
+def test_a_record_written_before_an_option_existed_reads_with_the_value_it_ran_with():
+    """``upgrade`` fills an option added since (``ADDED``, merged over the config's bases) with the value that
+    reproduces the recorded run; a value the record holds is kept, and every ADDED name is a field."""
+    from pathwise.algorithms import qac, svgk
+
+    old = {k: v for k, v in dataclasses.asdict(svgk.Config()).items() if k != "value_bound"}
+    assert cfg_mod.from_dict(svgk.Config, cfg_mod.upgrade(svgk.Config, old), complete=True).value_bound is False
+    assert cfg_mod.upgrade(svgk.Config, {**old, "value_bound": True})["value_bound"] is True
+    assert cfg_mod.added(qac.Config) == {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0}  # a base's table
+    assert cfg_mod.added(algorithms.get("ddpg").Config) == {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0,
+                                                            "act_with_target": False}
+    for algo in algorithms.ALGORITHMS:
+        config = algorithms.get(algo).Config
+        assert set(cfg_mod.added(config)) <= {f.name for f in dataclasses.fields(config)}, algo
+
+
 def test_every_algorithm_is_in_the_scheme_test():
     assert set(algorithms.ALGORITHMS) == {"bptt", "imitation", "reinforce", "qac", "ddpg", "svg0", "svg0-discrete",
                                           "mbrl", "svg-inf", "svg1", "svgk", "pets"}

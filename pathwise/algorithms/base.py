@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 from types import ModuleType
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
-from pathwise.config import Options
+from pathwise.config import Options, at_least, unit_interval
 
 #: The loops that deliver data to ``update`` (``pathwise.loops``).
 LOOPS = ("simulated", "replay", "model_based", "on_policy")
@@ -68,6 +68,32 @@ class CommonConfig(Options):
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [(len(self.hidden) > 0 and all(h >= 1 for h in self.hidden),
                                     f"hidden={self.hidden} must list one or more layer sizes >= 1")]
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorDecayOptions(Options):
+    """The actor's step-size decay (ddpg, svg1, reinforce, qac): :func:`pathwise.optim.adam`'s cosine schedule."""
+
+    #: before 0.3 no actor's step size decayed
+    ADDED: ClassVar[dict[str, Any]] = {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0}
+
+    actor_lr_decay_steps: int = 0
+    """Cosine decay of the actor's learning rate to ``actor_lr_final_fraction * actor_lr`` over this many actor
+    updates, constant after (``optax.cosine_decay_schedule``); 0: constant ``actor_lr``."""
+    actor_lr_final_fraction: float = 1.0
+    """The actor's learning rate at the end of ``actor_lr_decay_steps``, as a fraction of ``actor_lr``."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + at_least(self, 0, "actor_lr_decay_steps") + \
+            unit_interval(self, "actor_lr_final_fraction", closed_low=True)
+
+    def actor_optimizer(self, max_grad_norm: float = 0.0):
+        """Adam at ``actor_lr`` (clipped to ``max_grad_norm``; 0: no clip), decayed over ``actor_lr_decay_steps``
+        updates when that is > 0."""
+        from pathwise import optim
+
+        return optim.adam(self.actor_lr, max_grad_norm, decay_steps=self.actor_lr_decay_steps,
+                          final_fraction=self.actor_lr_final_fraction)
 
 
 class Algorithm(NamedTuple):

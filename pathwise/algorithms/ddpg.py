@@ -25,16 +25,16 @@ Options against the falls that follow a first solve (``act_with_target`` is on b
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from pathwise import optim, replay
-from pathwise.algorithms.base import AlgorithmInfo
+from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo
 from pathwise.algorithms.critics import ActorCriticConfig, critic_loss, make_critics, min_q, sample, td_target
-from pathwise.config import at_least, unit_interval
+from pathwise.config import at_least
 from pathwise.networks import DeterministicPolicy, soft_update
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
@@ -44,8 +44,10 @@ INFO = AlgorithmInfo("ddpg", loops=("replay",),
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(ActorCriticConfig):
+class Config(ActorCriticConfig, ActorDecayOptions):
     """DDPG options (defaults: RL Zoo's Pendulum-v1 TD3/DDPG settings with a smaller warm-up)."""
+
+    ADDED: ClassVar[dict[str, Any]] = {"act_with_target": False}  # before 0.3: the latest actor acted
 
     exploration_std: float = 0.1
     """Std of the Gaussian exploration noise, as a fraction of the action box half-width."""
@@ -54,19 +56,12 @@ class Config(ActorCriticConfig):
     action box half-width (target policy smoothing, Fujimoto et al. 2018, eq. 14; TD3 uses 0.2); 0: none."""
     target_noise_clip: float = 0.5
     """Clip c of that noise, as a fraction of the action box half-width (TD3: 0.5)."""
-    actor_lr_decay_steps: int = 0
-    """Cosine decay of the actor's learning rate to ``actor_lr_final_fraction * actor_lr`` over this many
-    updates, constant after (``optax.cosine_decay_schedule``); 0: constant ``actor_lr``."""
-    actor_lr_final_fraction: float = 1.0
-    """The actor's learning rate at the end of ``actor_lr_decay_steps``, as a fraction of ``actor_lr``."""
     act_with_target: bool = True
     """Deterministic actions (evaluation, ``predict``) from the target actor mu', the Polyak average (rate
     ``tau``) of the recent actors, instead of the latest one; exploration still follows the latest actor."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + at_least(self, 0, "exploration_std", "target_noise", "target_noise_clip",
-                                           "actor_lr_decay_steps") + \
-            unit_interval(self, "actor_lr_final_fraction", closed_low=True)
+        return super().checks() + at_least(self, 0, "exploration_std", "target_noise", "target_noise_clip")
 
 
 class State(NamedTuple):
@@ -84,8 +79,7 @@ class State(NamedTuple):
 
 def actor_optimizer(config: Config):
     """Adam at ``actor_lr``, decayed over ``actor_lr_decay_steps`` updates when that is > 0."""
-    return optim.adam(config.actor_lr, decay_steps=config.actor_lr_decay_steps,
-                      final_fraction=config.actor_lr_final_fraction)
+    return config.actor_optimizer()
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:

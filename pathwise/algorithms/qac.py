@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from pathwise import optim
-from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy
 from pathwise.loops.on_policy import OnPolicyOptions, Segment
@@ -43,7 +43,7 @@ INFO = AlgorithmInfo("qac", loops=("on_policy",), continuous=False, discrete=Tru
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(CommonConfig, OnPolicyOptions):
+class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
     """QAC options; the defaults are tuned for CartPole-v1."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
@@ -166,7 +166,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     k_policy, k_critic = jax.random.split(key)
     policy = CategoricalPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=k_policy)
     critic = DiscreteQ(spec.obs_dim, spec.action_dim, config.critic_hidden, key=k_critic)
-    return State(policy, critic, optim.init(optim.adam(config.actor_lr, config.max_grad_norm), policy),
+    return State(policy, critic, optim.init(config.actor_optimizer(config.max_grad_norm), policy),
                  optim.init(optim.adam(config.critic_lr, config.max_grad_norm), critic))
 
 
@@ -179,7 +179,7 @@ def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tupl
     c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(state.critic, segment.obs, segment.actions, targets,
                                                              segment.mask)
     policy, policy_opt = optim.apply(state.policy, a_grads, state.policy_opt,
-                                     optim.adam(config.actor_lr, config.max_grad_norm))
+                                     config.actor_optimizer(config.max_grad_norm))
     critic, critic_opt = optim.apply(state.critic, c_grads, state.critic_opt,
                                      optim.adam(config.critic_lr, config.max_grad_norm))
     target_mean = jnp.sum(targets * segment.mask) / jnp.maximum(segment.mask.sum(), 1.0)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from pathwise import optim
-from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy, GaussianPolicy
 from pathwise.estimators.score_function import score_function_surrogate
@@ -47,7 +47,7 @@ Policy = CategoricalPolicy | GaussianPolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(CommonConfig, OnPolicyOptions):
+class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
     """REINFORCE options; the defaults are tuned for CartPole-v1."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
@@ -191,7 +191,7 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     k_policy, k_value = jax.random.split(key)
     policy = make_policy(k_policy, spec, config)
     value = VCritic(spec.obs_dim, config.value_hidden, key=k_value, act="tanh")
-    return State(policy, value, optim.init(optim.adam(config.actor_lr, config.max_grad_norm), policy),
+    return State(policy, value, optim.init(config.actor_optimizer(config.max_grad_norm), policy),
                  optim.init(optim.adam(config.value_lr), value), jnp.zeros(spec.max_steps(config)))
 
 
@@ -201,7 +201,8 @@ def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tupl
     g, adv = returns_and_advantages(state, segment, config)
     loss, grads = eqx.filter_value_and_grad(reinforce_loss)(state.policy, segment.obs, segment.actions, adv,
                                                              segment.mask, config.entropy_coef)
-    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt, optim.adam(config.actor_lr, config.max_grad_norm))
+    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt,
+                                     config.actor_optimizer(config.max_grad_norm))
     value, value_opt, v_loss = state.value, state.value_opt, jnp.zeros(())
     if config.baseline == "value":
         value, value_opt, v_loss = fit_value(state, segment, g, config)

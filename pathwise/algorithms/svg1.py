@@ -48,17 +48,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from pathwise import optim, replay
-from pathwise.algorithms.base import AlgorithmInfo
+from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo
 from pathwise.algorithms.critics import ActorCriticConfig, td_target
 from pathwise.algorithms.svg_core import v_bootstrap, value_gradient_objective, value_loss
-from pathwise.config import at_least, one_of, positive, unit_interval
+from pathwise.config import at_least, one_of, positive
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import DynamicsModel, LearnedModel, Normalizer, model_loss, model_noise, policy_noise
 from pathwise.networks import VCritic, soft_update
@@ -70,8 +70,10 @@ INFO = AlgorithmInfo("svg1", loops=("replay",), needs_reward=True,
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(ActorCriticConfig):
+class Config(ActorCriticConfig, ActorDecayOptions):
     """SVG(1)-ER options (defaults tuned for Pendulum-v1 within 5,000 environment steps)."""
+
+    ADDED: ClassVar[dict[str, Any]] = {"act_with_target": False}  # before 0.3: the latest policy acted
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian with a learned, state-independent std)."""
@@ -108,16 +110,10 @@ class Config(ActorCriticConfig):
     act_with_target: bool = False
     """Deterministic actions (evaluation, ``predict``) from a Polyak average (rate ``tau``) of the recent policies
     instead of the latest one; exploration still samples the latest policy."""
-    actor_lr_decay_steps: int = 0
-    """Cosine decay of the policy's learning rate to ``actor_lr_final_fraction * actor_lr`` over this many actor
-    steps, constant after; 0: constant ``actor_lr``."""
-    actor_lr_final_fraction: float = 1.0
-    """The policy's learning rate at the end of ``actor_lr_decay_steps``, as a fraction of ``actor_lr``."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "model_lr", "max_weight") + \
-            at_least(self, 0, "max_grad_norm", "model_pretrain_steps", "actor_lr_decay_steps") + \
-            at_least(self, 1, "policy_delay") + unit_interval(self, "actor_lr_final_fraction", closed_low=True) + \
+            at_least(self, 0, "max_grad_norm", "model_pretrain_steps") + at_least(self, 1, "policy_delay") + \
             one_of(self, "critic_target", ("replay", "model")) + \
             [(self.log_std_min < math.log(1e3), f"log_std_min={self.log_std_min} is too large")]
 
@@ -139,8 +135,7 @@ class State(NamedTuple):
 def actor_optimizer(config: Config):
     """The policy's Adam at ``actor_lr`` (clipped to ``max_grad_norm``), decayed over ``actor_lr_decay_steps`` actor
     steps when that is > 0."""
-    return optim.adam(config.actor_lr, config.max_grad_norm, decay_steps=config.actor_lr_decay_steps,
-                      final_fraction=config.actor_lr_final_fraction)
+    return config.actor_optimizer(config.max_grad_norm)
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:

@@ -33,7 +33,7 @@ k = 1 is SVG(1) on imagined transitions and k = episode length with V = 0 is BPT
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -63,6 +63,7 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """SVG(k) options; defaults tuned for Pendulum-v1 (the model-fitting ones are used only on a learned model)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
+    ADDED: ClassVar[dict[str, Any]] = {"value_bound": False}  # before 0.3: unbounded
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian)."""
