@@ -1,4 +1,4 @@
-"""Steps to solve for every Pendulum-v1 learner with its shipped preset, on several seeds.
+"""Steps to solve for every Pendulum-v1 learner (and the CartPole-v1 learners) with its shipped preset, on several seeds.
 
 Only the stable entry point ``pathwise.train.train`` is used, so the same script measures any version
 of pathwise: run it once on this checkout and once on another (e.g. the commit before a redesign) to
@@ -9,13 +9,15 @@ compare their behaviour on the same seeds and evaluation schedule::
         PYTHONPATH=/tmp/pathwise-old python benchmarks/bench_learners.py --tag old --no-section
     python benchmarks/bench_learners.py --from-json          # renders the section comparing the tags
     python benchmarks/bench_learners.py --quick              # smoke run: imitation, seed 0, into a temporary folder
-    python benchmarks/bench_learners.py --tag new-full --full-budget --seeds 7 8 9 10 11   # does the solve hold?
+    python benchmarks/bench_learners.py --tag untuned --full-budget --seeds 7 8 9 10 11   # does the solve hold?
+    python benchmarks/bench_learners.py --tag untuned --full-budget --seeds 7 8 9 10 11 \\
+        --algos reinforce qac svg0-discrete                  # the same for the discrete-action CartPole-v1 learners
 
 Each run trains with the preset's evaluation interval and stops at the first evaluation that reaches
--200 (the solved threshold) or at the budget; with ``--full-budget`` it runs the whole budget and its row also
+the environment's solved line (``registry``: -200 on Pendulum-v1, 475 on CartPole-v1) or at the budget; with ``--full-budget`` it runs the whole budget and its row also
 holds ``summary.json``'s stability columns (``common.STABILITY_COLUMNS``: the step from which every evaluation
 stayed solved, the fraction solved after the first solve, the worst return after it, whether it ends solved, the
-fraction of final episodes below -400; None for a run stopped at its first solve or an older pathwise). Give
+fraction of final episodes below the failure line, -400 on Pendulum-v1 and 195 on CartPole-v1; None for a run stopped at its first solve or an older pathwise). Give
 full-budget runs their own tag: a row replaces the tag's row of the same learner and seed. Every finished run is added to
 benchmarks/results/learners.json under its tag (``{tag: [row, ...]}``, the tag's machine facts under
 ``_machine``); the section (benchmarks/sections/72_learners.md, from benchmarks/templates/72_learners.md)
@@ -38,25 +40,29 @@ from common import (finished, machine, median_or_none, options, render, results_
                     write_section)  # benchmarks/common.py
 
 HERE = Path(__file__).resolve().parent
-ENV, SOLVED = "Pendulum-v1", -200.0
-#: algorithm -> (env id, budget in its own steps); the evaluation interval is the preset's.
+#: algorithm -> (env id, budget in its own steps); the evaluation interval is the preset's, and so is the budget of the
+#: CartPole-v1 learners (their presets' ``steps``).
 LEARNERS = {"bptt": ("Pendulum-v1", 9_600_000), "imitation": ("Pendulum-v1", 25_600), "ddpg": ("Pendulum-v1", 20_000),
             "svg0": ("Pendulum-v1", 20_000), "svg1": ("Pendulum-v1", 10_000), "mbrl": ("Pendulum-v1", 5_000),
             "svg-inf": ("Pendulum-v1", 5_000), "svgk": ("Pendulum-v1", 10_000),
-            "svgk-system": ("pathwise/Pendulum-v1", 9_600_000)}
+            "svgk-system": ("pathwise/Pendulum-v1", 9_600_000),
+            "reinforce": ("CartPole-v1", 100_000), "qac": ("CartPole-v1", 100_000),
+            "svg0-discrete": ("CartPole-v1", 50_000)}
 
 
 def measure(name: str, seed: int, full_budget: bool = False) -> dict:
-    """One run: steps, training seconds and return at the first evaluation that reaches -200 (``full_budget``: at
-    the end of the budget, with the stability columns)."""
+    """One run: steps, training seconds and return at the first evaluation that reaches the environment's solved
+    line (``full_budget``: at the end of the budget, with the stability columns)."""
+    from pathwise import registry
     from pathwise.train import train
 
     algo = name.split("-system")[0]
     env, budget = LEARNERS[name]
+    solved = registry.record(env).solved_at
     start = time.perf_counter()
 
     def stop_when_solved(info: dict) -> bool:
-        return not ("eval_return_mean" in info and info["eval_return_mean"] >= SOLVED)
+        return not ("eval_return_mean" in info and info["eval_return_mean"] >= solved)
 
     _, summary = train(algo, env, budget, seed=seed, quiet=True, callback=None if full_budget else stop_when_solved)
     return {"algorithm": name, "env_id": env, "seed": seed, "steps_to_solve": summary["steps_to_solve"],

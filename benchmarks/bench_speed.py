@@ -27,7 +27,7 @@ import tempfile
 import time
 
 from common import (finished, load_results, machine, merge_runs, options, publish, save_results,  # noqa: I001
-                    saved_results, settings)  # benchmarks/common.py
+                    saved_results, separated, settings)  # benchmarks/common.py
 from bench_mbpo import VARIANTS
 
 MBPO = VARIANTS["mbpo"]  # svg0 with MBPO-style model data, as benchmarks/bench_mbpo.py runs it
@@ -107,9 +107,10 @@ def full_budget_rows() -> list[dict]:
     out = []
     for r in learners.get("untuned", []):
         if r.get("train_time_s") and r.get("env_steps"):
-            out.append({"algorithm": r["algorithm"], "seed": r["seed"], "steps": r["env_steps"],
+            out.append({"algorithm": r["algorithm"], "env": r.get("env_id", "Pendulum-v1"), "seed": r["seed"],
+                        "steps": r["env_steps"],
                         "train_s": r["train_time_s"], "s_per_1k": 1000 * r["train_time_s"] / r["env_steps"]})
-    return sorted(out, key=lambda r: (r["algorithm"], r["seed"]))
+    return sorted(out, key=lambda r: (r["env"], r["algorithm"], r["seed"]))
 
 
 def view(results: dict) -> dict:
@@ -120,8 +121,12 @@ def view(results: dict) -> dict:
              "within": "–" if r["projected_20k_s"] is None else
              ("yes" if r["projected_20k_s"] <= results["limit_s"] else "no")} for r in results["rows"]]
     over = [r for r in rows if r["within"] == "no"]
-    return {**results, "rows": rows, "full": full_budget_rows(), "over": [{"item": f"{r['name']} on {r['env']}"}
-                                                                           for r in over], "all_within": not over}
+    measured = {(r["env"], r["name"]) for r in rows}
+    missing = [f"{name} on {env}" for env, names in ROWS.values() for name, _, _ in names
+               if (env, name) not in measured]
+    return {**results, "rows": rows, "full": full_budget_rows(),
+            "over": separated([f"{r['name']} on {r['env']}" for r in over]), "all_within": not over,
+            "missing": separated(missing), "any_missing": bool(missing)}
 
 
 def main() -> None:
