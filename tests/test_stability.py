@@ -90,22 +90,42 @@ def test_register_refuses_a_failure_line_that_is_not_a_number():
         registry.unregister("pathwise-test/Stab-v0")
 
 
-# Issue 16's criterion on untuned seeds, at the budget benchmarks/bench_learners.py --full-budget runs (20k steps for
-# ddpg, 10k for svg1 and svgk, each with its preset's evaluations): after the first evaluation that solves, at least 90% of the
-# evaluations stay solved, and the last one is solved. Read back from the run's own summary.json.
+# Issue 16's criterion on untuned seeds, at the budgets benchmarks/bench_learners.py --full-budget runs (Pendulum-v1:
+# 20k steps for ddpg and svg0, 10k for svg1 and svgk, 5k for mbrl and svg-inf; CartPole-v1: the presets' 100k for
+# reinforce and qac, 50k for svg0-discrete), each with its preset's evaluations: after the first evaluation that solves,
+# at least 90% of the evaluations stay solved, and the last one is solved. Read back from the run's own summary.json.
 # svg1 still misses on both (85% and 87%; acting with a Polyak-averaged policy lifts seed 11 to 98% but lowers seed 8
 # to 77%): strict xfails, so a fix shows up as an unexpected pass.
 SVG1_MISSES = pytest.mark.xfail(strict=True, reason="issue 16: svg1 falls after its first solve on seeds 8 and 11")
 # svgk on a learned model: seed 9 first solved at 8,400 and ended at -613 (20% solved after its first solve) before its
 # value and bootstrap were bounded by the range of the rewards seen (value_bound); with it, solved from 400 on (100%).
-UNTUNED = [("ddpg", 9, 20_000), ("ddpg", 11, 20_000), pytest.param("svg1", 8, 10_000, marks=SVG1_MISSES),
-           pytest.param("svg1", 11, 10_000, marks=SVG1_MISSES), ("svgk", 9, 10_000), ("svgk", 10, 10_000)]
+# svg0 seeds 8 and 9 are its closest calls in the benchmark (94% each).
+# CartPole-v1: qac collapses after solving on seeds 9 and 10 (33% and 42% of the later evaluations solved, ending at
+# 148 and 167); svg0-discrete on seeds 7 and 8 (33% and 67%; seed 7 ends at 130); reinforce on seed 9 (83%; seed 8:
+# 91%): strict xfails. Decaying the policy's step size (actor_lr_decay_steps=50, to 0.1) lifted reinforce seed 9 to
+# 100% but dropped seed 8 to 78% (ending at 472); a lower or decayed qac step did not hold seeds 9 and 10 either.
+REINFORCE_MISS = pytest.mark.xfail(strict=True, reason="issue 16: reinforce dips below 475 after solving on seed 9")
+QAC_MISSES = pytest.mark.xfail(strict=True, reason="issue 16: qac collapses after its first solve on seeds 9 and 10")
+GUMBEL_MISSES = pytest.mark.xfail(strict=True, reason="issue 16: svg0-discrete falls after solving on seeds 7 and 8")
+PENDULUM, CARTPOLE = "Pendulum-v1", "CartPole-v1"
+UNTUNED = [("ddpg", PENDULUM, 9, 20_000), ("ddpg", PENDULUM, 11, 20_000),
+           ("svg0", PENDULUM, 8, 20_000), ("svg0", PENDULUM, 9, 20_000),
+           pytest.param("svg1", PENDULUM, 8, 10_000, marks=SVG1_MISSES),
+           pytest.param("svg1", PENDULUM, 11, 10_000, marks=SVG1_MISSES),
+           ("mbrl", PENDULUM, 7, 5_000), ("mbrl", PENDULUM, 10, 5_000),
+           ("svg-inf", PENDULUM, 7, 5_000), ("svg-inf", PENDULUM, 10, 5_000),
+           ("svgk", PENDULUM, 9, 10_000), ("svgk", PENDULUM, 10, 10_000),
+           ("reinforce", CARTPOLE, 8, 100_000), pytest.param("reinforce", CARTPOLE, 9, 100_000, marks=REINFORCE_MISS),
+           pytest.param("qac", CARTPOLE, 9, 100_000, marks=QAC_MISSES),
+           pytest.param("qac", CARTPOLE, 10, 100_000, marks=QAC_MISSES),
+           pytest.param("svg0-discrete", CARTPOLE, 7, 50_000, marks=GUMBEL_MISSES),
+           pytest.param("svg0-discrete", CARTPOLE, 8, 50_000, marks=GUMBEL_MISSES)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("algo", "seed", "steps"), UNTUNED)
-def test_pendulum_learner_stays_solved_on_an_untuned_seed(algo, seed, steps, tmp_path):
-    train(algo, "Pendulum-v1", steps, seed=seed, out=tmp_path / "run", quiet=True)
+@pytest.mark.parametrize(("algo", "env", "seed", "steps"), UNTUNED)
+def test_learner_stays_solved_on_an_untuned_seed(algo, env, seed, steps, tmp_path):
+    train(algo, env, steps, seed=seed, out=tmp_path / "run", quiet=True)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["env_steps"] >= steps and summary["steps_to_solve"] is not None, summary
     assert summary["ends_solved"] is True, summary
