@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 from pathwise import replay
 from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
