@@ -17,9 +17,7 @@ algorithm's options with the values the preset for ``--env`` gives them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import sys
 import time
 from pathlib import Path
