@@ -205,7 +205,8 @@ def test_presets_ship_valid_configs_for_registered_envs():
     for algo, envs in found.items():
         algorithm = algorithms.get(algo)  # a preset file is named after a registered algorithm
         for env_id in envs:
-            assert env_id in gym.registry, f"preset {algo}/{env_id}: unknown env id"
+            # a Control Suite id is registered by the dmc extra (shimmy) only where it is installed
+            assert env_id in gym.registry or env_id in registry.DMC_SOLVED, f"preset {algo}/{env_id}: unknown env id"
             values, run = registry.record(env_id).preset(algo)
             cfg = cfg_mod.build(algorithm.Config, algo, values)  # every key is a valid, well-typed, valid value
             assert isinstance(cfg, algorithm.Config)
