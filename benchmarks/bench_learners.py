@@ -1,4 +1,4 @@
-"""Steps to solve for every Pendulum-v1 learner (and the CartPole-v1 learners) with its shipped preset, on several seeds.
+"""Steps to solve for every Pendulum-v1 learner (and the CartPole-v1 learners) with its shipped preset, on seeds.
 
 Only the stable entry point ``pathwise.train.train`` is used, so the same script measures any version
 of pathwise: run it once on this checkout and once on another (e.g. the commit before a redesign) to
@@ -13,17 +13,19 @@ compare their behaviour on the same seeds and evaluation schedule::
     python benchmarks/bench_learners.py --tag untuned --full-budget --seeds 7 8 9 10 11 \\
         --algos reinforce qac svg0-discrete                  # the same for the discrete-action CartPole-v1 learners
 
-Each run trains with the preset's evaluation interval and stops at the first evaluation that reaches
-the environment's solved line (``registry``: -200 on Pendulum-v1, 475 on CartPole-v1) or at the budget; with ``--full-budget`` it runs the whole budget and its row also
-holds ``summary.json``'s stability columns (``common.STABILITY_COLUMNS``: the step from which every evaluation
-stayed solved, the fraction solved after the first solve, the worst return after it, whether it ends solved, the
-fraction of final episodes below the failure line, -400 on Pendulum-v1 and 195 on CartPole-v1; None for a run stopped at its first solve or an older pathwise). Give
-full-budget runs their own tag: a row replaces the tag's row of the same learner and seed. Every finished run is added to
-benchmarks/results/learners.json under its tag (``{tag: [row, ...]}``, the tag's machine facts under
-``_machine``); the section (benchmarks/sections/72_learners.md, from benchmarks/templates/72_learners.md)
-sets two tags side by side (``--compare old new``): per learner and seed the steps to -200 and their
-difference in evaluation intervals, and per learner whether every seed is within one interval. Rendering
-reads the presets of this checkout (``--no-section`` for a run on an older pathwise).
+Each run trains with the preset's evaluation interval and stops at the first evaluation that reaches the
+environment's solved line (``registry``: -200 on Pendulum-v1, 475 on CartPole-v1) or at the budget; with
+``--full-budget`` it runs the whole budget and its row also holds ``summary.json``'s stability columns
+(``common.STABILITY_COLUMNS``: the step from which every evaluation stayed solved, the fraction solved after the
+first solve, the worst return after it, whether it ends solved, the fraction of final episodes below the failure
+line, -400 on Pendulum-v1 and 195 on CartPole-v1; None for a run stopped at its first solve or an older pathwise).
+Without ``--algos`` the Pendulum-v1 learners run. Give full-budget runs their own tag: a row replaces the tag's row
+of the same learner and seed. Every finished run is added to benchmarks/results/learners.json under its tag
+(``{tag: [row, ...]}``, the tag's machine facts under ``_machine``); the section
+(benchmarks/sections/72_learners.md, from benchmarks/templates/72_learners.md) sets two tags side by side
+(``--compare old new``): per learner and seed the steps to -200 and their difference in evaluation intervals, and
+per learner whether every seed is within one interval. Rendering reads the presets of this checkout
+(``--no-section`` for a run on an older pathwise).
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="new", help="label of this version's results (e.g. old, new)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--algos", nargs="+", default=list(LEARNERS), choices=list(LEARNERS))
+    parser.add_argument("--algos", nargs="+", default=[n for n, (env, _) in LEARNERS.items() if env != "CartPole-v1"],
+                        choices=list(LEARNERS), help="default: the Pendulum-v1 learners (section 72 compares those)")
     parser.add_argument("--compare", nargs=2, default=["old", "new"], metavar=("A", "B"),
                         help="the two tags the section sets side by side")
     parser.add_argument("--quick", action="store_true", help="imitation, seed 0, into a temporary folder")
