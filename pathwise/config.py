@@ -291,5 +291,5 @@ def build(cls: type, name: str, preset: dict[str, Any], config: Any = None,
     return from_dict(cls, values, source=f"{name} config")
 
 
-__all__ = ["Options", "RENAMED_IN", "added", "at_least", "build", "check_keys", "coerce", "from_dict", "load_file", "one_of",
-           "parse_set", "positive", "rate_options", "to_dict", "unit_interval", "upgrade"]
+__all__ = ["Options", "RENAMED_IN", "added", "at_least", "build", "check_keys", "coerce", "from_dict", "load_file",
+           "one_of", "parse_set", "positive", "rate_options", "to_dict", "unit_interval", "upgrade"]
