@@ -101,6 +101,66 @@ def test_segment_targets_bootstrap_with_the_policys_next_action():
         assert float(got[0, i]) == pytest.approx(float(want), rel=1e-5)
 
 
+def test_clipped_surrogate_equals_the_plain_one_at_the_old_policy_and_stops_past_the_clip():
+    """ρ = 1: the clipped loss's gradient equals the plain one's; once the policy has moved an action's probability
+    past 1 + ε where its weight is positive (or past 1 − ε where it is negative), that step gives no gradient."""
+    policy = qac.CategoricalPolicy(4, 2, (8,), key=jax.random.key(0))
+    seg = _random_segment()
+    w = jax.random.normal(jax.random.key(5), (3, 2))
+    logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(seg.obs, seg.actions)
+    lp, gp = jax.value_and_grad(qac.actor_loss)(policy, seg.obs, seg.actions, w, seg.mask, 0.01)
+    lc, gc = jax.value_and_grad(qac.actor_loss)(policy, seg.obs, seg.actions, w, seg.mask, 0.01, logp, 0.2)
+    assert float(lc - lp) == pytest.approx(float(jnp.sum(logp * w - w)) / 6, rel=1e-4)
+    for x, y in zip(jax.tree.leaves(gp), jax.tree.leaves(gc)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-7)
+    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(gp))
+    # old log-probs 0.5 lower: ρ = e^0.5 > 1.2 at every step, so positive weights give no gradient; with
+    # negative weights the unclipped term is the smaller one and the gradient comes back
+    for sign, zero in ((1.0, True), (-1.0, False)):
+        g = jax.grad(qac.actor_loss)(policy, seg.obs, seg.actions, sign * jnp.abs(w), seg.mask, 0.0, logp - 0.5, 0.2)
+        assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(g)) == zero
+
+
+def test_normalized_weights_have_zero_mean_and_unit_variance_on_real_steps():
+    config = dataclasses.replace(TINY, normalize_advantages=True)
+    state = qac.init(jax.random.key(0), spec_mod.from_env("CartPole-v1"), config)
+    seg = _random_segment()._replace(mask=jnp.array([[1.0, 1], [1, 1], [1, 0]]))
+    w = qac.actor_weights(state, seg, jnp.arange(6.0).reshape(3, 2), config)
+    real = np.asarray(w)[np.asarray(seg.mask) > 0]
+    assert abs(real.mean()) < 1e-5 and real.std() == pytest.approx(1.0, rel=1e-4)
+    assert float(w[2, 1]) == 0.0
+
+
+def _moved(a, b) -> float:
+    return sum(float(jnp.sum((x - y) ** 2)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_epochs_reuse_the_segment_and_need_a_trust_region():
+    config = dataclasses.replace(TINY, epochs=3, clip_ratio=0.2)
+    state = qac.init(jax.random.key(0), spec_mod.from_env("CartPole-v1"), config)
+    seg = _random_segment()
+    three, metrics = qac.update(state, seg, jax.random.key(1), config)
+    one, _ = qac.update(state, seg, jax.random.key(1), dataclasses.replace(config, epochs=1))
+    assert _moved(three.critic, state.critic) > _moved(one.critic, state.critic) > 0
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    with pytest.raises(ValueError, match="set clip_ratio > 0"):
+        dataclasses.replace(TINY, epochs=2)
+
+
+def test_reward_scale_is_the_same_update_as_scaled_rewards():
+    """``reward_scale = 0.1`` on rewards r updates exactly as ``reward_scale = 1`` on rewards 0.1·r."""
+    config = dataclasses.replace(TINY, reward_scale=0.1)
+    state = qac.init(jax.random.key(0), spec_mod.from_env("CartPole-v1"), config)
+    seg = _random_segment()._replace(rewards=jnp.arange(6.0).reshape(3, 2))
+    scaled, m_scaled = qac.update(state, seg, jax.random.key(1), config)
+    by_hand, m_hand = qac.update(state, seg._replace(rewards=0.1 * seg.rewards), jax.random.key(1),
+                                 dataclasses.replace(config, reward_scale=1.0))
+    _, m_unscaled = qac.update(state, seg, jax.random.key(1), dataclasses.replace(config, reward_scale=1.0))
+    assert float(m_scaled["target_mean"]) == pytest.approx(float(m_hand["target_mean"]), rel=1e-6)
+    assert float(m_unscaled["target_mean"]) > 5 * float(m_scaled["target_mean"]) > 0
+    assert _moved(scaled.critic, by_hand.critic) < 1e-12 and _moved(scaled.policy, by_hand.policy) < 1e-12
+
+
 @pytest.fixture(scope="module")
 def cartpole():
     loop, carry = make_loop("qac", "CartPole-v1", TINY, seed=2)

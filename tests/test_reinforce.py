@@ -97,6 +97,22 @@ def test_value_baseline_bootstraps_only_truncated_episodes():
     np.testing.assert_allclose(adv, (g - v) * mask, rtol=1e-5, atol=1e-6)
 
 
+def test_reward_scale_scales_the_returns_not_the_bootstrap():
+    """With ``reward_scale = c`` the rewards enter G as c·r; the value (which learns those units) is the bootstrap
+    and the baseline unchanged, so G is the scaled rewards' discounted sum plus the same V(s_T) term."""
+    config = dataclasses.replace(TINY, gamma=0.5, normalize_advantages=False, reward_scale=0.1)
+    state = rf.init(jax.random.key(0), spec_mod.from_env("CartPole-v1"), config)
+    mask = np.array([[1, 1], [1, 1], [1, 0]])
+    seg = _segment(np.ones((3, 2)), mask, np.array([[0, 0], [0, 0], [1, 0]]), obs_dim=4)
+    g, adv = rf.returns_and_advantages(state, seg, config)
+    v_final = state.value(seg.next_obs[2, 0])
+    np.testing.assert_allclose(g[:, 0], [0.175 + 0.125 * v_final, 0.15 + 0.25 * v_final, 0.1 + 0.5 * v_final],
+                               rtol=1e-5)
+    np.testing.assert_allclose(g[:, 1], [0.15, 0.1, 0.0], rtol=1e-5)
+    with pytest.raises(ValueError, match="reward_scale=0.0 must be > 0"):
+        dataclasses.replace(TINY, reward_scale=0.0)
+
+
 def test_running_mean_baseline_per_time_index():
     g = jnp.array([[2.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
     mask = jnp.array([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])

@@ -18,12 +18,21 @@ is a fresh sample from π_θ(s'), a draw from the same distribution as the actio
 Actor weights (``advantage``): ``"q"`` is the lecture's Q_w(s, a); ``"q_minus_v"`` is the advantage
 A = Q_w(s, a) − V(s) with V(s) = Σ_b π_θ(b|s) Q_w(s, b) (exact for discrete actions, no second
 network); ``"td"`` is G_t − V(s_t). Discrete actions only: the critic outputs one Q value per action.
+
+Trust region (``epochs > 1`` with ``clip_ratio > 0``): the segment is used for ``epochs`` actor and critic
+steps, the actor's on the clipped surrogate of PPO (Schulman et al., 2017),
+
+    L(θ) = −mean min(ρ_t w_t, clip(ρ_t, 1 − ε, 1 + ε) w_t),   ρ_t = π_θ(a_t|s_t) / π_θold(a_t|s_t),
+
+with the weights w_t and critic targets computed once from the networks that collected the segment. Its
+first step equals the plain step (ρ = 1, ∇ρ = ∇ log π); the clip stops later ones from moving the policy's
+probabilities by more than ε where that would raise the objective.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -44,9 +53,13 @@ INFO = AlgorithmInfo("qac", loops=("on_policy",), continuous=False, discrete=Tru
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
-    """QAC options; the defaults are tuned for CartPole-v1."""
+    """QAC options: the defaults are the lecture's one plain step per segment; the CartPole-v1 preset adds the
+    trust region, standardized weights and the policy step's decay."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
+    #: before 0.3: one plain step per segment on unnormalized weights
+    ADDED: ClassVar[dict[str, Any]] = {"epochs": 1, "clip_ratio": 0.0, "normalize_advantages": False,
+                                       "reward_scale": 1.0}
 
     num_envs: int = 8
     """Environments run in lockstep; each update sees ``n_steps × num_envs`` transitions."""
@@ -54,6 +67,10 @@ class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
     """Steps per on-policy update (the n of the n-step SARSA target; 1 = the lecture's one-step δ)."""
     gamma: float = 0.99
     """Discount."""
+    reward_scale: float = 1.0
+    """The critic learns the return of ``reward_scale · r``. Values near 1/(1−γ) (100 for CartPole-v1's
+    1 per step at γ = 0.99) take an output layer far from its initialization; at ``1 − γ`` they lie in
+    [0, 1] and the critic keeps up with the policy. The actor's weights scale with it."""
     advantage: Literal["q", "q_minus_v", "td"] = "td"
     """Actor weight: Q_w(s,a) (lecture), Q_w(s,a) − Σ_b π(b|s) Q_w(s,b), or G_t − V(s_t). The first two rank
     the actions by the critic alone, so a critic error larger than the gap between two actions' values steers
@@ -68,11 +85,20 @@ class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
     """Weight of the policy entropy bonus."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip of both steps (0 disables)."""
+    epochs: int = 1
+    """Actor and critic steps per segment (1: the lecture's one step; more need ``clip_ratio > 0``)."""
+    clip_ratio: float = 0.0
+    """ε of the clipped probability ratio (module docstring); 0: the plain score-function surrogate."""
+    normalize_advantages: bool = False
+    """Scale the actor weights to zero mean and unit variance over the segment's real steps."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + at_least(self, 1, "n_steps") + unit_interval(self, "gamma") + \
-            one_of(self, "advantage", ("q", "q_minus_v", "td")) + positive(self, "actor_lr", "critic_lr") + \
-            at_least(self, 0, "entropy_coef", "max_grad_norm") + \
+            one_of(self, "advantage", ("q", "q_minus_v", "td")) + \
+            positive(self, "actor_lr", "critic_lr", "reward_scale") + \
+            at_least(self, 0, "entropy_coef", "max_grad_norm", "clip_ratio") + at_least(self, 1, "epochs") + \
+            [(self.epochs == 1 or self.clip_ratio > 0,
+              f"epochs={self.epochs} reuses each segment without a trust region: set clip_ratio > 0 (e.g. 0.2)")] + \
             [(len(self.critic_hidden) > 0 and all(h >= 1 for h in self.critic_hidden),
               f"critic_hidden={self.critic_hidden} must list one or more layer sizes >= 1")]
 
@@ -130,12 +156,19 @@ def critic_loss(critic: DiscreteQ, obs: Array, actions: Array, targets: Array, m
 
 
 def actor_loss(policy: CategoricalPolicy, obs: Array, actions: Array, weights: Array, mask: Array,
-               entropy_coef: float) -> Array:
-    """−mean log π_θ(a_t|s_t)·w_t − c·H (lecture: θ ← θ + α ∇θ log π_θ(a|s) Q_w(s, a), w = Q or an advantage)."""
+               entropy_coef: float, old_logp: Array | None = None, clip_ratio: float = 0.0) -> Array:
+    """−mean log π_θ(a_t|s_t)·w_t − c·H (lecture: θ ← θ + α ∇θ log π_θ(a|s) Q_w(s, a), w = Q or an advantage);
+    with ``clip_ratio > 0`` the clipped surrogate −mean min(ρ w, clip(ρ, 1 ± ε) w), ρ = π_θ / exp(``old_logp``)."""
     logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
     ent = jax.vmap(jax.vmap(lambda o: policy(o).entropy()))(obs)
     n = jnp.maximum(mask.sum(), 1.0)
-    return -jnp.sum(mask * (logp * jax.lax.stop_gradient(weights) + entropy_coef * ent)) / n
+    w = jax.lax.stop_gradient(weights)
+    if clip_ratio > 0:
+        ratio = jnp.exp(logp - jax.lax.stop_gradient(old_logp))
+        objective = jnp.minimum(ratio * w, jnp.clip(ratio, 1 - clip_ratio, 1 + clip_ratio) * w)
+    else:
+        objective = logp * w
+    return -jnp.sum(mask * (objective + entropy_coef * ent)) / n
 
 
 def segment_targets(state: State, segment: Segment, key: PRNGKey, gamma: float) -> Array:
@@ -149,13 +182,22 @@ def segment_targets(state: State, segment: Segment, key: PRNGKey, gamma: float) 
 
 
 def actor_weights(state: State, segment: Segment, targets: Array, config: Config) -> Array:
-    """The actor's weight per step: Q_w(s, a), Q_w(s, a) − V(s) or G − V(s), V(s) = Σ_b π_θ(b|s) Q_w(s, b)."""
+    """The actor's weight per step: Q_w(s, a), Q_w(s, a) − V(s) or G − V(s), V(s) = Σ_b π_θ(b|s) Q_w(s, b);
+    standardized over the segment's real steps with ``normalize_advantages``."""
     q, q_sa = q_taken(state.critic, segment.obs, segment.actions)
     if config.advantage == "q":
-        return q_sa
-    probs = jax.vmap(jax.vmap(lambda o: state.policy(o).probs))(segment.obs)
-    v = jnp.sum(probs * q, axis=-1)
-    return q_sa - v if config.advantage == "q_minus_v" else targets - v
+        w = q_sa
+    else:
+        probs = jax.vmap(jax.vmap(lambda o: state.policy(o).probs))(segment.obs)
+        v = jnp.sum(probs * q, axis=-1)
+        w = q_sa - v if config.advantage == "q_minus_v" else targets - v
+    if not config.normalize_advantages:
+        return w
+    mask = segment.mask
+    n = jnp.maximum(mask.sum(), 1.0)
+    mu = jnp.sum(mask * w) / n
+    std = jnp.sqrt(jnp.sum(mask * (w - mu) ** 2) / n)
+    return (w - mu) / (std + 1e-8) * mask
 
 
 # -- init / update / act --------------------------------------------------------------
@@ -171,20 +213,31 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
 
 
 def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
-    """One actor and one critic step on a segment (both from the same, pre-update networks)."""
+    """``epochs`` actor and critic steps on a segment; targets and weights come from the pre-update networks."""
+    segment = segment._replace(rewards=segment.rewards * config.reward_scale)
     targets = segment_targets(state, segment, key, config.gamma)
     weights = actor_weights(state, segment, targets, config)
-    a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.policy, segment.obs, segment.actions, weights,
-                                                            segment.mask, config.entropy_coef)
-    c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(state.critic, segment.obs, segment.actions, targets,
-                                                             segment.mask)
-    policy, policy_opt = optim.apply(state.policy, a_grads, state.policy_opt,
-                                     config.actor_optimizer(config.max_grad_norm))
-    critic, critic_opt = optim.apply(state.critic, c_grads, state.critic_opt,
-                                     optim.adam(config.critic_lr, config.max_grad_norm))
+    old_logp = jax.vmap(jax.vmap(lambda o, a: state.policy(o).log_prob(a)))(segment.obs, segment.actions)
+    actor_opt = config.actor_optimizer(config.max_grad_norm)
+    critic_opt = optim.adam(config.critic_lr, config.max_grad_norm)
+
+    def epoch(s: State, _) -> tuple[State, tuple[Array, Array]]:
+        a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(s.policy, segment.obs, segment.actions, weights,
+                                                                segment.mask, config.entropy_coef, old_logp,
+                                                                config.clip_ratio)
+        c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(s.critic, segment.obs, segment.actions, targets,
+                                                                 segment.mask)
+        policy, policy_opt = optim.apply(s.policy, a_grads, s.policy_opt, actor_opt)
+        critic, critic_state = optim.apply(s.critic, c_grads, s.critic_opt, critic_opt)
+        return State(policy, critic, policy_opt, critic_state), (a_loss, c_loss)
+
+    if config.epochs == 1:
+        state, (a_loss, c_loss) = epoch(state, None)
+    else:
+        state, (a_losses, c_losses) = jax.lax.scan(epoch, state, None, length=config.epochs)
+        a_loss, c_loss = a_losses[0], c_losses[0]
     target_mean = jnp.sum(targets * segment.mask) / jnp.maximum(segment.mask.sum(), 1.0)
-    return State(policy, critic, policy_opt, critic_opt), {"actor_loss": a_loss, "critic_loss": c_loss,
-                                                           "target_mean": target_mean}
+    return state, {"actor_loss": a_loss, "critic_loss": c_loss, "target_mean": target_mean}
 
 
 def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:

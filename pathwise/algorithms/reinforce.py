@@ -24,7 +24,7 @@ environment; the log-likelihood is that of the unclipped sample).
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -51,11 +51,15 @@ class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
     """REINFORCE options; the defaults are tuned for CartPole-v1."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
+    ADDED: ClassVar[dict[str, Any]] = {"reward_scale": 1.0}  # before 0.3: returns in the environment's units
 
     num_envs: int = 8
     """Episodes per update (m in the lecture's ĝ), run in lockstep."""
     gamma: float = 0.99
     """Discount of the reward-to-go."""
+    reward_scale: float = 1.0
+    """Returns, baselines and advantages are those of ``reward_scale · r``: a value network starts near 0 and
+    reaches a return of ~1/(1−γ) (100 on CartPole-v1) only after many steps, a tenth of it sooner."""
     baseline: Literal["none", "mean", "value"] = "value"
     """b(s_t): none, a running mean of G_t per time index, or a learned value V(s_t)."""
     actor_lr: float = 3e-3
@@ -79,7 +83,7 @@ class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + unit_interval(self, "gamma") + one_of(self, "baseline", ("none", "mean", "value")) \
-            + positive(self, "actor_lr", "value_lr") + at_least(self, 1, "value_steps") \
+            + positive(self, "actor_lr", "value_lr", "reward_scale") + at_least(self, 1, "value_steps") \
             + unit_interval(self, "mean_decay", closed_low=True) + at_least(self, 0, "entropy_coef", "max_grad_norm") \
             + [(len(self.value_hidden) > 0 and all(h >= 1 for h in self.value_hidden),
                 f"value_hidden={self.value_hidden} must list one or more layer sizes >= 1")]
@@ -139,7 +143,8 @@ def returns_and_advantages(state: State, segment: Segment, config: Config) -> tu
     """Reward-to-go G (bootstrapped with V on truncation) and advantages G − b, both ``[T, m]``."""
     final_obs, truncated = final_step(segment)
     boot = truncated * jax.vmap(state.value)(final_obs) if config.baseline == "value" else jnp.zeros_like(truncated)
-    g = jax.vmap(padded_reward_to_go, (1, 1, 0, None), 1)(segment.rewards, segment.mask, boot, config.gamma)
+    g = jax.vmap(padded_reward_to_go, (1, 1, 0, None), 1)(segment.rewards * config.reward_scale, segment.mask, boot,
+                                                          config.gamma)
     if config.baseline == "value":
         b = jax.vmap(jax.vmap(state.value))(segment.obs)
     elif config.baseline == "mean":
