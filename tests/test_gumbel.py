@@ -70,18 +70,21 @@ def test_expected_sarsa_target_matches_a_loop():
 
 def test_update_feeds_stored_action_indices_to_the_critics_one_hot():
     """A buffer of one repeated transition with action index 1: the critic loss of ``update`` is the loss at
-    ``one_hot(1)`` (whatever rows the minibatch draws)."""
+    ``one_hot(1)`` (whatever rows the minibatch draws), with the reward scaled by ``reward_scale``."""
     state = gb.init(jax.random.key(0), SPEC, TINY)
     obs, next_obs = jnp.array([0.1, -0.2, 0.3, 0.0]), jnp.array([0.2, 0.1, -0.1, 0.4])
     item = ReplayItem(Transition(obs, jnp.int32(1), jnp.float32(1.0), next_obs, jnp.bool_(False), jnp.bool_(False)),
                       jnp.float32(0.0))
     buffer = replay.add_batch(replay.init(item, 16), jax.tree.map(lambda x: jnp.stack([x] * 16), item))
-    _, metrics = gb.update(state, buffer, jax.random.key(1), TINY)
-    batch = Transition(*(jnp.stack([x] * TINY.batch_size) for x in (obs, jnp.array([0.0, 1.0]), jnp.float32(1.0),
-                                                                     next_obs, jnp.bool_(False), jnp.bool_(False))))
-    target = gb.expected_sarsa_target(state.actor, state.target_critics, batch, TINY.gamma)
-    want = ac.critic_loss(state.critics, batch.obs, batch.action, target)
-    np.testing.assert_allclose(metrics["critic_loss"], want, rtol=1e-5)
+    for scale in (1.0, 0.1):  # reward_scale: the critics' target is that of the reward scale · r
+        config = dataclasses.replace(TINY, reward_scale=scale)
+        _, metrics = gb.update(state, buffer, jax.random.key(1), config)
+        batch = Transition(*(jnp.stack([x] * TINY.batch_size) for x in (obs, jnp.array([0.0, 1.0]),
+                                                                         jnp.float32(scale), next_obs,
+                                                                         jnp.bool_(False), jnp.bool_(False))))
+        target = gb.expected_sarsa_target(state.actor, state.target_critics, batch, TINY.gamma)
+        want = ac.critic_loss(state.critics, batch.obs, batch.action, target)
+        np.testing.assert_allclose(metrics["critic_loss"], want, rtol=1e-5)
 
 
 def test_alpha_rises_when_entropy_is_below_target():

@@ -28,7 +28,7 @@ critics see them one-hot. The relaxation is
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -52,8 +52,14 @@ INFO = AlgorithmInfo("svg0-discrete", loops=("replay",), continuous=False, discr
 class Config(ActorCriticConfig):
     """Gumbel-softmax SVG(0) options (the actor-critic defaults; the CartPole-v1 preset holds tuned values)."""
 
+    #: before 0.3: the critics learned the environment's rewards
+    ADDED: ClassVar[dict[str, Any]] = {"reward_scale": 1.0}
+
     n_critics: int = 2
     """Critics; their minimum is used in the target and by the actor (clipped double Q)."""
+    reward_scale: float = 1.0
+    """The critics learn the return of ``reward_scale · r`` (1/(1−γ) = 100 per unit reward on CartPole-v1 at
+    γ = 0.99 is far from a fresh network's output; auto-tuned α follows the scale)."""
     temperature: float = 1.0
     """Gumbel-softmax temperature τ (> 0): small τ is closer to one-hot but has higher-variance gradients."""
     hard: bool = True
@@ -69,7 +75,8 @@ class Config(ActorCriticConfig):
     """Adam step size of log α."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + positive(self, "temperature", "alpha_lr") + at_least(self, 0, "entropy_coef") + \
+        return super().checks() + positive(self, "temperature", "alpha_lr", "reward_scale") + \
+            at_least(self, 0, "entropy_coef") + \
             unit_interval(self, "target_entropy_ratio", closed_low=True) + [
                 (not (self.auto_entropy and self.entropy_coef == 0),
                  "auto_entropy=True needs an initial entropy_coef > 0 (e.g. 0.1); or set auto_entropy=False")]
@@ -131,7 +138,8 @@ def update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Conf
     k_batch, k_gumbel = jax.random.split(key)
     n = num_actions(state.actor)
     batch = sample(buffer, k_batch, config.batch_size)
-    batch = batch._replace(action=jax.nn.one_hot(batch.action, n))  # stored as indices; the critics see one-hot
+    batch = batch._replace(action=jax.nn.one_hot(batch.action, n),  # stored as indices; the critics see one-hot
+                           reward=batch.reward * config.reward_scale)
     target = expected_sarsa_target(state.actor, state.target_critics, batch, config.gamma)
     c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(state.critics, batch.obs, batch.action, target)
     critics, critic_opt = optim.apply(state.critics, c_grads, state.critic_opt, optim.adam(config.critic_lr))
