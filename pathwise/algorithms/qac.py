@@ -42,6 +42,7 @@ from pathwise import optim
 from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy
+from pathwise.estimators.score_function import standardize
 from pathwise.loops.on_policy import OnPolicyOptions, Segment
 from pathwise.networks import MLP
 from pathwise.spec import EnvSpec
@@ -191,13 +192,7 @@ def actor_weights(state: State, segment: Segment, targets: Array, config: Config
         probs = jax.vmap(jax.vmap(lambda o: state.policy(o).probs))(segment.obs)
         v = jnp.sum(probs * q, axis=-1)
         w = q_sa - v if config.advantage == "q_minus_v" else targets - v
-    if not config.normalize_advantages:
-        return w
-    mask = segment.mask
-    n = jnp.maximum(mask.sum(), 1.0)
-    mu = jnp.sum(mask * w) / n
-    std = jnp.sqrt(jnp.sum(mask * (w - mu) ** 2) / n)
-    return (w - mu) / (std + 1e-8) * mask
+    return standardize(w, segment.mask) if config.normalize_advantages else w
 
 
 # -- init / update / act --------------------------------------------------------------
@@ -217,7 +212,8 @@ def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tupl
     segment = segment._replace(rewards=segment.rewards * config.reward_scale)
     targets = segment_targets(state, segment, key, config.gamma)
     weights = actor_weights(state, segment, targets, config)
-    old_logp = jax.vmap(jax.vmap(lambda o, a: state.policy(o).log_prob(a)))(segment.obs, segment.actions)
+    old_logp = None if config.clip_ratio == 0 else \
+        jax.vmap(jax.vmap(lambda o, a: state.policy(o).log_prob(a)))(segment.obs, segment.actions)
     actor_opt = config.actor_optimizer(config.max_grad_norm)
     critic_opt = optim.adam(config.critic_lr, config.max_grad_norm)
 

@@ -34,7 +34,7 @@ from pathwise import optim
 from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy, GaussianPolicy
-from pathwise.estimators.score_function import score_function_surrogate
+from pathwise.estimators.score_function import score_function_surrogate, standardize
 from pathwise.loops.on_policy import OnPolicyOptions, Segment
 from pathwise.networks import VCritic
 from pathwise.spec import EnvSpec
@@ -151,14 +151,8 @@ def returns_and_advantages(state: State, segment: Segment, config: Config) -> tu
         b = jnp.broadcast_to(state.mean_baseline[:, None], g.shape)
     else:
         b = jnp.zeros_like(g)
-    mask = segment.mask
-    adv = (g - b) * mask
-    if config.normalize_advantages:
-        n = jnp.maximum(mask.sum(), 1.0)
-        mu = adv.sum() / n
-        std = jnp.sqrt((((adv - mu) * mask) ** 2).sum() / n)
-        adv = (adv - mu) / (std + 1e-8) * mask
-    return g, adv
+    adv = (g - b) * segment.mask
+    return g, standardize(adv, segment.mask) if config.normalize_advantages else adv
 
 
 def fit_value(state: State, segment: Segment, g: Array, config: Config) -> tuple[VCritic, PyTree, Array]:

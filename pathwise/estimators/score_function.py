@@ -49,6 +49,15 @@ def leave_one_out_mean(values: Array) -> Array:
     return (jnp.sum(values, axis=0, keepdims=True) - values) / (n - 1)
 
 
+def standardize(values: Array, mask: Array) -> Array:
+    """``(x − mean) / (std + 1e-8)`` over the entries where ``mask`` is 1, and 0 where it is 0: advantages scaled
+    to zero mean and unit variance over a batch's real steps (padding excluded)."""
+    n = jnp.maximum(mask.sum(), 1.0)
+    mu = jnp.sum(mask * values) / n
+    std = jnp.sqrt(jnp.sum(mask * (values - mu) ** 2) / n)
+    return (values - mu) / (std + 1e-8) * mask
+
+
 class RunningMean(NamedTuple):
     """Exponential moving average of returns, a baseline carried across iterations."""
 
