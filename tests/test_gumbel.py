@@ -68,6 +68,30 @@ def test_expected_sarsa_target_matches_a_loop():
         assert float(got[b]) == pytest.approx(want, rel=1e-5, abs=1e-6)
 
 
+def test_expected_actor_loss_matches_a_loop_and_leaves_the_critics_alone():
+    """actor_gradient="expected": −mean_s[Σ_a π(a|s) min_i Q_i(s, e_a) + α H(π(·|s))], no gradient to the critics,
+    and one step on the actor raises the probability of the action the critics value more."""
+    actor = CategoricalPolicy(3, 2, (4,), key=jax.random.key(0))
+    critics = ac.make_critics(jax.random.key(1), 3, 2, TINY)
+    obs, alpha = jax.random.normal(jax.random.key(2), (5, 3)), jnp.float32(0.2)
+    loss, (g_actor, g_critics) = jax.value_and_grad(gb.expected_actor_loss, argnums=(0, 1))(actor, critics, obs, alpha)
+    want = 0.0
+    for s in obs:
+        p = jax.nn.softmax(actor(s).logits)
+        q = jnp.array([min(float(c(s, jnp.eye(2)[a])) for c in [jax.tree.map(lambda x: x[i], critics)
+                                                                   for i in range(2)]) for a in range(2)])
+        want -= (float(p @ q) - 0.2 * float(p @ jnp.log(p))) / len(obs)
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(g_critics))
+    q = gb.every_action_q(critics, obs, 2)
+    better = jnp.argmax(q, -1)
+    step = jax.tree.map(lambda w, g: w - 0.1 * g, actor,
+                        jax.grad(gb.expected_actor_loss)(actor, critics, obs, jnp.float32(0.0)))
+    before = jax.vmap(lambda s, a: jax.nn.softmax(actor(s).logits)[a])(obs, better)
+    after = jax.vmap(lambda s, a: jax.nn.softmax(step(s).logits)[a])(obs, better)
+    assert float(jnp.mean(after - before)) > 0
+
+
 def test_update_feeds_stored_action_indices_to_the_critics_one_hot():
     """A buffer of one repeated transition with action index 1: the critic loss of ``update`` is the loss at
     ``one_hot(1)`` (whatever rows the minibatch draws), with the reward scaled by ``reward_scale``."""
@@ -85,6 +109,10 @@ def test_update_feeds_stored_action_indices_to_the_critics_one_hot():
         target = gb.expected_sarsa_target(state.actor, state.target_critics, batch, TINY.gamma)
         want = ac.critic_loss(state.critics, batch.obs, batch.action, target)
         np.testing.assert_allclose(metrics["critic_loss"], want, rtol=1e-5)
+    # actor_gradient="expected": the actor's loss is the exact expectation through the updated critics
+    new, metrics = gb.update(state, buffer, jax.random.key(1), dataclasses.replace(TINY, actor_gradient="expected"))
+    want = gb.expected_actor_loss(state.actor, new.critics, jnp.stack([obs] * TINY.batch_size), jnp.exp(state.log_alpha))
+    np.testing.assert_allclose(metrics["actor_loss"], want, rtol=1e-5)
 
 
 def test_alpha_rises_when_entropy_is_below_target():
@@ -136,6 +164,8 @@ def test_bad_input_errors():
         dataclasses.replace(TINY, temperature=0.0)
     with pytest.raises(ValueError, match="target_entropy_ratio"):
         dataclasses.replace(TINY, target_entropy_ratio=1.5)
+    with pytest.raises(ValueError, match="actor_gradient='exact': choose one of gumbel, expected"):
+        dataclasses.replace(TINY, actor_gradient="exact")
 
 
 @pytest.mark.slow

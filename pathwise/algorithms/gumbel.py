@@ -48,12 +48,15 @@ INFO = AlgorithmInfo("svg0-discrete", loops=("replay",), continuous=False, discr
                      summary="SVG(0) for discrete actions: straight-through Gumbel-softmax through twin one-hot Qs.")
 
 
+ACTOR_GRADIENTS = ("gumbel", "expected")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(ActorCriticConfig):
     """Gumbel-softmax SVG(0) options (the actor-critic defaults; the CartPole-v1 preset holds tuned values)."""
 
     #: before 0.3: the critics learned the environment's rewards
-    ADDED: ClassVar[dict[str, Any]] = {"reward_scale": 1.0}
+    ADDED: ClassVar[dict[str, Any]] = {"reward_scale": 1.0, "actor_gradient": "gumbel"}
 
     n_critics: int = 2
     """Critics; their minimum is used in the target and by the actor (clipped double Q)."""
@@ -64,6 +67,10 @@ class Config(ActorCriticConfig):
     """Gumbel-softmax temperature τ (> 0): small τ is closer to one-hot but has higher-variance gradients."""
     hard: bool = True
     """Straight-through: Q sees the one-hot sample, the gradient flows through the soft sample."""
+    actor_gradient: str = "gumbel"
+    """``"gumbel"``: the SVG(0) gradient through the Gumbel-softmax sample (``temperature``, ``hard``);
+    ``"expected"``: the exact gradient of Σ_a π_θ(a|s) min_i Q_i(s, e_a), every action's value weighted by its
+    probability (discrete SAC's actor objective; no sampling, a pass of the critics per action)."""
     entropy_coef: float = 0.1
     """α, weight of the policy entropy bonus in the actor objective (the initial α when ``auto_entropy``)."""
     auto_entropy: bool = True
@@ -78,6 +85,8 @@ class Config(ActorCriticConfig):
         return super().checks() + positive(self, "temperature", "alpha_lr", "reward_scale") + \
             at_least(self, 0, "entropy_coef") + \
             unit_interval(self, "target_entropy_ratio", closed_low=True) + [
+                (self.actor_gradient in ACTOR_GRADIENTS,
+                 f"actor_gradient={self.actor_gradient!r}: choose one of {', '.join(ACTOR_GRADIENTS)}"),
                 (not (self.auto_entropy and self.entropy_coef == 0),
                  "auto_entropy=True needs an initial entropy_coef > 0 (e.g. 0.1); or set auto_entropy=False")]
 
@@ -109,13 +118,16 @@ def num_actions(actor: CategoricalPolicy) -> int:
     return actor.net.layers[-1].out_features
 
 
+def every_action_q(critics: eqx.Module, obs: Array, n: int) -> Array:
+    """``min_i Q_i(s_b, e_a)`` for every batch row and every one of the ``n`` actions: ``[B, n]``."""
+    return jax.vmap(lambda a: min_q(critics, obs, jnp.broadcast_to(a, (len(obs), n))), out_axes=1)(jnp.eye(n))
+
+
 def expected_sarsa_target(actor: CategoricalPolicy, target_critics: eqx.Module, batch: Transition,
                           gamma: float) -> Array:
     """y = r + γ (1 − terminated) Σ_a' π(a'|s') min_i Q'_i(s', e_a') (expected SARSA on one-hot actions)."""
-    n = num_actions(actor)
     probs = jax.vmap(lambda o: actor(o).probs)(batch.next_obs)  # [B, n]
-    q_next = jax.vmap(lambda a: min_q(target_critics, batch.next_obs, jnp.broadcast_to(a, (len(probs), n))),
-                      out_axes=1)(jnp.eye(n))  # [B, n]
+    q_next = every_action_q(target_critics, batch.next_obs, num_actions(actor))
     return td_target(batch.reward, batch.terminated, jnp.sum(probs * q_next, -1), gamma)
 
 
@@ -126,6 +138,15 @@ def actor_loss(actor: CategoricalPolicy, critics: eqx.Module, obs: Array, gumbel
     y = gumbel_softmax(gumbel, logits, temperature, hard)
     entropy = jax.vmap(lambda o: actor(o).entropy())(obs)
     return -jnp.mean(min_q(critics, obs, y) + entropy_coef * entropy)
+
+
+def expected_actor_loss(actor: CategoricalPolicy, critics: eqx.Module, obs: Array, entropy_coef: Array) -> Array:
+    """−E_s[Σ_a π_θ(a|s) min_i Q_i(s, e_a) + α H(π_θ(·|s))]: the exact expectation over the actions, whose
+    gradient Σ_a ∇π_θ(a|s) Q(s, e_a) has no sampling noise and no relaxation bias (``actor_gradient="expected"``)."""
+    probs = jax.vmap(lambda o: actor(o).probs)(obs)
+    entropy = jax.vmap(lambda o: actor(o).entropy())(obs)
+    q = jax.lax.stop_gradient(every_action_q(critics, obs, num_actions(actor)))
+    return -jnp.mean(jnp.sum(probs * q, -1) + entropy_coef * entropy)
 
 
 def alpha_loss(log_alpha: Array, entropy: Array, target_entropy: float | Array) -> Array:
@@ -145,8 +166,11 @@ def update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Conf
     critics, critic_opt = optim.apply(state.critics, c_grads, state.critic_opt, optim.adam(config.critic_lr))
     gumbel = jax.random.gumbel(k_gumbel, batch.action.shape)
     alpha = jnp.exp(state.log_alpha)
-    a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.actor, critics, batch.obs, gumbel,
-                                                            config.temperature, config.hard, alpha)
+    if config.actor_gradient == "expected":
+        a_loss, a_grads = eqx.filter_value_and_grad(expected_actor_loss)(state.actor, critics, batch.obs, alpha)
+    else:
+        a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.actor, critics, batch.obs, gumbel,
+                                                                config.temperature, config.hard, alpha)
     actor, actor_opt = optim.apply(state.actor, a_grads, state.actor_opt, optim.adam(config.actor_lr))
     entropy = jnp.mean(jax.vmap(lambda o: actor(o).entropy())(batch.obs))
     log_alpha, alpha_opt = state.log_alpha, state.alpha_opt
@@ -166,5 +190,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     return dist.sample_from_noise(jax.random.gumbel(key, dist.logits.shape, dist.logits.dtype))
 
 
-__all__ = ["Config", "INFO", "State", "act", "actor_loss", "alpha_loss", "expected_sarsa_target", "init",
-           "num_actions", "update"]
+__all__ = ["ACTOR_GRADIENTS", "Config", "INFO", "State", "act", "actor_loss", "alpha_loss", "every_action_q",
+           "expected_actor_loss", "expected_sarsa_target", "init", "num_actions", "update"]
