@@ -13,7 +13,8 @@ shipped preset.
     python benchmarks/bench_cartpole.py                 # 3 seeds, default budgets
     python benchmarks/bench_cartpole.py --quick         # 1 seed, smaller budgets
     python benchmarks/bench_cartpole.py --algos qac --seeds 1
-    python benchmarks/bench_cartpole.py --ablation      # the variants table, added to the saved results
+    python benchmarks/bench_cartpole.py --ablation      # the variants table, added to the saved results (and kept
+                                                        # by later runs of the seeds)
     python benchmarks/bench_cartpole.py --from-json     # re-render the section only
 
 Writes benchmarks/results/cartpole.json, then benchmarks/sections/51_cartpole.md (from
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from common import (evaluation_curve, finished, load_results, machine, median_or_none, options,  # noqa: I001
-                    publish, save_figure, stability_columns)  # benchmarks/common.py
+                    publish, save_figure, saved_results, stability_columns)  # benchmarks/common.py
 
 ENV = "CartPole-v1"
 THRESHOLD = 475.0
@@ -41,7 +42,8 @@ QUICK_BUDGETS = {"reinforce": 100_000, "qac": 100_000, "svg0-discrete": 40_000}
 ABLATIONS = [
     ("reinforce", {"baseline": "none"}), ("reinforce", {"baseline": "mean"}),
     ("qac", {"advantage": "q"}), ("qac", {"advantage": "q_minus_v"}),
-    ("svg0-discrete", {"hard": False}), ("svg0-discrete", {"auto_entropy": False}),
+    ("svg0-discrete", {"actor_gradient": "gumbel"}), ("svg0-discrete", {"actor_gradient": "gumbel", "hard": False}),
+    ("svg0-discrete", {"auto_entropy": False}),
 ]
 
 
@@ -70,10 +72,12 @@ def measure(args: argparse.Namespace) -> dict:
         for algo in curves:
             curves[algo].append(curve(algo, seed, budgets[algo], not args.full_budget))
     plot(curves, args.out)
+    saved = saved_results("cartpole", args.results) or {}
     return {"machine": finished(facts), "quick": args.quick, "full_budget": args.full_budget, "threshold": THRESHOLD,
             "eval_every": EVAL_EVERY, "eval_episodes": EVAL_EPISODES, "eval_seed": EVAL_SEED,
             "algos": [{"algo": a, "budget": budgets[a], "seeds": [{"seed": i, **summary(c)} for i, c in enumerate(cs)]}
-                      for a, cs in curves.items()], "variants": None}
+                      for a, cs in curves.items()],
+            "variants": None if args.quick else saved.get("variants")}  # the variants table of an --ablation run stays
 
 
 def plot(curves: dict, out: Path | None) -> None:
@@ -107,7 +111,8 @@ def variants_view(variants: dict | None) -> dict | None:
             "qac_collapsed": bool(qac) and not any(solved[("qac", r["change"])] for r in qac),
             "qac_last": max((r["last"] for r in qac), default=None),
             "qac_budget_k": max((r["budget"] for r in qac), default=0) // 1000,
-            "soft_solved": solved.get(("svg0-discrete", "hard=False"), False),
+            "soft_solved": any(ok for (algo, change), ok in solved.items()
+                               if algo == "svg0-discrete" and "hard=False" in change),
             "fixed_alpha_ran": ("svg0-discrete", "auto_entropy=False") in solved,
             "fixed_alpha_collapsed": not solved.get(("svg0-discrete", "auto_entropy=False"), True)}
 

@@ -111,7 +111,8 @@ def test_update_feeds_stored_action_indices_to_the_critics_one_hot():
         np.testing.assert_allclose(metrics["critic_loss"], want, rtol=1e-5)
     # actor_gradient="expected": the actor's loss is the exact expectation through the updated critics
     new, metrics = gb.update(state, buffer, jax.random.key(1), dataclasses.replace(TINY, actor_gradient="expected"))
-    want = gb.expected_actor_loss(state.actor, new.critics, jnp.stack([obs] * TINY.batch_size), jnp.exp(state.log_alpha))
+    batch_obs = jnp.stack([obs] * TINY.batch_size)
+    want = gb.expected_actor_loss(state.actor, new.critics, batch_obs, jnp.exp(state.log_alpha))
     np.testing.assert_allclose(metrics["actor_loss"], want, rtol=1e-5)
 
 
