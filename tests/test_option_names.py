@@ -71,8 +71,8 @@ def test_a_record_written_before_an_option_existed_reads_with_the_value_it_ran_w
     old = {k: v for k, v in dataclasses.asdict(svgk.Config()).items() if k != "value_bound"}
     assert cfg_mod.from_dict(svgk.Config, cfg_mod.upgrade(svgk.Config, old), complete=True).value_bound is False
     assert cfg_mod.upgrade(svgk.Config, {**old, "value_bound": True})["value_bound"] is True
-    assert cfg_mod.added(reinforce.Config) == {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0,  # a base's
-                                               "reward_scale": 1.0}  # and its own
+    assert cfg_mod.added(reinforce.Config) == {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0,  # bases'
+                                               "epochs": 1, "clip_ratio": 0.0, "reward_scale": 1.0}  # and its own
     assert cfg_mod.added(qac.Config) == {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0, "epochs": 1,
                                          "clip_ratio": 0.0, "normalize_advantages": False, "reward_scale": 1.0}
     assert cfg_mod.added(algorithms.get("ddpg").Config) == {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0,

@@ -175,6 +175,45 @@ def test_loss_averages_over_episodes_not_steps():
     np.testing.assert_allclose(one, two, rtol=1e-6)
 
 
+def test_clipped_loss_steps_like_the_plain_one_from_the_old_policy():
+    """Trust region: at the policy that collected the episodes (ρ = 1) the clipped loss's gradient is REINFORCE's."""
+    policy = CategoricalPolicy(2, 2, (8,), key=jax.random.key(0))
+    obs = jax.random.normal(jax.random.key(1), (3, 2, 2))
+    actions, adv = jnp.array([[0, 1], [1, 1], [1, 0]]), jax.random.normal(jax.random.key(2), (3, 2))
+    mask = jnp.array([[1.0, 1], [1, 1], [1, 0]])
+    old = rf.log_probs(policy, obs, actions)
+    plain = jax.grad(rf.reinforce_loss)(policy, obs, actions, adv, mask)
+    clipped = jax.grad(rf.reinforce_loss)(policy, obs, actions, adv, mask, 0.0, old, 0.2)
+    for x, y in zip(jax.tree.leaves(plain), jax.tree.leaves(clipped)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-7)
+    assert any(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(plain))
+    # every ratio past 1 + ε with positive advantages: no gradient
+    far = jax.grad(rf.reinforce_loss)(policy, obs, actions, jnp.abs(adv), mask, 0.0, old - 0.5, 0.2)
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(far))
+
+
+def test_epochs_reuse_the_episodes_and_need_a_trust_region():
+    config = dataclasses.replace(TINY, epochs=3, clip_ratio=0.2)
+    state = rf.init(jax.random.key(0), spec_mod.from_env("CartPole-v1"), config)
+    mask = np.zeros((500, 2))  # padded to CartPole-v1's episode limit, as the loop pads
+    mask[:3, 0], mask[:2, 1] = 1, 1
+    seg = _segment(np.ones((500, 2)), mask, np.zeros((500, 2)), obs_dim=4)
+    seg = seg._replace(obs=seg.obs / 1000, actions=jnp.asarray(np.arange(1000).reshape(500, 2) % 2, jnp.int32))
+
+    def moved(new):
+        return sum(float(jnp.sum((x - y) ** 2)) for x, y in zip(jax.tree.leaves(new.policy),
+                                                                 jax.tree.leaves(state.policy)))
+
+    three, metrics = rf.update(state, seg, jax.random.key(1), config)
+    one, first = rf.update(state, seg, jax.random.key(1), dataclasses.replace(config, epochs=1))
+    plain, _ = rf.update(state, seg, jax.random.key(1), dataclasses.replace(config, epochs=1, clip_ratio=0.0))
+    assert moved(three) > moved(one) > 0
+    assert moved(one) == pytest.approx(moved(plain), rel=1e-4)  # the first clipped step is the plain one
+    assert float(metrics["policy_loss"]) == pytest.approx(float(first["policy_loss"]), rel=1e-5)
+    with pytest.raises(ValueError, match="set clip_ratio > 0"):
+        dataclasses.replace(TINY, epochs=2)
+
+
 # -- the on-policy loop ---------------------------------------------------------------------------------------
 
 

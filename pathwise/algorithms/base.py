@@ -96,6 +96,25 @@ class ActorDecayOptions(Options):
                           final_fraction=self.actor_lr_final_fraction)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrustRegionOptions(Options):
+    """Reuse of each on-policy batch under PPO's clipped surrogate (reinforce, qac):
+    :func:`pathwise.estimators.score_function.clipped_surrogate`."""
+
+    #: before 0.3 every on-policy batch was used for one plain step
+    ADDED: ClassVar[dict[str, Any]] = {"epochs": 1, "clip_ratio": 0.0}
+
+    epochs: int = 1
+    """Policy steps on each batch of data (1: the lecture's one step; more need ``clip_ratio > 0``)."""
+    clip_ratio: float = 0.0
+    """ε of the clipped probability ratio π_θ/π_θold ∈ [1 − ε, 1 + ε]; 0: the plain score-function surrogate."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + at_least(self, 0, "clip_ratio") + at_least(self, 1, "epochs") + \
+            [(self.epochs == 1 or self.clip_ratio > 0,
+              f"epochs={self.epochs} reuses each batch without a trust region: set clip_ratio > 0 (e.g. 0.2)")]
+
+
 class Algorithm(NamedTuple):
     """An algorithm module seen through the contract (see the module docstring)."""
 

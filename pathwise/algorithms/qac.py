@@ -39,10 +39,10 @@ import jax
 import jax.numpy as jnp
 
 from pathwise import optim
-from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
+from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig, TrustRegionOptions
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy
-from pathwise.estimators.score_function import standardize
+from pathwise.estimators.score_function import clipped_surrogate, standardize
 from pathwise.loops.on_policy import OnPolicyOptions, Segment
 from pathwise.networks import MLP
 from pathwise.spec import EnvSpec
@@ -53,14 +53,13 @@ INFO = AlgorithmInfo("qac", loops=("on_policy",), continuous=False, discrete=Tru
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
+class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions, TrustRegionOptions):
     """QAC options: the defaults are the lecture's one plain step per segment; the CartPole-v1 preset adds the
     trust region, standardized weights and the policy step's decay."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
     #: before 0.3: one plain step per segment on unnormalized weights
-    ADDED: ClassVar[dict[str, Any]] = {"epochs": 1, "clip_ratio": 0.0, "normalize_advantages": False,
-                                       "reward_scale": 1.0}
+    ADDED: ClassVar[dict[str, Any]] = {"normalize_advantages": False, "reward_scale": 1.0}
 
     num_envs: int = 8
     """Environments run in lockstep; each update sees ``n_steps × num_envs`` transitions."""
@@ -86,10 +85,6 @@ class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
     """Weight of the policy entropy bonus."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip of both steps (0 disables)."""
-    epochs: int = 1
-    """Actor and critic steps per segment (1: the lecture's one step; more need ``clip_ratio > 0``)."""
-    clip_ratio: float = 0.0
-    """ε of the clipped probability ratio (module docstring); 0: the plain score-function surrogate."""
     normalize_advantages: bool = False
     """Scale the actor weights to zero mean and unit variance over the segment's real steps."""
 
@@ -97,9 +92,7 @@ class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
         return super().checks() + at_least(self, 1, "n_steps") + unit_interval(self, "gamma") + \
             one_of(self, "advantage", ("q", "q_minus_v", "td")) + \
             positive(self, "actor_lr", "critic_lr", "reward_scale") + \
-            at_least(self, 0, "entropy_coef", "max_grad_norm", "clip_ratio") + at_least(self, 1, "epochs") + \
-            [(self.epochs == 1 or self.clip_ratio > 0,
-              f"epochs={self.epochs} reuses each segment without a trust region: set clip_ratio > 0 (e.g. 0.2)")] + \
+            at_least(self, 0, "entropy_coef", "max_grad_norm") + \
             [(len(self.critic_hidden) > 0 and all(h >= 1 for h in self.critic_hidden),
               f"critic_hidden={self.critic_hidden} must list one or more layer sizes >= 1")]
 
@@ -163,12 +156,10 @@ def actor_loss(policy: CategoricalPolicy, obs: Array, actions: Array, weights: A
     logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
     ent = jax.vmap(jax.vmap(lambda o: policy(o).entropy()))(obs)
     n = jnp.maximum(mask.sum(), 1.0)
-    w = jax.lax.stop_gradient(weights)
     if clip_ratio > 0:
-        ratio = jnp.exp(logp - jax.lax.stop_gradient(old_logp))
-        objective = jnp.minimum(ratio * w, jnp.clip(ratio, 1 - clip_ratio, 1 + clip_ratio) * w)
+        objective = clipped_surrogate(logp, old_logp, weights, clip_ratio)
     else:
-        objective = logp * w
+        objective = logp * jax.lax.stop_gradient(weights)
     return -jnp.sum(mask * (objective + entropy_coef * ent)) / n
 
 

@@ -16,6 +16,11 @@ episode cut by the time limit is not over, so its reward-to-go is bootstrapped w
 G_T = V(s_T) (with no learned value it is 0, i.e. the truncated return is used as is; for CartPole-v1
 the 500-step cap is the goal, so this only matters for the value baseline).
 
+Trust region (``epochs > 1`` with ``clip_ratio > 0``, :class:`~pathwise.algorithms.base.TrustRegionOptions`): the
+episodes are used for ``epochs`` policy steps on PPO's clipped surrogate Σ_t min(ρ_t A_t, clip(ρ_t, 1 ± ε) A_t)
+with ρ_t = π_θ(u_t|s_t) / π_θold(u_t|s_t) and the advantages computed once, before the first step (which equals
+the plain REINFORCE step); the value baseline is fitted once, after them.
+
 Discrete actions use a categorical policy on MLP logits; continuous actions a diagonal Gaussian with a
 state-independent learned log-std (the loop clips the sample into the action box when stepping the
 environment; the log-likelihood is that of the unclipped sample).
@@ -31,10 +36,10 @@ import jax
 import jax.numpy as jnp
 
 from pathwise import optim
-from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
+from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig, TrustRegionOptions
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy, GaussianPolicy
-from pathwise.estimators.score_function import score_function_surrogate, standardize
+from pathwise.estimators.score_function import clipped_surrogate, score_function_surrogate, standardize
 from pathwise.loops.on_policy import OnPolicyOptions, Segment
 from pathwise.networks import VCritic
 from pathwise.spec import EnvSpec
@@ -47,7 +52,7 @@ Policy = CategoricalPolicy | GaussianPolicy
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions):
+class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions, TrustRegionOptions):
     """REINFORCE options; the defaults are tuned for CartPole-v1."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
@@ -113,15 +118,24 @@ def padded_reward_to_go(rewards: Array, mask: Array, bootstrap: Array, gamma: fl
     return g * mask
 
 
+def log_probs(policy: Policy, obs: Array, actions: Array) -> Array:
+    """log π_θ(u_t|s_t) of every step, ``[T, m]``."""
+    return jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
+
+
 def reinforce_loss(policy: Policy, obs: Array, actions: Array, advantages: Array, mask: Array,
-                   entropy_coef: float = 0.0) -> Array:
-    """−1/m Σ_i Σ_t log π_θ(u_t|s_t) A_t (lecture: ĝ = 1/m Σ_i Σ_t ∇θ log π_θ(u_t^i|s_t^i) R), minus an entropy bonus.
+                   entropy_coef: float = 0.0, old_logp: Array | None = None, clip_ratio: float = 0.0) -> Array:
+    """−1/m Σ_i Σ_t log π_θ(u_t|s_t) A_t (lecture: ĝ = 1/m Σ_i Σ_t ∇θ log π_θ(u_t^i|s_t^i) R), minus an entropy bonus;
+    with ``clip_ratio > 0`` the clipped surrogate of the ratio to ``old_logp`` in place of log π_θ · A.
 
     Arrays are time major, ``[T, m]`` (m episodes).
     """
-    logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
+    logp = log_probs(policy, obs, actions)
     ent = jax.vmap(jax.vmap(lambda o: policy(o).entropy()))(obs)
-    surrogate = score_function_surrogate(mask * logp, advantages)
+    if clip_ratio > 0:
+        surrogate = jnp.sum(mask * clipped_surrogate(logp, old_logp, advantages, clip_ratio))
+    else:
+        surrogate = score_function_surrogate(mask * logp, advantages)
     return -(surrogate + entropy_coef * jnp.sum(mask * ent)) / obs.shape[1]
 
 
@@ -195,13 +209,25 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
 
 
 def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
-    """One REINFORCE step on m whole episodes (``segment``: ``[T, m]``), then the baseline's update."""
+    """``epochs`` REINFORCE steps (one unless a trust region is set) on m whole episodes (``segment``: ``[T, m]``),
+    then the baseline's update."""
     del key
     g, adv = returns_and_advantages(state, segment, config)
-    loss, grads = eqx.filter_value_and_grad(reinforce_loss)(state.policy, segment.obs, segment.actions, adv,
-                                                             segment.mask, config.entropy_coef)
-    policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt,
-                                     config.actor_optimizer(config.max_grad_norm))
+    old_logp = log_probs(state.policy, segment.obs, segment.actions) if config.clip_ratio > 0 else None
+    optimizer = config.actor_optimizer(config.max_grad_norm)
+
+    def step(carry, _):
+        policy, policy_opt = carry
+        loss, grads = eqx.filter_value_and_grad(reinforce_loss)(policy, segment.obs, segment.actions, adv,
+                                                                 segment.mask, config.entropy_coef, old_logp,
+                                                                 config.clip_ratio)
+        return optim.apply(policy, grads, policy_opt, optimizer), loss
+
+    if config.epochs == 1:
+        (policy, policy_opt), loss = step((state.policy, state.policy_opt), None)
+    else:
+        (policy, policy_opt), losses = jax.lax.scan(step, (state.policy, state.policy_opt), None, length=config.epochs)
+        loss = losses[0]
     value, value_opt, v_loss = state.value, state.value_opt, jnp.zeros(())
     if config.baseline == "value":
         value, value_opt, v_loss = fit_value(state, segment, g, config)
@@ -215,5 +241,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     return dist.mode() if deterministic else dist.sample(key)
 
 
-__all__ = ["Config", "INFO", "State", "act", "final_step", "fit_value", "init", "make_policy", "padded_reward_to_go",
-           "reinforce_loss", "returns_and_advantages", "running_mean", "update", "value_loss"]
+__all__ = ["Config", "INFO", "State", "act", "final_step", "fit_value", "init", "log_probs", "make_policy",
+           "padded_reward_to_go", "reinforce_loss", "returns_and_advantages", "running_mean", "update", "value_loss"]

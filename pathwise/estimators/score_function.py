@@ -29,6 +29,16 @@ def score_function_surrogate(log_probs: Array, returns: Array, baseline: Array |
     return jnp.sum(log_probs * jax.lax.stop_gradient(advantage))
 
 
+def clipped_surrogate(log_probs: Array, old_log_probs: Array, weights: Array, clip_ratio: float) -> Array:
+    """PPO's clipped surrogate per entry (Schulman et al., 2017): ``min(ρ w, clip(ρ, 1 − ε, 1 + ε) w)`` with
+    ``ρ = exp(log_probs − old_log_probs)`` (the old ones and the weights held fixed). At ρ = 1 its gradient is
+    ``w ∇ log p``, the score-function surrogate's; an entry whose ratio has left [1 − ε, 1 + ε] in the direction
+    ``w`` favours contributes none."""
+    w = jax.lax.stop_gradient(weights)
+    ratio = jnp.exp(log_probs - jax.lax.stop_gradient(old_log_probs))
+    return jnp.minimum(ratio * w, jnp.clip(ratio, 1 - clip_ratio, 1 + clip_ratio) * w)
+
+
 def reward_to_go(rewards: Array, gamma: float | Array = 1.0, bootstrap: Array | float = 0.0) -> Array:
     """G_t = r_t + γ G_{t+1} over the last axis, with G_T = ``bootstrap`` (e.g. V(s_T) for a truncated episode)."""
     r = jnp.moveaxis(jnp.asarray(rewards), -1, 0)
