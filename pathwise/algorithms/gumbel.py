@@ -18,7 +18,15 @@ replay with the expected SARSA target on one-hot inputs,
     y_t = r_t + γ (1 − terminated_t) Σ_a' π_θ(a'|s'_t) min_i Q'_i(s'_t, e_a'),
 
 (target critics Q', no bootstrap past a true terminal, bootstrap on
-truncation). Exploration is sampling π_θ; α is tuned towards a target entropy
+truncation). ``actor_gradient="expected"`` replaces the Gumbel-softmax sample by
+the exact expectation over the actions, ∇θ Σ_a π_θ(a|s) min_i Q_i(s, e_a) (the
+gradient the straight-through one estimates; discrete SAC's actor objective):
+the critic is a network of the one-hot input, so its slope at a sampled vertex
+need not match the difference between the actions' values, and on CartPole-v1
+the straight-through mean pointed away from the exact gradient after solving
+(BENCHMARKS.md, "Findings behind the presets").
+
+Exploration is sampling π_θ; α is tuned towards a target entropy
 (as in discrete SAC) unless ``auto_entropy=False``. It runs in the replay loop
 (:mod:`pathwise.loops.replay`), which stores actions as integer indices; the
 critics see them one-hot. The relaxation is
