@@ -230,6 +230,8 @@ def test_bad_config_is_named():
         dataclasses.replace(TINY, model_pretrain_steps=-1)
     with pytest.raises(ValueError, match="log_std_min"):
         dataclasses.replace(TINY, log_std_min=10.0)
+    with pytest.raises(ValueError, match="n_critics=2: svg1 learns one state value V"):  # it would be ignored
+        dataclasses.replace(TINY, n_critics=2)
 
 
 def test_needs_a_known_reward_and_box_actions():

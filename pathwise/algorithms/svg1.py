@@ -115,7 +115,9 @@ class Config(ActorCriticConfig, ActorDecayOptions):
         return super().checks() + positive(self, "model_lr", "max_weight") + \
             at_least(self, 0, "max_grad_norm", "model_pretrain_steps") + at_least(self, 1, "policy_delay") + \
             one_of(self, "critic_target", ("replay", "model")) + \
-            [(self.log_std_min < math.log(1e3), f"log_std_min={self.log_std_min} is too large")]
+            [(self.log_std_min < math.log(1e3), f"log_std_min={self.log_std_min} is too large"),
+             (self.n_critics == 1, f"n_critics={self.n_critics}: svg1 learns one state value V(s), not Q critics "
+                                   "to take the minimum of; leave n_critics at 1")]
 
 
 class State(NamedTuple):
