@@ -29,6 +29,7 @@ def comparison(state, buffer, key):
     import equinox as eqx
     import jax
     import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
 
     from pathwise.algorithms import gumbel as gb
     from pathwise.algorithms.critics import sample
@@ -36,17 +37,14 @@ def comparison(state, buffer, key):
     obs, zero = sample(buffer, key, STATES).obs, jnp.float32(0.0)
     n = gb.num_actions(state.actor)
 
-    def flat(tree):
-        return jnp.concatenate([x.ravel() for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))])
-
     def straight_through(k):
         noise = jax.random.gumbel(k, (STATES, n))
-        return flat(eqx.filter_grad(gb.actor_loss)(state.actor, state.critics, obs, noise, 1.0, True, zero))
+        return ravel_pytree(eqx.filter_grad(gb.actor_loss)(state.actor, state.critics, obs, noise, 1.0, True, zero))[0]
 
     st = jnp.mean(jax.vmap(straight_through)(jax.random.split(key, DRAWS)), 0)
-    exact = flat(eqx.filter_grad(gb.expected_actor_loss)(state.actor, state.critics, obs, zero))
+    exact = ravel_pytree(eqx.filter_grad(gb.expected_actor_loss)(state.actor, state.critics, obs, zero))[0]
     entropy = lambda actor: jnp.mean(jax.vmap(lambda o: actor(o).entropy())(obs))  # noqa: E731
-    grad_h = flat(eqx.filter_grad(entropy)(state.actor))
+    grad_h = ravel_pytree(eqx.filter_grad(entropy)(state.actor))[0]
     q = gb.every_action_q(state.critics, obs, n)
     return {"cosine": st @ exact / (jnp.linalg.norm(st) * jnp.linalg.norm(exact)),
             "norm_straight_through": jnp.linalg.norm(st), "norm_exact": jnp.linalg.norm(exact),

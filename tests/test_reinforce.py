@@ -15,7 +15,7 @@ from pathwise import checkpoint as ckpt
 from pathwise import spec as spec_mod
 from pathwise.algorithms import reinforce as rf
 from pathwise.distributions import CategoricalPolicy, GaussianPolicy
-from pathwise.loops.on_policy import Segment, lockstep, stack
+from pathwise.loops.on_policy import Segment, lockstep, log_probs, stack
 
 TINY = rf.Config(num_envs=2, hidden=(8,), value_hidden=(8,), value_steps=2)
 
@@ -181,7 +181,7 @@ def test_clipped_loss_steps_like_the_plain_one_from_the_old_policy():
     obs = jax.random.normal(jax.random.key(1), (3, 2, 2))
     actions, adv = jnp.array([[0, 1], [1, 1], [1, 0]]), jax.random.normal(jax.random.key(2), (3, 2))
     mask = jnp.array([[1.0, 1], [1, 1], [1, 0]])
-    old = rf.log_probs(policy, obs, actions)
+    old = log_probs(policy, obs, actions)
     plain = jax.grad(rf.reinforce_loss)(policy, obs, actions, adv, mask)
     clipped = jax.grad(rf.reinforce_loss)(policy, obs, actions, adv, mask, 0.0, old, 0.2)
     for x, y in zip(jax.tree.leaves(plain), jax.tree.leaves(clipped)):

@@ -172,11 +172,11 @@ def update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Conf
     target = expected_sarsa_target(state.actor, state.target_critics, batch, config.gamma)
     c_loss, c_grads = eqx.filter_value_and_grad(critic_loss)(state.critics, batch.obs, batch.action, target)
     critics, critic_opt = optim.apply(state.critics, c_grads, state.critic_opt, optim.adam(config.critic_lr))
-    gumbel = jax.random.gumbel(k_gumbel, batch.action.shape)
     alpha = jnp.exp(state.log_alpha)
     if config.actor_gradient == "expected":
         a_loss, a_grads = eqx.filter_value_and_grad(expected_actor_loss)(state.actor, critics, batch.obs, alpha)
     else:
+        gumbel = jax.random.gumbel(k_gumbel, batch.action.shape)
         a_loss, a_grads = eqx.filter_value_and_grad(actor_loss)(state.actor, critics, batch.obs, gumbel,
                                                                 config.temperature, config.hard, alpha)
     actor, actor_opt = optim.apply(state.actor, a_grads, state.actor_opt, optim.adam(config.actor_lr))

@@ -43,7 +43,7 @@ from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonCon
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy
 from pathwise.estimators.score_function import clipped_surrogate, standardize
-from pathwise.loops.on_policy import OnPolicyOptions, Segment
+from pathwise.loops.on_policy import OnPolicyOptions, Segment, log_probs
 from pathwise.networks import MLP
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree
@@ -153,7 +153,7 @@ def actor_loss(policy: CategoricalPolicy, obs: Array, actions: Array, weights: A
                entropy_coef: float, old_logp: Array | None = None, clip_ratio: float = 0.0) -> Array:
     """−mean log π_θ(a_t|s_t)·w_t − c·H (lecture: θ ← θ + α ∇θ log π_θ(a|s) Q_w(s, a), w = Q or an advantage);
     with ``clip_ratio > 0`` the clipped surrogate −mean min(ρ w, clip(ρ, 1 ± ε) w), ρ = π_θ / exp(``old_logp``)."""
-    logp = jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
+    logp = log_probs(policy, obs, actions)
     ent = jax.vmap(jax.vmap(lambda o: policy(o).entropy()))(obs)
     n = jnp.maximum(mask.sum(), 1.0)
     if clip_ratio > 0:
@@ -203,8 +203,7 @@ def update(state: State, segment: Segment, key: PRNGKey, config: Config) -> tupl
     segment = segment._replace(rewards=segment.rewards * config.reward_scale)
     targets = segment_targets(state, segment, key, config.gamma)
     weights = actor_weights(state, segment, targets, config)
-    old_logp = None if config.clip_ratio == 0 else \
-        jax.vmap(jax.vmap(lambda o, a: state.policy(o).log_prob(a)))(segment.obs, segment.actions)
+    old_logp = log_probs(state.policy, segment.obs, segment.actions) if config.clip_ratio > 0 else None
     actor_opt = config.actor_optimizer(config.max_grad_norm)
     critic_opt = optim.adam(config.critic_lr, config.max_grad_norm)
 

@@ -40,7 +40,7 @@ from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonCon
 from pathwise.config import at_least, one_of, positive, unit_interval
 from pathwise.distributions import CategoricalPolicy, GaussianPolicy
 from pathwise.estimators.score_function import clipped_surrogate, score_function_surrogate, standardize
-from pathwise.loops.on_policy import OnPolicyOptions, Segment
+from pathwise.loops.on_policy import OnPolicyOptions, Segment, log_probs
 from pathwise.networks import VCritic
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree
@@ -116,11 +116,6 @@ def padded_reward_to_go(rewards: Array, mask: Array, bootstrap: Array, gamma: fl
 
     _, g = jax.lax.scan(back, bootstrap, (rewards, mask), reverse=True)
     return g * mask
-
-
-def log_probs(policy: Policy, obs: Array, actions: Array) -> Array:
-    """log π_θ(u_t|s_t) of every step, ``[T, m]``."""
-    return jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
 
 
 def reinforce_loss(policy: Policy, obs: Array, actions: Array, advantages: Array, mask: Array,
@@ -241,5 +236,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     return dist.mode() if deterministic else dist.sample(key)
 
 
-__all__ = ["Config", "INFO", "State", "act", "final_step", "fit_value", "init", "log_probs", "make_policy",
-           "padded_reward_to_go", "reinforce_loss", "returns_and_advantages", "running_mean", "update", "value_loss"]
+__all__ = ["Config", "INFO", "State", "act", "final_step", "fit_value", "init", "make_policy", "padded_reward_to_go",
+           "reinforce_loss", "returns_and_advantages", "running_mean", "update", "value_loss"]

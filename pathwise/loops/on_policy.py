@@ -55,6 +55,11 @@ class Segment(NamedTuple):
     mask: Array
 
 
+def log_probs(policy: Any, obs: Array, actions: Array) -> Array:
+    """log π_θ(a_t|s_t) of every step of a segment's ``[steps, N]`` observations and actions."""
+    return jax.vmap(jax.vmap(lambda o, a: policy(o).log_prob(a)))(obs, actions)
+
+
 class OnPolicyCarry(NamedTuple):
     """The on-policy loop's carry."""
 
@@ -156,4 +161,5 @@ class OnPolicyLoop(Loop):
             env.close()
 
 
-__all__ = ["OnPolicyCarry", "OnPolicyLoop", "OnPolicyOptions", "Segment", "lockstep", "mean_metrics", "stack"]
+__all__ = ["OnPolicyCarry", "OnPolicyLoop", "OnPolicyOptions", "Segment", "lockstep", "log_probs", "mean_metrics",
+           "stack"]
