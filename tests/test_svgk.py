@@ -456,3 +456,28 @@ def test_presets_build_valid_configs(env_id):
     config = cfg_mod.build(svgk.Config, "svgk", values)
     assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in values.items())
     assert not config.use_true_dynamics and run["steps"] > 0
+
+
+def test_mean_penalty_adds_the_squared_pre_squash_mean_and_frees_a_saturated_policy(pendulum_setup):
+    """A policy whose tanh is saturated (pre-squash mean ≈ 10) gets no gradient from J_k; ``mean_penalty`` λ adds
+    λ · mean μ(s_0)² to the loss and a gradient that lowers μ."""
+    system, _, s0, _, _ = pendulum_setup
+    state = svgk.init(jax.random.key(0), from_env("pathwise/Pendulum-v1"), TINY)
+    policy = eqx.tree_at(lambda p: p.net.layers[-1].bias, state.policy, jnp.array([10.0]))
+    starts = jnp.tile(s0, (TINY.n_envs, 1)) + 0.1 * jax.random.normal(jax.random.key(5), (TINY.n_envs, 2))
+    xis = jax.random.normal(jax.random.key(6), (TINY.n_envs, TINY.horizon + 1, 1))
+    zetas = system.sample_noise(jax.random.key(7), (TINY.n_envs, TINY.horizon))
+
+    def loss_and_bias_grad(lam):
+        grad_fn = eqx.filter_value_and_grad(svgk.actor_loss, has_aux=True)
+        (loss, _), grads = grad_fn(policy, state.value, system, starts, xis, zetas, TINY.gamma, TINY.reward_scale,
+                                   None, None, lam)
+        return float(loss), float(grads.net.layers[-1].bias[0])
+
+    plain, plain_grad = loss_and_bias_grad(0.0)
+    penalized, penalized_grad = loss_and_bias_grad(1e-2)
+    means = jax.vmap(lambda s: policy.mean_and_log_std(system.observe(s))[0])(starts)
+    np.testing.assert_allclose(penalized - plain, 1e-2 * float(jnp.mean(means ** 2)), rtol=1e-5)
+    assert abs(plain_grad) < 1e-6 < penalized_grad  # saturated: no gradient; penalized: descent lowers μ
+    with pytest.raises(ValueError, match="mean_penalty"):
+        dataclasses.replace(TINY, mean_penalty=-1.0)

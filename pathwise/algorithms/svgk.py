@@ -63,7 +63,7 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """SVG(k) options; defaults tuned for Pendulum-v1 (the model-fitting ones are used only on a learned model)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
-    ADDED: ClassVar[dict[str, Any]] = {"value_bound": False}  # before 0.3: unbounded
+    ADDED: ClassVar[dict[str, Any]] = {"value_bound": False, "mean_penalty": 0.0}  # before 0.3: unbounded, none
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian)."""
@@ -99,6 +99,10 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """Updates per model-based iteration on a learned model (each from ``n_envs`` real observations of D)."""
     use_true_dynamics: bool = False
     """Differentiate through the pathwise System of the env id (SHAC) even if the id is a Gymnasium one."""
+    mean_penalty: float = 0.0
+    """λ of a penalty λ · mean μ(s)² on the policy's pre-squash mean at the update's start states, added to the
+    actor loss (0: none). A tanh-squashed mean pushed far past ±1 has no gradient left and its samples sit on the
+    action bound; the penalty keeps a gradient that pulls it back (MountainCarContinuous-v0's preset)."""
     value_bound: bool = True
     """Learned model only: clip V's TD(lambda) targets and the bootstrap V(s_k) of J_k to the discounted-return
     range reward_scale * [min r, max r] / (1 - gamma) of the rewards in D and of those imagined so far in this
@@ -108,7 +112,7 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
         return super().checks() + positive(self, "horizon", "n_envs", "actor_lr", "critic_lr",
                                            "critic_iterations", "critic_minibatches", "updates_per_episode") + \
             unit_interval(self, "gamma", "target_tau") + unit_interval(self, "lam", closed_low=True) + \
-            at_least(self, 0, "max_grad_norm") + \
+            at_least(self, 0, "max_grad_norm", "mean_penalty") + \
             [((self.n_envs * self.horizon) % max(self.critic_minibatches, 1) == 0,
               f"n_envs * horizon = {self.n_envs * self.horizon} must be divisible by "
               f"critic_minibatches={self.critic_minibatches}")]
@@ -156,12 +160,13 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
 
 def actor_loss(policy: GaussianPolicy, value: VCritic, system: System, states: Array, xis: Array,
                zetas: Array, gamma: float, reward_scale: float = 1.0, member_keys: Array | None = None,
-               bounds: Array | None = None):
+               bounds: Array | None = None, mean_penalty: float = 0.0):
     """``-mean_i J_k(s_0^i) / k`` (lecture, SVG(k)); returns the segments for the critic as auxiliary data.
 
     With ``member_keys`` (one per start state) rollout i runs through ``system.sample(member_keys[i])``: with an
     ensemble's trajectory sampling every imagined rollout follows its own member. With ``bounds`` ``[lo, hi]``
-    the bootstrap ``V(s_k)`` is clipped to them (``svg_core.bounded``).
+    the bootstrap ``V(s_k)`` is clipped to them (``svg_core.bounded``). ``mean_penalty`` λ adds λ · mean μ(s_0)²,
+    the squared pre-squash mean of the policy at the start states.
     """
     bootstrap = bounded(v_bootstrap(value), bounds)
 
@@ -173,7 +178,11 @@ def actor_loss(policy: GaussianPolicy, value: VCritic, system: System, states: A
         segments = jax.vmap(lambda s, x, z: one(s, x, z, None))(states, xis, zetas)
     else:
         segments = jax.vmap(one)(states, xis, zetas, member_keys)
-    return -jnp.mean(segments.objective) / zetas.shape[1], segments
+    loss = -jnp.mean(segments.objective) / zetas.shape[1]
+    if mean_penalty > 0:
+        means = jax.vmap(lambda s: policy.mean_and_log_std(system.observe(s))[0])(states)
+        loss = loss + mean_penalty * jnp.mean(means ** 2)
+    return loss, segments
 
 
 def fit_value(value: VCritic, opt_state: PyTree, observations: Array, targets: Array, weights: Array,
@@ -210,7 +219,7 @@ def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey,
     zetas = system.sample_noise(k_zeta, (n, k))
     (loss, segments), grads = eqx.filter_value_and_grad(actor_loss, has_aux=True)(
         state.policy, state.value, system, starts, xis, zetas, config.gamma, config.reward_scale, member_keys,
-        bounds)
+        bounds, config.mean_penalty)
     policy, actor_opt = optim.apply(state.policy, grads, state.actor_opt, actor_optimizer(config))
     segments = jax.lax.stop_gradient(segments)
     targets = jax.vmap(lambda seg: segment_targets(state.target_value, seg, config.gamma, config.lam))(segments)
