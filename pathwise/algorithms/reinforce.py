@@ -53,7 +53,7 @@ Policy = CategoricalPolicy | GaussianPolicy
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig, OnPolicyOptions, ActorDecayOptions, TrustRegionOptions):
-    """REINFORCE options; the defaults are tuned for CartPole-v1."""
+    """REINFORCE options; the defaults were tuned for CartPole-v1, whose preset takes 4 episodes per update."""
 
     RENAMED: ClassVar[dict[str, str]] = {"lr": "actor_lr"}  # before 0.3
     ADDED: ClassVar[dict[str, Any]] = {"reward_scale": 1.0}  # before 0.3: returns in the environment's units
