@@ -102,7 +102,8 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     mean_penalty: float = 0.0
     """λ of a penalty λ · mean μ(s)² on the policy's pre-squash mean at the update's start states, added to the
     actor loss (0: none). A tanh-squashed mean pushed far past ±1 has no gradient left and its samples sit on the
-    action bound; the penalty keeps a gradient that pulls it back (MountainCarContinuous-v0's preset)."""
+    action bound; the penalty keeps a gradient that pulls it back (MountainCarContinuous-v0's preset). svg-inf's
+    ``mean_penalty`` is the same penalty taken along its replayed steps rather than at the start states."""
     value_bound: bool = True
     """Learned model only: clip V's TD(lambda) targets and the bootstrap V(s_k) of J_k to the discounted-return
     range reward_scale * [min r, max r] / (1 - gamma) of the rewards in D and of those imagined so far in this
