@@ -10,7 +10,9 @@ from pathwise import presets, registry
 from pathwise.algorithms import get
 
 CASES = [("mbrl", "InvertedPendulum-v5"), ("svg-inf", "InvertedPendulum-v5"), ("svg1", "InvertedPendulum-v5"),
-         ("mbrl", "MountainCarContinuous-v0"), ("svgk", "MountainCarContinuous-v0")]
+         ("mbrl", "MountainCarContinuous-v0"), ("svgk", "MountainCarContinuous-v0"),
+         ("svgk", "dm_control/cartpole-swingup-v0"), ("svgk", "dm_control/pendulum-swingup-v0"),
+         ("svgk", "dm_control/reacher-easy-v0")]
 
 
 @pytest.mark.parametrize("algo,env_id", CASES)
@@ -26,11 +28,13 @@ def test_preset_builds_the_config_it_states(algo, env_id):
     assert run["steps"] > 0 and run["eval_every"] > 0
 
 
-def test_mountain_car_presets_explore_with_an_ensemble_bonus():
-    """Issue 17's MountainCar target is 'with the exploration bonus': β > 0 needs an ensemble to disagree."""
-    for algo in ("mbrl", "svgk"):
-        values, _ = presets.load(algo, "MountainCarContinuous-v0")
-        assert values["exploration_bonus"] > 0 and values["model_ensemble"] > 1, algo
+@pytest.mark.parametrize("algo,env_id", [("mbrl", "MountainCarContinuous-v0"), ("svgk", "MountainCarContinuous-v0"),
+                                         ("svgk", "dm_control/pendulum-swingup-v0")])
+def test_sparse_reward_presets_explore_with_an_ensemble_bonus(algo, env_id):
+    """Issue 17's MountainCar target is 'with the exploration bonus', and pendulum-swingup's reward is 0 in every
+    random episode: β > 0 needs an ensemble to disagree."""
+    values, _ = presets.load(algo, env_id)
+    assert values["exploration_bonus"] > 0 and values["model_ensemble"] > 1, algo
 
 
 @pytest.mark.slow
