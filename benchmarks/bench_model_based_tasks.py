@@ -56,6 +56,7 @@ class Task:
     needs: str = ""  # a module the environment needs (its extra), "" for none
     run: bool = False  # run by default (the learners have presets for it)
     claim: str = ""  # the target as issue 17 words it
+    action_repeat: int = 1  # control steps per decision (a dm_control/...-repeatN-v0 id); the budget counts decisions
 
 
 _DMC = "dm_control"
@@ -68,8 +69,12 @@ TASKS = {t.env: t for t in (
          "≥ 839 (TD-MPC2 at 100k) within 20,000 control steps"),
     Task("dm_control/pendulum-swingup-v0", 724.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps"),
+    Task("dm_control/pendulum-swingup-repeat4-v0", 724.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
+         "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th", action_repeat=4),
     Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps"),
+    Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
+         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th", action_repeat=4),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, MODEL_BASED, _DMC, False,
          "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps"),
 )}
@@ -138,16 +143,22 @@ def plot(results: dict, out: Path | None) -> None:
     import matplotlib.pyplot as plt
 
     tasks = [t for t in results["tasks"] if any(r["task"] == t["env"] for r in results["runs"])]
-    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6 * max(len(tasks), 1), 4), squeeze=False)
+    cols = min(max(len(tasks), 1), 3)
+    rows = -(-max(len(tasks), 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
     colors = {a: f"C{i}" for i, a in enumerate(MODEL_BASED)}
-    for ax, task in zip(axes[0], tasks):
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    for ax, task in zip(axes.flat, tasks):
         for r in (r for r in results["runs"] if r["task"] == task["env"]):
             label = r["algo"] if r["seed"] == min(x["seed"] for x in results["runs"] if x["algo"] == r["algo"]
                                                   and x["task"] == r["task"]) else None
-            ax.plot([e["step"] for e in r["evals"]], [e["return"] for e in r["evals"]], "o-", ms=3, alpha=0.8,
-                    color=colors.get(r["algo"], "k"), label=label)
+            repeat = task.get("action_repeat", 1)  # decisions -> control steps, so every panel counts the same
+            ax.plot([e["step"] * repeat for e in r["evals"]], [e["return"] for e in r["evals"]], "o-", ms=3,
+                    alpha=0.8, color=colors.get(r["algo"], "k"), label=label)
         ax.axhline(task["target"], color="gray", ls="--", lw=1, label=f"target {task['target']:g}")
-        ax.set(xlabel="real environment steps", ylabel="evaluation return", title=task["env"])
+        ax.set(xlabel="control steps" if task.get("action_repeat", 1) > 1 else "real environment steps",
+               ylabel="evaluation return", title=task["env"])
         ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, "model_based_tasks.png", out)
@@ -165,6 +176,8 @@ def view(results: dict) -> dict:
         tasks.append({**task, "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                           "evals": separated(r["evals"])}
                                         for r in rows],
+                      "action_repeat": task.get("action_repeat", 1), "repeated": task.get("action_repeat", 1) > 1,
+                      "control_budget": task["budget"] * task.get("action_repeat", 1),
                       "met": not missed, "any_missed": bool(missed), "n_rows": len(rows), "n_reached": len(reached),
                       "missed": separated(missed), "learners": separated(sorted({r["algo"] for r in rows}))})
     not_run = [t["env"] for t in results["tasks"] if not any(r["task"] == t["env"] for r in results["runs"])]

@@ -12,7 +12,7 @@ from pathwise.algorithms import get
 CASES = [("mbrl", "InvertedPendulum-v5"), ("svg-inf", "InvertedPendulum-v5"), ("svg1", "InvertedPendulum-v5"),
          ("mbrl", "MountainCarContinuous-v0"), ("svgk", "MountainCarContinuous-v0"),
          ("svgk", "dm_control/cartpole-swingup-v0"), ("svgk", "dm_control/pendulum-swingup-v0"),
-         ("svgk", "dm_control/reacher-easy-v0")]
+         ("svgk", "dm_control/reacher-easy-v0"), ("svgk", "dm_control/pendulum-swingup-repeat4-v0")]
 
 
 @pytest.mark.parametrize("algo,env_id", CASES)
@@ -29,12 +29,28 @@ def test_preset_builds_the_config_it_states(algo, env_id):
 
 
 @pytest.mark.parametrize("algo,env_id", [("mbrl", "MountainCarContinuous-v0"), ("svgk", "MountainCarContinuous-v0"),
-                                         ("svgk", "dm_control/pendulum-swingup-v0")])
+                                         ("svgk", "dm_control/pendulum-swingup-v0"),
+                                         ("svgk", "dm_control/pendulum-swingup-repeat4-v0")])
 def test_sparse_reward_presets_explore_with_an_ensemble_bonus(algo, env_id):
     """Issue 17's MountainCar target is 'with the exploration bonus', and pendulum-swingup's reward is 0 in every
     random episode: β > 0 needs an ensemble to disagree."""
     values, _ = presets.load(algo, env_id)
     assert values["exploration_bonus"] > 0 and values["model_ensemble"] > 1, algo
+
+
+def test_action_repeat_presets_train_for_issue_17s_20000_control_steps():
+    """A ``-repeatN`` id counts decisions: its preset's budget times N is the task's 20,000 control steps, and its
+    evaluations fall every 2,000 control steps as those of the task without a repeat do."""
+    from pathwise.envs.dmc import split_repeat
+
+    repeated = [env for env in presets.available()["svgk"] if split_repeat(env)[1] > 1]
+    assert repeated
+    for env_id in repeated:
+        base, repeat = split_repeat(env_id)
+        _, run = presets.load("svgk", env_id)
+        _, base_run = presets.load("svgk", base)
+        assert run["steps"] * repeat == base_run["steps"] == 20_000, env_id
+        assert run["eval_every"] * repeat == base_run["eval_every"], env_id
 
 
 @pytest.mark.slow
