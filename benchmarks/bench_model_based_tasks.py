@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
 MODEL_BASED = ("mbrl", "svg-inf", "svgk", "svg1")
 #: the date of the run the template's hand-written notes describe
-NOTES_WRITTEN_FOR = "2026-12-04 18:52"
+NOTES_WRITTEN_FOR = "2026-12-04 21:24"
 
 
 @dataclasses.dataclass(frozen=True)
