@@ -39,6 +39,7 @@ from common import (finished, machine, merge_runs, options, publish, save_figure
 HERE = Path(__file__).resolve().parent
 NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
 MODEL_BASED = ("mbrl", "svg-inf", "svgk", "svg1")
+SEEDS_NEEDED = 3  # seeds on which one learner must reach a target that is asked of the best method
 #: the date of the run the template's hand-written notes describe
 NOTES_WRITTEN_FOR = "2026-12-04 21:24"
 
@@ -57,12 +58,13 @@ class Task:
     run: bool = False  # run by default (the learners have presets for it)
     claim: str = ""  # the target as issue 17 words it
     action_repeat: int = 1  # control steps per decision (a dm_control/...-repeatN-v0 id); the budget counts decisions
+    every_learner: bool = False  # the target asks it of every learner (else of the best one, on every seed)
 
 
 _DMC = "dm_control"
 TASKS = {t.env: t for t in (
     Task("InvertedPendulum-v5", 1000.0, 5000, 250, 5, MODEL_BASED, "mujoco", True,
-         "every model-based learner reaches 1,000 (a whole balanced episode) on 3/3 seeds"),
+         "every model-based learner reaches 1,000 (a whole balanced episode) on 3/3 seeds", every_learner=True),
     Task("MountainCarContinuous-v0", 90.0, 10_000, 1000, 5, ("mbrl", "svgk"), "", True,
          "reaches the goal (return ≥ 90) within 10,000 steps with the exploration bonus"),
     Task("dm_control/cartpole-swingup-v0", 839.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
@@ -165,20 +167,27 @@ def plot(results: dict, out: Path | None) -> None:
 
 
 def view(results: dict) -> dict:
-    """Per task: its rows and the verdict (met where every row reached the target within its budget)."""
+    """Per task: its rows and the verdict. Where the target asks it of every learner (``every_learner``), it is
+    met when every row reached it within the budget; else when one learner did on every one of its seeds, at least
+    :data:`SEEDS_NEEDED` of them (issue 17: "the best pathwise method per task named", 3 seeds each)."""
     tasks = []
     for task in results["tasks"]:
         rows = [r for r in results["runs"] if r["task"] == task["env"]]
         if not rows:
             continue
         reached = [r for r in rows if r["reached_at"] is not None]
+        seeds = {a: [r["reached_at"] is not None for r in rows if r["algo"] == a] for a in {r["algo"] for r in rows}}
+        met_by = sorted(a for a, ok in seeds.items() if len(ok) >= SEEDS_NEEDED and all(ok))
+        # results written before the field: the table's verdict for the task (every row, for a task not in it)
+        every = task.get("every_learner", TASKS[task["env"]].every_learner if task["env"] in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
         tasks.append({**task, "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                           "evals": separated(r["evals"])}
                                         for r in rows],
                       "action_repeat": task.get("action_repeat", 1), "repeated": task.get("action_repeat", 1) > 1,
                       "control_budget": task["budget"] * task.get("action_repeat", 1),
-                      "met": not missed, "any_missed": bool(missed), "n_rows": len(rows), "n_reached": len(reached),
+                      "met": not missed if every else bool(met_by), "best_of": not every,
+                      "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows), "n_reached": len(reached),
                       "missed": separated(missed), "learners": separated(sorted({r["algo"] for r in rows}))})
     not_run = [t["env"] for t in results["tasks"] if not any(r["task"] == t["env"] for r in results["runs"])]
     return {**results, "measured": tasks, "not_run": separated(not_run), "any_not_run": bool(not_run),
