@@ -187,7 +187,8 @@ def view(results: dict) -> dict:
                       "action_repeat": task.get("action_repeat", 1), "repeated": task.get("action_repeat", 1) > 1,
                       "control_budget": task["budget"] * task.get("action_repeat", 1),
                       "met": not missed if every else bool(met_by), "best_of": not every,
-                      "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows), "n_reached": len(reached),
+                      "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows),
+                      "n_reached": len(reached),
                       "missed": separated(missed), "learners": separated(sorted({r["algo"] for r in rows}))})
     not_run = [t["env"] for t in results["tasks"] if not any(r["task"] == t["env"] for r in results["runs"])]
     return {**results, "measured": tasks, "not_run": separated(not_run), "any_not_run": bool(not_run),
