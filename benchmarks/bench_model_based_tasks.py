@@ -33,6 +33,7 @@ import importlib.util
 import time
 from pathlib import Path
 
+from pathwise.envs.dmc import split_repeat
 from common import (finished, machine, merge_runs, options, publish, save_figure, saved_results,  # noqa: I001
                     separated, written_for)  # benchmarks/common.py
 
@@ -57,7 +58,6 @@ class Task:
     needs: str = ""  # a module the environment needs (its extra), "" for none
     run: bool = False  # run by default (the learners have presets for it)
     claim: str = ""  # the target as issue 17 words it
-    action_repeat: int = 1  # control steps per decision (a dm_control/...-repeatN-v0 id); the budget counts decisions
     every_learner: bool = False  # the target asks it of every learner (else of the best one, on every seed)
 
 
@@ -72,11 +72,11 @@ TASKS = {t.env: t for t in (
     Task("dm_control/pendulum-swingup-v0", 724.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps"),
     Task("dm_control/pendulum-swingup-repeat4-v0", 724.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
-         "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th", action_repeat=4),
+         "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps"),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
-         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th", action_repeat=4),
+         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, MODEL_BASED, _DMC, False,
          "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps"),
 )}
@@ -152,14 +152,14 @@ def plot(results: dict, out: Path | None) -> None:
     for ax in axes.flat[len(tasks):]:
         ax.axis("off")
     for ax, task in zip(axes.flat, tasks):
+        repeat = split_repeat(task["env"])[1]  # decisions -> control steps, so every panel counts the same
         for r in (r for r in results["runs"] if r["task"] == task["env"]):
             label = r["algo"] if r["seed"] == min(x["seed"] for x in results["runs"] if x["algo"] == r["algo"]
                                                   and x["task"] == r["task"]) else None
-            repeat = task.get("action_repeat", 1)  # decisions -> control steps, so every panel counts the same
             ax.plot([e["step"] * repeat for e in r["evals"]], [e["return"] for e in r["evals"]], "o-", ms=3,
                     alpha=0.8, color=colors.get(r["algo"], "k"), label=label)
         ax.axhline(task["target"], color="gray", ls="--", lw=1, label=f"target {task['target']:g}")
-        ax.set(xlabel="control steps" if task.get("action_repeat", 1) > 1 else "real environment steps",
+        ax.set(xlabel="control steps" if repeat > 1 else "real environment steps",
                ylabel="evaluation return", title=task["env"])
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -176,6 +176,7 @@ def view(results: dict) -> dict:
         if not rows:
             continue
         reached = [r for r in rows if r["reached_at"] is not None]
+        repeat = split_repeat(task["env"])[1]  # a -repeatN-v0 id's budget counts decisions of N control steps
         seeds = {a: [r["reached_at"] is not None for r in rows if r["algo"] == a] for a in {r["algo"] for r in rows}}
         met_by = sorted(a for a, ok in seeds.items() if len(ok) >= SEEDS_NEEDED and all(ok))
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
@@ -184,8 +185,7 @@ def view(results: dict) -> dict:
         tasks.append({**task, "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                           "evals": separated(r["evals"])}
                                         for r in rows],
-                      "action_repeat": task.get("action_repeat", 1), "repeated": task.get("action_repeat", 1) > 1,
-                      "control_budget": task["budget"] * task.get("action_repeat", 1),
+                      "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
                       "met": not missed if every else bool(met_by), "best_of": not every,
                       "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows),
                       "n_reached": len(reached),
