@@ -22,7 +22,9 @@ finding the goal, before the deterministic policy does).
 
 The table ``TASKS`` holds every task of issue 17 (target, budget, evaluation, learners, the extra it needs); only
 those with ``run=True`` are run by default (the others need presets first), e.g. ``--tasks
-dm_control/cartpole-swingup-v0`` runs one once the learners have presets for it.
+dm_control/cartpole-swingup-v0`` runs one once the learners have presets for it. A task may be measured in a second
+setting, a variant with its own rows: ``--tasks dm_control/reacher-easy-v0:reward-learned`` runs the presets with
+``reward_source="learned"`` where the plain id plans through the registered reward.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import dataclasses
 import importlib.util
 import time
 from pathlib import Path
+from typing import Any
 
 from pathwise.envs.dmc import split_repeat
 from common import (finished, machine, merge_runs, options, publish, save_figure, saved_results,  # noqa: I001
@@ -59,10 +62,17 @@ class Task:
     run: bool = False  # run by default (the learners have presets for it)
     claim: str = ""  # the target as issue 17 words it
     every_learner: bool = False  # the target asks it of every learner (else of the best one, on every seed)
+    variant: str = ""  # a second setting of the same env ("reward-learned"), with its own rows: key "ENV:VARIANT"
+    overrides: tuple[tuple[str, Any], ...] = ()  # the options the variant sets over the learner's preset
+
+    @property
+    def key(self) -> str:
+        """The task's name in ``TASKS``, ``--tasks`` and the rows' ``task``: the env id, ``:variant`` appended."""
+        return f"{self.env}:{self.variant}" if self.variant else self.env
 
 
 _DMC = "dm_control"
-TASKS = {t.env: t for t in (
+TASKS = {t.key: t for t in (
     Task("InvertedPendulum-v5", 1000.0, 5000, 250, 5, MODEL_BASED, "mujoco", True,
          "every model-based learner reaches 1,000 (a whole balanced episode) on 3/3 seeds", every_learner=True),
     Task("MountainCarContinuous-v0", 90.0, 10_000, 1000, 5, ("mbrl", "svgk"), "", True,
@@ -74,7 +84,10 @@ TASKS = {t.env: t for t in (
     Task("dm_control/pendulum-swingup-repeat4-v0", 724.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
-         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps"),
+         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, the reward known (`rewards.reacher_easy_reward`)"),
+    Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
+         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, the reward learned (as TD-MPC2 learns it)",
+         variant="reward-learned", overrides=(("reward_source", "learned"),)),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, MODEL_BASED, _DMC, False,
@@ -86,24 +99,25 @@ def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path
     """One preset run of ``algo`` on ``task``: its evaluation curve, steps to the target, final return, wall-clock."""
     from pathwise.train import train
 
-    run_dir = Path(out or HERE) / "out" / NAME / task.env.replace("/", "_") / f"{algo}_seed{seed}"
+    run_dir = Path(out or HERE) / "out" / NAME / task.key.replace("/", "_").replace(":", "_") / f"{algo}_seed{seed}"
     start, episodes = time.perf_counter(), []
 
     def stop_at_target(info: dict) -> bool:
         episodes.append((info["env_steps"], info.get("episode_return", -float("inf"))))
         return full or info.get("eval_return_mean", -float("inf")) < task.target
 
-    trainer, s = train(algo, task.env, budget, seed=seed, out=run_dir, eval_every=task.eval_every,
-                       eval_episodes=task.eval_episodes, quiet=True, overwrite=True, callback=stop_at_target)
+    trainer, s = train(algo, task.env, budget, seed=seed, overrides=dict(task.overrides) or None, out=run_dir,
+                       eval_every=task.eval_every, eval_episodes=task.eval_episodes, quiet=True, overwrite=True,
+                       callback=stop_at_target)
     evals = [{"step": e["env_steps"], "return": e["eval_return_mean"]} for e in trainer.evals]
     reached = next((e["step"] for e in evals if e["return"] >= task.target), None)
     explored = next((step for step, ret in episodes if ret >= task.target), None)
-    row = {"task": task.env, "algo": algo, "seed": seed, "budget": budget, "reached_at": reached,
+    row = {"task": task.key, "algo": algo, "seed": seed, "budget": budget, "reached_at": reached,
            "episode_reached_at": explored,
            "final": evals[-1]["return"] if evals else None, "best": s["best_return_mean"],
            "env_steps": s["env_steps"], "train_s": s["train_time_s"], "wall_s": time.perf_counter() - start,
            "evals": evals}
-    print(f"{task.env} {algo} seed {seed}: target {task.target:g} reached at {reached}, final {row['final']}, "
+    print(f"{task.key} {algo} seed {seed}: target {task.target:g} reached at {reached}, final {row['final']}, "
           f"{row['wall_s']:.0f} s", flush=True)
     return row
 
@@ -111,14 +125,14 @@ def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path
 def chosen(args: argparse.Namespace) -> list[tuple[Task, str]]:
     """The (task, learner) pairs to run: ``--tasks`` (default: those with ``run``), ``--algos`` (default: the
     task's learners); ValueError for an unknown one, SystemExit where a task's extra is missing."""
-    names = args.tasks or [t.env for t in TASKS.values() if t.run]
+    names = args.tasks or [t.key for t in TASKS.values() if t.run]
     unknown = [n for n in names if n not in TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}: choose from {sorted(TASKS)} (or add one to TASKS)")
     pairs = []
     for task in (TASKS[n] for n in names):
         if task.needs and importlib.util.find_spec(task.needs) is None:
-            raise SystemExit(f"{task.env} needs the {task.needs} module (its extra, see pyproject.toml)")
+            raise SystemExit(f"{task.key} needs the {task.needs} module (its extra, see pyproject.toml)")
         pairs += [(task, a) for a in (args.algos or task.algos) if a in task.algos]
     return pairs
 
@@ -132,7 +146,7 @@ def measure(args: argparse.Namespace) -> dict:
     key = lambda r: (r["task"], r["algo"], r["seed"])  # noqa: E731
     runs = sorted(merge_runs(saved.get("runs", []), ran, key=key), key=key)
     results = {"machine": finished(facts), "quick": args.quick, "full_budget": args.full_budget, "runs": runs,
-               "tasks": [dataclasses.asdict(t) for t in TASKS.values()]}
+               "tasks": [{**dataclasses.asdict(t), "key": t.key} for t in TASKS.values()]}
     plot(results, args.out)
     return results
 
@@ -144,7 +158,7 @@ def plot(results: dict, out: Path | None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in results["tasks"] if any(r["task"] == t["env"] for r in results["runs"])]
+    tasks = [t for t in results["tasks"] if any(r["task"] == _key(t) for r in results["runs"])]
     cols = min(max(len(tasks), 1), 3)
     rows = -(-max(len(tasks), 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
@@ -153,17 +167,22 @@ def plot(results: dict, out: Path | None) -> None:
         ax.axis("off")
     for ax, task in zip(axes.flat, tasks):
         repeat = split_repeat(task["env"])[1]  # decisions -> control steps, so every panel counts the same
-        for r in (r for r in results["runs"] if r["task"] == task["env"]):
+        for r in (r for r in results["runs"] if r["task"] == _key(task)):
             label = r["algo"] if r["seed"] == min(x["seed"] for x in results["runs"] if x["algo"] == r["algo"]
                                                   and x["task"] == r["task"]) else None
             ax.plot([e["step"] * repeat for e in r["evals"]], [e["return"] for e in r["evals"]], "o-", ms=3,
                     alpha=0.8, color=colors.get(r["algo"], "k"), label=label)
         ax.axhline(task["target"], color="gray", ls="--", lw=1, label=f"target {task['target']:g}")
         ax.set(xlabel="control steps" if repeat > 1 else "real environment steps",
-               ylabel="evaluation return", title=task["env"])
+               ylabel="evaluation return", title=_key(task))
         ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, "model_based_tasks.png", out)
+
+
+def _key(task: dict) -> str:
+    """A saved task's key (results written before variants: its env id)."""
+    return task.get("key", task["env"])
 
 
 def view(results: dict) -> dict:
@@ -172,7 +191,7 @@ def view(results: dict) -> dict:
     :data:`SEEDS_NEEDED` of them (issue 17: "the best pathwise method per task named", 3 seeds each)."""
     tasks = []
     for task in results["tasks"]:
-        rows = [r for r in results["runs"] if r["task"] == task["env"]]
+        rows = [r for r in results["runs"] if r["task"] == _key(task)]
         if not rows:
             continue
         reached = [r for r in rows if r["reached_at"] is not None]
@@ -180,9 +199,9 @@ def view(results: dict) -> dict:
         seeds = {a: [r["reached_at"] is not None for r in rows if r["algo"] == a] for a in {r["algo"] for r in rows}}
         met_by = sorted(a for a, ok in seeds.items() if len(ok) >= SEEDS_NEEDED and all(ok))
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
-        every = task.get("every_learner", TASKS[task["env"]].every_learner if task["env"] in TASKS else True)
+        every = task.get("every_learner", TASKS[_key(task)].every_learner if _key(task) in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
-        tasks.append({**task, "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
+        tasks.append({**task, "key": _key(task), "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                           "evals": separated(r["evals"])}
                                         for r in rows],
                       "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
@@ -190,15 +209,15 @@ def view(results: dict) -> dict:
                       "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows),
                       "n_reached": len(reached),
                       "missed": separated(missed), "learners": separated(sorted({r["algo"] for r in rows}))})
-    not_run = [t["env"] for t in results["tasks"] if not any(r["task"] == t["env"] for r in results["runs"])]
+    not_run = [_key(t) for t in results["tasks"] if not any(r["task"] == _key(t) for r in results["runs"])]
     return {**results, "measured": tasks, "not_run": separated(not_run), "any_not_run": bool(not_run),
             "notes": written_for(results, NOTES_WRITTEN_FOR)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=None, help=f"env ids of TASKS (default: those run today: "
-                        f"{', '.join(t.env for t in TASKS.values() if t.run)})")
+    parser.add_argument("--tasks", nargs="+", default=None, help=f"keys of TASKS: env ids, ENV:VARIANT for a "
+                        f"variant (default: those run today: {', '.join(t.key for t in TASKS.values() if t.run)})")
     parser.add_argument("--algos", nargs="+", default=None, help="learners (default: each task's own)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: 0 1 2; --quick: 0)")
     parser.add_argument("--quick", action="store_true", help="seed 0 only, a fifth of each budget")

@@ -153,13 +153,16 @@ DMC_SOLVED: dict[str, float | None] = {"dm_control/cartpole-swingup-v0": 800.0, 
 
 
 def _termination_only(rewards: Any) -> dict[str, EnvRecord]:
-    """Records that know the termination (not the reward) on observations: Hopper-v5 and, never terminating,
-    HalfCheetah-v5 and the Control Suite tasks of :data:`DMC_SOLVED`. Hopper's and HalfCheetah's solved lines are
-    Gymnasium's ``reward_threshold`` for them (3800, 4800)."""
+    """Records that know the termination on observations: Hopper-v5 and, never terminating, HalfCheetah-v5 and the
+    Control Suite tasks of :data:`DMC_SOLVED`; of these only reacher-easy's reward is known too (a function of its
+    observation, ``rewards.reacher_easy_reward``). Hopper's and HalfCheetah's solved lines are Gymnasium's
+    ``reward_threshold`` for them (3800, 4800)."""
     out = {"Hopper-v5": EnvRecord("Hopper-v5", terminated=rewards.hopper_terminated, solved_at=3800.0),
            "HalfCheetah-v5": EnvRecord("HalfCheetah-v5", terminated=rewards.never_terminated, solved_at=4800.0)}
     for env_id, solved in DMC_SOLVED.items():
         out[env_id] = EnvRecord(env_id, terminated=rewards.never_terminated, solved_at=solved, max_return=1000.0)
+    out["dm_control/reacher-easy-v0"] = dataclasses.replace(out["dm_control/reacher-easy-v0"],
+                                                            reward=rewards.reacher_easy_reward)
     return out
 
 
@@ -191,14 +194,16 @@ def record(env_id: str) -> EnvRecord:
 
 def _repeat_record(env_id: str) -> EnvRecord | None:
     """The record of a Control Suite task with an action repeat (``...-repeat2-v0``): its task's, whose returns
-    it shares (the same rewards, summed over the repeats)."""
+    it shares (the same rewards, summed over the repeats), without the task's reward function. A decision's reward
+    is the sum over control steps whose states are not observed, so the function of one control step's
+    observations is not it (the learners learn the repeat's reward instead)."""
     if not env_id.startswith(DMC_PREFIX):
         return None
     from pathwise.envs.dmc import split_repeat
 
     base, repeat = split_repeat(env_id)
     found = _builtin().get(base) if repeat > 1 else None
-    return None if found is None else dataclasses.replace(found, id=env_id)
+    return None if found is None else dataclasses.replace(found, id=env_id, reward=None)
 
 
 def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecord:

@@ -14,7 +14,8 @@ recorded in ``pathwise.registry``: ``Pendulum-v1`` and ``MountainCarContinuous-v
 (written out from Gymnasium's source), every ``pathwise/...`` id whose observation
 determines the state and the Gymnasium id it reproduces (``reward_from_system``,
 ``termination_from_system``), and MuJoCo ``InvertedPendulum-v5``/``-v4`` (value exact,
-derivative of a smooth surrogate: see ``inverted_pendulum_reward``) with its termination. Terminations
+derivative of a smooth surrogate: see ``inverted_pendulum_reward``) with its termination, and the DeepMind
+Control Suite's ``dm_control/reacher-easy-v0`` (the same construction: ``reacher_easy_reward``). Terminations
 alone: ``Hopper-v5`` (``hopper_terminated``), and ``never_terminated`` for ``HalfCheetah-v5`` and the DeepMind
 Control Suite tasks.
 """
@@ -114,6 +115,30 @@ def inverted_pendulum_reward(obs: Array, action: Array, next_obs: Array) -> Arra
     return alive + (surrogate - lax.stop_gradient(surrogate))  # exactly `alive` in value
 
 
+REACHER_EASY_RADII = 0.06
+"""dm_control reacher-easy: the target's radius (``_BIG_TARGET`` 0.05) plus the finger's (0.01); the task's
+``get_reward`` sums the two ``geom_size`` entries."""
+
+
+def reacher_easy_reward(obs: Array, action: Array, next_obs: Array) -> Array:
+    """DeepMind Control Suite reacher-easy: ``1`` while the fingertip is within 0.06 of the target's centre, else ``0``.
+
+    The suite computes ``rewards.tolerance(d, (0, radii))`` with no margin on the post-step state, where ``d`` is
+    the length of ``to_target`` (target minus fingertip, in the plane) and ``radii`` :data:`REACHER_EASY_RADII`.
+    pathwise's flat observation is the Dict's keys in sorted order, ``[position (2), to_target (2), velocity (2)]``,
+    so ``d = |next_obs[2:4]|``. Like ``inverted_pendulum_reward`` the VALUE is exactly the suite's
+    (``tests/test_dmc.py``) and the DERIVATIVE is that of the smooth surrogate ``1 - d / radii``
+    (straight-through ``r + (s - stop_gradient(s))``): its gradient points the fingertip at the target from every
+    state, where the step itself has none. The target's position is drawn per episode and observed only through
+    ``to_target``, so a model must predict how ``to_target`` moves with the arm.
+    """
+    del obs, action
+    distance = jnp.sqrt(jnp.sum(next_obs[2:4] ** 2) + 1e-12)
+    surrogate = 1.0 - distance / REACHER_EASY_RADII
+    inside = (distance <= REACHER_EASY_RADII).astype(surrogate.dtype)
+    return inside + (surrogate - lax.stop_gradient(surrogate))  # exactly `inside` in value
+
+
 HOPPER_HEALTHY_Z = 0.7
 """Gymnasium Hopper-v5's default ``healthy_z_range`` is ``(0.7, inf)``: the torso height ``obs[0]`` must exceed it."""
 
@@ -198,6 +223,7 @@ __all__ = [
     "HOPPER_HEALTHY_STATE",
     "HOPPER_HEALTHY_Z",
     "INVERTED_PENDULUM_MAX_ANGLE",
+    "REACHER_EASY_RADII",
     "RewardFn",
     "get",
     "has",
@@ -208,6 +234,7 @@ __all__ = [
     "never_terminated",
     "observation_determines_state",
     "pendulum_reward",
+    "reacher_easy_reward",
     "register",
     "reward_from_system",
     "termination_from_system",

@@ -110,6 +110,44 @@ def test_records_of_the_issue_tasks():
 
 
 @needs_dmc
+def test_reacher_easy_reward_is_the_suites_and_its_gradient_points_at_the_target():
+    """Reference: the suite's own reward over three 1000-step episodes of random actions held for 20 steps each
+    (the fingertip passes through the target in some of their steps, so both values occur)."""
+    import jax
+
+    from pathwise import rewards
+    from pathwise.envs import make_env
+
+    env_id = "dm_control/reacher-easy-v0"
+    fn = registry.record(env_id).reward
+    assert fn is rewards.reacher_easy_reward
+    env = make_env(env_id)
+    obs, next_obs, actions, expected = [], [], [], []
+    for episode in range(3):
+        o, _ = env.reset(seed=episode)
+        rng = np.random.default_rng(episode)
+        for t in range(1000):
+            a = rng.uniform(-1, 1, 2) if t % 20 == 0 else a
+            o2, r, terminated, truncated, _ = env.step(a)
+            obs.append(o), next_obs.append(o2), actions.append(a), expected.append(r)
+            o = o2
+            if terminated or truncated:
+                break
+    got = jax.jit(jax.vmap(fn))(np.array(obs), np.array(actions, np.float32), np.array(next_obs))
+    expected = np.array(expected)
+    assert 0 < (expected == 1.0).sum() < len(expected) and set(np.unique(expected)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(np.asarray(got), expected)
+    # the value is a step; the derivative (of 1 - d / 0.06) pulls the fingertip towards the target from anywhere
+    far = np.array([0.3, -0.2, 0.1, -0.1, 0.5, 0.5], np.float32)
+    grad = np.asarray(jax.grad(lambda o2: fn(far, np.zeros(2, np.float32), o2))(far))
+    np.testing.assert_allclose(grad[2:4], -far[2:4] / np.linalg.norm(far[2:4]) / rewards.REACHER_EASY_RADII,
+                               rtol=1e-5)
+    assert not grad[[0, 1, 4, 5]].any()
+    # acting every Nth control step sums rewards of unobserved states: no function of one transition is it
+    assert registry.record("dm_control/reacher-easy-repeat4-v0").reward is None
+
+
+@needs_dmc
 def test_action_repeat_holds_each_action_and_sums_the_rewards():
     """Reference: the task without repeat, stepped twice with each action by hand."""
     import gymnasium as gym
