@@ -70,6 +70,10 @@ class Task:
         """The task's name in ``TASKS``, ``--tasks`` and the rows' ``task``: the env id, ``:variant`` appended."""
         return f"{self.env}:{self.variant}" if self.variant else self.env
 
+    def saved(self) -> dict[str, Any]:
+        """The task as the results file keeps it: its fields and its key."""
+        return {**dataclasses.asdict(self), "key": self.key}
+
 
 _DMC = "dm_control"
 TASKS = {t.key: t for t in (
@@ -146,7 +150,7 @@ def measure(args: argparse.Namespace) -> dict:
     key = lambda r: (r["task"], r["algo"], r["seed"])  # noqa: E731
     runs = sorted(merge_runs(saved.get("runs", []), ran, key=key), key=key)
     results = {"machine": finished(facts), "quick": args.quick, "full_budget": args.full_budget, "runs": runs,
-               "tasks": [{**dataclasses.asdict(t), "key": t.key} for t in TASKS.values()]}
+               "tasks": [t.saved() for t in TASKS.values()]}
     plot(results, args.out)
     return results
 
@@ -191,7 +195,8 @@ def view(results: dict) -> dict:
     :data:`SEEDS_NEEDED` of them (issue 17: "the best pathwise method per task named", 3 seeds each)."""
     tasks = []
     for task in results["tasks"]:
-        rows = [r for r in results["runs"] if r["task"] == _key(task)]
+        key = _key(task)
+        rows = [r for r in results["runs"] if r["task"] == key]
         if not rows:
             continue
         reached = [r for r in rows if r["reached_at"] is not None]
@@ -199,11 +204,11 @@ def view(results: dict) -> dict:
         seeds = {a: [r["reached_at"] is not None for r in rows if r["algo"] == a] for a in {r["algo"] for r in rows}}
         met_by = sorted(a for a, ok in seeds.items() if len(ok) >= SEEDS_NEEDED and all(ok))
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
-        every = task.get("every_learner", TASKS[_key(task)].every_learner if _key(task) in TASKS else True)
+        every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
-        tasks.append({**task, "key": _key(task), "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
-                                          "evals": separated(r["evals"])}
-                                        for r in rows],
+        tasks.append({**task, "key": key,
+                      "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
+                                "evals": separated(r["evals"])} for r in rows],
                       "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
                       "met": not missed if every else bool(met_by), "best_of": not every,
                       "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows),

@@ -136,6 +136,8 @@ def _builtin() -> dict[str, EnvRecord]:
         out[env_id] = EnvRecord(env_id, reward=rewards.inverted_pendulum_reward,
                                 terminated=rewards.inverted_pendulum_terminated, solved_at=1000.0, max_return=1000.0)
     out.update(_termination_only(rewards))
+    reacher = "dm_control/reacher-easy-v0"  # (the dmc extra) the suite task whose reward pathwise writes out
+    out[reacher] = dataclasses.replace(out[reacher], reward=rewards.reacher_easy_reward)
     return out
 
 
@@ -153,16 +155,13 @@ DMC_SOLVED: dict[str, float | None] = {"dm_control/cartpole-swingup-v0": 800.0, 
 
 
 def _termination_only(rewards: Any) -> dict[str, EnvRecord]:
-    """Records that know the termination on observations: Hopper-v5 and, never terminating, HalfCheetah-v5 and the
-    Control Suite tasks of :data:`DMC_SOLVED`; of these only reacher-easy's reward is known too (a function of its
-    observation, ``rewards.reacher_easy_reward``). Hopper's and HalfCheetah's solved lines are Gymnasium's
-    ``reward_threshold`` for them (3800, 4800)."""
+    """Records that know the termination (not the reward) on observations: Hopper-v5 and, never terminating,
+    HalfCheetah-v5 and the Control Suite tasks of :data:`DMC_SOLVED`. Hopper's and HalfCheetah's solved lines are
+    Gymnasium's ``reward_threshold`` for them (3800, 4800)."""
     out = {"Hopper-v5": EnvRecord("Hopper-v5", terminated=rewards.hopper_terminated, solved_at=3800.0),
            "HalfCheetah-v5": EnvRecord("HalfCheetah-v5", terminated=rewards.never_terminated, solved_at=4800.0)}
     for env_id, solved in DMC_SOLVED.items():
         out[env_id] = EnvRecord(env_id, terminated=rewards.never_terminated, solved_at=solved, max_return=1000.0)
-    out["dm_control/reacher-easy-v0"] = dataclasses.replace(out["dm_control/reacher-easy-v0"],
-                                                            reward=rewards.reacher_easy_reward)
     return out
 
 

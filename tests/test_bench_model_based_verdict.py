@@ -41,10 +41,12 @@ def test_a_target_of_the_best_method_needs_one_learner_on_three_seeds():
 
 def test_a_variant_of_a_task_keeps_its_own_rows_and_verdict():
     """reacher-easy with the reward known and with it learned: one env id, two tasks, each judged on its rows."""
-    known, learned = bench.TASKS["dm_control/reacher-easy-v0"], bench.TASKS["dm_control/reacher-easy-v0:reward-learned"]
+    known = bench.TASKS["dm_control/reacher-easy-v0"]
+    learned = bench.TASKS["dm_control/reacher-easy-v0:reward-learned"]
     assert known.env == learned.env and dict(learned.overrides) == {"reward_source": "learned"} and not known.overrides
-    tasks = [{**bench.dataclasses.asdict(t), "key": t.key} for t in (known, learned)]
-    rows = [_row(known.key, "svgk", s, True) for s in range(3)] + [_row(learned.key, "svgk", s, False) for s in range(3)]
+    tasks = [known.saved(), learned.saved()]
+    rows = [_row(known.key, "svgk", s, True) for s in range(3)]
+    rows += [_row(learned.key, "svgk", s, False) for s in range(3)]
     results = {"machine": {"date": "2000-01-01 00:00 UTC"}, "runs": rows, "tasks": tasks}
     verdicts = {t["key"]: t for t in bench.view(results)["measured"]}
     assert verdicts[known.key]["met"] and verdicts[known.key]["n_rows"] == 3
