@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise.networks import MLP, as_bounds
+from pathwise.networks import MLP, angle_features, as_bounds
 from pathwise.types import Array, PRNGKey
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -322,7 +322,8 @@ class GaussianPolicy(eqx.Module):
     ``state_dependent_std=True``: the MLP outputs [μ, log σ]; otherwise log σ is a
     free parameter vector. log σ is clipped to [log_std_min, log_std_max] (zero
     gradient outside the range). For ``rollout(..., policy_noise=ξ)`` call
-    ``policy.act(obs, xi)``: the reparameterized action a = g(μ(s), σ(s), ξ).
+    ``policy.act(obs, xi)``: the reparameterized action a = g(μ(s), σ(s), ξ). The observation entries
+    ``angles`` (unwrapped angles) reach the MLP as their cos and sin.
     """
 
     net: MLP
@@ -332,16 +333,19 @@ class GaussianPolicy(eqx.Module):
     action_dim: int = eqx.field(static=True)
     log_std_min: float = eqx.field(static=True)
     log_std_max: float = eqx.field(static=True)
+    angles: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (64, 64), *, key: PRNGKey,
                  low=None, high=None, state_dependent_std: bool = False, init_log_std: float = 0.0,
-                 log_std_min: float = -5.0, log_std_max: float = 2.0, act: str = "tanh", final_scale: float = 0.1):
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, act: str = "tanh", final_scale: float = 0.1,
+                 angles: Sequence[int] = ()):
         if not log_std_min < log_std_max:
             raise ValueError(f"GaussianPolicy: need log_std_min < log_std_max, got {log_std_min}, {log_std_max}.")
         if (low is None) != (high is None):
             raise ValueError("GaussianPolicy: pass both low and high for a squashed policy, or neither.")
         out = 2 * action_dim if state_dependent_std else action_dim
-        self.net = MLP(obs_dim, out, hidden, key=key, act=act, final_scale=final_scale)
+        self.angles = tuple(angles)
+        self.net = MLP(obs_dim + len(self.angles), out, hidden, key=key, act=act, final_scale=final_scale)
         self.log_std = None if state_dependent_std else jnp.full((action_dim,), init_log_std, jnp.float32)
         self.low = None if low is None else as_bounds(low, action_dim)
         self.high = None if high is None else as_bounds(high, action_dim)
@@ -353,7 +357,7 @@ class GaussianPolicy(eqx.Module):
         For a squashed policy these are the parameters of the pre-squash Gaussian u; log σ is the MLP's second
         half with ``state_dependent_std``, else the free parameter vector.
         """
-        out = self.net(obs)
+        out = self.net(angle_features(obs, self.angles))
         if self.log_std is None:
             mean, log_std = out[: self.action_dim], out[self.action_dim:]
         else:

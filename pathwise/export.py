@@ -170,7 +170,8 @@ def describe(module: Any, prefix: str) -> list[dict[str, Any]]:
     if isinstance(module, DeterministicPolicy):
         return [*_mlp_steps(module.net, f"{prefix}.net"), {"op": "squash", "low": module.low, "high": module.high}]
     if isinstance(module, GaussianPolicy):
-        steps = _mlp_steps(module.net, f"{prefix}.net")
+        features = [{"op": "angle_features", "angles": list(module.angles)}] if module.angles else []
+        steps = [*features, *_mlp_steps(module.net, f"{prefix}.net")]
         if module.log_std is None:  # the network outputs [mean, log std]
             steps.append({"op": "slice", "stop": module.action_dim})
         if module.low is not None:

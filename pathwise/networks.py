@@ -102,15 +102,18 @@ class QCritic(eqx.Module):
 
 
 class VCritic(eqx.Module):
-    """``V(s)``: an MLP on the observation, scalar output."""
+    """``V(s)``: an MLP on the observation (the entries ``angles`` as their cos and sin), scalar output."""
 
     net: MLP
+    angles: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), *, key: PRNGKey, act: str = "relu"):
-        self.net = MLP(obs_dim, 1, hidden, key=key, act=act)
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), *, key: PRNGKey, act: str = "relu",
+                 angles: Sequence[int] = ()):
+        self.angles = tuple(angles)
+        self.net = MLP(obs_dim + len(self.angles), 1, hidden, key=key, act=act)
 
     def __call__(self, obs: Array) -> Array:
-        return self.net(obs)[0]
+        return self.net(angle_features(obs, self.angles))[0]
 
 
 def make_ensemble(factory: Callable[[PRNGKey], eqx.Module], key: PRNGKey, size: int) -> eqx.Module:
@@ -144,10 +147,14 @@ class LinearPolicy(eqx.Module):
 
 
 def angle_features(obs: Array, angles: Sequence[int]) -> Array:
-    """``obs`` with each entry listed in ``angles`` replaced by its (cos, sin): a 2*pi-periodic network input."""
+    """``obs`` with each entry listed in ``angles`` replaced by its (cos, sin): a 2*pi-periodic network input
+    (``obs`` itself where ``angles`` is empty; NumPy in, NumPy out)."""
     angles = tuple(angles)
+    if not angles:
+        return obs
+    xp = np if isinstance(obs, np.ndarray) else jnp
     keep = [i for i in range(obs.shape[-1]) if i not in angles]
-    return jnp.concatenate([obs[..., keep], jnp.cos(obs[..., angles]), jnp.sin(obs[..., angles])], axis=-1)
+    return xp.concatenate([obs[..., keep], xp.cos(obs[..., angles]), xp.sin(obs[..., angles])], axis=-1)
 
 
 class AngleFeaturePolicy(eqx.Module):

@@ -137,7 +137,9 @@ def _builtin() -> dict[str, EnvRecord]:
                                 terminated=rewards.inverted_pendulum_terminated, solved_at=1000.0, max_return=1000.0)
     out.update(_termination_only(rewards))
     reacher = "dm_control/reacher-easy-v0"  # (the dmc extra) the suite task whose reward pathwise writes out
-    out[reacher] = dataclasses.replace(out[reacher], reward=rewards.reacher_easy_reward)
+    # observation entry 0 is the shoulder, a hinge without limits observed unwrapped (it winds up to tens of
+    # radians); the wrist (entry 1) is limited to ±2.79 rad
+    out[reacher] = dataclasses.replace(out[reacher], reward=rewards.reacher_easy_reward, angles=(0,))
     return out
 
 

@@ -36,6 +36,19 @@ class EnvSpec(eqx.Module):
     angles: tuple[int, ...] = eqx.field(static=True, default=())
     native: bool = eqx.field(static=True, default=False)  # the environment *is* the System (a pathwise/ id)
 
+    def angle_entries(self, override: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """The observation entries a network sees as (cos, sin): ``override`` (an algorithm's ``angle_features``)
+        or, if None, the environment's known unwrapped angles (``angles``); ValueError for an index outside the
+        observation."""
+        angles = tuple(int(i) for i in (self.angles if override is None else override))
+        bad = [i for i in angles if not 0 <= i < self.obs_dim]
+        if bad:
+            raise ValueError(f"angle_features {angles} has indices outside the {self.obs_dim}-dim observation of "
+                             f"{self.env_id}: {bad}. Give the entries that are unwrapped angles, or () for none.")
+        if len(set(angles)) != len(angles):
+            raise ValueError(f"angle_features {angles} lists an entry twice; give each unwrapped angle once.")
+        return angles
+
     def max_steps(self, config: Any = None) -> int:
         """Episode cap: the environment's time limit, else ``config.max_episode_steps``, else 1000."""
         return self.episode_length or int(getattr(config, "max_episode_steps", DEFAULT_MAX_EPISODE_STEPS))

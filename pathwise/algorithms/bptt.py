@@ -157,11 +157,7 @@ def squashed_policy(key: PRNGKey, spec: EnvSpec, hidden: tuple[int, ...],
     ``angle_features``: the observation entries that are unwrapped angles; None = the environment's
     known ones (``spec.angles``), () = none.
     """
-    angles = tuple(spec.angles if angle_features is None else angle_features)
-    bad = [i for i in angles if not 0 <= i < spec.obs_dim]
-    if bad:
-        raise ValueError(f"angle_features {angles} has indices outside the {spec.obs_dim}-dim observation of "
-                         f"{spec.env_id}: {bad}.")
+    angles = spec.angle_entries(angle_features)
     policy = DeterministicPolicy(spec.obs_dim + len(angles), spec.action_dim, spec.action_low, spec.action_high,
                                  hidden, key=key)
     return AngleFeaturePolicy(policy, angles) if angles else policy

@@ -61,7 +61,7 @@ from pathwise.algorithms.svg_core import v_bootstrap, value_gradient_objective, 
 from pathwise.config import at_least, one_of, positive
 from pathwise.distributions import GaussianPolicy
 from pathwise.models import DynamicsModel, LearnedModel, Normalizer, model_loss, model_noise, policy_noise
-from pathwise.networks import VCritic, soft_update
+from pathwise.networks import VCritic, angle_features, soft_update
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
 
@@ -240,7 +240,8 @@ def masked_normalizer(x: Array, count: Array) -> Normalizer:
 def fit_normalizers(model: DynamicsModel, buffer: replay.ReplayBuffer) -> DynamicsModel:
     """The model's input (s, a) and output (s' - s) normalizers from the buffer's transitions."""
     t = buffer.storage.transition
-    in_norm = masked_normalizer(jnp.concatenate([t.obs, t.action], axis=-1), buffer.size)
+    in_norm = masked_normalizer(jnp.concatenate([angle_features(t.obs, model.angles), t.action], axis=-1),
+                                buffer.size)
     out_norm = masked_normalizer(t.next_obs - t.obs, buffer.size)
     return eqx.tree_at(lambda m: (m.in_norm, m.out_norm), model, (in_norm, out_norm))
 

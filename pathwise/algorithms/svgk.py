@@ -148,9 +148,10 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
         raise ValueError(f"svgk with use_true_dynamics needs a pathwise System, but {spec.env_id!r} has none. Drop "
                          "use_true_dynamics to learn a model of the Gymnasium env instead.")
     k_pi, k_v, k_reset = jax.random.split(key, 3)
+    angles = spec.angle_entries(config.angle_features)
     policy = GaussianPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=k_pi, low=spec.action_low,
-                            high=spec.action_high, init_log_std=config.init_log_std)
-    value = VCritic(spec.obs_dim, config.critic_hidden, key=k_v, act="elu")
+                            high=spec.action_high, init_log_std=config.init_log_std, angles=angles)
+    value = VCritic(spec.obs_dim, config.critic_hidden, key=k_v, act="elu", angles=angles)
     sims = time = None
     if spec.system is not None:
         sims = jax.vmap(spec.system.reset)(jax.random.split(k_reset, config.n_envs))

@@ -25,7 +25,7 @@ imagined rollouts follow a random elite (``model_sampling``), with the members' 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -47,6 +47,11 @@ class ModelFitOptions(Options):
     """Options of a learned dynamics model and its fit (the model-based loop's, and the replay loop's model
     rollouts)."""
 
+    ADDED: ClassVar[dict[str, Any]] = {"angle_features": ()}  # before 0.3: the raw observation
+
+    angle_features: tuple[int, ...] | None = None
+    """Observation entries that are unwrapped angles, which the dynamics model (and svgk's policy and value) sees
+    as (cos, sin); None = the environment's known ones (its registry record: reacher's shoulder), () = none."""
     model_hidden: tuple[int, ...] = (200, 200)
     """Hidden layer sizes of the dynamics model (predicts the normalized change of observation)."""
     model_ensemble: int = 1
@@ -115,7 +120,7 @@ class ModelFitOptions(Options):
         return DynamicsModel(spec.obs_dim, spec.action_dim, self.model_hidden, key=key,
                              ensemble_size=self.model_ensemble, gaussian=self.model_probabilistic,
                              num_elites=self.model_elites, learn_reward=learn_reward,
-                             learn_termination=learn_termination)
+                             learn_termination=learn_termination, angles=spec.angle_entries(self.angle_features))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 
 from pathwise.models.heads import RewardHead, TerminationHead, reward_loss, termination_loss
 from pathwise.models.normalizer import Normalizer
-from pathwise.networks import MLP
+from pathwise.networks import MLP, angle_features
 from pathwise.types import Array, PRNGKey
 
 #: Initial soft bounds of a member's normalized log-variance (Chua et al., 2018: max 0.5, min -10), then learned.
@@ -47,6 +47,8 @@ class DynamicsModel(eqx.Module):
     ``nets`` is one ``MLP`` whose array leaves carry a leading member axis (``ensemble_size`` members, 1 for a
     single network). ``log_var_bounds`` is ``[2, obs_dim]`` (learned max, min; Gaussian models only),
     ``elites`` a bool mask over members (None: every member is an elite), and the heads are None unless asked for.
+    The observation entries ``angles`` (unwrapped angles, e.g. reacher's shoulder) enter the networks as their cos
+    and sin, so that a prediction is periodic in them; their change Δ is still predicted unwrapped.
     """
 
     nets: MLP
@@ -61,10 +63,11 @@ class DynamicsModel(eqx.Module):
     ensemble_size: int = eqx.field(static=True)
     gaussian: bool = eqx.field(static=True)
     num_elites: int = eqx.field(static=True)
+    angles: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (200, 200), *, key: PRNGKey,
                  ensemble_size: int = 1, gaussian: bool = False, act: str = "silu", num_elites: int = 0,
-                 learn_reward: bool = False, learn_termination: bool = False):
+                 learn_reward: bool = False, learn_termination: bool = False, angles: Sequence[int] = ()):
         if obs_dim < 1 or action_dim < 1:
             raise ValueError(f"DynamicsModel: obs_dim and action_dim must be >= 1, got {obs_dim}, {action_dim}.")
         if ensemble_size < 1:
@@ -74,8 +77,10 @@ class DynamicsModel(eqx.Module):
                              f"{ensemble_size} (0: every member).")
         out = 2 * obs_dim if gaussian else obs_dim
         keys = jax.random.split(key, ensemble_size)
-        self.nets = eqx.filter_vmap(lambda k: MLP(obs_dim + action_dim, out, hidden, key=k, act=act))(keys)
-        self.in_norm = Normalizer.identity(obs_dim + action_dim)
+        self.angles = tuple(angles)
+        size = obs_dim + len(self.angles) + action_dim
+        self.nets = eqx.filter_vmap(lambda k: MLP(size, out, hidden, key=k, act=act))(keys)
+        self.in_norm = Normalizer.identity(size)
         self.out_norm = Normalizer.identity(obs_dim)
         bounds = jnp.stack([jnp.full(obs_dim, MAX_LOG_VAR), jnp.full(obs_dim, MIN_LOG_VAR)]).astype(jnp.float32)
         self.log_var_bounds = bounds if gaussian else None
@@ -93,7 +98,7 @@ class DynamicsModel(eqx.Module):
                          ) -> "DynamicsModel":
         """The same networks with input/output normalizers (and the heads') fitted on a batch of transitions."""
         xp = np if all(isinstance(x, np.ndarray) for x in (obs, actions, next_obs)) else jnp
-        in_norm = Normalizer.from_data(xp.concatenate([obs, actions], axis=-1))
+        in_norm = Normalizer.from_data(xp.concatenate([angle_features(obs, self.angles), actions], axis=-1))
         out_norm = Normalizer.from_data(next_obs - obs)
         model = eqx.tree_at(lambda m: (m.in_norm, m.out_norm), self, (in_norm, out_norm))
         if model.reward_head is not None and rewards is not None:
@@ -109,12 +114,17 @@ class DynamicsModel(eqx.Module):
         log_var = max_lv - jax.nn.softplus(max_lv - raw)
         return min_lv + jax.nn.softplus(log_var - min_lv)
 
+    def inputs(self, obs: Array, action: Array) -> Array:
+        """The networks' normalized input: the observation (its ``angles`` entries as cos and sin), then the
+        action."""
+        return self.in_norm.normalize(jnp.concatenate([angle_features(obs, self.angles), action], axis=-1))
+
     def normalized_outputs(self, obs: Array, action: Array) -> tuple[Array, Array]:
         """Per-member normalized ``(mean, log_var)`` of ``Δ``, each ``[ensemble_size, obs_dim]``.
 
         ``log_var`` is zeros for a deterministic model.
         """
-        z = self.in_norm.normalize(jnp.concatenate([obs, action], axis=-1))
+        z = self.inputs(obs, action)
         out = eqx.filter_vmap(lambda net: net(z))(self.nets)
         if not self.gaussian:
             return out, jnp.zeros_like(out)
@@ -133,7 +143,7 @@ class DynamicsModel(eqx.Module):
     def member_prediction(self, obs: Array, action: Array, member: Array) -> Array:
         """Member ``member``'s (an int, may be traced) predicted next observation; only that member runs."""
         net = jax.tree.map(lambda x: x[member], self.nets)  # every array leaf carries the member axis
-        out = net(self.in_norm.normalize(jnp.concatenate([obs, action], axis=-1)))
+        out = net(self.inputs(obs, action))
         return obs + self.out_norm.denormalize(out[: self.obs_dim])
 
     def random_member(self, key: PRNGKey) -> Array:
