@@ -148,6 +148,21 @@ def test_reacher_easy_reward_is_the_suites_and_its_gradient_points_at_the_target
 
 
 @needs_dmc
+def test_reacher_records_its_shoulder_as_an_unwrapped_angle():
+    """The shoulder (entry 0) has no joint limit and is observed unwrapped, so a steady torque winds it past 2π;
+    the wrist (entry 1) stops near its limit. The networks see entry 0 as (cos, sin), an action-repeat id too."""
+    from pathwise.envs import make_env
+
+    assert registry.record("dm_control/reacher-easy-v0").angles == (0,)
+    assert registry.record("dm_control/reacher-easy-repeat2-v0").angles == (0,)
+    env = make_env("dm_control/reacher-easy-v0")
+    env.reset(seed=0)
+    seen = np.array([env.step(np.array([1.0, 1.0]))[0][:2] for _ in range(400)])
+    # the wrist's limit is ±2.79 rad, which the soft constraint lets it pass by ~0.1: never near a wrap at ±π
+    assert seen[:, 0].max() > 2 * np.pi and 2.7 < np.abs(seen[:, 1]).max() < 3.0
+
+
+@needs_dmc
 def test_action_repeat_holds_each_action_and_sums_the_rewards():
     """Reference: the task without repeat, stepped twice with each action by hand."""
     import gymnasium as gym

@@ -87,6 +87,22 @@ def _run_without_jax(policy_path: Path, obs: np.ndarray, tmp: Path) -> np.ndarra
     return np.load(tmp / "actions.npy")
 
 
+def test_a_gaussian_policy_on_unwrapped_angles_exports_its_cos_sin_features(tmp_path):
+    """svgk on CartPoleSwingUp: its Gaussian policy sees the pole angle (entry 2) as (cos, sin); the npz file says
+    so and NumPy alone reproduces predict, on pole angles wound several turns."""
+    agent = _spread(pw.make("svgk", env="pathwise/CartPoleSwingUp-v0", seed=0, quiet=True, hidden=(16,),
+                            critic_hidden=(16,), n_envs=4, horizon=4, critic_minibatches=2), 30.0)
+    obs = ex.probe_observations(agent.run, 200, seed=5)
+    obs[:, 2] += np.random.default_rng(0).integers(-3, 4, len(obs)) * 2 * np.pi
+    path = agent.export(tmp_path / "policy.npz")
+    with np.load(path, allow_pickle=False) as data:
+        steps = json.loads(bytes(data["__meta__"]).decode())["steps"]
+    assert steps[0] == {"op": "angle_features", "angles": [2]}
+    want, _ = agent.predict(obs)
+    assert np.ptp(want) > 0.5  # actions that differ, not one constant
+    np.testing.assert_allclose(_run_without_jax(path, obs, tmp_path), want, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["ddpg", "qac"])
 def test_npz_export_rebuilds_predicts_actions_with_numpy_alone(agents, name, tmp_path):
     agent, _, obs = agents[name]

@@ -481,3 +481,22 @@ def test_mean_penalty_adds_the_squared_pre_squash_mean_and_frees_a_saturated_pol
     assert abs(plain_grad) < 1e-6 < penalized_grad  # saturated: no gradient; penalized: descent lowers μ
     with pytest.raises(ValueError, match="mean_penalty"):
         dataclasses.replace(TINY, mean_penalty=-1.0)
+
+
+def test_policy_value_and_model_see_the_records_unwrapped_angles_as_cos_sin():
+    """CartPoleSwingUp's record names its pole angle (entry 2): svgk's policy and value, and the model its
+    model-based loop would fit, are 2π-periodic in it; ``angle_features=()`` gives networks on the raw
+    observation, and an index outside the observation is refused."""
+    spec = from_env("pathwise/CartPoleSwingUp-v0")
+    state = svgk.init(jax.random.key(0), spec, TINY)
+    assert state.policy.angles == state.value.angles == TINY_MODEL.new_model(spec, jax.random.key(1)).angles == (2,)
+    obs = jnp.array([0.1, -0.3, 2.0, 0.5])
+    turned = obs.at[2].add(-4 * jnp.pi)
+    np.testing.assert_allclose(state.policy.mean_and_log_std(turned)[0], state.policy.mean_and_log_std(obs)[0],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.value(turned), state.value(obs), rtol=1e-5, atol=1e-6)
+    raw_state = svgk.init(jax.random.key(0), spec, dataclasses.replace(TINY, angle_features=()))
+    assert raw_state.policy.angles == () and raw_state.value.net.layers[0].in_features == 4
+    assert not np.allclose(raw_state.value(turned), raw_state.value(obs))
+    with pytest.raises(ValueError, match="outside the 4-dim observation"):
+        svgk.init(jax.random.key(0), spec, dataclasses.replace(TINY, angle_features=(4,)))
