@@ -37,6 +37,14 @@ class Options:
         """``(condition, message)`` pairs that must hold; subclasses extend ``super().checks()``."""
         return []
 
+    def resolved(self, spec: Any) -> "Options":
+        """This config with every value that defers to the environment's registry record pinned to what the
+        record gives ``spec`` now (``angle_features=None`` -> the record's angles; subclasses extend it), so that
+        a run's config.json says what ran and resumes so even if the registry has changed since."""
+        if getattr(self, "angle_features", ()) is None:
+            return dataclasses.replace(self, angle_features=spec.angle_entries(None))
+        return self
+
     def __post_init__(self) -> None:
         for ok, message in self.checks():
             if not ok:

@@ -101,9 +101,10 @@ class Run:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
             raise ValueError(f"seed={seed!r} must be a whole number in [0, 2**31 - 10000) (it seeds JAX and the "
                              "Gymnasium resets).")
-        self.algorithm, self.env_id, self.config, self.seed = algorithm, env_id, config, int(seed)
+        self.algorithm, self.env_id, self.seed = algorithm, env_id, int(seed)
         loops.precheck(algorithm, registry.record(env_id))
         self.spec = spec_mod.from_env(env_id)
+        self.config = config = config.resolved(self.spec)  # what the record decides today, pinned for a resume
         if not self.spec.discrete and (env_id in registry.user_registered() or registry.is_own(env_id)):
             # a user's functions (registered, or its own System's reward on observations), traced once
             registry.check_functions(registry.record(env_id), self.spec.obs_dim, self.spec.action_dim)

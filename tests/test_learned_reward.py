@@ -198,3 +198,25 @@ def test_short_episodes_keep_collecting_until_the_model_can_fit():
     data_size = int(carry.buffer.size)
     assert data_size >= 40 and metrics["episodes_collected"] > 3  # many few-step episodes, then a fit
     assert data_size / metrics["episodes_collected"] < 15 and np.isfinite(metrics["imagined_return"])
+
+
+def test_a_run_records_the_reward_it_learned_and_resumes_so_after_a_reward_is_registered(tmp_path):
+    """``reward_source='auto'`` is pinned when the run starts: config.json says 'learned' (and the angles it used),
+    so registering the task's reward later does not turn the resumed run into one without a reward head."""
+    import json
+
+    from pathwise.train import open_run, train
+
+    env_id = "pathwise_test/GymPendulumNoReward-v0"  # Gymnasium's own class: nothing pathwise could read a reward from
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=50)
+    train("mbrl", env_id, 100, config=TINY, out=tmp_path / "run", eval_every=100, eval_episodes=1, quiet=True)
+    written = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert (written["reward_source"], written["termination_source"], written["angle_features"]) == \
+        ("learned", "learned", [])
+    registry.register(env_id, reward=registry.record("Pendulum-v1").reward)
+    try:
+        trainer = open_run(tmp_path / "run")
+        assert trainer.run.config.reward_source == "learned" and trainer.run.carry.model.reward_head is not None
+    finally:
+        registry.unregister(env_id)

@@ -108,6 +108,15 @@ class ModelFitOptions(Options):
             out.append(source == "learned" or (source == "auto" and known is None))
         return out[0], out[1]
 
+    def resolved(self, spec: EnvSpec) -> "ModelFitOptions":
+        """Also pins ``reward_source`` and ``termination_source`` 'auto' to 'known' or 'learned', as ``learns``
+        decides them on ``spec`` (a run that learned its reward keeps learning it if one is registered later)."""
+        def pin(source: str, known: Any) -> str:
+            return source if source != "auto" else "known" if known is not None else "learned"
+
+        return dataclasses.replace(super().resolved(spec), reward_source=pin(self.reward_source, spec.reward),
+                                   termination_source=pin(self.termination_source, spec.terminated))
+
     def fit_config(self) -> FitConfig:
         """How the model is fitted."""
         return FitConfig(learning_rate=self.model_lr, batch_size=self.model_batch,
