@@ -165,3 +165,7 @@ class AngleFeaturePolicy(eqx.Module):
 
     def __call__(self, obs: Array) -> Array:
         return self.policy(angle_features(obs, self.angles))
+
+    def box(self, dtype=jnp.float32) -> tuple[Array, Array]:
+        """The wrapped policy's action box ``(low, high)``."""
+        return self.policy.box(dtype)

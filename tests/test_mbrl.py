@@ -182,3 +182,18 @@ def test_mbrl_swings_up_pendulum_within_2000_steps():
     _, summary = train("mbrl", "Pendulum-v1", 2000, seed=0, eval_every=200, eval_episodes=10, quiet=True,
                        callback=lambda info: "eval_return_mean" not in info or info["eval_return_mean"] < -200)
     assert summary["steps_to_solve"] is not None and summary["steps_to_solve"] <= 2000
+
+
+@pytest.mark.parametrize("algo", ["mbrl", "svg-inf"])
+def test_the_policy_sees_the_records_unwrapped_angles_as_cos_sin(algo):
+    """CartPoleSwingUp's record names its pole angle (entry 2): mbrl's and svg-inf's policies act the same a turn
+    later, and ``angle_features=()`` keeps the policy of a run recorded before angle features (raw input)."""
+    module = get(algo).module
+    config = module.Config(hidden=(8,))
+    spec = from_env("pathwise/CartPoleSwingUp-v0")
+    obs = jnp.array([0.1, -0.3, 2.0, 0.5])
+    turned = obs.at[2].add(2 * jnp.pi)
+    for angles, periodic in ((None, True), ((), False)):
+        state = module.init(jax.random.key(0), spec, dataclasses.replace(config, angle_features=angles))
+        act = [module.act(state, o, jax.random.key(1), True) for o in (obs, turned)]
+        assert np.allclose(*act, atol=1e-6) == periodic, (angles, act)

@@ -29,7 +29,8 @@ from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
 from pathwise.algorithms.svg_core import value_gradient_objective, zero_bootstrap
 from pathwise.config import at_least, positive, unit_interval
 from pathwise.loops.model_based import ModelData, ModelOptions
-from pathwise.networks import DeterministicPolicy
+from pathwise.algorithms.bptt import squashed_policy
+from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy
 from pathwise.spec import EnvSpec
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
@@ -76,7 +77,7 @@ class Config(CommonConfig, ModelOptions):
 class State(NamedTuple):
     """Everything MBRL learns (the model and D live in the loop's carry)."""
 
-    policy: DeterministicPolicy
+    policy: DeterministicPolicy | AngleFeaturePolicy
     opt_state: PyTree
     explore_std: Array  # of the behaviour policy's Gaussian noise, as a fraction of the action range
 
@@ -101,7 +102,8 @@ def imagined_return(policy: eqx.Module, system: System, starts: Array, horizon: 
     return jax.vmap(one)(starts, keys).mean()
 
 
-def explore(policy: DeterministicPolicy, obs: Array, key: PRNGKey, explore_std: float | Array) -> Array:
+def explore(policy: DeterministicPolicy | AngleFeaturePolicy, obs: Array, key: PRNGKey,
+            explore_std: float | Array) -> Array:
     """π_θ(x) plus Gaussian noise of std ``explore_std`` × the action range, clipped into the box."""
     low, high = policy.box(obs.dtype)
     noise = explore_std * (high - low) * jax.random.normal(key, low.shape, obs.dtype)
@@ -114,9 +116,8 @@ def optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
-    """A fresh deterministic tanh policy in the action box and its Adam state."""
-    policy = DeterministicPolicy(spec.obs_dim, spec.action_dim, spec.action_low, spec.action_high, config.hidden,
-                                 key=key)
+    """A fresh deterministic tanh policy in the action box (seeing unwrapped angles as cos, sin) and its Adam state."""
+    policy = squashed_policy(key, spec, config.hidden, config.angle_features)
     return State(policy, optim.init(optimizer(config), policy), jnp.asarray(config.explore_std, jnp.float32))
 
 

@@ -178,7 +178,8 @@ def optimizer(config: Config) -> optax.GradientTransformation:
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     """A fresh tanh-Gaussian policy in the action box (state-independent std) and its Adam state."""
     policy = GaussianPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=key, low=spec.action_low,
-                            high=spec.action_high, init_log_std=config.init_log_std)
+                            high=spec.action_high, init_log_std=config.init_log_std,
+                            angles=spec.angle_entries(config.angle_features))
     return State(policy, optim.init(optimizer(config), policy))
 
 

@@ -50,8 +50,9 @@ class ModelFitOptions(Options):
     ADDED: ClassVar[dict[str, Any]] = {"angle_features": ()}  # before 0.3: the raw observation
 
     angle_features: tuple[int, ...] | None = None
-    """Observation entries that are unwrapped angles, which the dynamics model (and svgk's policy and value) sees
-    as (cos, sin); None = the environment's known ones (its registry record: reacher's shoulder), () = none."""
+    """Observation entries that are unwrapped angles, which the dynamics model, and the policies of mbrl, svg-inf
+    and svgk and svgk's value, see as (cos, sin); None = the environment's known ones (its registry record:
+    reacher's shoulder), () = none."""
     model_hidden: tuple[int, ...] = (200, 200)
     """Hidden layer sizes of the dynamics model (predicts the normalized change of observation)."""
     model_ensemble: int = 1
