@@ -26,10 +26,10 @@ import optax
 
 from pathwise import optim, replay
 from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.algorithms.bptt import squashed_policy
 from pathwise.algorithms.svg_core import value_gradient_objective, zero_bootstrap
 from pathwise.config import at_least, positive, unit_interval
 from pathwise.loops.model_based import ModelData, ModelOptions
-from pathwise.algorithms.bptt import squashed_policy
 from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy
 from pathwise.spec import EnvSpec
 from pathwise.systems.base import System
