@@ -42,6 +42,12 @@ from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
 from pathwise.types import Array, PRNGKey, Transition
 
 
+def _pinned(source: str, known: Any) -> str:
+    """A reward or termination source with 'auto' decided: 'known' where ``known`` (the registered function) is
+    not None, else 'learned'; 'known' and 'learned' as given."""
+    return source if source != "auto" else "known" if known is not None else "learned"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelFitOptions(Options):
     """Options of a learned dynamics model and its fit (the model-based loop's, and the replay loop's model
@@ -106,17 +112,14 @@ class ModelFitOptions(Options):
                                  f"one (pathwise.registry.register({spec.env_id!r}, "
                                  f"{'reward' if what == 'reward' else 'terminated'}=fn)) or use {what}_source='auto' "
                                  "or 'learned' to learn it from the data.")
-            out.append(source == "learned" or (source == "auto" and known is None))
+            out.append(_pinned(source, known) == "learned")
         return out[0], out[1]
 
     def resolved(self, spec: EnvSpec) -> "ModelFitOptions":
         """Also pins ``reward_source`` and ``termination_source`` 'auto' to 'known' or 'learned', as ``learns``
         decides them on ``spec`` (a run that learned its reward keeps learning it if one is registered later)."""
-        def pin(source: str, known: Any) -> str:
-            return source if source != "auto" else "known" if known is not None else "learned"
-
-        return dataclasses.replace(super().resolved(spec), reward_source=pin(self.reward_source, spec.reward),
-                                   termination_source=pin(self.termination_source, spec.terminated))
+        return dataclasses.replace(super().resolved(spec), reward_source=_pinned(self.reward_source, spec.reward),
+                                   termination_source=_pinned(self.termination_source, spec.terminated))
 
     def fit_config(self) -> FitConfig:
         """How the model is fitted."""
