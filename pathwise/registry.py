@@ -156,14 +156,22 @@ DMC_SOLVED: dict[str, float | None] = {"dm_control/cartpole-swingup-v0": 800.0, 
                                        "dm_control/reacher-easy-v0": 900.0, "dm_control/cheetah-run-v0": None}
 
 
+#: The cheetah's observation entry 1 (HalfCheetah-v5 and the suite's cheetah-run alike: the positions without the
+#: forward one, ``qpos[1:]``, come first) is ``rooty``, the torso's pitch: a hinge without limits, observed
+#: unwrapped, which a flip winds past ±π.
+CHEETAH_ANGLES = (1,)
+
+
 def _termination_only(rewards: Any) -> dict[str, EnvRecord]:
     """Records that know the termination (not the reward) on observations: Hopper-v5 and, never terminating,
     HalfCheetah-v5 and the Control Suite tasks of :data:`DMC_SOLVED`. Hopper's and HalfCheetah's solved lines are
     Gymnasium's ``reward_threshold`` for them (3800, 4800)."""
     out = {"Hopper-v5": EnvRecord("Hopper-v5", terminated=rewards.hopper_terminated, solved_at=3800.0),
-           "HalfCheetah-v5": EnvRecord("HalfCheetah-v5", terminated=rewards.never_terminated, solved_at=4800.0)}
+           "HalfCheetah-v5": EnvRecord("HalfCheetah-v5", terminated=rewards.never_terminated, solved_at=4800.0,
+                                       angles=CHEETAH_ANGLES)}
     for env_id, solved in DMC_SOLVED.items():
-        out[env_id] = EnvRecord(env_id, terminated=rewards.never_terminated, solved_at=solved, max_return=1000.0)
+        out[env_id] = EnvRecord(env_id, terminated=rewards.never_terminated, solved_at=solved, max_return=1000.0,
+                                angles=CHEETAH_ANGLES if env_id == "dm_control/cheetah-run-v0" else ())
     return out
 
 

@@ -227,3 +227,18 @@ def test_a_checkpoint_resumes_the_replay_loop_exactly(tmp_path):
     carry, _ = loop.iteration(loop.init(jax.random.key(0)))
     _, metrics = check_exact_resume(loop, carry, tmp_path)
     assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+@needs_dmc
+def test_cheetah_run_records_its_torso_pitch_as_an_unwrapped_angle():
+    """The flat observation starts with ``position`` = qpos[1:] (rootz, rooty, ...): entry 1 is ``rooty``, a
+    hinge without limits observed unwrapped, which the record names (as HalfCheetah-v5's)."""
+    from pathwise.envs import make_env
+
+    assert registry.record("dm_control/cheetah-run-v0").angles == registry.CHEETAH_ANGLES == (1,)
+    env = make_env("dm_control/cheetah-run-v0")
+    obs, _ = env.reset(seed=0)
+    physics = env.unwrapped._env.physics
+    rooty = physics.model.name2id("rooty", "joint")
+    assert physics.model.jnt_qposadr[rooty] == 2 and obs[1] == np.float32(physics.data.qpos[2])
+    assert physics.model.jnt_type[rooty] == 3 and not physics.model.jnt_limited[rooty]  # a hinge, no limits

@@ -126,3 +126,16 @@ def test_hopper_termination_on_each_healthy_bound():
 def test_half_cheetah_never_terminates():
     got = _terminations("HalfCheetah-v5", 200)
     assert not got.any()
+
+
+def test_half_cheetah_records_its_torso_pitch_as_an_unwrapped_angle():
+    """Observation entry 1 is ``rooty`` (qpos[2]: the observation drops rootx), a hinge without limits, so a flip
+    winds it past ±π: the record names it, and the networks see it as (cos, sin)."""
+    assert registry.record("HalfCheetah-v5").angles == registry.CHEETAH_ANGLES == (1,)
+    env = gym.make("HalfCheetah-v5")
+    obs, _ = env.reset(seed=0)
+    model, data = env.unwrapped.model, env.unwrapped.data
+    rooty = model.joint("rooty")
+    assert obs[1] == data.qpos[rooty.qposadr[0]] and not model.jnt_limited[rooty.id]
+    assert model.jnt_type[rooty.id] == 3  # mjJNT_HINGE
+    env.close()
