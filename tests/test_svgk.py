@@ -500,3 +500,26 @@ def test_policy_value_and_model_see_the_records_unwrapped_angles_as_cos_sin():
     assert not np.allclose(raw_state.value(turned), raw_state.value(obs))
     with pytest.raises(ValueError, match="outside the 4-dim observation"):
         svgk.init(jax.random.key(0), spec, dataclasses.replace(TINY, angle_features=(4,)))
+
+
+def test_log_std_min_floors_the_policys_spread_and_takes_no_gradient_below_it(pendulum_setup):
+    """``log_std_min`` is the floor of the policy's σ: a free log σ below it acts as the floor (the imagined
+    rollouts and the real episodes keep that spread) and gets no gradient from J_k there; a floor at or above
+    the policy's ceiling is refused."""
+    system, _, s0, _, _ = pendulum_setup
+    config = dataclasses.replace(TINY, log_std_min=-2.3, init_log_std=-4.0)
+    state = svgk.init(jax.random.key(0), from_env("pathwise/Pendulum-v1"), config)
+    assert state.policy.log_std_min == -2.3
+    _, log_std = state.policy.mean_and_log_std(system.observe(s0))
+    np.testing.assert_allclose(log_std, [-2.3])
+    starts = jnp.tile(s0, (TINY.n_envs, 1)) + 0.1 * jax.random.normal(jax.random.key(5), (TINY.n_envs, 2))
+    xis = jax.random.normal(jax.random.key(6), (TINY.n_envs, TINY.horizon + 1, 1))
+    zetas = system.sample_noise(jax.random.key(7), (TINY.n_envs, TINY.horizon))
+    grads = eqx.filter_grad(lambda p: svgk.actor_loss(p, state.value, system, starts, xis, zetas, TINY.gamma,
+                                                      TINY.reward_scale)[0])(state.policy)
+    assert float(grads.log_std[0]) == 0.0 and float(jnp.abs(grads.net.layers[-1].bias[0])) > 0.0
+    floorless = svgk.init(jax.random.key(0), from_env("pathwise/Pendulum-v1"), dataclasses.replace(TINY,
+                                                                                                  init_log_std=-4.0))
+    np.testing.assert_allclose(floorless.policy.mean_and_log_std(system.observe(s0))[1], [-4.0])  # default -5
+    with pytest.raises(ValueError, match="log_std_min"):
+        dataclasses.replace(TINY, log_std_min=2.0)

@@ -91,6 +91,10 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """Polyak rate of the target value: target <- (1 - tau) target + tau V, once per update."""
     init_log_std: float = -1.0
     """Initial log standard deviation of the policy's pre-squash Gaussian (state independent, learned)."""
+    log_std_min: float = -5.0
+    """Lower clip of the policy's log standard deviation. The pathwise objective has no entropy term, so σ shrinks
+    as the policy improves; a floor keeps the imagined rollouts (and the real episodes' actions) spread around
+    the mean, which smooths the objective the policy climbs. Evaluation acts on the mean either way."""
     reward_scale: float = 0.1
     """Rewards are multiplied by this inside the objective and the value targets (metrics are unscaled)."""
     updates_per_iteration: int = 10
@@ -114,7 +118,9 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
                                            "critic_iterations", "critic_minibatches", "updates_per_episode") + \
             unit_interval(self, "gamma", "target_tau") + unit_interval(self, "lam", closed_low=True) + \
             at_least(self, 0, "max_grad_norm", "mean_penalty") + \
-            [((self.n_envs * self.horizon) % max(self.critic_minibatches, 1) == 0,
+            [(self.log_std_min < 2.0, f"log_std_min={self.log_std_min} must be below the policy's log_std_max 2.0; "
+                                      "e.g. -2.3 (σ ≥ 0.1)"),
+             ((self.n_envs * self.horizon) % max(self.critic_minibatches, 1) == 0,
               f"n_envs * horizon = {self.n_envs * self.horizon} must be divisible by "
               f"critic_minibatches={self.critic_minibatches}")]
 
@@ -150,7 +156,8 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     k_pi, k_v, k_reset = jax.random.split(key, 3)
     angles = spec.angle_entries(config.angle_features)
     policy = GaussianPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=k_pi, low=spec.action_low,
-                            high=spec.action_high, init_log_std=config.init_log_std, angles=angles)
+                            high=spec.action_high, init_log_std=config.init_log_std, angles=angles,
+                            log_std_min=config.log_std_min)
     value = VCritic(spec.obs_dim, config.critic_hidden, key=k_v, act="elu", angles=angles)
     sims = time = None
     if spec.system is not None:
