@@ -316,6 +316,10 @@ class Bernoulli(eqx.Module):
 
 # -- policies ---------------------------------------------------------------------
 
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+"""GaussianPolicy's default clip range of log σ (σ from 0.0067 to 7.4); the learners' options start from it."""
+
+
 class GaussianPolicy(eqx.Module):
     """obs -> Normal (unbounded) or TanhNormal (when ``low``/``high`` are given) with a learned log-std.
 
@@ -337,7 +341,7 @@ class GaussianPolicy(eqx.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (64, 64), *, key: PRNGKey,
                  low=None, high=None, state_dependent_std: bool = False, init_log_std: float = 0.0,
-                 log_std_min: float = -5.0, log_std_max: float = 2.0, act: str = "tanh", final_scale: float = 0.1,
+                 log_std_min: float = LOG_STD_MIN, log_std_max: float = LOG_STD_MAX, act: str = "tanh", final_scale: float = 0.1,
                  angles: Sequence[int] = ()):
         if not log_std_min < log_std_max:
             raise ValueError(f"GaussianPolicy: need log_std_min < log_std_max, got {log_std_min}, {log_std_max}.")

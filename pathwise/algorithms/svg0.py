@@ -36,7 +36,7 @@ from pathwise.algorithms.critics import (ActorCriticConfig, critic_loss, make_cr
                                          sample, td_target)
 from pathwise.algorithms.svg_core import value_gradient_objective
 from pathwise.config import at_least
-from pathwise.distributions import GaussianPolicy
+from pathwise.distributions import LOG_STD_MAX, LOG_STD_MIN, GaussianPolicy
 from pathwise.networks import soft_update
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
@@ -57,9 +57,9 @@ class Config(ActorCriticConfig):
     """Tune alpha by gradient descent so that the policy entropy tracks ``target_entropy``."""
     target_entropy: float = -1.0
     """Target entropy per action dimension (nats) for ``auto_entropy``."""
-    log_std_min: float = -5.0
+    log_std_min: float = LOG_STD_MIN
     """Lower clip of the policy's log standard deviation (before the tanh squashing)."""
-    log_std_max: float = 2.0
+    log_std_max: float = LOG_STD_MAX
     """Upper clip of the policy's log standard deviation."""
 
     def checks(self) -> list[tuple[bool, str]]:

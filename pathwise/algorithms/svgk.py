@@ -45,7 +45,7 @@ from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
 from pathwise.algorithms.svg_core import (Segment, bounded, segment_targets, v_bootstrap, value_bounds,
                                           value_gradient_objective, value_loss)
 from pathwise.config import at_least, positive, unit_interval
-from pathwise.distributions import GaussianPolicy
+from pathwise.distributions import LOG_STD_MAX, LOG_STD_MIN, GaussianPolicy
 from pathwise.loops import summarize
 from pathwise.loops.model_based import ModelData, ModelOptions
 from pathwise.loops.simulated import SimulatedOptions
@@ -91,7 +91,7 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
     """Polyak rate of the target value: target <- (1 - tau) target + tau V, once per update."""
     init_log_std: float = -1.0
     """Initial log standard deviation of the policy's pre-squash Gaussian (state independent, learned)."""
-    log_std_min: float = -5.0
+    log_std_min: float = LOG_STD_MIN
     """Lower clip of the policy's log standard deviation. The pathwise objective has no entropy term, so σ shrinks
     as the policy improves; a floor keeps the imagined rollouts (and the real episodes' actions) spread around
     the mean, which smooths the objective the policy climbs. Evaluation acts on the mean either way."""
@@ -118,8 +118,8 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions):
                                            "critic_iterations", "critic_minibatches", "updates_per_episode") + \
             unit_interval(self, "gamma", "target_tau") + unit_interval(self, "lam", closed_low=True) + \
             at_least(self, 0, "max_grad_norm", "mean_penalty") + \
-            [(self.log_std_min < 2.0, f"log_std_min={self.log_std_min} must be below the policy's log_std_max 2.0; "
-                                      "e.g. -2.3 (σ ≥ 0.1)"),
+            [(self.log_std_min < LOG_STD_MAX, f"log_std_min={self.log_std_min} must be below the policy's log_std_max "
+                                              f"{LOG_STD_MAX}; e.g. -2.3 (σ ≥ 0.1)"),
              ((self.n_envs * self.horizon) % max(self.critic_minibatches, 1) == 0,
               f"n_envs * horizon = {self.n_envs * self.horizon} must be divisible by "
               f"critic_minibatches={self.critic_minibatches}")]
