@@ -119,6 +119,23 @@ def test_trajectory_sampling_follows_one_member_or_draws_per_step(ensemble):
     assert mean.sample(jax.random.key(0)) is mean
 
 
+def test_batched_members_predict_what_each_rollouts_own_member_does(ensemble):
+    """``batched_members`` (every member on the whole batch, each rollout keeping its own) is the same system:
+    vmapped ts-inf rollouts give the default's states, and a vmapped ts-1 step the default's next states (a ts-1
+    step draws its member from the observation's bits, so rollouts part once rounding differs)."""
+    model, _ = ensemble
+    low, high, policy = -np.ones(1), np.ones(1), (lambda o: -0.3 * o[:1])
+    starts = jax.random.uniform(jax.random.key(3), (16, 2), minval=-1.0, maxval=1.0)
+    keys = jax.random.split(jax.random.key(4), 16)
+    for sampling, steps in (("ts-inf", 6), ("ts-1", 1)):
+        system = LearnedModel(model, lambda o, a, o2: -o @ o, action_low=low, action_high=high, sampling=sampling)
+        batched = system.batched_members()
+        assert batched.all_members and not system.all_members
+        states = {s.all_members: jax.jit(jax.vmap(lambda k, x, s=s: rollout(s.sample(k), policy, x, steps).states))(
+            keys, starts) for s in (system, batched)}
+        np.testing.assert_allclose(states[True], states[False], rtol=1e-5, atol=1e-6)
+
+
 def test_optimism_bonus_adds_beta_times_disagreement(ensemble):
     model, _ = ensemble
     kw = dict(action_low=-np.ones(1), action_high=np.ones(1))

@@ -215,7 +215,8 @@ def _open_loop_returns(search: _Search, actions: Array, noises: Array, config: S
     if not config.particles:
         return jax.vmap(run)(actions, noises)
     keys = jax.random.split(key, (actions.shape[0], config.particles))
-    return jax.vmap(lambda u, z, ks: jax.vmap(lambda k: run(u, z, search.system.sample(k)))(ks).mean())(
+    system = search.system.batched_members()  # N · P particles: every member on all, not its parameters per particle
+    return jax.vmap(lambda u, z, ks: jax.vmap(lambda k: run(u, z, system.sample(k)))(ks).mean())(
         actions, noises, keys)
 
 

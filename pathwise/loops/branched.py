@@ -73,8 +73,11 @@ def branch_transitions(system: LearnedModel, policy: Callable[[Array, Array], Ar
     flat transitions ``[len(starts) · horizon]`` and a mask of the rows before or at each rollout's termination.
 
     ``policy(obs, key)`` acts; ``truncated`` is False everywhere (a branch's end is not the environment's), so the
-    learners bootstrap from its last state.
+    learners bootstrap from its last state. Through an ensemble, every member steps the whole batch and each branch
+    keeps its own member's prediction (``LearnedModel.batched_members``), so memory grows with the branches' states,
+    not with a copy of a member's parameters per branch.
     """
+    system = system.batched_members()
 
     def one(start, k):
         k_member, k_noise, k_policy = jax.random.split(k, 3)

@@ -20,6 +20,7 @@ of one imagined rollout, following one random elite for the whole rollout
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import equinox as eqx
@@ -71,6 +72,7 @@ class LearnedModel(System):
     horizon: int = eqx.field(static=True)
     sampling: str = eqx.field(static=True)
     bonus: float = eqx.field(static=True)
+    all_members: bool = eqx.field(static=True)  # see batched_members
 
     name = "LearnedModel"
 
@@ -97,6 +99,18 @@ class LearnedModel(System):
         self.noise_std = jnp.broadcast_to(jnp.asarray(noise_std, jnp.float32), (model.obs_dim,))
         self.horizon = int(horizon)
         self.terminal_fn = terminal_fn
+        self.all_members = False
+
+    def batched_members(self) -> "LearnedModel":
+        """This system for a large batch of vmapped rollouts that each follow their own member (MBPO's branches):
+        every step runs every member on the whole batch and each rollout keeps its member's prediction. By default a
+        rollout's member indexes the ensemble's stacked parameters, which ``vmap`` turns into a copy of one member's
+        parameters per rollout: 50,000 branches through an ensemble of 5 with 4 layers of 200 would need 25 GB.
+        That default stays for the few dozen differentiated rollouts of svgk, where running one member per rollout
+        is faster than running every member."""
+        out = copy.copy(self)
+        object.__setattr__(out, "all_members", True)  # a static field: not a leaf eqx.tree_at can set
+        return out
 
     @property
     def state_dim(self) -> int:  # type: ignore[override]
@@ -149,11 +163,12 @@ class LearnedModel(System):
         observation. Differentiable in ``o``, ``a`` (inside the box) and the model's parameters φ. The elites'
         mean, or the rollout's member (see ``sample``)."""
         action = jnp.clip(action, self.low, self.high)
-        if self.member is not None:
-            return self.model.member_prediction(state, action, self.member)
-        if self.member_key is not None:
-            return self.model.member_prediction(state, action, self._step_member(state))
-        return self.model(state, action)
+        if self.member is None and self.member_key is None:
+            return self.model(state, action)
+        member = self.member if self.member is not None else self._step_member(state)
+        if self.all_members:
+            return self.model.member_predictions(state, action)[member]
+        return self.model.member_prediction(state, action, member)
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
         """``R(o, a, o')``: the known ``reward_fn``, else the learned ``reward_model``, on observations, plus
