@@ -25,6 +25,13 @@ those with ``run=True`` are run by default (the others need presets first), e.g.
 dm_control/cartpole-swingup-v0`` runs one once the learners have presets for it. A task may be measured in a second
 setting, a variant with its own rows: ``--tasks dm_control/reacher-easy-v0:reward-learned`` runs the presets with
 ``reward_source="learned"`` where the plain id plans through the registered reward.
+
+Hopper-v5 and HalfCheetah-v5 have a target relative to another library (``Task.baseline``): Stable-Baselines3
+SAC with the RL Zoo's hyperparameters (``sb3-sac``, the ``bench`` extra) runs as one more learner on the same seeds
+and the same evaluation episodes, every run trains its whole budget, and a pathwise learner meets the target when
+its mean return at the budget is ``ratio`` times SAC's mean over the same seeds::
+
+    python benchmarks/bench_model_based_tasks.py --tasks Hopper-v5 HalfCheetah-v5 --algos sb3-sac svgk
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ class Task:
     every_learner: bool = False  # the target asks it of every learner (else of the best one, on every seed)
     variant: str = ""  # a second setting of the same env ("reward-learned"), with its own rows: key "ENV:VARIANT"
     overrides: tuple[tuple[str, Any], ...] = ()  # the options the variant sets over the learner's preset
+    baseline: str = ""  # a learner of another library run side by side on the same seeds (a key of BASELINES)
+    ratio: float = 0.0  # with a baseline: the target is ratio × the baseline's mean return at the budget
 
     @property
     def key(self) -> str:
@@ -103,7 +112,52 @@ TASKS = {t.key: t for t in (
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, MODEL_BASED, _DMC, False,
          "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps"),
+    *(Task(env, 0.0, 50_000, 5000, 10, ("sb3-sac", *MODEL_BASED), "mujoco", False,
+           "the return at 50,000 steps ≥ 1.5 × Stable-Baselines3 SAC's (RL Zoo hyperparameters), on the same seeds",
+           baseline="sb3-sac", ratio=1.5) for env in ("Hopper-v5", "HalfCheetah-v5")),
 )}
+#: Learners of other libraries that a task runs side by side with pathwise's (``Task.baseline``); the bench extra.
+BASELINES = ("sb3-sac",)
+
+
+def sb3_sac(env_id: str, seed: int) -> Any:
+    """Stable-Baselines3 SAC with the RL Zoo's hyperparameters for the MuJoCo tasks (rl-baselines3-zoo,
+    ``hyperparams/sac.yml``: ``HalfCheetah-v3: &mujoco-defaults``, which ``Hopper-v3`` takes as it is): SB3's
+    defaults (two 256-unit layers, Adam 3e-4, batch 256, γ 0.99, τ 0.005, one gradient step per step, the entropy
+    weight learned) with ``learning_starts`` 10,000 uniformly random steps. One torch thread."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import SAC
+
+    torch.set_num_threads(1)
+    return SAC("MlpPolicy", gym.make(env_id), learning_starts=10_000, seed=seed, verbose=0, device="cpu")
+
+
+def run_baseline(task: Task, algo: str, seed: int, budget: int) -> dict:
+    """``algo`` of :data:`BASELINES` on ``task`` for ``budget`` steps, evaluated as pathwise's runs are: every
+    ``eval_every`` steps, ``eval_episodes`` deterministic episodes ``reset(seed=EVALUATION_SEED + i)``; training
+    wall-clock without the evaluations."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from pathwise.ceilings import EVALUATION_SEED
+    from pathwise.envs import evaluate
+
+    model, evals = sb3_sac(task.env, seed), []
+    clock = {"train": 0.0, "since": time.perf_counter()}
+
+    class Evaluations(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % task.eval_every == 0:
+                clock["train"] += time.perf_counter() - clock["since"]
+                res = evaluate(lambda o: model.predict(o, deterministic=True)[0], task.env,
+                               episodes=task.eval_episodes, seed=EVALUATION_SEED)
+                evals.append({"step": self.num_timesteps, "return": float(res.mean)})
+                clock["since"] = time.perf_counter()
+            return True
+
+    model.learn(total_timesteps=budget, callback=Evaluations())
+    return {"evals": evals, "train_s": clock["train"], "env_steps": int(model.num_timesteps),
+            "best": max((e["return"] for e in evals), default=None)}
 
 
 def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path | None) -> dict:
@@ -112,24 +166,29 @@ def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path
 
     run_dir = Path(out or HERE) / "out" / NAME / task.key.replace("/", "_").replace(":", "_") / f"{algo}_seed{seed}"
     start, episodes = time.perf_counter(), []
+    full = full or bool(task.baseline)  # a target relative to the baseline is judged at the budget
 
     def stop_at_target(info: dict) -> bool:
         episodes.append((info["env_steps"], info.get("episode_return", -float("inf"))))
         return full or info.get("eval_return_mean", -float("inf")) < task.target
 
-    trainer, s = train(algo, task.env, budget, seed=seed, overrides=dict(task.overrides) or None, out=run_dir,
-                       eval_every=task.eval_every, eval_episodes=task.eval_episodes, quiet=True, overwrite=True,
-                       callback=stop_at_target)
-    evals = [{"step": e["env_steps"], "return": e["eval_return_mean"]} for e in trainer.evals]
-    reached = next((e["step"] for e in evals if e["return"] >= task.target), None)
-    explored = next((step for step, ret in episodes if ret >= task.target), None)
+    if algo in BASELINES:
+        ran = run_baseline(task, algo, seed, budget)
+    else:
+        trainer, s = train(algo, task.env, budget, seed=seed, overrides=dict(task.overrides) or None, out=run_dir,
+                           eval_every=task.eval_every, eval_episodes=task.eval_episodes, quiet=True,
+                           overwrite=True, callback=stop_at_target)
+        ran = {"evals": [{"step": e["env_steps"], "return": e["eval_return_mean"]} for e in trainer.evals],
+               "train_s": s["train_time_s"], "env_steps": s["env_steps"], "best": s["best_return_mean"]}
+    evals, absolute = ran["evals"], not task.baseline
+    reached = next((e["step"] for e in evals if e["return"] >= task.target), None) if absolute else None
+    explored = next((step for step, ret in episodes if ret >= task.target), None) if absolute else None
     row = {"task": task.key, "algo": algo, "seed": seed, "budget": budget, "reached_at": reached,
-           "episode_reached_at": explored,
-           "final": evals[-1]["return"] if evals else None, "best": s["best_return_mean"],
-           "env_steps": s["env_steps"], "train_s": s["train_time_s"], "wall_s": time.perf_counter() - start,
+           "episode_reached_at": explored, "final": evals[-1]["return"] if evals else None, "best": ran["best"],
+           "env_steps": ran["env_steps"], "train_s": ran["train_s"], "wall_s": time.perf_counter() - start,
            "evals": evals}
-    print(f"{task.key} {algo} seed {seed}: target {task.target:g} reached at {reached}, final {row['final']}, "
-          f"{row['wall_s']:.0f} s", flush=True)
+    goal = f"target {task.target:g} reached at {reached}" if absolute else f"return at {budget} steps"
+    print(f"{task.key} {algo} seed {seed}: {goal}, final {row['final']}, {row['wall_s']:.0f} s", flush=True)
     return row
 
 
@@ -145,14 +204,17 @@ def chosen(args: argparse.Namespace) -> list[tuple[Task, str]]:
         if task.needs and importlib.util.find_spec(task.needs) is None:
             raise SystemExit(f"{task.key} needs the {task.needs} module (its extra, see pyproject.toml)")
         pairs += [(task, a) for a in (args.algos or task.algos) if a in task.algos]
+    if any(a in BASELINES for _, a in pairs) and importlib.util.find_spec("stable_baselines3") is None:
+        raise SystemExit("the sb3-sac baseline needs stable-baselines3 and torch: pip install -e '.[bench]'")
     return pairs
 
 
 def measure(args: argparse.Namespace) -> dict:
-    facts = machine("mujoco")
+    pairs = chosen(args)
+    facts = machine("mujoco", *(("stable-baselines3", "torch") if any(a in BASELINES for _, a in pairs) else ()))
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     ran = [run_one(task, algo, seed, task.budget // 5 if args.quick else task.budget, args.full_budget, args.out)
-           for task, algo in chosen(args) for seed in seeds]
+           for task, algo in pairs for seed in seeds]
     saved = saved_results(NAME, args.results) or {}
     key = lambda r: (r["task"], r["algo"], r["seed"])  # noqa: E731
     runs = sorted(merge_runs(saved.get("runs", []), ran, key=key), key=key)
@@ -173,17 +235,20 @@ def plot(results: dict, out: Path | None) -> None:
     cols = min(max(len(tasks), 1), 3)
     rows = -(-max(len(tasks), 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
-    colors = {a: f"C{i}" for i, a in enumerate(MODEL_BASED)}
+    colors = {a: f"C{i}" for i, a in enumerate(MODEL_BASED + BASELINES)}
     for ax in axes.flat[len(tasks):]:
         ax.axis("off")
     for ax, task in zip(axes.flat, tasks):
         repeat = split_repeat(task["env"])[1]  # decisions -> control steps, so every panel counts the same
-        for r in (r for r in results["runs"] if r["task"] == _key(task)):
+        runs = [r for r in results["runs"] if r["task"] == _key(task)]
+        target = relative(task, runs)["target"] if task.get("baseline") else task["target"]
+        for r in runs:
             label = r["algo"] if r["seed"] == min(x["seed"] for x in results["runs"] if x["algo"] == r["algo"]
                                                   and x["task"] == r["task"]) else None
             ax.plot([e["step"] * repeat for e in r["evals"]], [e["return"] for e in r["evals"]], "o-", ms=3,
                     alpha=0.8, color=colors.get(r["algo"], "k"), label=label)
-        ax.axhline(task["target"], color="gray", ls="--", lw=1, label=f"target {task['target']:g}")
+        if target is not None:
+            ax.axhline(target, color="gray", ls="--", lw=1, label=f"target {target:.0f}")
         ax.set(xlabel="control steps" if repeat > 1 else "real environment steps",
                ylabel="evaluation return", title=_key(task))
         ax.legend(fontsize=8)
@@ -213,7 +278,10 @@ def view(results: dict) -> dict:
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
         every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
-        tasks.append({**task, "key": key,
+        if task.get("baseline"):
+            tasks.append({**task, "key": key, **relative(task, rows)})
+            continue
+        tasks.append({**task, "key": key, "relative": False,
                       "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                 "evals": separated(r["evals"])} for r in rows],
                       "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
@@ -224,6 +292,30 @@ def view(results: dict) -> dict:
     not_run = [_key(t) for t in results["tasks"] if not any(r["task"] == _key(t) for r in results["runs"])]
     return {**results, "measured": tasks, "not_run": separated(not_run), "any_not_run": bool(not_run),
             "notes": written_for(results, NOTES_WRITTEN_FOR)}
+
+
+def relative(task: dict, rows: list[dict]) -> dict:
+    """A target relative to a baseline run on the same seeds (``Task.baseline``): ``ratio`` × the baseline's mean
+    return at the budget. A learner meets it when its mean over the seeds the baseline ran, at least
+    :data:`SEEDS_NEEDED` of them, reaches it; each row shows its return over the baseline's on its seed."""
+    base = {r["seed"]: r["final"] for r in rows if r["algo"] == task["baseline"]}
+    target = task["ratio"] * sum(base.values()) / len(base) if base else None
+    learners = []
+    for algo in sorted({r["algo"] for r in rows} - {task["baseline"]}):
+        finals = [r["final"] for r in rows if r["algo"] == algo and r["seed"] in base]
+        mean = sum(finals) / len(finals) if finals else None
+        learners.append({"algo": algo, "mean": mean, "n_seeds": len(finals),
+                         "vs": mean / (target / task["ratio"]) if mean is not None and target else None,
+                         "met": target is not None and len(finals) >= SEEDS_NEEDED and mean >= target})
+    shown = [{**r, "baseline": r["algo"] == task["baseline"],
+              "vs_baseline": r["final"] / base[r["seed"]] if base.get(r["seed"]) else None,
+              "evals": separated(r["evals"])} for r in rows]
+    met_by = [x["algo"] for x in learners if x["met"]]
+    return {"relative": True, "rows": shown, "target": target, "baseline_mean": target / task["ratio"] if base
+            else None, "baseline_seeds": len(base), "learner_means": separated(learners), "any_learner": bool(learners), "met": bool(met_by),
+            "met_by": separated(met_by), "n_rows": len(rows), "best_of": True, "action_repeat": 1,
+            "repeated": False, "control_budget": task["budget"], "any_missed": False, "missed": [],
+            "n_reached": len(met_by), "learners": separated(sorted({r["algo"] for r in rows}))}
 
 
 def main() -> None:

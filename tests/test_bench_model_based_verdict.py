@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 bench = pytest.importorskip("bench_model_based_tasks")
+from common import render  # noqa: E402  (benchmarks/common.py)
 
 
 def _row(env, algo, seed, reached):
@@ -51,3 +52,33 @@ def test_a_variant_of_a_task_keeps_its_own_rows_and_verdict():
     verdicts = {t["key"]: t for t in bench.view(results)["measured"]}
     assert verdicts[known.key]["met"] and verdicts[known.key]["n_rows"] == 3
     assert not verdicts[learned.key]["met"] and verdicts[learned.key]["n_rows"] == 3
+
+
+def test_a_target_relative_to_a_baseline_compares_means_on_the_baselines_seeds():
+    """Hopper-v5: the return at 50,000 steps ≥ 1.5 × SB3 SAC's, side by side on the same seeds."""
+    task = bench.TASKS["Hopper-v5"].saved()
+    assert task["baseline"] == "sb3-sac" and task["ratio"] == 1.5
+
+    def row(algo, seed, final):
+        return {**_row(task["env"], algo, seed, False), "final": final}
+
+    sac = [row("sb3-sac", s, f) for s, f in enumerate((1000.0, 2000.0, 3000.0))]  # mean 2000: target 3000
+    view = _verdicts(task, sac + [row("svgk", s, f) for s, f in enumerate((2500.0, 3000.0, 3600.0))])
+    assert view["relative"] and view["target"] == pytest.approx(3000.0) and view["met"]
+    assert view["met_by"] == [{"item": "svgk", "sep": ""}]
+    svgk = {r["seed"]: r["vs_baseline"] for r in view["rows"] if r["algo"] == "svgk"}
+    assert svgk == {0: pytest.approx(2.5), 1: pytest.approx(1.5), 2: pytest.approx(1.2)}
+    below = _verdicts(task, sac + [row("svgk", s, f) for s, f in enumerate((2500.0, 3000.0, 3400.0))])
+    assert not below["met"] and below["learner_means"][0]["vs"] == pytest.approx(2966.7 / 2000.0, rel=1e-4)
+    # two seeds are not enough, and seeds the baseline did not run do not count
+    assert not _verdicts(task, sac + [row("svgk", s, 9000.0) for s in (0, 1, 5)])["met"]
+    assert _verdicts(task, [row("svgk", 0, 9000.0)])["target"] is None  # no baseline yet: no target
+    machine = {"command": "c", "date": "2000-01-01 00:00 UTC", "cores": 2, "description": "d", "shared": False,
+               "load_start": [0.0], "versions": {}}
+    text = render(bench.SECTION, bench.view({"machine": machine, "runs": sac, "tasks": [task], "full_budget": False}))
+    assert "no pathwise learner has run yet" in text and "1.5 × 2000.0 = 3000.0" in text
+    svgk = [row("svgk", s, f) for s, f in enumerate((2500.0, 3000.0, 3600.0))]
+    text = render(bench.SECTION, bench.view({"machine": machine, "runs": sac + svgk, "tasks": [task],
+                                             "full_budget": False}))
+    assert "**Met**: svgk's mean 3033.3 on 3 of the 3 seeds, 1.52 × sb3-sac's. Met by svgk." in text
+    assert "| svgk | 2 | 3600.0 | 1.20 |" in text
