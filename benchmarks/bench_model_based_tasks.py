@@ -271,6 +271,9 @@ def view(results: dict) -> dict:
         rows = [r for r in results["runs"] if r["task"] == key]
         if not rows:
             continue
+        if task.get("baseline"):
+            tasks.append({**task, "key": key, **relative(task, rows)})
+            continue
         reached = [r for r in rows if r["reached_at"] is not None]
         repeat = split_repeat(task["env"])[1]  # a -repeatN-v0 id's budget counts decisions of N control steps
         seeds = {a: [r["reached_at"] is not None for r in rows if r["algo"] == a] for a in {r["algo"] for r in rows}}
@@ -278,9 +281,6 @@ def view(results: dict) -> dict:
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
         every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
-        if task.get("baseline"):
-            tasks.append({**task, "key": key, **relative(task, rows)})
-            continue
         tasks.append({**task, "key": key, "relative": False,
                       "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                 "evals": separated(r["evals"])} for r in rows],
@@ -299,23 +299,22 @@ def relative(task: dict, rows: list[dict]) -> dict:
     return at the budget. A learner meets it when its mean over the seeds the baseline ran, at least
     :data:`SEEDS_NEEDED` of them, reaches it; each row shows its return over the baseline's on its seed."""
     base = {r["seed"]: r["final"] for r in rows if r["algo"] == task["baseline"]}
-    target = task["ratio"] * sum(base.values()) / len(base) if base else None
+    base_mean = sum(base.values()) / len(base) if base else None
+    target = task["ratio"] * base_mean if base else None
     learners = []
     for algo in sorted({r["algo"] for r in rows} - {task["baseline"]}):
         finals = [r["final"] for r in rows if r["algo"] == algo and r["seed"] in base]
         mean = sum(finals) / len(finals) if finals else None
         learners.append({"algo": algo, "mean": mean, "n_seeds": len(finals),
-                         "vs": mean / (target / task["ratio"]) if mean is not None and target else None,
+                         "vs": mean / base_mean if mean is not None and base_mean else None,
                          "met": target is not None and len(finals) >= SEEDS_NEEDED and mean >= target})
     shown = [{**r, "baseline": r["algo"] == task["baseline"],
               "vs_baseline": r["final"] / base[r["seed"]] if base.get(r["seed"]) else None,
               "evals": separated(r["evals"])} for r in rows]
     met_by = [x["algo"] for x in learners if x["met"]]
-    return {"relative": True, "rows": shown, "target": target, "baseline_mean": target / task["ratio"] if base
-            else None, "baseline_seeds": len(base), "learner_means": separated(learners), "any_learner": bool(learners), "met": bool(met_by),
-            "met_by": separated(met_by), "n_rows": len(rows), "best_of": True, "action_repeat": 1,
-            "repeated": False, "control_budget": task["budget"], "any_missed": False, "missed": [],
-            "n_reached": len(met_by), "learners": separated(sorted({r["algo"] for r in rows}))}
+    return {"relative": True, "rows": shown, "target": target, "baseline_mean": base_mean,
+            "baseline_seeds": len(base), "learner_means": separated(learners), "any_learner": bool(learners),
+            "met": bool(met_by), "met_by": separated(met_by)}
 
 
 def main() -> None:
