@@ -8,8 +8,11 @@
 
 Writes benchmarks/results/model_based_tasks.json, then benchmarks/sections/66_model_based_tasks.md (from
 benchmarks/templates/66_model_based_tasks.md) and benchmarks/figures/model_based_tasks.png; the runs' own
-directories go to benchmarks/out/model_based_tasks/. Rows of (task, learner, seed) already in the results file and
-not run again are kept, so seeds and learners can run one process at a time.
+directories go to benchmarks/out/model_based_tasks/. Each run's row is saved as soon as it finishes, under a lock;
+rows of (task, learner, seed) already in the results file and not run again are kept. So seeds and learners can
+run one process at a time, or in processes side by side that write to the same file::
+
+    for s in 0 1 2; do python benchmarks/bench_model_based_tasks.py --tasks HalfCheetah-v5 --algos svg0 --seeds $s & done
 
 Protocol: ``pathwise.train.train(algo, env, budget, seed=seed)`` with the learner's preset for the task
 (``pathwise/presets/<algo>.toml``, the table of the env id), i.e. ``pathwise train ALGO --env ENV --seed S``; a
@@ -41,11 +44,11 @@ import dataclasses
 import importlib.util
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pathwise.envs.dmc import split_repeat
-from common import (finished, machine, merge_runs, options, publish, save_figure, saved_results,  # noqa: I001
-                    separated, written_for)  # benchmarks/common.py
+from common import (finished, machine, merge_runs, options, publish, results_path, save_figure,  # noqa: I001
+                    separated, update_saved, written_for)  # benchmarks/common.py
 
 HERE = Path(__file__).resolve().parent
 NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
@@ -209,17 +212,32 @@ def chosen(args: argparse.Namespace) -> list[tuple[Task, str]]:
     return pairs
 
 
+def stored(facts: dict, args: argparse.Namespace, new: list[dict]) -> Callable[[dict | None], dict]:
+    """How finished runs change the saved results: their rows merged in (replacing those of the same task, learner
+    and seed), the facts of this process on top."""
+    key = lambda r: (r["task"], r["algo"], r["seed"])  # noqa: E731
+
+    def change(saved: dict | None) -> dict:
+        runs = sorted(merge_runs((saved or {}).get("runs", []), new, key=key), key=key)
+        return {"machine": finished(facts), "quick": args.quick, "full_budget": args.full_budget, "runs": runs,
+                "tasks": [t.saved() for t in TASKS.values()]}
+
+    return change
+
+
 def measure(args: argparse.Namespace) -> dict:
+    """Each chosen run, its row saved as soon as it finishes (under a lock: processes running other seeds or
+    tasks may write to the same results file at the same time), then the figure."""
     pairs = chosen(args)
     facts = machine("mujoco", *(("stable-baselines3", "torch") if any(a in BASELINES for _, a in pairs) else ()))
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    ran = [run_one(task, algo, seed, task.budget // 5 if args.quick else task.budget, args.full_budget, args.out)
-           for task, algo in pairs for seed in seeds]
-    saved = saved_results(NAME, args.results) or {}
-    key = lambda r: (r["task"], r["algo"], r["seed"])  # noqa: E731
-    runs = sorted(merge_runs(saved.get("runs", []), ran, key=key), key=key)
-    results = {"machine": finished(facts), "quick": args.quick, "full_budget": args.full_budget, "runs": runs,
-               "tasks": [t.saved() for t in TASKS.values()]}
+    path = results_path(NAME, args.results)
+    results = update_saved(path, stored(facts, args, []))
+    for task, algo in pairs:
+        for seed in seeds:
+            row = run_one(task, algo, seed, task.budget // 5 if args.quick else task.budget, args.full_budget,
+                          args.out)
+            results = update_saved(path, stored(facts, args, [row]))
     plot(results, args.out)
     return results
 
@@ -326,7 +344,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="seed 0 only, a fifth of each budget")
     parser.add_argument("--full-budget", action="store_true", help="train for the whole budget even after the "
                         "target is reached (default: stop at the first evaluation that reaches it)")
-    publish(options(parser, NAME).parse_args(), NAME, SECTION, measure, view)
+    publish(options(parser, NAME).parse_args(), NAME, SECTION, measure, view, written=True)
 
 
 if __name__ == "__main__":

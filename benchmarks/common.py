@@ -271,10 +271,16 @@ def options(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentPars
 
 
 def publish(args: argparse.Namespace, name: str, section: str, measure: Callable[[argparse.Namespace], dict],
-            view: Callable[[dict], Mapping[str, Any]]) -> dict:
-    """measure → save_results → render → write_section; with ``--from-json``, the saved results instead."""
+            view: Callable[[dict], Mapping[str, Any]], written: bool = False) -> dict:
+    """measure → save_results → render → write_section; with ``--from-json``, the saved results instead.
+
+    ``written``: ``measure`` saves the results itself, run by run under :func:`update_saved`'s lock, and returns
+    what it last wrote; they are not written again, since a rewrite would drop the rows that another process
+    running other seeds into the same file added meanwhile."""
     if args.from_json:
         results = load_results(name, args.results)
+    elif written:
+        results = measure(args)
     else:
         results = save_results(name, measure(args), args.results)
     write_section(section, render(section, view(results)), args.out)

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 bench = pytest.importorskip("bench_model_based_tasks")
-from common import render  # noqa: E402  (benchmarks/common.py)
+from common import load_results, render  # noqa: E402  (benchmarks/common.py)
 
 
 def _row(env, algo, seed, reached):
@@ -82,3 +82,25 @@ def test_a_target_relative_to_a_baseline_compares_means_on_the_baselines_seeds()
                                              "full_budget": False}))
     assert "**Met**: svgk's mean 3033.3 on 3 of the 3 seeds, 1.52 × sb3-sac's. Met by svgk." in text
     assert "| svgk | 2 | 3600.0 | 1.20 |" in text
+
+
+def test_processes_side_by_side_keep_each_others_rows(tmp_path, monkeypatch):
+    """Each run's row is saved under a lock as it finishes, and publish does not write the results again: a row
+    that another process saved meanwhile (here: while seed 0 ran) stays in the file and in the section."""
+    path, env = tmp_path / "results.json", "Hopper-v5"
+    other = bench.stored(bench.machine(), bench.argparse.Namespace(quick=False, full_budget=True),
+                         [_row(env, "svgk", 1, False)])
+
+    def run_one(task, algo, seed, budget, full, out):
+        bench.update_saved(path, other)  # the other process finishes first
+        return _row(task.key, algo, seed, False)
+
+    monkeypatch.setattr(bench, "run_one", run_one)
+    monkeypatch.setattr(bench, "plot", lambda results, out: None)
+    args = bench.argparse.Namespace(tasks=[env], algos=["svgk"], seeds=[0], quick=False, full_budget=True,
+                                    from_json=False, results=path, out=tmp_path)
+    results = bench.publish(args, bench.NAME, bench.SECTION, bench.measure, bench.view, written=True)
+    saved = load_results(bench.NAME, path)
+    assert [(r["algo"], r["seed"]) for r in saved["runs"]] == [("svgk", 0), ("svgk", 1)] == \
+        [(r["algo"], r["seed"]) for r in results["runs"]]
+    assert (tmp_path / "sections" / f"{bench.SECTION}.md").is_file()
