@@ -15,6 +15,13 @@ settings prefixed with ``run.`` in a sub-table::
     steps = 2000        # default training budget (environment steps)
     eval_every = 250    # evaluation interval (environment steps)
 
+A table may build on another table of the same file: with ``extends = "ENV_ID"`` its values and run
+settings are that table's (itself possibly extending a third), with its own keys on top::
+
+    ["HalfCheetah-v5"]
+    extends = "Hopper-v5"   # Hopper's recipe as it is
+    horizon = 16            # but this
+
 Presets are applied by default and overridden by ``--config FILE`` and
 ``--set key=value`` (in that order). A preset file of one's own in this format (``pathwise tune`` writes
 one) replaces the shipped preset with ``pathwise train ALGO --env ID --preset-file FILE``
@@ -36,6 +43,8 @@ from typing import Any
 
 PRESET_VERSION = 1
 RUN_KEYS = ("steps", "eval_every", "eval_episodes")
+#: The key by which a table builds on another table of the same file (see the module docstring).
+EXTENDS = "extends"
 
 
 def _file_name(algo: str) -> str:
@@ -56,14 +65,27 @@ def _load(algo: str) -> dict[str, Any]:
     return _check_version(tomllib.loads(path.read_text()), _file_name(algo))
 
 
-def _split(data: dict[str, Any], env_id: str, source: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A preset table's ``(config values, run settings)``; unknown run settings are refused."""
+def _split(data: dict[str, Any], env_id: str, source: str, chain: tuple[str, ...] = ()
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A preset table's ``(config values, run settings)``, those of the table it ``extends`` (if any) underneath
+    its own; unknown run settings, a missing base table and a cycle of ``extends`` are refused."""
     table = dict(data.get(env_id, {}))
     run = dict(table.pop("run", {}))
     unknown = sorted(set(run) - set(RUN_KEYS))
     if unknown:
         raise ValueError(f"Preset {source}/{env_id} has unknown run settings {unknown}; valid: {list(RUN_KEYS)}.")
-    return table, run
+    if EXTENDS not in table:
+        return table, run
+    base = table.pop(EXTENDS)
+    if not isinstance(base, str) or not isinstance(data.get(base), dict):
+        tables = sorted(k for k, v in data.items() if isinstance(v, dict))
+        raise ValueError(f"Preset {source}/{env_id} has {EXTENDS} = {base!r}, which is not a table of the same "
+                         f"file; name one of {tables}.")
+    if base in chain + (env_id,):
+        raise ValueError(f"Preset {source}/{env_id}: {EXTENDS} makes a cycle ({' -> '.join(chain + (env_id, base))}); "
+                         "write the values of one of these tables out.")
+    base_values, base_run = _split(data, base, source, chain + (env_id,))
+    return {**base_values, **table}, {**base_run, **run}
 
 
 def load(algo: str, env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
