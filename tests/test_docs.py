@@ -239,16 +239,27 @@ def check_make(block: Block) -> None:
             assert done.returncode == 0, done.stderr
 
 
-def skip_without_extras(block: Block) -> None:
-    """Skip, naming the extra, a block on the DeepMind Control Suite when the ``dmc`` extra is not installed."""
-    if "dm_control/" in block.body and "make" not in block.words:
+#: Gymnasium's MuJoCo ids (the ``mujoco`` extra).
+MUJOCO_ID = re.compile(r"\b(Ant|HalfCheetah|Hopper|Humanoid|HumanoidStandup|InvertedDoublePendulum|InvertedPendulum|"
+                       r"Pusher|Reacher|Swimmer|Walker2d)-v\d")
+
+
+def skip_without_extras(block: Block, builds_env: bool = True) -> None:
+    """Skip, naming the extra, a block on the DeepMind Control Suite when the ``dmc`` extra is not installed (Shimmy
+    registers the suite's ids, so even checking a command needs it), and one that builds a Gymnasium MuJoCo task
+    when the ``mujoco`` extra is not (Gymnasium registers those ids itself: checking a command needs no extra)."""
+    if "make" in block.words:
+        return
+    if "dm_control/" in block.body:
         pytest.importorskip("shimmy", reason="DeepMind Control Suite ids need the dmc extra: pip install -e '.[dmc]'")
         pytest.importorskip("dm_control", reason="DeepMind Control Suite ids need the dmc extra")
+    if builds_env and MUJOCO_ID.search(block.body):
+        pytest.importorskip("mujoco", reason="Gymnasium's MuJoCo tasks need the mujoco extra: pip install -e '.[mujoco]'")
 
 
 def check(block: Block) -> None:
     """The default suite's check of a block that runs only in the slow suite (or cannot run: make, synopsis)."""
-    skip_without_extras(block)
+    skip_without_extras(block, builds_env=False)
     if "make" in block.words:
         check_make(block)
     elif "synopsis" in block.words:
