@@ -13,7 +13,8 @@ CASES = [("mbrl", "InvertedPendulum-v5"), ("svg-inf", "InvertedPendulum-v5"), ("
          ("mbrl", "MountainCarContinuous-v0"), ("svgk", "MountainCarContinuous-v0"),
          ("svgk", "dm_control/cartpole-swingup-v0"), ("svgk", "dm_control/pendulum-swingup-v0"),
          ("svgk", "dm_control/reacher-easy-v0"), ("svgk", "dm_control/pendulum-swingup-repeat4-v0"),
-         ("svgk", "Hopper-v5"), ("svgk", "HalfCheetah-v5"), ("svg0", "HalfCheetah-v5")]
+         ("svgk", "Hopper-v5"), ("svgk", "HalfCheetah-v5"), ("svg0", "HalfCheetah-v5"),
+         ("svg0", "dm_control/cheetah-run-v0")]
 
 
 @pytest.mark.parametrize("algo,env_id", CASES)
