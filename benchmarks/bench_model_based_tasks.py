@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 from pathwise.envs.dmc import split_repeat
 from common import (finished, machine, merge_runs, options, publish, results_path, save_figure,  # noqa: I001
-                    separated, update_saved, written_for)  # benchmarks/common.py
+                    saved_results, separated, update_saved, written_for)  # benchmarks/common.py
 
 HERE = Path(__file__).resolve().parent
 NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
@@ -232,7 +232,7 @@ def measure(args: argparse.Namespace) -> dict:
     facts = machine("mujoco", *(("stable-baselines3", "torch") if any(a in BASELINES for _, a in pairs) else ()))
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     path = results_path(NAME, args.results)
-    results = update_saved(path, stored(facts, args, []))
+    results = saved_results(NAME, path) or stored(facts, args, [])(None)  # written only once a run finishes
     for task, algo in pairs:
         for seed in seeds:
             row = run_one(task, algo, seed, task.budget // 5 if args.quick else task.budget, args.full_budget,
@@ -253,7 +253,7 @@ def plot(results: dict, out: Path | None) -> None:
     cols = min(max(len(tasks), 1), 3)
     rows = -(-max(len(tasks), 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
-    colors = {a: f"C{i}" for i, a in enumerate(MODEL_BASED + BASELINES)}
+    colors = {a: f"C{i}" for i, a in enumerate(dict.fromkeys(a for t in TASKS.values() for a in t.algos))}
     for ax in axes.flat[len(tasks):]:
         ax.axis("off")
     for ax, task in zip(axes.flat, tasks):
