@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -117,6 +118,10 @@ TASKS = {t.key: t for t in (
          "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps"),
     Task("dm_control/cheetah-run-repeat2-v0", 519.0, 50_000, 5_000, 5, ("svg0",), _DMC, False,
          "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps, acting every 2nd (TD-MPC2's repeat)"),
+    Task("dm_control/cheetah-run-repeat2-v0", 519.0, 50_000, 5_000, 5, ("svg0",), _DMC, False,
+         "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps, acting every 2nd, the updates and branched rollouts "
+         "per control step of the preset without a repeat", variant="updates10",
+         overrides=(("updates_per_step", 10.0), ("model_rollouts_per_step", 100.0))),
     *(Task(env, 0.0, 50_000, 5000, 10, ("sb3-sac", *MODEL_BASED, *extra), "mujoco", False,
            "the return at 50,000 steps ≥ 1.5 × Stable-Baselines3 SAC's (RL Zoo hyperparameters), on the same seeds",
            baseline="sb3-sac", ratio=1.5) for env, extra in (("Hopper-v5", ()), ("HalfCheetah-v5", ("svg0",)))),
@@ -170,6 +175,7 @@ def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path
     from pathwise.train import train
 
     run_dir = Path(out or HERE) / "out" / NAME / task.key.replace("/", "_").replace(":", "_") / f"{algo}_seed{seed}"
+    started = machine()["date"]  # each row says when it ran: the file keeps rows of many runs of the script
     start, episodes = time.perf_counter(), []
     full = full or bool(task.baseline)  # a target relative to the baseline is judged at the budget
 
@@ -191,7 +197,7 @@ def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path
     row = {"task": task.key, "algo": algo, "seed": seed, "budget": budget, "reached_at": reached,
            "episode_reached_at": explored, "final": evals[-1]["return"] if evals else None, "best": ran["best"],
            "env_steps": ran["env_steps"], "train_s": ran["train_s"], "wall_s": time.perf_counter() - start,
-           "evals": evals}
+           "started": started, "xla_flags": os.environ.get("XLA_FLAGS") or None, "evals": evals}
     goal = f"target {task.target:g} reached at {reached}" if absolute else f"return at {budget} steps"
     print(f"{task.key} {algo} seed {seed}: {goal}, final {row['final']}, {row['wall_s']:.0f} s", flush=True)
     return row
@@ -302,8 +308,8 @@ def view(results: dict) -> dict:
         every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
         tasks.append({**task, "key": key, "relative": False,
-                      "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
-                                "evals": separated(r["evals"])} for r in rows],
+                      "rows": [{"episode_reached_at": None, "started": None, **r,
+                                "reached": r["reached_at"] is not None, "evals": separated(r["evals"])} for r in rows],
                       "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
                       "met": not missed if every else bool(met_by), "best_of": not every,
                       "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows),
@@ -328,7 +334,7 @@ def relative(task: dict, rows: list[dict]) -> dict:
         learners.append({"algo": algo, "mean": mean, "n_seeds": len(finals),
                          "vs": mean / base_mean if mean is not None and base_mean else None,
                          "met": target is not None and len(finals) >= SEEDS_NEEDED and mean >= target})
-    shown = [{**r, "baseline": r["algo"] == task["baseline"],
+    shown = [{"started": None, **r, "baseline": r["algo"] == task["baseline"],
               "vs_baseline": r["final"] / base[r["seed"]] if base.get(r["seed"]) else None,
               "evals": separated(r["evals"])} for r in rows]
     met_by = [x["algo"] for x in learners if x["met"]]

@@ -104,3 +104,17 @@ def test_processes_side_by_side_keep_each_others_rows(tmp_path, monkeypatch):
     assert [(r["algo"], r["seed"]) for r in saved["runs"]] == [("svgk", 0), ("svgk", 1)] == \
         [(r["algo"], r["seed"]) for r in results["runs"]]
     assert (tmp_path / "sections" / f"{bench.SECTION}.md").is_file()
+
+
+def test_each_row_shows_when_it_ran():
+    """The results file keeps rows of many runs of the script (its machine block is the latest run's): a row
+    shows its own start, and rows saved before rows recorded it show –."""
+    env = "MountainCarContinuous-v0"
+    task = bench.TASKS[env].saved()
+    machine = {"command": "c", "date": "2000-01-01 00:00 UTC", "cores": 2, "description": "d", "shared": False,
+               "load_start": [0.0], "versions": {}}
+    rows = [{**_row(env, "svgk", 0, True), "started": "2026-01-02 03:04 UTC"}, _row(env, "svgk", 1, True)]
+    text = render(bench.SECTION, bench.view({"machine": machine, "runs": rows, "tasks": [task],
+                                             "full_budget": False}))
+    assert "| 1.0 | 1.0 | 1 | 2026-01-02 03:04 UTC | 1000: 1 |" in text
+    assert "| 1.0 | 1.0 | 1 | – | 1000: 1 |" in text
