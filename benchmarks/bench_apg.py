@@ -41,7 +41,6 @@ show how much they move from run to run.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -53,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import finished, machine, options, publish, save_figure, saved_results  # benchmarks/common.py
+from common import finished, machine, options, publish, save_figure, saved_results, utc_now  # benchmarks/common.py
 from pathwise.checkpoint import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -369,7 +368,7 @@ def ratios(results: dict) -> dict:
 
 def headline(results: dict) -> dict:
     """This run's row of the history: when it finished, its mean load and its ratios."""
-    finished_at = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    finished_at = utc_now()
     return {"finished": finished_at, "load": results["run_loads"]["mean"], **ratios(results)}
 
 

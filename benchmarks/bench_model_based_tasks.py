@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 from pathwise.envs.dmc import split_repeat
 from common import (finished, machine, merge_runs, options, publish, results_path, save_figure,  # noqa: I001
-                    saved_results, separated, update_saved, written_for)  # benchmarks/common.py
+                    saved_results, separated, update_saved, utc_now, written_for)  # benchmarks/common.py
 
 HERE = Path(__file__).resolve().parent
 NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
@@ -175,7 +175,7 @@ def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path
     from pathwise.train import train
 
     run_dir = Path(out or HERE) / "out" / NAME / task.key.replace("/", "_").replace(":", "_") / f"{algo}_seed{seed}"
-    started = machine()["date"]  # each row says when it ran: the file keeps rows of many runs of the script
+    started = utc_now()  # each row says when it ran: the file keeps rows of many runs of the script
     start, episodes = time.perf_counter(), []
     full = full or bool(task.baseline)  # a target relative to the baseline is judged at the budget
 
@@ -294,7 +294,7 @@ def view(results: dict) -> dict:
     tasks = []
     for task in results["tasks"]:
         key = _key(task)
-        rows = [r for r in results["runs"] if r["task"] == key]
+        rows = [{"started": None, **r} for r in results["runs"] if r["task"] == key]  # older rows: no start
         if not rows:
             continue
         if task.get("baseline"):
@@ -308,8 +308,8 @@ def view(results: dict) -> dict:
         every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
         tasks.append({**task, "key": key, "relative": False,
-                      "rows": [{"episode_reached_at": None, "started": None, **r,
-                                "reached": r["reached_at"] is not None, "evals": separated(r["evals"])} for r in rows],
+                      "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
+                                "evals": separated(r["evals"])} for r in rows],
                       "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
                       "met": not missed if every else bool(met_by), "best_of": not every,
                       "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows),
@@ -334,7 +334,7 @@ def relative(task: dict, rows: list[dict]) -> dict:
         learners.append({"algo": algo, "mean": mean, "n_seeds": len(finals),
                          "vs": mean / base_mean if mean is not None and base_mean else None,
                          "met": target is not None and len(finals) >= SEEDS_NEEDED and mean >= target})
-    shown = [{"started": None, **r, "baseline": r["algo"] == task["baseline"],
+    shown = [{**r, "baseline": r["algo"] == task["baseline"],
               "vs_baseline": r["final"] / base[r["seed"]] if base.get(r["seed"]) else None,
               "evals": separated(r["evals"])} for r in rows]
     met_by = [x["algo"] for x in learners if x["met"]]

@@ -103,9 +103,14 @@ def machine(*packages: str) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             pass
     kind = "container" if _in_container() else "machine"
-    return {"command": command(), "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+    return {"command": command(), "date": utc_now(),
             "cores": cores, "description": f"{cores}-core CPU {kind}, {_accelerator()}",
             "load_start": list(os.getloadavg()), "versions": versions}
+
+
+def utc_now() -> str:
+    """The date and minute now, as every section states them ("2026-12-06 00:57 UTC")."""
+    return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 def finished(facts: dict[str, Any]) -> dict[str, Any]:
