@@ -88,7 +88,17 @@ class Task:
         return {**dataclasses.asdict(self), "key": self.key}
 
 
+def variant(base: Task, name: str, also: str, **overrides: Any) -> Task:
+    """``base`` with the options ``overrides`` set over the learner's preset, as its variant ``name`` (key
+    ``ENV:NAME``, its own rows); ``also`` is appended to the base task's claim."""
+    return dataclasses.replace(base, claim=f"{base.claim}, {also}", variant=name, overrides=tuple(overrides.items()))
+
+
 _DMC = "dm_control"
+_REACHER = Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
+                "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps")
+_CHEETAH2 = Task("dm_control/cheetah-run-repeat2-v0", 519.0, 50_000, 5_000, 5, ("svg0",), _DMC, False,
+                 "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps, acting every 2nd")
 TASKS = {t.key: t for t in (
     Task("InvertedPendulum-v5", 1000.0, 5000, 250, 5, MODEL_BASED, "mujoco", True,
          "every model-based learner reaches 1,000 (a whole balanced episode) on 3/3 seeds", every_learner=True),
@@ -100,28 +110,19 @@ TASKS = {t.key: t for t in (
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps"),
     Task("dm_control/pendulum-swingup-repeat4-v0", 724.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
-    Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
-         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, the reward known (`rewards.reacher_easy_reward`)"),
-    Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
-         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, the reward learned (as TD-MPC2 learns it)",
-         variant="reward-learned", overrides=(("reward_source", "learned"),)),
-    Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
-         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, the reward known, 256 imagined rollouts per update, "
-         "without the σ floor", variant="rollouts256", overrides=(("n_envs", 256), ("log_std_min", -5.0))),
-    Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
-         "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, the reward known, a probabilistic ensemble of 5 with "
-         "one member per imagined rollout", variant="ensemble5",
-         overrides=(("model_ensemble", 5), ("model_probabilistic", True), ("model_sampling", "ts-inf"))),
+    dataclasses.replace(_REACHER, claim=f"{_REACHER.claim}, the reward known (`rewards.reacher_easy_reward`)"),
+    variant(_REACHER, "reward-learned", "the reward learned (as TD-MPC2 learns it)", reward_source="learned"),
+    variant(_REACHER, "rollouts256", "the reward known, 256 imagined rollouts per update, without the σ floor",
+            n_envs=256, log_std_min=-5.0),
+    variant(_REACHER, "ensemble5", "the reward known, a probabilistic ensemble of 5 with one member per imagined "
+            "rollout", model_ensemble=5, model_probabilistic=True, model_sampling="ts-inf"),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, (*MODEL_BASED, "svg0"), _DMC, False,
          "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps"),
-    Task("dm_control/cheetah-run-repeat2-v0", 519.0, 50_000, 5_000, 5, ("svg0",), _DMC, False,
-         "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps, acting every 2nd (TD-MPC2's repeat)"),
-    Task("dm_control/cheetah-run-repeat2-v0", 519.0, 50_000, 5_000, 5, ("svg0",), _DMC, False,
-         "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps, acting every 2nd, the updates and branched rollouts "
-         "per control step of the preset without a repeat", variant="updates10",
-         overrides=(("updates_per_step", 10.0), ("model_rollouts_per_step", 100.0))),
+    dataclasses.replace(_CHEETAH2, claim=f"{_CHEETAH2.claim} (TD-MPC2's repeat)"),
+    variant(_CHEETAH2, "updates10", "the updates and branched rollouts per control step of the preset without a "
+            "repeat", updates_per_step=10.0, model_rollouts_per_step=100.0),
     *(Task(env, 0.0, 50_000, 5000, 10, ("sb3-sac", *MODEL_BASED, *extra), "mujoco", False,
            "the return at 50,000 steps ≥ 1.5 × Stable-Baselines3 SAC's (RL Zoo hyperparameters), on the same seeds",
            baseline="sb3-sac", ratio=1.5) for env, extra in (("Hopper-v5", ()), ("HalfCheetah-v5", ("svg0",)))),
