@@ -92,6 +92,28 @@ def test_actor_gradient_flows_through_model_and_value_but_not_into_them(setup):
     assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree.leaves(g_m))
 
 
+def test_mean_penalty_adds_the_squared_pre_squash_mean_and_its_gradient(setup):
+    """``mean_penalty`` λ adds λ · mean_b ||μ(s_b)||² to the actor's loss, and to the gradient of the output bias
+    (which shifts μ one for one) 2λ · mean_b μ(s_b): descent pulls a mean far in tanh's tail (μ ≈ 10) back."""
+    state, batch = setup
+    policy = eqx.tree_at(lambda p: p.net.layers[-1].bias, state.policy, jnp.array([10.0]))
+    system, weights = jax.lax.stop_gradient(state.model), jnp.ones(6)
+
+    def loss_and_bias_grad(lam):
+        loss, grads = eqx.filter_value_and_grad(svg1.actor_loss)(policy, state.value, system, batch, weights, 0.9,
+                                                                 lam)
+        return float(loss), float(grads.net.layers[-1].bias[0])
+
+    plain, plain_grad = loss_and_bias_grad(0.0)
+    penalized, penalized_grad = loss_and_bias_grad(1e-2)
+    means = jax.vmap(lambda o: policy.mean_and_log_std(o)[0])(batch.obs)
+    assert float(means.min()) > 5
+    np.testing.assert_allclose(penalized - plain, 1e-2 * float(jnp.mean(jnp.sum(means ** 2, axis=-1))), rtol=1e-4)
+    np.testing.assert_allclose(penalized_grad - plain_grad, 2e-2 * float(jnp.mean(means)), rtol=1e-4)
+    with pytest.raises(ValueError, match="mean_penalty"):
+        dataclasses.replace(TINY, mean_penalty=-1.0)
+
+
 def test_importance_weights_are_truncated_density_ratios(setup):
     state, batch = setup
     log_pi = jax.vmap(lambda o, a: svg1.behaviour_log_prob(state, o, a))(batch.obs, batch.action)

@@ -73,7 +73,7 @@ INFO = AlgorithmInfo("svg1", loops=("replay",), needs_reward=True,
 class Config(ActorCriticConfig, ActorDecayOptions):
     """SVG(1)-ER options (defaults tuned for Pendulum-v1 within 5,000 environment steps)."""
 
-    ADDED: ClassVar[dict[str, Any]] = {"act_with_target": False}  # before 0.3: the latest policy acted
+    ADDED: ClassVar[dict[str, Any]] = {"act_with_target": False, "mean_penalty": 0.0}  # before 0.3: latest, none
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian with a learned, state-independent std)."""
@@ -110,10 +110,14 @@ class Config(ActorCriticConfig, ActorDecayOptions):
     act_with_target: bool = False
     """Deterministic actions (evaluation, ``predict``) from a Polyak average (rate ``tau``) of the recent policies
     instead of the latest one; exploration still samples the latest policy."""
+    mean_penalty: float = 0.0
+    """λ of the actor's penalty λ · mean ||μ(s)||² on the policy's pre-squash mean at the replayed states (0: none),
+    as svgk and svg-inf have: it keeps μ out of tanh's saturation, where the action's gradient vanishes."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "model_lr", "max_weight") + \
-            at_least(self, 0, "max_grad_norm", "model_pretrain_steps") + at_least(self, 1, "policy_delay") + \
+            at_least(self, 0, "max_grad_norm", "model_pretrain_steps", "mean_penalty") + \
+            at_least(self, 1, "policy_delay") + \
             one_of(self, "critic_target", ("replay", "model")) + \
             [(self.log_std_min < math.log(1e3), f"log_std_min={self.log_std_min} is too large"),
              (self.n_critics == 1, f"n_critics={self.n_critics}: svg1 learns one state value V(s), not Q critics "
@@ -192,8 +196,9 @@ def replayed_continue(system: LearnedModel, batch: Transition) -> Array:
 
 
 def actor_loss(policy: GaussianPolicy, value: VCritic, system: LearnedModel, batch: Transition, weights: Array,
-               gamma: float) -> Array:
-    """``-sum w J_1 / sum w``, ``J_1 = r(s, pi(s, xi)) + gamma (1 - d) V(f(s, pi(s, xi)) + zeta)`` (lecture, SVG(1)).
+               gamma: float, mean_penalty: float = 0.0) -> Array:
+    """``-sum w J_1 / sum w``, ``J_1 = r(s, pi(s, xi)) + gamma (1 - d) V(f(s, pi(s, xi)) + zeta)`` (lecture, SVG(1)),
+    plus ``mean_penalty`` λ · mean_b ||μ(s_b)||² (the pre-squash mean at the replayed states) when λ > 0.
 
     V is frozen by its bootstrap; freeze the model's parameters too (``jax.lax.stop_gradient(system)``).
     """
@@ -205,7 +210,11 @@ def actor_loss(policy: GaussianPolicy, value: VCritic, system: LearnedModel, bat
         return value_gradient_objective(system, policy.act, v_bootstrap(value), obs, xis, z[None], g).objective
 
     objectives = jax.vmap(j1)(batch.obs, xi, zeta, discount)
-    return -jnp.sum(weights * objectives) / jnp.maximum(jnp.sum(weights), 1e-6)
+    loss = -jnp.sum(weights * objectives) / jnp.maximum(jnp.sum(weights), 1e-6)
+    if mean_penalty > 0:
+        means = jax.vmap(lambda s: policy.mean_and_log_std(s)[0])(batch.obs)
+        loss = loss + mean_penalty * jnp.mean(jnp.sum(means ** 2, axis=-1))
+    return loss
 
 
 def critic_targets(target_value: VCritic, batch: Transition, gamma: float) -> Array:
@@ -296,7 +305,8 @@ def actor_step(state: State, value: VCritic, batch: Transition, weights: Array, 
     """One policy step on the weighted ``J_1`` through the frozen model and the updated V, every ``policy_delay``
     updates (the policy and its optimizer state are unchanged otherwise)."""
     system = jax.lax.stop_gradient(state.model)
-    a_loss, grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights, config.gamma)
+    a_loss, grads = eqx.filter_value_and_grad(actor_loss)(state.policy, value, system, batch, weights, config.gamma,
+                                                          config.mean_penalty)
     policy, policy_opt = optim.apply(state.policy, grads, state.policy_opt, actor_optimizer(config))
     actor_on = state.updates % config.policy_delay == config.policy_delay - 1
     policy, policy_opt = jax.tree.map(lambda new, old: jnp.where(actor_on, new, old), (policy, policy_opt),
