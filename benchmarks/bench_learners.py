@@ -1,7 +1,7 @@
 """Steps to solve for every Pendulum-v1 learner (and the CartPole-v1 learners) with its shipped preset, on seeds.
 
-Only the stable entry point ``pathwise.train.train`` is used, so the same script measures any version
-of pathwise: run it once on this checkout and once on another (e.g. the commit before a redesign) to
+Only the stable entry point ``pathwise.train.train`` is used (and the solved line, read where each version keeps
+it: ``solved_line``), so the same script measures any version of pathwise: run it once on this checkout and once on another (e.g. the commit before a redesign) to
 compare their behaviour on the same seeds and evaluation schedule::
 
     python benchmarks/bench_learners.py --tag new
@@ -52,15 +52,24 @@ LEARNERS = {"bptt": ("Pendulum-v1", 9_600_000), "imitation": ("Pendulum-v1", 25_
             "svg0-discrete": ("CartPole-v1", 50_000)}
 
 
+def solved_line(env: str) -> float:
+    """The environment's solved line as the pathwise on the path knows it: its registry record, or in a pathwise from
+    before the registry (0.2, e.g. the commit before the redesign) ``pathwise.train.SOLVED_AT``."""
+    from pathwise import train
+    if hasattr(train, "SOLVED_AT"):  # before the registry; looked up first, since an editable install of a newer
+        return train.SOLVED_AT[env]  # pathwise would lend the older one its registry module
+    from pathwise import registry
+    return registry.record(env).solved_at
+
+
 def measure(name: str, seed: int, full_budget: bool = False) -> dict:
     """One run: steps, training seconds and return at the first evaluation that reaches the environment's solved
     line (``full_budget``: at the end of the budget, with the stability columns)."""
-    from pathwise import registry
     from pathwise.train import train
 
     algo = name.split("-system")[0]
     env, budget = LEARNERS[name]
-    solved = registry.record(env).solved_at
+    solved = solved_line(env)
     start = time.perf_counter()
 
     def stop_when_solved(info: dict) -> bool:
