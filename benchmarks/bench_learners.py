@@ -1,8 +1,9 @@
 """Steps to solve for every Pendulum-v1 learner (and the CartPole-v1 learners) with its shipped preset, on seeds.
 
 Only the stable entry point ``pathwise.train.train`` is used (and the solved line, read where each version keeps
-it: ``solved_line``), so the same script measures any version of pathwise: run it once on this checkout and once on another (e.g. the commit before a redesign) to
-compare their behaviour on the same seeds and evaluation schedule::
+it: ``solved_line``), so the same script measures any version of pathwise: run it once on this checkout and once
+on another (e.g. the commit before a redesign) to compare their behaviour on the same seeds and evaluation
+schedule::
 
     python benchmarks/bench_learners.py --tag new
     git worktree add /tmp/pathwise-old COMMIT && \\
