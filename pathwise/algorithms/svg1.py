@@ -42,6 +42,8 @@ Additions to the paper's algorithm (all options):
   the recent policies, ``acting_policy``, rather than of the latest policy step; exploration samples the latest.
 * ``actor_lr_decay_steps``: the policy's Adam step decays (cosine) to ``actor_lr_final_fraction`` of ``actor_lr``
   over that many actor steps, as ddpg's does.
+* ``mean_penalty`` λ: the actor's loss adds λ · mean_b ||μ(s_b)||², the policy's pre-squash mean at the replayed
+  states, as svgk's and svg-inf's do.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ INFO = AlgorithmInfo("svg1", loops=("replay",), needs_reward=True,
 class Config(ActorCriticConfig, ActorDecayOptions):
     """SVG(1)-ER options (defaults tuned for Pendulum-v1 within 5,000 environment steps)."""
 
-    ADDED: ClassVar[dict[str, Any]] = {"act_with_target": False, "mean_penalty": 0.0}  # before 0.3: latest, none
+    #: before 0.3 the latest policy acted and the actor had no penalty on its mean
+    ADDED: ClassVar[dict[str, Any]] = {"act_with_target": False, "mean_penalty": 0.0}
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian with a learned, state-independent std)."""
