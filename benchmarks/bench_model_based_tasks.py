@@ -295,11 +295,11 @@ def view(results: dict) -> dict:
     tasks = []
     for task in results["tasks"]:
         key = _key(task)
-        rows = [{"started": None, **r} for r in results["runs"] if r["task"] == key]  # older rows: no start
+        rows = [{"started": None, "xla_flags": None, **r} for r in results["runs"] if r["task"] == key]  # older rows
         if not rows:
             continue
         if task.get("baseline"):
-            tasks.append({**task, "key": key, **relative(task, rows)})
+            tasks.append({**task, "key": key, "xla": xla_groups(rows), **relative(task, rows)})
             continue
         reached = [r for r in rows if r["reached_at"] is not None]
         repeat = split_repeat(task["env"])[1]  # a -repeatN-v0 id's budget counts decisions of N control steps
@@ -308,7 +308,7 @@ def view(results: dict) -> dict:
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
         every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
-        tasks.append({**task, "key": key, "relative": False,
+        tasks.append({**task, "key": key, "relative": False, "xla": xla_groups(rows),
                       "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                 "evals": separated(r["evals"])} for r in rows],
                       "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
@@ -319,6 +319,19 @@ def view(results: dict) -> dict:
     not_run = [_key(t) for t in results["tasks"] if not any(r["task"] == _key(t) for r in results["runs"])]
     return {**results, "measured": tasks, "not_run": separated(not_run), "any_not_run": bool(not_run),
             "notes": written_for(results, NOTES_WRITTEN_FOR)}
+
+
+def xla_groups(rows: list[dict]) -> list[dict]:
+    """The rows that ran with ``XLA_FLAGS`` set, grouped by the flags (a row repeats only under the same XLA
+    threading): ``[{"flags": ..., "runs": [svg0 seeds 0, 1, 2, ...]}]`` (``separated``), empty where none set them."""
+    groups: dict[str, dict[str, list[int]]] = {}
+    for r in rows:
+        if r["xla_flags"]:
+            groups.setdefault(r["xla_flags"], {}).setdefault(r["algo"], []).append(r["seed"])
+    return [{"flags": flags, "runs": separated([f"{algo} seed{'s' if len(seeds) > 1 else ''} "
+                                                + ", ".join(str(s) for s in sorted(seeds))
+                                                for algo, seeds in sorted(by_algo.items())], "; ")}
+            for flags, by_algo in groups.items()]
 
 
 def relative(task: dict, rows: list[dict]) -> dict:

@@ -118,3 +118,17 @@ def test_each_row_shows_when_it_ran():
                                              "full_budget": False}))
     assert "| 1.0 | 1.0 | 1 | 2026-01-02 03:04 UTC | 1000: 1 |" in text
     assert "| 1.0 | 1.0 | 1 | – | 1000: 1 |" in text
+
+
+def test_rows_run_with_xla_flags_are_named_under_their_table():
+    """A row repeats its numbers only under the same XLA threading, so the rows that set ``XLA_FLAGS`` are listed
+    with the flags; rows without (or saved before the field) are not."""
+    flags = "--xla_cpu_multi_thread_eigen=false"
+    rows = [{**_row("InvertedPendulum-v5", "svg1", s, True), "xla_flags": flags} for s in (0, 2)]
+    rows += [_row("InvertedPendulum-v5", "svgk", 1, True), {**_row("InvertedPendulum-v5", "mbrl", 0, True),
+                                                            "xla_flags": flags}]
+    task = dict(bench.dataclasses.asdict(bench.TASKS["InvertedPendulum-v5"]))
+    groups = _verdicts(task, rows)["xla"]
+    assert [(g["flags"], [r["item"] for r in g["runs"]]) for g in groups] == [(flags, ["mbrl seed 0",
+                                                                                       "svg1 seeds 0, 2"])]
+    assert _verdicts(task, [_row("InvertedPendulum-v5", "svgk", 1, True)])["xla"] == []
