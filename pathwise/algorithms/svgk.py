@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import optax
 
 from pathwise import optim, replay
-from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
+from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
 from pathwise.algorithms.svg_core import (Segment, bounded, segment_targets, v_bootstrap, value_bounds,
                                           value_gradient_objective, value_loss)
 from pathwise.config import at_least, positive, unit_interval
@@ -59,7 +59,7 @@ INFO = AlgorithmInfo("svgk", loops=("simulated", "model_based"),
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(CommonConfig, SimulatedOptions, ModelOptions):
+class Config(CommonConfig, SimulatedOptions, ModelOptions, ActorDecayOptions):
     """SVG(k) options; defaults tuned for Pendulum-v1 (the model-fitting ones are used only on a learned model)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
@@ -138,8 +138,9 @@ class State(NamedTuple):
 
 
 def actor_optimizer(config: Config) -> optax.GradientTransformation:
-    """The policy's optimizer: Adam at ``actor_lr``, gradients clipped to global norm ``max_grad_norm`` (if > 0)."""
-    return optim.adam(config.actor_lr, config.max_grad_norm)
+    """The policy's optimizer: Adam at ``actor_lr``, gradients clipped to global norm ``max_grad_norm`` (if > 0),
+    the step decayed over ``actor_lr_decay_steps`` updates where that is > 0."""
+    return config.actor_optimizer(config.max_grad_norm)
 
 
 def critic_optimizer(config: Config) -> optax.GradientTransformation:
