@@ -72,7 +72,7 @@ class CommonConfig(Options):
 
 @dataclasses.dataclass(frozen=True)
 class ActorDecayOptions(Options):
-    """The actor's step-size decay (ddpg, svg1, reinforce, qac): :func:`pathwise.optim.adam`'s cosine schedule."""
+    """The actor's step-size decay (ddpg, svg1, svgk, reinforce, qac): :func:`pathwise.optim.adam`'s cosine schedule."""
 
     #: before 0.3 no actor's step size decayed
     ADDED: ClassVar[dict[str, Any]] = {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0}
