@@ -525,6 +525,12 @@ def test_log_std_min_floors_the_policys_spread_and_takes_no_gradient_below_it(pe
         dataclasses.replace(TINY, log_std_min=2.0)
 
 
+def moved(a, b) -> bool:
+    """Whether any array of module ``a`` differs from ``b``'s."""
+    return any(bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(eqx.filter(a, eqx.is_array)),
+                                                      jax.tree.leaves(eqx.filter(b, eqx.is_array))))
+
+
 def test_actor_learning_rate_decays_to_its_final_fraction():
     """``actor_lr_decay_steps`` (as ddpg's and svg1's): the policy moves while its step is above 0 and stops after
     the decay's updates at final fraction 0, while the value keeps learning."""
@@ -533,8 +539,6 @@ def test_actor_learning_rate_decays_to_its_final_fraction():
     start = loop.init(jax.random.key(1))
     first, _ = loop.iteration(start)  # updates 1 and 2: rates 1 and 0.5 of actor_lr
     second, _ = loop.iteration(first)  # past the decay
-    moved = lambda a, b: any(bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(eqx.filter(a, eqx.is_array)),  # noqa: E731
-                                                                    jax.tree.leaves(eqx.filter(b, eqx.is_array))))
     assert moved(start.algo.policy, first.algo.policy)
     assert not moved(first.algo.policy, second.algo.policy) and moved(first.algo.value, second.algo.value)
     with pytest.raises(ValueError, match="actor_lr_final_fraction"):
