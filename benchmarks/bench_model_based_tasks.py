@@ -95,8 +95,12 @@ def variant(base: Task, name: str, also: str, **overrides: Any) -> Task:
 
 
 _DMC = "dm_control"
-_REACHER = Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
+#: reacher-easy draws its target per episode and a policy reaches a target and holds it or never does, so 5 fixed
+#: episodes judge 5 targets (a standard error of ~200): its settings are evaluated on 30. ``_REACHER5`` is the former
+#: 5-episode evaluation, kept by the variants whose rows were measured with it and not run again.
+_REACHER = Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 30, MODEL_BASED, _DMC, False,
                 "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps")
+_REACHER5 = dataclasses.replace(_REACHER, eval_episodes=5)
 _CHEETAH2 = Task("dm_control/cheetah-run-repeat2-v0", 519.0, 50_000, 5_000, 5, ("svg0",), _DMC, False,
                  "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps, acting every 2nd")
 TASKS = {t.key: t for t in (
@@ -111,8 +115,8 @@ TASKS = {t.key: t for t in (
     Task("dm_control/pendulum-swingup-repeat4-v0", 724.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     dataclasses.replace(_REACHER, claim=f"{_REACHER.claim}, the reward known (`rewards.reacher_easy_reward`)"),
-    variant(_REACHER, "reward-learned", "the reward learned (as TD-MPC2 learns it)", reward_source="learned"),
-    variant(_REACHER, "rollouts256", "the reward known, 256 imagined rollouts per update, without the σ floor",
+    variant(_REACHER5, "reward-learned", "the reward learned (as TD-MPC2 learns it)", reward_source="learned"),
+    variant(_REACHER5, "rollouts256", "the reward known, 256 imagined rollouts per update, without the σ floor",
             n_envs=256, log_std_min=-5.0),
     variant(_REACHER, "ensemble5", "the reward known, a probabilistic ensemble of 5 with one member per imagined "
             "rollout", model_ensemble=5, model_probabilistic=True, model_sampling="ts-inf"),
@@ -200,7 +204,8 @@ def run_one(task: Task, algo: str, seed: int, budget: int, full: bool, out: Path
     row = {"task": task.key, "algo": algo, "seed": seed, "budget": budget, "reached_at": reached,
            "episode_reached_at": explored, "final": evals[-1]["return"] if evals else None, "best": ran["best"],
            "env_steps": ran["env_steps"], "train_s": ran["train_s"], "wall_s": time.perf_counter() - start,
-           "started": started, "xla_flags": os.environ.get("XLA_FLAGS") or None, "evals": evals}
+           "started": started, "xla_flags": os.environ.get("XLA_FLAGS") or None, "eval_episodes": task.eval_episodes,
+           "evals": evals}
     goal = f"target {task.target:g} reached at {reached}" if absolute else f"return at {budget} steps"
     print(f"{task.key} {algo} seed {seed}: {goal}, final {row['final']}, {row['wall_s']:.0f} s", flush=True)
     return row
