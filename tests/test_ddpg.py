@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trees import assert_trees_equal
 
 from pathwise import algorithms, loops
 from pathwise import checkpoint as ckpt
@@ -45,15 +46,6 @@ def through_checkpoint(carry, template, tmp_path):
     ckpt.save(tmp_path / "carry.npz", carry, {"algorithm": "test"})
     meta, leaves = ckpt.read(tmp_path / "carry.npz")
     return ckpt.restore(template, meta, leaves)
-
-
-def assert_trees_equal(a, b):
-    def raw(x):
-        x = jnp.asarray(x)
-        return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)), a, b)
 
 
 def check_exact_resume(loop, carry, tmp_path):

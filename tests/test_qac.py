@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_reinforce import assert_trees_equal, make_loop, through_checkpoint
+from test_reinforce import make_loop, through_checkpoint
+from trees import assert_trees_equal
 
 from pathwise import loops
 from pathwise import spec as spec_mod

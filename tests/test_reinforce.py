@@ -9,6 +9,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trees import assert_trees_equal
 
 from pathwise import algorithms, envs, loops
 from pathwise import checkpoint as ckpt
@@ -34,13 +35,6 @@ def through_checkpoint(carry, template, tmp_path):
     ckpt.save(tmp_path / "carry.npz", carry, {"algorithm": "test"})
     meta, arrays = ckpt.read(tmp_path / "carry.npz")
     return ckpt.restore(template, meta, arrays)
-
-
-def assert_trees_equal(a, b):
-    def raw(x):
-        return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)), a, b)
 
 
 def evaluate_mean(act, env_id="CartPole-v1", episodes=10):

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trees import arrays, same
 from test_ddpg import check_compiles_once, check_exact_resume, make_loop
 
 from pathwise import algorithms, loops, replay
@@ -21,14 +22,6 @@ from pathwise.types import Transition
 TINY = svg1.Config(hidden=(8,), critic_hidden=(16,), model_hidden=(16,), batch_size=8, buffer_size=1000,
                    learning_starts=200, updates_per_step=0.05)
 SPEC = spec_mod.EnvSpec("Pendulum-v1", 3, 1, False, (-2.0,), (2.0,), 200, None, reward=pendulum_reward)
-
-
-def leaves(module):
-    return jax.tree.leaves(eqx.filter(module, eqx.is_array))
-
-
-def same(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b)))
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +187,8 @@ def test_act_with_target_acts_with_a_polyak_average_of_the_policies(setup):
         cfg = dataclasses.replace(TINY, batch_size=4, act_with_target=with_target)
         new, _ = jax.jit(lambda s: svg1.update(s, buffer, jax.random.key(3), cfg))(state)
         want = soft_update(state.acting_policy, new.policy, cfg.tau) if with_target else new.policy
-        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), leaves(new.acting_policy),
-                     leaves(want))
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), arrays(new.acting_policy),
+                     arrays(want))
         np.testing.assert_allclose(svg1.act(new, obs, key, True), want(obs).mode(), rtol=1e-6)
         sample = new.policy.act(obs, jax.random.normal(key, (1,), obs.dtype))
         np.testing.assert_array_equal(svg1.act(new, obs, key, False), sample)  # exploration: the latest policy

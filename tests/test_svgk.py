@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trees import assert_trees_equal, moved
 
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
@@ -323,14 +324,6 @@ def checkpoint_round_trip(carry, template, path):
     return ckpt.restore(template, meta, arrays)
 
 
-def raw(x):
-    return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-
-
-def assert_trees_equal(a, b):
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(raw(x), raw(y)), a, b)
-
-
 @pytest.fixture(scope="module")
 def shac_run():
     loop = loops.make(ALGO, from_env("pathwise/Pendulum-v1"), TINY)
@@ -523,12 +516,6 @@ def test_log_std_min_floors_the_policys_spread_and_takes_no_gradient_below_it(pe
     np.testing.assert_allclose(floorless.policy.mean_and_log_std(system.observe(s0))[1], [-4.0])  # default -5
     with pytest.raises(ValueError, match="log_std_min"):
         dataclasses.replace(TINY, log_std_min=2.0)
-
-
-def moved(a, b) -> bool:
-    """Whether any array of module ``a`` differs from ``b``'s."""
-    return any(bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(eqx.filter(a, eqx.is_array)),
-                                                      jax.tree.leaves(eqx.filter(b, eqx.is_array))))
 
 
 def test_actor_learning_rate_decays_to_its_final_fraction():
