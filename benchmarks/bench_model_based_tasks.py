@@ -305,6 +305,11 @@ def view(results: dict) -> dict:
         rows = [{"started": None, "xla_flags": None, **r} for r in results["runs"] if r["task"] == key]  # older rows
         if not rows:
             continue
+        other = [f"{r['algo']} seed {r['seed']}" for r in rows if r.get("eval_episodes", task["eval_episodes"])
+                 != task["eval_episodes"]]  # rows written before the field were measured with their task's count
+        if other:
+            raise ValueError(f"{key}: rows {other} were evaluated on another number of episodes than the task's "
+                             f"{task['eval_episodes']}; run them again or remove them from the results file")
         if task.get("baseline"):
             tasks.append({**task, "key": key, "xla": xla_groups(rows), **relative(task, rows)})
             continue

@@ -54,6 +54,17 @@ def test_a_variant_of_a_task_keeps_its_own_rows_and_verdict():
     assert not verdicts[learned.key]["met"] and verdicts[learned.key]["n_rows"] == 3
 
 
+def test_rows_evaluated_on_another_number_of_episodes_than_their_task_are_refused():
+    """reacher-easy's settings are judged on 30 episodes: a row of 5 among them would be judged on other terms."""
+    task = bench.TASKS["dm_control/reacher-easy-v0"].saved()
+    assert task["eval_episodes"] == 30
+    rows = [{**_row(task["key"], "svgk", s, True), "eval_episodes": 30} for s in range(3)]
+    assert _verdicts(task, rows)["met"]
+    assert _verdicts(task, rows[:2] + [_row(task["key"], "svgk", 2, True)])["met"]  # written before the field
+    with pytest.raises(ValueError, match=r"svgk seed 2.*task's 30"):
+        _verdicts(task, rows[:2] + [{**rows[2], "eval_episodes": 5}])
+
+
 def test_a_target_relative_to_a_baseline_compares_means_on_the_baselines_seeds():
     """Hopper-v5: the return at 50,000 steps ≥ 1.5 × SB3 SAC's, side by side on the same seeds."""
     task = bench.TASKS["Hopper-v5"].saved()
