@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from trees import arrays, same
 from test_ddpg import check_compiles_once, check_exact_resume, make_loop
+from trees import arrays, same
 
 from pathwise import algorithms, loops, replay
 from pathwise import spec as spec_mod
