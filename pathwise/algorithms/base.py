@@ -14,8 +14,9 @@ An algorithm is one module with
   discrete actions); ``deterministic`` is a Python bool.
 
 Loop-specific functions an algorithm adds where its loop asks for them: ``steps_per_update(spec, config)``
-(simulated loop: system steps one update consumes) and ``behaviour_log_prob(state, obs, action)``
-(replay loop: stored with each transition, for importance weights).
+(simulated loop: system steps one update consumes), ``behaviour_log_prob(state, obs, action)``
+(replay loop: stored with each transition, for importance weights) and ``planning_value(state, obs, config)``
+(model-based loop: the value, in reward units, that closes the acting planner's returns, ``act_planner``).
 """
 
 from __future__ import annotations

@@ -321,6 +321,12 @@ def steps_per_update(spec: EnvSpec, config: Config) -> int:
     return config.n_envs * config.horizon
 
 
+def planning_value(state: State, obs: Array, config: Config) -> Array:
+    """V(o) in the environment's reward units (V is learned on rewards times ``reward_scale``): the value that closes
+    the acting planner's returns (``act_planner``)."""
+    return state.value(obs) / config.reward_scale
+
+
 def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
     """The squashed mean ``box(tanh(μ(s)))`` for evaluation, or a sample of the policy."""
     dist = state.policy(obs)
@@ -328,5 +334,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 
 __all__ = ["Config", "INFO", "State", "actor_critic_step", "actor_loss", "actor_optimizer", "critic_optimizer",
-           "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "restart_finished", "shac_update",
-           "steps_per_update", "update", "widest"]
+           "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "planning_value", "restart_finished",
+           "shac_update", "steps_per_update", "update", "widest"]

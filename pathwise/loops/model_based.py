@@ -35,6 +35,7 @@ import numpy as np
 from pathwise import envs, replay
 from pathwise.algorithms.base import Algorithm
 from pathwise.config import Options, at_least, one_of, positive
+from pathwise.control.sampling import CEMConfig, MPPIConfig, SamplingConfig, SamplingMPC, SamplingPlan
 from pathwise.loops import Loop, act_once, episode_seed, to_floats, update_once
 from pathwise.models import Dataset, DynamicsModel, FitConfig, FitReport, LearnedModel, fit
 from pathwise.models.learned import SAMPLING
@@ -140,6 +141,10 @@ class ModelFitOptions(Options):
 class ModelOptions(ModelFitOptions):
     """Options of the model-based loop (data collection and the dynamics model)."""
 
+    #: before 0.3 the policy acted (the planner's sizes then unused)
+    ADDED: ClassVar[dict[str, Any]] = {"act_planner": "none", "act_plan_horizon": 5, "act_plan_samples": 256,
+                                       "act_plan_iterations": 4, "act_plan_policy_fraction": 0.1}
+
     random_episodes: int = 1
     """Episodes with uniformly random actions (the base policy π₀) before the learned policy acts."""
     buffer_size: int = 100_000
@@ -153,17 +158,48 @@ class ModelOptions(ModelFitOptions):
     exploration_bonus: float = 0.0
     """β of the optimism bonus: imagined rewards are r + β · disagreement (the variance of the members' predicted
     means, normalized units); 0: none. Needs model_ensemble > 1."""
+    act_planner: str = "none"
+    """How the learned policy's real episodes choose their actions: 'none' (a sample of the policy) or 'mppi' /
+    'cem': at every real step a sampling planner over the freshly fitted model (:mod:`pathwise.control.sampling`),
+    warm-started from the step before, ``act_plan_policy_fraction`` of its samples the policy's own rollouts and
+    every sample's return closed by the algorithm's value where it has one (``planning_value``): TD-MPC's acting
+    (Hansen et al. 2022). Only the collected data changes: evaluation, checkpoints and export keep the policy."""
+    act_plan_horizon: int = 5
+    """H of the acting planner: imagined steps of each sampled action sequence before the value closes it."""
+    act_plan_samples: int = 256
+    """Action sequences the acting planner scores per refit (the current mean and the policy's among them)."""
+    act_plan_iterations: int = 4
+    """Refits of the acting planner per real step (the first step of an episode plans from the box midpoint)."""
+    act_plan_policy_fraction: float = 0.1
+    """Fraction of the acting planner's samples drawn by rolling the (stochastic) policy through the model."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + positive(self, "recent_episodes", "max_episode_steps") + \
+        return super().checks() + positive(self, "recent_episodes", "max_episode_steps", "act_plan_horizon",
+                                           "act_plan_iterations") + \
             at_least(self, 0, "random_episodes", "min_steps_per_iteration", "exploration_bonus") + \
-            at_least(self, FitConfig().min_transitions, "buffer_size") + [
+            at_least(self, FitConfig().min_transitions, "buffer_size") + at_least(self, 2, "act_plan_samples") + \
+            one_of(self, "act_planner", ACT_PLANNERS) + [
                 (self.exploration_bonus == 0 or self.model_ensemble > 1,
-                 "exploration_bonus > 0 needs an ensemble to disagree: set model_ensemble > 1")]
+                 "exploration_bonus > 0 needs an ensemble to disagree: set model_ensemble > 1"),
+                (0 <= self.act_plan_policy_fraction < 1,
+                 f"act_plan_policy_fraction={self.act_plan_policy_fraction} must be in [0, 1)")]
+
+    def acting_planner(self) -> SamplingConfig | None:
+        """The ``CEMConfig`` or ``MPPIConfig`` of the acting planner (discounted by the algorithm's ``gamma`` where it
+        has one, so that γ^H V closes the return as the value was learned), None for ``act_planner='none'``."""
+        if self.act_planner == "none":
+            return None
+        kind = CEMConfig if self.act_planner == "cem" else MPPIConfig
+        extra = {"elites": max(1, self.act_plan_samples // 10)} if kind is CEMConfig else {}
+        return kind(horizon=self.act_plan_horizon, samples=self.act_plan_samples,
+                    iterations=self.act_plan_iterations, init_iterations=self.act_plan_iterations,
+                    policy_fraction=self.act_plan_policy_fraction, discount=getattr(self, "gamma", 1.0), **extra)
 
 
 #: Where the imagined reward and termination come from (``ModelOptions.reward_source``/``termination_source``).
 SOURCES = ("auto", "known", "learned")
+#: How the learned policy's real episodes act (``ModelOptions.act_planner``).
+ACT_PLANNERS = ("none", "mppi", "cem")
 
 
 class ModelData(NamedTuple):
@@ -213,6 +249,28 @@ def dataset(buffer: replay.ReplayBuffer) -> Dataset:
     return Dataset(t.obs, t.action, t.next_obs, t.terminated | t.truncated, t.reward, t.terminated)
 
 
+def acting_planner(algo: Any, system: LearnedModel, act: Any, value: Any, config: Any, planner: SamplingConfig,
+                   key: PRNGKey) -> SamplingMPC:
+    """The acting planner over ``system``: ``planner``'s samples partly the policy's (``act(algo, obs, key,
+    False)``), each return closed by ``value(algo, obs, config)`` where the algorithm has one."""
+    terminal = None if value is None else (lambda obs: value(algo, obs, config))
+    return SamplingMPC(system, planner, policy=lambda obs, k: act(algo, obs, k, False), value=terminal, key=key)
+
+
+@eqx.filter_jit
+def planned_start(algo: Any, system: LearnedModel, obs: Array, key: PRNGKey, act: Any, value: Any, config: Any,
+                  planner: SamplingConfig) -> SamplingPlan:
+    """An episode's first plan from ``obs`` (from the action box's midpoint)."""
+    return acting_planner(algo, system, act, value, config, planner, key).init(obs)
+
+
+@eqx.filter_jit
+def planned_step(algo: Any, system: LearnedModel, plan: SamplingPlan, obs: Array, act: Any, value: Any, config: Any,
+                 planner: SamplingConfig) -> tuple[SamplingPlan, Array]:
+    """Re-plan from ``obs``, warm-started from ``plan``: the next plan and the action now."""
+    return acting_planner(algo, system, act, value, config, planner, plan.key).step(plan, obs)
+
+
 @jax.jit
 def _append(buffer: replay.ReplayBuffer, recent: replay.ReplayBuffer, padded: Transition, n: Array, env_steps: Array,
             episodes: Array):
@@ -234,6 +292,10 @@ class ModelBasedLoop(Loop):
         self.learn_reward, self.learn_termination = config.learns(spec)
         self.env = envs.make_env(spec.env_id)
         self.last_fit: FitReport | None = None
+        self.planner = config.acting_planner()
+        if self.planner is not None and algorithm.info.planner:
+            raise ValueError(f"act_planner={config.act_planner!r}: {algorithm.name} acts by planning already; the "
+                             "option plans over a learned policy's actions. Leave act_planner='none'.")
 
     def init(self, key: PRNGKey) -> ModelCarry:
         k_algo, k_model, key = jax.random.split(key, 3)
@@ -280,12 +342,30 @@ class ModelBasedLoop(Loop):
             low, high = np.asarray(self.spec.action_low, np.float32), np.asarray(self.spec.action_high, np.float32)
             actions = np.asarray(jax.vmap(lambda k: jax.random.uniform(k, low.shape, minval=low, maxval=high))(keys))
             return lambda obs, t: actions[t]
+        if self.planner is not None:
+            return self._planning_actor(carry, key)
         return lambda obs, t: np.asarray(act_once(self.algorithm.act, carry.algo,
                                                   jnp.asarray(obs, jnp.float32).reshape(-1), keys[t], False))
+
+    def _planning_actor(self, carry: ModelCarry, key: PRNGKey):
+        """``act(obs, t)`` of the acting planner (``act_planner``) over the current model: a fresh plan at t = 0,
+        then each step re-planned from the one before (one compiled program each, whatever the model's weights)."""
+        system = learned_system(carry.model, self.spec, self.limit, self.config)
+        act, value = self.algorithm.act, self.algorithm.hook("planning_value")
+        plan: list[SamplingPlan] = []
+
+        def actor(obs, t):
+            obs = jnp.asarray(obs, jnp.float32).reshape(-1)
+            if t == 0:
+                plan[:] = [planned_start(carry.algo, system, obs, key, act, value, self.config, self.planner)]
+            plan[0], action = planned_step(carry.algo, system, plan[0], obs, act, value, self.config, self.planner)
+            return np.asarray(action)
+
+        return actor
 
     def close(self) -> None:
         self.env.close()
 
 
-__all__ = ["ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions", "SOURCES", "dataset",
-           "frozen", "learned_system"]
+__all__ = ["ACT_PLANNERS", "ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions", "SOURCES",
+           "acting_planner", "dataset", "frozen", "learned_system", "planned_start", "planned_step"]

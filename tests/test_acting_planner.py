@@ -1,0 +1,125 @@
+"""The model-based loop's acting planner (``act_planner``, TD-MPC's acting): real episodes act by MPPI or CEM over
+the freshly fitted model, seeded by the policy and closed by the algorithm's value; it plans what the policy alone
+does not find, compiles once across refits, acts from the warm-started plan, and bad options are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pathwise import config as cfg_mod
+from pathwise.algorithms import svgk
+from pathwise.control.sampling import CEMConfig, MPPIConfig
+from pathwise.envs import run_episode
+from pathwise.loops import episode_seed, model_based
+from pathwise.train import make_run
+
+#: svgk on Pendulum-v1 with two random episodes (400 transitions) before the first learned one, a 30-step planner
+#: (no value worth trusting yet: the policy has had one update per iteration)
+PLANNED = dict(random_episodes=2, updates_per_episode=1, act_plan_horizon=30, act_plan_policy_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def planned_run():
+    """svgk on Pendulum-v1, seed 0, acting by CEM: the run after four iterations (two random episodes, two planned),
+    its carry before the fourth, the returns of the four, and the number of compilations of the re-planning step
+    before and after the fourth (its model refitted once more)."""
+    run, _ = make_run("svgk", "Pendulum-v1", 0, overrides=dict(PLANNED, act_planner="cem"))
+    returns = [run.iteration()["episode_return"] for _ in range(3)]
+    before, pre = model_based.planned_step._cached._cache_size(), run.carry
+    returns.append(run.iteration()["episode_return"])
+    return run, pre, returns, (before, model_based.planned_step._cached._cache_size())
+
+
+def _loop_keys(pre):
+    """The keys the loop drew for the first episode of the iteration after ``pre``: (reset seed, acting key)."""
+    k_collect = jax.random.split(pre.key, 4)[1]  # the iteration's keys: carry, collect, fit, update
+    k_seed, k_act = jax.random.split(k_collect)
+    return episode_seed(k_seed), k_act
+
+
+def test_planning_over_the_fitted_model_holds_up_what_the_policy_does_not(planned_run):
+    """After 600 transitions (two random episodes, one planned) the planner over the fitted model holds Pendulum-v1
+    up in its episode (about -120); the learner's own policy (one update per iteration, three so far) from the same
+    start does not (about -1,190)."""
+    run, pre, returns, _ = planned_run
+    seed, _ = _loop_keys(pre)
+    _, policy_return, _ = run_episode(run.loop.env, lambda o: np.asarray(svgk.act(pre.algo, jnp.asarray(
+        o, jnp.float32), jax.random.key(0), True)), seed=seed)
+    assert policy_return < -700, policy_return
+    assert returns[3] > -300, returns
+
+
+def test_the_replanning_step_compiles_once_across_refits(planned_run):
+    """A refitted model is new weights in the same structure: the planner's programs are reused."""
+    before, after = planned_run[3]
+    assert before == after == 1
+
+
+def test_the_episode_acts_by_the_plan(planned_run):
+    """The actions stored for the fourth episode are the warm-started plan's first actions, step after step: the
+    plan made again along the stored observations (over the model the episode acted with, with the loop's key for
+    acting) gives them again; the policy's own actions differ."""
+    run, pre, _, _ = planned_run
+    data = model_based.dataset(run.carry.buffer)
+    obs, actions = jnp.asarray(data.obs[-200:]), np.asarray(data.actions[-200:])  # the last episode, 200 steps
+    _, k_act = _loop_keys(pre)
+    system = model_based.learned_system(pre.model, run.spec, 200, run.config)
+    args = (svgk.act, svgk.planning_value, run.config, run.config.acting_planner())
+    plan = model_based.planned_start(pre.algo, system, obs[0], k_act, *args)
+    replanned = []
+    for o in obs:
+        plan, action = model_based.planned_step(pre.algo, system, plan, o, *args)
+        replanned.append(np.asarray(action))
+    np.testing.assert_allclose(np.stack(replanned), actions, atol=1e-5)
+    policy_actions = jax.vmap(lambda o: svgk.act(pre.algo, o, jax.random.key(0), True))(obs)
+    assert np.max(np.abs(np.asarray(policy_actions) - actions)) > 0.1
+
+
+def test_the_acting_planner_config(planned_run):
+    """``act_planner`` picks the planner's type; the planner discounts with the algorithm's γ (so that γ^H V closes
+    the return as V was learned) and CEM refits to a tenth of its samples."""
+    run = planned_run[0]
+    cem = run.config.acting_planner()
+    assert isinstance(cem, CEMConfig) and cem.horizon == 30 and cem.discount == run.config.gamma
+    assert cem.elites == cem.samples // 10
+    mppi = svgk.Config(act_planner="mppi").acting_planner()
+    assert isinstance(mppi, MPPIConfig) and mppi.policy_fraction == 0.1
+    assert svgk.Config().acting_planner() is None
+
+
+def test_planning_value_is_the_value_in_reward_units():
+    """svgk's ``planning_value`` undoes ``reward_scale``: V is learned on scaled rewards, the planner sums raw ones."""
+    run, _ = make_run("svgk", "Pendulum-v1", 0, overrides=dict(reward_scale=0.1))
+    obs = jnp.array([1.0, 0.0, 0.5])
+    assert float(svgk.planning_value(run.carry.algo, obs, run.config)) == pytest.approx(
+        float(run.carry.algo.value(obs)) / 0.1, rel=1e-6)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(act_planner="ilqr"), "act_planner"),
+    (dict(act_planner="mppi", act_plan_policy_fraction=1.0), "act_plan_policy_fraction"),
+    (dict(act_planner="mppi", act_plan_samples=1), "act_plan_samples"),
+    (dict(act_planner="mppi", act_plan_horizon=0), "act_plan_horizon"),
+])
+def test_bad_acting_planner_options_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        svgk.Config(**overrides)
+
+
+def test_pets_refuses_an_acting_planner():
+    """PETS has no policy to seed a planner with: it plans already, and says so."""
+    with pytest.raises(ValueError, match="acts by planning already"):
+        make_run("pets", "Pendulum-v1", 0, overrides=dict(act_planner="mppi"))
+
+
+def test_a_run_recorded_before_the_acting_planner_reads_as_acting_by_its_policy():
+    """A model-based run record written before these options existed (none of the act_* keys) reads with the
+    policy acting, as it ran."""
+    old = {k: v for k, v in dataclasses.asdict(svgk.Config()).items() if not k.startswith("act_plan")}
+    config = cfg_mod.from_dict(svgk.Config, cfg_mod.upgrade(svgk.Config, old), complete=True)
+    assert config.act_planner == "none" and config.acting_planner() is None
