@@ -249,10 +249,10 @@ def dataset(buffer: replay.ReplayBuffer) -> Dataset:
     return Dataset(t.obs, t.action, t.next_obs, t.terminated | t.truncated, t.reward, t.terminated)
 
 
-def acting_planner(algo: Any, system: LearnedModel, act: Any, value: Any, config: Any, planner: SamplingConfig,
-                   key: PRNGKey) -> SamplingMPC:
-    """The acting planner over ``system``: ``planner``'s samples partly the policy's (``act(algo, obs, key,
-    False)``), each return closed by ``value(algo, obs, config)`` where the algorithm has one."""
+def acting_mpc(algo: Any, system: LearnedModel, act: Any, value: Any, config: Any, planner: SamplingConfig,
+               key: PRNGKey) -> SamplingMPC:
+    """The acting planner (``planner``: ``config.acting_planner()``) over ``system``, its samples partly the policy's
+    (``act(algo, obs, key, False)``), each return closed by ``value(algo, obs, config)`` where there is one."""
     terminal = None if value is None else (lambda obs: value(algo, obs, config))
     return SamplingMPC(system, planner, policy=lambda obs, k: act(algo, obs, k, False), value=terminal, key=key)
 
@@ -261,14 +261,14 @@ def acting_planner(algo: Any, system: LearnedModel, act: Any, value: Any, config
 def planned_start(algo: Any, system: LearnedModel, obs: Array, key: PRNGKey, act: Any, value: Any, config: Any,
                   planner: SamplingConfig) -> SamplingPlan:
     """An episode's first plan from ``obs`` (from the action box's midpoint)."""
-    return acting_planner(algo, system, act, value, config, planner, key).init(obs)
+    return acting_mpc(algo, system, act, value, config, planner, key).init(obs)
 
 
 @eqx.filter_jit
 def planned_step(algo: Any, system: LearnedModel, plan: SamplingPlan, obs: Array, act: Any, value: Any, config: Any,
                  planner: SamplingConfig) -> tuple[SamplingPlan, Array]:
     """Re-plan from ``obs``, warm-started from ``plan``: the next plan and the action now."""
-    return acting_planner(algo, system, act, value, config, planner, plan.key).step(plan, obs)
+    return acting_mpc(algo, system, act, value, config, planner, plan.key).step(plan, obs)
 
 
 @jax.jit
@@ -368,4 +368,4 @@ class ModelBasedLoop(Loop):
 
 
 __all__ = ["ACT_PLANNERS", "ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions", "SOURCES",
-           "acting_planner", "dataset", "frozen", "learned_system", "planned_start", "planned_step"]
+           "acting_mpc", "dataset", "frozen", "learned_system", "planned_start", "planned_step"]
