@@ -59,7 +59,7 @@ def test_planning_over_the_fitted_model_holds_up_what_the_policy_does_not(planne
 def test_the_replanning_step_compiles_once_across_refits(planned_run):
     """A refitted model is new weights in the same structure: the planner's programs are reused."""
     before, after = planned_run[3]
-    assert before == after == 1
+    assert before >= 1 and after == before  # compiled for the third episode, reused for the fourth
 
 
 def test_the_episode_acts_by_the_plan(planned_run):
