@@ -289,13 +289,13 @@ class ModelBasedLoop(Loop):
         if self.limit > config.buffer_size:
             raise ValueError(f"buffer_size={config.buffer_size} must hold at least one whole episode of "
                              f"{spec.env_id} ({self.limit} steps).")
-        self.learn_reward, self.learn_termination = config.learns(spec)
-        self.env = envs.make_env(spec.env_id)
-        self.last_fit: FitReport | None = None
         self.planner = config.acting_planner()
         if self.planner is not None and algorithm.info.planner:
             raise ValueError(f"act_planner={config.act_planner!r}: {algorithm.name} acts by planning already; the "
                              "option plans over a learned policy's actions. Leave act_planner='none'.")
+        self.learn_reward, self.learn_termination = config.learns(spec)
+        self.env = envs.make_env(spec.env_id)
+        self.last_fit: FitReport | None = None
 
     def init(self, key: PRNGKey) -> ModelCarry:
         k_algo, k_model, key = jax.random.split(key, 3)
