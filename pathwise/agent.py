@@ -65,9 +65,24 @@ class Agent:
         self._trainer.train(start + int(total_timesteps), callback=callback, progress_bar=progress_bar)
         return self
 
-    def evaluate(self, episodes: int = 10) -> dict[str, float]:
-        """Deterministic evaluation on the Gymnasium environment (seeded episodes)."""
-        return self._trainer.evaluate(episodes)
+    def evaluate(self, episodes: int = 10, planner: str | bool | None = None, **plan: Any) -> dict[str, float]:
+        """Deterministic evaluation on the Gymnasium environment (seeded episodes). With ``planner`` ('mppi' or
+        'cem'; 'run' or True: the run's own ``act_planner``, MPPI if it acted by its policy) a model-based run's
+        planning agent plays the episodes in lockstep (:meth:`planner`; ``plan``: its ``horizon``, ``samples``,
+        ``iterations``, ``policy_fraction``)."""
+        if planner in (None, False) and plan:
+            raise ValueError(f"evaluate: {sorted(plan)} set the planner's options; pass planner='mppi', 'cem' or "
+                             "'run' too, or leave them out to evaluate the policy.")
+        options = None if planner in (None, False) else {"planner": None if planner in ("run", True) else planner,
+                                                         **plan}
+        return self._trainer.evaluate(episodes, options)
+
+    def planner(self, planner: str | None = None, **plan: Any) -> Any:
+        """The planning agent of a model-based run, to deploy: ``ctrl = agent.planner("mppi", horizon=16)``, then
+        ``ctrl.reset()`` at each episode's start and ``action = ctrl(obs)`` at each step (or a batch of episodes'
+        observations at once). MPPI or CEM over the run's learned model, seeded by the policy, closed by the value
+        (:meth:`pathwise.train.Run.planner`; options default to the run's ``act_plan_*``)."""
+        return self.run.planner(planner, **plan)
 
     def predict(self, observation: Any, deterministic: bool = True) -> tuple[np.ndarray | int, None]:
         """``(action, None)`` for one observation, or ``(actions, None)`` for a batch (one jitted call)."""

@@ -122,7 +122,8 @@ class ResumeArgs:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateArgs:
-    """Evaluate a trained run (deterministic policy, seeded episodes) and optionally render an episode."""
+    """Evaluate a trained run (its deterministic policy, or with --planner a model-based run's planning agent, on
+    seeded episodes) and optionally render an episode."""
 
     run_dir: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     """Run directory written by `pathwise train` (or an agent .npz file)."""
@@ -138,6 +139,19 @@ class EvaluateArgs:
     per_start_csv: str | None = None
     """Write one row per episode to this .csv file: its seed, start state (where the environment's is known, e.g.
     Pendulum-v1's theta0, theta_dot0), return, length and whether it is below the task's failure line."""
+    planner: Literal["none", "run", "mppi", "cem"] = "none"
+    """Who acts: 'none' the policy; 'mppi' or 'cem' the planning agent of a model-based run (mbrl, svg-inf, svgk on an
+    environment): at every step a sampling planner over the run's learned model, seeded by its policy, closed by its
+    value, warm-started from the step before ('run': the run's own act_planner, mppi if it acted by its policy).
+    The episodes are played in lockstep, one batched planner call per step."""
+    plan_horizon: int | None = None
+    """The planner's horizon (default: the run's act_plan_horizon)."""
+    plan_samples: int | None = None
+    """Action sequences the planner scores per refit (default: the run's act_plan_samples)."""
+    plan_iterations: int | None = None
+    """Refits per step (default: the run's act_plan_iterations)."""
+    plan_policy_fraction: float | None = None
+    """Fraction of the samples drawn from the policy (default: the run's act_plan_policy_fraction)."""
 
 
 #: How the values of the options that name things are written in the help.
@@ -455,7 +469,6 @@ def _held(summary: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    from pathwise.agent import load
     from pathwise.train import SEED_LIMIT
     from pathwise.envs import evaluate
 
@@ -474,6 +487,42 @@ def cmd_evaluate(argv: list[str]) -> int:
         what = "is a directory" if Path(args.per_start_csv).is_dir() else "does not end in .csv"
         raise ValueError(f"--per-start-csv {args.per_start_csv}: {what}; the report is written as CSV, so pass a file "
                          "name ending in .csv, e.g. --per-start-csv starts.csv.")
+    plan = _planner_options(args)
+    agent = _evaluated_agent(args)
+    seed = args.seed if args.seed is not None else agent._trainer.eval_seed
+    episodes = args.episodes if args.episodes is not None else agent._trainer.eval_episodes
+    if episodes < 1:
+        raise ValueError(f"--episodes {episodes}: evaluate at least one episode.")
+    from pathwise.progress import Progress
+
+    act, who = (lambda o: agent.run.act(o, deterministic=True)), agent.run.name
+    if plan is not None:
+        controller = agent.run.planner(**plan, seed=seed)  # refused here for a run without a model to plan over
+        who = f"{agent.run.name} planning by {controller.config.act_planner} (horizon {controller.planner.horizon}, " \
+              f"{controller.planner.samples} samples, {controller.planner.iterations} refits per step)"
+    with Progress(episodes, desc=f"evaluate {agent.env_id}", unit="episodes") as bar:
+        if plan is None:
+            res = evaluate(act, agent.env_id, episodes=episodes, seed=seed, progress=bar.update)
+        else:
+            res = agent.run.evaluate_planner(episodes, seed, progress=bar.update, **plan)
+    print(f"{who} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
+          f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
+    _per_start_report(agent.env_id, res, seed, args.per_start_csv)
+    if args.render:
+        from pathwise.render import render_episode
+
+        if plan is not None:
+            controller.reset()
+            act = controller
+        written = render_episode(act, agent.env_id, args.render, seed=seed)
+        print(f"rendered episode (seed {seed}) to {written}")
+    return 0
+
+
+def _evaluated_agent(args: EvaluateArgs) -> Any:
+    """The agent ``pathwise evaluate`` plays: the run directory's checkpoint ``--checkpoint``, or an agent file."""
+    from pathwise.agent import Agent, load
+
     path = Path(args.run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: pass a run directory written by `pathwise train` (its --out) "
@@ -487,30 +536,23 @@ def cmd_evaluate(argv: list[str]) -> int:
         ckpt_file = path / "checkpoints" / f"{args.checkpoint}.npz"
         if not ckpt_file.exists():
             raise FileNotFoundError(f"{ckpt_file} does not exist; is {path} a finished `pathwise train` run?")
-        from pathwise.agent import Agent
-
         agent = Agent(open_run(path, which=args.checkpoint, quiet=True))
     else:
         agent = load(path, quiet=True)
-    seed = args.seed if args.seed is not None else agent._trainer.eval_seed
-    episodes = args.episodes if args.episodes is not None else agent._trainer.eval_episodes
-    if episodes < 1:
-        raise ValueError(f"--episodes {episodes}: evaluate at least one episode.")
-    from pathwise.progress import Progress
+    return agent
 
-    with Progress(episodes, desc=f"evaluate {agent.env_id}", unit="episodes") as bar:
-        res = evaluate(lambda o: agent.run.act(o, deterministic=True), agent.env_id, episodes=episodes, seed=seed,
-                       progress=bar.update)
-    print(f"{agent.run.name} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
-          f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
-    _per_start_report(agent.env_id, res, seed, args.per_start_csv)
-    if args.render:
-        from pathwise.render import render_episode
 
-        written = render_episode(lambda o: agent.run.act(o, deterministic=True), agent.env_id,
-                                 args.render, seed=seed)
-        print(f"rendered episode (seed {seed}) to {written}")
-    return 0
+def _planner_options(args: EvaluateArgs) -> dict[str, Any] | None:
+    """:meth:`pathwise.train.Run.planner`'s options from ``--planner`` and ``--plan-*`` (None: the policy acts)."""
+    given = {"horizon": args.plan_horizon, "samples": args.plan_samples, "iterations": args.plan_iterations,
+             "policy_fraction": args.plan_policy_fraction}
+    if args.planner == "none":
+        named = [f"--plan-{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+        if named:
+            raise ValueError(f"{', '.join(named)} set the planner's options, but --planner is none (the policy acts); "
+                             "add --planner mppi (or cem, or run) or leave them out.")
+        return None
+    return {"planner": None if args.planner == "run" else args.planner, **given}
 
 
 def _check_render(render: str) -> None:

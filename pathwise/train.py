@@ -164,6 +164,36 @@ class Run:
         low, high = np.asarray(self.spec.action_low), np.asarray(self.spec.action_high)
         return np.clip(action, low, high).astype(np.float32)
 
+    def planner(self, planner: str | None = None, *, horizon: int | None = None, samples: int | None = None,
+                iterations: int | None = None, policy_fraction: float | None = None, seed: int = 0) -> Any:
+        """The planning agent of a model-based run (:class:`pathwise.loops.model_based.PlanningController`): MPPI
+        or CEM (``planner``; default the run's ``act_planner``, else 'mppi') over the run's learned model, seeded by
+        its policy and closed by its value, re-planned at every step from the step before. ``horizon``,
+        ``samples``, ``iterations`` and ``policy_fraction`` default to the run's ``act_plan_*`` options; ``seed``
+        keys the planner's samples. A run without a learned model (a known System, model-free) is refused."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
+            raise ValueError(f"planner: seed={seed!r} must be a whole number in [0, 2**31 - 10000).")
+        with self.precision():
+            return self.loop.planning_controller(
+                self.carry, jax.random.key(int(seed)), self.precision, act_planner=planner, act_plan_horizon=horizon,
+                act_plan_samples=samples, act_plan_iterations=iterations, act_plan_policy_fraction=policy_fraction)
+
+    def evaluate_planner(self, episodes: int, seed: int, progress: Callable[[int], None] | None = None,
+                         **planner: Any) -> Any:
+        """The planning agent (:meth:`planner`, options ``planner``) on ``episodes`` seeded episodes of the Gymnasium
+        environment (episode ``i`` from ``reset(seed=seed + i)``, as the policy's evaluation), played in lockstep:
+        one batched planner call per step (:func:`pathwise.envs.evaluate_lockstep`). Returns an ``EvalResult``."""
+        from pathwise.envs import evaluate_lockstep
+
+        controller = self.planner(**{"seed": seed, **planner})
+
+        def act(obs: np.ndarray, t: int) -> np.ndarray:
+            if t == 0:
+                controller.reset()
+            return controller(obs)
+
+        return evaluate_lockstep(act, self.env_id, episodes=episodes, seed=seed, progress=progress)
+
     def describe(self) -> dict[str, Any]:
         """The loop's extra facts about this run for ``summary.json`` (e.g. a learned model's errors)."""
         with self.precision():
@@ -367,18 +397,23 @@ class Trainer:
         return render_episode(lambda obs: self.run.act(obs, deterministic=True), self.render_id, path,
                               seed=self.eval_seed)
 
-    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+    def evaluate(self, episodes: int | None = None, planner: dict[str, Any] | None = None) -> dict[str, float]:
         """Mean/std return of the deterministic policy over seeded episodes of the Gymnasium env (and, where the
-        environment has a failure line, ``eval_failed_episodes``: how many returns fell below it)."""
-        return self._evaluate_episodes(episodes)[0]
+        environment has a failure line, ``eval_failed_episodes``: how many returns fell below it). With
+        ``planner`` (:meth:`Run.planner`'s options, ``{}`` for the run's own) the planning agent plays instead."""
+        return self._evaluate_episodes(episodes, planner)[0]
 
-    def _evaluate_episodes(self, episodes: int | None = None) -> tuple[dict[str, float], list[float]]:
+    def _evaluate_episodes(self, episodes: int | None = None, planner: dict[str, Any] | None = None
+                           ) -> tuple[dict[str, float], list[float]]:
         """:meth:`evaluate`'s numbers and each episode's return."""
         from pathwise.envs import evaluate
 
         episodes = self.eval_episodes if episodes is None else check_count(episodes, "episodes", 10)
-        res = evaluate(lambda obs: self.run.act(obs, deterministic=True), self.env_id,
-                       episodes=episodes, seed=self.eval_seed)
+        if planner is not None:
+            res = self.run.evaluate_planner(episodes, self.eval_seed, **planner)
+        else:
+            res = evaluate(lambda obs: self.run.act(obs, deterministic=True), self.env_id,
+                           episodes=episodes, seed=self.eval_seed)
         ev = {"eval_return_mean": float(res.mean), "eval_return_std": float(res.std),
               "eval_length_mean": float(np.mean(res.lengths))}
         if self.record.failure_below is not None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pathwise import config as cfg_mod
+from pathwise import envs
 from pathwise.algorithms import svgk
 from pathwise.control.sampling import CEMConfig, MPPIConfig
 from pathwise.envs import run_episode
@@ -125,3 +126,67 @@ def test_a_run_recorded_before_the_acting_planner_reads_as_acting_by_its_policy(
     old = {k: v for k, v in dataclasses.asdict(svgk.Config()).items() if not k.startswith("act_plan")}
     config = cfg_mod.from_dict(svgk.Config, cfg_mod.upgrade(svgk.Config, old), complete=True)
     assert config.act_planner == "none" and config.acting_planner() is None
+
+
+# -- the planning agent after training (evaluation and deployment) ---------------------------------------------------
+
+
+def test_the_planning_agent_holds_up_what_the_policy_does_not_and_plays_as_alone(planned_run):
+    """``Run.evaluate_planner``: the run's planning agent (CEM over its last model) on the policy's three evaluation
+    episodes, in lockstep, holds Pendulum-v1 up (mean > -300) where the deterministic policy does not (< -700); each
+    episode returns what the same controller returns playing it alone, one episode after another (episode ``i``
+    draws from ``fold_in(key, i)``, whatever the batch)."""
+    run = planned_run[0]
+    together = run.evaluate_planner(3, 10000)
+    policy = envs.evaluate(lambda o: run.act(o), run.env_id, episodes=3, seed=10000)
+    assert together.returns.mean() > -300 and policy.returns.mean() < -700, (together.returns, policy.returns)
+    assert list(together.lengths) == [200, 200, 200]
+    controller, env = run.planner(seed=10000), envs.make_env(run.env_id)
+    alone = []
+    for i in range(3):
+        controller.reset()
+        alone.append(run_episode(env, controller, seed=10000 + i)[1])
+    np.testing.assert_allclose(alone, together.returns, rtol=1e-4)
+
+
+def test_the_planning_agent_takes_the_runs_options_or_new_ones(planned_run):
+    """By default the controller is the run's own acting planner (CEM, 25 steps); named options change it, and the
+    imagined rewards carry no exploration bonus."""
+    run = planned_run[0]
+    own = run.planner()
+    assert own.planner == run.config.acting_planner() and own.config.exploration_bonus == 0.0
+    mppi = run.planner("mppi", horizon=7, samples=30, iterations=2, policy_fraction=0.5)
+    assert isinstance(mppi.planner, MPPIConfig) and (mppi.planner.horizon, mppi.planner.samples,
+                                                     mppi.planner.iterations) == (7, 30, 2)
+    assert mppi.planner.policy_fraction == 0.5
+
+
+def test_the_planning_agent_refuses_bad_input(planned_run):
+    run = planned_run[0]
+    with pytest.raises(ValueError, match="act_plan_horizon=0 must be > 0"):
+        run.planner(horizon=0)
+    with pytest.raises(ValueError, match="plan by 'mppi' or 'cem'"):
+        run.planner("ilqr")
+    with pytest.raises(ValueError, match="seed"):
+        run.planner(seed=-1)
+    controller = run.planner()
+    with pytest.raises(ValueError, match=r"observation of shape \(4,\), expected \(3,\) or \(episodes, 3\)"):
+        controller(np.zeros(4))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        controller(np.array([1.0, np.nan, 0.0]))
+    controller(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="call reset"):
+        controller(np.zeros((3, 3)))
+    controller.reset()
+    assert controller(np.zeros(3)).shape == (1,)
+
+
+def test_only_a_learned_model_is_planned_over():
+    """A run on a known System (svgk's simulated loop) or a model-free one has no model to plan over; PETS plans
+    already."""
+    for algo, env, message in (("svgk", "pathwise/Pendulum-v1", "learns no model to plan over"),
+                               ("ddpg", "Pendulum-v1", "learns no model to plan over"),
+                               ("pets", "Pendulum-v1", "acts by planning already")):
+        run, _ = make_run(algo, env, 0, use_preset=False)
+        with pytest.raises(ValueError, match=message):
+            run.planner()

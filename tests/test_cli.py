@@ -105,6 +105,31 @@ def test_evaluate_with_episodes_and_render(runs, tmp_path, capsys):
     assert a == b
 
 
+def test_evaluate_by_the_planning_agent(runs, capsys):
+    """``--planner``: a model-based run's planning agent plays the evaluation episodes (in lockstep), with the
+    ``--plan-*`` sizes; the numbers are the Python facade's; runs without a model, PETS and stray options are
+    refused with what to do."""
+    mbrl = runs("mbrl")
+    plan = ["--planner", "mppi", "--plan-horizon", "4", "--plan-samples", "8", "--plan-iterations", "1"]
+    assert main(["evaluate", str(mbrl), "--episodes", "2", "--checkpoint", "last", *plan]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"mbrl planning by mppi \(horizon 4, 8 samples, 1 refits per step\) on Pendulum-v1: mean return "
+                      r"(-?\d+\.\d+) ± \d+\.\d+ over 2 episodes from seed 10000 \(mean length 200\)", out)
+    assert found, out
+    import pathwise as pw
+
+    agent = pw.load(mbrl, quiet=True)  # its last checkpoint
+    facade = agent.evaluate(2, planner="mppi", horizon=4, samples=8, iterations=1)["eval_return_mean"]
+    assert float(found.group(1)) == round(facade, 2)
+    for algo, message in (("svgk", "learns no model to plan over"), ("pets", "acts by planning already")):
+        assert main(["evaluate", str(runs(algo)), "--episodes", "1", "--planner", "mppi"]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["evaluate", str(mbrl), "--plan-horizon", "4"]) == 2
+    assert "--plan-horizon set the planner's options, but --planner is none" in capsys.readouterr().err
+    assert main(["evaluate", str(mbrl), "--planner", "mppi", "--plan-horizon", "0"]) == 2
+    assert "act_plan_horizon=0 must be > 0" in capsys.readouterr().err
+
+
 def test_evaluate_render_errors(runs, tmp_path, capsys):
     run = runs("reinforce")
     assert main(["evaluate", str(run), "--episodes", "1", "--render", str(tmp_path / "x.avi")]) == 2

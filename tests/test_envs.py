@@ -134,3 +134,29 @@ def test_reset_states_are_the_states_seeded_resets_draw():
     env.close()
     with pytest.raises(ValueError, match="episodes must be >= 1"):
         reset_states("Pendulum-v1", 0)
+
+
+def test_evaluate_lockstep_plays_the_episodes_evaluate_plays():
+    """``evaluate_lockstep`` plays ``evaluate``'s seeded episodes at once (CartPole-v1: they end at different steps):
+    the same returns and lengths; ``act`` sees the whole batch at every step, ``t`` counting from 0, and progress
+    counts the episodes as they end."""
+    from pathwise.envs import evaluate_lockstep
+
+    weights = np.array([0.3, -0.8, 2.0, 0.5])  # a poor linear controller: episodes of different lengths
+    alone = evaluate(lambda o: int(o @ weights > 0), "CartPole-v1", episodes=4, seed=3)
+    seen, done = [], []
+
+    def act(obs, t):
+        seen.append((obs.shape, t))
+        return (obs @ weights > 0).astype(np.int64)
+
+    together = evaluate_lockstep(act, "CartPole-v1", episodes=4, seed=3, progress=done.append)
+    np.testing.assert_array_equal(together.returns, alone.returns)
+    np.testing.assert_array_equal(together.lengths, alone.lengths)
+    assert len(set(alone.lengths)) > 1, alone.lengths
+    assert [t for _, t in seen] == list(range(max(alone.lengths))) and {s for s, _ in seen} == {(4, 4)}
+    assert done[-1] == 4 and done == sorted(done)
+    capped = evaluate_lockstep(act, "CartPole-v1", episodes=2, seed=3, max_steps=5)
+    assert list(capped.lengths) == [5, 5]
+    with pytest.raises(ValueError, match="episodes must be >= 1"):
+        evaluate_lockstep(act, "CartPole-v1", episodes=0)

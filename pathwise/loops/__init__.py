@@ -64,6 +64,12 @@ class Loop(abc.ABC):
             out.update(model_one_step_mse=fit.one_step_mse, model_multi_step_mse=fit.multi_step_mse)
         return out
 
+    def planning_controller(self, carry: Any, key: PRNGKey, precision: Any, **options: Any) -> Any:
+        """A planning agent over the model this loop learned (the model-based loop's); other loops learn none."""
+        del carry, key, precision, options
+        raise ValueError(f"{self.algorithm.name} on {self.spec.env_id} learns no model to plan over ({self.kind} "
+                         "loop): a planner acts over a model-based run (mbrl, svg-inf or svgk on an environment).")
+
     def close(self) -> None:
         """Release environments the loop opened."""
 

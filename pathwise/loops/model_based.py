@@ -271,6 +271,69 @@ def planned_step(algo: Any, system: LearnedModel, plan: SamplingPlan, obs: Array
     return acting_mpc(algo, system, act, value, config, planner, plan.key).step(plan, obs)
 
 
+@eqx.filter_jit
+def planned_starts(algo: Any, system: LearnedModel, obs: Array, keys: PRNGKey, act: Any, value: Any, config: Any,
+                   planner: SamplingConfig) -> SamplingPlan:
+    """:func:`planned_start` for a batch of episodes at once: ``obs`` ``[N, obs_dim]``, one key each."""
+    return eqx.filter_vmap(lambda o, k: acting_mpc(algo, system, act, value, config, planner, k).init(o))(obs, keys)
+
+
+@eqx.filter_jit
+def planned_steps(algo: Any, system: LearnedModel, plans: SamplingPlan, obs: Array, act: Any, value: Any, config: Any,
+                  planner: SamplingConfig) -> tuple[SamplingPlan, Array]:
+    """:func:`planned_step` for a batch of episodes at once: the next plans and ``[N, action_dim]`` actions."""
+    return eqx.filter_vmap(lambda p, o: acting_mpc(algo, system, act, value, config, planner, p.key).step(p, o))(
+        plans, obs)
+
+
+class PlanningController:
+    """The planning agent of a model-based run, to evaluate or deploy: at every step a sampling planner (MPPI or CEM)
+    over the run's learned model, warm-started from the step before, seeded by the policy and closed by the
+    algorithm's value (``act_planner``'s acting; :meth:`pathwise.train.Run.planner` builds it).
+
+    ``reset()`` starts new episodes; the next call plans from scratch, later calls warm-start. Call it with one
+    observation (``(obs_dim,)`` -> one action) or a batch of episodes in lockstep (``(N, obs_dim)`` -> ``N`` actions,
+    one vmapped program per step). Episode ``i`` since the controller was made draws its samples from
+    ``fold_in(key, i)``, so a batch plays as its episodes would one at a time. The imagined rewards carry no
+    exploration bonus: the controller exploits the model.
+    """
+
+    def __init__(self, algorithm: Algorithm, algo: Any, system: LearnedModel, config: Any, spec: EnvSpec,
+                 key: PRNGKey, precision: Any):
+        self.config, self.spec, self.planner = config, spec, config.acting_planner()
+        self._args = (algorithm.act, algorithm.hook("planning_value"), config, self.planner)
+        self._algo, self._system, self._key, self._precision = algo, system, key, precision
+        self._plans: SamplingPlan | None = None
+        self._episodes = 0  # episodes started so far (each draws its own key)
+
+    def reset(self) -> None:
+        """New episodes: the next call plans from scratch."""
+        self._plans = None
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        """The action for ``obs`` (one observation or a batch of episodes, as the first call after ``reset``)."""
+        obs, dim = np.asarray(obs, np.float32), self.spec.obs_dim
+        if obs.shape != (dim,) and not (obs.ndim == 2 and obs.shape[1] == dim and len(obs) > 0):
+            raise ValueError(f"planner: observation of shape {obs.shape}, expected ({dim},) or (episodes, {dim}) "
+                             f"for {self.spec.env_id}.")
+        single, batch = obs.ndim == 1, obs.reshape(-1, dim)
+        if not np.all(np.isfinite(batch)):
+            raise ValueError("planner: the observation contains NaN or inf; pass a finite observation.")
+        with self._precision():
+            if self._plans is None:
+                index = jnp.arange(self._episodes, self._episodes + len(batch))
+                keys = jax.vmap(lambda i: jax.random.fold_in(self._key, i))(index)
+                self._plans = planned_starts(self._algo, self._system, jnp.asarray(batch), keys, *self._args)
+                self._episodes += len(batch)
+            elif self._plans.actions.shape[0] != len(batch):
+                raise ValueError(f"planner: {len(batch)} observations where the episodes under way are "
+                                 f"{self._plans.actions.shape[0]}; call reset() before a batch of another size.")
+            self._plans, actions = planned_steps(self._algo, self._system, self._plans, jnp.asarray(batch),
+                                                 *self._args)
+        actions = np.clip(np.asarray(actions), np.asarray(self.spec.action_low), np.asarray(self.spec.action_high))
+        return actions[0] if single else actions
+
+
 @jax.jit
 def _append(buffer: replay.ReplayBuffer, recent: replay.ReplayBuffer, padded: Transition, n: Array, env_steps: Array,
             episodes: Array):
@@ -363,9 +426,32 @@ class ModelBasedLoop(Loop):
 
         return actor
 
+    def planning_controller(self, carry: ModelCarry, key: PRNGKey, precision: Any, **options: Any
+                            ) -> PlanningController:
+        """The run's planning agent (:class:`PlanningController`) over its current model. ``options``:
+        ``act_planner`` ('mppi' or 'cem'; default the run's own, 'mppi' if it trained acting by its policy) and
+        ``act_plan_horizon``/``samples``/``iterations``/``policy_fraction`` (default the run's)."""
+        if self.algorithm.info.planner:
+            raise ValueError(f"{self.algorithm.name} acts by planning already: its policy's evaluation is its planner "
+                             "(evaluate it without a planner).")
+        unknown = sorted(set(options) - {"act_planner", "act_plan_horizon", "act_plan_samples",
+                                         "act_plan_iterations", "act_plan_policy_fraction"})
+        if unknown:
+            raise ValueError(f"planner: unknown option(s) {unknown}; the options are act_planner, act_plan_horizon, "
+                             "act_plan_samples, act_plan_iterations and act_plan_policy_fraction.")
+        options = {k: v for k, v in options.items() if v is not None}
+        kind = options.pop("act_planner", None) or (self.config.act_planner if self.config.act_planner != "none"
+                                                    else "mppi")
+        if kind not in ("mppi", "cem"):
+            raise ValueError(f"planner: act_planner={kind!r}; plan by 'mppi' or 'cem'.")
+        config = dataclasses.replace(self.config, act_planner=kind, exploration_bonus=0.0, **options)
+        system = learned_system(carry.model, self.spec, self.limit, config)
+        return PlanningController(self.algorithm, carry.algo, system, config, self.spec, key, precision)
+
     def close(self) -> None:
         self.env.close()
 
 
-__all__ = ["ACT_PLANNERS", "ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions", "SOURCES",
-           "acting_mpc", "dataset", "frozen", "learned_system", "planned_start", "planned_step"]
+__all__ = ["ACT_PLANNERS", "ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions",
+           "PlanningController", "SOURCES", "acting_mpc", "dataset", "frozen", "learned_system", "planned_start",
+           "planned_starts", "planned_step", "planned_steps"]
