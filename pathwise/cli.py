@@ -470,7 +470,6 @@ def _held(summary: dict[str, Any]) -> str:
 
 def cmd_evaluate(argv: list[str]) -> int:
     from pathwise.train import SEED_LIMIT
-    from pathwise.envs import evaluate
 
     if helptext.has_help(argv):
         print(_help(EvaluateArgs, "pathwise evaluate RUN_DIR [options]", positional=("run_dir",)), end="")
@@ -501,10 +500,7 @@ def cmd_evaluate(argv: list[str]) -> int:
         who = f"{agent.run.name} planning by {controller.config.act_planner} (horizon {controller.planner.horizon}, " \
               f"{controller.planner.samples} samples, {controller.planner.iterations} refits per step)"
     with Progress(episodes, desc=f"evaluate {agent.env_id}", unit="episodes") as bar:
-        if plan is None:
-            res = evaluate(act, agent.env_id, episodes=episodes, seed=seed, progress=bar.update)
-        else:
-            res = agent.run.evaluate_planner(episodes, seed, progress=bar.update, **plan)
+        res = agent.run.evaluate(episodes, seed, progress=bar.update, planner=plan)
     print(f"{who} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
           f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
     _per_start_report(agent.env_id, res, seed, args.per_start_csv)

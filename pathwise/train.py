@@ -178,19 +178,24 @@ class Run:
                 self.carry, jax.random.key(int(seed)), self.precision, act_planner=planner, act_plan_horizon=horizon,
                 act_plan_samples=samples, act_plan_iterations=iterations, act_plan_policy_fraction=policy_fraction)
 
-    def evaluate_planner(self, episodes: int, seed: int, progress: Callable[[int], None] | None = None,
-                         **planner: Any) -> Any:
-        """The planning agent (:meth:`planner`, options ``planner``) on ``episodes`` seeded episodes of the Gymnasium
-        environment (episode ``i`` from ``reset(seed=seed + i)``, as the policy's evaluation), played in lockstep:
-        one batched planner call per step (:func:`pathwise.envs.evaluate_lockstep`). Returns an ``EvalResult``."""
+    def evaluate(self, episodes: int, seed: int, progress: Callable[[int], None] | None = None,
+                 planner: dict[str, Any] | None = None) -> Any:
+        """The deterministic policy on ``episodes`` seeded episodes of the Gymnasium environment (episode ``i`` from
+        ``reset(seed=seed + i)``), played in lockstep: one batched call per step
+        (:func:`pathwise.envs.evaluate_lockstep`). With ``planner`` (:meth:`planner`'s options; ``{}`` the run's
+        own) the planning agent plays them instead. Returns an ``EvalResult``."""
         from pathwise.envs import evaluate_lockstep
 
-        controller = self.planner(**{"seed": seed, **planner})
+        if planner is None:
+            def act(obs: np.ndarray, t: int) -> np.ndarray:
+                return self.act_batch(obs, deterministic=True)
+        else:
+            controller = self.planner(**{"seed": seed, **planner})
 
-        def act(obs: np.ndarray, t: int) -> np.ndarray:
-            if t == 0:
-                controller.reset()
-            return controller(obs)
+            def act(obs: np.ndarray, t: int) -> np.ndarray:
+                if t == 0:
+                    controller.reset()
+                return controller(obs)
 
         return evaluate_lockstep(act, self.env_id, episodes=episodes, seed=seed, progress=progress)
 
@@ -406,14 +411,8 @@ class Trainer:
     def _evaluate_episodes(self, episodes: int | None = None, planner: dict[str, Any] | None = None
                            ) -> tuple[dict[str, float], list[float]]:
         """:meth:`evaluate`'s numbers and each episode's return."""
-        from pathwise.envs import evaluate
-
         episodes = self.eval_episodes if episodes is None else check_count(episodes, "episodes", 10)
-        if planner is not None:
-            res = self.run.evaluate_planner(episodes, self.eval_seed, **planner)
-        else:
-            res = evaluate(lambda obs: self.run.act(obs, deterministic=True), self.env_id,
-                           episodes=episodes, seed=self.eval_seed)
+        res = self.run.evaluate(episodes, self.eval_seed, planner=planner)
         ev = {"eval_return_mean": float(res.mean), "eval_return_std": float(res.std),
               "eval_length_mean": float(np.mean(res.lengths))}
         if self.record.failure_below is not None:

@@ -56,23 +56,21 @@ def install(kind: str, n: int) -> None:
     elif kind == "eval":
         import pathwise.envs
 
-        evaluate = pathwise.envs.evaluate
+        evaluate = pathwise.envs.evaluate_lockstep  # the trainer's evaluation plays its episodes in lockstep
 
         def faulty_evaluate(act, *args, **kwargs):
             count[0] += 1
             if count[0] < n:
                 return evaluate(act, *args, **kwargs)
-            steps = [0]
 
-            def act_then_die(obs):
-                steps[0] += 1
-                if steps[0] == 5:  # mid-episode
+            def act_then_die(obs, t):
+                if t == 4:  # mid-episode
                     os.kill(os.getpid(), signal.SIGKILL)
-                return act(obs)
+                return act(obs, t)
 
             return evaluate(act_then_die, *args, **kwargs)
 
-        pathwise.envs.evaluate = faulty_evaluate
+        pathwise.envs.evaluate_lockstep = faulty_evaluate
     elif kind != "none":
         raise SystemExit(f"faulty_cli: unknown fault kind {kind!r}")
 

@@ -132,12 +132,12 @@ def test_a_run_recorded_before_the_acting_planner_reads_as_acting_by_its_policy(
 
 
 def test_the_planning_agent_holds_up_what_the_policy_does_not_and_plays_as_alone(planned_run):
-    """``Run.evaluate_planner``: the run's planning agent (CEM over its last model) on the policy's three evaluation
-    episodes, in lockstep, holds Pendulum-v1 up (mean > -300) where the deterministic policy does not (< -700); each
-    episode returns what the same controller returns playing it alone, one episode after another (episode ``i``
-    draws from ``fold_in(key, i)``, whatever the batch)."""
+    """``Run.evaluate(..., planner={})``: the run's planning agent (CEM over its last model) on the policy's three
+    evaluation episodes, in lockstep, holds Pendulum-v1 up (mean > -300) where the deterministic policy does not
+    (< -700); each episode returns what the same controller returns playing it alone, one episode after another
+    (episode ``i`` draws from ``fold_in(key, i)``, whatever the batch)."""
     run = planned_run[0]
-    together = run.evaluate_planner(3, 10000)
+    together = run.evaluate(3, 10000, planner={})
     policy = envs.evaluate(lambda o: run.act(o), run.env_id, episodes=3, seed=10000)
     assert together.returns.mean() > -300 and policy.returns.mean() < -700, (together.returns, policy.returns)
     assert list(together.lengths) == [200, 200, 200]

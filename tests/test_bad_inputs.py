@@ -751,7 +751,7 @@ def test_unwritable_render_target_is_refused_before_evaluating(ctx, tmp_path, ca
     from pathwise import envs
 
     calls = []
-    monkeypatch.setattr(envs, "evaluate", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(envs, "evaluate_lockstep", lambda *a, **k: calls.append(1))
     target = ctx["root"] / "a_file" / "x.gif"
     assert main(["evaluate", str(ctx["run"]), "--render", str(target)]) == 1
     assert calls == [] and "a_file is a file" in capsys.readouterr().err

@@ -138,8 +138,8 @@ def test_reset_states_are_the_states_seeded_resets_draw():
 
 def test_evaluate_lockstep_plays_the_episodes_evaluate_plays():
     """``evaluate_lockstep`` plays ``evaluate``'s seeded episodes at once (CartPole-v1: they end at different steps):
-    the same returns and lengths; ``act`` sees the whole batch at every step, ``t`` counting from 0, and progress
-    counts the episodes as they end."""
+    the same returns and lengths, whole or in groups of ``batch``; ``act`` sees the whole group at every step, ``t``
+    counting from 0, and progress counts the episodes as they end."""
     from pathwise.envs import evaluate_lockstep
 
     weights = np.array([0.3, -0.8, 2.0, 0.5])  # a poor linear controller: episodes of different lengths
@@ -156,7 +156,12 @@ def test_evaluate_lockstep_plays_the_episodes_evaluate_plays():
     assert len(set(alone.lengths)) > 1, alone.lengths
     assert [t for _, t in seen] == list(range(max(alone.lengths))) and {s for s, _ in seen} == {(4, 4)}
     assert done[-1] == 4 and done == sorted(done)
+    seen.clear()
+    groups = evaluate_lockstep(act, "CartPole-v1", episodes=4, seed=3, batch=3, progress=done.append)
+    np.testing.assert_array_equal(groups.returns, alone.returns)  # three at once, then the fourth
+    assert {s for s, _ in seen} == {(3, 4), (1, 4)} and [t for _, t in seen].count(0) == 2 and done[-1] == 4
     capped = evaluate_lockstep(act, "CartPole-v1", episodes=2, seed=3, max_steps=5)
     assert list(capped.lengths) == [5, 5]
-    with pytest.raises(ValueError, match="episodes must be >= 1"):
-        evaluate_lockstep(act, "CartPole-v1", episodes=0)
+    for bad in (dict(episodes=0), dict(batch=0)):
+        with pytest.raises(ValueError, match="episodes and batch must be >= 1"):
+            evaluate_lockstep(act, "CartPole-v1", **bad)

@@ -186,26 +186,24 @@ def test_tensorboard_itself_shows_each_step_once(tmp_path):
 
 
 def _interrupting_evaluate(monkeypatch, nth: int) -> None:
-    """Ctrl-C in the ``nth`` evaluation, in its first episode."""
+    """Ctrl-C in the ``nth`` evaluation, at its fifth step (the episodes are played in lockstep)."""
     import pathwise.envs
 
-    evaluate, calls = pathwise.envs.evaluate, [0]
+    evaluate, calls = pathwise.envs.evaluate_lockstep, [0]
 
     def faulty(act, *args, **kwargs):
         calls[0] += 1
         if calls[0] < nth:
             return evaluate(act, *args, **kwargs)
-        steps = [0]
 
-        def act_then_interrupt(obs):
-            steps[0] += 1
-            if steps[0] == 5:
+        def act_then_interrupt(obs, t):
+            if t == 4:
                 raise KeyboardInterrupt
-            return act(obs)
+            return act(obs, t)
 
         return evaluate(act_then_interrupt, *args, **kwargs)
 
-    monkeypatch.setattr(pathwise.envs, "evaluate", faulty)
+    monkeypatch.setattr(pathwise.envs, "evaluate_lockstep", faulty)
 
 
 @pytest.mark.parametrize("nth", [2, 4], ids=["mid-run", "final"])

@@ -167,40 +167,51 @@ def evaluate(
 
 def evaluate_lockstep(
     act: Callable[[np.ndarray, int], Any], env_id: str, episodes: int = 10, seed: int = 0,
-    max_steps: int | None = None, progress: Callable[[int], None] | None = None,
+    max_steps: int | None = None, progress: Callable[[int], None] | None = None, batch: int = 32,
 ) -> EvalResult:
-    """:func:`evaluate`'s episodes (episode ``i`` from ``reset(seed=seed + i)``), all played at once: one copy of the
-    environment per episode, stepped together, and one call ``act(obs, t)`` per step for the whole batch
-    (``obs``: the episodes' flat float32 observations stacked, ``[episodes, obs_dim]``; ``t``: the step, 0 at the
-    episodes' start; returns one action per row). An episode that has ended keeps its last observation in the
-    batch, so the batch's shape never changes (one compiled program), and its action is ignored. For an actor that
-    keeps a state per episode (a warm-started planner) and is cheaper on a batch than one observation at a time."""
-    if episodes < 1:
-        raise ValueError(f"evaluate_lockstep: episodes must be >= 1, got {episodes}.")
-    copies = [make_env(env_id) for _ in range(episodes)]
-    try:
-        obs = np.stack([np.asarray(env.reset(seed=seed + i)[0], np.float32).reshape(-1)
-                        for i, env in enumerate(copies)])
-        returns, lengths = np.zeros(episodes, np.float64), np.zeros(episodes, np.int64)
-        running = np.ones(episodes, bool)
-        for t in itertools.count():
-            actions = act(obs, t)
-            for i in np.flatnonzero(running):
-                env = copies[i]
-                next_obs, reward, terminated, truncated, _ = env.step(to_env_action(actions[i], env.action_space))
-                returns[i] += float(reward)
-                lengths[i] += 1
-                obs[i] = np.asarray(next_obs, np.float32).reshape(-1)
-                if terminated or truncated or (max_steps is not None and lengths[i] >= max_steps):
-                    running[i] = False
-                    if progress is not None:
-                        progress(episodes - int(running.sum()))
-            if not running.any():
-                break
-    finally:
-        for env in copies:
-            env.close()
+    """:func:`evaluate`'s episodes (episode ``i`` from ``reset(seed=seed + i)``), played ``batch`` at a time in
+    lockstep: one copy of the environment per episode, stepped together, and one call ``act(obs, t)`` per step for
+    the group (``obs``: the episodes' flat float32 observations stacked, ``[n, obs_dim]``; ``t``: the step, 0 at the
+    group's start; returns one action per row). An episode that has ended keeps its last observation in the group,
+    so the group's shape never changes (one compiled program), and its action is ignored. For a batched policy
+    (one jitted call per step instead of one per episode and step) or an actor that keeps a state per episode
+    (a warm-started planner: ``t == 0`` starts new episodes). ``progress(done)`` is called as episodes end."""
+    if episodes < 1 or batch < 1:
+        raise ValueError(f"evaluate_lockstep: episodes and batch must be >= 1, got {episodes} and {batch}.")
+    returns, lengths = np.zeros(episodes, np.float64), np.zeros(episodes, np.int64)
+    for first in range(0, episodes, batch):
+        group = range(first, min(first + batch, episodes))
+        copies = [make_env(env_id) for _ in group]
+        try:
+            _play_together(act, copies, [seed + i for i in group], returns[group.start:group.stop],
+                           lengths[group.start:group.stop], max_steps,
+                           None if progress is None else (lambda n, done=first: progress(done + n)))
+        finally:
+            for env in copies:
+                env.close()
     return EvalResult(float(returns.mean()), float(returns.std()), returns, lengths)
+
+
+def _play_together(act: Callable[[np.ndarray, int], Any], copies: list[gym.Env], seeds: list[int],
+                   returns: np.ndarray, lengths: np.ndarray, max_steps: int | None,
+                   progress: Callable[[int], None] | None) -> None:
+    """One group of :func:`evaluate_lockstep`: fills ``returns`` and ``lengths`` (views) in place."""
+    obs = np.stack([np.asarray(env.reset(seed=s)[0], np.float32).reshape(-1) for env, s in zip(copies, seeds)])
+    running = np.ones(len(copies), bool)
+    for t in itertools.count():
+        actions = act(obs, t)
+        for i in np.flatnonzero(running):
+            env = copies[i]
+            next_obs, reward, terminated, truncated, _ = env.step(to_env_action(actions[i], env.action_space))
+            returns[i] += float(reward)
+            lengths[i] += 1
+            obs[i] = np.asarray(next_obs, np.float32).reshape(-1)
+            if terminated or truncated or (max_steps is not None and lengths[i] >= max_steps):
+                running[i] = False
+                if progress is not None:
+                    progress(len(copies) - int(running.sum()))
+        if not running.any():
+            return
 
 
 def reset_states(env_id: str, episodes: int, seed: int = 0) -> np.ndarray:
