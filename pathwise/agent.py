@@ -66,15 +66,16 @@ class Agent:
         return self
 
     def evaluate(self, episodes: int = 10, planner: str | bool | None = None, **plan: Any) -> dict[str, float]:
-        """Deterministic evaluation on the Gymnasium environment (seeded episodes). With ``planner`` ('mppi' or
-        'cem'; 'run' or True: the run's own ``act_planner``, MPPI if it acted by its policy) a model-based run's
-        planning agent plays the episodes in lockstep (:meth:`planner`; ``plan``: its ``horizon``, ``samples``,
-        ``iterations``, ``policy_fraction``)."""
+        """Deterministic evaluation on the Gymnasium environment (seeded episodes, in lockstep), as the run's own
+        evaluations play it: the policy, or the planning agent where the run says ``eval_planner``. ``planner``
+        chooses: False the policy; 'mppi' or 'cem' (or 'run' / True: the run's own ``act_planner``, MPPI if it
+        acted by its policy) a model-based run's planning agent (:meth:`planner`; ``plan``: its ``horizon``,
+        ``samples``, ``iterations``, ``policy_fraction``)."""
         if planner in (None, False) and plan:
             raise ValueError(f"evaluate: {sorted(plan)} set the planner's options; pass planner='mppi', 'cem' or "
                              "'run' too, or leave them out to evaluate the policy.")
-        options = None if planner in (None, False) else {"planner": None if planner in ("run", True) else planner,
-                                                         **plan}
+        options = planner if planner in (None, False) else \
+            {"planner": None if planner in ("run", True) else planner, **plan}
         return self._trainer.evaluate(episodes, options)
 
     def planner(self, planner: str | None = None, **plan: Any) -> Any:

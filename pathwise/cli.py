@@ -139,11 +139,12 @@ class EvaluateArgs:
     per_start_csv: str | None = None
     """Write one row per episode to this .csv file: its seed, start state (where the environment's is known, e.g.
     Pendulum-v1's theta0, theta_dot0), return, length and whether it is below the task's failure line."""
-    planner: Literal["none", "run", "mppi", "cem"] = "none"
-    """Who acts: 'none' the policy; 'mppi' or 'cem' the planning agent of a model-based run (mbrl, svg-inf, svgk on an
-    environment): at every step a sampling planner over the run's learned model, seeded by its policy, closed by its
-    value, warm-started from the step before ('run': the run's own act_planner, mppi if it acted by its policy).
-    The episodes are played in lockstep, one batched planner call per step."""
+    planner: Literal["auto", "none", "run", "mppi", "cem"] = "auto"
+    """Who acts: 'auto' as the run's own evaluations (its policy, or its planning agent where it trained with
+    eval_planner=true); 'none' the policy; 'mppi' or 'cem' the planning agent of a model-based run (mbrl, svg-inf,
+    svgk on an environment): at every step a sampling planner over the run's learned model, seeded by its policy,
+    closed by its value, warm-started from the step before ('run': the run's own act_planner, mppi if it acted by
+    its policy). The episodes are played in lockstep, one batched call per step."""
     plan_horizon: int | None = None
     """The planner's horizon (default: the run's act_plan_horizon)."""
     plan_samples: int | None = None
@@ -494,23 +495,19 @@ def cmd_evaluate(argv: list[str]) -> int:
         raise ValueError(f"--episodes {episodes}: evaluate at least one episode.")
     from pathwise.progress import Progress
 
-    act, who = (lambda o: agent.run.act(o, deterministic=True)), agent.run.name
-    if plan is not None:
-        controller = agent.run.planner(**plan, seed=seed)  # refused here for a run without a model to plan over
-        who = f"{agent.run.name} planning by {controller.config.act_planner} (horizon {controller.planner.horizon}, " \
-              f"{controller.planner.samples} samples, {controller.planner.iterations} refits per step)"
+    act, who, plan = agent.run.episode_actor(seed, plan), agent.run.name, agent.run.evaluated_planner(plan)
+    if plan is not None:  # the planning agent (refused above for a run without a model to plan over)
+        who = f"{agent.run.name} planning by {act.config.act_planner} (horizon {act.planner.horizon}, " \
+              f"{act.planner.samples} samples, {act.planner.iterations} refits per step)"
     with Progress(episodes, desc=f"evaluate {agent.env_id}", unit="episodes") as bar:
-        res = agent.run.evaluate(episodes, seed, progress=bar.update, planner=plan)
+        res = agent.run.evaluate(episodes, seed, progress=bar.update, planner=False if plan is None else plan)
     print(f"{who} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "
           f"{episodes} episodes from seed {seed} (mean length {float(sum(res.lengths)) / len(res.lengths):.0f})")
     _per_start_report(agent.env_id, res, seed, args.per_start_csv)
     if args.render:
         from pathwise.render import render_episode
 
-        if plan is not None:
-            controller.reset()
-            act = controller
-        written = render_episode(act, agent.env_id, args.render, seed=seed)
+        written = render_episode(act, agent.env_id, args.render, seed=seed)  # a fresh planner: episode 0's key
         print(f"rendered episode (seed {seed}) to {written}")
     return 0
 
@@ -538,16 +535,17 @@ def _evaluated_agent(args: EvaluateArgs) -> Any:
     return agent
 
 
-def _planner_options(args: EvaluateArgs) -> dict[str, Any] | None:
-    """:meth:`pathwise.train.Run.planner`'s options from ``--planner`` and ``--plan-*`` (None: the policy acts)."""
+def _planner_options(args: EvaluateArgs) -> dict[str, Any] | bool | None:
+    """:meth:`pathwise.train.Run.evaluate`'s ``planner`` from ``--planner`` and ``--plan-*``: None as the run
+    evaluates itself, False the policy, else the planner's options."""
     given = {"horizon": args.plan_horizon, "samples": args.plan_samples, "iterations": args.plan_iterations,
              "policy_fraction": args.plan_policy_fraction}
-    if args.planner == "none":
+    if args.planner in ("auto", "none"):
         named = [f"--plan-{k.replace('_', '-')}" for k, v in given.items() if v is not None]
         if named:
-            raise ValueError(f"{', '.join(named)} set the planner's options, but --planner is none (the policy acts); "
-                             "add --planner mppi (or cem, or run) or leave them out.")
-        return None
+            raise ValueError(f"{', '.join(named)} set the planner's options, but --planner is {args.planner}; add "
+                             "--planner run (the run's own planner), mppi or cem, or leave them out.")
+        return None if args.planner == "auto" else False
     return {"planner": None if args.planner == "run" else args.planner, **given}
 
 

@@ -179,18 +179,20 @@ class Run:
                 act_plan_samples=samples, act_plan_iterations=iterations, act_plan_policy_fraction=policy_fraction)
 
     def evaluate(self, episodes: int, seed: int, progress: Callable[[int], None] | None = None,
-                 planner: dict[str, Any] | None = None) -> Any:
-        """The deterministic policy on ``episodes`` seeded episodes of the Gymnasium environment (episode ``i`` from
+                 planner: dict[str, Any] | bool | None = None) -> Any:
+        """The run's evaluation on ``episodes`` seeded episodes of the Gymnasium environment (episode ``i`` from
         ``reset(seed=seed + i)``), played in lockstep: one batched call per step
-        (:func:`pathwise.envs.evaluate_lockstep`). With ``planner`` (:meth:`planner`'s options; ``{}`` the run's
-        own) the planning agent plays them instead. Returns an ``EvalResult``."""
+        (:func:`pathwise.envs.evaluate_lockstep`). Who plays: ``planner=None`` the run's own choice (the
+        deterministic policy, or the planning agent where the config says ``eval_planner``); ``False`` the policy;
+        a dict of :meth:`planner`'s options (``{}``: the run's own) the planning agent. Returns an ``EvalResult``."""
         from pathwise.envs import evaluate_lockstep
 
-        if planner is None:
+        options = self.evaluated_planner(planner)
+        if options is None:
             def act(obs: np.ndarray, t: int) -> np.ndarray:
                 return self.act_batch(obs, deterministic=True)
         else:
-            controller = self.planner(**{"seed": seed, **planner})
+            controller = self.planner(**{"seed": seed, **options})
 
             def act(obs: np.ndarray, t: int) -> np.ndarray:
                 if t == 0:
@@ -198,6 +200,22 @@ class Run:
                 return controller(obs)
 
         return evaluate_lockstep(act, self.env_id, episodes=episodes, seed=seed, progress=progress)
+
+    def evaluated_planner(self, planner: dict[str, Any] | bool | None = None) -> dict[str, Any] | None:
+        """:meth:`evaluate`'s ``planner`` decided: the planner's options, or None where the policy plays."""
+        if planner is None:
+            return {} if getattr(self.config, "eval_planner", False) else None
+        if isinstance(planner, bool):
+            return {} if planner else None
+        return dict(planner)
+
+    def episode_actor(self, seed: int, planner: dict[str, Any] | bool | None = None) -> Callable[[Any], Any]:
+        """``act(obs)`` for one evaluation episode from its start (a render): the deterministic policy, or a fresh
+        planning agent (``planner`` as :meth:`evaluate`'s), keyed as :meth:`evaluate`'s first episode."""
+        options = self.evaluated_planner(planner)
+        if options is None:
+            return lambda obs: self.act(obs, deterministic=True)
+        return self.planner(**{"seed": seed, **options})
 
     def describe(self) -> dict[str, Any]:
         """The loop's extra facts about this run for ``summary.json`` (e.g. a learned model's errors)."""
@@ -393,22 +411,23 @@ class Trainer:
         return self.record.twin if self.record.twin and self.env_id.startswith("pathwise/") else self.env_id
 
     def record_video(self) -> Path:
-        """The first evaluation episode (seed ``eval_seed``) played by the deterministic policy, as
-        ``videos/eval_STEP.gif`` in the run directory, with a step and return overlay."""
+        """The first evaluation episode (seed ``eval_seed``) played as the evaluations play it (the deterministic
+        policy, or the planning agent with ``eval_planner``), as ``videos/eval_STEP.gif`` in the run directory,
+        with a step and return overlay."""
         from pathwise.render import render_episode
 
         path = self.out / "videos" / f"eval_{self.counters.env_steps:09d}.gif"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return render_episode(lambda obs: self.run.act(obs, deterministic=True), self.render_id, path,
-                              seed=self.eval_seed)
+        return render_episode(self.run.episode_actor(self.eval_seed), self.render_id, path, seed=self.eval_seed)
 
-    def evaluate(self, episodes: int | None = None, planner: dict[str, Any] | None = None) -> dict[str, float]:
-        """Mean/std return of the deterministic policy over seeded episodes of the Gymnasium env (and, where the
-        environment has a failure line, ``eval_failed_episodes``: how many returns fell below it). With
-        ``planner`` (:meth:`Run.planner`'s options, ``{}`` for the run's own) the planning agent plays instead."""
+    def evaluate(self, episodes: int | None = None, planner: dict[str, Any] | bool | None = None
+                 ) -> dict[str, float]:
+        """Mean/std return over seeded episodes of the Gymnasium env (and, where the environment has a failure line,
+        ``eval_failed_episodes``: how many returns fell below it) of the deterministic policy, or of the planning
+        agent where the run evaluates by it (``eval_planner``); ``planner`` chooses as :meth:`Run.evaluate`'s."""
         return self._evaluate_episodes(episodes, planner)[0]
 
-    def _evaluate_episodes(self, episodes: int | None = None, planner: dict[str, Any] | None = None
+    def _evaluate_episodes(self, episodes: int | None = None, planner: dict[str, Any] | bool | None = None
                            ) -> tuple[dict[str, float], list[float]]:
         """:meth:`evaluate`'s numbers and each episode's return."""
         episodes = self.eval_episodes if episodes is None else check_count(episodes, "episodes", 10)

@@ -116,16 +116,18 @@ def test_bad_acting_planner_options_are_refused(overrides, message):
 
 def test_pets_refuses_an_acting_planner():
     """PETS has no policy to seed a planner with: it plans already, and says so."""
-    with pytest.raises(ValueError, match="acts by planning already"):
-        make_run("pets", "Pendulum-v1", 0, overrides=dict(act_planner="mppi"))
+    for option in (dict(act_planner="mppi"), dict(eval_planner=True)):
+        with pytest.raises(ValueError, match="acts by planning already"):
+            make_run("pets", "Pendulum-v1", 0, overrides=option)
 
 
 def test_a_run_recorded_before_the_acting_planner_reads_as_acting_by_its_policy():
-    """A model-based run record written before these options existed (none of the act_* keys) reads with the
-    policy acting, as it ran."""
-    old = {k: v for k, v in dataclasses.asdict(svgk.Config()).items() if not k.startswith("act_plan")}
+    """A model-based run record written before these options existed (none of the act_* keys, no eval_planner) reads
+    with the policy acting and evaluated, as it ran."""
+    old = {k: v for k, v in dataclasses.asdict(svgk.Config()).items()
+           if not k.startswith("act_plan") and k != "eval_planner"}
     config = cfg_mod.from_dict(svgk.Config, cfg_mod.upgrade(svgk.Config, old), complete=True)
-    assert config.act_planner == "none" and config.acting_planner() is None
+    assert config.act_planner == "none" and config.acting_planner() is None and config.eval_planner is False
 
 
 # -- the planning agent after training (evaluation and deployment) ---------------------------------------------------
@@ -190,3 +192,21 @@ def test_only_a_learned_model_is_planned_over():
         run, _ = make_run(algo, env, 0, use_preset=False)
         with pytest.raises(ValueError, match=message):
             run.planner()
+
+
+def test_a_run_with_eval_planner_is_evaluated_by_its_planning_agent(planned_run):
+    """``eval_planner=True``: the trainer's evaluations (best.npz, the target, summary.json) and a render play the
+    planning agent, the one ``Run.evaluate(..., planner={})`` plays; ``planner=False`` still asks for the policy."""
+    import copy
+
+    from pathwise.train import Trainer
+
+    run = copy.copy(planned_run[0])
+    run.config = dataclasses.replace(run.config, eval_planner=True)
+    trainer = Trainer(run, eval_episodes=2)
+    by_planner = trainer.evaluate()["eval_return_mean"]
+    assert by_planner == pytest.approx(run.evaluate(2, trainer.eval_seed, planner={}).mean, abs=1e-9)
+    assert by_planner > -300 and trainer.evaluate(planner=False)["eval_return_mean"] < -700
+    first = run.evaluate(1, trainer.eval_seed).returns[0]
+    env = envs.make_env(run.env_id)
+    assert run_episode(env, run.episode_actor(trainer.eval_seed), seed=trainer.eval_seed)[1] == pytest.approx(first)

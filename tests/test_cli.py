@@ -125,7 +125,7 @@ def test_evaluate_by_the_planning_agent(runs, capsys):
         assert main(["evaluate", str(runs(algo)), "--episodes", "1", "--planner", "mppi"]) == 2
         assert message in capsys.readouterr().err
     assert main(["evaluate", str(mbrl), "--plan-horizon", "4"]) == 2
-    assert "--plan-horizon set the planner's options, but --planner is none" in capsys.readouterr().err
+    assert "--plan-horizon set the planner's options, but --planner is auto" in capsys.readouterr().err
     assert main(["evaluate", str(mbrl), "--planner", "mppi", "--plan-horizon", "0"]) == 2
     assert "act_plan_horizon=0 must be > 0" in capsys.readouterr().err
 

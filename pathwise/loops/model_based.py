@@ -143,7 +143,8 @@ class ModelOptions(ModelFitOptions):
 
     #: before 0.3 the policy acted (the planner's sizes then unused)
     ADDED: ClassVar[dict[str, Any]] = {"act_planner": "none", "act_plan_horizon": 5, "act_plan_samples": 256,
-                                       "act_plan_iterations": 4, "act_plan_policy_fraction": 0.1}
+                                       "act_plan_iterations": 4, "act_plan_policy_fraction": 0.1,
+                                       "eval_planner": False}
 
     random_episodes: int = 1
     """Episodes with uniformly random actions (the base policy π₀) before the learned policy acts."""
@@ -163,7 +164,8 @@ class ModelOptions(ModelFitOptions):
     'cem': at every real step a sampling planner over the freshly fitted model (:mod:`pathwise.control.sampling`),
     warm-started from the step before, ``act_plan_policy_fraction`` of its samples the policy's own rollouts and
     every sample's return closed by the algorithm's value where it has one (``planning_value``): TD-MPC's acting
-    (Hansen et al. 2022). Only the collected data changes: evaluation, checkpoints and export keep the policy."""
+    (Hansen et al. 2022). Only the collected data changes: checkpoints, export and (unless ``eval_planner``)
+    evaluation keep the policy."""
     act_plan_horizon: int = 5
     """H of the acting planner: imagined steps of each sampled action sequence before the value closes it."""
     act_plan_samples: int = 256
@@ -172,6 +174,12 @@ class ModelOptions(ModelFitOptions):
     """Refits of the acting planner per real step (the first step of an episode plans from the box midpoint)."""
     act_plan_policy_fraction: float = 0.1
     """Fraction of the acting planner's samples drawn by rolling the (stochastic) policy through the model."""
+    eval_planner: bool = False
+    """Evaluate the run's planning agent instead of its deterministic policy: every evaluation (the trainer's, which
+    picks best.npz and stops at a target, and ``pathwise evaluate``'s by default) plays the planner of
+    ``act_planner`` (MPPI where it is 'none') with the ``act_plan_*`` sizes over the model fitted last, seeded by the
+    policy and closed by the value, as TD-MPC evaluates its agent. A planner solve per step of every evaluation
+    episode (the episodes in lockstep, one batched solve per step)."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "recent_episodes", "max_episode_steps", "act_plan_horizon",
@@ -353,9 +361,10 @@ class ModelBasedLoop(Loop):
             raise ValueError(f"buffer_size={config.buffer_size} must hold at least one whole episode of "
                              f"{spec.env_id} ({self.limit} steps).")
         self.planner = config.acting_planner()
-        if self.planner is not None and algorithm.info.planner:
-            raise ValueError(f"act_planner={config.act_planner!r}: {algorithm.name} acts by planning already; the "
-                             "option plans over a learned policy's actions. Leave act_planner='none'.")
+        if (self.planner is not None or config.eval_planner) and algorithm.info.planner:
+            what = f"act_planner={config.act_planner!r}" if self.planner is not None else "eval_planner=True"
+            raise ValueError(f"{what}: {algorithm.name} acts by planning already; the option plans over a learned "
+                             "policy's actions. Leave act_planner='none' and eval_planner=False.")
         self.learn_reward, self.learn_termination = config.learns(spec)
         self.env = envs.make_env(spec.env_id)
         self.last_fit: FitReport | None = None
