@@ -442,6 +442,8 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
     line = (f"{summary['algorithm']} on {summary['env_id']} (seed {summary['seed']}): "
             f"{summary['env_steps']:,} {_step_unit(summary)}, final return {summary['final_return_mean']:.1f} "
             f"± {summary['final_return_std']:.1f}, best {summary['best_return_mean']:.1f}")
+    if summary.get("learner", {}).get("evaluated_by"):
+        line += f" (evaluated by its {summary['learner']['evaluated_by']})"
     if summary.get("steps_to_solve") is not None:
         line += f", solved ({summary['solved_threshold']:g}) at {summary['steps_to_solve']} steps"
         line += _held(summary)

@@ -130,6 +130,25 @@ def test_evaluate_by_the_planning_agent(runs, capsys):
     assert "act_plan_horizon=0 must be > 0" in capsys.readouterr().err
 
 
+def test_a_run_evaluated_by_its_planning_agent(tmp_path, capsys):
+    """``--set eval_planner=true``: the run's evaluations play its planning agent, it says so, and ``pathwise evaluate``
+    repeats that evaluation by default; ``--planner none`` plays the policy."""
+    out = tmp_path / "mbrl"
+    assert main([*train_argv("mbrl", out), "eval_planner=true"]) == 0
+    printed = capsys.readouterr().out
+    assert "(evaluated by its planning agent: mppi, horizon 5)" in printed, printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["learner"]["evaluated_by"] == "planning agent: mppi, horizon 5"
+    recorded = round(float(rows(out / "eval.csv")[-1]["eval_return_mean"]), 2)
+    means = []
+    for extra in ([], ["--planner", "none"]):
+        assert main(["evaluate", str(out), "--checkpoint", "last", *extra]) == 0
+        said = capsys.readouterr().out
+        means.append(float(re.search(r"mean return (-?\d+\.\d+)", said).group(1)))
+        assert ("planning by mppi" in said) == (not extra), said
+    assert means[0] == recorded and means[1] != recorded
+
+
 def test_evaluate_render_errors(runs, tmp_path, capsys):
     run = runs("reinforce")
     assert main(["evaluate", str(run), "--episodes", "1", "--render", str(tmp_path / "x.avi")]) == 2

@@ -435,6 +435,14 @@ class ModelBasedLoop(Loop):
 
         return actor
 
+    def describe(self, carry: ModelCarry) -> dict[str, Any]:
+        """Also who the run's evaluations play where it is not the policy (``eval_planner``)."""
+        out = super().describe(carry)
+        if self.config.eval_planner:
+            kind = self.config.act_planner if self.config.act_planner != "none" else "mppi"
+            out["evaluated_by"] = f"planning agent: {kind}, horizon {self.config.act_plan_horizon}"
+        return out
+
     def planning_controller(self, carry: ModelCarry, key: PRNGKey, precision: Any, **options: Any
                             ) -> PlanningController:
         """The run's planning agent (:class:`PlanningController`) over its current model. ``options``:
