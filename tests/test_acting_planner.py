@@ -195,8 +195,9 @@ def test_only_a_learned_model_is_planned_over():
 
 
 def test_a_run_with_eval_planner_is_evaluated_by_its_planning_agent(planned_run):
-    """``eval_planner=True``: the trainer's evaluations (best.npz, the target, summary.json) and a render play the
-    planning agent, the one ``Run.evaluate(..., planner={})`` plays; ``planner=False`` still asks for the policy."""
+    """``eval_planner=True``: the trainer's evaluation (what picks best.npz and stops at a target) and the actor of
+    a render (a video's) play the planning agent, the one ``Run.evaluate(..., planner={})`` plays; ``planner=False``
+    still asks for the policy."""
     import copy
 
     from pathwise.train import Trainer
