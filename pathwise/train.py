@@ -69,6 +69,11 @@ def nonfinite_hint(config: Any) -> str:
 SEED_LIMIT = 2**31 - 10_000
 
 
+def is_seed(value: Any) -> bool:
+    """Whether ``value`` is a whole number in ``[0, SEED_LIMIT)`` (a run's seed, or a planner's)."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and 0 <= int(value) < SEED_LIMIT
+
+
 def check_count(value: Any, name: str, example: int) -> int:
     """``value`` as a positive whole number, else a ``ValueError`` naming ``name``, the value and an example."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or \
@@ -98,7 +103,7 @@ class Run:
     """One algorithm on one environment with one seed: its spec, its loop and the loop's carry."""
 
     def __init__(self, algorithm: algorithms.Algorithm, env_id: str, config: Any, seed: int):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
+        if not is_seed(seed):
             raise ValueError(f"seed={seed!r} must be a whole number in [0, 2**31 - 10000) (it seeds JAX and the "
                              "Gymnasium resets).")
         self.algorithm, self.env_id, self.seed = algorithm, env_id, int(seed)
@@ -171,7 +176,7 @@ class Run:
         its policy and closed by its value, re-planned at every step from the step before. ``horizon``,
         ``samples``, ``iterations`` and ``policy_fraction`` default to the run's ``act_plan_*`` options; ``seed``
         keys the planner's samples. A run without a learned model (a known System, model-free) is refused."""
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
+        if not is_seed(seed):
             raise ValueError(f"planner: seed={seed!r} must be a whole number in [0, 2**31 - 10000).")
         with self.precision():
             return self.loop.planning_controller(

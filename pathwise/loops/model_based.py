@@ -192,6 +192,11 @@ class ModelOptions(ModelFitOptions):
                 (0 <= self.act_plan_policy_fraction < 1,
                  f"act_plan_policy_fraction={self.act_plan_policy_fraction} must be in [0, 1)")]
 
+    def agent_planner(self) -> str:
+        """The sampling planner of the run's planning agent (evaluation, deployment): ``act_planner``, 'mppi' where
+        the policy acts."""
+        return self.act_planner if self.act_planner != "none" else "mppi"
+
     def acting_planner(self) -> SamplingConfig | None:
         """The ``CEMConfig`` or ``MPPIConfig`` of the acting planner (discounted by the algorithm's ``gamma`` where it
         has one, so that γ^H V closes the return as the value was learned), None for ``act_planner='none'``."""
@@ -439,8 +444,8 @@ class ModelBasedLoop(Loop):
         """Also who the run's evaluations play where it is not the policy (``eval_planner``)."""
         out = super().describe(carry)
         if self.config.eval_planner:
-            kind = self.config.act_planner if self.config.act_planner != "none" else "mppi"
-            out["evaluated_by"] = f"planning agent: {kind}, horizon {self.config.act_plan_horizon}"
+            out["evaluated_by"] = f"planning agent: {self.config.agent_planner()}, horizon " \
+                                  f"{self.config.act_plan_horizon}"
         return out
 
     def planning_controller(self, carry: ModelCarry, key: PRNGKey, precision: Any, **options: Any
@@ -457,8 +462,7 @@ class ModelBasedLoop(Loop):
             raise ValueError(f"planner: unknown option(s) {unknown}; the options are act_planner, act_plan_horizon, "
                              "act_plan_samples, act_plan_iterations and act_plan_policy_fraction.")
         options = {k: v for k, v in options.items() if v is not None}
-        kind = options.pop("act_planner", None) or (self.config.act_planner if self.config.act_planner != "none"
-                                                    else "mppi")
+        kind = options.pop("act_planner", None) or self.config.agent_planner()
         if kind not in ("mppi", "cem"):
             raise ValueError(f"planner: act_planner={kind!r}; plan by 'mppi' or 'cem'.")
         config = dataclasses.replace(self.config, act_planner=kind, exploration_bonus=0.0, **options)
