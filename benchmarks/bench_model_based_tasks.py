@@ -126,6 +126,10 @@ TASKS = {t.key: t for t in (
             "and closed by the value (TD-MPC's acting)", act_planner="mppi", act_plan_horizon=16),
     variant(_REACHER, "model3x200", "the reward known, a dynamics model of three hidden layers of 200",
             model_hidden=(200, 200, 200)),
+    variant(_REACHER, "updates1500", "the reward known, 1,500 policy updates per 1,000-step episode instead of 750",
+            updates_per_episode=1500),
+    variant(_REACHER, "goalnoise", "the reward known, the imagined rollouts' targets moved by N(0, 0.05²) per axis "
+            "(`start_noise` on `to_target`)", start_noise=(0.0, 0.0, 0.05, 0.05, 0.0, 0.0)),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, (*MODEL_BASED, "svg0"), _DMC, False,

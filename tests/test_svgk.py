@@ -374,6 +374,7 @@ def test_simulations_restart_at_the_episode_limit():
     (dict(target_tau=0.0), "target_tau"),
     (dict(updates_per_iteration=0), "updates_per_iteration"),
     (dict(min_steps_per_iteration=-1), "min_steps_per_iteration"),
+    (dict(start_noise=(0.0, -0.1, 0.0)), "start_noise"),
 ])
 def test_bad_config_is_a_clear_error(change, match):
     with pytest.raises(ValueError, match=match):
@@ -438,6 +439,29 @@ def test_learned_model_learns_an_unknown_reward_and_true_dynamics_needs_a_system
             svgk.init(jax.random.key(0), from_env(env_id), dataclasses.replace(TINY_MODEL, use_true_dynamics=True))
     finally:
         registry.unregister(env_id)
+
+
+def test_start_noise_moves_only_the_named_entries_of_the_imagined_starts():
+    """start_noise: N(0, std²) per observation entry on the imagined rollouts' start states, none where std is 0."""
+    starts = jnp.tile(jnp.array([1.0, -2.0, 0.5, 3.0]), (4000, 1))
+    config = dataclasses.replace(TINY_MODEL, start_noise=(0.0, 0.5, 0.0, 0.05))
+    moved_starts = np.asarray(svgk.perturbed(starts, jax.random.key(1), config))
+    np.testing.assert_array_equal(moved_starts[:, [0, 2]], np.asarray(starts)[:, [0, 2]])
+    np.testing.assert_allclose(moved_starts[:, [1, 3]].mean(0), [-2.0, 3.0], atol=0.03)
+    np.testing.assert_allclose(moved_starts[:, [1, 3]].std(0), [0.5, 0.05], rtol=0.05)
+    assert svgk.perturbed(starts, jax.random.key(1), TINY_MODEL) is starts  # none by default
+    with pytest.raises(ValueError, match="start_noise holds 2 standard deviations.*observes 3 entries"):
+        svgk.init(jax.random.key(0), from_env("Pendulum-v1"), dataclasses.replace(TINY_MODEL, start_noise=(0.0, 1.0)))
+
+
+def test_start_noise_reaches_the_model_based_update():
+    """The same run with start_noise on the angular velocity imagines from other states: other imagined rewards."""
+    def imagined(config):
+        loop = loops.make(ALGO, from_env("Pendulum-v1"), config)
+        return loop.iteration(loop.init(jax.random.key(0)))[1]["imagined_reward"]
+
+    noisy = dataclasses.replace(TINY_MODEL, start_noise=(0.0, 0.0, 2.0))
+    assert imagined(noisy) != imagined(TINY_MODEL)
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v5", "MountainCarContinuous-v0"])

@@ -63,7 +63,8 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions, ActorDecayOptions):
     """SVG(k) options; defaults tuned for Pendulum-v1 (the model-fitting ones are used only on a learned model)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
-    ADDED: ClassVar[dict[str, Any]] = {"value_bound": False, "mean_penalty": 0.0}  # before 0.3: unbounded, none
+    #: before 0.3: unbounded, no penalty; start_noise since 2026-12-06 (none before)
+    ADDED: ClassVar[dict[str, Any]] = {"value_bound": False, "mean_penalty": 0.0, "start_noise": ()}
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian)."""
@@ -108,6 +109,12 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions, ActorDecayOptions):
     actor loss (0: none). A tanh-squashed mean pushed far past ±1 has no gradient left and its samples sit on the
     action bound; the penalty keeps a gradient that pulls it back (MountainCarContinuous-v0's preset). svg-inf's
     ``mean_penalty`` is the same penalty taken along its replayed steps rather than at the start states."""
+    start_noise: tuple[float, ...] = ()
+    """Learned model only: per observation entry, the standard deviation of Gaussian noise added to each imagined
+    rollout's start state (drawn from D) before it is rolled; () or zeros: the replayed states as they are. Where
+    entries hold a goal relative to the agent (reacher-easy's ``to_target`` = target - fingertip, entries 2 and 3),
+    noise there moves the goal: the model imagines reaching targets that no real episode had (the real data holds
+    one target per episode), as hindsight relabelling does for the replay. Length: the observation's."""
     value_bound: bool = True
     """Learned model only: clip V's TD(lambda) targets and the bootstrap V(s_k) of J_k to the discounted-return
     range reward_scale * [min r, max r] / (1 - gamma) of the rewards in D and of those imagined so far in this
@@ -118,6 +125,8 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions, ActorDecayOptions):
                                            "critic_iterations", "critic_minibatches", "updates_per_episode") + \
             unit_interval(self, "gamma", "target_tau") + unit_interval(self, "lam", closed_low=True) + \
             at_least(self, 0, "max_grad_norm", "mean_penalty") + \
+            [(all(x >= 0 for x in self.start_noise), f"start_noise={self.start_noise} must hold standard deviations "
+                                                      "(>= 0), one per observation entry")] + \
             [(self.log_std_min < LOG_STD_MAX, f"log_std_min={self.log_std_min} must be below the policy's log_std_max "
                                               f"{LOG_STD_MAX}; e.g. -2.3 (σ ≥ 0.1)"),
              ((self.n_envs * self.horizon) % max(self.critic_minibatches, 1) == 0,
@@ -151,6 +160,10 @@ def critic_optimizer(config: Config) -> optax.GradientTransformation:
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     """Fresh policy (tanh-Gaussian, state-independent std), value (target = online), Adam states, and where the
     environment has a System, ``n_envs`` reset simulations (what the simulated loop carries)."""
+    if config.start_noise and len(config.start_noise) != spec.obs_dim:
+        raise ValueError(f"svgk's start_noise holds {len(config.start_noise)} standard deviations, but {spec.env_id!r} "
+                         f"observes {spec.obs_dim} entries: give one per entry (0 where none), e.g. start_noise="
+                         f"{list((0.0,) * spec.obs_dim)}.")
     if config.use_true_dynamics and spec.system is None:
         raise ValueError(f"svgk with use_true_dynamics needs a pathwise System, but {spec.env_id!r} has none. Drop "
                          "use_true_dynamics to learn a model of the Gymnasium env instead.")
@@ -297,7 +310,7 @@ def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) ->
     def body(carry, k):
         state, bounds = carry
         k_start, k_step = jax.random.split(k)
-        starts = replay.sample(data.buffer, k_start, config.n_envs).obs
+        starts = perturbed(replay.sample(data.buffer, k_start, config.n_envs).obs, jax.random.fold_in(k, 2), config)
         member_keys = jax.random.split(jax.random.fold_in(k, 1), config.n_envs)
         state, segments, metrics = actor_critic_step(state, data.system, starts, k_step, config, member_keys,
                                                      bounds if config.value_bound else None)
@@ -305,6 +318,13 @@ def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) ->
 
     (state, _), metrics = jax.lax.scan(body, (state, seen), jax.random.split(key, config.updates_per_episode))
     return state, summarize(metrics)
+
+
+def perturbed(starts: Array, key: PRNGKey, config: Config) -> Array:
+    """The imagined rollouts' start states: ``starts`` plus N(0, ``start_noise``²) per entry (unchanged without it)."""
+    if not any(config.start_noise):
+        return starts
+    return starts + jnp.asarray(config.start_noise, starts.dtype) * jax.random.normal(key, starts.shape, starts.dtype)
 
 
 def update(state: State, data: System | ModelData, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
@@ -334,5 +354,6 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 
 __all__ = ["Config", "INFO", "State", "actor_critic_step", "actor_loss", "actor_optimizer", "critic_optimizer",
-           "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "planning_value", "restart_finished",
+           "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "perturbed", "planning_value",
+           "restart_finished",
            "shac_update", "steps_per_update", "update", "widest"]
