@@ -355,5 +355,4 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 __all__ = ["Config", "INFO", "State", "actor_critic_step", "actor_loss", "actor_optimizer", "critic_optimizer",
            "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "perturbed", "planning_value",
-           "restart_finished",
-           "shac_update", "steps_per_update", "update", "widest"]
+           "restart_finished", "shac_update", "steps_per_update", "update", "widest"]
