@@ -133,6 +133,9 @@ TASKS = {t.key: t for t in (
     variant(_REACHER, "goalnoise-model3x200", "the reward known, the targets moved in imagination as in `:goalnoise`, "
             "a dynamics model of three hidden layers of 200", start_noise=(0.0, 0.0, 0.05, 0.05, 0.0, 0.0),
             model_hidden=(200, 200, 200)),
+    variant(_REACHER, "pessimism", "the reward known, `:ensemble5`'s ensemble with the imagined reward lowered by 10 "
+            "× the members' disagreement (`uncertainty_penalty`)", model_ensemble=5, model_probabilistic=True,
+            model_sampling="ts-inf", uncertainty_penalty=10.0),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, (*MODEL_BASED, "svg0"), _DMC, False,

@@ -150,6 +150,30 @@ def test_optimism_bonus_adds_beta_times_disagreement(ensemble):
         LearnedModel(model, lambda o, a, o2: 0.0, sampling="ts2", **kw)
 
 
+def test_uncertainty_penalty_subtracts_lambda_times_disagreement(ensemble):
+    """uncertainty_penalty λ (MOPO's pessimism): the learned system's reward is r + (β − λ) · disagreement."""
+    from pathwise.loops import model_based as mb
+    from pathwise.spec import from_env
+
+    model, _ = ensemble
+    spec = dataclasses.replace(from_env("Pendulum-v1"), obs_dim=2, action_dim=1, reward=lambda o, a, o2: -o @ o,
+                               action_low=(-1.0,), action_high=(1.0,))
+    o, a = jnp.array([3.0, -3.0]), jnp.array([0.9])  # off the data: the members disagree
+
+    def reward(**options):
+        config = mb.ModelOptions(model_ensemble=5, **options)
+        return mb.learned_system(model, spec, 10, config).reward(o, a)
+
+    np.testing.assert_allclose(reward(uncertainty_penalty=3.0) - reward(), -3.0 * model.disagreement(o, a), rtol=1e-5)
+    np.testing.assert_allclose(reward(uncertainty_penalty=3.0, exploration_bonus=1.0) - reward(),
+                               -2.0 * model.disagreement(o, a), rtol=1e-5)
+    assert float(model.disagreement(o, a)) > 0
+    with pytest.raises(ValueError, match="uncertainty_penalty"):
+        mb.ModelOptions(uncertainty_penalty=-1.0, model_ensemble=5)
+    with pytest.raises(ValueError, match="uncertainty_penalty > 0 needs an ensemble"):
+        mb.ModelOptions(uncertainty_penalty=1.0)
+
+
 def test_ensemble_refit_is_one_program(ensemble):
     model, _ = ensemble
     short = dataclasses.replace(CONFIG, max_epochs=2)

@@ -144,7 +144,7 @@ class ModelOptions(ModelFitOptions):
     #: before 0.3 the policy acted (the planner's sizes then unused)
     ADDED: ClassVar[dict[str, Any]] = {"act_planner": "none", "act_plan_horizon": 5, "act_plan_samples": 256,
                                        "act_plan_iterations": 4, "act_plan_policy_fraction": 0.1,
-                                       "eval_planner": False}
+                                       "eval_planner": False, "uncertainty_penalty": 0.0}
 
     random_episodes: int = 1
     """Episodes with uniformly random actions (the base policy π₀) before the learned policy acts."""
@@ -159,6 +159,11 @@ class ModelOptions(ModelFitOptions):
     exploration_bonus: float = 0.0
     """β of the optimism bonus: imagined rewards are r + β · disagreement (the variance of the members' predicted
     means, normalized units); 0: none. Needs model_ensemble > 1."""
+    uncertainty_penalty: float = 0.0
+    """λ of a pessimism penalty: imagined rewards are r − λ · disagreement (MOPO, Yu et al. 2020, penalises the
+    model's uncertainty likewise), so that the policy's gradient leads away from where the members disagree, where
+    the model errs most; 0: none. Needs model_ensemble > 1. With ``exploration_bonus`` β the reward is
+    r + (β − λ) · disagreement. Kept by the planning agent's evaluation, which drops the bonus."""
     act_planner: str = "none"
     """How the learned policy's real episodes choose their actions: 'none' (a sample of the policy) or 'mppi' /
     'cem': at every real step a sampling planner over the freshly fitted model (:mod:`pathwise.control.sampling`),
@@ -184,11 +189,14 @@ class ModelOptions(ModelFitOptions):
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "recent_episodes", "max_episode_steps", "act_plan_horizon",
                                            "act_plan_iterations") + \
-            at_least(self, 0, "random_episodes", "min_steps_per_iteration", "exploration_bonus") + \
+            at_least(self, 0, "random_episodes", "min_steps_per_iteration", "exploration_bonus",
+                     "uncertainty_penalty") + \
             at_least(self, FitConfig().min_transitions, "buffer_size") + at_least(self, 2, "act_plan_samples") + \
             one_of(self, "act_planner", ACT_PLANNERS) + [
                 (self.exploration_bonus == 0 or self.model_ensemble > 1,
                  "exploration_bonus > 0 needs an ensemble to disagree: set model_ensemble > 1"),
+                (self.uncertainty_penalty == 0 or self.model_ensemble > 1,
+                 "uncertainty_penalty > 0 needs an ensemble to disagree: set model_ensemble > 1"),
                 (0 <= self.act_plan_policy_fraction < 1,
                  f"act_plan_policy_fraction={self.act_plan_policy_fraction} must be in [0, 1)")]
 
@@ -244,14 +252,14 @@ def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int, options: M
                    ) -> LearnedModel:
     """The frozen model as a ``System``: the environment's known reward and termination, or the model's learned
     heads where it has them (it has them when ``options`` says to learn them); ``options`` also sets the
-    trajectory sampling and (``ModelOptions``) the optimism bonus."""
+    trajectory sampling and (``ModelOptions``) the optimism bonus less the pessimism penalty."""
     model = frozen(model)
     options = ModelOptions() if options is None else options
     return LearnedModel(model, None if model.reward_head is not None else spec.reward, reward_model=model.reward_head,
                         terminal_fn=None if model.termination_head is not None else spec.terminated,
                         termination_model=model.termination_head, action_low=spec.action_low,
                         action_high=spec.action_high, horizon=horizon, sampling=options.model_sampling,
-                        bonus=getattr(options, "exploration_bonus", 0.0))
+                        bonus=getattr(options, "exploration_bonus", 0.0) - getattr(options, "uncertainty_penalty", 0.0))
 
 
 def dataset(buffer: replay.ReplayBuffer) -> Dataset:

@@ -21,6 +21,7 @@ of one imagined rollout, following one random elite for the whole rollout
 from __future__ import annotations
 
 import copy
+import math
 from typing import Callable
 
 import equinox as eqx
@@ -85,8 +86,9 @@ class LearnedModel(System):
                              "or a learned reward_model.")
         if sampling not in SAMPLING:
             raise ValueError(f"LearnedModel: sampling={sampling!r} must be one of {', '.join(SAMPLING)}.")
-        if not bonus >= 0:
-            raise ValueError(f"LearnedModel: bonus={bonus!r} must be >= 0 (the weight of the disagreement bonus).")
+        if not math.isfinite(bonus):
+            raise ValueError(f"LearnedModel: bonus={bonus!r} must be finite (the weight of the disagreement bonus; "
+                             "negative: a penalty).")
         self.termination_model, self.sampling, self.bonus = termination_model, sampling, float(bonus)
         self.member, self.member_key = None, None
         self.model, self.reward_fn, self.reward_model = model, reward_fn, reward_model
@@ -172,7 +174,8 @@ class LearnedModel(System):
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
         """``R(o, a, o')``: the known ``reward_fn``, else the learned ``reward_model``, on observations, plus
-        ``bonus · disagreement(o, a)`` when ``bonus > 0``.
+        ``bonus · disagreement(o, a)`` where ``bonus`` is not 0 (an optimism bonus, or a pessimism penalty where
+        negative: ``exploration_bonus − uncertainty_penalty``).
 
         ``next_state`` defaults to the model's prediction ``dynamics(state, action)``.
         """
@@ -181,7 +184,7 @@ class LearnedModel(System):
             next_state = self.dynamics(state, action)
         fn = self.reward_fn if self.reward_fn is not None else self.reward_model
         reward = fn(state, action, next_state)
-        if self.bonus > 0:
+        if self.bonus != 0:
             reward = reward + self.bonus * self.model.disagreement(state, jnp.clip(action, self.low, self.high))
         return reward
 
