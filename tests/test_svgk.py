@@ -14,6 +14,7 @@ from trees import assert_trees_equal, moved
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise import loops, registry, replay
+from pathwise.loops import simulated
 from pathwise.algorithms import get, svgk
 from pathwise.algorithms import svg_core as core
 from pathwise.networks import QCritic, VCritic
@@ -142,7 +143,8 @@ def test_policy_gradient_matches_finite_differences_on_linear_system():
     s0, xis, zetas = jnp.array([1.0, -0.5]), 0.1 * jnp.ones((6, 1)), 0.01 * jnp.ones((5, 2))
 
     def j(gain):
-        policy = lambda obs, xi: gain @ obs + xi
+        def policy(obs, xi):
+            return gain @ obs + xi
         return core.value_gradient_objective(system, policy, core.v_bootstrap(value), s0, xis, zetas, GAMMA).objective
 
     gain = jnp.array([[-0.3, -0.8]])
@@ -156,7 +158,8 @@ def test_policy_gradient_matches_finite_differences_on_linear_system():
 
 def test_termination_masks_rewards_and_bootstrap():
     system, value = WallSystem(), VCritic(1, (8,), key=jax.random.key(8))
-    policy = lambda obs, xi: jnp.array([0.6])  # x: 0, 0.6, 1.2 (terminal), ...
+    def policy(obs, xi):
+        return jnp.array([0.6])  # x: 0, 0.6, 1.2 (terminal), ...
     xis, zetas = jnp.zeros((5, 1)), jnp.zeros((4, 1))
     seg = core.value_gradient_objective(system, policy, core.v_bootstrap(value), jnp.zeros(1), xis, zetas, GAMMA)
     expected, _, alive = manual_return(system, policy, jnp.zeros(1), xis, zetas, GAMMA)
@@ -462,6 +465,21 @@ def test_start_noise_reaches_the_model_based_update():
 
     noisy = dataclasses.replace(TINY_MODEL, start_noise=(0.0, 0.0, 2.0))
     assert imagined(noisy) != imagined(TINY_MODEL)
+
+
+def test_start_noise_is_refused_where_svgk_runs_through_the_true_system():
+    """The simulated (SHAC) loop starts from its carried simulations and would ignore start_noise: refused, by
+    loops.make and by the vmapped seeds alike; the same option on a learned model is taken."""
+    noisy = dataclasses.replace(TINY, start_noise=(0.0, 1.0))
+    spec = from_env("pathwise/Pendulum-v1")
+    message = "start_noise=\\(0.0, 1.0\\) applies to a learned model only.*pathwise/Pendulum-v1.*Drop it"
+    with pytest.raises(ValueError, match=message):
+        loops.make(ALGO, spec, noisy)
+    with pytest.raises(ValueError, match=message):
+        simulated.train_seeds(ALGO, spec, noisy, 2, 1)
+    with pytest.raises(ValueError, match="applies to a learned model only"):
+        loops.make(ALGO, from_env("Pendulum-v1"), dataclasses.replace(noisy, use_true_dynamics=True))
+    assert loops.make(ALGO, spec, TINY).kind == "simulated"
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v5", "MountainCarContinuous-v0"])

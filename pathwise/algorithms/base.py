@@ -49,6 +49,9 @@ class AlgorithmInfo:
     """Differentiates the environment's known reward even outside the model-based loop."""
     planner: bool = False
     """Acts by planning over a model at every step (no policy network: ``pathwise export`` refuses it)."""
+    learned_model_only: tuple[str, ...] = ()
+    """Config options read only where the algorithm runs on a learned model: set away from their defaults, they
+    are refused in the simulated loop (``pathwise.loops.check_options``) instead of being ignored there."""
 
     def __post_init__(self) -> None:
         bad = [loop for loop in self.loops if loop not in LOOPS]

@@ -55,7 +55,8 @@ from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, PyTree
 
 INFO = AlgorithmInfo("svgk", loops=("simulated", "model_based"),
-                     summary="SVG(k): k steps through true or learned dynamics closed by a learned value (SHAC).")
+                     summary="SVG(k): k steps through true or learned dynamics closed by a learned value (SHAC).",
+                     learned_model_only=("start_noise",))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +115,8 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions, ActorDecayOptions):
     rollout's start state (drawn from D) before it is rolled; () or zeros: the replayed states as they are. Where
     entries hold a goal relative to the agent (reacher-easy's ``to_target`` = target - fingertip, entries 2 and 3),
     noise there moves the goal: the model imagines reaching targets that no real episode had (the real data holds
-    one target per episode), as hindsight relabelling does for the replay. Length: the observation's."""
+    one target per episode), as hindsight relabelling does for the replay. Length: the observation's. Refused in
+    the simulated loop (its rollouts start from the carried simulations)."""
     value_bound: bool = True
     """Learned model only: clip V's TD(lambda) targets and the bootstrap V(s_k) of J_k to the discounted-return
     range reward_scale * [min r, max r] / (1 - gamma) of the rewards in D and of those imagined so far in this

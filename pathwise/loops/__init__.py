@@ -21,6 +21,7 @@ environments with seeds drawn from it, so resuming from a saved carry reproduces
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -127,10 +128,25 @@ def check(algorithm: Algorithm, spec: EnvSpec, kind: str) -> None:
         raise ValueError(_NO_REWARD.format(name=info.name, env_id=spec.env_id))
 
 
+def check_options(algorithm: Algorithm, spec: EnvSpec, config: Any, kind: str) -> None:
+    """A ``ValueError`` if ``config`` sets an option that ``kind`` would ignore (``AlgorithmInfo.learned_model_only``
+    away from its default in the simulated loop), naming the option and the fix."""
+    if kind != "simulated":
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for name in algorithm.info.learned_model_only:
+        if getattr(config, name) != defaults[name]:
+            raise ValueError(f"{algorithm.name}'s {name}={getattr(config, name)!r} applies to a learned model only, "
+                             f"but on {spec.env_id!r} {algorithm.name} differentiates through the environment's own "
+                             "System (the simulated loop), which does not read it. Drop it, or learn a model of the "
+                             "Gymnasium environment instead (its Gymnasium id, without use_true_dynamics).")
+
+
 def make(algorithm: Algorithm, spec: EnvSpec, config: Any) -> Loop:
     """The loop (checked) that runs ``algorithm`` with ``config`` on ``spec``."""
     kind = select(algorithm, spec, config)
     check(algorithm, spec, kind)
+    check_options(algorithm, spec, config, kind)
     if kind == "simulated":
         from pathwise.loops.simulated import SimulatedLoop as cls
     elif kind == "replay":

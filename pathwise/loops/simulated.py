@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from pathwise.algorithms.base import Algorithm
 from pathwise.config import Options, at_least
-from pathwise.loops import Loop, summarize, to_floats
+from pathwise.loops import Loop, check_options, summarize, to_floats
 from pathwise.seeds import seed_keys
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey
@@ -85,7 +85,7 @@ _run_one = eqx.filter_jit(run)
 def train_seed(algorithm: Algorithm, spec: EnvSpec, config: Any, seed: int, iterations: int
                ) -> tuple[SimCarry, dict[str, Array]]:
     """One seed's run as one jitted program (what :func:`train_seeds` computes for that seed)."""
-    _check(algorithm, spec, 1, iterations)
+    _check(algorithm, spec, config, 1, iterations)
     return _run_one(algorithm, spec, config, jax.random.key(seed), int(iterations))
 
 
@@ -97,16 +97,17 @@ def train_seeds(algorithm: Algorithm, spec: EnvSpec, config: Any, seeds: int, it
     several devices (and ``shard`` not False) the seed axis is sharded over them
     (:func:`pathwise.seeds.seed_keys`); the results do not change.
     """
-    _check(algorithm, spec, seeds, iterations)
+    _check(algorithm, spec, config, seeds, iterations)
     return _run_seeds(algorithm, spec, config, seed_keys(seeds, shard, first_seed), int(iterations))
 
 
-def _check(algorithm: Algorithm, spec: EnvSpec, seeds: int, iterations: int) -> None:
+def _check(algorithm: Algorithm, spec: EnvSpec, config: Any, seeds: int, iterations: int) -> None:
     if seeds < 1 or iterations < 1:
         raise ValueError(f"training needs seeds >= 1 and iterations >= 1, got {seeds} and {iterations}.")
     if spec.system is None or "simulated" not in algorithm.info.loops:
         raise ValueError(f"{algorithm.name} cannot run in the simulated loop on {spec.env_id!r} (it needs an "
                          "algorithm that differentiates through a System, and the System).")
+    check_options(algorithm, spec, config, "simulated")
 
 
 class SimulatedLoop(Loop):
