@@ -344,6 +344,7 @@ def view(results: dict) -> dict:
                       "missed": separated(missed), "learners": separated(sorted({r["algo"] for r in rows}))})
     not_run = [_key(t) for t in results["tasks"] if not any(r["task"] == _key(t) for r in results["runs"])]
     return {**results, "measured": tasks, "not_run": separated(not_run), "any_not_run": bool(not_run),
+            "any_not_run_plain": bool(not_run) and all(":" not in key for key in not_run),
             "notes": written_for(results, NOTES_WRITTEN_FOR)}
 
 
