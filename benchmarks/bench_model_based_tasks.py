@@ -12,7 +12,9 @@ directories go to benchmarks/out/model_based_tasks/. Each run's row is saved as 
 rows of (task, learner, seed) already in the results file and not run again are kept. So seeds and learners can
 run one process at a time, or in processes side by side that write to the same file::
 
-    for s in 0 1 2; do python benchmarks/bench_model_based_tasks.py --tasks HalfCheetah-v5 --algos svg0 --seeds $s & done
+    for s in 0 1 2; do
+        python benchmarks/bench_model_based_tasks.py --tasks HalfCheetah-v5 --algos svg0 --seeds $s &
+    done
 
 Protocol: ``pathwise.train.train(algo, env, budget, seed=seed)`` with the learner's preset for the task
 (``pathwise/presets/<algo>.toml``, the table of the env id), i.e. ``pathwise train ALGO --env ENV --seed S``; a
