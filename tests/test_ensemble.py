@@ -172,6 +172,8 @@ def test_uncertainty_penalty_subtracts_lambda_times_disagreement(ensemble):
         mb.ModelOptions(uncertainty_penalty=-1.0, model_ensemble=5)
     with pytest.raises(ValueError, match="uncertainty_penalty > 0 needs an ensemble"):
         mb.ModelOptions(uncertainty_penalty=1.0)
+    with pytest.raises(ValueError, match="exploration_bonus > 0 needs an ensemble"):  # the same check, β's side
+        mb.ModelOptions(exploration_bonus=1.0)
 
 
 def test_ensemble_refit_is_one_program(ensemble):

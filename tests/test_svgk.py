@@ -469,7 +469,8 @@ def test_start_noise_reaches_the_model_based_update():
 
 def test_start_noise_is_refused_where_svgk_runs_through_the_true_system():
     """The simulated (SHAC) loop starts from its carried simulations and would ignore start_noise: refused, by
-    loops.make and by the vmapped seeds alike; the same option on a learned model is taken."""
+    loops.make and by the vmapped seeds alike, also with use_true_dynamics on a Gymnasium id; without it the
+    simulated loop is built (on a learned model the option is taken: the test above)."""
     noisy = dataclasses.replace(TINY, start_noise=(0.0, 1.0))
     spec = from_env("pathwise/Pendulum-v1")
     message = "start_noise=\\(0.0, 1.0\\) applies to a learned model only.*pathwise/Pendulum-v1.*Drop it"

@@ -193,10 +193,9 @@ class ModelOptions(ModelFitOptions):
                      "uncertainty_penalty") + \
             at_least(self, FitConfig().min_transitions, "buffer_size") + at_least(self, 2, "act_plan_samples") + \
             one_of(self, "act_planner", ACT_PLANNERS) + [
-                (self.exploration_bonus == 0 or self.model_ensemble > 1,
-                 "exploration_bonus > 0 needs an ensemble to disagree: set model_ensemble > 1"),
-                (self.uncertainty_penalty == 0 or self.model_ensemble > 1,
-                 "uncertainty_penalty > 0 needs an ensemble to disagree: set model_ensemble > 1"),
+                (getattr(self, name) == 0 or self.model_ensemble > 1,
+                 f"{name} > 0 needs an ensemble to disagree: set model_ensemble > 1")
+                for name in ("exploration_bonus", "uncertainty_penalty")] + [
                 (0 <= self.act_plan_policy_fraction < 1,
                  f"act_plan_policy_fraction={self.act_plan_policy_fraction} must be in [0, 1)")]
 
