@@ -369,6 +369,8 @@ def _seed_runs(algorithm, env: str, cfg: Any, args: TrainArgs, steps: int, out_r
                 print(t.budget_note(steps), flush=True)
             summaries.append(t.train(steps))
             _print_summary(summaries[-1], out_root if args.seeds == 1 else out_root / f"seed_{seed}")
+            if seed == args.seed and t.overshoot_note(steps):
+                print(t.overshoot_note(steps), flush=True)
         return summaries
 
     if args.seeds > 1 and args.vmap_seeds:

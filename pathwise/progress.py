@@ -31,7 +31,7 @@ class Progress:
     """
 
     def __init__(self, total: int, *, desc: str, unit: str, initial: int = 0, stream: TextIO | None = None):
-        self.total, self.desc, self.unit = int(total), desc, unit
+        self.total, self.desc, self.unit = max(int(total), int(initial)), desc, unit
         self.stream = sys.stderr if stream is None else stream
         self.n, self.start_n, self.t0 = int(initial), int(initial), time.perf_counter()
         self.status: dict[str, str] = {}
@@ -40,7 +40,7 @@ class Progress:
         if is_terminal(self.stream) or (stream is None and "ipykernel" in sys.modules):  # a notebook: a widget
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, initial=min(self.n, self.total), unit=f" {unit}", unit_scale=True,
+            self._bar = tqdm(total=self.total, initial=self.n, unit=f" {unit}", unit_scale=True,
                              desc=desc, dynamic_ncols=True, file=self.stream)
 
     def _next_mark(self, n: int) -> int:
@@ -51,8 +51,18 @@ class Progress:
         """Units per second of wall-clock time since this display started (evaluations included)."""
         return (self.n - self.start_n) / max(time.perf_counter() - self.t0, 1e-9)
 
+    def _reach(self, n: int) -> int:
+        """``n``, with the total raised to it where the work ran past it (a run ends after the whole iteration
+        that reaches its budget): the count and the rate stay the true ones."""
+        n = int(n)
+        if n > self.total:
+            self.total = n
+            if self._bar is not None:
+                self._bar.total = n
+        return n
+
     def update(self, n: int, **status: Any) -> None:
-        n = min(int(n), self.total)
+        n = self._reach(n)
         self.status.update({k: _fmt(v) for k, v in status.items()})
         if self._bar is not None:
             self._bar.update(n - self._bar.n)
@@ -69,7 +79,7 @@ class Progress:
         if self._bar is not None:
             self.update(n, **status)
             return
-        self.n = min(int(n), self.total)
+        self.n = self._reach(n)
         self.status.update({k: _fmt(v) for k, v in status.items()})
         self._line()
 

@@ -393,6 +393,7 @@ class Trainer:
         self._tb: tblog.EventLog | None = None
         self._wandb: Any = None
         self._logs_at: tuple[int, int] | None = None
+        self._trained_from: int | None = None  # env steps when train() last began
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             self.write_config()
@@ -457,6 +458,7 @@ class Trainer:
             ckpt.remove_stale_temporaries(self.out / "checkpoints", ("last.npz", "best.npz"))
             self._open_events()
         bar = self._progress_bar(total_steps, progress_bar)
+        self._trained_from = self.counters.env_steps
         try:
             if self.counters.env_steps >= self.counters.next_eval:  # it stopped in an evaluation: redo it first
                 self.evaluate_and_save()
@@ -519,6 +521,15 @@ class Trainer:
         return (f"note: {self.run.name} trains in whole iterations of {per:,} {self.step_unit} (updates_per_iteration="
                 f"{self.run.config.updates_per_iteration}); the budget of {total_steps:,} becomes {planned:,} "
                 f"{self.step_unit}.")
+
+    def overshoot_note(self, total_steps: int) -> str | None:
+        """After a run: one line saying why it took more steps than ``total_steps`` where its iterations vary in
+        length (whole episodes), or None if it did not."""
+        steps, what = self.counters.env_steps, self.run.loop.iteration_is
+        if not what or self._trained_from is None or not self._trained_from < total_steps < steps:
+            return None
+        return (f"note: {self.run.name} took {steps:,} {self.step_unit} for a budget of {total_steps:,}: an iteration "
+                f"is {what}, and a run stops after the iteration that reaches its budget.")
 
     @property
     def step_unit(self) -> str:

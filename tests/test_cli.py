@@ -63,6 +63,9 @@ def test_train_every_algorithm(algo, runs, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["algorithm"] == algo and summary["env_id"] == env and summary["seed"] == 1
     assert summary["env_steps"] >= steps and np.isfinite(summary["final_return_mean"])
+    simulated = "simulated" in summary["learner"]["env_steps_are"]
+    said = f"note: {algo} took {summary['env_steps']:,} env steps for a budget of {steps:,}: an iteration is "
+    assert (said in printed) == (summary["env_steps"] > steps and not simulated), printed  # whole episodes
     info = json.loads((out / "config.json").read_text())
     assert info["steps"] == steps and info["eval_episodes"] == 1
     config = info["config"]

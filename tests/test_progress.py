@@ -1,11 +1,13 @@
 """Progress is plain text when not on a terminal (no carriage returns in a log), a tqdm bar on one, with one rate;
-a simulated-loop budget that is not a whole number of iterations is stated before the run."""
+a simulated-loop budget that is not a whole number of iterations is stated before the run, and a run of whole
+episodes that ends past its budget says so after it, its progress counting the steps it took."""
 
 from __future__ import annotations
 
 import io
 import json
 
+from cli_tiny import train_argv
 from pathwise.cli import main
 from pathwise.progress import Progress
 
@@ -56,3 +58,28 @@ def test_a_terminal_gets_a_bar_with_one_rate_and_a_log_one_line_per_tenth():
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue() and len(lines) == 11, lines  # 10 tenths + the evaluation
     assert lines[-1].startswith("run: 1,000/1,000 env steps (100%)") and lines[-1].endswith("return -3.2"), lines
+
+
+def test_a_run_of_whole_episodes_past_its_budget_counts_and_states_the_steps_it_took(tmp_path, capsys,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("PATHWISE_QUIET", "0")
+    out = tmp_path / "ddpg"  # Pendulum-v1's episodes are 200 steps (its time limit): a budget of 40 ends at 200
+    assert main([a for a in train_argv("ddpg", out, steps=40) if a != "--quiet"]) == 0
+    captured = capsys.readouterr()
+    progress = [ln for ln in captured.err.splitlines() if ln.startswith("ddpg Pendulum-v1: ")]
+    assert progress[-1].startswith("ddpg Pendulum-v1: 200/200 env steps (100%)"), progress
+    assert ("note: ddpg took 200 env steps for a budget of 40: an iteration is one whole episode, and a run stops "
+            "after the iteration that reaches its budget.") in captured.out.splitlines()
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 200
+
+
+def test_progress_past_its_total_raises_the_total_and_keeps_the_true_rate():
+    log = io.StringIO()
+    with Progress(10, desc="run", unit="env steps", stream=log) as bar:
+        bar.update(200)
+    assert log.getvalue().startswith("run: 200/200 env steps (100%)"), log.getvalue()
+    tty = _Terminal()
+    with Progress(10, desc="run", unit="env steps", stream=tty) as bar:
+        bar.update(200)
+        assert bar.total == 200 and bar.n == 200
+    assert "200/200" in tty.getvalue(), tty.getvalue()

@@ -39,6 +39,9 @@ class Loop(abc.ABC):
 
     kind: ClassVar[str]
     env_steps_are: ClassVar[str] = "real environment steps"
+    #: what one iteration's env steps are, where their number varies: a run stops after the iteration that reaches
+    #: its budget, so it can end past it (said after such a run)
+    iteration_is: ClassVar[str] = ""
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         self.algorithm, self.spec, self.config = algorithm, spec, config

@@ -365,6 +365,8 @@ class ModelBasedLoop(Loop):
     """Collect, fit, improve through the frozen model (see the module docstring)."""
 
     kind = "model_based"
+    iteration_is = ("whole episodes, until at least `min_steps_per_iteration` new steps and enough transitions "
+                    "to fit the model")
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         super().__init__(algorithm, spec, config)

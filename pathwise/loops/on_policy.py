@@ -121,6 +121,7 @@ class OnPolicyLoop(Loop):
     """Lockstep episodes with an update every ``n_steps`` steps (see the module docstring)."""
 
     kind = "on_policy"
+    iteration_is = "`num_envs` whole episodes run in lockstep"
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         super().__init__(algorithm, spec, config)

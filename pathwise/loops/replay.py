@@ -145,6 +145,7 @@ class ReplayLoop(Loop):
     """One episode, stored, then the updates it pays for (see the module docstring)."""
 
     kind = "replay"
+    iteration_is = "one whole episode"
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         super().__init__(algorithm, spec, config)
