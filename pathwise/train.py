@@ -525,7 +525,7 @@ class Trainer:
     def overshoot_note(self, total_steps: int) -> str | None:
         """After a run: one line saying why it took more steps than ``total_steps`` where its iterations vary in
         length (whole episodes), or None if it did not."""
-        steps, what = self.counters.env_steps, self.run.loop.iteration_is
+        steps, what = self.counters.env_steps, self.run.loop.iteration_is()
         if not what or self._trained_from is None or not self._trained_from < total_steps < steps:
             return None
         return (f"note: {self.run.name} took {steps:,} {self.step_unit} for a budget of {total_steps:,}: an iteration "

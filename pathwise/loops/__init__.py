@@ -39,9 +39,6 @@ class Loop(abc.ABC):
 
     kind: ClassVar[str]
     env_steps_are: ClassVar[str] = "real environment steps"
-    #: what one iteration's env steps are, where their number varies: a run stops after the iteration that reaches
-    #: its budget, so it can end past it (said after such a run)
-    iteration_is: ClassVar[str] = ""
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         self.algorithm, self.spec, self.config = algorithm, spec, config
@@ -57,6 +54,11 @@ class Loop(abc.ABC):
     def steps_per_iteration(self) -> int | None:
         """The env steps every iteration takes, where that is fixed (None: it varies, e.g. with episode lengths)."""
         return None
+
+    def iteration_is(self) -> str:
+        """What one iteration's env steps are, where their number varies ("" where it is fixed): a run stops after
+        the iteration that reaches its budget, so it can end past it, and the CLI says so with these words."""
+        return ""
 
     def describe(self, carry: Any) -> dict[str, Any]:
         """Extra facts for ``summary.json``: what an env step is, and the last model fit's errors where the loop

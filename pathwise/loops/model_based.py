@@ -365,8 +365,6 @@ class ModelBasedLoop(Loop):
     """Collect, fit, improve through the frozen model (see the module docstring)."""
 
     kind = "model_based"
-    iteration_is = ("whole episodes, until at least `min_steps_per_iteration` new steps and enough transitions "
-                    "to fit the model")
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         super().__init__(algorithm, spec, config)
@@ -393,6 +391,13 @@ class ModelBasedLoop(Loop):
         zero = jnp.zeros((), jnp.int32)
         return ModelCarry(self.algorithm.init(k_algo, spec, cfg), model, replay.init(item, cfg.buffer_size),
                           replay.init((episode, np.int32(0)), cfg.recent_episodes), key, zero, zero)
+
+    def iteration_is(self) -> str:
+        least = self.config.min_steps_per_iteration
+        if least:
+            return (f"whole episodes until at least {least:,} new steps (min_steps_per_iteration) and enough "
+                    "transitions to fit the model")
+        return "one whole episode (more while there are too few transitions to fit the model)"
 
     def iteration(self, carry: ModelCarry) -> tuple[ModelCarry, dict[str, float]]:
         key, k_collect, k_fit, k_update = jax.random.split(carry.key, 4)

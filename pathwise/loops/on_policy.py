@@ -121,7 +121,6 @@ class OnPolicyLoop(Loop):
     """Lockstep episodes with an update every ``n_steps`` steps (see the module docstring)."""
 
     kind = "on_policy"
-    iteration_is = "`num_envs` whole episodes run in lockstep"
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         super().__init__(algorithm, spec, config)
@@ -132,6 +131,9 @@ class OnPolicyLoop(Loop):
     def init(self, key: PRNGKey) -> OnPolicyCarry:
         k_algo, key = jax.random.split(key)
         return OnPolicyCarry(self.algorithm.init(k_algo, self.spec, self.config), key, jnp.zeros((), jnp.int32))
+
+    def iteration_is(self) -> str:
+        return f"{len(self.envs)} whole episodes run in lockstep (num_envs)"
 
     def iteration(self, carry: OnPolicyCarry) -> tuple[OnPolicyCarry, dict[str, float]]:
         key, k_env, k_act, k_update = jax.random.split(carry.key, 4)

@@ -145,7 +145,6 @@ class ReplayLoop(Loop):
     """One episode, stored, then the updates it pays for (see the module docstring)."""
 
     kind = "replay"
-    iteration_is = "one whole episode"
 
     def __init__(self, algorithm: Algorithm, spec: EnvSpec, config: Any):
         super().__init__(algorithm, spec, config)
@@ -187,6 +186,9 @@ class ReplayLoop(Loop):
             return np.asarray(jax.random.randint(key, (self.max_steps,), 0, self.spec.action_dim))
         low, high = np.asarray(self.spec.action_low, np.float32), np.asarray(self.spec.action_high, np.float32)
         return np.asarray(jax.random.uniform(key, (self.max_steps, low.size), minval=low, maxval=high))
+
+    def iteration_is(self) -> str:
+        return "one whole episode"
 
     def iteration(self, carry: ReplayCarry) -> tuple[ReplayCarry, dict[str, float]]:
         key, k_seed, k_act, k_random, k_update = jax.random.split(carry.key, 5)
