@@ -73,10 +73,11 @@ def test_a_run_of_whole_episodes_past_its_budget_counts_and_states_the_steps_it_
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 200
 
 
-def test_progress_past_its_total_raises_the_total_and_keeps_the_true_rate():
+def test_progress_past_its_total_raises_the_total_to_the_steps_taken():
     log = io.StringIO()
     with Progress(10, desc="run", unit="env steps", stream=log) as bar:
         bar.update(200)
+        assert bar.n == 200  # the rate is the steps taken (n) over the time, not the budget's
     assert log.getvalue().startswith("run: 200/200 env steps (100%)"), log.getvalue()
     tty = _Terminal()
     with Progress(10, desc="run", unit="env steps", stream=tty) as bar:
