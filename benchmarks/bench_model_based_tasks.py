@@ -144,6 +144,12 @@ TASKS = {t.key: t for t in (
     variant(_REACHER, "pessimism3", "the reward known, `:pessimism` with the imagined reward lowered by 3 (not 10) "
             "× the members' disagreement", model_ensemble=5, model_probabilistic=True, model_sampling="ts-inf",
             uncertainty_penalty=3.0),
+    variant(_REACHER, "optimism", "the reward known, `:ensemble5`'s ensemble with the imagined reward raised by 10 × "
+            "the members' disagreement (`exploration_bonus`)", model_ensemble=5, model_probabilistic=True,
+            model_sampling="ts-inf", exploration_bonus=10.0),
+    variant(_REACHER, "mirror", "the reward known, the model fitted on D and its mirror image across the x axis and "
+            "half of the imagined rollouts started from mirrored states (`mirror`)",
+            mirror=(-1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0)),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, (*MODEL_BASED, "svg0"), _DMC, False,

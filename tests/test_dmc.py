@@ -148,6 +148,31 @@ def test_reacher_easy_reward_is_the_suites_and_its_gradient_points_at_the_target
 
 
 @needs_dmc
+def test_reacher_is_unchanged_by_the_mirror_the_guide_gives():
+    """``mirror=[-1,-1,1,-1,-1,-1,-1,-1]`` (docs/guide.md): from a state with its target, and from its reflection
+    across the x axis (both joint angles, the target's y and both velocities negated) under the negated torques, the
+    suite steps to mirror images of each other: the signs describe a symmetry of the dynamics, not only the reward."""
+    from pathwise.envs import make_env
+
+    signs = np.array([-1, -1, 1, -1, -1, -1], np.float64)
+    env = make_env("dm_control/reacher-easy-v0")
+    physics = env.unwrapped._env.physics
+    rng = np.random.default_rng(0)
+    for episode in range(3):
+        env.reset(seed=episode)
+        for _ in range(20):
+            env.step(rng.uniform(-1, 1, 2))
+        qpos, qvel = physics.data.qpos.copy(), physics.data.qvel.copy()
+        target = physics.named.model.geom_pos["target"].copy()
+        action = rng.uniform(-1, 1, 2)
+        after = env.step(action)[0]
+        physics.data.qpos[:], physics.data.qvel[:] = -qpos, -qvel
+        physics.named.model.geom_pos["target"][:2] = target[:2] * np.array([1.0, -1.0])
+        physics.forward()
+        np.testing.assert_allclose(env.step(-action)[0], after * signs, atol=1e-6)
+
+
+@needs_dmc
 def test_reacher_records_its_shoulder_as_an_unwrapped_angle():
     """The shoulder (entry 0) has no joint limit and is observed unwrapped, so a steady torque winds it past 2π;
     the wrist (entry 1) stops near its limit. The networks see entry 0 as (cos, sin), an action-repeat id too."""

@@ -29,7 +29,7 @@ from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
 from pathwise.algorithms.bptt import squashed_policy
 from pathwise.algorithms.svg_core import value_gradient_objective, zero_bootstrap
 from pathwise.config import at_least, positive, unit_interval
-from pathwise.loops.model_based import ModelData, ModelOptions
+from pathwise.loops.model_based import ModelData, ModelOptions, mirror_half
 from pathwise.networks import AngleFeaturePolicy, DeterministicPolicy
 from pathwise.spec import EnvSpec
 from pathwise.systems.base import System
@@ -126,7 +126,8 @@ def _policy_step(data: ModelData, config: Config):
 
     def step(carry, key):
         policy, opt_state = carry
-        starts = replay.sample(data.buffer, key, config.num_starts).obs
+        starts = mirror_half(replay.sample(data.buffer, key, config.num_starts).obs, jax.random.fold_in(key, 2),
+                             config)
         value, grads = eqx.filter_value_and_grad(imagined_return)(policy, data.system, starts, config.horizon,
                                                                   config.gamma, jax.random.fold_in(key, 1))
         grads = jax.tree.map(jnp.negative, grads)  # ascend J

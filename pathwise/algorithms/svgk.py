@@ -47,7 +47,7 @@ from pathwise.algorithms.svg_core import (Segment, bounded, segment_targets, v_b
 from pathwise.config import at_least, positive, unit_interval
 from pathwise.distributions import LOG_STD_MAX, LOG_STD_MIN, GaussianPolicy
 from pathwise.loops import summarize
-from pathwise.loops.model_based import ModelData, ModelOptions
+from pathwise.loops.model_based import ModelData, ModelOptions, mirror_half
 from pathwise.loops.simulated import SimulatedOptions
 from pathwise.networks import VCritic, soft_update
 from pathwise.spec import EnvSpec
@@ -56,7 +56,7 @@ from pathwise.types import Array, PRNGKey, PyTree
 
 INFO = AlgorithmInfo("svgk", loops=("simulated", "model_based"),
                      summary="SVG(k): k steps through true or learned dynamics closed by a learned value (SHAC).",
-                     learned_model_only=("start_noise",))
+                     learned_model_only=("start_noise", "mirror"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,7 +312,8 @@ def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) ->
     def body(carry, k):
         state, bounds = carry
         k_start, k_step = jax.random.split(k)
-        starts = perturbed(replay.sample(data.buffer, k_start, config.n_envs).obs, jax.random.fold_in(k, 2), config)
+        starts = mirror_half(replay.sample(data.buffer, k_start, config.n_envs).obs, jax.random.fold_in(k, 3), config)
+        starts = perturbed(starts, jax.random.fold_in(k, 2), config)
         member_keys = jax.random.split(jax.random.fold_in(k, 1), config.n_envs)
         state, segments, metrics = actor_critic_step(state, data.system, starts, k_step, config, member_keys,
                                                      bounds if config.value_bound else None)

@@ -54,12 +54,21 @@ class ModelFitOptions(Options):
     """Options of a learned dynamics model and its fit (the model-based loop's, and the replay loop's model
     rollouts)."""
 
-    ADDED: ClassVar[dict[str, Any]] = {"angle_features": ()}  # before 0.3: the raw observation
+    #: angle_features before 0.3 (the raw observation); mirror since 2026-12-07 (none before)
+    ADDED: ClassVar[dict[str, Any]] = {"angle_features": (), "mirror": ()}
 
     angle_features: tuple[int, ...] | None = None
     """Observation entries that are unwrapped angles, which the dynamics model, and the policies of mbrl, svg-inf
     and svgk and svgk's value, see as (cos, sin); None = the environment's known ones (its registry record:
     reacher's shoulder), () = none."""
+    mirror: tuple[float, ...] = ()
+    """A reflection the task is invariant under, as one sign (1 or -1) per observation entry and then one per
+    action entry: the model is fitted on D and on D's mirror image (observations and actions multiplied entry by
+    entry by the signs, rewards and terminations kept), so it learns the mirrored half of the state space from
+    data of one half; svgk's and mbrl's imagined rollouts start from a drawn state's mirror image half of the time.
+    E.g. dm_control/reacher-easy-v0 (shoulder, wrist, to_target x and y, the two joint velocities; the two joint
+    torques), reflected across the x axis: (-1, -1, 1, -1, -1, -1, -1, -1). The registered reward and
+    termination are checked for it on the data at each fit; a learned one is assumed to share it. () = none."""
     model_hidden: tuple[int, ...] = (200, 200)
     """Hidden layer sizes of the dynamics model (predicts the normalized change of observation)."""
     model_ensemble: int = 1
@@ -100,7 +109,23 @@ class ModelFitOptions(Options):
             one_of(self, "model_sampling", SAMPLING) + one_of(self, "reward_source", SOURCES) + \
             one_of(self, "termination_source", SOURCES) + [
                 (self.model_elites <= self.model_ensemble,
-                 f"model_elites={self.model_elites} must be at most model_ensemble={self.model_ensemble}")]
+                 f"model_elites={self.model_elites} must be at most model_ensemble={self.model_ensemble}"),
+                (all(s in (1, -1) for s in self.mirror), f"mirror={self.mirror} must hold signs, 1 or -1 (one per "
+                                                         "observation entry, then one per action entry)")]
+
+    def mirror_signs(self, spec: EnvSpec) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(observation signs, action signs)`` of ``mirror`` on ``spec`` (None without one); ValueError where
+        their count is not the observation's entries plus the action's."""
+        if not self.mirror:
+            return None
+        if spec.discrete or len(self.mirror) != spec.obs_dim + spec.action_dim:
+            what = "its actions are discrete: a model of continuous actions only" if spec.discrete else \
+                f"{spec.obs_dim + spec.action_dim} in all"
+            raise ValueError(f"mirror holds {len(self.mirror)} signs, but {spec.env_id!r} needs one per observation "
+                             f"entry ({spec.obs_dim}) and then one per action entry ({spec.action_dim}), {what}; "
+                             "give those signs, or mirror=() for none.")
+        signs = np.asarray(self.mirror, np.float32)
+        return signs[:spec.obs_dim], signs[spec.obs_dim:]
 
     def learns(self, spec: EnvSpec) -> tuple[bool, bool]:
         """Whether the model learns the reward and the termination on ``spec`` (ValueError for 'known' where none
@@ -269,6 +294,63 @@ def dataset(buffer: replay.ReplayBuffer) -> Dataset:
     return Dataset(t.obs, t.action, t.next_obs, t.terminated | t.truncated, t.reward, t.terminated)
 
 
+def fit_data(buffer: replay.ReplayBuffer, spec: EnvSpec, options: ModelFitOptions) -> Dataset:
+    """What the model is fitted on: ``D`` (:func:`dataset`), followed by its mirror image where ``options.mirror``
+    gives one (the last transition of ``D`` then ends a block, so multi-step errors never cross into the image)."""
+    data, signs = dataset(buffer), options.mirror_signs(spec)
+    if signs is None:
+        return data
+    check_mirror(spec, data, *signs, options)
+    return mirrored(data, *signs)
+
+
+def mirrored(data: Dataset, obs_signs: np.ndarray, action_signs: np.ndarray) -> Dataset:
+    """``data`` followed by its mirror image (observations and actions multiplied by the signs, rewards and
+    terminations kept); the last transition of ``data`` ends a block, so no multi-step error crosses the seam."""
+    ends = np.asarray(data.ends).copy()
+    ends[-1] = True
+    twice = lambda x: None if x is None else np.concatenate([x, x])  # noqa: E731
+    return Dataset(np.concatenate([data.obs, data.obs * obs_signs]),
+                   np.concatenate([data.actions, data.actions * action_signs]),
+                   np.concatenate([data.next_obs, data.next_obs * obs_signs]), twice(ends), twice(data.rewards),
+                   twice(data.terminated))
+
+
+def check_mirror(spec: EnvSpec, data: Dataset, obs_signs: np.ndarray, action_signs: np.ndarray,
+                 options: ModelFitOptions, rows: int = 256) -> None:
+    """ValueError where the registered reward or termination that the run uses changes under the mirror on one of
+    the first ``rows`` transitions of ``data``: then the signs describe no symmetry of the task."""
+    learn_reward, learn_termination = options.learns(spec)
+    o, a, o2 = (np.asarray(x[:rows], np.float32) for x in (data.obs, data.actions, data.next_obs))
+    mo, ma, mo2 = o * obs_signs, a * action_signs, o2 * obs_signs
+    checks = []
+    if not learn_reward:
+        reward = jax.vmap(spec.reward)
+        checks.append(("reward", np.asarray(reward(o, a, o2)), np.asarray(reward(mo, ma, mo2))))
+    if not learn_termination and spec.terminated is not None:
+        done = jax.vmap(spec.terminated)
+        checks.append(("termination", np.asarray(done(o2)), np.asarray(done(mo2))))
+    for what, plain, image in checks:
+        bad = np.flatnonzero(~np.isclose(plain.astype(np.float32), image.astype(np.float32), rtol=1e-4, atol=1e-5))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"mirror={tuple(float(s) for s in (*obs_signs, *action_signs))} is no symmetry of "
+                             f"{spec.env_id!r}: its registered {what} is {plain[i]} on a transition of D and "
+                             f"{image[i]} on its mirror image ({bad.size} of {len(plain)} checked differ). Give "
+                             "the signs of a reflection that leaves the dynamics, the reward and the termination "
+                             "unchanged, or mirror=() for none.")
+
+
+def mirror_half(starts: Array, key: PRNGKey, config: ModelFitOptions) -> Array:
+    """Imagined rollouts' start states: with ``config.mirror``, each of ``starts`` replaced by its mirror image with
+    probability 1/2 (the policy learns both halves of the state space); ``starts`` unchanged without one."""
+    if not config.mirror:
+        return starts
+    signs = jnp.asarray(config.mirror[:starts.shape[-1]], starts.dtype)
+    flip = jax.random.bernoulli(key, 0.5, starts.shape[:-1])[..., None]
+    return jnp.where(flip, starts * signs, starts)
+
+
 def acting_mpc(algo: Any, system: LearnedModel, act: Any, value: Any, config: Any, planner: SamplingConfig,
                key: PRNGKey) -> SamplingMPC:
     """The acting planner (``planner``: ``config.acting_planner()``) over ``system``, its samples partly the policy's
@@ -378,6 +460,7 @@ class ModelBasedLoop(Loop):
             raise ValueError(f"{what}: {algorithm.name} acts by planning already; the option plans over a learned "
                              "policy's actions. Leave act_planner='none' and eval_planner=False.")
         self.learn_reward, self.learn_termination = config.learns(spec)
+        config.mirror_signs(spec)  # signs of the wrong count are refused here
         self.env = envs.make_env(spec.env_id)
         self.last_fit: FitReport | None = None
 
@@ -402,7 +485,8 @@ class ModelBasedLoop(Loop):
     def iteration(self, carry: ModelCarry) -> tuple[ModelCarry, dict[str, float]]:
         key, k_collect, k_fit, k_update = jax.random.split(carry.key, 4)
         carry, returns = self.collect(carry._replace(key=key), k_collect)  # 1. run the policy, append to D
-        model, report = fit(carry.model, dataset(carry.buffer), self.config.fit_config(), k_fit)  # 2. fit f
+        model, report = fit(carry.model, fit_data(carry.buffer, self.spec, self.config), self.config.fit_config(),
+                            k_fit)  # 2. fit f
         data = ModelData(learned_system(model, self.spec, self.limit, self.config), carry.buffer, carry.recent)
         algo, metrics = update_once(self.algorithm.update, carry.algo, data, k_update, self.config)  # 3. improve
         self.last_fit = report

@@ -31,7 +31,7 @@ from pathwise.algorithms.base import Algorithm
 from pathwise.config import at_least
 from pathwise.loops import Loop, episode_seed, to_floats
 from pathwise.loops.branched import BranchOptions, add_branches
-from pathwise.loops.model_based import dataset, learned_system
+from pathwise.loops.model_based import fit_data, learned_system
 from pathwise.models import fit
 from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
 from pathwise.types import Array, PRNGKey, Transition
@@ -156,6 +156,9 @@ class ReplayLoop(Loop):
         self.last_fit = None
         if self.branching:
             self._check_branching(spec, config)
+        elif getattr(config, "mirror", ()):
+            raise ValueError(f"mirror={config.mirror} doubles a dynamics model's data, but {algorithm.name} fits no "
+                             "model here: set model_rollouts_per_step > 0 for MBPO's model rollouts, or mirror=().")
         self.env = envs.make_env(spec.env_id)
 
     def _check_branching(self, spec: EnvSpec, config: Any) -> None:
@@ -164,6 +167,7 @@ class ReplayLoop(Loop):
                              f"dynamics model of continuous actions, but {spec.env_id} has discrete actions; set "
                              "model_rollouts_per_step=0.")
         config.learns(spec)  # a 'known' source without a registered function is refused here
+        config.mirror_signs(spec)  # so are mirror signs of the wrong count
         rows = config.max_branches(self.max_steps) * config.model_horizon
         if rows > config.model_buffer_size:
             raise ValueError(f"model_buffer_size={config.model_buffer_size} cannot hold one episode's model rollouts "
@@ -224,7 +228,7 @@ class ReplayLoop(Loop):
         if int(buffer.size) < cfg.fit_config().min_transitions:  # too few real transitions to fit a model yet
             algo, metrics = run_updates(self.algorithm, carry.algo, buffer, np.int32(n_updates), k_update, cfg)
             return algo, carry._replace(buffer=buffer), metrics
-        model, self.last_fit = fit(carry.model, dataset(real), cfg.fit_config(), k_fit)
+        model, self.last_fit = fit(carry.model, fit_data(real, spec, cfg), cfg.fit_config(), k_fit)
         count = np.int32(round(cfg.model_rollouts_per_step * int(args[1])))
         model_buffer, branch = add_branches(self.algorithm.act, self.algorithm.hook("behaviour_log_prob"), carry.algo,
                                             learned_system(model, spec, self.max_steps, cfg), buffer,
