@@ -16,6 +16,7 @@ from pathwise import loops
 from pathwise.algorithms import get, mbrl, svg0, svgk
 from pathwise.loops.model_based import fit_data, mirror_half, mirrored
 from pathwise.models import Dataset, DynamicsModel, FitConfig, fit
+from pathwise.models.fit import split_blocks
 from pathwise.spec import from_env
 from pathwise.systems import Pendulum
 
@@ -65,8 +66,21 @@ def test_fit_data_is_d_then_its_image_with_a_seam_no_block_crosses():
     np.testing.assert_array_equal(data.next_obs[n:], data.next_obs[:n] * np.array([1, -1, -1], np.float32))
     np.testing.assert_array_equal(data.actions[n:], -data.actions[:n])
     np.testing.assert_array_equal(data.rewards[n:], data.rewards[:n])
-    assert data.ends[n - 1] and data.ends[-1]
+    assert data.ends[n - 1] and data.ends[-1] and data.images == n
     assert len(fit_data(carry.buffer, spec, TINY).obs) == n  # none by default
+
+
+def test_the_held_out_split_takes_a_transition_and_its_image_together():
+    """A held-out transition whose image was trained on would be predicted through the symmetry the model learned
+    from the image: the split of mirrored data holds out both or neither (blocks of ``multi_step`` rows as before)."""
+    train, val = split_blocks(2 * 1003, 10, 0.1, jax.random.key(3), images=1003)
+    assert len(val) == 2 * 10 * round(0.1 * 100) and set(train) | set(val) == set(range(2006))
+    first = val[val < 1003]
+    np.testing.assert_array_equal(val[val >= 1003], first + 1003)
+    assert (first.reshape(-1, 10) == first.reshape(-1, 10)[:, :1] + np.arange(10)).all()
+    seen = pendulum_half(60, seed=0, side=1.0)
+    with pytest.raises(ValueError, match="images=50 must be half of its 60 transitions"):
+        fit(DynamicsModel(3, 1, (8,), key=jax.random.key(0)), seen._replace(images=50), FitConfig(max_epochs=1))
 
 
 def test_mirror_half_flips_about_half_of_the_starts_exactly():

@@ -306,14 +306,15 @@ def fit_data(buffer: replay.ReplayBuffer, spec: EnvSpec, options: ModelFitOption
 
 def mirrored(data: Dataset, obs_signs: np.ndarray, action_signs: np.ndarray) -> Dataset:
     """``data`` followed by its mirror image (observations and actions multiplied by the signs, rewards and
-    terminations kept); the last transition of ``data`` ends a block, so no multi-step error crosses the seam."""
+    terminations kept; ``Dataset.images``: the fit holds out a transition and its image together); the last
+    transition of ``data`` ends a block, so no multi-step error crosses the seam."""
     ends = np.asarray(data.ends).copy()
     ends[-1] = True
     twice = lambda x: None if x is None else np.concatenate([x, x])  # noqa: E731
     return Dataset(np.concatenate([data.obs, data.obs * obs_signs]),
                    np.concatenate([data.actions, data.actions * action_signs]),
                    np.concatenate([data.next_obs, data.next_obs * obs_signs]), twice(ends), twice(data.rewards),
-                   twice(data.terminated))
+                   twice(data.terminated), images=len(ends))
 
 
 def check_mirror(spec: EnvSpec, data: Dataset, obs_signs: np.ndarray, action_signs: np.ndarray,

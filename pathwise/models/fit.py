@@ -46,6 +46,10 @@ class Dataset(NamedTuple):
     ends: Array
     rewards: Array | None = None
     terminated: Array | None = None
+    images: int = 0
+    """If > 0, the data are N = 2 · images transitions of which the second half is an image of the first (row
+    ``images + i`` of row ``i``: ``loops.model_based.mirrored``); the held-out split takes a transition and its
+    image together, so that no held-out transition is the image of one trained on."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +118,9 @@ def check_dataset(data: Dataset, min_transitions: int) -> None:
     if n < min_transitions:
         raise ValueError(f"Dataset too small to fit a model: {n} transitions, need at least {min_transitions} "
                          "(collect more data, or lower FitConfig.min_transitions).")
+    if data.images and 2 * data.images != n:
+        raise ValueError(f"Dataset: images={data.images} must be half of its {n} transitions (the second half the "
+                         "first's image), or 0.")
 
 
 def _capacity(n: int, floor: int = 256) -> int:
@@ -131,8 +138,14 @@ def _pad(x: np.ndarray, capacity: int) -> jnp.ndarray:
     return jnp.asarray(np.concatenate([x, np.zeros((capacity - x.shape[0], *x.shape[1:]), x.dtype)]))
 
 
-def split_blocks(n: int, block: int, val_fraction: float, key: PRNGKey) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, val): whole ``block``-long runs of rows go to validation."""
+def split_blocks(n: int, block: int, val_fraction: float, key: PRNGKey, images: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val): whole ``block``-long runs of rows go to validation; with ``images`` (the rows from
+    ``images`` on being images of the rows before, ``Dataset.images``) a row's image goes where the row goes."""
+    if images:
+        _, val = split_blocks(images, block, val_fraction, key)
+        val = np.concatenate([val, val + images])
+        return np.setdiff1d(np.arange(n), val), val
     n_blocks = n // block
     n_val = min(max(1, int(round(val_fraction * n_blocks))), n_blocks - 1)
     # a NumPy permutation seeded from the key: jax.random.permutation would compile once per data-set size
@@ -268,7 +281,7 @@ def fit(model: DynamicsModel, data: Dataset, config: FitConfig = FitConfig(), ke
     key = jax.random.key(0) if key is None else key
     k_split, k_train = jax.random.split(key)
     cols = _columns(model, data)
-    train, val = split_blocks(len(cols[0]), config.multi_step, config.val_fraction, k_split)
+    train, val = split_blocks(len(cols[0]), config.multi_step, config.val_fraction, k_split, data.images)
     model = model.with_normalizers(*(x[train] for x in cols[:3]), None if cols[3] is None else cols[3][train])
     cap_t, cap_v = _capacity(len(train), config.min_capacity), _capacity(len(val))
     steps = jnp.asarray(epoch_steps(config, len(train)), jnp.int32)
