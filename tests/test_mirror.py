@@ -119,5 +119,5 @@ def test_mirror_is_refused_where_it_cannot_hold_or_is_not_read():
         loop.iteration(loop.init(jax.random.key(0)))
     with pytest.raises(ValueError, match="mirror=.* applies to a learned model only.*pathwise/Pendulum-v1"):
         loops.make(get("svgk"), from_env("pathwise/Pendulum-v1"), dataclasses.replace(TINY, mirror=PENDULUM_MIRROR))
-    with pytest.raises(ValueError, match="svg0 fits no model here: set model_rollouts_per_step > 0"):
+    with pytest.raises(ValueError, match=r"model rollouts \(MBPO\), which are off here .*model_rollouts_per_step > 0"):
         loops.make(get("svg0"), spec, svg0.Config(mirror=PENDULUM_MIRROR))

@@ -157,8 +157,9 @@ class ReplayLoop(Loop):
         if self.branching:
             self._check_branching(spec, config)
         elif getattr(config, "mirror", ()):
-            raise ValueError(f"mirror={config.mirror} doubles a dynamics model's data, but {algorithm.name} fits no "
-                             "model here: set model_rollouts_per_step > 0 for MBPO's model rollouts, or mirror=().")
+            raise ValueError(f"mirror={config.mirror} applies in {algorithm.name}'s replay loop to the model of its "
+                             "model rollouts (MBPO), which are off here (model_rollouts_per_step=0): set "
+                             "model_rollouts_per_step > 0, or mirror=().")
         self.env = envs.make_env(spec.env_id)
 
     def _check_branching(self, spec: EnvSpec, config: Any) -> None:
