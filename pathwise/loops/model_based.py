@@ -68,7 +68,8 @@ class ModelFitOptions(Options):
     data of one half; svgk's and mbrl's imagined rollouts start from a drawn state's mirror image half of the time.
     E.g. dm_control/reacher-easy-v0 (shoulder, wrist, to_target x and y, the two joint velocities; the two joint
     torques), reflected across the x axis: (-1, -1, 1, -1, -1, -1, -1, -1). The registered reward and
-    termination are checked for it on the data at each fit; a learned one is assumed to share it. () = none."""
+    termination are checked for it on the newest data at each fit; a learned one is assumed to share it.
+    () = none."""
     model_hidden: tuple[int, ...] = (200, 200)
     """Hidden layer sizes of the dynamics model (predicts the normalized change of observation)."""
     model_ensemble: int = 1
@@ -320,9 +321,10 @@ def mirrored(data: Dataset, obs_signs: np.ndarray, action_signs: np.ndarray) -> 
 def check_mirror(spec: EnvSpec, data: Dataset, obs_signs: np.ndarray, action_signs: np.ndarray,
                  options: ModelFitOptions, rows: int = 256) -> None:
     """ValueError where the registered reward or termination that the run uses changes under the mirror on one of
-    the first ``rows`` transitions of ``data``: then the signs describe no symmetry of the task."""
+    the last ``rows`` transitions of ``data`` (the newest: each fit checks the states its data gained since the
+    one before): then the signs describe no symmetry of the task."""
     learn_reward, learn_termination = options.learns(spec)
-    o, a, o2 = (np.asarray(x[:rows], np.float32) for x in (data.obs, data.actions, data.next_obs))
+    o, a, o2 = (np.asarray(x[-rows:], np.float32) for x in (data.obs, data.actions, data.next_obs))
     mo, ma, mo2 = o * obs_signs, a * action_signs, o2 * obs_signs
     checks = []
     if not learn_reward:

@@ -156,7 +156,7 @@ class ReplayLoop(Loop):
         self.last_fit = None
         if self.branching:
             self._check_branching(spec, config)
-        elif getattr(config, "mirror", ()):
+        elif config.mirror:
             raise ValueError(f"mirror={config.mirror} applies in {algorithm.name}'s replay loop to the model of its "
                              "model rollouts (MBPO), which are off here (model_rollouts_per_step=0): set "
                              "model_rollouts_per_step > 0, or mirror=().")
