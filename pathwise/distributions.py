@@ -14,7 +14,8 @@ deterministic function of the parameters and a standard noise draw,
 Gumbel/uniform noise and carries no gradient (``reparameterizable = False``;
 use the score function or the relaxations in ``pathwise.estimators.relaxed``).
 
-``GaussianPolicy`` and ``CategoricalPolicy`` map an observation to one of these.
+``GaussianPolicy`` and ``CategoricalPolicy`` map an observation to one of these. ``colored_normal`` draws the
+standard-normal noise of a whole episode at once, correlated in time (pink noise and its kin).
 """
 
 from __future__ import annotations
@@ -400,3 +401,35 @@ class CategoricalPolicy(eqx.Module):
     def act(self, obs: Array, gumbel: Array) -> Array:
         """Gumbel-max action for explicit Gumbel noise (no gradient; see estimators.relaxed for relaxations)."""
         return self(obs).sample_from_noise(gumbel)
+
+
+def colored_normal(key: PRNGKey, steps: int, dim: int, color: float, dtype=jnp.float32) -> Array:
+    """``(steps, dim)`` standard-normal noise whose power spectrum over the ``steps`` falls as ``1/f^color``.
+
+    Each of the ``dim`` columns is a stationary Gaussian sequence of mean 0 and variance exactly 1 at every step:
+    ``color`` 0 is white noise (the steps independent), 1 pink, 2 red (Brownian-like); the larger ``color``, the
+    longer a draw keeps its sign. Made in the frequency domain: at each frequency ``f_k = k/steps`` (``k = 0 ..
+    steps//2``) a Gaussian coefficient scaled by ``f_k^(-color/2)`` (``f_0`` taken as ``1/steps``, the lowest
+    frequency the sequence can hold), real at ``k = 0`` and at ``k = steps/2`` where each has twice the variance of a
+    complex coefficient's part, as the transform of white noise has; the inverse real FFT, divided by the standard
+    deviation that these scales give every step. Pink noise as exploration: Eberhard et al. 2023, "Pink Noise Is All
+    You Need".
+    """
+    if steps < 1 or dim < 1:
+        raise ValueError(f"colored_normal: steps={steps} and dim={dim} must be at least 1.")
+    if not (math.isfinite(color) and color >= 0):
+        raise ValueError(f"colored_normal: color={color} must be a finite exponent >= 0 (0 white, 1 pink, 2 red).")
+    k = np.arange(steps // 2 + 1)
+    freq = np.maximum(k, 1) / steps
+    scale = freq ** (-color / 2.0)
+    real_only = (k == 0) | (2 * k == steps)  # DC and (even steps) Nyquist: real coefficients of twice the variance
+    scale = np.where(real_only, scale * math.sqrt(2.0), scale)
+    # Var x_t = (1/steps²) Σ_k w_k scale_k²: w = 1 for a real coefficient, 4 for a complex one (its real and
+    # imaginary parts, each appearing twice with the conjugate)
+    std = math.sqrt(float(np.sum(np.where(real_only, 1.0, 4.0) * scale ** 2))) / steps
+    k_re, k_im = jax.random.split(key)
+    re = jax.random.normal(k_re, (dim, k.size), jnp.float32)
+    im = jnp.where(jnp.asarray(real_only), 0.0, jax.random.normal(k_im, (dim, k.size), jnp.float32))
+    coefficients = jnp.asarray(scale, jnp.float32) * (re + 1j * im)
+    return (jnp.fft.irfft(coefficients, n=steps, axis=-1).T / std).astype(dtype)
+

@@ -105,9 +105,15 @@ def imagined_return(policy: eqx.Module, system: System, starts: Array, horizon: 
 def explore(policy: DeterministicPolicy | AngleFeaturePolicy, obs: Array, key: PRNGKey,
             explore_std: float | Array) -> Array:
     """π_θ(x) plus Gaussian noise of std ``explore_std`` × the action range, clipped into the box."""
+    return explore_from_noise(policy, obs, jax.random.normal(key, policy.box(obs.dtype)[0].shape, obs.dtype),
+                              explore_std)
+
+
+def explore_from_noise(policy: DeterministicPolicy | AngleFeaturePolicy, obs: Array, noise: Array,
+                       explore_std: float | Array) -> Array:
+    """π_θ(x) plus ``explore_std`` × the action range × the standard-normal ``noise``, clipped into the box."""
     low, high = policy.box(obs.dtype)
-    noise = explore_std * (high - low) * jax.random.normal(key, low.shape, obs.dtype)
-    return jnp.clip(policy(obs) + noise, low, high)
+    return jnp.clip(policy(obs) + explore_std * (high - low) * noise, low, high)
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:
@@ -182,4 +188,11 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     return explore(state.policy, obs, key, state.explore_std)
 
 
-__all__ = ["Config", "INFO", "State", "act", "explore", "imagined_return", "init", "optimizer", "update"]
+def act_from_noise(state: State, obs: Array, noise: Array) -> Array:
+    """The exploring action for given standard-normal ``noise`` (shape ``(action_dim,)``; the model-based loop's
+    real episodes with ``noise_color`` > 0 pass time-correlated noise)."""
+    return explore_from_noise(state.policy, obs, noise, state.explore_std)
+
+
+__all__ = ["Config", "INFO", "State", "act", "act_from_noise", "explore", "explore_from_noise", "imagined_return",
+           "init", "optimizer", "update"]

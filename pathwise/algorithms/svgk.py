@@ -56,7 +56,7 @@ from pathwise.types import Array, PRNGKey, PyTree
 
 INFO = AlgorithmInfo("svgk", loops=("simulated", "model_based"),
                      summary="SVG(k): k steps through true or learned dynamics closed by a learned value (SHAC).",
-                     learned_model_only=("start_noise", "mirror"))
+                     learned_model_only=("start_noise", "mirror", "noise_color"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,6 +356,12 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     return dist.mode() if deterministic else dist.sample(key)
 
 
-__all__ = ["Config", "INFO", "State", "actor_critic_step", "actor_loss", "actor_optimizer", "critic_optimizer",
-           "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "perturbed", "planning_value",
-           "restart_finished", "shac_update", "steps_per_update", "update", "widest"]
+def act_from_noise(state: State, obs: Array, noise: Array) -> Array:
+    """The policy's sample for given standard-normal noise ``ξ`` (shape ``(action_dim,)``): ``box(tanh(μ + σ ξ))``
+    (the model-based loop's real episodes with ``noise_color`` > 0 pass time-correlated ξ)."""
+    return state.policy(obs).sample_from_noise(noise)
+
+
+__all__ = ["Config", "INFO", "State", "act_from_noise", "actor_critic_step", "actor_loss", "actor_optimizer",
+           "critic_optimizer", "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "perturbed",
+           "planning_value", "restart_finished", "shac_update", "steps_per_update", "update", "widest"]

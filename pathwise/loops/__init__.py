@@ -175,6 +175,13 @@ def act_once(act, state: Any, obs: Any, key: PRNGKey, deterministic: bool) -> An
     return act(state, obs, key, deterministic)
 
 
+@eqx.filter_jit
+def act_with_noise_once(act_from_noise, state: Any, obs: Any, noise: Any) -> Any:
+    """``act_from_noise(state, obs, noise)`` (an algorithm's sample for given standard-normal noise) as one compiled
+    program, shared by every run in the process."""
+    return act_from_noise(state, obs, noise)
+
+
 def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
     """Per-update metrics (leading axis: updates) as one value each: the mean, or the last value of a running
     total (names ending in ``_total``). Works on traced arrays."""
@@ -191,5 +198,5 @@ def episode_seed(key: PRNGKey) -> int:
     return int(jax.random.randint(key, (), 0, 2**31 - 1))
 
 
-__all__ = ["Loop", "act_once", "check", "episode_seed", "make", "precheck", "select", "summarize", "to_floats",
-           "update_once"]
+__all__ = ["Loop", "act_once", "act_with_noise_once", "check", "episode_seed", "make", "precheck", "select",
+           "summarize", "to_floats", "update_once"]

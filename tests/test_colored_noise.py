@@ -1,0 +1,111 @@
+"""``noise_color``: the model-based loop's real episodes explore with noise correlated in time (power 1/f^β over
+an episode: white, pink, red), both π₀'s uniform actions and the policy's samples, each step keeping its marginal
+distribution; ``colored_normal`` makes that noise with unit variance at every step and the spectrum it names."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pathwise import loops
+from pathwise.algorithms import get, mbrl, svgk
+from pathwise.distributions import colored_normal
+from pathwise.loops.model_based import dataset
+from pathwise.spec import from_env
+
+TINY = svgk.Config(hidden=(8,), critic_hidden=(8,), horizon=4, n_envs=4, critic_iterations=2, critic_minibatches=2,
+                   model_hidden=(16,), model_steps_per_epoch=5, model_max_epochs=2, model_batch=64,
+                   updates_per_episode=2, buffer_size=1000, recent_episodes=1, random_episodes=0)
+
+
+def draws(steps: int, color: float, n: int = 2000) -> np.ndarray:
+    keys = jax.random.split(jax.random.key(0), n)
+    return np.asarray(jax.jit(jax.vmap(lambda k: colored_normal(k, steps, 2, color)))(keys))
+
+
+def lag1(x: np.ndarray) -> float:
+    """Lag-1 autocorrelation of sequences along axis 1 (mean 0, variance 1 by construction)."""
+    return float(np.mean(x[:, 1:] * x[:, :-1]))
+
+
+@pytest.mark.parametrize("steps", [200, 199])
+def test_colored_noise_has_unit_variance_at_every_step_and_the_correlation_its_spectrum_gives(steps):
+    """Variance 1 and mean 0 at each step (2,000 draws: standard errors 0.032 and 0.022 per step, and red noise's
+    steps move together, so their average errs as much as one step's); the lag-1 correlation
+    is the one the 1/f^β spectrum implies, Σ_k w_k f_k^-β cos(2π k/T) / Σ_k w_k f_k^-β, computed here from the
+    definition (0 for white noise)."""
+    k = np.arange(steps // 2 + 1)
+    edge = (k == 0) | (2 * k == steps)
+    for color in (0.0, 1.0, 2.0):
+        x = draws(steps, color)
+        assert x.shape == (2000, steps, 2) and x.dtype == np.float32
+        assert np.abs(x.var(axis=0).mean() - 1.0) < 0.07 and np.abs(x.mean(axis=0)).max() < 0.15
+        power = np.where(edge, 2.0, 4.0) * (np.maximum(k, 1) / steps) ** -color
+        expected = np.sum(power * np.cos(2 * np.pi * k / steps)) / np.sum(power)
+        assert abs(lag1(x) - expected) < 0.02, (color, lag1(x), expected)
+    assert abs(lag1(draws(steps, 0.0))) < 0.02 and lag1(draws(steps, 1.0)) > 0.5 and lag1(draws(steps, 2.0)) > 0.9
+
+
+def test_pink_noise_power_falls_as_one_over_f():
+    """The mean periodogram's log-log slope over the frequencies 1/T .. 1/2 is -β (fitted within 0.05)."""
+    for color in (0.0, 1.0, 2.0):
+        power = np.mean(np.abs(np.fft.rfft(draws(256, color)[..., 0], axis=1)) ** 2, axis=0)[1:-1]
+        freq = np.arange(1, 128) / 256
+        slope = np.polyfit(np.log(freq), np.log(power), 1)[0]
+        assert abs(slope + color) < 0.05, (color, slope)
+
+
+def test_colored_normal_refuses_what_has_no_spectrum():
+    with pytest.raises(ValueError, match="color=-1.0 must be a finite exponent >= 0"):
+        colored_normal(jax.random.key(0), 10, 1, -1.0)
+    with pytest.raises(ValueError, match="steps=0 and dim=1 must be at least 1"):
+        colored_normal(jax.random.key(0), 0, 1, 1.0)
+
+
+def test_act_from_noise_is_the_sample_act_draws():
+    """svgk and mbrl: ``act(state, obs, key, False)`` is ``act_from_noise`` of the standard normal that ``key``
+    draws, so colored noise changes the noise's time structure and nothing else."""
+    spec, obs, key = from_env("Pendulum-v1"), jnp.array([0.3, -0.9, 1.5]), jax.random.key(5)
+    noise = jax.random.normal(key, (1,))
+    state = svgk.init(jax.random.key(0), spec, TINY)
+    np.testing.assert_allclose(svgk.act(state, obs, key, False), svgk.act_from_noise(state, obs, noise), rtol=1e-6)
+    m = mbrl.init(jax.random.key(0), spec, mbrl.Config(hidden=(8,), model_hidden=(16,)))
+    np.testing.assert_allclose(mbrl.act(m, obs, key, False), mbrl.act_from_noise(m, obs, noise), rtol=1e-6)
+
+
+def first_episode_actions(config) -> np.ndarray:
+    """The actions of the first real episode of svgk's model-based loop on Pendulum-v1 (200 steps)."""
+    loop = loops.make(get("svgk"), from_env("Pendulum-v1"), config)
+    carry, _ = loop.collect(loop.init(jax.random.key(0)), jax.random.key(1))
+    return np.asarray(dataset(carry.buffer).actions[:, 0])
+
+
+def test_the_loop_colors_the_random_episodes_and_the_policys_samples():
+    """π₀'s actions stay uniform on the box [-2, 2] at each step and become correlated in time; the policy's samples
+    likewise (the untrained policy's actions are mostly its noise). White noise is the default, as before."""
+    def lag(a):
+        a = a - a.mean()
+        return float(np.sum(a[1:] * a[:-1]) / np.sum(a * a))
+
+    for random_episodes in (1, 0):
+        plain = first_episode_actions(dataclasses.replace(TINY, random_episodes=random_episodes))
+        red = first_episode_actions(dataclasses.replace(TINY, random_episodes=random_episodes, noise_color=2.0))
+        assert plain.shape == red.shape == (200,)
+        assert abs(lag(plain)) < 0.2 and lag(red) > 0.8, (random_episodes, lag(plain), lag(red))
+        assert np.all(np.abs(red) <= 2.0)
+    # Φ(z) of unit-variance z: over many episodes each step's action is uniform on [-2, 2] (variance 16/12)
+    key = jax.random.split(jax.random.key(2), 400)
+    z = jax.vmap(lambda k: colored_normal(k, 200, 1, 1.0))(key)
+    u = np.asarray(-2.0 + 4.0 * jax.scipy.stats.norm.cdf(z))
+    assert abs(u.var(axis=0).mean() - 16 / 12) < 0.05 and np.histogram(u, bins=4, range=(-2, 2))[0].min() > 0.23 * u.size
+
+
+def test_noise_color_is_refused_where_it_cannot_hold_or_is_not_read():
+    with pytest.raises(ValueError, match="noise_color"):
+        dataclasses.replace(TINY, noise_color=-1.0)
+    with pytest.raises(ValueError, match="noise_color=1.0 applies to a learned model only.*pathwise/Pendulum-v1"):
+        loops.make(get("svgk"), from_env("pathwise/Pendulum-v1"), dataclasses.replace(TINY, noise_color=1.0))
