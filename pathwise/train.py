@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pathwise import algorithms, ceilings, loops, problems, registry, tblog
+from pathwise import algorithms, ceilings, compiled, loops, problems, registry, tblog
 from pathwise import checkpoint as ckpt
 from pathwise import config as cfg_mod
 from pathwise import spec as spec_mod
@@ -107,6 +107,7 @@ class Run:
             raise ValueError(f"seed={seed!r} must be a whole number in [0, 2**31 - 10000) (it seeds JAX and the "
                              "Gymnasium resets).")
         self.algorithm, self.env_id, self.seed = algorithm, env_id, int(seed)
+        compiled.release_if_crowded()  # a process training run after run (tune's trials) must not run out of maps
         loops.precheck(algorithm, registry.record(env_id))
         self.spec = spec_mod.from_env(env_id)
         self.config = config = config.resolved(self.spec)  # what the record decides today, pinned for a resume
