@@ -53,18 +53,20 @@ def count_compilations():
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
-    """Drop every compiled program after each test module (``jax.clear_caches()``), so that what a worker holds is
-    one module's programs, not the suite's: a pytest-xdist worker that had compiled most of the suite's programs
-    crashed inside XLA's CPU compiler (a segfault or abort in ``backend_compile_and_load``, whichever program came
-    next, at ~95% of a run) in 5 of 5 fresh-clone runs of ``make test`` on 2026-12-06/07 with jax 0.10.2."""
+    """After each test module, drop every compiled program (``jax.clear_caches()``) once the worker holds 40% of the
+    memory maps Linux allows it (``pathwise.compiled``: XLA maps each compiled program into the process, and past
+    ``vm.max_map_count`` the next compile crashes). A pytest-xdist worker that had compiled most of the suite's
+    programs crashed so (a segfault or abort in ``backend_compile_and_load``, in whichever program came next, at
+    ~95% of a run) in five of the six first ``make test`` runs in fresh clones on 2026-12-07 (jax 0.10.2). Clearing
+    after every module kept a worker under ~12,300 maps but made the suite a quarter slower (every module compiling
+    its shared programs again); at 40% a worker clears a few times per run."""
     yield
     import sys
 
     if "jax" in sys.modules:
-        import gc
+        from pathwise import compiled
 
-        sys.modules["jax"].clear_caches()
-        gc.collect()
+        compiled.release_if_crowded(0.4)
 
 
 @pytest.fixture(autouse=True, scope="module")
