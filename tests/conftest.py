@@ -58,8 +58,9 @@ def _free_compiled_programs():
     ``vm.max_map_count`` the next compile crashes). A pytest-xdist worker that had compiled most of the suite's
     programs crashed so (a segfault or abort in ``backend_compile_and_load``, in whichever program came next, at
     ~95% of a run) in five of the six first ``make test`` runs in fresh clones on 2026-12-07 (jax 0.10.2). Clearing
-    after every module kept a worker under ~12,300 maps but made the suite a quarter slower (every module compiling
-    its shared programs again); at 40% a worker clears a few times per run."""
+    after every module kept a worker under ~12,300 maps but made a first run in a fresh clone take 695 s (every
+    module compiling its shared programs again); at 40% each worker cleared once or twice and the first run took
+    608 s (568 s run again)."""
     yield
     import sys
 
