@@ -432,4 +432,3 @@ def colored_normal(key: PRNGKey, steps: int, dim: int, color: float, dtype=jnp.f
     im = jnp.where(jnp.asarray(real_only), 0.0, jax.random.normal(k_im, (dim, k.size), jnp.float32))
     coefficients = jnp.asarray(scale, jnp.float32) * (re + 1j * im)
     return (jnp.fft.irfft(coefficients, n=steps, axis=-1).T / std).astype(dtype)
-

@@ -539,9 +539,11 @@ class ModelBasedLoop(Loop):
                 actions = low + (high - low) * jax.scipy.stats.norm.cdf(noise)
             actions = np.asarray(actions)
             return lambda obs, t: actions[t]
-        if self.planner is not None or self.algorithm.info.planner:
-            return self._planning_actor(carry, key) if self.planner is not None else self._policy_actor(carry, keys)
-        return self._policy_actor(carry, keys) if noise is None else self._noise_actor(carry, noise)
+        if self.planner is not None:
+            return self._planning_actor(carry, key)
+        if noise is None or self.algorithm.info.planner:  # a planning algorithm (pets) plans its own actions
+            return self._policy_actor(carry, keys)
+        return self._noise_actor(carry, noise)
 
     def _policy_actor(self, carry: ModelCarry, keys: PRNGKey):
         return lambda obs, t: np.asarray(act_once(self.algorithm.act, carry.algo,
@@ -550,8 +552,11 @@ class ModelBasedLoop(Loop):
     def _noise_actor(self, carry: ModelCarry, noise: Array):
         """``act(obs, t)`` of the policy's sample for step t's share of the episode's colored noise."""
         act = self.algorithm.hook("act_from_noise")
-        return lambda obs, t: np.asarray(act_with_noise_once(act, carry.algo, jnp.asarray(obs, jnp.float32).reshape(-1),
-                                                             noise[t]))
+
+        def actor(obs, t):
+            return np.asarray(act_with_noise_once(act, carry.algo, jnp.asarray(obs, jnp.float32).reshape(-1), noise[t]))
+
+        return actor
 
     def _planning_actor(self, carry: ModelCarry, key: PRNGKey):
         """``act(obs, t)`` of the acting planner (``act_planner``) over the current model: a fresh plan at t = 0,
