@@ -58,7 +58,7 @@ NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
 MODEL_BASED = ("mbrl", "svg-inf", "svgk", "svg1")
 SEEDS_NEEDED = 3  # seeds on which one learner must reach a target that is asked of the best method
 #: the date of the run the template's hand-written notes describe
-NOTES_WRITTEN_FOR = "2026-12-07 06:28"
+NOTES_WRITTEN_FOR = "2026-12-07 06:38"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +160,8 @@ TASKS = {t.key: t for t in (
             mirror=(-1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0)),
     variant(_REACHER, "pink", "the reward known, the real episodes' exploration noise pink (power 1/f over each "
             "episode, `noise_color` 1), the random episode's actions too", noise_color=1.0),
+    variant(_REACHER, "red", "the reward known, the real episodes' exploration noise red (power 1/f² over each "
+            "episode, `noise_color` 2), the random episode's actions too", noise_color=2.0),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, (*MODEL_BASED, "svg0"), _DMC, False,
