@@ -359,7 +359,7 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 def act_from_noise(state: State, obs: Array, noise: Array) -> Array:
     """The policy's sample for given standard-normal noise ``ξ`` (shape ``(action_dim,)``): ``box(tanh(μ + σ ξ))``
     (the model-based loop's real episodes with ``noise_color`` > 0 pass time-correlated ξ)."""
-    return state.policy(obs).sample_from_noise(noise)
+    return state.policy.act(obs, noise)
 
 
 __all__ = ["Config", "INFO", "State", "act_from_noise", "actor_critic_step", "actor_loss", "actor_optimizer",

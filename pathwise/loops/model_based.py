@@ -529,21 +529,26 @@ class ModelBasedLoop(Loop):
         return carry, returns
 
     def _actor(self, carry: ModelCarry, key: PRNGKey):
-        keys, color = jax.random.split(key, self.limit), self.config.noise_color
-        low, high = np.asarray(self.spec.action_low, np.float32), np.asarray(self.spec.action_high, np.float32)
-        noise = colored_normal(key, self.limit, low.size, color).reshape(self.limit, *low.shape) if color else None
+        keys, colored = jax.random.split(key, self.limit), self.config.noise_color > 0
         if int(carry.episodes) < self.config.random_episodes:  # π₀: uniformly random actions
-            if noise is None:
+            low, high = np.asarray(self.spec.action_low, np.float32), np.asarray(self.spec.action_high, np.float32)
+            if colored:  # Φ(z) of a standard normal z is uniform on (0, 1)
+                actions = low + (high - low) * jax.scipy.stats.norm.cdf(self._colored_noise(key))
+            else:
                 actions = jax.vmap(lambda k: jax.random.uniform(k, low.shape, minval=low, maxval=high))(keys)
-            else:  # Φ(z) of a standard normal z is uniform on (0, 1)
-                actions = low + (high - low) * jax.scipy.stats.norm.cdf(noise)
             actions = np.asarray(actions)
             return lambda obs, t: actions[t]
         if self.planner is not None:
             return self._planning_actor(carry, key)
-        if noise is None or self.algorithm.info.planner:  # a planning algorithm (pets) plans its own actions
+        if not colored or self.algorithm.info.planner:  # a planning algorithm (pets) plans its own actions
             return self._policy_actor(carry, keys)
-        return self._noise_actor(carry, noise)
+        return self._noise_actor(carry, self._colored_noise(key))
+
+    def _colored_noise(self, key: PRNGKey) -> Array:
+        """One episode's standard-normal noise of spectrum 1/f^noise_color, shape ``(limit, *action shape)``."""
+        shape = np.shape(self.spec.action_low)
+        return colored_normal(key, self.limit, int(np.prod(shape)), self.config.noise_color).reshape(self.limit,
+                                                                                                      *shape)
 
     def _policy_actor(self, carry: ModelCarry, keys: PRNGKey):
         return lambda obs, t: np.asarray(act_once(self.algorithm.act, carry.algo,
