@@ -105,6 +105,9 @@ _REACHER = Task("dm_control/reacher-easy-v0", 937.0, 20_000, 2000, 30, MODEL_BAS
 _REACHER5 = dataclasses.replace(_REACHER, eval_episodes=5)
 _CHEETAH2 = Task("dm_control/cheetah-run-repeat2-v0", 519.0, 50_000, 5_000, 5, ("svg0",), _DMC, False,
                  "≥ 519 (TD-MPC2 at 100k) within 100,000 control steps, acting every 2nd")
+#: reacher's wrist for ``joint_limits``: observation entries 1 (angle) and 5 (velocity), action 1, range ±160°
+#: (dm_control's suite/reacher.xml)
+REACHER_WRIST = (1.0, 5.0, 1.0, -2.7925, 2.7925)
 _MOUNTAINCAR = Task("MountainCarContinuous-v0", 90.0, 10_000, 1000, 5, ("mbrl", "svgk"), "", True,
                     "reaches the goal (return ≥ 90) within 10,000 steps with the exploration bonus")
 #: svgk's MountainCarContinuous-v0 preset less what its exploration rests on (the measured variants' common part)
@@ -162,6 +165,8 @@ TASKS = {t.key: t for t in (
             "episode, `noise_color` 1), the random episode's actions too", noise_color=1.0),
     variant(_REACHER, "red", "the reward known, the real episodes' exploration noise red (power 1/f² over each "
             "episode, `noise_color` 2), the random episode's actions too", noise_color=2.0),
+    variant(_REACHER, "limits", "the reward known, the wrist's limits (±160°) kept by the learned model "
+            "(`joint_limits`)", joint_limits=REACHER_WRIST),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, (*MODEL_BASED, "svg0"), _DMC, False,

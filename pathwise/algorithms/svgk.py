@@ -56,7 +56,7 @@ from pathwise.types import Array, PRNGKey, PyTree
 
 INFO = AlgorithmInfo("svgk", loops=("simulated", "model_based"),
                      summary="SVG(k): k steps through true or learned dynamics closed by a learned value (SHAC).",
-                     learned_model_only=("start_noise", "mirror", "noise_color"))
+                     learned_model_only=("start_noise", "mirror", "noise_color", "joint_limits"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ from pathwise.control.sampling import CEMConfig, MPPIConfig, SamplingConfig, Sam
 from pathwise.distributions import colored_normal
 from pathwise.loops import Loop, act_once, act_with_noise_once, episode_seed, to_floats, update_once
 from pathwise.models import Dataset, DynamicsModel, FitConfig, FitReport, LearnedModel, fit
-from pathwise.models.learned import SAMPLING
+from pathwise.models.learned import SAMPLING, JointLimit, check_limits
 from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
 from pathwise.types import Array, PRNGKey, Transition
 
@@ -55,8 +55,9 @@ class ModelFitOptions(Options):
     """Options of a learned dynamics model and its fit (the model-based loop's, and the replay loop's model
     rollouts)."""
 
-    #: angle_features before 0.3 (the raw observation); mirror since 2026-12-07 (none before)
-    ADDED: ClassVar[dict[str, Any]] = {"angle_features": (), "mirror": ()}
+    #: angle_features before 0.3 (the raw observation); mirror since 2026-12-07, joint_limits since 2026-12-07 08:30
+    #: UTC (none before)
+    ADDED: ClassVar[dict[str, Any]] = {"angle_features": (), "mirror": (), "joint_limits": ()}
 
     angle_features: tuple[int, ...] | None = None
     """Observation entries that are unwrapped angles, which the dynamics model, and the policies of mbrl, svg-inf
@@ -71,6 +72,14 @@ class ModelFitOptions(Options):
     torques), reflected across the x axis: (-1, -1, 1, -1, -1, -1, -1, -1). The registered reward and
     termination are checked for it on the newest data at each fit; a learned one is assumed to share it.
     () = none."""
+    joint_limits: tuple[float, ...] = ()
+    """Joints whose limits the learned model keeps, five numbers per joint: its position's observation entry, its
+    velocity's entry, the action entry of its motor (a positive action driving the position up), and the limits
+    low and high in the observation's units. In imagination torque that pushes a joint at its limit further in does
+    nothing, and a predicted position past the limit is held there with the outward velocity removed: a network
+    fits the stop smoothly and lets the joint pass it where it has little data, so that a policy learns to reach
+    through the stop. E.g. dm_control/reacher-easy-v0's wrist (observation entries 1 and 5, action 1, ±160°):
+    (1, 5, 1, -2.7925, 2.7925). () = none."""
     model_hidden: tuple[int, ...] = (200, 200)
     """Hidden layer sizes of the dynamics model (predicts the normalized change of observation)."""
     model_ensemble: int = 1
@@ -113,7 +122,19 @@ class ModelFitOptions(Options):
                 (self.model_elites <= self.model_ensemble,
                  f"model_elites={self.model_elites} must be at most model_ensemble={self.model_ensemble}"),
                 (all(s in (1, -1) for s in self.mirror), f"mirror={self.mirror} must hold signs, 1 or -1 (one per "
-                                                         "observation entry, then one per action entry)")]
+                                                         "observation entry, then one per action entry)"),
+                (len(self.joint_limits) % 5 == 0, f"joint_limits={self.joint_limits} must hold five numbers per "
+                                                  "joint (position entry, velocity entry, action entry, low, high)")]
+
+    def limits(self, spec: EnvSpec) -> tuple[JointLimit, ...]:
+        """``joint_limits`` as groups of five on ``spec``; ValueError where one names an entry ``spec`` lacks."""
+        if not self.joint_limits:
+            return ()
+        if spec.discrete:
+            raise ValueError(f"joint_limits: {spec.env_id!r} has discrete actions (a model of continuous actions "
+                             "only); use joint_limits=() for none.")
+        groups = [self.joint_limits[i:i + 5] for i in range(0, len(self.joint_limits), 5)]
+        return check_limits(tuple(tuple(g) for g in groups), spec.obs_dim, spec.action_dim)
 
     def mirror_signs(self, spec: EnvSpec) -> tuple[np.ndarray, np.ndarray] | None:
         """``(observation signs, action signs)`` of ``mirror`` on ``spec`` (None without one); ValueError where
@@ -294,7 +315,8 @@ def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int, options: M
                         terminal_fn=None if model.termination_head is not None else spec.terminated,
                         termination_model=model.termination_head, action_low=spec.action_low,
                         action_high=spec.action_high, horizon=horizon, sampling=options.model_sampling,
-                        bonus=getattr(options, "exploration_bonus", 0.0) - getattr(options, "uncertainty_penalty", 0.0))
+                        bonus=getattr(options, "exploration_bonus", 0.0) - getattr(options, "uncertainty_penalty", 0.0),
+                        limits=options.limits(spec))
 
 
 def dataset(buffer: replay.ReplayBuffer) -> Dataset:
@@ -474,6 +496,7 @@ class ModelBasedLoop(Loop):
                              "policy's actions. Leave act_planner='none' and eval_planner=False.")
         self.learn_reward, self.learn_termination = config.learns(spec)
         config.mirror_signs(spec)  # signs of the wrong count are refused here
+        config.limits(spec)  # and joint limits that name entries the task lacks
         if config.noise_color and algorithm.hook("act_from_noise") is None and not algorithm.info.planner:
             raise ValueError(f"noise_color={config.noise_color}: {algorithm.name} has no act_from_noise (its action "
                              "for given standard-normal noise), so its episodes cannot take colored noise. Leave "

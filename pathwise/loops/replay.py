@@ -156,10 +156,12 @@ class ReplayLoop(Loop):
         self.last_fit = None
         if self.branching:
             self._check_branching(spec, config)
-        elif config.mirror:
-            raise ValueError(f"mirror={config.mirror} applies in {algorithm.name}'s replay loop to the model of its "
-                             "model rollouts (MBPO), which are off here (model_rollouts_per_step=0): set "
-                             "model_rollouts_per_step > 0, or mirror=().")
+        else:
+            for name, off in (("mirror", "()"), ("joint_limits", "()")):
+                if getattr(config, name):
+                    raise ValueError(f"{name}={getattr(config, name)} applies in {algorithm.name}'s replay loop to "
+                                     "the model of its model rollouts (MBPO), which are off here "
+                                     f"(model_rollouts_per_step=0): set model_rollouts_per_step > 0, or {name}={off}.")
         self.env = envs.make_env(spec.env_id)
 
     def _check_branching(self, spec: EnvSpec, config: Any) -> None:
@@ -169,6 +171,7 @@ class ReplayLoop(Loop):
                              "model_rollouts_per_step=0.")
         config.learns(spec)  # a 'known' source without a registered function is refused here
         config.mirror_signs(spec)  # so are mirror signs of the wrong count
+        config.limits(spec)  # and joint limits that name entries the task lacks
         rows = config.max_branches(self.max_steps) * config.model_horizon
         if rows > config.model_buffer_size:
             raise ValueError(f"model_buffer_size={config.model_buffer_size} cannot hold one episode's model rollouts "

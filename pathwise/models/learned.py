@@ -16,6 +16,14 @@ An ensemble model predicts the elites' mean unless a rollout samples a member
 (trajectory sampling, Chua et al., 2018): ``system.sample(key)`` is the system
 of one imagined rollout, following one random elite for the whole rollout
 (``sampling="ts-inf"``) or a fresh one at every step (``"ts-1"``).
+
+Joint limits (``limits``) are what a learned model is worst at: a network fits
+the stop at a limit smoothly, and away from the data it lets the joint pass it,
+so an imagined rollout can reach what the real system cannot by folding a joint
+through its stop. Where the model is given a joint's limits, torque that pushes a
+joint at its limit further into it does nothing (the stop takes it), and a
+predicted position past the limit is held at it with the outward velocity
+removed, as an inelastic stop would.
 """
 
 from __future__ import annotations
@@ -37,6 +45,28 @@ RewardFn = Callable[[Array, Array, Array], Array]
 
 #: How an imagined rollout uses an ensemble (see the module docstring).
 SAMPLING = ("mean", "ts-1", "ts-inf")
+#: One limited joint: (position entry, velocity entry, action entry, low, high); a positive action drives the
+#: position up, as a motor of positive gear does.
+JointLimit = tuple[int, int, int, float, float]
+
+
+def check_limits(limits: tuple[JointLimit, ...], obs_dim: int, action_dim: int) -> tuple[JointLimit, ...]:
+    """``limits`` as ``(int, int, int, float, float)`` groups; ValueError naming the group that is out of range."""
+    out = []
+    for i, group in enumerate(limits):
+        if len(group) != 5:
+            raise ValueError(f"joint limit {i} is {tuple(group)}: give (position entry, velocity entry, action "
+                             "entry, low, high).")
+        p, v, k, lo, hi = group
+        if not all(float(x).is_integer() for x in (p, v, k)) or not (0 <= p < obs_dim and 0 <= v < obs_dim) \
+                or not 0 <= k < action_dim:
+            raise ValueError(f"joint limit {i} = {tuple(group)} names entries outside the observation (0-"
+                             f"{obs_dim - 1}) or the action (0-{action_dim - 1}); the first three are the joint's "
+                             "position entry, its velocity entry and the action entry of its motor.")
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"joint limit {i} = {tuple(group)}: low {lo} must be finite and below high {hi}.")
+        out.append((int(p), int(v), int(k), float(lo), float(hi)))
+    return tuple(out)
 
 
 class LearnedModel(System):
@@ -57,6 +87,7 @@ class LearnedModel(System):
         ``terminal_fn`` is None.
       sampling: ``"mean"`` (the elites' mean), ``"ts-inf"`` or ``"ts-1"`` (what ``sample(key)`` draws).
       bonus: β of the optimism bonus: the reward is ``R + β · model.disagreement(o, a)`` (0: none).
+      limits: the joints' limits, :data:`JointLimit` groups (see the module docstring); () = none.
     """
 
     model: DynamicsModel
@@ -74,13 +105,14 @@ class LearnedModel(System):
     sampling: str = eqx.field(static=True)
     bonus: float = eqx.field(static=True)
     all_members: bool = eqx.field(static=True)  # see batched_members
+    limits: tuple[JointLimit, ...] = eqx.field(static=True)
 
     name = "LearnedModel"
 
     def __init__(self, model: DynamicsModel, reward_fn: RewardFn | None = None, *, action_low, action_high,
                  reward_model: eqx.Module | None = None, initial_obs=None, noise_std=0.0, horizon: int = 200,
                  terminal_fn: Callable[[Array], Array] | None = None, termination_model: eqx.Module | None = None,
-                 sampling: str = "mean", bonus: float = 0.0):
+                 sampling: str = "mean", bonus: float = 0.0, limits: tuple[JointLimit, ...] = ()):
         if reward_fn is None and reward_model is None:
             raise ValueError("LearnedModel needs a reward: pass reward_fn (e.g. pathwise.rewards.get(env_id)) "
                              "or a learned reward_model.")
@@ -102,6 +134,7 @@ class LearnedModel(System):
         self.horizon = int(horizon)
         self.terminal_fn = terminal_fn
         self.all_members = False
+        self.limits = check_limits(tuple(limits), model.obs_dim, model.action_dim)
 
     def batched_members(self) -> "LearnedModel":
         """This system for a large batch of vmapped rollouts that each follow their own member (MBPO's branches):
@@ -163,14 +196,34 @@ class LearnedModel(System):
     def dynamics(self, state: Array, action: Array) -> Array:
         """The learned prediction ``o' = f_φ(o, clip(a, low, high))``, shape ``(obs_dim,)``; the state is the
         observation. Differentiable in ``o``, ``a`` (inside the box) and the model's parameters φ. The elites'
-        mean, or the rollout's member (see ``sample``)."""
-        action = jnp.clip(action, self.low, self.high)
+        mean, or the rollout's member (see ``sample``). With ``limits``, the joints stop at them (see the module
+        docstring)."""
+        action = self._free_action(state, action)
         if self.member is None and self.member_key is None:
-            return self.model(state, action)
+            return self._stopped(state, self.model(state, action))
         member = self.member if self.member is not None else self._step_member(state)
         if self.all_members:
-            return self.model.member_predictions(state, action)[member]
-        return self.model.member_prediction(state, action, member)
+            return self._stopped(state, self.model.member_predictions(state, action)[member])
+        return self._stopped(state, self.model.member_prediction(state, action, member))
+
+    def _free_action(self, state: Array, action: Array) -> Array:
+        """``clip(a, low, high)`` with the torque of each limited joint that sits at a limit and pushes into it set
+        to 0 (no gradient through it): the stop takes it, and the model is asked what the joint does free."""
+        action = jnp.clip(action, self.low, self.high)
+        for p, _, k, lo, hi in self.limits:
+            into = ((state[p] >= hi) & (action[k] > 0)) | ((state[p] <= lo) & (action[k] < 0))
+            action = action.at[k].set(jnp.where(into, 0.0, action[k]))
+        return action
+
+    def _stopped(self, state: Array, pred: Array) -> Array:
+        """``pred`` with each limited joint's position kept within its limits (or no further past one than the
+        state already is: the real stop is soft) and its velocity out of the range removed where it was held."""
+        for p, v, _, lo, hi in self.limits:
+            low, high = jnp.minimum(lo, state[p]), jnp.maximum(hi, state[p])
+            over, under = pred[p] > high, pred[p] < low
+            vel = jnp.where(over, jnp.minimum(pred[v], 0.0), jnp.where(under, jnp.maximum(pred[v], 0.0), pred[v]))
+            pred = pred.at[p].set(jnp.clip(pred[p], low, high)).at[v].set(vel)
+        return pred
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
         """``R(o, a, o')``: the known ``reward_fn``, else the learned ``reward_model``, on observations, plus
@@ -185,7 +238,7 @@ class LearnedModel(System):
         fn = self.reward_fn if self.reward_fn is not None else self.reward_model
         reward = fn(state, action, next_state)
         if self.bonus != 0:
-            reward = reward + self.bonus * self.model.disagreement(state, jnp.clip(action, self.low, self.high))
+            reward = reward + self.bonus * self.model.disagreement(state, self._free_action(state, action))
         return reward
 
     def observe(self, state: Array) -> Array:
