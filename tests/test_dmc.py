@@ -188,6 +188,31 @@ def test_reacher_records_its_shoulder_as_an_unwrapped_angle():
 
 
 @needs_dmc
+def test_reacher_wrist_limits_the_guide_gives_are_the_suites():
+    """``joint_limits=[1,5,1,-2.7925,2.7925]`` (docs/guide.md, the benchmark's ``:limits``): observation entries 1
+    and 5 are the wrist's angle and velocity, action 1 its motor (a positive torque turns it positive), and its
+    range is ±160° = ±2.7925 rad; pushed into the stop it stays within 0.15 rad past it and comes to rest."""
+    from pathwise.envs import make_env
+    from pathwise.loops.model_based import ModelOptions
+    from pathwise.spec import from_env
+
+    options = ModelOptions(joint_limits=(1.0, 5.0, 1.0, -2.7925, 2.7925))
+    assert options.limits(from_env("dm_control/reacher-easy-v0")) == ((1, 5, 1, -2.7925, 2.7925),)
+    env = make_env("dm_control/reacher-easy-v0")
+    physics = env.unwrapped._env.physics
+    np.testing.assert_allclose(physics.named.model.jnt_range["wrist"], [-2.7925, 2.7925], atol=1e-4)
+    assert physics.named.model.actuator_trnid["wrist"][0] == physics.model.name2id("wrist", "joint")
+    assert physics.named.model.actuator_gear["wrist"][0] > 0
+    for sign in (1.0, -1.0):
+        env.reset(seed=0)
+        seen = np.array([env.step(np.array([0.0, sign]))[0] for _ in range(200)])
+        np.testing.assert_allclose(seen[-1, [1, 5]], [physics.named.data.qpos["wrist"][0],
+                                                     physics.named.data.qvel["wrist"][0]], atol=1e-6)
+        assert 2.7925 < sign * seen[-1, 1] < 2.7925 + 0.15 and abs(seen[-1, 5]) < 1e-2
+        assert np.all(sign * np.diff(seen[:20, 1]) > 0)  # it turned the way the torque pushes
+
+
+@needs_dmc
 def test_action_repeat_holds_each_action_and_sums_the_rewards():
     """Reference: the task without repeat, stepped twice with each action by hand."""
     import gymnasium as gym
