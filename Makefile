@@ -41,6 +41,7 @@ test: $(TEST_STAMP)
 # that `make test` skips without them
 test-envs: $(TEST_STAMP) $(ENVS_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --max-worker-restart 0 tests/test_mujoco.py tests/test_dmc.py
+	$(BIN)/python -m pytest -q -m "envs and not slow" tests/test_docs.py
 
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow

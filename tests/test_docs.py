@@ -314,7 +314,14 @@ def test_every_block_says_how_it_is_tested():
 ALONE = [b for b in CODE if "session" not in b.options]
 
 
-@pytest.mark.parametrize("block", ALONE, ids=[b.id for b in ALONE])
+def needs_envs(block: Block) -> bool:
+    """Whether a block names a DeepMind Control Suite or Gymnasium MuJoCo task: it skips without the extras, so
+    ``make test-envs`` runs these (marked ``envs``) again with the extras installed."""
+    return "dm_control/" in block.body or bool(MUJOCO_ID.search(block.body))
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, marks=pytest.mark.envs) if needs_envs(b) else b for b in ALONE],
+                         ids=[b.id for b in ALONE])
 def test_doc_block(block, in_tmp, monkeypatch):
     """Runs a block (default suite) or checks one that runs in the slow suite."""
     if _runs_by_default(block):
