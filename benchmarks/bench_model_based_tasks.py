@@ -167,12 +167,8 @@ TASKS = {t.key: t for t in (
             "episode, `noise_color` 2), the random episode's actions too", noise_color=2.0),
     variant(_REACHER, "limits", "the reward known, the wrist's limits (±160°) kept by the learned model "
             "(`joint_limits`)", joint_limits=REACHER_WRIST),
-    variant(_REACHER, "pessimism-limits", "the reward known, `:pessimism`'s penalised ensemble with the wrist's "
-            "limits kept by the model (`:limits`)", model_ensemble=5, model_probabilistic=True,
-            model_sampling="ts-inf", uncertainty_penalty=10.0, joint_limits=REACHER_WRIST),
-    variant(_REACHER, "pessimism-pink", "the reward known, `:pessimism`'s penalised ensemble with `:pink`'s pink "
-            "exploration noise", model_ensemble=5, model_probabilistic=True, model_sampling="ts-inf",
-            uncertainty_penalty=10.0, noise_color=1.0),
+    variant(_REACHER, "realvalue", "the reward known, V fitted on the recent real episodes' TD(λ) targets as well "
+            "as on the imagined ones (`real_value`)", real_value=True),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
          "≥ 937 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     Task("dm_control/cheetah-run-v0", 519.0, 100_000, 10_000, 5, (*MODEL_BASED, "svg0"), _DMC, False,

@@ -573,3 +573,80 @@ def test_actor_learning_rate_decays_to_its_final_fraction():
     assert not moved(first.algo.policy, second.algo.policy) and moved(first.algo.value, second.algo.value)
     with pytest.raises(ValueError, match="actor_lr_final_fraction"):
         dataclasses.replace(TINY, actor_lr_final_fraction=1.5)
+
+
+# ----------------------------------------------------------------------------- V fitted on real episodes too
+
+
+class ConstantValue(eqx.Module):
+    """V'(s) = c everywhere (the target value of the tests below)."""
+
+    c: float = eqx.field(static=True)
+
+    def __call__(self, obs):
+        return jnp.asarray(self.c, jnp.float32) + 0.0 * obs[0]
+
+
+def recent_of(episodes: list[tuple[list[float], bool]], steps: int = 5) -> replay.ReplayBuffer:
+    """A recent-episode ring of ``steps``-padded episodes with the given rewards (observation t = (t, episode + 1)),
+    the bool saying whether the last step terminated; one slot more than episodes, left empty (observations 0)."""
+    pad = Transition(jnp.zeros((steps, 2)), jnp.zeros((steps, 1)), jnp.zeros(steps), jnp.zeros((steps, 2)),
+                     jnp.zeros(steps, bool), jnp.zeros(steps, bool))
+    buffer = replay.init((pad, jnp.int32(0)), len(episodes) + 1)
+    for e, (rewards, terminated) in enumerate(episodes):
+        n = len(rewards)
+        obs = np.stack([np.arange(steps), np.full(steps, e + 1)], 1).astype(np.float32)
+        term = np.zeros(steps, bool)
+        term[n - 1] = terminated
+        reward = np.zeros(steps, np.float32)
+        reward[:n] = rewards
+        ep = Transition(jnp.asarray(obs), jnp.zeros((steps, 1)), jnp.asarray(reward), jnp.asarray(obs + [1, 0]),
+                        jnp.asarray(term), jnp.zeros(steps, bool))
+        buffer = replay.add(buffer, (ep, jnp.int32(n)))
+    return buffer
+
+
+def test_real_targets_are_the_lambda_returns_of_the_recorded_episodes():
+    """Against the recursion written out by hand: a cut episode closes with r + γ V'(s_T), a terminated one with r;
+    padding and the empty slot get weight 0; every drawn row carries its own step's target."""
+    gamma, lam, scale, c = 0.9, 0.5, 0.1, 2.0
+    config = dataclasses.replace(TINY_MODEL, gamma=gamma, lam=lam, reward_scale=scale)
+    recent = recent_of([([1.0, 2.0, 3.0], False), ([4.0, 5.0], True)])
+    obs, targets, weights = map(np.asarray, svgk.real_targets(ConstantValue(c), recent, jax.random.key(0), 4000,
+                                                              config))
+
+    def expected(rewards, terminated):
+        out, nxt = [], None
+        for t in reversed(range(len(rewards))):
+            last = t == len(rewards) - 1
+            g = scale * rewards[t] + (0.0 if last and terminated else
+                                      gamma * (c if last else (1 - lam) * c + lam * nxt))
+            out.append(g)
+            nxt = g
+        return out[::-1]
+
+    table = {(1, t): g for t, g in enumerate(expected([1.0, 2.0, 3.0], False))}
+    table |= {(2, t): g for t, g in enumerate(expected([4.0, 5.0], True))}
+    seen = set()
+    for (t, e), g, w in zip(obs.astype(int), targets, weights):
+        if (e, t) in table:
+            assert w == 1.0 and g == pytest.approx(table[(e, t)], rel=1e-5)
+            seen.add((e, t))
+        else:
+            assert w == 0.0  # padding, and the slot no episode filled (observations 0 there)
+    assert seen == set(table)  # 4,000 draws over 15 slots reach every recorded step
+
+
+def test_real_value_fits_v_on_the_real_episodes_as_well():
+    """Same run, same keys: the imagined segments are those of the run without the option, but V (fitted on the
+    real episode's targets as well) differs; the option is refused where svgk runs through the true System."""
+    def run(config):
+        loop = loops.make(ALGO, from_env("Pendulum-v1"), config)
+        return loop.iteration(loop.init(jax.random.key(0)))
+
+    (plain, m_plain), (real, m_real) = run(TINY_MODEL), run(dataclasses.replace(TINY_MODEL, real_value=True))
+    assert m_plain["imagined_reward"] == m_real["imagined_reward"]
+    assert m_plain["value_loss"] != m_real["value_loss"]
+    assert moved(plain.algo.value, real.algo.value)
+    with pytest.raises(ValueError, match="real_value=True applies to a learned model only"):
+        loops.make(ALGO, from_env("pathwise/Pendulum-v1"), dataclasses.replace(TINY, real_value=True))

@@ -42,7 +42,7 @@ import optax
 
 from pathwise import optim, replay
 from pathwise.algorithms.base import ActorDecayOptions, AlgorithmInfo, CommonConfig
-from pathwise.algorithms.svg_core import (Segment, bounded, segment_targets, v_bootstrap, value_bounds,
+from pathwise.algorithms.svg_core import (Segment, bounded, lambda_returns, segment_targets, v_bootstrap, value_bounds,
                                           value_gradient_objective, value_loss)
 from pathwise.config import at_least, positive, unit_interval
 from pathwise.distributions import LOG_STD_MAX, LOG_STD_MIN, GaussianPolicy
@@ -56,7 +56,7 @@ from pathwise.types import Array, PRNGKey, PyTree
 
 INFO = AlgorithmInfo("svgk", loops=("simulated", "model_based"),
                      summary="SVG(k): k steps through true or learned dynamics closed by a learned value (SHAC).",
-                     learned_model_only=("start_noise", "mirror", "noise_color", "joint_limits"))
+                     learned_model_only=("start_noise", "mirror", "noise_color", "joint_limits", "real_value"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +64,9 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions, ActorDecayOptions):
     """SVG(k) options; defaults tuned for Pendulum-v1 (the model-fitting ones are used only on a learned model)."""
 
     RENAMED: ClassVar[dict[str, str]] = {"learning_rate": "actor_lr"}  # before 0.3
-    #: before 0.3: unbounded, no penalty; start_noise since 2026-12-06 (none before)
-    ADDED: ClassVar[dict[str, Any]] = {"value_bound": False, "mean_penalty": 0.0, "start_noise": ()}
+    #: before 0.3: unbounded, no penalty; start_noise since 2026-12-06, real_value since 2026-12-07 (none before)
+    ADDED: ClassVar[dict[str, Any]] = {"value_bound": False, "mean_penalty": 0.0, "start_noise": (),
+                                       "real_value": False}
 
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the policy (a tanh-squashed Gaussian)."""
@@ -121,6 +122,12 @@ class Config(CommonConfig, SimulatedOptions, ModelOptions, ActorDecayOptions):
     """Learned model only: clip V's TD(lambda) targets and the bootstrap V(s_k) of J_k to the discounted-return
     range reward_scale * [min r, max r] / (1 - gamma) of the rewards in D and of those imagined so far in this
     improvement step (0 among them where an episode can end); False: unclipped, as in 0.2."""
+    real_value: bool = False
+    """Learned model only: also fit V on the TD(lambda) targets of the recent real episodes (``recent_episodes``:
+    their rewards, the target V where an episode was cut), as many rows per update as the imagined segments give
+    (drawn uniformly from the episodes' steps). Fitted on imagined targets alone, V learns what the model
+    promises: where the model is wrong about a state (reacher-easy's wrist folded against its limit), V can stay
+    high there while every real episode that reached it scored 0, and the policy climbs V into it."""
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + positive(self, "horizon", "n_envs", "actor_lr", "critic_lr",
@@ -231,10 +238,12 @@ def fit_value(value: VCritic, opt_state: PyTree, observations: Array, targets: A
 
 
 def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey, config: Config,
-                      member_keys: Array | None = None, bounds: Array | None = None):
+                      member_keys: Array | None = None, bounds: Array | None = None,
+                      real: tuple[Array, Array, Array] | None = None):
     """From ``starts`` roll k steps (rollout i through ``system.sample(member_keys[i])`` where given); one actor step
-    on ``-J_k``; fit V to the segments' TD(lambda) targets. With ``bounds`` ``[lo, hi]`` the bootstrap is clipped to
-    them, and the targets to them widened by the range of this step's imagined rewards (``imagined_bounds``).
+    on ``-J_k``; fit V to the segments' TD(lambda) targets (and to ``real``'s ``(observations, targets, weights)``
+    rows where given, :func:`real_targets`). With ``bounds`` ``[lo, hi]`` the bootstrap is clipped to them, and the
+    targets to them widened by the range of this step's imagined rewards (``imagined_bounds``).
 
     Returns the new state (its simulations untouched), the (gradient-free) segments and metrics.
     """
@@ -248,13 +257,18 @@ def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey,
     policy, actor_opt = optim.apply(state.policy, grads, state.actor_opt, actor_optimizer(config))
     segments = jax.lax.stop_gradient(segments)
     targets = jax.vmap(lambda seg: segment_targets(state.target_value, seg, config.gamma, config.lam))(segments)
+    observations, weights = segments.observations, segments.alive
+    if real is not None:
+        observations = jnp.concatenate([observations.reshape(-1, observations.shape[-1]), real[0]])
+        targets = jnp.concatenate([targets.reshape(-1), real[1]])
+        weights = jnp.concatenate([weights.reshape(-1), real[2]])
     clipped = jnp.zeros(())
     if bounds is not None:
         bounds = widest(bounds, imagined_bounds(segments, config.gamma))
         clipped = jnp.mean((targets < bounds[0]) | (targets > bounds[1]))
         targets = jnp.clip(targets, bounds[0], bounds[1])
-    value, critic_opt, v_loss = fit_value(state.value, state.critic_opt, segments.observations, targets,
-                                          segments.alive, k_critic, config)
+    value, critic_opt, v_loss = fit_value(state.value, state.critic_opt, observations, targets, weights, k_critic,
+                                          config)
     state = state._replace(policy=policy, value=value, target_value=soft_update(state.target_value, value,
                                                                                 config.target_tau),
                            actor_opt=actor_opt, critic_opt=critic_opt)
@@ -264,6 +278,34 @@ def actor_critic_step(state: State, system: System, starts: Array, key: PRNGKey,
                "critic_skipped_total": optim.skipped(critic_opt),
                "targets_clipped": clipped}
     return state, segments, metrics
+
+
+def real_targets(target_value: VCritic, recent: replay.ReplayBuffer, key: PRNGKey, rows: int, config: Config
+                 ) -> tuple[Array, Array, Array]:
+    """``rows`` steps drawn uniformly from the recent real episodes (padded ``[E, T]``, ``recent_episodes``), with
+    their TD(lambda) targets ``G_t = r_t + gamma c_{t+1} [(1 - lambda) V'(s_{t+1}) + lambda G_{t+1}]`` on the real
+    (scaled) rewards under the target value V', an episode's last step closed by ``r + gamma c V'(s_T)`` (c = 0 where
+    it terminated): ``(observations [rows, d], targets [rows], weights [rows])``, weight 0 on padding and on slots
+    no episode has filled yet."""
+    episodes, lengths = recent.storage
+    n_episodes, steps = episodes.reward.shape
+    t = jnp.arange(steps)
+    past = t[None] >= lengths[:, None]
+    alive = ~past & (jnp.arange(n_episodes) < recent.size)[:, None]
+    next_values = jax.vmap(jax.vmap(target_value))(episodes.next_obs)
+    cut = jnp.take_along_axis(next_values, jnp.clip(lengths - 1, 0, steps - 1)[:, None], axis=1)
+    # past the end every "reward" is V'(s_T) with no continuation, so G_t = V'(s_T) there and the last step's
+    # target is r + gamma c V'(s_T) whatever lambda is
+    rewards = jnp.where(past, cut, episodes.reward * config.reward_scale)
+    continues = jnp.where(past, 0.0, 1.0 - episodes.terminated.astype(rewards.dtype))
+    returns = jax.vmap(lambda r, v, c: lambda_returns(r, v, c, config.gamma, config.lam))(rewards, next_values,
+                                                                                          continues)
+    idx = jax.random.randint(key, (rows,), 0, n_episodes * steps)
+
+    def drawn(x: Array) -> Array:
+        return x.reshape((n_episodes * steps,) + x.shape[2:])[idx]
+
+    return drawn(episodes.obs), jax.lax.stop_gradient(drawn(returns)), drawn(alive).astype(returns.dtype)
 
 
 def imagined_bounds(segments: Segment, gamma: float) -> Array:
@@ -306,7 +348,8 @@ def shac_update(state: State, system: System, key: PRNGKey, config: Config) -> t
 def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) -> tuple[State, dict[str, Array]]:
     """``updates_per_episode`` actor-critic steps, each imagining k steps of the frozen model from real states
     (with an ensemble's trajectory sampling, each imagined rollout follows its own sampled member; with
-    ``value_bound``, V and its bootstrap clipped to the range of the rewards of D and of the imagined ones so far)."""
+    ``value_bound``, V and its bootstrap clipped to the range of the rewards of D and of the imagined ones so far;
+    with ``real_value``, V also fitted on the recent real episodes' targets)."""
     seen = data_bounds(data.buffer, config)
 
     def body(carry, k):
@@ -315,8 +358,10 @@ def model_update(state: State, data: ModelData, key: PRNGKey, config: Config) ->
         starts = mirror_half(replay.sample(data.buffer, k_start, config.n_envs).obs, jax.random.fold_in(k, 3), config)
         starts = perturbed(starts, jax.random.fold_in(k, 2), config)
         member_keys = jax.random.split(jax.random.fold_in(k, 1), config.n_envs)
+        real = real_targets(state.target_value, data.recent, jax.random.fold_in(k, 4), config.n_envs * config.horizon,
+                            config) if config.real_value else None
         state, segments, metrics = actor_critic_step(state, data.system, starts, k_step, config, member_keys,
-                                                     bounds if config.value_bound else None)
+                                                     bounds if config.value_bound else None, real)
         return (state, widest(bounds, imagined_bounds(segments, config.gamma))), metrics
 
     (state, _), metrics = jax.lax.scan(body, (state, seen), jax.random.split(key, config.updates_per_episode))
@@ -364,4 +409,5 @@ def act_from_noise(state: State, obs: Array, noise: Array) -> Array:
 
 __all__ = ["Config", "INFO", "State", "act_from_noise", "actor_critic_step", "actor_loss", "actor_optimizer",
            "critic_optimizer", "data_bounds", "fit_value", "imagined_bounds", "init", "model_update", "perturbed",
-           "planning_value", "restart_finished", "shac_update", "steps_per_update", "update", "widest"]
+           "planning_value", "real_targets", "restart_finished", "shac_update", "steps_per_update", "update",
+           "widest"]
