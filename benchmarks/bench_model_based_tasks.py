@@ -169,6 +169,9 @@ TASKS = {t.key: t for t in (
             "(`joint_limits`)", joint_limits=REACHER_WRIST),
     variant(_REACHER, "realvalue", "the reward known, V fitted on the recent real episodes' TD(λ) targets as well "
             "as on the imagined ones (`real_value`)", real_value=True),
+    variant(_REACHER, "pessimism-realvalue", "the reward known, `:pessimism`'s penalised ensemble with `:realvalue`'s "
+            "V", model_ensemble=5, model_probabilistic=True, model_sampling="ts-inf", uncertainty_penalty=10.0,
+            real_value=True),
     variant(_REACHER, "realvalue-limits", "the reward known, `:realvalue`'s V with `:limits`'s wrist limits kept by "
             "the model", real_value=True, joint_limits=REACHER_WRIST),
     Task("dm_control/reacher-easy-repeat4-v0", 937.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
