@@ -157,11 +157,11 @@ class ReplayLoop(Loop):
         if self.branching:
             self._check_branching(spec, config)
         else:
-            for name, off in (("mirror", "()"), ("joint_limits", "()")):
+            for name in ("mirror", "joint_limits"):
                 if getattr(config, name):
                     raise ValueError(f"{name}={getattr(config, name)} applies in {algorithm.name}'s replay loop to "
                                      "the model of its model rollouts (MBPO), which are off here "
-                                     f"(model_rollouts_per_step=0): set model_rollouts_per_step > 0, or {name}={off}.")
+                                     f"(model_rollouts_per_step=0): set model_rollouts_per_step > 0, or {name}=().")
         self.env = envs.make_env(spec.env_id)
 
     def _check_branching(self, spec: EnvSpec, config: Any) -> None:
