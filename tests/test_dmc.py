@@ -127,7 +127,8 @@ def test_reacher_easy_reward_is_the_suites_and_its_gradient_points_at_the_target
         o, _ = env.reset(seed=episode)
         rng = np.random.default_rng(episode)
         for t in range(1000):
-            a = rng.uniform(-1, 1, 2) if t % 20 == 0 else a
+            if t % 20 == 0:
+                a = rng.uniform(-1, 1, 2)
             o2, r, terminated, truncated, _ = env.step(a)
             obs.append(o), next_obs.append(o2), actions.append(a), expected.append(r)
             o = o2

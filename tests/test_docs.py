@@ -254,7 +254,8 @@ def skip_without_extras(block: Block, builds_env: bool = True) -> None:
         pytest.importorskip("shimmy", reason="DeepMind Control Suite ids need the dmc extra: pip install -e '.[dmc]'")
         pytest.importorskip("dm_control", reason="DeepMind Control Suite ids need the dmc extra")
     if builds_env and MUJOCO_ID.search(block.body):
-        pytest.importorskip("mujoco", reason="Gymnasium's MuJoCo tasks need the mujoco extra: pip install -e '.[mujoco]'")
+        pytest.importorskip("mujoco",
+                            reason="Gymnasium's MuJoCo tasks need the mujoco extra: pip install -e '.[mujoco]'")
 
 
 def check(block: Block) -> None:

@@ -165,7 +165,8 @@ def test_an_old_name_in_pw_make_names_the_new_one():
         pw.make("bptt", env="pendulum", learning_rate=1e-3)
     with pytest.raises(ValueError, match=r"`lr` was renamed `actor_lr` in 0\.3 \(use config=\{'actor_lr': \.\.\.\}\)"):
         pw.make("reinforce", env="CartPole-v1", config={"lr": 1e-3})
-    with pytest.raises(ValueError, match=r"there is no `lr`.*actor_lr, model_lr, critic_lr, alpha_lr \(use actor_lr=\.\.\.\)"):
+    names = r"actor_lr, model_lr, critic_lr, alpha_lr \(use actor_lr=\.\.\.\)"
+    with pytest.raises(ValueError, match=r"there is no `lr`.*" + names):
         pw.make("svg0-discrete", env="CartPole-v1", lr=1e-3)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from pathwise.rollout import batch_rollout, discounted_return, rollout
 from pathwise.systems import CartPole, Pendulum
+from pathwise.systems.base import System
 
 PEND = Pendulum()
 NOISY = Pendulum(noise_std=0.05)
@@ -124,6 +125,47 @@ def test_termination_masks_rewards_like_gymnasium_episode_length():
     np.testing.assert_array_equal(traj.alive[length:], 0.0)
     kept = rollout(cartpole, lambda o: jnp.array(1), state0, 100, stop_at_termination=False)
     assert float(kept.total_reward) == 100
+
+
+class Runaway(System):
+    """``x' = 3 x + a``, terminal once ``x > 1``, reward ``-x'^2``: past its end the state grows without bound, as
+    a learned model's imagined state can where it has no data (nothing is collected past a terminal state)."""
+
+    state_dim = obs_dim = action_dim = 1
+
+    def initial_state(self, key):
+        return jnp.full(1, 0.5)
+
+    def dynamics(self, state, action):
+        return 3.0 * state + action
+
+    def reward(self, state, action, next_state=None):
+        return -next_state[0] ** 2
+
+    def observe(self, state):
+        return state
+
+    def terminated(self, state):
+        return state[0] > 1.0
+
+
+def test_a_terminated_rollout_holds_its_terminal_state_so_nothing_past_it_overflows():
+    system = Runaway()
+
+    def total(w):
+        traj = rollout(system, lambda o: jnp.tanh(w * o), system.initial_state(None), 120)
+        return traj.rewards.sum(), traj
+
+    (value, traj), grad = jax.value_and_grad(total, has_aux=True)(jnp.float32(0.7))
+    # 0.5 -> 3 * 0.5 + tanh(0.35) = 1.836..., terminal at the first step; 3^119 overflows float32 if left running
+    terminal = 1.5 + np.tanh(0.35)
+    np.testing.assert_allclose(traj.states[1:, 0], terminal, rtol=1e-6)
+    np.testing.assert_allclose(traj.final_state[0], terminal, rtol=1e-6)
+    np.testing.assert_array_equal(traj.alive[1:], 0.0)
+    np.testing.assert_allclose(value, -terminal**2, rtol=1e-6)
+    np.testing.assert_allclose(grad, -2 * terminal * 0.5 * (1 - np.tanh(0.35) ** 2), rtol=1e-5)
+    kept = rollout(system, lambda o: jnp.tanh(0.7 * o), system.initial_state(None), 120, stop_at_termination=False)
+    assert not np.all(np.isfinite(kept.states))  # without the stop it runs away (what the hold prevents)
 
 
 def test_batch_rollout_shapes_and_discounted_return():
