@@ -100,6 +100,8 @@ def test_rewards_and_terminal_value_stop_at_termination():
     states, _, rewards = eqx.filter_jit(lambda p: p.rollout(jnp.zeros(1), 6))(SamplingMPC(Walk(), config))
     ended = np.flatnonzero(np.asarray(states[1:, 0]) > 1.0)
     assert ended.size and np.all(np.asarray(rewards)[ended[0] + 1:] == 0)  # nothing counts after the end
+    held = np.asarray(states)[ended[0] + 1:]
+    assert np.all(held == held[0])  # and the state is held where the episode ended
 
 
 def test_policy_seeding_brings_the_policys_quality_in_one_iteration():

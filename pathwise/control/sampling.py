@@ -443,14 +443,16 @@ class SamplingMPC(eqx.Module):
 
     def rollout(self, state0: Array, steps: int) -> tuple[Array, Array, Array]:
         """Closed loop on ``system`` (its deterministic dynamics): ``(states (steps+1, n), actions (steps, m),
-        rewards (steps,))``, rewards zero after the first terminal state."""
+        rewards (steps,))``, rewards zero after the first terminal state and the state held at it from then on
+        (as :func:`pathwise.rollout.rollout` holds it: a learned model run on past a terminal state can diverge)."""
         state0 = jnp.asarray(state0)
 
         def body(carry, _):
             x, plan, alive = carry
             plan, u = self.step(plan, x)
             x2 = self.system.step(x, u)
-            reward = alive * self.system.reward(x, u, x2)
+            reward = jnp.where(alive > 0, self.system.reward(x, u, x2), 0.0)
+            x2 = jnp.where(alive > 0, x2, x)
             alive = alive * (1.0 - self.system.terminated(x2).astype(alive.dtype))
             return (x2, plan, alive), (x, u, reward)
 
