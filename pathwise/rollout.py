@@ -53,9 +53,8 @@ def rollout(
       stop_at_termination: zero the rewards after the first terminal state
         (``Trajectory.alive``) and hold the terminal state from then on (shapes stay fixed: the steps still
         run, their results are discarded). A learned model has no data past a terminal state (none are
-        collected there), and left running from it the imagined state can grow without bound (by 13 orders of
-        magnitude in 96 steps on MountainCarContinuous-v0's goal) until it overflows, and 0 × inf is NaN in the
-        masked sums downstream.
+        collected there), and run on from it the imagined state can grow without bound until it overflows,
+        where 0 × inf is NaN in the masked sums downstream.
       restarts: ``(mask [horizon], states [horizon, state_dim])``: before step t with ``mask[t]`` the
         carried state is replaced by ``states[t]`` (no gradient flows through the replacement); e.g. a
         replay of a recorded episode that continues past its end from recorded states.
