@@ -51,10 +51,8 @@ def rollout(
       remat: rematerialize each step in the backward pass (``jax.checkpoint``):
         memory O(1) per step instead of all intermediates.
       stop_at_termination: zero the rewards after the first terminal state
-        (``Trajectory.alive``) and hold the terminal state from then on (shapes stay fixed: the steps still
-        run, their results are discarded). A learned model has no data past a terminal state (none are
-        collected there), and run on from it the imagined state can grow without bound until it overflows,
-        where 0 × inf is NaN in the masked sums downstream.
+        (``Trajectory.alive``) and hold the terminal state from then on (:func:`past_the_end`; shapes stay
+        fixed: the steps still run, their results are discarded).
       restarts: ``(mask [horizon], states [horizon, state_dim])``: before step t with ``mask[t]`` the
         carried state is replaced by ``states[t]`` (no gradient flows through the replacement); e.g. a
         replay of a recorded episode that continues past its end from recorded states.
@@ -108,14 +106,20 @@ def _step_fn(system: System, policy: Policy, use_xi: bool, truncate_every: int, 
         next_state = system.step(state, action, zeta)
         reward = system.reward(state, action, next_state)
         done = system.terminated(next_state)
-        masked = jnp.where(alive > 0, reward, 0.0).astype(jnp.result_type(reward, alive))
-        out = (state, obs, action, masked, done, alive)
-        if not stop_at_termination:
-            return (next_state, alive, t + 1), out
-        next_state = jnp.where(alive > 0, next_state, state)  # a terminated rollout holds its terminal state
-        return (next_state, alive * (1.0 - done.astype(alive.dtype)), t + 1), out
+        reward, next_state = past_the_end(alive, reward, next_state, state)
+        next_alive = alive * (1.0 - done.astype(alive.dtype)) if stop_at_termination else alive
+        return (next_state, next_alive, t + 1), (state, obs, action, reward, done, alive)
 
     return step
+
+
+def past_the_end(alive: Array, reward: Array, next_state: Array, state: Array) -> tuple[Array, Array]:
+    """One step's ``(reward, next state)`` once a rollout may have ended: as given while ``alive`` (1), else 0 and
+    ``state`` held (a terminated rollout's steps still run, their results discarded). Held rather than stepped on:
+    a learned model has no data past a terminal state and can diverge there until it overflows, and 0 × inf is NaN
+    in the masked sums downstream."""
+    reward = jnp.where(alive > 0, reward, 0.0).astype(jnp.result_type(reward, alive))
+    return reward, jnp.where(alive > 0, next_state, state)
 
 
 def batch_rollout(

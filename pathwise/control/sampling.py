@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from pathwise.config import Options, at_least, positive
 from pathwise.control.solution import as_problem, check_inputs
-from pathwise.rollout import discounted_return, rollout
+from pathwise.rollout import discounted_return, past_the_end, rollout
 from pathwise.systems.base import System
 from pathwise.types import Array, PRNGKey, Trajectory
 
@@ -451,8 +451,7 @@ class SamplingMPC(eqx.Module):
             x, plan, alive = carry
             plan, u = self.step(plan, x)
             x2 = self.system.step(x, u)
-            reward = jnp.where(alive > 0, self.system.reward(x, u, x2), 0.0)
-            x2 = jnp.where(alive > 0, x2, x)
+            reward, x2 = past_the_end(alive, self.system.reward(x, u, x2), x2, x)
             alive = alive * (1.0 - self.system.terminated(x2).astype(alive.dtype))
             return (x2, plan, alive), (x, u, reward)
 
