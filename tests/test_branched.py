@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_ddpg import check_compiles_once, check_exact_resume, make_loop
+from trees import assert_trees_equal
 
 from pathwise import replay
 from pathwise.algorithms import ddpg, svg0
@@ -124,6 +127,23 @@ def test_a_run_with_model_rollouts_resumes_exactly(branched_once, tmp_path):
     loop, carry, _ = branched_once
     after, _ = check_exact_resume(loop, carry, tmp_path)
     assert int(after.model_buffer.size) == 2 * 2400
+
+
+def test_model_fit_every_refits_once_per_that_many_real_steps(tmp_path):
+    """With ``model_fit_every`` 500 and Pendulum's 200-step episodes: a fit after the first episode past the random
+    steps, none after the second (real step 400: the branches go on through the same model), one after the third
+    (600 passes 500); a resumed run refits where the uninterrupted one does."""
+    loop = make_loop("svg0", "Pendulum-v1", dataclasses.replace(TINY, model_fit_every=500))
+    first, m1 = loop.iteration(loop.init(jax.random.key(5)))
+    second, m2 = check_exact_resume(loop, first, tmp_path)
+    third, m3 = loop.iteration(second)
+    assert [m["model_refit"] for m in (m1, m2, m3)] == [1.0, 0.0, 1.0]
+    assert_trees_equal(first.model, second.model)
+    assert not all(bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(eqx.filter(second.model, eqx.is_array)),
+                                                         jax.tree.leaves(eqx.filter(third.model, eqx.is_array))))
+    assert int(second.model_buffer.size) == 2 * 2400 and m2["model_branch_length"] == 3.0
+    with pytest.raises(ValueError, match="model_fit_every"):
+        svg0.Config(model_fit_every=-1)
 
 
 def test_model_rollouts_off_keep_the_carry_and_key_stream_of_a_plain_run():

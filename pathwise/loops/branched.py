@@ -4,7 +4,8 @@ With ``model_rollouts_per_step > 0`` the replay loop (:mod:`pathwise.loops.repla
 iteration, after the real episode is stored in the replay buffer ``D_env``:
 
 1. refit a dynamics model on all of ``D_env`` (warm-started; the same model, fit and reward/termination sources
-   as the model-based loop: :class:`pathwise.loops.model_based.ModelFitOptions`);
+   as the model-based loop: :class:`pathwise.loops.model_based.ModelFitOptions`), after every episode or, with
+   ``model_fit_every``, once per that many real steps;
 2. branch ``M = round(model_rollouts_per_step · episode length)`` rollouts of ``k = model_horizon`` steps through
    the frozen model, each from a state drawn uniformly from ``D_env``, with the current stochastic policy
    ``a ~ π(·|s)`` (:func:`pathwise.rollout.rollout`, the rollout every model-based learner uses), and append
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
@@ -43,6 +44,8 @@ from pathwise.types import Array, PRNGKey, Transition
 class BranchOptions(ModelFitOptions):
     """Options of the replay loop's model rollouts (MBPO); off while ``model_rollouts_per_step`` is 0."""
 
+    ADDED: ClassVar[dict[str, Any]] = {"model_fit_every": 0}  # since 2026-12-07 (a refit after every episode)
+
     model_rollouts_per_step: float = 0.0
     """Branched model rollouts per real environment step (MBPO's M per step); 0: no model data."""
     model_horizon: int = 1
@@ -51,9 +54,15 @@ class BranchOptions(ModelFitOptions):
     """Fraction of each update's minibatch drawn from the real transitions; the rest from the model's."""
     model_buffer_size: int = 100_000
     """Capacity of the model-generated buffer (the oldest model transitions are overwritten first)."""
+    model_fit_every: int = 0
+    """Real steps between refits of the model: after an episode the model is refitted only where the real step
+    count has passed a multiple of this since the episode began (and always for its first fit); the branches and
+    updates of every episode go on through the model last fitted. 0: refit after every episode. Where episodes are
+    short (Hopper-v5's early ones last a few dozen steps), refitting after each costs most of a run; MBPO refits
+    every 250 steps."""
 
     def checks(self) -> list[tuple[bool, str]]:
-        return super().checks() + at_least(self, 0, "model_rollouts_per_step") + \
+        return super().checks() + at_least(self, 0, "model_rollouts_per_step", "model_fit_every") + \
             at_least(self, 1, "model_horizon", "model_buffer_size") + \
             [(0.0 <= self.real_ratio <= 1.0, f"real_ratio={self.real_ratio} must lie in [0, 1]")]
 
@@ -61,6 +70,13 @@ class BranchOptions(ModelFitOptions):
     def branches(self) -> bool:
         """Whether the replay loop generates model data."""
         return self.model_rollouts_per_step > 0
+
+    def refits(self, start: int, length: int, first: bool) -> bool:
+        """Whether the model is refitted after an episode of ``length`` real steps begun at real step ``start``:
+        always where it has not been fitted yet (``first``), then after every episode or, with
+        ``model_fit_every``, where the real step count passes a multiple of it."""
+        every = self.model_fit_every
+        return first or every == 0 or (start + length) // every > start // every
 
     def max_branches(self, max_steps: int) -> int:
         """Branched rollouts of the longest episode (the padded, static count of one iteration)."""

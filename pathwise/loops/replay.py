@@ -232,16 +232,21 @@ class ReplayLoop(Loop):
         if int(buffer.size) < cfg.fit_config().min_transitions:  # too few real transitions to fit a model yet
             algo, metrics = run_updates(self.algorithm, carry.algo, buffer, np.int32(n_updates), k_update, cfg)
             return algo, carry._replace(buffer=buffer), metrics
-        model, self.last_fit = fit(carry.model, fit_data(real, spec, cfg), cfg.fit_config(), k_fit)
-        count = np.int32(round(cfg.model_rollouts_per_step * int(args[1])))
+        start, length = int(carry.env_steps), int(args[1])
+        # not fitted yet: the first episode past the random steps, or the first since with enough transitions
+        first = start < cfg.learning_starts or min(start, cfg.buffer_size) < cfg.fit_config().min_transitions
+        model, refit = carry.model, cfg.refits(start, length, first)
+        if refit:
+            model, self.last_fit = fit(model, fit_data(real, spec, cfg), cfg.fit_config(), k_fit)
+        count = np.int32(round(cfg.model_rollouts_per_step * length))
         model_buffer, branch = add_branches(self.algorithm.act, self.algorithm.hook("behaviour_log_prob"), carry.algo,
                                             learned_system(model, spec, self.max_steps, cfg), buffer,
                                             carry.model_buffer, count, k_branch, cfg.max_branches(self.max_steps),
                                             cfg.model_horizon, uniform_log_density(spec))
         data = replay.MixedReplay(buffer, model_buffer, cfg.real_ratio)
         algo, metrics = run_updates(self.algorithm, carry.algo, data, np.int32(n_updates), k_update, cfg)
-        metrics = {**metrics, **branch, "model_one_step_mse": self.last_fit.one_step_mse,
-                   "model_buffer_size": model_buffer.size}
+        fitted = {} if self.last_fit is None else {"model_one_step_mse": self.last_fit.one_step_mse}  # None: resumed
+        metrics = {**metrics, **branch, **fitted, "model_refit": float(refit), "model_buffer_size": model_buffer.size}
         return algo, carry._replace(buffer=buffer, model=model, model_buffer=model_buffer), metrics
 
     def close(self) -> None:
