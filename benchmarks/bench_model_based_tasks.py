@@ -58,7 +58,7 @@ NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
 MODEL_BASED = ("mbrl", "svg-inf", "svgk", "svg1")
 SEEDS_NEEDED = 3  # seeds on which one learner must reach a target that is asked of the best method
 #: the date of the run the template's hand-written notes describe
-NOTES_WRITTEN_FOR = "2026-12-07 13:17"
+NOTES_WRITTEN_FOR = "2026-12-07 13:47"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +156,9 @@ TASKS = {t.key: t for t in (
     variant(_REACHER, "pessimism3", "the reward known, `:pessimism` with the imagined reward lowered by 3 (not 10) "
             "× the members' disagreement", model_ensemble=5, model_probabilistic=True, model_sampling="ts-inf",
             uncertainty_penalty=3.0),
+    variant(_REACHER, "pessimism-model3x200", "the reward known, `:pessimism`'s penalised ensemble with members of "
+            "`:model3x200`'s three hidden layers of 200", model_ensemble=5, model_probabilistic=True,
+            model_sampling="ts-inf", uncertainty_penalty=10.0, model_hidden=(200, 200, 200)),
     variant(_REACHER, "optimism", "the reward known, `:ensemble5`'s ensemble with the imagined reward raised by 10 × "
             "the members' disagreement (`exploration_bonus`)", model_ensemble=5, model_probabilistic=True,
             model_sampling="ts-inf", exploration_bonus=10.0),
