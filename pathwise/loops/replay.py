@@ -224,7 +224,8 @@ class ReplayLoop(Loop):
                        "updates": float(n_updates)}
 
     def _branch_and_update(self, carry: ReplayCarry, args: tuple, n_updates: int, key: PRNGKey):
-        """Store the episode, refit the model, add its branched rollouts, then the updates on both buffers."""
+        """Store the episode, refit the model (when due: ``model_fit_every``), add its branched rollouts, then the
+        updates on both buffers."""
         cfg, spec = self.config, self.spec
         k_fit, k_branch, k_update = jax.random.split(key, 3)
         buffer = store(self.algorithm, carry.algo, carry.buffer, *args, spec)
