@@ -71,12 +71,12 @@ class BranchOptions(ModelFitOptions):
         """Whether the replay loop generates model data."""
         return self.model_rollouts_per_step > 0
 
-    def refits(self, start: int, length: int, first: bool) -> bool:
-        """Whether the model is refitted after an episode of ``length`` real steps begun at real step ``start``:
-        always where it has not been fitted yet (``first``), then after every episode or, with
-        ``model_fit_every``, where the real step count passes a multiple of it."""
+    def refits(self, start: int, length: int) -> bool:
+        """Whether a fitted model is refitted after an episode of ``length`` real steps begun at real step
+        ``start``: after every episode or, with ``model_fit_every``, where the real step count passes a multiple
+        of it."""
         every = self.model_fit_every
-        return first or every == 0 or (start + length) // every > start // every
+        return every == 0 or (start + length) // every > start // every
 
     def max_branches(self, max_steps: int) -> int:
         """Branched rollouts of the longest episode (the padded, static count of one iteration)."""

@@ -236,7 +236,7 @@ class ReplayLoop(Loop):
         start, length = int(carry.env_steps), int(args[1])
         # not fitted yet: the first episode past the random steps, or the first since with enough transitions
         first = start < cfg.learning_starts or min(start, cfg.buffer_size) < cfg.fit_config().min_transitions
-        model, refit = carry.model, cfg.refits(start, length, first)
+        model, refit = carry.model, first or cfg.refits(start, length)
         if refit:
             model, self.last_fit = fit(model, fit_data(real, spec, cfg), cfg.fit_config(), k_fit)
         count = np.int32(round(cfg.model_rollouts_per_step * length))
