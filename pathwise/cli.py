@@ -604,8 +604,7 @@ def cmd_list(argv: list[str]) -> int:
     for name in algorithms.available():
         info = algorithms.get(name).info
         kinds = "/".join(k for k, ok in (("continuous", info.continuous), ("discrete", info.discrete)) if ok)
-        needs = ", needs a known reward" if info.needs_reward else ""
-        needs += ", needs a pathwise system" if info.loops == ("simulated",) else ""
+        needs = ", needs a pathwise system" if info.loops == ("simulated",) else ""
         rates = ", ".join(config_mod.rate_options(algorithms.get(name).Config))
         print(f"  {name:14s} {kinds}{needs}. {info.summary} Step sizes: {rates}.")
     print("\nsystems (differentiable; also Gymnasium ids):")

@@ -45,8 +45,6 @@ class AlgorithmInfo:
     """Works with Box action spaces."""
     discrete: bool = False
     """Works with Discrete action spaces."""
-    needs_reward: bool = False
-    """Differentiates the environment's known reward even outside the model-based loop."""
     planner: bool = False
     """Acts by planning over a model at every step (no policy network: ``pathwise export`` refuses it)."""
     learned_model_only: tuple[str, ...] = ()

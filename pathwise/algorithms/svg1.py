@@ -9,20 +9,24 @@ and follow the pathwise gradient of the one-step value-gradient objective (``svg
 
     J_1(theta) = r(s, a_theta) + gamma (1 - terminated) V(f(s, a_theta) + zeta),   a_theta = pi(s, xi; theta),
 
-with the environment's known reward ``r``. Replayed data come from older policies mu, so the actor and the
+with the environment's reward ``r``: the registered one, else (or with ``reward_source="learned"``) a head of the
+model fitted on the replayed rewards, ``r̂(s, a, s')``; where the task terminates and no rule is registered (or
+``termination_source="learned"``) a termination head fitted on the replayed ``terminated`` flags ends the imagined
+step. Replayed data come from older policies mu, so the actor and the
 critic losses are importance weighted with truncated, self-normalized weights
 ``w = min(pi_theta(a|s) / mu(a|s), w_max)`` (mu's log-density is stored with each transition by the replay
 loop, through :func:`behaviour_log_prob`):
 
     actor:  L(theta) = - sum_b w_b J_1(s_b) / sum_b w_b
     critic: L(phi)   = sum_b w_b (V_phi(s_b) - y_b)^2 / sum_b w_b,   y = r + gamma (1 - terminated) V'(s')
-    model:  L(psi)   = mean_b ||f_psi(s_b, a_b) - s'_b||^2   (in normalized Δs units; ``pathwise.models``)
+    model:  L(psi)   = mean_b ||f_psi(s_b, a_b) - s'_b||^2   (in normalized Δs units; ``pathwise.models``),
+            plus the learned heads' losses (squared reward error, termination cross-entropy) where it has them
 
 Each update takes one model, one critic and one actor step on the same replayed minibatch. The model's
 input/output normalizers are fitted once, at the first update, on the data collected so far (the warm-up),
-so later data do not move its coordinates. The model lives in the state as a
-:class:`pathwise.models.LearnedModel`: the dynamics network together with the known reward (a static field),
-a ``System`` over observations, so ``update`` needs nothing from the environment's spec.
+so later data do not move its coordinates (the heads' too). The model lives in the state as a
+:class:`pathwise.models.LearnedModel`: the dynamics network together with the known reward (a static field) or its
+learned head, a ``System`` over observations, so ``update`` needs nothing from the environment's spec.
 
 Additions to the paper's algorithm (all options):
 
@@ -67,7 +71,7 @@ from pathwise.networks import VCritic, angle_features, soft_update
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
 
-INFO = AlgorithmInfo("svg1", loops=("replay",), needs_reward=True,
+INFO = AlgorithmInfo("svg1", loops=("replay",),
                      summary="SVG(1)-ER: one learned-model step and a learned V, with inferred noise from replay.")
 
 
@@ -133,10 +137,10 @@ class State(NamedTuple):
     policy: GaussianPolicy
     value: VCritic
     target_value: VCritic
-    model: LearnedModel  # the dynamics network with the known reward (static), a System over observations
+    model: LearnedModel  # the dynamics network with the known reward (static) or its head, a System over observations
     policy_opt: PyTree
     value_opt: PyTree
-    model_opt: PyTree  # of the model's networks only (its normalizers are data statistics)
+    model_opt: PyTree  # of the model's networks only (``model_params``; its normalizers are data statistics)
     updates: Array  # updates taken so far (0: the next one fits the normalizers; policy_delay counts them)
     acting_policy: GaussianPolicy  # what acts deterministically: a Polyak average with ``act_with_target``, else policy
 
@@ -147,18 +151,60 @@ def actor_optimizer(config: Config):
     return config.actor_optimizer(config.max_grad_norm)
 
 
+def model_params(dynamics: DynamicsModel) -> PyTree:
+    """What the model's Adam trains: the dynamics networks, and with learned heads ``(nets, reward net, termination
+    net)`` (None for a head it lacks); never the normalizers."""
+    heads = (dynamics.reward_head, dynamics.termination_head)
+    if all(h is None for h in heads):
+        return dynamics.nets
+    return (dynamics.nets, *(None if h is None else h.net for h in heads))
+
+
+def with_model_params(system: LearnedModel, params: PyTree) -> LearnedModel:
+    """``system`` with its dynamics model's ``model_params`` replaced by ``params`` (its heads are the system's
+    learned reward and termination, so both places change together)."""
+    dynamics = system.model
+    if isinstance(params, tuple):
+        nets, reward_net, termination_net = params
+        for head, net in (("reward_head", reward_net), ("termination_head", termination_net)):
+            if net is not None:
+                dynamics = eqx.tree_at(lambda m: getattr(m, head).net, dynamics, net)
+    else:
+        nets = params
+    return with_dynamics(system, eqx.tree_at(lambda m: m.nets, dynamics, nets))
+
+
+def with_dynamics(system: LearnedModel, dynamics: DynamicsModel) -> LearnedModel:
+    """``system`` over ``dynamics``, its learned reward and termination (where it has them) ``dynamics``'s heads."""
+    learned = [(lambda s: s.model, dynamics)]
+    if dynamics.reward_head is not None:
+        learned.append((lambda s: s.reward_model, dynamics.reward_head))
+    if dynamics.termination_head is not None:
+        learned.append((lambda s: s.termination_model, dynamics.termination_head))
+    for where, value in learned:
+        system = eqx.tree_at(where, system, value, is_leaf=lambda x: x is None)
+    return system
+
+
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
-    """Fresh policy, value (target = online), model with the spec's reward, and optimizer states."""
+    """Fresh policy, value (target = online), model (with the spec's reward and termination, or heads that learn
+    them: ``reward_source``, ``termination_source``), and optimizer states."""
     k_pi, k_v, k_m = jax.random.split(key, 3)
     policy = GaussianPolicy(spec.obs_dim, spec.action_dim, config.hidden, key=k_pi, low=spec.action_low,
                             high=spec.action_high, init_log_std=config.init_log_std, log_std_min=config.log_std_min)
     value = VCritic(spec.obs_dim, config.critic_hidden, key=k_v)
-    model = LearnedModel(DynamicsModel(spec.obs_dim, spec.action_dim, config.model_hidden, key=k_m), spec.reward,
-                         action_low=spec.action_low, action_high=spec.action_high, terminal_fn=spec.terminated)
+    learn_reward, learn_termination = config.learns(spec)
+    dynamics = DynamicsModel(spec.obs_dim, spec.action_dim, config.model_hidden, key=k_m, learn_reward=learn_reward,
+                             learn_termination=learn_termination, angles=spec.angle_entries(config.angle_features))
+    model = LearnedModel(dynamics, None if learn_reward else spec.reward, reward_model=dynamics.reward_head,
+                         action_low=spec.action_low, action_high=spec.action_high,
+                         terminal_fn=None if learn_termination else spec.terminated,
+                         termination_model=dynamics.termination_head)
     clip = config.max_grad_norm
     return State(policy, value, value, model, optim.init(actor_optimizer(config), policy),
                  optim.init(optim.adam(config.critic_lr, clip), value),
-                 optim.init(optim.adam(config.model_lr, clip), model.model.nets), jnp.zeros((), jnp.int32), policy)
+                 optim.init(optim.adam(config.model_lr, clip), model_params(dynamics)), jnp.zeros((), jnp.int32),
+                 policy)
 
 
 def behaviour_log_prob(state: State, obs: Array, action: Array) -> Array:
@@ -250,36 +296,41 @@ def masked_normalizer(x: Array, count: Array) -> Normalizer:
 
 
 def fit_normalizers(model: DynamicsModel, buffer: replay.ReplayBuffer) -> DynamicsModel:
-    """The model's input (s, a) and output (s' - s) normalizers from the buffer's transitions."""
-    t = buffer.storage.transition
-    in_norm = masked_normalizer(jnp.concatenate([angle_features(t.obs, model.angles), t.action], axis=-1),
-                                buffer.size)
-    out_norm = masked_normalizer(t.next_obs - t.obs, buffer.size)
-    return eqx.tree_at(lambda m: (m.in_norm, m.out_norm), model, (in_norm, out_norm))
+    """The model's input (s, a) and output (s' - s) normalizers from the buffer's transitions, and its learned
+    heads' (the reward head's input (s, a, s') and output r, the termination head's input s')."""
+    t, n = buffer.storage.transition, buffer.size
+    in_norm = masked_normalizer(jnp.concatenate([angle_features(t.obs, model.angles), t.action], axis=-1), n)
+    model = eqx.tree_at(lambda m: (m.in_norm, m.out_norm), model, (in_norm, masked_normalizer(t.next_obs - t.obs, n)))
+    if model.reward_head is not None:
+        norms = (masked_normalizer(jnp.concatenate([t.obs, t.action, t.next_obs], axis=-1), n),
+                 masked_normalizer(t.reward.reshape(-1, 1), n))
+        model = eqx.tree_at(lambda m: (m.reward_head.in_norm, m.reward_head.out_norm), model, norms)
+    if model.termination_head is not None:
+        model = eqx.tree_at(lambda m: m.termination_head.in_norm, model, masked_normalizer(t.next_obs, n))
+    return model
 
 
 # ----------------------------------------------------------------------------- updates
 
 
 def model_step(state: State, batch: Transition, config: Config) -> tuple[State, Array]:
-    """One Adam step of the dynamics network on ``batch`` (the normalizers are data statistics, not parameters)."""
-    dynamics = state.model.model
+    """One Adam step of the dynamics network (and of its learned heads, on the replayed rewards and terminated
+    flags) on ``batch`` (the normalizers are data statistics, not parameters)."""
     weights = jnp.ones(batch.reward.shape[0])
 
-    def loss(nets):
-        return model_loss(eqx.tree_at(lambda m: m.nets, dynamics, nets), batch.obs, batch.action, batch.next_obs,
-                          weights)
+    def loss(params):
+        return model_loss(with_model_params(state.model, params).model, batch.obs, batch.action, batch.next_obs,
+                          weights, rewards=batch.reward, terminated=batch.terminated)
 
-    m_loss, grads = eqx.filter_value_and_grad(loss)(dynamics.nets)
-    opt = optim.adam(config.model_lr, config.max_grad_norm)
-    nets, model_opt = optim.apply(dynamics.nets, grads, state.model_opt, opt)
-    return state._replace(model=eqx.tree_at(lambda s: s.model.nets, state.model, nets), model_opt=model_opt), m_loss
+    params = model_params(state.model.model)
+    m_loss, grads = eqx.filter_value_and_grad(loss)(params)
+    params, model_opt = optim.apply(params, grads, state.model_opt, optim.adam(config.model_lr, config.max_grad_norm))
+    return state._replace(model=with_model_params(state.model, params), model_opt=model_opt), m_loss
 
 
 def first_update(state: State, buffer: replay.ReplayBuffer, key: PRNGKey, config: Config) -> State:
     """Fit the model's normalizers on the buffer (the warm-up data), then ``model_pretrain_steps`` model steps."""
-    dynamics = fit_normalizers(state.model.model, buffer)
-    state = state._replace(model=eqx.tree_at(lambda m: m.model, state.model, dynamics))
+    state = state._replace(model=with_dynamics(state.model, fit_normalizers(state.model.model, buffer)))
 
     def pretrain(i, state):
         batch = replay.sample(buffer, jax.random.fold_in(key, i), config.batch_size).transition

@@ -85,17 +85,12 @@ def precheck(algorithm: Algorithm, record: Any) -> None:
     loops = algorithm.info.loops
     if loops == ("simulated",) and record.system is None:
         raise ValueError(_NO_SYSTEM.format(name=algorithm.name, env_id=record.id))
-    if algorithm.info.needs_reward and record.reward is None:  # a model-based loop can learn the reward
-        raise ValueError(_NO_REWARD.format(name=algorithm.name, env_id=record.id))
 
 
 _NO_SYSTEM = ("{name} differentiates through known dynamics and needs a pathwise System, but {env_id!r} has none "
               "(a Gymnasium environment is a black box). Use one of `pathwise list`'s systems or your own System "
               "(pw.make(..., system=MySystem()), --system mypkg.dynamics:MySystem), or a model-based algorithm "
               "(mbrl, svg-inf) that learns the dynamics.")
-_NO_REWARD = ("{name} needs the reward function of {env_id!r} to differentiate through it, and none is known. "
-              "Register one with pathwise.rewards.register(env_id, fn), or use a model-free algorithm (svg0, ddpg, "
-              "reinforce).")
 
 
 def select(algorithm: Algorithm, env: EnvSpec | Any, config: Any) -> str:
@@ -129,8 +124,6 @@ def check(algorithm: Algorithm, spec: EnvSpec, kind: str) -> None:
                          f"(low={list(spec.action_low)}, high={list(spec.action_high)}); declare finite bounds in its "
                          "action space (e.g. spaces.Box(-1.0, 1.0, (n,), np.float32), clipping in step()), or use "
                          "reinforce (on-policy), whose Gaussian actions need no bounds.")
-    if info.needs_reward and spec.reward is None:  # the model-based loop learns a reward that is not registered
-        raise ValueError(_NO_REWARD.format(name=info.name, env_id=spec.env_id))
 
 
 def check_options(algorithm: Algorithm, spec: EnvSpec, config: Any, kind: str) -> None:

@@ -154,6 +154,7 @@ class ReplayLoop(Loop):
                              "steps); raise buffer_size.")
         self.branching = bool(config.branches)
         self.last_fit = None
+        config.learns(spec)  # svg1's model and the branches' learn what is not registered; 'known' without it: refused
         if self.branching:
             self._check_branching(spec, config)
         else:
@@ -169,8 +170,7 @@ class ReplayLoop(Loop):
             raise ValueError(f"model_rollouts_per_step={config.model_rollouts_per_step}: model rollouts need a "
                              f"dynamics model of continuous actions, but {spec.env_id} has discrete actions; set "
                              "model_rollouts_per_step=0.")
-        config.learns(spec)  # a 'known' source without a registered function is refused here
-        config.mirror_signs(spec)  # so are mirror signs of the wrong count
+        config.mirror_signs(spec)  # mirror signs of the wrong count are refused here
         config.limits(spec)  # and joint limits that name entries the task lacks
         rows = config.max_branches(self.max_steps) * config.model_horizon
         if rows > config.model_buffer_size:
