@@ -125,7 +125,7 @@ TASKS = {t.key: t for t in (
          "≥ 839 (TD-MPC2 at 100k) within 20,000 control steps"),
     Task("dm_control/pendulum-swingup-v0", 724.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps"),
-    Task("dm_control/pendulum-swingup-repeat4-v0", 724.0, 5_000, 500, 5, MODEL_BASED, _DMC, False,
+    Task("dm_control/pendulum-swingup-repeat4-v0", 724.0, 5_000, 500, 5, (*MODEL_BASED, "pets"), _DMC, False,
          "≥ 724 (TD-MPC2 at 100k) within 20,000 control steps, acting every 4th"),
     dataclasses.replace(_REACHER, algos=(*MODEL_BASED, "svg0"),
                         claim=f"{_REACHER.claim}, the reward known (`rewards.reacher_easy_reward`)"),
