@@ -10,9 +10,9 @@ and follow the pathwise gradient of the one-step value-gradient objective (``svg
     J_1(theta) = r(s, a_theta) + gamma (1 - terminated) V(f(s, a_theta) + zeta),   a_theta = pi(s, xi; theta),
 
 with the environment's reward ``r``: the registered one, else (or with ``reward_source="learned"``) a head of the
-model fitted on the replayed rewards, ``r̂(s, a, s')``; where the task terminates and no rule is registered (or
+model fitted on the replayed rewards, ``r̂(s, a, s')``; where no termination rule is registered (or with
 ``termination_source="learned"``) a termination head fitted on the replayed ``terminated`` flags ends the imagined
-step. Replayed data come from older policies mu, so the actor and the
+step where it predicts the episode ends. Replayed data come from older policies mu, so the actor and the
 critic losses are importance weighted with truncated, self-normalized weights
 ``w = min(pi_theta(a|s) / mu(a|s), w_max)`` (mu's log-density is stored with each transition by the replay
 loop, through :func:`behaviour_log_prob`):
