@@ -15,6 +15,7 @@ from pathwise import algorithms, loops, replay
 from pathwise import spec as spec_mod
 from pathwise.algorithms import svg1
 from pathwise.loops.replay import ReplayItem
+from pathwise.models import Normalizer
 from pathwise.networks import soft_update
 from pathwise.rewards import pendulum_reward
 from pathwise.types import Transition
@@ -240,11 +241,17 @@ def test_first_update_fits_the_normalizers_once_and_pretrains(setup):
     assert not same(pretrained.model.model.nets, state.model.model.nets) and int(pretrained.updates) == 0
 
 
-def test_normalizers_are_masked_buffer_statistics():
+def test_normalizers_are_masked_buffer_statistics(setup):
     x = jnp.concatenate([jnp.arange(8.0).reshape(4, 2), 100 * jnp.ones((3, 2))])
-    norm = svg1.masked_normalizer(x, jnp.asarray(4))
+    norm = Normalizer.from_data(x, count=jnp.asarray(4))
     np.testing.assert_allclose(norm.mean, np.arange(8.0).reshape(4, 2).mean(0))
     np.testing.assert_allclose(norm.std, np.arange(8.0).reshape(4, 2).std(0), rtol=1e-6)
+    _, batch = setup  # the learned heads' normalizers too: over the 6 filled rows of a 64-row buffer
+    spec = dataclasses.replace(SPEC, reward=None, terminated=None)
+    dynamics = svg1.init(jax.random.key(0), spec, TINY).model.model
+    model = svg1.fit_normalizers(dynamics, filled_buffer(batch, jnp.zeros(6)))
+    np.testing.assert_allclose(model.reward_head.out_norm.mean, [batch.reward.mean()], rtol=1e-5)
+    np.testing.assert_allclose(model.termination_head.in_norm.std, batch.next_obs.std(0), rtol=1e-4)
 
 
 def test_bad_config_is_named():

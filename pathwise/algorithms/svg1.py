@@ -66,8 +66,8 @@ from pathwise.algorithms.critics import ActorCriticConfig, td_target
 from pathwise.algorithms.svg_core import v_bootstrap, value_gradient_objective, value_loss
 from pathwise.config import at_least, one_of, positive
 from pathwise.distributions import GaussianPolicy
-from pathwise.models import DynamicsModel, LearnedModel, Normalizer, model_loss, model_noise, policy_noise
-from pathwise.networks import VCritic, angle_features, soft_update
+from pathwise.models import DynamicsModel, LearnedModel, model_loss, model_noise, policy_noise
+from pathwise.networks import VCritic, soft_update
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey, PyTree, Transition
 
@@ -286,28 +286,11 @@ def model_critic_targets(target_value: VCritic, policy: GaussianPolicy, system: 
     return jax.lax.stop_gradient(td_target(reward, terminated, jax.vmap(target_value)(next_obs), gamma))
 
 
-def masked_normalizer(x: Array, count: Array) -> Normalizer:
-    """Mean and std over the first ``count`` rows of ``x`` (the filled part of a replay buffer, under jit)."""
-    mask = (jnp.arange(x.shape[0]) < count)[:, None].astype(x.dtype)
-    n = jnp.maximum(count, 1).astype(x.dtype)
-    mean = jnp.sum(mask * x, axis=0) / n
-    std = jnp.sqrt(jnp.sum(mask * (x - mean) ** 2, axis=0) / n)
-    return Normalizer(mean, jnp.maximum(std, 1e-6))
-
-
 def fit_normalizers(model: DynamicsModel, buffer: replay.ReplayBuffer) -> DynamicsModel:
-    """The model's input (s, a) and output (s' - s) normalizers from the buffer's transitions, and its learned
-    heads' (the reward head's input (s, a, s') and output r, the termination head's input s')."""
-    t, n = buffer.storage.transition, buffer.size
-    in_norm = masked_normalizer(jnp.concatenate([angle_features(t.obs, model.angles), t.action], axis=-1), n)
-    model = eqx.tree_at(lambda m: (m.in_norm, m.out_norm), model, (in_norm, masked_normalizer(t.next_obs - t.obs, n)))
-    if model.reward_head is not None:
-        norms = (masked_normalizer(jnp.concatenate([t.obs, t.action, t.next_obs], axis=-1), n),
-                 masked_normalizer(t.reward.reshape(-1, 1), n))
-        model = eqx.tree_at(lambda m: (m.reward_head.in_norm, m.reward_head.out_norm), model, norms)
-    if model.termination_head is not None:
-        model = eqx.tree_at(lambda m: m.termination_head.in_norm, model, masked_normalizer(t.next_obs, n))
-    return model
+    """The model's input (s, a) and output (s' - s) normalizers, and its learned heads', from the buffer's filled
+    transitions (``DynamicsModel.with_normalizers`` over the first ``buffer.size`` rows)."""
+    t = buffer.storage.transition
+    return model.with_normalizers(t.obs, t.action, t.next_obs, t.reward, count=buffer.size)
 
 
 # ----------------------------------------------------------------------------- updates
@@ -409,5 +392,5 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
 
 __all__ = ["Config", "INFO", "State", "act", "actor_loss", "actor_optimizer", "behaviour_log_prob", "critic_targets",
            "diagnostics", "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init",
-           "knows_termination", "masked_normalizer", "model_critic_targets", "model_step", "replayed_continue",
+           "knows_termination", "model_critic_targets", "model_step", "replayed_continue",
            "update"]

@@ -94,18 +94,21 @@ class DynamicsModel(eqx.Module):
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.ensemble_size, self.gaussian = ensemble_size, gaussian
 
-    def with_normalizers(self, obs: Array, actions: Array, next_obs: Array, rewards: Array | None = None
-                         ) -> "DynamicsModel":
-        """The same networks with input/output normalizers (and the heads') fitted on a batch of transitions."""
+    def with_normalizers(self, obs: Array, actions: Array, next_obs: Array, rewards: Array | None = None,
+                         count: Array | None = None) -> "DynamicsModel":
+        """The same networks with input/output normalizers (and the heads') fitted on a batch of transitions (its
+        first ``count`` rows, if given: the filled part of a replay buffer, under jit)."""
         xp = np if all(isinstance(x, np.ndarray) for x in (obs, actions, next_obs)) else jnp
-        in_norm = Normalizer.from_data(xp.concatenate([angle_features(obs, self.angles), actions], axis=-1))
-        out_norm = Normalizer.from_data(next_obs - obs)
+        in_norm = Normalizer.from_data(xp.concatenate([angle_features(obs, self.angles), actions], axis=-1),
+                                       count=count)
+        out_norm = Normalizer.from_data(next_obs - obs, count=count)
         model = eqx.tree_at(lambda m: (m.in_norm, m.out_norm), self, (in_norm, out_norm))
         if model.reward_head is not None and rewards is not None:
-            head = model.reward_head.with_normalizers(obs, actions, next_obs, rewards)
+            head = model.reward_head.with_normalizers(obs, actions, next_obs, rewards, count)
             model = eqx.tree_at(lambda m: m.reward_head, model, head)
         if model.termination_head is not None:
-            model = eqx.tree_at(lambda m: m.termination_head, model, model.termination_head.with_normalizers(next_obs))
+            head = model.termination_head.with_normalizers(next_obs, count)
+            model = eqx.tree_at(lambda m: m.termination_head, model, head)
         return model
 
     def _bounded(self, raw: Array) -> Array:

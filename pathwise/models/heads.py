@@ -39,12 +39,15 @@ class RewardHead(eqx.Module):
         self.net = MLP(size, 1, hidden, key=key, act=act)
         self.in_norm, self.out_norm = Normalizer.identity(size), Normalizer.identity(1)
 
-    def with_normalizers(self, obs: Array, actions: Array, next_obs: Array, rewards: Array) -> "RewardHead":
-        """The same network with its normalizers fitted on a batch of transitions and their rewards."""
+    def with_normalizers(self, obs: Array, actions: Array, next_obs: Array, rewards: Array,
+                         count: Array | None = None) -> "RewardHead":
+        """The same network with its normalizers fitted on a batch of transitions and their rewards (its first
+        ``count`` rows, if given: ``Normalizer.from_data``)."""
         xp = np if isinstance(obs, np.ndarray) else jnp
         inputs = xp.concatenate([obs, actions, next_obs], axis=-1)
         return eqx.tree_at(lambda h: (h.in_norm, h.out_norm), self,
-                           (Normalizer.from_data(inputs), Normalizer.from_data(rewards.reshape(-1, 1))))
+                           (Normalizer.from_data(inputs, count=count),
+                            Normalizer.from_data(rewards.reshape(-1, 1), count=count)))
 
     def normalized(self, obs: Array, action: Array, next_obs: Array) -> Array:
         """The prediction in normalized reward units (what the loss compares)."""
@@ -65,9 +68,10 @@ class TerminationHead(eqx.Module):
         self.net = MLP(obs_dim, 1, hidden, key=key, act=act)
         self.in_norm = Normalizer.identity(obs_dim)
 
-    def with_normalizers(self, next_obs: Array) -> "TerminationHead":
-        """The same network with its input normalizer fitted on the observations it will judge."""
-        return eqx.tree_at(lambda h: h.in_norm, self, Normalizer.from_data(next_obs))
+    def with_normalizers(self, next_obs: Array, count: Array | None = None) -> "TerminationHead":
+        """The same network with its input normalizer fitted on the observations it will judge (the first
+        ``count``, if given)."""
+        return eqx.tree_at(lambda h: h.in_norm, self, Normalizer.from_data(next_obs, count=count))
 
     def logit(self, obs: Array) -> Array:
         """``ℓ_ω(o)``, the log-odds of termination (scalar)."""

@@ -21,11 +21,18 @@ class Normalizer(eqx.Module):
         return Normalizer(jnp.zeros(dim, jnp.float32), jnp.ones(dim, jnp.float32))
 
     @staticmethod
-    def from_data(x: Array, min_std: float = 1e-6) -> "Normalizer":
-        """Mean and standard deviation over the leading axis (std floored at ``min_std``).
+    def from_data(x: Array, min_std: float = 1e-6, count: Array | None = None) -> "Normalizer":
+        """Mean and standard deviation over the leading axis (std floored at ``min_std``); with ``count``, over the
+        first ``count`` rows only (the filled part of a replay buffer, under jit).
 
         NumPy input is reduced with NumPy (no XLA program per data-set size); JAX input (also traced) with JAX.
         """
+        if count is not None:
+            x = jnp.asarray(x, jnp.float32)
+            mask = (jnp.arange(x.shape[0]) < count)[:, None].astype(x.dtype)
+            n = jnp.maximum(count, 1).astype(x.dtype)
+            mean = jnp.sum(mask * x, axis=0) / n
+            return Normalizer(mean, jnp.maximum(jnp.sqrt(jnp.sum(mask * (x - mean) ** 2, axis=0) / n), min_std))
         if isinstance(x, np.ndarray):
             x = x.astype(np.float64)
             return Normalizer(jnp.asarray(x.mean(axis=0), jnp.float32),
