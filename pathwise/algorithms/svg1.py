@@ -153,7 +153,8 @@ def actor_optimizer(config: Config):
 
 def model_params(dynamics: DynamicsModel) -> PyTree:
     """What the model's Adam trains: the dynamics networks, and with learned heads ``(nets, reward net, termination
-    net)`` (None for a head it lacks); never the normalizers."""
+    net)`` (None for a head it lacks); never the normalizers. Without heads it is the networks alone, the layout of
+    the optimizer state in svg1's checkpoints from before the heads."""
     heads = (dynamics.reward_head, dynamics.termination_head)
     if all(h is None for h in heads):
         return dynamics.nets
@@ -175,15 +176,10 @@ def with_model_params(system: LearnedModel, params: PyTree) -> LearnedModel:
 
 
 def with_dynamics(system: LearnedModel, dynamics: DynamicsModel) -> LearnedModel:
-    """``system`` over ``dynamics``, its learned reward and termination (where it has them) ``dynamics``'s heads."""
-    learned = [(lambda s: s.model, dynamics)]
-    if dynamics.reward_head is not None:
-        learned.append((lambda s: s.reward_model, dynamics.reward_head))
-    if dynamics.termination_head is not None:
-        learned.append((lambda s: s.termination_model, dynamics.termination_head))
-    for where, value in learned:
-        system = eqx.tree_at(where, system, value, is_leaf=lambda x: x is None)
-    return system
+    """``system`` over ``dynamics``, its learned reward and termination ``dynamics``'s heads (None where it has
+    none, as ``init`` built it)."""
+    return eqx.tree_at(lambda s: (s.model, s.reward_model, s.termination_model), system,
+                       (dynamics, dynamics.reward_head, dynamics.termination_head), is_leaf=lambda x: x is None)
 
 
 def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
