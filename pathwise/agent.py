@@ -67,7 +67,8 @@ class Agent:
 
     def evaluate(self, episodes: int = 10, planner: str | bool | None = None, **plan: Any) -> dict[str, float]:
         """Deterministic evaluation on the Gymnasium environment (seeded episodes, in lockstep), as the run's own
-        evaluations play it: the policy, or the planning agent where the run says ``eval_planner``. ``planner``
+        evaluations play it: the policy, or the planning agent where the run says ``eval_planner`` (pets: its own CEM,
+        the plan carried from step to step). ``planner``
         chooses: False the policy; 'mppi' or 'cem' (or 'run' / True: the run's own ``act_planner``, MPPI if it
         acted by its policy) a model-based run's planning agent (:meth:`planner`; ``plan``: its ``horizon``,
         ``samples``, ``iterations``, ``policy_fraction``)."""

@@ -141,7 +141,8 @@ class EvaluateArgs:
     Pendulum-v1's theta0, theta_dot0), return, length and whether it is below the task's failure line."""
     planner: Literal["auto", "none", "run", "mppi", "cem"] = "auto"
     """Who acts: 'auto' as the run's own evaluations (its policy, or its planning agent where it trained with
-    eval_planner=true); 'none' the policy; 'mppi' or 'cem' the planning agent of a model-based run (mbrl, svg-inf,
+    eval_planner=true; pets: its CEM, the plan carried from step to step); 'none' the policy (pets: its CEM planned
+    anew at every step); 'mppi' or 'cem' the planning agent of a model-based run (mbrl, svg-inf,
     svgk on an environment): at every step a sampling planner over the run's learned model, seeded by its policy,
     closed by its value, warm-started from the step before ('run': the run's own act_planner, mppi if it acted by
     its policy). The episodes are played in lockstep, one batched call per step."""
@@ -501,8 +502,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
     act, who, plan = agent.run.episode_actor(seed, plan), agent.run.name, agent.run.evaluated_planner(plan)
     if plan is not None:  # the planning agent (refused above for a run without a model to plan over)
-        who = f"{agent.run.name} planning by {act.config.act_planner} (horizon {act.planner.horizon}, " \
-              f"{act.planner.samples} samples, {act.planner.iterations} refits per step)"
+        who = f"{agent.run.name} {act.describe()}"
     with Progress(episodes, desc=f"evaluate {agent.env_id}", unit="episodes") as bar:
         res = agent.run.evaluate(episodes, seed, progress=bar.update, planner=False if plan is None else plan)
     print(f"{who} on {agent.env_id}: mean return {res.mean:.2f} ± {res.std:.2f} over "

@@ -189,7 +189,8 @@ class Run:
         """The run's evaluation on ``episodes`` seeded episodes of the Gymnasium environment (episode ``i`` from
         ``reset(seed=seed + i)``), played in lockstep: one batched call per step
         (:func:`pathwise.envs.evaluate_lockstep`). Who plays: ``planner=None`` the run's own choice (the
-        deterministic policy, or the planning agent where the config says ``eval_planner``); ``False`` the policy;
+        deterministic policy, or the planning agent where the config says ``eval_planner`` or a planning algorithm
+        carries its plan, pets's ``plan_warm_start``: ``Loop.evaluates_by_planner``); ``False`` the policy;
         a dict of :meth:`planner`'s options (``{}``: the run's own) the planning agent. Returns an ``EvalResult``."""
         from pathwise.envs import evaluate_lockstep
 
@@ -210,7 +211,8 @@ class Run:
     def evaluated_planner(self, planner: dict[str, Any] | bool | None = None) -> dict[str, Any] | None:
         """:meth:`evaluate`'s ``planner`` decided: the planner's options, or None where the policy plays."""
         if planner is None:
-            return {} if getattr(self.config, "eval_planner", False) else None
+            by_planner = getattr(self.config, "eval_planner", False) or self.loop.evaluates_by_planner(self.carry)
+            return {} if by_planner else None
         if isinstance(planner, bool):
             return {} if planner else None
         return dict(planner)

@@ -185,13 +185,15 @@ def test_the_planning_agent_refuses_bad_input(planned_run):
 
 def test_only_a_learned_model_is_planned_over():
     """A run on a known System (svgk's simulated loop) or a model-free one has no model to plan over; PETS plans
-    already."""
+    already: its planning agent is its own CEM, another planner is refused."""
     for algo, env, message in (("svgk", "pathwise/Pendulum-v1", "learns no model to plan over"),
                                ("ddpg", "Pendulum-v1", "learns no model to plan over"),
                                ("pets", "Pendulum-v1", "acts by planning already")):
         run, _ = make_run(algo, env, 0, use_preset=False)
         with pytest.raises(ValueError, match=message):
-            run.planner()
+            run.planner("mppi")
+    if algo == "pets":  # its own CEM, the plan carried (tests/test_pets.py)
+        assert isinstance(run.planner(), model_based.PlanningController)
 
 
 def test_a_run_with_eval_planner_is_evaluated_by_its_planning_agent(planned_run):

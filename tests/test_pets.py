@@ -17,6 +17,7 @@ from pathwise import replay
 from pathwise.algorithms import pets
 from pathwise.control import CEMConfig, cem
 from pathwise.loops import act_once, update_once
+from pathwise.loops import model_based
 from pathwise.loops.model_based import ModelData, learned_system
 from pathwise.models import Dataset, DynamicsModel, FitConfig, LearnedModel, fit
 from pathwise.spec import from_env
@@ -144,6 +145,79 @@ def test_pets_trains_through_the_model_based_loop(tmp_path):
     assert actions.shape == (2, 1) and np.all(np.abs(actions) <= 2.0)
     again = pw.load(agent.save(tmp_path / "pets.npz"), quiet=True)
     np.testing.assert_allclose(again.predict(obs)[0], actions, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def warm_run():
+    """A tiny PETS run on Pendulum-v1 (200-step episodes): one random episode, then two planned by CEM carrying its
+    plan from step to step; its carry before the third iteration and the own planner's compiled programs before
+    and after that iteration (the model refitted once more in between)."""
+    from pathwise.train import make_run
+
+    run, _ = make_run("pets", "Pendulum-v1", 0, use_preset=False, overrides=dict(
+        SMALL, buffer_size=600, model_steps_per_epoch=2, model_max_epochs=1, model_batch=8))
+    run.iteration(), run.iteration()
+    sizes, pre = model_based.own_plan_steps._cached._cache_size(), run.carry
+    run.iteration()
+    return run, pre, (sizes, model_based.own_plan_steps._cached._cache_size())
+
+
+def test_the_episode_carries_the_plan_from_step_to_step(warm_run):
+    """The third episode's stored actions are those of ``SamplingMPC.init`` then ``step`` along its observations
+    (over the planner ``update`` kept, with the loop's acting key): each step's CEM starts from the step before's
+    shifted mean (its first 50 steps). ``act``, which plans every step from the box midpoint with the same refits,
+    acts otherwise."""
+    run, pre, _ = warm_run
+    data, start = model_based.dataset(run.carry.buffer), -run.loop.limit  # the last episode's start
+    obs, actions = jnp.asarray(data.obs[start:start + 50]), np.asarray(data.actions[start:start + 50])
+    k_act = jax.random.split(jax.random.split(pre.key, 4)[1])[1]  # the iteration's collect key, then its acting key
+    mpc = pets.episode_planner(pre.algo, run.config)
+    assert mpc is pre.algo.planner
+    plans = model_based.own_plan_starts(mpc, obs[:1], k_act[None])
+    replanned = []
+    for o in obs:
+        plans, action = model_based.own_plan_steps(mpc, plans, o[None])
+        replanned.append(np.asarray(action[0]))
+    np.testing.assert_allclose(np.stack(replanned), actions, rtol=0, atol=1e-5)
+    cold = np.stack([np.asarray(act_once(pets.act, pre.algo, o, jax.random.key(i), False)) for i, o in enumerate(obs)])
+    assert np.max(np.abs(cold - actions)) > 0.1
+
+
+def test_the_carried_plan_compiles_once_across_refits(warm_run):
+    """A refitted model is new weights in the same structure: the own planner's step is compiled for the second
+    episode and reused for the third."""
+    before, after = warm_run[2]
+    assert before >= 1 and after == before
+
+
+def test_the_evaluation_plays_the_carried_plan_and_none_plays_act(warm_run):
+    """The run's evaluation (``planner=None``) plays the own planner, plan carried, as ``Run.planner()`` does;
+    ``planner=False`` plays ``act``; options for another planner are refused; ``plan_warm_start=False`` evaluates by
+    ``act`` and collects its episodes with it (as every run did before the option)."""
+    import copy
+
+    run = warm_run[0]
+    assert run.loop.evaluates_by_planner(run.carry)
+    warm, cold = np.asarray(run.evaluate(2, 7).returns), np.asarray(run.evaluate(2, 7, planner=False).returns)
+    np.testing.assert_array_equal(warm, run.evaluate(2, 7, planner={}).returns)
+    assert np.all(warm != cold)
+    with pytest.raises(ValueError, match="acts by planning already"):
+        run.planner("mppi")
+    off, off.loop = copy.copy(run), copy.copy(run.loop)
+    off.config = off.loop.config = dataclasses.replace(run.config, plan_warm_start=False)
+    assert not off.loop.evaluates_by_planner(off.carry)
+    np.testing.assert_array_equal(off.evaluate(2, 7).returns, cold)
+    with pytest.raises(ValueError, match="acts by planning already"):
+        off.planner()
+    assert off.loop._actor(off.carry, jax.random.key(0)).__qualname__.startswith("ModelBasedLoop._policy_actor")
+
+
+def test_a_run_recorded_before_the_warm_start_reads_as_planning_every_step_anew():
+    """A PETS run record without ``plan_warm_start`` (written before the option) ran planning every step from the
+    box midpoint: it reads back so, while a new config carries the plan."""
+    from pathwise.config import upgrade
+
+    assert upgrade(pets.Config, {})["plan_warm_start"] is False and pets.Config().plan_warm_start
 
 
 @pytest.mark.parametrize("options, message", [

@@ -10,9 +10,12 @@ the cross-entropy method (:func:`pathwise.control.cem`) over that model,
 each particle ``p`` following an elite ``b_p`` drawn once per rollout (trajectory sampling TS-∞, Chua et al. 2018,
 Sec. 4.2 and Eq. 4; ``system.sample(key)`` per particle, ``plan_particles`` of them per sampled sequence, each
 member's mean prediction, no aleatoric draw), and returns the first action of the refit mean: model-predictive
-control, re-planned at every real step. ``act`` holds no plan between calls (the contract's ``act`` returns an
-action only), so every step plans from the box midpoint with ``plan_iterations`` refits instead of warm-starting
-from the previous step's shifted mean as the paper does.
+control, re-planned at every real step. As in the paper, the loop's real episodes and the run's evaluations carry
+the plan from step to step (``plan_warm_start``, :func:`episode_planner`): each step's CEM starts from the mean
+found at the step before, shifted by one step (its last action repeated), with the sampling σ reset; an episode's
+first step plans from the action box's midpoint. ``act`` alone holds no plan between calls (the contract's ``act``
+returns an action only), so a call to it plans from the midpoint: what ``pathwise evaluate --planner none`` and
+``Agent.predict`` play.
 
 Before the first fit ``act`` plans over the untrained model; the loop's first ``random_episodes`` act uniformly at
 random anyway. A planner is not a network: ``pathwise export`` refuses it (``AlgorithmInfo.planner``).
@@ -21,7 +24,7 @@ random anyway. A planner is not a network: ``pathwise export`` refuses it (``Alg
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -42,6 +45,9 @@ INFO = AlgorithmInfo("pets", loops=("model_based",), planner=True,
 class Config(CommonConfig, ModelOptions):
     """PETS options: the model-based loop's, with a probabilistic ensemble, and the CEM planner's."""
 
+    #: before 2026-12-07 every step planned from the action box's midpoint
+    ADDED: ClassVar[dict[str, Any]] = {"plan_warm_start": False}
+
     hidden: tuple[int, ...] = (64, 64)
     """Unused: PETS has no policy network (the planner acts); the model's layers are model_hidden."""
     model_ensemble: int = 5
@@ -61,7 +67,12 @@ class Config(CommonConfig, ModelOptions):
     plan_elites: int = 40
     """K: the best sequences the sampling mean and std are refit to (K <= plan_samples)."""
     plan_iterations: int = 5
-    """CEM refits per real step (each step plans from the action box's midpoint)."""
+    """CEM refits per real step (from the previous step's shifted plan with ``plan_warm_start``, else from the
+    action box's midpoint)."""
+    plan_warm_start: bool = True
+    """Carry the plan through each real episode and evaluation episode (PETS's MPC): every step's CEM starts from
+    the previous step's mean shifted by one step, σ reset; the episode's first step from the box midpoint.
+    False: every step plans from the midpoint."""
     plan_smoothing: float = 0.1
     """α: weight of the old mean and std in each refit, μ ← α μ + (1 − α) μ_elites (0: none)."""
     plan_particles: int = 1
@@ -79,7 +90,7 @@ class Config(CommonConfig, ModelOptions):
                 (0 <= self.plan_smoothing < 1, f"plan_smoothing={self.plan_smoothing} must be in [0, 1) (0: none)")]
 
     def planner(self) -> CEMConfig:
-        """The ``CEMConfig`` these options describe (every step plans ``plan_iterations`` refits from scratch)."""
+        """The ``CEMConfig`` these options describe (``plan_iterations`` refits per step, from scratch or warm)."""
         return CEMConfig(horizon=self.plan_horizon, samples=self.plan_samples, elites=self.plan_elites,
                          iterations=self.plan_iterations, init_iterations=self.plan_iterations,
                          smoothing=self.plan_smoothing, particles=self.plan_particles)
@@ -119,4 +130,11 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     return state.planner.solve(obs, key).actions[0]
 
 
-__all__ = ["Config", "INFO", "State", "act", "init", "planned_returns", "update"]
+def episode_planner(state: State, config: Config) -> SamplingMPC | None:
+    """The planner the model-based loop acts by through an episode, carrying its plan from step to step
+    (``SamplingMPC.init`` at the first step, ``SamplingMPC.step`` after), or None without ``plan_warm_start``
+    (the loop then calls ``act`` at every step)."""
+    return state.planner if config.plan_warm_start else None
+
+
+__all__ = ["Config", "INFO", "State", "act", "episode_planner", "init", "planned_returns", "update"]

@@ -70,6 +70,13 @@ class Loop(abc.ABC):
             out.update(model_one_step_mse=fit.one_step_mse, model_multi_step_mse=fit.multi_step_mse)
         return out
 
+    def evaluates_by_planner(self, carry: Any) -> bool:
+        """Whether the run's evaluations play its planning agent (:meth:`planning_controller`) rather than the
+        algorithm's ``act`` whatever the config's ``eval_planner`` says (a planning algorithm's own planner that
+        carries its plan): only the model-based loop's runs can."""
+        del carry
+        return False
+
     def planning_controller(self, carry: Any, key: PRNGKey, precision: Any, **options: Any) -> Any:
         """A planning agent over the model this loop learned (the model-based loop's); other loops learn none."""
         del carry, key, precision, options

@@ -25,7 +25,7 @@ imagined rollouts follow a random elite (``model_sampling``), with the members' 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -423,10 +423,25 @@ def planned_steps(algo: Any, system: LearnedModel, plans: SamplingPlan, obs: Arr
         plans, obs)
 
 
+@eqx.filter_jit
+def own_plan_starts(mpc: SamplingMPC, obs: Array, keys: PRNGKey) -> SamplingPlan:
+    """The first plans of a batch of episodes by a planning algorithm's own planner (pets's ``episode_planner``):
+    ``obs`` ``[N, obs_dim]``, one key each."""
+    return jax.vmap(lambda o, k: mpc.init(o, k))(obs, keys)
+
+
+@eqx.filter_jit
+def own_plan_steps(mpc: SamplingMPC, plans: SamplingPlan, obs: Array) -> tuple[SamplingPlan, Array]:
+    """Each episode re-planned from its plan of the step before by a planning algorithm's own planner: the next
+    plans and ``[N, action_dim]`` actions."""
+    return jax.vmap(mpc.step)(plans, obs)
+
+
 class PlanningController:
     """The planning agent of a model-based run, to evaluate or deploy: at every step a sampling planner (MPPI or CEM)
-    over the run's learned model, warm-started from the step before, seeded by the policy and closed by the
-    algorithm's value (``act_planner``'s acting; :meth:`pathwise.train.Run.planner` builds it).
+    over the run's learned model, warm-started from the step before: a policy learner's seeded by the policy and
+    closed by the algorithm's value (``act_planner``'s acting), a planning algorithm's its own (pets's
+    ``episode_planner``). :meth:`pathwise.train.Run.planner` builds it (:meth:`for_policy`, :meth:`own`).
 
     ``reset()`` starts new episodes; the next call plans from scratch, later calls warm-start. Call it with one
     observation (``(obs_dim,)`` -> one action) or a batch of episodes in lockstep (``(N, obs_dim)`` -> ``N`` actions,
@@ -435,13 +450,39 @@ class PlanningController:
     exploration bonus: the controller exploits the model.
     """
 
-    def __init__(self, algorithm: Algorithm, algo: Any, system: LearnedModel, config: Any, spec: EnvSpec,
-                 key: PRNGKey, precision: Any):
-        self.config, self.spec, self.planner = config, spec, config.acting_planner()
-        self._args = (algorithm.act, algorithm.hook("planning_value"), config, self.planner)
-        self._algo, self._system, self._key, self._precision = algo, system, key, precision
+    def __init__(self, starts: Callable[[Array, PRNGKey], SamplingPlan],
+                 steps: Callable[[SamplingPlan, Array], tuple[SamplingPlan, Array]], planner: SamplingConfig,
+                 spec: EnvSpec, key: PRNGKey, precision: Any, config: Any = None):
+        """``starts(obs [N, obs_dim], keys [N])``: the episodes' first plans; ``steps(plans, obs)``: the next plans
+        and the actions; ``planner``: the sampling planner's config (what :meth:`describe` reports); ``config``: the
+        run's options the agent plans with (a policy learner's, its exploration bonus dropped), None for a planning
+        algorithm's own planner."""
+        self.planner, self.spec, self.config, self._starts, self._steps = planner, spec, config, starts, steps
+        self._key, self._precision = key, precision
         self._plans: SamplingPlan | None = None
         self._episodes = 0  # episodes started so far (each draws its own key)
+
+    @classmethod
+    def for_policy(cls, algorithm: Algorithm, algo: Any, system: LearnedModel, config: Any, spec: EnvSpec,
+                   key: PRNGKey, precision: Any) -> "PlanningController":
+        """A policy learner's planning agent: ``config.acting_planner()`` over ``system``, seeded by the policy of
+        ``algo`` and closed by its value."""
+        args = (algorithm.act, algorithm.hook("planning_value"), config, config.acting_planner())
+        return cls(lambda obs, keys: planned_starts(algo, system, obs, keys, *args),
+                   lambda plans, obs: planned_steps(algo, system, plans, obs, *args), args[-1], spec, key, precision,
+                   config)
+
+    @classmethod
+    def own(cls, mpc: SamplingMPC, spec: EnvSpec, key: PRNGKey, precision: Any) -> "PlanningController":
+        """A planning algorithm's agent: its own planner ``mpc`` (pets's ``episode_planner``), warm-started."""
+        return cls(lambda obs, keys: own_plan_starts(mpc, obs, keys),
+                   lambda plans, obs: own_plan_steps(mpc, plans, obs), mpc.config, spec, key, precision)
+
+    def describe(self) -> str:
+        """Who plays, in words: e.g. "planning by mppi (horizon 16, 256 samples, 4 refits per step)"."""
+        kind = "cem" if isinstance(self.planner, CEMConfig) else "mppi"
+        return (f"planning by {kind} (horizon {self.planner.horizon}, {self.planner.samples} samples, "
+                f"{self.planner.iterations} refits per step)")
 
     def reset(self) -> None:
         """New episodes: the next call plans from scratch."""
@@ -460,13 +501,12 @@ class PlanningController:
             if self._plans is None:
                 index = jnp.arange(self._episodes, self._episodes + len(batch))
                 keys = jax.vmap(lambda i: jax.random.fold_in(self._key, i))(index)
-                self._plans = planned_starts(self._algo, self._system, jnp.asarray(batch), keys, *self._args)
+                self._plans = self._starts(jnp.asarray(batch), keys)
                 self._episodes += len(batch)
             elif self._plans.actions.shape[0] != len(batch):
                 raise ValueError(f"planner: {len(batch)} observations where the episodes under way are "
                                  f"{self._plans.actions.shape[0]}; call reset() before a batch of another size.")
-            self._plans, actions = planned_steps(self._algo, self._system, self._plans, jnp.asarray(batch),
-                                                 *self._args)
+            self._plans, actions = self._steps(self._plans, jnp.asarray(batch))
         actions = np.clip(np.asarray(actions), np.asarray(self.spec.action_low), np.asarray(self.spec.action_high))
         return actions[0] if single else actions
 
@@ -563,6 +603,9 @@ class ModelBasedLoop(Loop):
             return lambda obs, t: actions[t]
         if self.planner is not None:
             return self._planning_actor(carry, key)
+        own = self.own_planner(carry)
+        if own is not None:  # a planning algorithm (pets) carrying its plan through the episode
+            return self._own_planning_actor(own, key)
         if not colored or self.algorithm.info.planner:  # a planning algorithm (pets) plans its own actions
             return self._policy_actor(carry, keys)
         return self._noise_actor(carry, self._colored_noise(key))
@@ -602,6 +645,32 @@ class ModelBasedLoop(Loop):
 
         return actor
 
+    def own_planner(self, carry: ModelCarry) -> SamplingMPC | None:
+        """A planning algorithm's planner over the current model that acts with a plan carried from step to step
+        (its ``episode_planner``), None where the algorithm has none (a policy learner; pets without
+        ``plan_warm_start``: its ``act`` plans every step anew)."""
+        hook = self.algorithm.hook("episode_planner")
+        return None if hook is None else hook(carry.algo, self.config)
+
+    def _own_planning_actor(self, mpc: SamplingMPC, key: PRNGKey):
+        """``act(obs, t)`` of a planning algorithm's own planner: a fresh plan at t = 0, then each step re-planned
+        from the one before (one compiled program each, whatever the model's weights)."""
+        plan: list[SamplingPlan] = []
+
+        def actor(obs, t):
+            obs = jnp.asarray(obs, jnp.float32).reshape(1, -1)
+            if t == 0:
+                plan[:] = [own_plan_starts(mpc, obs, key[None])]
+            plan[0], action = own_plan_steps(mpc, plan[0], obs)
+            return np.asarray(action[0])
+
+        return actor
+
+    def evaluates_by_planner(self, carry: ModelCarry) -> bool:
+        """A planning algorithm that carries its plan (:meth:`own_planner`) is evaluated by that planner rather than
+        by its ``act``, which plans every step anew."""
+        return self.own_planner(carry) is not None
+
     def describe(self, carry: ModelCarry) -> dict[str, Any]:
         """Also who the run's evaluations play where it is not the policy (``eval_planner``)."""
         out = super().describe(carry)
@@ -616,8 +685,11 @@ class ModelBasedLoop(Loop):
         ``act_planner`` ('mppi' or 'cem'; default the run's own, 'mppi' if it trained acting by its policy) and
         ``act_plan_horizon``/``samples``/``iterations``/``policy_fraction`` (default the run's)."""
         if self.algorithm.info.planner:
-            raise ValueError(f"{self.algorithm.name} acts by planning already: its policy's evaluation is its planner "
-                             "(evaluate it without a planner).")
+            own = self.own_planner(carry)
+            if own is None or any(v is not None for v in options.values()):
+                raise ValueError(f"{self.algorithm.name} acts by planning already: its policy's evaluation is its "
+                                 "planner (evaluate it without a planner).")
+            return PlanningController.own(own, self.spec, key, precision)
         unknown = sorted(set(options) - {"act_planner", "act_plan_horizon", "act_plan_samples",
                                          "act_plan_iterations", "act_plan_policy_fraction"})
         if unknown:
@@ -629,12 +701,12 @@ class ModelBasedLoop(Loop):
             raise ValueError(f"planner: act_planner={kind!r}; plan by 'mppi' or 'cem'.")
         config = dataclasses.replace(self.config, act_planner=kind, exploration_bonus=0.0, **options)
         system = learned_system(carry.model, self.spec, self.limit, config)
-        return PlanningController(self.algorithm, carry.algo, system, config, self.spec, key, precision)
+        return PlanningController.for_policy(self.algorithm, carry.algo, system, config, self.spec, key, precision)
 
     def close(self) -> None:
         self.env.close()
 
 
 __all__ = ["ACT_PLANNERS", "ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions",
-           "PlanningController", "SOURCES", "acting_mpc", "dataset", "frozen", "learned_system", "planned_start",
-           "planned_starts", "planned_step", "planned_steps"]
+           "PlanningController", "SOURCES", "acting_mpc", "dataset", "frozen", "learned_system", "own_plan_starts",
+           "own_plan_steps", "planned_start", "planned_starts", "planned_step", "planned_steps"]
