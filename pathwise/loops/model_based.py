@@ -446,8 +446,9 @@ class PlanningController:
     ``reset()`` starts new episodes; the next call plans from scratch, later calls warm-start. Call it with one
     observation (``(obs_dim,)`` -> one action) or a batch of episodes in lockstep (``(N, obs_dim)`` -> ``N`` actions,
     one vmapped program per step). Episode ``i`` since the controller was made draws its samples from
-    ``fold_in(key, i)``, so a batch plays as its episodes would one at a time. The imagined rewards carry no
-    exploration bonus: the controller exploits the model.
+    ``fold_in(key, i)``, so a batch plays as its episodes would one at a time. A policy learner's agent plans
+    without the exploration bonus (it exploits the model); a planning algorithm's plans over the model its
+    ``update`` kept, as in training, the bonus included where the run has one.
     """
 
     def __init__(self, starts: Callable[[Array, PRNGKey], SamplingPlan],
