@@ -437,6 +437,24 @@ def own_plan_steps(mpc: SamplingMPC, plans: SamplingPlan, obs: Array) -> tuple[S
     return jax.vmap(mpc.step)(plans, obs)
 
 
+def carried_actor(start: Callable[[Array], SamplingPlan],
+                  step: Callable[[SamplingPlan, Array], tuple[SamplingPlan, Array]]
+                  ) -> Callable[[Any, int], np.ndarray]:
+    """``act(obs, t)`` of a real episode acted by a planner that carries its plan: ``start(obs)`` plans afresh at
+    t = 0, then ``step(plan, obs) -> (plan, action)`` re-plans from the step before at every step (one compiled
+    program each, whatever the model's weights)."""
+    plan: list[SamplingPlan] = []
+
+    def actor(obs, t):
+        obs = jnp.asarray(obs, jnp.float32)
+        if t == 0:
+            plan[:] = [start(obs)]
+        plan[0], action = step(plan[0], obs)
+        return np.asarray(action)
+
+    return actor
+
+
 class PlanningController:
     """The planning agent of a model-based run, to evaluate or deploy: at every step a sampling planner (MPPI or CEM)
     over the run's learned model, warm-started from the step before: a policy learner's seeded by the policy and
@@ -631,20 +649,11 @@ class ModelBasedLoop(Loop):
         return actor
 
     def _planning_actor(self, carry: ModelCarry, key: PRNGKey):
-        """``act(obs, t)`` of the acting planner (``act_planner``) over the current model: a fresh plan at t = 0,
-        then each step re-planned from the one before (one compiled program each, whatever the model's weights)."""
+        """``act(obs, t)`` of the acting planner (``act_planner``) over the current model (:func:`carried_actor`)."""
         system = learned_system(carry.model, self.spec, self.limit, self.config)
-        act, value = self.algorithm.act, self.algorithm.hook("planning_value")
-        plan: list[SamplingPlan] = []
-
-        def actor(obs, t):
-            obs = jnp.asarray(obs, jnp.float32).reshape(-1)
-            if t == 0:
-                plan[:] = [planned_start(carry.algo, system, obs, key, act, value, self.config, self.planner)]
-            plan[0], action = planned_step(carry.algo, system, plan[0], obs, act, value, self.config, self.planner)
-            return np.asarray(action)
-
-        return actor
+        args = (self.algorithm.act, self.algorithm.hook("planning_value"), self.config, self.planner)
+        return carried_actor(lambda obs: planned_start(carry.algo, system, obs.reshape(-1), key, *args),
+                             lambda plan, obs: planned_step(carry.algo, system, plan, obs.reshape(-1), *args))
 
     def own_planner(self, carry: ModelCarry) -> SamplingMPC | None:
         """A planning algorithm's planner over the current model that acts with a plan carried from step to step
@@ -654,18 +663,12 @@ class ModelBasedLoop(Loop):
         return None if hook is None else hook(carry.algo, self.config)
 
     def _own_planning_actor(self, mpc: SamplingMPC, key: PRNGKey):
-        """``act(obs, t)`` of a planning algorithm's own planner: a fresh plan at t = 0, then each step re-planned
-        from the one before (one compiled program each, whatever the model's weights)."""
-        plan: list[SamplingPlan] = []
+        """``act(obs, t)`` of a planning algorithm's own planner (:func:`carried_actor`; a batch of one episode)."""
+        def step(plan: SamplingPlan, obs: Array) -> tuple[SamplingPlan, Array]:
+            plan, actions = own_plan_steps(mpc, plan, obs.reshape(1, -1))
+            return plan, actions[0]
 
-        def actor(obs, t):
-            obs = jnp.asarray(obs, jnp.float32).reshape(1, -1)
-            if t == 0:
-                plan[:] = [own_plan_starts(mpc, obs, key[None])]
-            plan[0], action = own_plan_steps(mpc, plan[0], obs)
-            return np.asarray(action[0])
-
-        return actor
+        return carried_actor(lambda obs: own_plan_starts(mpc, obs.reshape(1, -1), key[None]), step)
 
     def evaluates_by_planner(self, carry: ModelCarry) -> bool:
         """A planning algorithm that carries its plan (:meth:`own_planner`) is evaluated by that planner rather than
@@ -709,5 +712,5 @@ class ModelBasedLoop(Loop):
 
 
 __all__ = ["ACT_PLANNERS", "ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions",
-           "PlanningController", "SOURCES", "acting_mpc", "dataset", "frozen", "learned_system", "own_plan_starts",
-           "own_plan_steps", "planned_start", "planned_starts", "planned_step", "planned_steps"]
+           "PlanningController", "SOURCES", "acting_mpc", "carried_actor", "dataset", "frozen", "learned_system",
+           "own_plan_starts", "own_plan_steps", "planned_start", "planned_starts", "planned_step", "planned_steps"]
