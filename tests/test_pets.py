@@ -212,6 +212,32 @@ def test_the_evaluation_plays_the_carried_plan_and_none_plays_act(warm_run):
     assert off.loop._actor(off.carry, jax.random.key(0)).__qualname__.startswith("ModelBasedLoop._policy_actor")
 
 
+def test_the_evaluation_plans_without_the_exploration_bonus_and_keeps_the_penalty():
+    """With an exploration bonus the real episodes plan over the model with it (β − λ), while the run's planning
+    agent (its evaluations, ``pathwise evaluate``) plans over the same model without it, the pessimism penalty λ
+    kept: its first actions are the own planner's over that model, and differ from those with the bonus."""
+    from pathwise.train import make_run
+
+    run, _ = make_run("pets", "Pendulum-v1", 0, use_preset=False, overrides=dict(
+        SMALL, buffer_size=300, max_episode_steps=20, model_steps_per_epoch=2, model_max_epochs=1, model_batch=8,
+        exploration_bonus=1000.0, uncertainty_penalty=1.0))
+    run.iteration()  # the random episode, the fit, the update
+    own = run.loop.own_planner(run.carry)
+    assert own.system.bonus == 999.0
+    obs = jnp.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 1.0]])
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3), i))(jnp.arange(2))
+
+    def first_actions(mpc):
+        return np.asarray(model_based.own_plan_steps(mpc, model_based.own_plan_starts(mpc, obs, keys), obs)[1])
+
+    free = learned_system(run.carry.model, run.spec, run.loop.limit,
+                          dataclasses.replace(run.config, exploration_bonus=0.0))
+    assert free.bonus == -1.0
+    exploiting = first_actions(eqx.tree_at(lambda p: p.system, own, free))
+    np.testing.assert_allclose(run.planner(seed=3)(np.asarray(obs)), exploiting, rtol=0, atol=1e-6)
+    assert np.max(np.abs(first_actions(own) - exploiting)) > 0.1
+
+
 def test_a_run_recorded_before_the_warm_start_reads_as_planning_every_step_anew():
     """A PETS run record without ``plan_warm_start`` (written before the option) ran planning every step from the
     box midpoint: it reads back so, while a new config carries the plan."""

@@ -13,9 +13,11 @@ member's mean prediction, no aleatoric draw), and returns the first action of th
 control, re-planned at every real step. As in the paper, the loop's real episodes and the run's evaluations carry
 the plan from step to step (``plan_warm_start``, :func:`episode_planner`): each step's CEM starts from the mean
 found at the step before, shifted by one step (its last action repeated), with the sampling σ reset; an episode's
-first step plans from the action box's midpoint. ``act`` alone holds no plan between calls (the contract's ``act``
-returns an action only), so a call to it plans from the midpoint: what ``pathwise evaluate --planner none`` and
-``Agent.predict`` play.
+first step plans from the action box's midpoint. The evaluations plan over the model less the exploration bonus
+(``exploration_bonus``: the bonus draws the real episodes to new data; :meth:`ModelBasedLoop.planning_controller`).
+``act`` alone holds no plan between calls (the contract's ``act`` returns an action only), so a call to it plans
+from the midpoint, over the model ``update`` kept (the bonus included): what ``pathwise evaluate --planner none``
+and ``Agent.predict`` play.
 
 Before the first fit ``act`` plans over the untrained model; the loop's first ``random_episodes`` act uniformly at
 random anyway. A planner is not a network: ``pathwise export`` refuses it (``AlgorithmInfo.planner``).

@@ -464,9 +464,9 @@ class PlanningController:
     ``reset()`` starts new episodes; the next call plans from scratch, later calls warm-start. Call it with one
     observation (``(obs_dim,)`` -> one action) or a batch of episodes in lockstep (``(N, obs_dim)`` -> ``N`` actions,
     one vmapped program per step). Episode ``i`` since the controller was made draws its samples from
-    ``fold_in(key, i)``, so a batch plays as its episodes would one at a time. A policy learner's agent plans
-    without the exploration bonus (it exploits the model); a planning algorithm's plans over the model its
-    ``update`` kept, as in training, the bonus included where the run has one.
+    ``fold_in(key, i)``, so a batch plays as its episodes would one at a time. The agent plans without the
+    exploration bonus (it exploits the model; the bonus is for the real episodes that collect data), the pessimism
+    penalty kept: a policy learner's and a planning algorithm's alike.
     """
 
     def __init__(self, starts: Callable[[Array, PRNGKey], SamplingPlan],
@@ -475,7 +475,7 @@ class PlanningController:
         """``starts(obs [N, obs_dim], keys [N])``: the episodes' first plans; ``steps(plans, obs)``: the next plans
         and the actions; ``planner``: the sampling planner's config (what :meth:`describe` reports); ``config``: the
         run's options the agent plans with (a policy learner's, its exploration bonus dropped), None for a planning
-        algorithm's own planner."""
+        algorithm's own planner (its model's bonus dropped by :meth:`ModelBasedLoop.planning_controller`)."""
         self.planner, self.spec, self.config, self._starts, self._steps = planner, spec, config, starts, steps
         self._key, self._precision = key, precision
         self._plans: SamplingPlan | None = None
@@ -687,13 +687,17 @@ class ModelBasedLoop(Loop):
                             ) -> PlanningController:
         """The run's planning agent (:class:`PlanningController`) over its current model. ``options``:
         ``act_planner`` ('mppi' or 'cem'; default the run's own, 'mppi' if it trained acting by its policy) and
-        ``act_plan_horizon``/``samples``/``iterations``/``policy_fraction`` (default the run's)."""
+        ``act_plan_horizon``/``samples``/``iterations``/``policy_fraction`` (default the run's); a planning
+        algorithm's agent is its own planner and takes none. Either plans without the exploration bonus."""
         if self.algorithm.info.planner:
             own = self.own_planner(carry)
             if own is None or any(v is not None for v in options.values()):
                 raise ValueError(f"{self.algorithm.name} acts by planning already: its policy's evaluation is its "
                                  "planner (evaluate it without a planner).")
-            return PlanningController.own(own, self.spec, key, precision)
+            # the agent exploits the model, as a policy learner's does: the bonus is for the episodes that collect D
+            exploit = learned_system(carry.model, self.spec, self.limit,
+                                     dataclasses.replace(self.config, exploration_bonus=0.0))
+            return PlanningController.own(eqx.tree_at(lambda p: p.system, own, exploit), self.spec, key, precision)
         unknown = sorted(set(options) - {"act_planner", "act_plan_horizon", "act_plan_samples",
                                          "act_plan_iterations", "act_plan_policy_fraction"})
         if unknown:
