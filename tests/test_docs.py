@@ -244,16 +244,26 @@ MUJOCO_ID = re.compile(r"\b(Ant|HalfCheetah|Hopper|Humanoid|HumanoidStandup|Inve
                        r"Pusher|Reacher|Swimmer|Walker2d)-v\d")
 
 
+def names_dmc(block: Block) -> bool:
+    """Whether a block names a DeepMind Control Suite task (the ``dmc`` extra)."""
+    return "dm_control/" in block.body
+
+
+def names_mujoco(block: Block) -> bool:
+    """Whether a block names a Gymnasium MuJoCo task (the ``mujoco`` extra)."""
+    return bool(MUJOCO_ID.search(block.body))
+
+
 def skip_without_extras(block: Block, builds_env: bool = True) -> None:
     """Skip, naming the extra, a block on the DeepMind Control Suite when the ``dmc`` extra is not installed (Shimmy
     registers the suite's ids, so even checking a command needs it), and one that builds a Gymnasium MuJoCo task
     when the ``mujoco`` extra is not (Gymnasium registers those ids itself: checking a command needs no extra)."""
     if "make" in block.words:
         return
-    if "dm_control/" in block.body:
+    if names_dmc(block):
         pytest.importorskip("shimmy", reason="DeepMind Control Suite ids need the dmc extra: pip install -e '.[dmc]'")
         pytest.importorskip("dm_control", reason="DeepMind Control Suite ids need the dmc extra")
-    if builds_env and MUJOCO_ID.search(block.body):
+    if builds_env and names_mujoco(block):
         pytest.importorskip("mujoco",
                             reason="Gymnasium's MuJoCo tasks need the mujoco extra: pip install -e '.[mujoco]'")
 
@@ -318,7 +328,7 @@ ALONE = [b for b in CODE if "session" not in b.options]
 def needs_envs(block: Block) -> bool:
     """Whether a block names a DeepMind Control Suite or Gymnasium MuJoCo task: it skips without the extras, so
     ``make test-envs`` runs these (marked ``envs``) again with the extras installed."""
-    return "dm_control/" in block.body or bool(MUJOCO_ID.search(block.body))
+    return names_dmc(block) or names_mujoco(block)
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, marks=pytest.mark.envs) if needs_envs(b) else b for b in ALONE],
