@@ -113,7 +113,7 @@ _MOUNTAINCAR = Task("MountainCarContinuous-v0", 90.0, 10_000, 1000, 5, ("mbrl", 
 #: svgk's MountainCarContinuous-v0 preset less what its exploration rests on (the measured variants' common part)
 _NO_BONUS = (("model_ensemble", 1), ("model_probabilistic", False), ("exploration_bonus", 0.0))
 TASKS = {t.key: t for t in (
-    Task("InvertedPendulum-v5", 1000.0, 5000, 250, 5, MODEL_BASED, "mujoco", True,
+    Task("InvertedPendulum-v5", 1000.0, 5000, 250, 5, (*MODEL_BASED, "pets"), "mujoco", True,
          "every model-based learner reaches 1,000 (a whole balanced episode) on 3/3 seeds", every_learner=True),
     _MOUNTAINCAR,
     *(dataclasses.replace(_MOUNTAINCAR, algos=("svgk",), variant=name, overrides=(*_NO_BONUS, *extra),
@@ -353,7 +353,8 @@ def _key(task: dict) -> str:
 
 def view(results: dict) -> dict:
     """Per task: its rows and the verdict. Where the target asks it of every learner (``every_learner``), it is
-    met when every row reached it within the budget; else when one learner did on every one of its seeds, at least
+    met when every row reached it within the budget and each of the task's learners ran at least
+    :data:`SEEDS_NEEDED` seeds; else when one learner did on every one of its seeds, at least
     :data:`SEEDS_NEEDED` of them (issue 17: "the best pathwise method per task named", 3 seeds each)."""
     tasks = []
     for task in results["tasks"]:
@@ -376,11 +377,15 @@ def view(results: dict) -> dict:
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
         every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
         missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
+        # a target asked of every learner is not met while one of the task's learners lacks its seeds
+        short = [f"{a} ({len(seeds.get(a, []))} run{'' if len(seeds.get(a, [])) == 1 else 's'})"
+                 for a in task["algos"] if every and len(seeds.get(a, [])) < SEEDS_NEEDED]
         tasks.append({**task, "key": key, "relative": False, "xla": xla_groups(rows),
                       "rows": [{"episode_reached_at": None, **r, "reached": r["reached_at"] is not None,
                                 "evals": separated(r["evals"])} for r in rows],
                       "action_repeat": repeat, "repeated": repeat > 1, "control_budget": task["budget"] * repeat,
-                      "met": not missed if every else bool(met_by), "best_of": not every,
+                      "met": not missed and not short if every else bool(met_by), "best_of": not every,
+                      "any_short": bool(short), "short": separated(short), "seeds_needed": SEEDS_NEEDED,
                       "met_by": separated(met_by), "any_missed": bool(missed), "n_rows": len(rows),
                       "n_reached": len(reached),
                       "missed": separated(missed), "learners": separated(sorted({r["algo"] for r in rows}))})
