@@ -121,6 +121,11 @@ TASKS = {t.key: t for t in (
                                 f"exploration bonus (one deterministic model), the exploration noise {noise}")
       for name, noise, extra in (("nobonus", "white", ()), ("nobonus-pink", "pink (`noise_color` 1)",
                                                             (("noise_color", 1.0),)))),
+    *(dataclasses.replace(_MOUNTAINCAR, algos=("svg0",), variant=name, overrides=extra,
+                          claim=f"reaches the goal (return ≥ 90) within 10,000 steps by svg0 (SAC's losses, no model, "
+                                f"no bonus; the library's defaults), the exploration noise {noise}")
+      for name, noise, extra in (("svg0", "white", ()), ("svg0-pink", "pink (`noise_color` 1)",
+                                                         (("noise_color", 1.0),)))),
     Task("dm_control/cartpole-swingup-v0", 839.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,
          "≥ 839 (TD-MPC2 at 100k) within 20,000 control steps"),
     Task("dm_control/pendulum-swingup-v0", 724.0, 20_000, 2000, 5, MODEL_BASED, _DMC, False,

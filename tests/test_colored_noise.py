@@ -1,6 +1,7 @@
-"""``noise_color``: the model-based loop's real episodes explore with noise correlated in time (power 1/f^β over
-an episode: white, pink, red), both π₀'s uniform actions and the policy's samples, each step keeping its marginal
-distribution; ``colored_normal`` makes that noise with unit variance at every step and the spectrum it names."""
+"""``noise_color``: the real episodes of the model-based and replay loops explore with noise correlated in time
+(power 1/f^β over an episode: white, pink, red), both the uniformly random actions and the policy's samples, each
+step keeping its marginal distribution; ``colored_normal`` makes that noise with unit variance at every step and the
+spectrum it names."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from pathwise import loops
-from pathwise.algorithms import get, mbrl, svgk
+from pathwise.algorithms import ddpg, get, mbrl, svg0, svg1, svgk
 from pathwise.distributions import colored_normal
 from pathwise.loops.model_based import dataset
 from pathwise.spec import from_env
@@ -66,15 +67,20 @@ def test_colored_normal_refuses_what_has_no_spectrum():
         colored_normal(jax.random.key(0), 0, 1, 1.0)
 
 
-def test_act_from_noise_is_the_sample_act_draws():
-    """svgk and mbrl: ``act(state, obs, key, False)`` is ``act_from_noise`` of the standard normal that ``key``
-    draws, so colored noise changes the noise's time structure and nothing else."""
+@pytest.mark.parametrize("algo, config", [(svgk, TINY), (mbrl, mbrl.Config(hidden=(8,), model_hidden=(16,))),
+                                           (svg0, svg0.Config(hidden=(8,), critic_hidden=(8,))),
+                                           (ddpg, ddpg.Config(hidden=(8,), critic_hidden=(8,))),
+                                           (svg1, svg1.Config(hidden=(8,), critic_hidden=(8,), model_hidden=(8,)))])
+def test_act_from_noise_is_the_sample_act_draws(algo, config):
+    """``act(state, obs, key, False)`` is ``act_from_noise`` of the standard normal that ``key`` draws, so colored
+    noise changes the noise's time structure and nothing else (the model-based loop's learners and the replay
+    loop's)."""
     spec, obs, key = from_env("Pendulum-v1"), jnp.array([0.3, -0.9, 1.5]), jax.random.key(5)
     noise = jax.random.normal(key, (1,))
-    state = svgk.init(jax.random.key(0), spec, TINY)
-    np.testing.assert_allclose(svgk.act(state, obs, key, False), svgk.act_from_noise(state, obs, noise), rtol=1e-6)
-    m = mbrl.init(jax.random.key(0), spec, mbrl.Config(hidden=(8,), model_hidden=(16,)))
-    np.testing.assert_allclose(mbrl.act(m, obs, key, False), mbrl.act_from_noise(m, obs, noise), rtol=1e-6)
+    state = algo.init(jax.random.key(0), spec, config)
+    sample = algo.act(state, obs, key, False)
+    np.testing.assert_allclose(sample, algo.act_from_noise(state, obs, noise), rtol=1e-6)
+    assert np.max(np.abs(sample - algo.act(state, obs, key, True))) > 1e-3  # the noise moved it
 
 
 def first_episode_actions(config) -> np.ndarray:
@@ -110,3 +116,38 @@ def test_noise_color_is_refused_where_it_cannot_hold_or_is_not_read():
         dataclasses.replace(TINY, noise_color=-1.0)
     with pytest.raises(ValueError, match="noise_color=1.0 applies to a learned model only.*pathwise/Pendulum-v1"):
         loops.make(get("svgk"), from_env("pathwise/Pendulum-v1"), dataclasses.replace(TINY, noise_color=1.0))
+
+
+SVG0 = svg0.Config(hidden=(8,), critic_hidden=(8,), batch_size=8, updates_per_step=0.0, buffer_size=1000)
+
+
+def replay_episode_actions(config) -> np.ndarray:
+    """The actions of the first episode of svg0's replay loop on Pendulum-v1 (200 steps)."""
+    loop = loops.make(get("svg0"), from_env("Pendulum-v1"), config)
+    carry, _ = loop.iteration(loop.init(jax.random.key(0)))
+    return np.asarray(carry.buffer.storage.transition.action[:200, 0])
+
+
+def test_the_replay_loop_colors_its_random_steps_and_the_policys_samples():
+    """svg0 (the replay loop): the uniformly random steps before ``learning_starts`` and the policy's samples after
+    are correlated in time with red noise and not with the default white noise, and stay in the box [-2, 2]."""
+    def lag(a):
+        a = a - a.mean()
+        return float(np.sum(a[1:] * a[:-1]) / np.sum(a * a))
+
+    for learning_starts in (200, 0):
+        plain = replay_episode_actions(dataclasses.replace(SVG0, learning_starts=learning_starts))
+        red = replay_episode_actions(dataclasses.replace(SVG0, learning_starts=learning_starts, noise_color=2.0))
+        assert plain.shape == red.shape == (200,)
+        assert abs(lag(plain)) < 0.2 and lag(red) > 0.8, (learning_starts, lag(plain), lag(red))
+        assert np.all(np.abs(red) <= 2.0) and np.std(red) > 0.1
+
+
+def test_the_replay_loop_refuses_colored_noise_for_a_learner_that_cannot_take_given_noise():
+    """svg0-discrete samples a categorical action (Gumbel-softmax): no standard-normal noise to color."""
+    from pathwise.algorithms import gumbel
+
+    with pytest.raises(ValueError, match="noise_color=1.0: svg0-discrete has no act_from_noise"):
+        loops.make(get("svg0-discrete"), from_env("CartPole-v1"), gumbel.Config(noise_color=1.0))
+    with pytest.raises(ValueError, match="noise_color=-1.0 must be >= 0"):
+        dataclasses.replace(SVG0, noise_color=-1.0)

@@ -77,7 +77,8 @@ def test_a_record_written_before_an_option_existed_reads_with_the_value_it_ran_w
                                          "clip_ratio": 0.0, "normalize_advantages": False, "reward_scale": 1.0}
     assert cfg_mod.added(algorithms.get("ddpg").Config) == {"actor_lr_decay_steps": 0, "actor_lr_final_fraction": 1.0,
                                                             "act_with_target": False, "angle_features": (),
-                                                            "mirror": (), "joint_limits": (), "model_fit_every": 0}
+                                                            "mirror": (), "joint_limits": (), "model_fit_every": 0,
+                                                            "noise_color": 0.0}
     # a model-based run from before angle features had networks on the raw observation, whatever its env's record
     old_svgk = {k: v for k, v in dataclasses.asdict(svgk.Config()).items() if k != "angle_features"}
     assert cfg_mod.from_dict(svgk.Config, cfg_mod.upgrade(svgk.Config, old_svgk), complete=True).angle_features == ()

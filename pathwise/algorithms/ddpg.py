@@ -141,9 +141,15 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     (``exploration_std``) when not ``deterministic``."""
     if deterministic:
         return state.policy(obs)
-    noise = jax.random.normal(key, (len(state.actor.low),))
+    return act_from_noise(state, obs, jax.random.normal(key, (len(state.actor.low),)))
+
+
+def act_from_noise(state: State, obs: Array, noise: Array) -> Array:
+    """The exploring action for given standard-normal ``noise`` (shape ``(action_dim,)``): the latest ``mu(s)`` plus
+    ``exploration_std`` times it, in the box (the replay loop's episodes with ``noise_color`` > 0 pass
+    time-correlated noise)."""
     return exploration_action(state.actor, obs, noise, state.exploration_std)
 
 
-__all__ = ["Config", "INFO", "State", "act", "actor_loss", "actor_optimizer", "critic_target", "exploration_action",
-           "init", "update"]
+__all__ = ["Config", "INFO", "State", "act", "act_from_noise", "actor_loss", "actor_optimizer", "critic_target",
+           "exploration_action", "init", "update"]

@@ -155,8 +155,14 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     """The mode ``box(tanh(mean(s)))``, or a sample of the policy when not ``deterministic``."""
     if deterministic:
         return state.actor(obs).mode()
-    return state.actor.act(obs, jax.random.normal(key, (state.actor.action_dim,), obs.dtype))
+    return act_from_noise(state, obs, jax.random.normal(key, (state.actor.action_dim,), obs.dtype))
 
 
-__all__ = ["Config", "INFO", "State", "act", "actor_loss", "alpha_loss", "critic_target", "init", "sample_action",
-           "update"]
+def act_from_noise(state: State, obs: Array, noise: Array) -> Array:
+    """The policy's sample for given standard-normal noise ``ξ`` (shape ``(action_dim,)``): ``box(tanh(μ + σ ξ))``
+    (the replay loop's episodes with ``noise_color`` > 0 pass time-correlated ξ)."""
+    return state.actor.act(obs, noise)
+
+
+__all__ = ["Config", "INFO", "State", "act", "act_from_noise", "actor_loss", "alpha_loss", "critic_target", "init",
+           "sample_action", "update"]

@@ -383,10 +383,15 @@ def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> A
     average of the recent ones), or a sample of the latest policy when not ``deterministic``."""
     if deterministic:
         return state.acting_policy(obs).mode()
-    return state.policy.act(obs, jax.random.normal(key, (state.policy.action_dim,), obs.dtype))
+    return act_from_noise(state, obs, jax.random.normal(key, (state.policy.action_dim,), obs.dtype))
 
 
-__all__ = ["Config", "INFO", "State", "act", "actor_loss", "actor_optimizer", "behaviour_log_prob", "critic_targets",
-           "diagnostics", "first_update", "fit_normalizers", "importance_weights", "inferred_noise", "init",
-           "knows_termination", "model_critic_targets", "model_step", "replayed_continue",
-           "update"]
+def act_from_noise(state: State, obs: Array, noise: Array) -> Array:
+    """The latest policy's sample for given standard-normal noise ``ξ`` (shape ``(action_dim,)``):
+    ``box(tanh(μ + σ ξ))`` (the replay loop's episodes with ``noise_color`` > 0 pass time-correlated ξ)."""
+    return state.policy.act(obs, noise)
+
+
+__all__ = ["Config", "INFO", "State", "act", "act_from_noise", "actor_loss", "actor_optimizer", "behaviour_log_prob",
+           "critic_targets", "diagnostics", "first_update", "fit_normalizers", "importance_weights", "inferred_noise",
+           "init", "knows_termination", "model_critic_targets", "model_step", "replayed_continue", "update"]

@@ -30,8 +30,52 @@ import jax.numpy as jnp
 import numpy as np
 
 from pathwise.algorithms.base import Algorithm
+from pathwise.config import Options, at_least
+from pathwise.distributions import colored_normal
 from pathwise.spec import EnvSpec
-from pathwise.types import PRNGKey
+from pathwise.types import Array, PRNGKey
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseOptions(Options):
+    """The real episodes' exploration noise, in the loops that collect them one episode at a time (replay,
+    model-based)."""
+
+    ADDED: ClassVar[dict[str, Any]] = {"noise_color": 0.0}  # since 2026-12-07 (white noise before)
+
+    noise_color: float = 0.0
+    """Exponent β of the real episodes' exploration noise spectrum, 1/f^β over each episode
+    (:func:`pathwise.distributions.colored_normal`): 0 white (each step's noise drawn anew), 1 pink (Eberhard et
+    al. 2023), 2 red; the larger, the longer the noise keeps pushing one way, so that the episodes travel further
+    than the same noise's independent steps would. It colors the uniformly random actions (Φ(noise): still uniform
+    on the box at every step) and the policy's samples (through the algorithm's ``act_from_noise``: the same
+    marginal distribution at every step as the policy's own); an acting planner (``act_planner``, pets) plans as it
+    does without it. Evaluation is untouched."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + at_least(self, 0, "noise_color")
+
+
+def check_noise(algorithm: Algorithm, config: Any) -> None:
+    """A ``ValueError`` if ``config`` colors the exploration noise of an algorithm that cannot take given noise
+    (no ``act_from_noise``; a planning algorithm plans as it would without it)."""
+    if config.noise_color and algorithm.hook("act_from_noise") is None and not algorithm.info.planner:
+        raise ValueError(f"noise_color={config.noise_color}: {algorithm.name} has no act_from_noise (its action "
+                         "for given standard-normal noise), so its episodes cannot take colored noise. Leave "
+                         "noise_color=0.")
+
+
+def colored_noise(key: PRNGKey, steps: int, spec: EnvSpec, color: float) -> Array:
+    """One episode's standard-normal noise of spectrum 1/f^color, shape ``(steps, *action shape)``."""
+    shape = np.shape(spec.action_low)
+    return colored_normal(key, steps, int(np.prod(shape)), color).reshape(steps, *shape)
+
+
+def uniform_from_noise(noise: Array, spec: EnvSpec) -> np.ndarray:
+    """Uniformly random actions in the box from standard-normal ``noise`` (``low + (high − low) Φ(noise)``, uniform
+    at every step whatever the noise's correlation in time)."""
+    low, high = np.asarray(spec.action_low, np.float32), np.asarray(spec.action_high, np.float32)
+    return np.asarray(low + (high - low) * jax.scipy.stats.norm.cdf(noise))
 
 
 class Loop(abc.ABC):
@@ -198,5 +242,6 @@ def episode_seed(key: PRNGKey) -> int:
     return int(jax.random.randint(key, (), 0, 2**31 - 1))
 
 
-__all__ = ["Loop", "act_once", "act_with_noise_once", "check", "episode_seed", "make", "precheck", "select",
-           "summarize", "to_floats", "update_once"]
+__all__ = ["Loop", "NoiseOptions", "act_once", "act_with_noise_once", "check", "check_noise", "colored_noise",
+           "episode_seed", "make", "precheck", "select", "summarize", "to_floats", "uniform_from_noise",
+           "update_once"]

@@ -36,8 +36,8 @@ from pathwise import envs, replay
 from pathwise.algorithms.base import Algorithm
 from pathwise.config import Options, at_least, one_of, positive
 from pathwise.control.sampling import CEMConfig, MPPIConfig, SamplingConfig, SamplingMPC, SamplingPlan
-from pathwise.distributions import colored_normal
-from pathwise.loops import Loop, act_once, act_with_noise_once, episode_seed, to_floats, update_once
+from pathwise.loops import (Loop, NoiseOptions, act_once, act_with_noise_once, check_noise, colored_noise,
+                            episode_seed, to_floats, uniform_from_noise, update_once)
 from pathwise.models import Dataset, DynamicsModel, FitConfig, FitReport, LearnedModel, fit
 from pathwise.models.learned import SAMPLING, JointLimit, check_limits
 from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
@@ -186,14 +186,13 @@ class ModelFitOptions(Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelOptions(ModelFitOptions):
+class ModelOptions(ModelFitOptions, NoiseOptions):
     """Options of the model-based loop (data collection and the dynamics model)."""
 
     #: before 0.3 the policy acted (the planner's sizes then unused)
     ADDED: ClassVar[dict[str, Any]] = {"act_planner": "none", "act_plan_horizon": 5, "act_plan_samples": 256,
                                        "act_plan_iterations": 4, "act_plan_policy_fraction": 0.1,
-                                       "eval_planner": False, "uncertainty_penalty": 0.0,
-                                       "noise_color": 0.0}  # noise_color since 2026-12-07 (white noise before)
+                                       "eval_planner": False, "uncertainty_penalty": 0.0}
 
     random_episodes: int = 1
     """Episodes with uniformly random actions (the base policy π₀) before the learned policy acts."""
@@ -205,14 +204,6 @@ class ModelOptions(ModelFitOptions):
     """Collect whole episodes until at least this many real steps per iteration (short episodes)."""
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
     """Episode cap for environments without a time limit of their own (counted as truncation)."""
-    noise_color: float = 0.0
-    """Exponent β of the real episodes' exploration noise spectrum, 1/f^β over each episode
-    (:func:`pathwise.distributions.colored_normal`): 0 white (each step's noise drawn anew), 1 pink (Eberhard et
-    al. 2023), 2 red; the larger, the longer the noise keeps pushing one way, so that the episodes travel further
-    than the same noise's independent steps would. It colors the random episodes (π₀'s actions are Φ(noise): still
-    uniform on the box at every step) and the policy's samples (through the algorithm's ``act_from_noise``: the
-    same marginal distribution at every step as the policy's own); an acting planner (``act_planner``, pets)
-    plans as it does without it. Evaluation is untouched."""
     exploration_bonus: float = 0.0
     """β of the optimism bonus: imagined rewards are r + β · disagreement (the variance of the members' predicted
     means, normalized units); 0: none. Needs model_ensemble > 1."""
@@ -247,7 +238,7 @@ class ModelOptions(ModelFitOptions):
         return super().checks() + positive(self, "recent_episodes", "max_episode_steps", "act_plan_horizon",
                                            "act_plan_iterations") + \
             at_least(self, 0, "random_episodes", "min_steps_per_iteration", "exploration_bonus",
-                     "uncertainty_penalty", "noise_color") + \
+                     "uncertainty_penalty") + \
             at_least(self, FitConfig().min_transitions, "buffer_size") + at_least(self, 2, "act_plan_samples") + \
             one_of(self, "act_planner", ACT_PLANNERS) + [
                 (getattr(self, name) == 0 or self.model_ensemble > 1,
@@ -556,10 +547,7 @@ class ModelBasedLoop(Loop):
         self.learn_reward, self.learn_termination = config.learns(spec)
         config.mirror_signs(spec)  # signs of the wrong count are refused here
         config.limits(spec)  # and joint limits that name entries the task lacks
-        if config.noise_color and algorithm.hook("act_from_noise") is None and not algorithm.info.planner:
-            raise ValueError(f"noise_color={config.noise_color}: {algorithm.name} has no act_from_noise (its action "
-                             "for given standard-normal noise), so its episodes cannot take colored noise. Leave "
-                             "noise_color=0.")
+        check_noise(algorithm, config)
         self.env = envs.make_env(spec.env_id)
         self.last_fit: FitReport | None = None
 
@@ -615,7 +603,7 @@ class ModelBasedLoop(Loop):
         if int(carry.episodes) < self.config.random_episodes:  # π₀: uniformly random actions
             low, high = np.asarray(self.spec.action_low, np.float32), np.asarray(self.spec.action_high, np.float32)
             if colored:  # Φ(z) of a standard normal z is uniform on (0, 1)
-                actions = low + (high - low) * jax.scipy.stats.norm.cdf(self._colored_noise(key))
+                actions = uniform_from_noise(self._colored_noise(key), self.spec)
             else:
                 actions = jax.vmap(lambda k: jax.random.uniform(k, low.shape, minval=low, maxval=high))(keys)
             actions = np.asarray(actions)
@@ -631,9 +619,7 @@ class ModelBasedLoop(Loop):
 
     def _colored_noise(self, key: PRNGKey) -> Array:
         """One episode's standard-normal noise of spectrum 1/f^noise_color, shape ``(limit, *action shape)``."""
-        shape = np.shape(self.spec.action_low)
-        return colored_normal(key, self.limit, int(np.prod(shape)), self.config.noise_color).reshape(self.limit,
-                                                                                                      *shape)
+        return colored_noise(key, self.limit, self.spec, self.config.noise_color)
 
     def _policy_actor(self, carry: ModelCarry, keys: PRNGKey):
         return lambda obs, t: np.asarray(act_once(self.algorithm.act, carry.algo,

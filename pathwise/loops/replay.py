@@ -1,7 +1,8 @@
 """The off-policy replay loop: one real episode, stored, then the updates it pays for.
 
 One iteration resets the Gymnasium environment with a seed drawn from the carry's key, runs one episode
-(uniformly random actions for the first ``learning_starts`` steps, then ``act(state, obs, key, False)``),
+(uniformly random actions for the first ``learning_starts`` steps, then ``act(state, obs, key, False)``, or with
+``noise_color`` > 0 ``act_from_noise`` of noise correlated over the episode),
 appends it to the replay buffer and runs ``round(updates_per_step * length)`` updates, each
 ``update(state, buffer, key, config)`` (the algorithm samples its minibatch from the buffer), inside
 one jitted call whatever their number. Updating after the episode instead of interleaving changes the
@@ -29,7 +30,8 @@ import numpy as np
 from pathwise import envs, replay
 from pathwise.algorithms.base import Algorithm
 from pathwise.config import at_least
-from pathwise.loops import Loop, episode_seed, to_floats
+from pathwise.loops import (Loop, NoiseOptions, act_with_noise_once, check_noise, colored_noise, episode_seed,
+                            to_floats, uniform_from_noise)
 from pathwise.loops.branched import BranchOptions, add_branches
 from pathwise.loops.model_based import fit_data, learned_system
 from pathwise.models import fit
@@ -38,7 +40,7 @@ from pathwise.types import Array, PRNGKey, Transition
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplayOptions(BranchOptions):
+class ReplayOptions(BranchOptions, NoiseOptions):
     """Options of the replay loop (and of its optional model rollouts, ``BranchOptions``)."""
 
     buffer_size: int = 200_000
@@ -155,6 +157,7 @@ class ReplayLoop(Loop):
         self.branching = bool(config.branches)
         self.last_fit = None
         config.learns(spec)  # svg1's model and the branches' learn what is not registered; 'known' without it: refused
+        check_noise(algorithm, config)
         if self.branching:
             self._check_branching(spec, config)
         else:
@@ -192,6 +195,8 @@ class ReplayLoop(Loop):
     def _random_actions(self, key: PRNGKey) -> np.ndarray:
         if self.spec.discrete:
             return np.asarray(jax.random.randint(key, (self.max_steps,), 0, self.spec.action_dim))
+        if self.config.noise_color:  # Φ of colored noise: uniform on the box at every step, correlated in time
+            return uniform_from_noise(colored_noise(key, self.max_steps, self.spec, self.config.noise_color), self.spec)
         low, high = np.asarray(self.spec.action_low, np.float32), np.asarray(self.spec.action_high, np.float32)
         return np.asarray(jax.random.uniform(key, (self.max_steps, low.size), minval=low, maxval=high))
 
@@ -203,11 +208,17 @@ class ReplayLoop(Loop):
         start, random_actions = int(carry.env_steps), self._random_actions(k_random)
         warmup = self.config.learning_starts
 
+        if self.config.noise_color:  # the policy's samples for one episode of colored noise
+            noise, from_noise = colored_noise(k_act, self.max_steps, self.spec, self.config.noise_color), \
+                self.algorithm.hook("act_from_noise")
+
         def act(obs, t):
             if start + t < warmup:
                 return random_actions[t]
-            return np.asarray(_behaviour(self.algorithm.act, carry.algo, jnp.asarray(obs, jnp.float32).reshape(-1),
-                                         k_act, np.int32(t)))
+            obs = jnp.asarray(obs, jnp.float32).reshape(-1)
+            if self.config.noise_color:
+                return np.asarray(act_with_noise_once(from_noise, carry.algo, obs, noise[t]))
+            return np.asarray(_behaviour(self.algorithm.act, carry.algo, obs, k_act, np.int32(t)))
 
         episode, length, episode_return = envs.collect_padded(self.env, act, episode_seed(k_seed), self.max_steps)
         n_updates = int(round(self.config.updates_per_step * length)) if start + length >= warmup else 0
