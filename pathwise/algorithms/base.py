@@ -16,9 +16,11 @@ An algorithm is one module with
 Loop-specific functions an algorithm adds where its loop asks for them: ``steps_per_update(spec, config)``
 (simulated loop: system steps one update consumes), ``behaviour_log_prob(state, obs, action)``
 (replay loop: stored with each transition, for importance weights), ``planning_value(state, obs, config)``
-(model-based loop: the value, in reward units, that closes the acting planner's returns, ``act_planner``) and
+(model-based loop: the value, in reward units, that closes the acting planner's returns, ``act_planner``),
 ``episode_planner(state, config)`` (model-based loop, a planning algorithm: the ``SamplingMPC`` whose plan the
-loop carries from step to step through real and evaluation episodes, or None to call ``act`` at every step).
+loop carries from step to step through real and evaluation episodes, or None to call ``act`` at every step) and
+``act_from_noise(state, obs, noise)`` (replay and model-based loops: the policy's sample for given standard-normal
+noise, which the episodes pass correlated in time with ``noise_color``).
 """
 
 from __future__ import annotations
