@@ -167,6 +167,11 @@ def test_uncertainty_penalty_subtracts_lambda_times_disagreement(ensemble):
     np.testing.assert_allclose(reward(uncertainty_penalty=3.0) - reward(), -3.0 * model.disagreement(o, a), rtol=1e-5)
     np.testing.assert_allclose(reward(uncertainty_penalty=3.0, exploration_bonus=1.0) - reward(),
                                -2.0 * model.disagreement(o, a), rtol=1e-5)
+    both = mb.learned_system(model, spec, 10, mb.ModelOptions(model_ensemble=5, uncertainty_penalty=3.0,
+                                                               exploration_bonus=1.0))
+    exploiting = both.exploiting()  # the bonus dropped, the penalty kept; the model itself untouched
+    assert (exploiting.bonus, exploiting.penalty, both.bonus) == (0.0, 3.0, 1.0)
+    np.testing.assert_allclose(exploiting.reward(o, a), reward(uncertainty_penalty=3.0), rtol=1e-6)
     assert float(model.disagreement(o, a)) > 0
     with pytest.raises(ValueError, match="uncertainty_penalty"):
         mb.ModelOptions(uncertainty_penalty=-1.0, model_ensemble=5)

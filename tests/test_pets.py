@@ -212,10 +212,11 @@ def test_the_evaluation_plays_the_carried_plan_and_none_plays_act(warm_run):
     assert off.loop._actor(off.carry, jax.random.key(0)).__qualname__.startswith("ModelBasedLoop._policy_actor")
 
 
-def test_the_evaluation_plans_without_the_exploration_bonus_and_keeps_the_penalty():
+def test_the_evaluation_and_the_deterministic_act_plan_without_the_exploration_bonus_and_keep_the_penalty():
     """With an exploration bonus the real episodes plan over the model with it (β − λ), while the run's planning
-    agent (its evaluations, ``pathwise evaluate``) plans over the same model without it, the pessimism penalty λ
-    kept: its first actions are the own planner's over that model, and differ from those with the bonus."""
+    agent (its evaluations, ``pathwise evaluate``) and a deterministic ``act`` (``agent.predict``) plan over the same
+    model without it, the pessimism penalty λ kept: their actions are the own planner's over that model, and differ
+    from those with the bonus."""
     from pathwise.train import make_run
 
     run, _ = make_run("pets", "Pendulum-v1", 0, use_preset=False, overrides=dict(
@@ -223,7 +224,7 @@ def test_the_evaluation_plans_without_the_exploration_bonus_and_keeps_the_penalt
         exploration_bonus=1000.0, uncertainty_penalty=1.0))
     run.iteration()  # the random episode, the fit, the update
     own = run.loop.own_planner(run.carry)
-    assert own.system.bonus == 999.0
+    assert (own.system.bonus, own.system.penalty) == (1000.0, 1.0)
     obs = jnp.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 1.0]])
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3), i))(jnp.arange(2))
 
@@ -232,10 +233,17 @@ def test_the_evaluation_plans_without_the_exploration_bonus_and_keeps_the_penalt
 
     free = learned_system(run.carry.model, run.spec, run.loop.limit,
                           dataclasses.replace(run.config, exploration_bonus=0.0))
-    assert free.bonus == -1.0
-    exploiting = first_actions(eqx.tree_at(lambda p: p.system, own, free))
+    assert (free.bonus, free.penalty) == (0.0, 1.0)
+    free_mpc = eqx.tree_at(lambda p: p.system, own, free)
+    exploiting = first_actions(free_mpc)
     np.testing.assert_allclose(run.planner(seed=3)(np.asarray(obs)), exploiting, rtol=0, atol=1e-6)
     assert np.max(np.abs(first_actions(own) - exploiting)) > 0.1
+    acted = np.stack([act_once(pets.act, run.carry.algo, o, jax.random.key(9), True) for o in obs])
+    np.testing.assert_allclose(acted, [free_mpc.solve(o, jax.random.key(0)).actions[0] for o in obs], rtol=0,
+                               atol=1e-6)
+    assert np.max(np.abs(acted - np.stack([own.solve(o, jax.random.key(0)).actions[0] for o in obs]))) > 0.1
+    explored = np.asarray(act_once(pets.act, run.carry.algo, obs[1], jax.random.key(9), False))
+    np.testing.assert_allclose(explored, own.solve(obs[1], jax.random.key(9)).actions[0], rtol=0, atol=1e-6)
 
 
 def test_a_run_recorded_before_the_warm_start_reads_as_planning_every_step_anew():

@@ -13,11 +13,11 @@ member's mean prediction, no aleatoric draw), and returns the first action of th
 control, re-planned at every real step. As in the paper, the loop's real episodes and the run's evaluations carry
 the plan from step to step (``plan_warm_start``, :func:`episode_planner`): each step's CEM starts from the mean
 found at the step before, shifted by one step (its last action repeated), with the sampling σ reset; an episode's
-first step plans from the action box's midpoint. The evaluations plan over the model less the exploration bonus
-(``exploration_bonus``: the bonus draws the real episodes to new data; :meth:`ModelBasedLoop.planning_controller`).
-``act`` alone holds no plan between calls (the contract's ``act`` returns an action only), so a call to it plans
-from the midpoint, over the model ``update`` kept (the bonus included): what ``pathwise evaluate --planner none``
-and ``Agent.predict`` play.
+first step plans from the action box's midpoint. ``act`` alone holds no plan between calls (the contract's ``act``
+returns an action only), so a call to it plans from the midpoint: what ``pathwise evaluate --planner none`` and
+``Agent.predict`` play. With an exploration bonus (``exploration_bonus``) the real episodes plan with it, to draw
+new data; the evaluations and a deterministic ``act`` plan over the model less the bonus (the pessimism penalty
+kept), exploiting it (:func:`pathwise.loops.model_based.exploiting`).
 
 Before the first fit ``act`` plans over the untrained model; the loop's first ``random_episodes`` act uniformly at
 random anyway. A planner is not a network: ``pathwise export`` refuses it (``AlgorithmInfo.planner``).
@@ -35,7 +35,7 @@ from pathwise import replay
 from pathwise.algorithms.base import AlgorithmInfo, CommonConfig
 from pathwise.config import at_least, positive
 from pathwise.control.sampling import CEMConfig, SamplingMPC
-from pathwise.loops.model_based import ModelData, ModelOptions, learned_system
+from pathwise.loops.model_based import ModelData, ModelOptions, exploiting, learned_system
 from pathwise.spec import EnvSpec
 from pathwise.types import Array, PRNGKey
 
@@ -127,8 +127,10 @@ def update(state: State, data: ModelData, key: PRNGKey, config: Config) -> tuple
 
 def act(state: State, obs: Array, key: PRNGKey, deterministic: bool = True) -> Array:
     """The first action of the CEM plan from ``obs`` over the learned model; ``deterministic`` plans with a fixed
-    key (the same observation gives the same action), else with ``key``."""
-    key = jax.random.key(0) if deterministic else key
+    key (the same observation gives the same action) over the model less its exploration bonus (it exploits the
+    model), else with ``key`` over the model as ``update`` kept it (the bonus included: it explores)."""
+    if deterministic:
+        return exploiting(state.planner).solve(obs, jax.random.key(0)).actions[0]
     return state.planner.solve(obs, key).actions[0]
 
 

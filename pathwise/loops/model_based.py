@@ -306,7 +306,8 @@ def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int, options: M
                         terminal_fn=None if model.termination_head is not None else spec.terminated,
                         termination_model=model.termination_head, action_low=spec.action_low,
                         action_high=spec.action_high, horizon=horizon, sampling=options.model_sampling,
-                        bonus=getattr(options, "exploration_bonus", 0.0) - getattr(options, "uncertainty_penalty", 0.0),
+                        bonus=getattr(options, "exploration_bonus", 0.0),
+                        penalty=getattr(options, "uncertainty_penalty", 0.0),
                         limits=options.limits(spec))
 
 
@@ -426,6 +427,12 @@ def own_plan_steps(mpc: SamplingMPC, plans: SamplingPlan, obs: Array) -> tuple[S
     """Each episode re-planned from its plan of the step before by a planning algorithm's own planner: the next
     plans and ``[N, action_dim]`` actions."""
     return jax.vmap(mpc.step)(plans, obs)
+
+
+def exploiting(mpc: SamplingMPC) -> SamplingMPC:
+    """A planning algorithm's planner over its learned model without the exploration bonus (the penalty kept), to
+    exploit the model (pets's evaluations and deterministic ``act``)."""
+    return eqx.tree_at(lambda p: p.system, mpc, mpc.system.exploiting())
 
 
 def carried_actor(start: Callable[[Array], SamplingPlan],
@@ -681,9 +688,7 @@ class ModelBasedLoop(Loop):
                 raise ValueError(f"{self.algorithm.name} acts by planning already: its policy's evaluation is its "
                                  "planner (evaluate it without a planner).")
             # the agent exploits the model, as a policy learner's does: the bonus is for the episodes that collect D
-            exploit = learned_system(carry.model, self.spec, self.limit,
-                                     dataclasses.replace(self.config, exploration_bonus=0.0))
-            return PlanningController.own(eqx.tree_at(lambda p: p.system, own, exploit), self.spec, key, precision)
+            return PlanningController.own(exploiting(own), self.spec, key, precision)
         unknown = sorted(set(options) - {"act_planner", "act_plan_horizon", "act_plan_samples",
                                          "act_plan_iterations", "act_plan_policy_fraction"})
         if unknown:
@@ -702,5 +707,6 @@ class ModelBasedLoop(Loop):
 
 
 __all__ = ["ACT_PLANNERS", "ModelBasedLoop", "ModelCarry", "ModelData", "ModelFitOptions", "ModelOptions",
-           "PlanningController", "SOURCES", "acting_mpc", "carried_actor", "dataset", "frozen", "learned_system",
-           "own_plan_starts", "own_plan_steps", "planned_start", "planned_starts", "planned_step", "planned_steps"]
+           "PlanningController", "SOURCES", "acting_mpc", "carried_actor", "dataset", "exploiting", "frozen",
+           "learned_system", "own_plan_starts", "own_plan_steps", "planned_start", "planned_starts", "planned_step",
+           "planned_steps"]

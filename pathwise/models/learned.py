@@ -86,7 +86,8 @@ class LearnedModel(System):
       termination_model: a learned ``fn(obs) -> bool`` module (``TerminationHead``: probability > 0.5), used when
         ``terminal_fn`` is None.
       sampling: ``"mean"`` (the elites' mean), ``"ts-inf"`` or ``"ts-1"`` (what ``sample(key)`` draws).
-      bonus: β of the optimism bonus: the reward is ``R + β · model.disagreement(o, a)`` (0: none).
+      bonus: β of the optimism bonus: the reward is ``R + (β − λ) · model.disagreement(o, a)`` (0: none).
+      penalty: λ of the pessimism penalty in that reward (0: none); :meth:`exploiting` drops β and keeps λ.
       limits: the joints' limits, :data:`JointLimit` groups (see the module docstring); () = none.
     """
 
@@ -104,6 +105,7 @@ class LearnedModel(System):
     horizon: int = eqx.field(static=True)
     sampling: str = eqx.field(static=True)
     bonus: float = eqx.field(static=True)
+    penalty: float = eqx.field(static=True)
     all_members: bool = eqx.field(static=True)  # see batched_members
     limits: tuple[JointLimit, ...] = eqx.field(static=True)
 
@@ -112,12 +114,17 @@ class LearnedModel(System):
     def __init__(self, model: DynamicsModel, reward_fn: RewardFn | None = None, *, action_low, action_high,
                  reward_model: eqx.Module | None = None, initial_obs=None, noise_std=0.0, horizon: int = 200,
                  terminal_fn: Callable[[Array], Array] | None = None, termination_model: eqx.Module | None = None,
-                 sampling: str = "mean", bonus: float = 0.0, limits: tuple[JointLimit, ...] = ()):
+                 sampling: str = "mean", bonus: float = 0.0, penalty: float = 0.0,
+                 limits: tuple[JointLimit, ...] = ()):
         if reward_fn is None and reward_model is None:
             raise ValueError("LearnedModel needs a reward: pass reward_fn (e.g. pathwise.rewards.get(env_id)) "
                              "or a learned reward_model.")
         if sampling not in SAMPLING:
             raise ValueError(f"LearnedModel: sampling={sampling!r} must be one of {', '.join(SAMPLING)}.")
+        if not math.isfinite(penalty):
+            raise ValueError(f"LearnedModel: penalty={penalty!r} must be finite (the weight of the disagreement "
+                             "penalty).")
+        self.penalty = float(penalty)
         if not math.isfinite(bonus):
             raise ValueError(f"LearnedModel: bonus={bonus!r} must be finite (the weight of the disagreement bonus; "
                              "negative: a penalty).")
@@ -227,8 +234,8 @@ class LearnedModel(System):
 
     def reward(self, state: Array, action: Array, next_state: Array | None = None) -> Array:
         """``R(o, a, o')``: the known ``reward_fn``, else the learned ``reward_model``, on observations, plus
-        ``bonus · disagreement(o, a)`` where ``bonus`` is not 0 (an optimism bonus, or a pessimism penalty where
-        negative: ``exploration_bonus − uncertainty_penalty``).
+        ``(bonus − penalty) · disagreement(o, a)`` where that is not 0 (an optimism bonus ``exploration_bonus``
+        less a pessimism penalty ``uncertainty_penalty``).
 
         ``next_state`` defaults to the model's prediction ``dynamics(state, action)``.
         """
@@ -237,9 +244,17 @@ class LearnedModel(System):
             next_state = self.dynamics(state, action)
         fn = self.reward_fn if self.reward_fn is not None else self.reward_model
         reward = fn(state, action, next_state)
-        if self.bonus != 0:
-            reward = reward + self.bonus * self.model.disagreement(state, self._free_action(state, action))
+        if self.bonus != self.penalty:
+            weight = self.bonus - self.penalty
+            reward = reward + weight * self.model.disagreement(state, self._free_action(state, action))
         return reward
+
+    def exploiting(self) -> "LearnedModel":
+        """This model without the optimism bonus, the penalty kept: what an agent plans over to exploit the model
+        rather than explore it (evaluation, deployment)."""
+        out = copy.copy(self)
+        object.__setattr__(out, "bonus", 0.0)  # a static field: the copy is another compiled program's model
+        return out
 
     def observe(self, state: Array) -> Array:
         """The state itself: a learned model's state is the environment's observation."""
