@@ -365,6 +365,9 @@ def view(results: dict) -> dict:
     for task in results["tasks"]:
         key = _key(task)
         rows = [{"started": None, "xla_flags": None, **r} for r in results["runs"] if r["task"] == key]  # older rows
+        # a run ends with the episode that crosses its budget: an evaluation after it is past the budget
+        past = [r for r in rows if r["reached_at"] is not None and r["reached_at"] > r.get("budget", task["budget"])]
+        rows = [{**r, "reached_at": None} if r in past else r for r in rows]
         if not rows:
             continue
         other = [f"{r['algo']} seed {r['seed']}" for r in rows if r.get("eval_episodes", task["eval_episodes"])

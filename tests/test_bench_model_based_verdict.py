@@ -39,6 +39,17 @@ def test_a_target_of_every_learner_is_missed_by_one_missed_row_or_one_learner_sh
            "seeds: pets (1 run)." in text
 
 
+def test_an_evaluation_past_the_budget_does_not_reach_the_target():
+    """A run stops after the episode that crosses its budget; the evaluation there (10,046 of a 10,000-step budget)
+    is past it, so the row misses, and the learner with it."""
+    task = bench.TASKS["MountainCarContinuous-v0:svg0-pink"].saved()
+    rows = [{**_row(task["key"], "svg0", s, True), "budget": 10_000} for s in range(3)]
+    assert _verdicts(task, rows)["met"]
+    rows[1]["reached_at"] = 10_046
+    verdict = _verdicts(task, rows)
+    assert not verdict["met"] and verdict["n_reached"] == 2
+
+
 def test_a_target_of_the_best_method_needs_one_learner_on_three_seeds():
     env = "dm_control/cartpole-swingup-v0"
     task = dict(bench.dataclasses.asdict(bench.TASKS[env]))
