@@ -90,34 +90,6 @@ def first_episode_actions(config) -> np.ndarray:
     return np.asarray(dataset(carry.buffer).actions[:, 0])
 
 
-def test_the_loop_colors_the_random_episodes_and_the_policys_samples():
-    """π₀'s actions stay uniform on the box [-2, 2] at each step and become correlated in time; the policy's samples
-    likewise (the untrained policy's actions are mostly its noise). White noise is the default, as before."""
-    def lag(a):
-        a = a - a.mean()
-        return float(np.sum(a[1:] * a[:-1]) / np.sum(a * a))
-
-    for random_episodes in (1, 0):
-        plain = first_episode_actions(dataclasses.replace(TINY, random_episodes=random_episodes))
-        red = first_episode_actions(dataclasses.replace(TINY, random_episodes=random_episodes, noise_color=2.0))
-        assert plain.shape == red.shape == (200,)
-        assert abs(lag(plain)) < 0.2 and lag(red) > 0.8, (random_episodes, lag(plain), lag(red))
-        assert np.all(np.abs(red) <= 2.0)
-    # Φ(z) of unit-variance z: over many episodes each step's action is uniform on [-2, 2] (variance 16/12)
-    key = jax.random.split(jax.random.key(2), 400)
-    z = jax.vmap(lambda k: colored_normal(k, 200, 1, 1.0))(key)
-    u = np.asarray(-2.0 + 4.0 * jax.scipy.stats.norm.cdf(z))
-    quarters = np.histogram(u, bins=4, range=(-2, 2))[0]
-    assert abs(u.var(axis=0).mean() - 16 / 12) < 0.05 and quarters.min() > 0.23 * u.size
-
-
-def test_noise_color_is_refused_where_it_cannot_hold_or_is_not_read():
-    with pytest.raises(ValueError, match="noise_color"):
-        dataclasses.replace(TINY, noise_color=-1.0)
-    with pytest.raises(ValueError, match="noise_color=1.0 applies to a learned model only.*pathwise/Pendulum-v1"):
-        loops.make(get("svgk"), from_env("pathwise/Pendulum-v1"), dataclasses.replace(TINY, noise_color=1.0))
-
-
 SVG0 = svg0.Config(hidden=(8,), critic_hidden=(8,), batch_size=8, updates_per_step=0.0, buffer_size=1000)
 
 
@@ -128,19 +100,44 @@ def replay_episode_actions(config) -> np.ndarray:
     return np.asarray(carry.buffer.storage.transition.action[:200, 0])
 
 
-def test_the_replay_loop_colors_its_random_steps_and_the_policys_samples():
-    """svg0 (the replay loop): the uniformly random steps before ``learning_starts`` and the policy's samples after
-    are correlated in time with red noise and not with the default white noise, and stay in the box [-2, 2]."""
-    def lag(a):
-        a = a - a.mean()
-        return float(np.sum(a[1:] * a[:-1]) / np.sum(a * a))
+def lag(a: np.ndarray) -> float:
+    """Lag-1 autocorrelation of one sequence about its own mean."""
+    a = a - a.mean()
+    return float(np.sum(a[1:] * a[:-1]) / np.sum(a * a))
 
-    for learning_starts in (200, 0):
-        plain = replay_episode_actions(dataclasses.replace(SVG0, learning_starts=learning_starts))
-        red = replay_episode_actions(dataclasses.replace(SVG0, learning_starts=learning_starts, noise_color=2.0))
+
+@pytest.mark.parametrize("episode_actions, config, random_option", [
+    (first_episode_actions, TINY, ("random_episodes", 1, 0)),  # the model-based loop: π₀'s episodes, then π's
+    (replay_episode_actions, SVG0, ("learning_starts", 200, 0)),  # the replay loop: its random steps, then π's
+], ids=["model_based", "replay"])
+def test_the_loops_color_the_random_actions_and_the_policys_samples(episode_actions, config, random_option):
+    """The uniformly random actions and the policy's samples (the untrained policy's actions are mostly its noise)
+    become correlated in time with red noise, not with the default white noise, and stay in the box [-2, 2]."""
+    name, *values = random_option
+    for value in values:  # the first episode acts at random, then by the policy
+        plain = episode_actions(dataclasses.replace(config, **{name: value}))
+        red = episode_actions(dataclasses.replace(config, **{name: value}, noise_color=2.0))
         assert plain.shape == red.shape == (200,)
-        assert abs(lag(plain)) < 0.2 and lag(red) > 0.8, (learning_starts, lag(plain), lag(red))
+        assert abs(lag(plain)) < 0.2 and lag(red) > 0.8, (name, value, lag(plain), lag(red))
         assert np.all(np.abs(red) <= 2.0) and np.std(red) > 0.1
+
+
+def test_colored_uniform_actions_stay_uniform_at_every_step():
+    """``uniform_from_noise`` (Φ of unit-variance noise, scaled to the box): over many episodes each step's action
+    is uniform on Pendulum's [-2, 2] (variance 16/12, a quarter of the draws in each quarter of the box)."""
+    key = jax.random.split(jax.random.key(2), 400)
+    z = jax.vmap(lambda k: colored_normal(k, 200, 1, 1.0))(key)
+    u = loops.uniform_from_noise(z, from_env("Pendulum-v1"))
+    quarters = np.histogram(u, bins=4, range=(-2, 2))[0]
+    assert u.shape == (400, 200, 1) and np.all(np.abs(u) <= 2.0)
+    assert abs(u.var(axis=0).mean() - 16 / 12) < 0.05 and quarters.min() > 0.23 * u.size
+
+
+def test_noise_color_is_refused_where_it_cannot_hold_or_is_not_read():
+    with pytest.raises(ValueError, match="noise_color"):
+        dataclasses.replace(TINY, noise_color=-1.0)
+    with pytest.raises(ValueError, match="noise_color=1.0 applies to a learned model only.*pathwise/Pendulum-v1"):
+        loops.make(get("svgk"), from_env("pathwise/Pendulum-v1"), dataclasses.replace(TINY, noise_color=1.0))
 
 
 def test_the_replay_loop_refuses_colored_noise_for_a_learner_that_cannot_take_given_noise():
