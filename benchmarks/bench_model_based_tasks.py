@@ -58,7 +58,7 @@ NAME, SECTION = "model_based_tasks", "66_model_based_tasks"
 MODEL_BASED = ("mbrl", "svg-inf", "svgk", "svg1")
 SEEDS_NEEDED = 3  # seeds on which one learner must reach a target that is asked of the best method
 #: the date of the run the template's hand-written notes describe
-NOTES_WRITTEN_FOR = "2026-12-07 21:00"
+NOTES_WRITTEN_FOR = "2026-12-07 23:36"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,8 +366,9 @@ def view(results: dict) -> dict:
         key = _key(task)
         rows = [{"started": None, "xla_flags": None, **r} for r in results["runs"] if r["task"] == key]  # older rows
         # a run ends with the episode that crosses its budget: an evaluation after it is past the budget
-        past = [r for r in rows if r["reached_at"] is not None and r["reached_at"] > r.get("budget", task["budget"])]
-        rows = [{**r, "reached_at": None} if r in past else r for r in rows]
+        past = {(r["algo"], r["seed"]): r["reached_at"] for r in rows
+                if r["reached_at"] is not None and r["reached_at"] > r.get("budget", task["budget"])}
+        rows = [{**r, "reached_at": None} if (r["algo"], r["seed"]) in past else r for r in rows]
         if not rows:
             continue
         other = [f"{r['algo']} seed {r['seed']}" for r in rows if r.get("eval_episodes", task["eval_episodes"])
@@ -384,7 +385,9 @@ def view(results: dict) -> dict:
         met_by = sorted(a for a, ok in seeds.items() if len(ok) >= SEEDS_NEEDED and all(ok))
         # results written before the field: the table's verdict for the task (every row, for a task not in it)
         every = task.get("every_learner", TASKS[key].every_learner if key in TASKS else True)
-        missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f})" for r in rows if r["reached_at"] is None]
+        missed = [f"{r['algo']} seed {r['seed']} (best {r['best']:.1f}"
+                  + (f", reached at {past[r['algo'], r['seed']]:,} steps, past the budget)" if (r["algo"], r["seed"])
+                     in past else ")") for r in rows if r["reached_at"] is None]
         # a target asked of every learner is not met while one of the task's learners lacks its seeds
         short = [f"{a} ({len(seeds.get(a, []))} run{'' if len(seeds.get(a, [])) == 1 else 's'})"
                  for a in task["algos"] if every and len(seeds.get(a, [])) < SEEDS_NEEDED]

@@ -48,6 +48,8 @@ def test_an_evaluation_past_the_budget_does_not_reach_the_target():
     rows[1]["reached_at"] = 10_046
     verdict = _verdicts(task, rows)
     assert not verdict["met"] and verdict["n_reached"] == 2
+    assert [m["item"] for m in verdict["missed"]] == [
+        "svg0 seed 1 (best 1.0, reached at 10,046 steps, past the budget)"]
 
 
 def test_a_target_of_the_best_method_needs_one_learner_on_three_seeds():
