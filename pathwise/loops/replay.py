@@ -211,14 +211,14 @@ class ReplayLoop(Loop):
         if self.config.noise_color:  # the policy's samples for one episode of colored noise
             noise, from_noise = colored_noise(k_act, self.max_steps, self.spec, self.config.noise_color), \
                 self.algorithm.hook("act_from_noise")
+            sample = lambda obs, t: act_with_noise_once(from_noise, carry.algo, obs, noise[t])  # noqa: E731
+        else:
+            sample = lambda obs, t: _behaviour(self.algorithm.act, carry.algo, obs, k_act, np.int32(t))  # noqa: E731
 
         def act(obs, t):
             if start + t < warmup:
                 return random_actions[t]
-            obs = jnp.asarray(obs, jnp.float32).reshape(-1)
-            if self.config.noise_color:
-                return np.asarray(act_with_noise_once(from_noise, carry.algo, obs, noise[t]))
-            return np.asarray(_behaviour(self.algorithm.act, carry.algo, obs, k_act, np.int32(t)))
+            return np.asarray(sample(jnp.asarray(obs, jnp.float32).reshape(-1), t))
 
         episode, length, episode_return = envs.collect_padded(self.env, act, episode_seed(k_seed), self.max_steps)
         n_updates = int(round(self.config.updates_per_step * length)) if start + length >= warmup else 0

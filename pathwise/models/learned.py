@@ -121,14 +121,14 @@ class LearnedModel(System):
                              "or a learned reward_model.")
         if sampling not in SAMPLING:
             raise ValueError(f"LearnedModel: sampling={sampling!r} must be one of {', '.join(SAMPLING)}.")
-        if not math.isfinite(penalty):
-            raise ValueError(f"LearnedModel: penalty={penalty!r} must be finite (the weight of the disagreement "
-                             "penalty).")
-        self.penalty = float(penalty)
         if not math.isfinite(bonus):
             raise ValueError(f"LearnedModel: bonus={bonus!r} must be finite (the weight of the disagreement bonus; "
                              "negative: a penalty).")
-        self.termination_model, self.sampling, self.bonus = termination_model, sampling, float(bonus)
+        if not math.isfinite(penalty):
+            raise ValueError(f"LearnedModel: penalty={penalty!r} must be finite (the weight of the disagreement "
+                             "penalty).")
+        self.termination_model, self.sampling = termination_model, sampling
+        self.bonus, self.penalty = float(bonus), float(penalty)
         self.member, self.member_key = None, None
         self.model, self.reward_fn, self.reward_model = model, reward_fn, reward_model
         self.low = jnp.broadcast_to(jnp.asarray(action_low, jnp.float32), (model.action_dim,))
