@@ -74,7 +74,7 @@ def env_id(env: Any, *, option: str = "env") -> str:
     """The Gymnasium id to train on for ``env`` (any form of the module docstring's table), registered if new."""
     if isinstance(env, str):
         if is_import_path(env):
-            return _register(_load(env, option), option, env, want_system=False)
+            return _register(load_object(env, option), option, env, want_system=False)
         return _adopt_system_env(registry.check_id(registry.canonical_id(env)))
     if env is None or isinstance(env, (bytes, int, float, bool)):
         raise ValueError(f"{_what(option, env)}: an environment must be {_ENV_FORMS}.")
@@ -93,7 +93,7 @@ def system_id(system: Any, *, option: str = "system") -> str:
                              "'package.module:Class' (a subclass of pathwise.systems.System), or train on it as an "
                              "environment (env=, --env) with a model-free or model-based algorithm.")
         return found if rec.native or rec.twin is None else rec.twin
-    obj = _load(system, option) if isinstance(system, str) else system
+    obj = load_object(system, option) if isinstance(system, str) else system
     return _register(obj, option, system if isinstance(system, str) else None, want_system=True)
 
 
@@ -123,8 +123,9 @@ def _adopt_system_env(found: str) -> str:
 # -- importing ------------------------------------------------------------------------------------------------
 
 
-def _load(path: str, option: str) -> Any:
-    """The object ``package.module:name`` names, with an error naming the fix when it cannot be had."""
+def load_object(path: str, option: str) -> Any:
+    """The object ``package.module:name`` names (a module in the current directory included), with an error that
+    names ``option`` and the fix when it cannot be imported or has no such attribute."""
     module_name, _, attr = path.partition(":")
     module = _import(module_name, path, option)
     obj: Any = module

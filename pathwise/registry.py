@@ -243,9 +243,11 @@ def register(env_id: str, *, overwrite: bool = False, **fields: Any) -> EnvRecor
     return record(env_id)
 
 
-def check_functions(rec: EnvRecord, obs_dim: int, action_dim: int) -> None:
+def check_functions(rec: EnvRecord, obs_dim: int, action_dim: int,
+                    fix: str = "fix it and register it again with overwrite=True") -> None:
     """Trace a record's reward and termination once on a sample transition (no compilation) and refuse, naming
-    the function and the fix, one that JAX cannot trace or that does not return one scalar."""
+    the function and ``fix`` (what the user does once it is fixed), one that JAX cannot trace or that does not
+    return one scalar."""
     import jax
     import jax.numpy as jnp
 
@@ -262,13 +264,13 @@ def check_functions(rec: EnvRecord, obs_dim: int, action_dim: int) -> None:
             raise ValueError(f"The {name} function of {rec.id!r} fails on a sample transition (obs shape ({obs_dim},), "
                              f"action shape ({action_dim},)): {type(exc).__name__}: {first[:200]}. It must be "
                              f"{kind} written with jax.numpy on unbatched arrays (no float(), int(), NumPy calls or "
-                             f"`if` on array values); fix it and register it again with overwrite=True.") from None
+                             f"`if` on array values); {fix}.") from None
         shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
         numeric = dtype is not None and (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_)
         if shape != () or not numeric:
             raise ValueError(f"The {name} function of {rec.id!r} returns {'shape ' + str(shape) if shape != () else ''}"
                              f"{'' if numeric else ' dtype ' + str(dtype)} on one transition; it must be {kind} (e.g. "
-                             f"jnp.sum(...) or x[0]); fix it and register it again with overwrite=True.")
+                             f"jnp.sum(...) or x[0]); {fix}.")
 
 
 def add_own(rec: EnvRecord) -> None:

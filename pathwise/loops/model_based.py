@@ -44,6 +44,25 @@ from pathwise.spec import DEFAULT_MAX_EPISODE_STEPS, EnvSpec
 from pathwise.types import Array, PRNGKey, Transition
 
 
+def is_function_path(source: str) -> bool:
+    """Whether a reward source names a function, ``package.module:function``, rather than 'known'/'learned'/'auto'."""
+    module, colon, name = source.partition(":")
+    return bool(colon and module and name)
+
+
+def own_reward(path: str, spec: EnvSpec) -> Callable[[Array, Array, Array], Array]:
+    """The reward function ``path`` names (``reward_source``), traced once on a transition of ``spec``."""
+    from pathwise import problems, registry
+
+    fn = problems.load_object(path, "reward_source")
+    if not callable(fn):
+        raise ValueError(f"reward_source={path!r} names a {type(fn).__name__}, not a function; name a function "
+                         "fn(obs, action, next_obs) -> scalar written with jax.numpy.")
+    registry.check_functions(registry.EnvRecord(f"reward_source={path!r}", reward=fn), spec.obs_dim,
+                             spec.action_dim, fix="fix it")
+    return fn
+
+
 def _pinned(source: str, known: Any) -> str:
     """A reward or termination source with 'auto' decided: 'known' where ``known`` (the registered function) is
     not None, else 'learned'; 'known' and 'learned' as given."""
@@ -107,7 +126,10 @@ class ModelFitOptions(Options):
     rollout) or 'ts-1' (a random elite per step); trajectory sampling of Chua et al. (2018)."""
     reward_source: str = "auto"
     """The imagined reward: 'known' (the registered reward), 'learned' (a head of the model fitted on the observed
-    rewards) or 'auto' (known where registered, else learned)."""
+    rewards), 'auto' (known where registered, else learned), or a reward of your own, 'package.module:function'
+    (``fn(obs, action, next_obs) -> scalar`` in jax.numpy), imagined in place of the task's: what the planner and
+    the imagined returns maximise (a planning objective, e.g. ``pathwise.rewards:inverted_pendulum_centred_reward``),
+    while the real episodes and the evaluations keep scoring the task's own reward."""
     termination_source: str = "auto"
     """Imagined termination: 'known' (the registered rule), 'learned' (a logistic head fitted on the observed
     terminated flags; a rollout ends where its probability exceeds 0.5) or 'auto' (known where registered, else
@@ -117,7 +139,10 @@ class ModelFitOptions(Options):
         return super().checks() + positive(self, "model_lr", "model_batch", "model_steps_per_epoch",
                                            "model_max_epochs", "model_patience", "model_ensemble") + \
             at_least(self, 0, "model_steps_per_transition", "model_elites") + \
-            one_of(self, "model_sampling", SAMPLING) + one_of(self, "reward_source", SOURCES) + \
+            one_of(self, "model_sampling", SAMPLING) + \
+            [(self.reward_source in SOURCES or is_function_path(self.reward_source),
+              f"reward_source={self.reward_source!r} must be one of {', '.join(map(repr, SOURCES))} or a reward "
+              "function of your own, 'package.module:function'")] + \
             one_of(self, "termination_source", SOURCES) + [
                 (self.model_elites <= self.model_ensemble,
                  f"model_elites={self.model_elites} must be at most model_ensemble={self.model_ensemble}"),
@@ -156,6 +181,9 @@ class ModelFitOptions(Options):
         out = []
         for what, source, known in (("reward", self.reward_source, spec.reward),
                                     ("termination", self.termination_source, spec.terminated)):
+            if is_function_path(source):  # a reward of the user's own: not learned
+                out.append(False)
+                continue
             if source == "known" and known is None:
                 raise ValueError(f"{what}_source='known' but no {what} of {spec.env_id!r} is registered; register "
                                  f"one (pathwise.registry.register({spec.env_id!r}, "
@@ -163,6 +191,14 @@ class ModelFitOptions(Options):
                                  "or 'learned' to learn it from the data.")
             out.append(_pinned(source, known) == "learned")
         return out[0], out[1]
+
+    def imagined_reward(self, spec: EnvSpec) -> Callable[[Array, Array, Array], Array] | None:
+        """The reward the model imagines with on ``spec``: the function ``reward_source`` names, the registered
+        reward, or None where the model learns it (ValueError, naming the fix, for a function that cannot be
+        imported or does not return one scalar on a transition of ``spec``)."""
+        if is_function_path(self.reward_source):
+            return own_reward(self.reward_source, spec)
+        return None if self.learns(spec)[0] else spec.reward
 
     def resolved(self, spec: EnvSpec) -> "ModelFitOptions":
         """Also pins ``reward_source`` and ``termination_source`` 'auto' to 'known' or 'learned', as ``learns``
@@ -302,7 +338,8 @@ def learned_system(model: DynamicsModel, spec: EnvSpec, horizon: int, options: M
     trajectory sampling and (``ModelOptions``) the optimism bonus less the pessimism penalty."""
     model = frozen(model)
     options = ModelOptions() if options is None else options
-    return LearnedModel(model, None if model.reward_head is not None else spec.reward, reward_model=model.reward_head,
+    return LearnedModel(model, None if model.reward_head is not None else options.imagined_reward(spec),
+                        reward_model=model.reward_head,
                         terminal_fn=None if model.termination_head is not None else spec.terminated,
                         termination_model=model.termination_head, action_low=spec.action_low,
                         action_high=spec.action_high, horizon=horizon, sampling=options.model_sampling,
@@ -352,7 +389,7 @@ def check_mirror(spec: EnvSpec, data: Dataset, obs_signs: np.ndarray, action_sig
     mo, ma, mo2 = o * obs_signs, a * action_signs, o2 * obs_signs
     checks = []
     if not learn_reward:
-        reward = jax.vmap(spec.reward)
+        reward = jax.vmap(options.imagined_reward(spec))
         checks.append(("reward", np.asarray(reward(o, a, o2)), np.asarray(reward(mo, ma, mo2))))
     if not learn_termination and spec.terminated is not None:
         done = jax.vmap(spec.terminated)
@@ -552,6 +589,7 @@ class ModelBasedLoop(Loop):
             raise ValueError(f"{what}: {algorithm.name} acts by planning already; the option plans over a learned "
                              "policy's actions. Leave act_planner='none' and eval_planner=False.")
         self.learn_reward, self.learn_termination = config.learns(spec)
+        config.imagined_reward(spec)  # a reward_source function that cannot be imported or traced: refused here
         config.mirror_signs(spec)  # signs of the wrong count are refused here
         config.limits(spec)  # and joint limits that name entries the task lacks
         check_noise(algorithm, config)

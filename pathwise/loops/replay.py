@@ -157,6 +157,7 @@ class ReplayLoop(Loop):
         self.branching = bool(config.branches)
         self.last_fit = None
         config.learns(spec)  # svg1's model and the branches' learn what is not registered; 'known' without it: refused
+        config.imagined_reward(spec)  # and a reward_source function that cannot be imported or traced
         check_noise(algorithm, config)
         if self.branching:
             self._check_branching(spec, config)
