@@ -121,6 +121,11 @@ TASKS = {t.key: t for t in (
                         claim=f"{_INVERTED.claim}, pets planning with the task's reward times 1 − x² (x the cart's "
                               "position on its rail of ±1; `rewards.inverted_pendulum_centred_reward` as its "
                               "imagined reward, the evaluations scoring the task's own)"),
+    dataclasses.replace(_INVERTED, algos=("pets",), variant="centred-cem600", run=False,
+                        overrides=(("reward_source", "pathwise.rewards:inverted_pendulum_centred_reward"),
+                                   ("plan_samples", 600), ("plan_elites", 60), ("plan_iterations", 8)),
+                        claim=f"{_INVERTED.claim}, pets planning with `:centred`'s objective and a CEM of 600 "
+                              "sequences refit 8 times to their 60 best (the preset's: 200, 5 and 20)"),
     _MOUNTAINCAR,
     *(dataclasses.replace(_MOUNTAINCAR, algos=("svgk",), variant=name, overrides=(*_NO_BONUS, *extra),
                           claim=f"reaches the goal (return ≥ 90) within 10,000 steps without the ensemble or the "

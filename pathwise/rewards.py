@@ -127,8 +127,9 @@ def inverted_pendulum_centred_reward(obs: Array, action: Array, next_obs: Array)
     ``|x| = 1`` and the stop tips the pole. A planner whose horizon is shorter than the time the cart takes to
     drift there scores every plan that keeps the pole up alike, lets the cart wander, and loses the pole at the
     rail (pets, measured in BENCHMARKS.md); this objective prices the distance from the centre in every step.
-    Use it as a model-based run's imagined reward, ``reward_source="pathwise.rewards:inverted_pendulum_centred_reward"``:
-    the real episodes and the evaluations keep scoring the task's reward.
+    Use it as a model-based run's imagined reward,
+    ``reward_source="pathwise.rewards:inverted_pendulum_centred_reward"``: the real episodes and the evaluations
+    keep scoring the task's reward.
     """
     centred = 1.0 - (next_obs[0] / INVERTED_PENDULUM_RAIL) ** 2
     return inverted_pendulum_reward(obs, action, next_obs) * centred

@@ -192,8 +192,8 @@ def init(key: PRNGKey, spec: EnvSpec, config: Config) -> State:
     learn_reward, learn_termination = config.learns(spec)
     dynamics = DynamicsModel(spec.obs_dim, spec.action_dim, config.model_hidden, key=k_m, learn_reward=learn_reward,
                              learn_termination=learn_termination, angles=spec.angle_entries(config.angle_features))
-    model = LearnedModel(dynamics, None if learn_reward else config.imagined_reward(spec), reward_model=dynamics.reward_head,
-                         action_low=spec.action_low, action_high=spec.action_high,
+    model = LearnedModel(dynamics, None if learn_reward else config.imagined_reward(spec),
+                         reward_model=dynamics.reward_head, action_low=spec.action_low, action_high=spec.action_high,
                          terminal_fn=None if learn_termination else spec.terminated,
                          termination_model=dynamics.termination_head)
     clip = config.max_grad_norm

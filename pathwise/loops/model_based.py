@@ -58,8 +58,8 @@ def own_reward(path: str, spec: EnvSpec) -> Callable[[Array, Array, Array], Arra
     if not callable(fn):
         raise ValueError(f"reward_source={path!r} names a {type(fn).__name__}, not a function; name a function "
                          "fn(obs, action, next_obs) -> scalar written with jax.numpy.")
-    registry.check_functions(registry.EnvRecord(f"reward_source={path!r}", reward=fn), spec.obs_dim,
-                             spec.action_dim, fix="fix it")
+    registry.check_functions(registry.EnvRecord(path, reward=fn), spec.obs_dim, spec.action_dim,
+                             fix="fix it, or name another in reward_source")
     return fn
 
 
