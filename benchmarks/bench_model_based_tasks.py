@@ -114,16 +114,17 @@ _MOUNTAINCAR = Task("MountainCarContinuous-v0", 90.0, 10_000, 1000, 5, ("mbrl", 
 _NO_BONUS = (("model_ensemble", 1), ("model_probabilistic", False), ("exploration_bonus", 0.0))
 _INVERTED = Task("InvertedPendulum-v5", 1000.0, 5000, 250, 5, (*MODEL_BASED, "pets"), "mujoco", True,
                  "every model-based learner reaches 1,000 (a whole balanced episode) on 3/3 seeds", every_learner=True)
+#: pets's imagined reward in the InvertedPendulum-v5 variants: the task's reward times 1 − x² (the cart's position)
+_CENTRED = (("reward_source", "pathwise.rewards:inverted_pendulum_centred_reward"),)
 TASKS = {t.key: t for t in (
     _INVERTED,
     dataclasses.replace(_INVERTED, algos=("pets",), variant="centred", run=False,
-                        overrides=(("reward_source", "pathwise.rewards:inverted_pendulum_centred_reward"),),
+                        overrides=_CENTRED,
                         claim=f"{_INVERTED.claim}, pets planning with the task's reward times 1 − x² (x the cart's "
                               "position on its rail of ±1; `rewards.inverted_pendulum_centred_reward` as its "
                               "imagined reward, the evaluations scoring the task's own)"),
     dataclasses.replace(_INVERTED, algos=("pets",), variant="centred-cem600", run=False,
-                        overrides=(("reward_source", "pathwise.rewards:inverted_pendulum_centred_reward"),
-                                   ("plan_samples", 600), ("plan_elites", 60), ("plan_iterations", 8)),
+                        overrides=(*_CENTRED, ("plan_samples", 600), ("plan_elites", 60), ("plan_iterations", 8)),
                         claim=f"{_INVERTED.claim}, pets planning with `:centred`'s objective and a CEM of 600 "
                               "sequences refit 8 times to their 60 best (the preset's: 200, 5 and 20)"),
     _MOUNTAINCAR,
